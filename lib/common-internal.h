@@ -1,0 +1,91 @@
+/* lib/common-internal.h: included first by every libmltrace source file.
+ * Private: never installed. */
+#ifndef MLT_COMMON_INTERNAL_H
+#define MLT_COMMON_INTERNAL_H
+
+#include "config.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include <mltrace/mltrace.h>
+
+#define MLT_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MLT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MLT_UNUSED __attribute__((unused))
+#define MLT_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define MLT_TLS __thread __attribute__((tls_model("initial-exec")))
+
+#define MLT_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MLT_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define MLT_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- time ---- */
+static inline int64_t mlt__now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+static inline int64_t mlt__mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- logging (util.c) ---- */
+/* Rate-limited per call site kind: at most one message per second per
+ * |kind| (a small integer < MLT__LOGK_COUNT); suppressed messages are counted
+ * and reported with the next one. */
+enum {
+  MLT__LOGK_GENERIC = 0,
+  MLT__LOGK_MISUSE,
+  MLT__LOGK_DROP,
+  MLT__LOGK_EXPORT,
+  MLT__LOGK_EXPORT2,
+  MLT__LOGK_ENV,
+  MLT__LOGK_TIMEOUT,
+  MLT__LOGK_JSON,
+  MLT__LOGK_COUNT
+};
+void mlt__log(mlt_log_level level, int kind, const char *fmt, ...) MLT_PRINTF(3, 4);
+void mlt__log_configure(mlt_log_level level, mlt_log_fn fn, void *user_data);
+mlt_log_level mlt__log_level_from_env(mlt_log_level dflt);
+
+/* ---- random (util.c): per-thread generator, seeded once per thread ---- */
+uint64_t mlt__rand64(void);
+
+/* ---- encoding helpers (util.c) ---- */
+void mlt__hex64(uint64_t v, char out[16]);
+/* "tr-" + 32 hex + NUL into out (MLT_TRACE_ID_SIZE bytes). */
+void mlt__format_trace_id(uint64_t hi, uint64_t lo, char out[MLT_TRACE_ID_SIZE]);
+/* Parse "tr-<32 hex>" or "<32 hex>"; returns 0 on success. */
+int mlt__parse_trace_id(const char *s, uint64_t *hi, uint64_t *lo);
+/* Parse 16 hex digits; returns 0 on success (0 ids rejected). */
+int mlt__parse_span_id(const char *s, uint64_t *id);
+int mlt__parse_hex(const char *s, size_t n, uint64_t *out);
+/* Base64 of |n| bytes into out (needs 4*ceil(n/3)+1), returns length. */
+size_t mlt__base64(const uint8_t *in, size_t n, char *out);
+static inline void mlt__be64(uint64_t v, uint8_t out[8]) {
+  for (int i = 7; i >= 0; i--) {
+    out[i] = (uint8_t)v;
+    v >>= 8;
+  }
+}
+/* Length of the longest prefix of s[0..n) that does not end inside a UTF-8
+ * sequence (the cut point for truncation). */
+size_t mlt__utf8_cut(const char *s, size_t n);
+/* Byte offset after |max_chars| code points (or n when shorter); *chars gets
+ * the number of code points counted (invalid bytes count as one). */
+size_t mlt__utf8_prefix_chars(const char *s, size_t n, size_t max_chars, size_t *chars);
+
+/* ---- env helpers (util.c) ---- */
+const char *mlt__getenv(const char *name); /* NULL when unset or empty */
+char *mlt__strdup(const char *s);
+char *mlt__strndup(const char *s, size_t n);
+const char *mlt__program_name(void);
+
+#endif /* MLT_COMMON_INTERNAL_H */

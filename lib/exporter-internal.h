@@ -1,0 +1,151 @@
+/* lib/exporter-internal.h: the exporter interface (one ops table), prepared
+ * traces, and the serializers every exporter shares. */
+#ifndef MLT_EXPORTER_INTERNAL_H
+#define MLT_EXPORTER_INTERNAL_H
+
+#include "json-internal.h"
+#include "span-internal.h"
+
+/* A finished trace as exporters see it: spans ordered root first, parents
+ * before children, span processor already applied.  Valid only during
+ * export_batch(); asynchronous exporters serialize what they need. */
+typedef struct mlt__prepared {
+  mlt__trace *t;
+  mlt__span **spans;
+  uint32_t n;
+  int root;        /* index of the root span in spans[], or -1 (continuation) */
+  int32_t *parent; /* parent index of each span, or -1 */
+  uint32_t ticket;
+  char trace_id[MLT_TRACE_ID_SIZE];
+} mlt__prepared;
+
+typedef struct mlt__exporter_ops {
+  const char *name;
+  /* Called once on the export thread before the first batch.  Optional. */
+  int (*start)(mlt_exporter *e);
+  /* Export |n| traces.  Report each one with mlt__export_done(), now
+   * (synchronous exporters) or later from poll() (asynchronous ones, which
+   * must copy what they need: the traces are freed when this returns). */
+  void (*export_batch)(mlt_exporter *e, mlt__prepared *const *traces, size_t n);
+  /* Drive asynchronous work.  Returns the monotonic time (ns) at which it
+   * wants to run again, or 0 for "no timer".  Optional. */
+  int64_t (*poll)(mlt_exporter *e, int64_t now_mono_ns);
+  /* Traces accepted but not yet reported.  Optional (0). */
+  size_t (*in_flight)(mlt_exporter *e);
+  /* Report everything still in flight as failed and stop (deadline hit).
+   * Optional. */
+  void (*abandon)(mlt_exporter *e);
+  /* Free the exporter (any thread, after the export thread stopped). */
+  void (*destroy)(mlt_exporter *e);
+} mlt__exporter_ops;
+
+struct mlt_exporter {
+  const mlt__exporter_ops *ops;
+  mlt_exporter *next;
+  int failed_start;
+};
+
+/* Completion of one trace by one exporter (export thread only).  |why| is
+ * logged (rate-limited) when !ok. */
+void mlt__export_done(mlt_exporter *e, uint32_t ticket, int ok, const char *why);
+
+/* Wake the export thread (e.g. from a curl multi socket callback). */
+void mlt__pipeline_wakeup(void);
+/* The network wait hook: when set, the export thread waits in it instead of
+ * its condition variable, and mlt__pipeline_wakeup() calls |wake|. */
+void mlt__pipeline_set_waiter(int (*wait)(void *ud, int timeout_ms), void (*wake)(void *ud), void *ud);
+
+/* ---- span digest: one pass over a span's records --------------------- */
+
+typedef struct mlt__digest {
+  const char *name;
+  size_t name_len;
+  const char *type; /* static name or custom string */
+  size_t type_len;
+  const mlt__rec *inputs, *outputs; /* last set, or NULL */
+  const mlt__rec **attrs;           /* last value per key, removals applied */
+  size_t n_attrs;
+  const mlt__rec **events; /* EVENT records (children follow each) */
+  size_t n_events;
+  const mlt__rec **chunks; /* CHUNK records, in order */
+  size_t n_chunks;
+  int chunks_text_only;
+  int status;         /* from the span (ended) */
+  const mlt__rec *status_msg;
+  int64_t first_chunk_ns;
+  /* scratch capacity */
+  size_t cap_attrs, cap_events, cap_chunks;
+} mlt__digest;
+
+void mlt__digest_span(mlt__digest *d, mlt__span *s);
+void mlt__digest_free(mlt__digest *d);
+
+/* Value bytes of a record, skipping the truncation header; *orig gets the
+ * original length (== *len unless truncated). */
+static inline const char *mlt__rec_value(const mlt__rec *r, size_t *len, uint64_t *orig) {
+  const char *v = mlt__rec_val(r);
+  size_t l = r->val_len;
+  uint64_t o = l;
+  if (r->flags & MLT__RF_TRUNC) {
+    memcpy(&o, v, 8);
+    v += 8;
+    l -= 8;
+  }
+  *len = l;
+  if (orig) *orig = o;
+  return v;
+}
+
+/* JSON text of a value record (ATTR, FIELD, INPUTS, OUTPUTS, CHUNK): what
+ * json.dumps(value) gives in Python.  Invalid JSON text becomes a JSON
+ * string (counted); truncated values become strings ending in the marker. */
+void mlt__value_json(mlt__buf *out, const mlt__rec *r);
+/* Default outputs of a streaming span from its chunks (concatenated text, or
+ * the list of chunk values). */
+void mlt__chunks_output_json(mlt__buf *out, const mlt__digest *d);
+
+/* ---- MLflow trace JSON (file store, memory store, callbacks, artifact) */
+
+/* Per-trace values computed once for all serializers. */
+typedef struct mlt__trace_info {
+  char trace_id[MLT_TRACE_ID_SIZE];
+  int64_t start_ns, end_ns;
+  int state_error;
+  mlt__buf request_preview, response_preview;
+  const char *client_request_id;
+  const char *session, *user;
+  mlt__buf token_usage; /* summed mlflow.chat.tokenUsage, or empty */
+  mlt__tinfo *info;     /* trace-level updates, newest first */
+  const char *trace_name;
+  size_t trace_name_len;
+} mlt__trace_info;
+
+void mlt__trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p);
+void mlt__trace_info_free(mlt__trace_info *ti);
+
+/* Append one trace as one line of Trace JSON ({"info":..,"data":..}) and a
+ * '\n'. */
+void mlt__json_trace(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti);
+/* The {"spans": [...]} object (traces.json artifact). */
+void mlt__json_trace_data(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti);
+/* The TraceInfo object (Trace JSON "info" form when |for_rest| is 0; the
+ * StartTraceV3 form, with execution_duration as "<s>s", when 1). */
+void mlt__json_trace_info(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti, int for_rest);
+
+/* Scratch state for the export thread (serializers reuse it). */
+mlt__digest *mlt__scratch_digest(void);
+mlt__buf *mlt__scratch_buf(int which);
+
+/* The span processor's view of one span (export thread). */
+struct mlt_span_view {
+  mlt__span *s;
+  mlt__buf tmp;
+};
+
+/* Built-in exporters. */
+int mlt__exporter_file_new(const char *path, mlt_exporter **out);
+
+/* The configured experiment id (trace_location). */
+const char *mlt__experiment_id(void);
+
+#endif /* MLT_EXPORTER_INTERNAL_H */

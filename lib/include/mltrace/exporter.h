@@ -1,0 +1,98 @@
+/* <mltrace/exporter.h>: where finished traces go, and the span processor view.
+ *
+ * Include <mltrace/mltrace.h> rather than this header.
+ *
+ * Exporters run on the single export thread.  Create them, then hand them to
+ * mlt_options_add_exporter() (which takes ownership); they are destroyed by
+ * mlt_shutdown().  Without explicit exporters, mlt_init() builds them from the
+ * environment (see mlt_options_set_tracking_uri()).
+ */
+#ifndef MLTRACE_EXPORTER_H
+#define MLTRACE_EXPORTER_H
+
+#include <mltrace/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mlt_exporter mlt_exporter;
+typedef struct mlt_span_view mlt_span_view;
+typedef struct mlt_memory_store mlt_memory_store;
+
+/** Free an exporter that was never handed to mlt_options_add_exporter().
+ *  NULL is a no-op. */
+MLT_EXTERN void mlt_exporter_free(mlt_exporter *exporter);
+
+/* ---- Local file store (the embedded default) ------------------------- */
+
+/**
+ * Exporter appending one trace per line to @p path, in MLflow's Trace JSON
+ * ({"info": ..., "data": {"spans": [...]}}), loadable line by line with
+ * mlflow.entities.Trace.from_json().  Lines are whole even when several
+ * processes append to the same file (O_APPEND, one write per batch under an
+ * advisory lock).  The file is created (0644) on first write.
+ * @param path file path (copied); NULL gives MLTRACE_FILE or "traces.jsonl".
+ * @return MLT_OK; MLT_EINVAL (out NULL); MLT_ENOMEM.
+ */
+MLT_EXTERN int mlt_exporter_file_new(const char *path, mlt_exporter **out);
+
+/* ---- In-memory store (tests) ----------------------------------------- */
+
+/** Create an empty, reference-counted store of exported traces.
+ *  Thread-safety: every mlt_memory_store_* call is thread-safe. */
+MLT_EXTERN mlt_memory_store *mlt_memory_store_new(void);
+/** Drop a reference (NULL is a no-op). */
+MLT_EXTERN void mlt_memory_store_release(mlt_memory_store *store);
+/** Number of traces stored. */
+MLT_EXTERN size_t mlt_memory_store_count(mlt_memory_store *store);
+/** Copy of trace @p i as Trace JSON (same text as a file store line), or NULL
+ *  when out of range.  Free it with free(). */
+MLT_EXTERN char *mlt_memory_store_get(mlt_memory_store *store, size_t i);
+/** Remove every stored trace. */
+MLT_EXTERN void mlt_memory_store_clear(mlt_memory_store *store);
+/** Exporter writing into @p store (which it retains). */
+MLT_EXTERN int mlt_exporter_memory_new(mlt_memory_store *store, mlt_exporter **out);
+
+/* ---- Callback (custom sinks) ----------------------------------------- */
+
+/** Receives each finished trace as Trace JSON (@p json borrowed for the call,
+ *  NUL-terminated, @p len bytes).  Runs on the export thread; return 0 on
+ *  success or a negative mlt_status to count the trace as failed. */
+typedef int (*mlt_export_fn)(const char *json, size_t len, void *user_data);
+/** Exporter calling @p fn for every trace. */
+MLT_EXTERN int mlt_exporter_callback_new(mlt_export_fn fn, void *user_data, mlt_exporter **out);
+
+/* ---- Span processor view (see mlt_options_set_span_processor()) ------ */
+
+/* All view functions: thread-safety "export thread only, during the
+ * processor call"; returned pointers are borrowed until the next call on the
+ * same view; setters copy their arguments. */
+
+/** Span name. */
+MLT_EXTERN const char *mlt_span_view_name(const mlt_span_view *v);
+/** Span type string ("LLM", a custom type, ...). */
+MLT_EXTERN const char *mlt_span_view_type(const mlt_span_view *v);
+/** Inputs as JSON text (length in *len), or NULL when unset. */
+MLT_EXTERN const char *mlt_span_view_inputs(mlt_span_view *v, size_t *len);
+/** Outputs as JSON text (length in *len), or NULL when unset. */
+MLT_EXTERN const char *mlt_span_view_outputs(mlt_span_view *v, size_t *len);
+/** Value of attribute @p key as JSON text (a string attribute comes back
+ *  quoted), or NULL when unset. */
+MLT_EXTERN const char *mlt_span_view_attr(mlt_span_view *v, const char *key, size_t *len);
+/** Replace the inputs with JSON text (NULL removes them). */
+MLT_EXTERN int mlt_span_view_set_inputs_json(mlt_span_view *v, const char *json);
+/** Replace the outputs with JSON text (NULL removes them). */
+MLT_EXTERN int mlt_span_view_set_outputs_json(mlt_span_view *v, const char *json);
+/** Replace attribute @p key with a string value. */
+MLT_EXTERN int mlt_span_view_set_attr_str(mlt_span_view *v, const char *key, const char *value);
+/** Remove attribute @p key. */
+MLT_EXTERN int mlt_span_view_remove_attr(mlt_span_view *v, const char *key);
+/** Remove every event of the span (stream chunks and exceptions included). */
+MLT_EXTERN int mlt_span_view_drop_events(mlt_span_view *v);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MLTRACE_EXPORTER_H */

@@ -1,0 +1,777 @@
+/* lib/pipeline.c: life cycle (init, shutdown, flush), counters, the bounded
+ * export queue and the export thread.
+ *
+ * App threads hand finished traces to a bounded lock-free MPMC ring (one CAS
+ * per trace).  They never block: a full ring drops the trace and counts it.
+ * The single export thread wakes when the ring passes a fill threshold (one
+ * wake-up per batch, never per span), when flushed, or every
+ * schedule_delay_ms; it orders spans, runs the span processor, hands each
+ * batch to every exporter, and frees the spans.
+ */
+#include "exporter-internal.h"
+#include "options-internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+_Atomic int mlt__g_state;
+_Atomic int mlt__g_enabled;
+mlt__config mlt__g_cfg;
+_Atomic uint32_t mlt__g_epoch;
+
+static pthread_mutex_t life_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* ---- counters -------------------------------------------------------- */
+
+static _Atomic uint64_t g_stats[MLT__ST_COUNT];
+static mlt_stats g_final; /* snapshot kept after shutdown */
+static int g_have_final;
+
+void mlt__stats_add(int which, uint64_t n) { atomic_fetch_add_explicit(&g_stats[which], n, memory_order_relaxed); }
+void mlt__count_invalid_json(void);
+void mlt__count_invalid_json(void) {
+  mlt__stats_add(MLT__ST_INVALID_JSON, 1);
+  mlt__log(MLT_LOG_WARN, MLT__LOGK_JSON, "a value given as JSON text is not valid JSON; exported as a string");
+}
+
+/* ---- queue ----------------------------------------------------------- */
+
+typedef struct qcell {
+  _Atomic size_t seq;
+  mlt__trace *t;
+} qcell;
+
+static qcell *g_q;
+static size_t g_qmask;
+static _Atomic size_t g_qhead; /* enqueue position */
+static _Atomic size_t g_qtail; /* dequeue position (export thread) */
+static size_t g_wake_threshold;
+static _Atomic uint64_t g_enqueued; /* traces accepted (for flush) */
+static _Atomic uint64_t g_done;     /* traces fully exported or failed */
+
+/* ---- export thread state --------------------------------------------- */
+
+static pthread_t g_thread;
+static int g_thread_started;
+static pthread_mutex_t g_wake_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_wake_cond;
+static _Atomic int g_sleeping;
+static int g_wake_pending;
+static _Atomic int g_stop;
+static int64_t g_stop_deadline_mono;
+static pthread_mutex_t g_flush_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_flush_cond;
+static mlt_exporter *g_exporters;
+static int g_n_exporters;
+static int g_timed_out_shutdown;
+
+static struct {
+  int (*wait)(void *ud, int timeout_ms);
+  void (*wake)(void *ud);
+  void *ud;
+} g_waiter;
+
+void mlt__pipeline_set_waiter(int (*wait)(void *ud, int timeout_ms), void (*wake)(void *ud), void *ud) {
+  g_waiter.wait = wait;
+  g_waiter.wake = wake;
+  g_waiter.ud = ud;
+}
+
+const char *mlt__experiment_id(void) { return mlt__g_cfg.experiment_id ? mlt__g_cfg.experiment_id : "0"; }
+
+void mlt__pipeline_wakeup(void) {
+  if (g_waiter.wake) {
+    g_waiter.wake(g_waiter.ud);
+    return;
+  }
+  pthread_mutex_lock(&g_wake_mu);
+  g_wake_pending = 1;
+  pthread_cond_signal(&g_wake_cond);
+  pthread_mutex_unlock(&g_wake_mu);
+}
+
+/* Free what a finished trace holds (its spans) and drop the pipeline's
+ * reference.  |spans| NULL: walk the trace's own list. */
+static void release_trace(mlt__trace *t, mlt__span **spans, uint32_t n) {
+  mlt__tls *tls = mlt__tls_get();
+  if (spans) {
+    for (uint32_t i = 0; i < n; i++) mlt__slot_release(spans[i], tls);
+  } else if (t->export_spans) {
+    for (uint32_t i = 0; i < t->n_export; i++) mlt__slot_release(t->export_spans[i], tls);
+  } else {
+    mlt__span *s = atomic_load(&t->spans);
+    while (s) {
+      mlt__span *next = s->next;
+      mlt__slot_release(s, tls);
+      s = next;
+    }
+  }
+  atomic_store(&t->spans, NULL);
+  mlt__trace_unref(t);
+}
+
+static uint32_t count_spans(mlt__trace *t) {
+  if (t->export_spans) return t->n_export;
+  uint32_t n = 0;
+  for (mlt__span *s = atomic_load(&t->spans); s; s = s->next) n++;
+  return n;
+}
+
+void mlt__pipeline_enqueue(mlt__trace *t) {
+  size_t pos = atomic_load_explicit(&g_qhead, memory_order_relaxed);
+  qcell *c;
+  for (;;) {
+    c = &g_q[pos & g_qmask];
+    size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+    intptr_t dif = (intptr_t)seq - (intptr_t)pos;
+    if (dif == 0) {
+      if (atomic_compare_exchange_weak_explicit(&g_qhead, &pos, pos + 1, memory_order_relaxed,
+                                                memory_order_relaxed))
+        break;
+    } else if (dif < 0) {
+      /* Full: drop and count, never block. */
+      uint32_t n = count_spans(t);
+      mlt__stats_add(MLT__ST_TRACES_DROPPED, 1);
+      mlt__stats_add(MLT__ST_SPANS_DROPPED, n);
+      mlt__stats_add(MLT__ST_TRACES_FINISHED, 1);
+      mlt__log(MLT_LOG_WARN, MLT__LOGK_DROP,
+               "export queue full (%zu traces): trace dropped; raise the queue size or lower the load",
+               g_qmask + 1);
+      if (atomic_load(&t->registered)) mlt__registry_del(t->id_hi, t->id_lo, 0);
+      release_trace(t, NULL, 0);
+      return;
+    } else {
+      pos = atomic_load_explicit(&g_qhead, memory_order_relaxed);
+    }
+  }
+  c->t = t;
+  atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+  atomic_fetch_add_explicit(&g_enqueued, 1, memory_order_relaxed);
+  mlt__stats_add(MLT__ST_TRACES_FINISHED, 1);
+  size_t depth = pos + 1 - atomic_load_explicit(&g_qtail, memory_order_relaxed);
+  if (depth >= g_wake_threshold && atomic_load_explicit(&g_sleeping, memory_order_relaxed)) mlt__pipeline_wakeup();
+}
+
+static mlt__trace *dequeue(void) {
+  size_t pos = atomic_load_explicit(&g_qtail, memory_order_relaxed);
+  qcell *c = &g_q[pos & g_qmask];
+  size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+  if ((intptr_t)seq - (intptr_t)(pos + 1) < 0) return NULL;
+  mlt__trace *t = c->t;
+  atomic_store_explicit(&c->seq, pos + g_qmask + 1, memory_order_release);
+  atomic_store_explicit(&g_qtail, pos + 1, memory_order_relaxed);
+  return t;
+}
+
+static size_t queue_depth(void) {
+  size_t h = atomic_load(&g_qhead), t = atomic_load(&g_qtail);
+  return h >= t ? h - t : 0;
+}
+
+/* ---- tickets: completion of a trace across exporters ----------------- */
+
+typedef struct ticket {
+  uint32_t remaining;
+  uint32_t n_spans;
+  uint8_t failed;
+  uint32_t next_free;
+} ticket;
+
+static ticket *g_tickets;
+static uint32_t g_n_tickets, g_ticket_free = UINT32_MAX;
+
+static uint32_t ticket_new(uint32_t n_spans) {
+  if (g_ticket_free == UINT32_MAX) {
+    uint32_t n = g_n_tickets ? g_n_tickets * 2 : 256;
+    ticket *nt = realloc(g_tickets, n * sizeof *nt);
+    if (!nt) return UINT32_MAX;
+    for (uint32_t i = n; i > g_n_tickets; i--) {
+      nt[i - 1].next_free = g_ticket_free;
+      g_ticket_free = i - 1;
+    }
+    g_tickets = nt;
+    g_n_tickets = n;
+  }
+  uint32_t id = g_ticket_free;
+  g_ticket_free = g_tickets[id].next_free;
+  g_tickets[id] = (ticket){(uint32_t)g_n_exporters, n_spans, 0, UINT32_MAX};
+  return id;
+}
+
+static void ticket_complete(uint32_t id) {
+  ticket *k = &g_tickets[id];
+  if (k->failed) {
+    mlt__stats_add(MLT__ST_TRACES_FAILED, 1);
+    mlt__stats_add(MLT__ST_SPANS_FAILED, k->n_spans);
+  } else {
+    mlt__stats_add(MLT__ST_TRACES_EXPORTED, 1);
+    mlt__stats_add(MLT__ST_SPANS_EXPORTED, k->n_spans);
+  }
+  k->next_free = g_ticket_free;
+  g_ticket_free = id;
+  atomic_fetch_add(&g_done, 1);
+  pthread_mutex_lock(&g_flush_mu);
+  pthread_cond_broadcast(&g_flush_cond);
+  pthread_mutex_unlock(&g_flush_mu);
+}
+
+void mlt__export_done(mlt_exporter *e, uint32_t id, int ok, const char *why) {
+  if (id >= g_n_tickets) return;
+  ticket *k = &g_tickets[id];
+  if (!ok) {
+    k->failed = 1;
+    mlt__log(MLT_LOG_WARN, MLT__LOGK_EXPORT, "exporter %s could not export a trace: %s", e->ops->name,
+             why ? why : "unknown error");
+  }
+  if (--k->remaining == 0) ticket_complete(id);
+}
+
+/* ---- preparing a batch ----------------------------------------------- */
+
+static mlt__digest g_digest;
+static mlt__buf g_scratch[4];
+mlt__digest *mlt__scratch_digest(void) { return &g_digest; }
+mlt__buf *mlt__scratch_buf(int which) { return &g_scratch[which & 3]; }
+
+static int cmp_start(const void *a, const void *b) {
+  const mlt__span *x = *(mlt__span *const *)a, *y = *(mlt__span *const *)b;
+  if (x->start_ns != y->start_ns) return x->start_ns < y->start_ns ? -1 : 1;
+  return x->span_id < y->span_id ? -1 : x->span_id > y->span_id;
+}
+
+/* Order spans: root first, then depth-first with siblings by start time, so
+ * parents always precede children (what MLflow's copy/import expects). */
+static int order_spans(mlt__prepared *p) {
+  uint32_t n = p->n;
+  p->root = -1;
+  if (n == 0) return 0;
+  qsort(p->spans, n, sizeof *p->spans, cmp_start);
+  size_t hcap = 16;
+  while (hcap < (size_t)n * 2) hcap <<= 1;
+  int32_t *hmap = malloc(hcap * sizeof *hmap);
+  int32_t *parent = malloc(n * sizeof *parent);
+  int32_t *first = malloc(n * sizeof *first);
+  int32_t *next = malloc(n * sizeof *next);
+  int32_t *stack = malloc(n * sizeof *stack);
+  mlt__span **out = malloc(n * sizeof *out);
+  char *seen = calloc(n, 1);
+  int rc = -1;
+  if (!hmap || !parent || !first || !next || !stack || !out || !seen) goto done;
+  memset(hmap, -1, hcap * sizeof *hmap);
+  for (uint32_t i = 0; i < n; i++) {
+    size_t h = (size_t)(p->spans[i]->span_id * UINT64_C(0x9E3779B97F4A7C15)) & (hcap - 1);
+    while (hmap[h] >= 0) h = (h + 1) & (hcap - 1);
+    hmap[h] = (int32_t)i;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    parent[i] = -1;
+    first[i] = next[i] = -1;
+    uint64_t pid = p->spans[i]->parent_id;
+    if (!pid) continue;
+    size_t h = (size_t)(pid * UINT64_C(0x9E3779B97F4A7C15)) & (hcap - 1);
+    while (hmap[h] >= 0) {
+      if (p->spans[hmap[h]]->span_id == pid && (uint32_t)hmap[h] != i) {
+        parent[i] = hmap[h];
+        break;
+      }
+      h = (h + 1) & (hcap - 1);
+    }
+  }
+  for (uint32_t i = n; i-- > 0;) {
+    if (parent[i] >= 0) {
+      next[i] = first[parent[i]];
+      first[parent[i]] = (int32_t)i;
+    }
+  }
+  /* Roots: the trace's root first, then other parentless spans; each tree
+   * depth-first.  |stack| holds old indexes; |newpos| maps old -> new. */
+  uint32_t k = 0;
+  int32_t root_i = -1;
+  int32_t *newpos = hmap; /* hmap is no longer needed: reuse it */
+  for (uint32_t i = 0; i < n; i++)
+    if (p->spans[i]->span_id == p->t->root_id && parent[i] < 0) root_i = (int32_t)i;
+  for (int pass = 0; pass < 3; pass++) {
+    for (uint32_t i = 0; i < n; i++) {
+      if (seen[i]) continue;
+      if (pass == 0 && (int32_t)i != root_i) continue;
+      if (pass == 1 && parent[i] >= 0) continue;
+      /* pass 2: leftovers (only with duplicate ids forming cycles) */
+      int sp = 0;
+      stack[sp++] = (int32_t)i;
+      while (sp) {
+        int32_t x = stack[--sp];
+        if (seen[x]) continue;
+        seen[x] = 1;
+        newpos[x] = (int32_t)k;
+        out[k++] = p->spans[x];
+        int32_t cnt = 0;
+        for (int32_t c = first[x]; c >= 0; c = next[c]) cnt++;
+        sp += cnt;
+        int32_t j = sp;
+        for (int32_t c = first[x]; c >= 0; c = next[c]) stack[--j] = c;
+      }
+    }
+  }
+  for (uint32_t i = 0; i < n; i++) next[newpos[i]] = parent[i] >= 0 ? newpos[parent[i]] : -1;
+  memcpy(p->spans, out, n * sizeof *out);
+  memcpy(parent, next, n * sizeof *parent);
+  p->root = (root_i >= 0) ? 0 : -1;
+  p->parent = parent;
+  parent = NULL;
+  rc = 0;
+done:
+  free(hmap);
+  free(parent);
+  free(first);
+  free(next);
+  free(stack);
+  free(out);
+  free(seen);
+  return rc;
+}
+
+static void run_processor(mlt__prepared *p) {
+  if (!mlt__g_cfg.processor) return;
+  for (uint32_t i = 0; i < p->n; i++) {
+    struct mlt_span_view v = {p->spans[i], {0}};
+    mlt__g_cfg.processor(&v, mlt__g_cfg.processor_ud);
+    mlt__buf_free(&v.tmp);
+  }
+}
+
+static int prepare(mlt__prepared *p, mlt__trace *t) {
+  memset(p, 0, sizeof *p);
+  p->t = t;
+  p->root = -1;
+  mlt__format_trace_id(t->id_hi, t->id_lo, p->trace_id);
+  uint32_t n = count_spans(t);
+  p->spans = malloc((n ? n : 1) * sizeof *p->spans);
+  if (!p->spans) return -1;
+  if (t->export_spans) {
+    memcpy(p->spans, t->export_spans, n * sizeof *p->spans);
+  } else {
+    uint32_t i = 0;
+    for (mlt__span *s = atomic_load(&t->spans); s && i < n; s = s->next) p->spans[i++] = s;
+  }
+  p->n = n;
+  if (order_spans(p) != 0) return -1;
+  if (atomic_load(&t->registered)) {
+    mlt__registry_del(t->id_hi, t->id_lo, 0);
+    for (uint32_t i = 0; i < n; i++) mlt__registry_del(t->id_hi, t->id_lo, p->spans[i]->span_id);
+  }
+  run_processor(p);
+  return 0;
+}
+
+static void process_batch(mlt__trace **batch, size_t n) {
+  mlt__prepared *preps = calloc(n, sizeof *preps);
+  mlt__prepared **ptrs = calloc(n, sizeof *ptrs);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    mlt__trace *t = batch[i];
+    if (!preps || !ptrs || prepare(&preps[k], t) != 0) {
+      uint32_t ns = count_spans(t);
+      mlt__stats_add(MLT__ST_TRACES_FAILED, 1);
+      mlt__stats_add(MLT__ST_SPANS_FAILED, ns);
+      mlt__log(MLT_LOG_ERROR, MLT__LOGK_EXPORT, "out of memory preparing a trace for export: trace lost");
+      if (preps) {
+        free(preps[k].spans);
+        free(preps[k].parent);
+      }
+      release_trace(t, NULL, 0);
+      atomic_fetch_add(&g_done, 1);
+      continue;
+    }
+    preps[k].ticket = ticket_new(preps[k].n);
+    ptrs[k] = &preps[k];
+    k++;
+  }
+  for (mlt_exporter *e = g_exporters; e && k; e = e->next) {
+    if (e->failed_start) {
+      for (size_t i = 0; i < k; i++) mlt__export_done(e, ptrs[i]->ticket, 0, "exporter failed to start");
+      continue;
+    }
+    e->ops->export_batch(e, ptrs, k);
+  }
+  for (size_t i = 0; i < k; i++) {
+    release_trace(preps[i].t, preps[i].spans, preps[i].n);
+    free(preps[i].spans);
+    free(preps[i].parent);
+  }
+  free(preps);
+  free(ptrs);
+}
+
+/* ---- export thread --------------------------------------------------- */
+
+#define BATCH_MAX 512
+#define REAP_INTERVAL_NS (100 * 1000000LL)
+
+static size_t exporters_in_flight(void) {
+  size_t n = 0;
+  for (mlt_exporter *e = g_exporters; e; e = e->next)
+    if (e->ops->in_flight) n += e->ops->in_flight(e);
+  return n;
+}
+
+static void *export_main(void *arg) {
+  (void)arg;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+#ifdef HAVE_PTHREAD_SETNAME_NP
+  pthread_setname_np(pthread_self(), "mltrace-export");
+#endif
+  for (mlt_exporter *e = g_exporters; e; e = e->next)
+    if (e->ops->start && e->ops->start(e) != 0) e->failed_start = 1;
+  mlt__trace *batch[BATCH_MAX];
+  int64_t next_reap = mlt__mono_ns() + REAP_INTERVAL_NS;
+  int final_reap_done = 0;
+  for (;;) {
+    size_t n = 0;
+    while (n < BATCH_MAX && (batch[n] = dequeue()) != NULL) n++;
+    if (n) process_batch(batch, n);
+    int64_t now = mlt__mono_ns();
+    int stopping = atomic_load(&g_stop);
+    if (stopping && !final_reap_done) {
+      /* Shutdown: end every trace still in progress, then drain. */
+      mlt__traces_reap(mlt__now_ns(), 1);
+      final_reap_done = 1;
+      continue;
+    }
+    if (now >= next_reap) {
+      mlt__traces_reap(mlt__now_ns(), 0);
+      next_reap = now + REAP_INTERVAL_NS;
+    }
+    int64_t wake_at = now + (int64_t)mlt__g_cfg.schedule_delay_ms * 1000000;
+    for (mlt_exporter *e = g_exporters; e; e = e->next) {
+      if (!e->ops->poll) continue;
+      int64_t w = e->ops->poll(e, now);
+      if (w > 0 && w < wake_at) wake_at = w;
+    }
+    if (n == BATCH_MAX) continue;
+    if (stopping) {
+      if (queue_depth() == 0 && exporters_in_flight() == 0) break;
+      if (mlt__mono_ns() >= g_stop_deadline_mono) {
+        for (mlt_exporter *e = g_exporters; e; e = e->next)
+          if (e->ops->abandon) e->ops->abandon(e);
+        g_timed_out_shutdown = 1;
+        break;
+      }
+      if (wake_at > g_stop_deadline_mono) wake_at = g_stop_deadline_mono;
+      if (queue_depth()) continue;
+    }
+    if (next_reap < wake_at) wake_at = next_reap;
+    int64_t wait_ns = wake_at - mlt__mono_ns();
+    if (wait_ns <= 0) continue;
+    if (queue_depth()) continue;
+    atomic_store(&g_sleeping, 1);
+    if (g_waiter.wait) {
+      if (!queue_depth() && !atomic_load(&g_stop)) g_waiter.wait(g_waiter.ud, (int)(wait_ns / 1000000) + 1);
+    } else {
+      pthread_mutex_lock(&g_wake_mu);
+      if (!g_wake_pending && !queue_depth() && !atomic_load(&g_stop)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t abs = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + wait_ns;
+        ts.tv_sec = (time_t)(abs / 1000000000);
+        ts.tv_nsec = (long)(abs % 1000000000);
+        pthread_cond_timedwait(&g_wake_cond, &g_wake_mu, &ts);
+      }
+      g_wake_pending = 0;
+      pthread_mutex_unlock(&g_wake_mu);
+    }
+    atomic_store(&g_sleeping, 0);
+  }
+  return NULL;
+}
+
+/* ---- life cycle ------------------------------------------------------ */
+
+static mlt_exporter *build_exporters(mlt_options *opts, int *rc) {
+  *rc = MLT_OK;
+  mlt_exporter *list = NULL, **tail = &list;
+  if (opts && opts->exporters) {
+    list = opts->exporters;
+    opts->exporters = NULL;
+    while (*tail) tail = &(*tail)->next;
+    if (!(opts->set & MLT__O_FILE)) return list;
+  }
+  mlt__config *c = &mlt__g_cfg;
+  int network = 0;
+  if (!list) {
+    if (c->tracking_uri) {
+      if (!strncmp(c->tracking_uri, "http://", 7) || !strncmp(c->tracking_uri, "https://", 8)) {
+        mlt_exporter *e = NULL;
+        extern int mlt__exporter_mlflow_from_config(mlt_exporter **out);
+        int r = mlt__exporter_mlflow_from_config(&e);
+        if (r) {
+          *rc = r;
+          return list;
+        }
+        *tail = e;
+        tail = &e->next;
+        network = 1;
+      } else {
+        mlt__log(MLT_LOG_WARN, MLT__LOGK_ENV,
+                 "MLFLOW_TRACKING_URI='%.*s' is not an http(s) tracking server; traces go to the local file store",
+                 (int)strcspn(c->tracking_uri, "@?"), c->tracking_uri);
+      }
+    }
+    if (c->otlp_endpoint) {
+      mlt_exporter *e = NULL;
+      extern int mlt__exporter_otlp_from_config(mlt_exporter **out);
+      int r = mlt__exporter_otlp_from_config(&e);
+      if (r) {
+        *rc = r;
+        return list;
+      }
+      *tail = e;
+      tail = &e->next;
+      network = 1;
+    }
+  }
+  if (c->file_path || (!list && !network)) {
+    mlt_exporter *e = NULL;
+    int r = mlt__exporter_file_new(c->file_path, &e);
+    if (r) {
+      *rc = r;
+      return list;
+    }
+    *tail = e;
+  }
+  return list;
+}
+
+static void free_exporters(mlt_exporter *e) {
+  while (e) {
+    mlt_exporter *n = e->next;
+    e->ops->destroy(e);
+    e = n;
+  }
+}
+
+void mlt__tls_reset_counters(void);
+
+int mlt_init(mlt_options *opts) {
+  pthread_mutex_lock(&life_mu);
+  if (atomic_load(&mlt__g_state) != MLT__G_OFF) {
+    pthread_mutex_unlock(&life_mu);
+    return MLT_EALREADY;
+  }
+  mlt__resolved r;
+  int rc = mlt__options_resolve(opts, &r);
+  if (rc) {
+    mlt__config_free(&r.cfg);
+    pthread_mutex_unlock(&life_mu);
+    return rc;
+  }
+  mlt__log_configure(r.log_level, r.log_fn, r.log_ud);
+  mlt__g_cfg = r.cfg;
+  g_exporters = build_exporters(opts, &rc);
+  if (rc) {
+    free_exporters(g_exporters);
+    g_exporters = NULL;
+    mlt__config_free(&mlt__g_cfg);
+    pthread_mutex_unlock(&life_mu);
+    return rc;
+  }
+  g_n_exporters = 0;
+  for (mlt_exporter *e = g_exporters; e; e = e->next) g_n_exporters++;
+  size_t qn = mlt__g_cfg.queue_size;
+  g_q = calloc(qn, sizeof *g_q);
+  if (!g_q) {
+    free_exporters(g_exporters);
+    g_exporters = NULL;
+    mlt__config_free(&mlt__g_cfg);
+    pthread_mutex_unlock(&life_mu);
+    return MLT_ENOMEM;
+  }
+  for (size_t i = 0; i < qn; i++) atomic_init(&g_q[i].seq, i);
+  g_qmask = qn - 1;
+  atomic_store(&g_qhead, 0);
+  atomic_store(&g_qtail, 0);
+  g_wake_threshold = MLT_MAX(qn / 8, (size_t)1);
+  atomic_store(&g_enqueued, 0);
+  atomic_store(&g_done, 0);
+  for (int i = 0; i < MLT__ST_COUNT; i++) atomic_store(&g_stats[i], 0);
+  mlt__tls_reset_counters();
+  g_have_final = 0;
+  g_timed_out_shutdown = 0;
+  atomic_store(&g_stop, 0);
+  g_wake_pending = 0;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&g_wake_cond, &ca);
+  pthread_cond_init(&g_flush_cond, NULL);
+  pthread_condattr_destroy(&ca);
+  uint32_t ep = atomic_load(&mlt__g_epoch) + 1;
+  if (ep == 0) ep = 1;
+  atomic_store(&mlt__g_epoch, ep);
+  atomic_store(&mlt__g_state, MLT__G_RUNNING);
+  atomic_store(&mlt__g_enabled, mlt__g_cfg.enabled);
+  if (pthread_create(&g_thread, NULL, export_main, NULL) != 0) {
+    atomic_store(&mlt__g_enabled, 0);
+    atomic_store(&mlt__g_state, MLT__G_OFF);
+    free(g_q);
+    g_q = NULL;
+    free_exporters(g_exporters);
+    g_exporters = NULL;
+    mlt__config_free(&mlt__g_cfg);
+    pthread_mutex_unlock(&life_mu);
+    return MLT_EIO;
+  }
+  g_thread_started = 1;
+  pthread_mutex_unlock(&life_mu);
+  return MLT_OK;
+}
+
+static void snapshot_stats(mlt_stats *s) {
+  memset(s, 0, sizeof *s);
+  mlt__tls_counters c;
+  mlt__tls_sum_counters(&c);
+  s->traces_started = c.traces_started;
+  s->spans_started = c.spans_started;
+  s->traces_sampled_out = c.traces_sampled_out;
+  s->spans_over_limit = c.spans_over_limit;
+  s->events_dropped = c.events_dropped;
+  s->values_truncated = c.values_truncated;
+  s->misuse = c.misuse;
+#define G(x) atomic_load_explicit(&g_stats[x], memory_order_relaxed)
+  s->traces_finished = G(MLT__ST_TRACES_FINISHED);
+  s->traces_exported = G(MLT__ST_TRACES_EXPORTED);
+  s->spans_exported = G(MLT__ST_SPANS_EXPORTED);
+  s->traces_dropped = G(MLT__ST_TRACES_DROPPED);
+  s->spans_dropped = G(MLT__ST_SPANS_DROPPED);
+  s->traces_failed = G(MLT__ST_TRACES_FAILED);
+  s->spans_failed = G(MLT__ST_SPANS_FAILED);
+  s->traces_timed_out = G(MLT__ST_TRACES_TIMED_OUT);
+  s->spans_timed_out = G(MLT__ST_SPANS_TIMED_OUT);
+  s->invalid_json = G(MLT__ST_INVALID_JSON);
+  s->export_requests = G(MLT__ST_EXPORT_REQUESTS);
+  s->export_retries = G(MLT__ST_EXPORT_RETRIES);
+  s->export_bytes = G(MLT__ST_EXPORT_BYTES);
+#undef G
+  s->queue_capacity = g_q ? g_qmask + 1 : 0;
+  s->queue_depth = g_q ? queue_depth() : 0;
+}
+
+int mlt_get_stats(mlt_stats *out, size_t size) {
+  if (!out || size == 0) return MLT_EINVAL;
+  mlt_stats s;
+  pthread_mutex_lock(&life_mu);
+  if (atomic_load(&mlt__g_state) == MLT__G_OFF) {
+    if (g_have_final)
+      s = g_final;
+    else
+      memset(&s, 0, sizeof s);
+  } else {
+    snapshot_stats(&s);
+  }
+  pthread_mutex_unlock(&life_mu);
+  memcpy(out, &s, MLT_MIN(size, sizeof s));
+  if (size > sizeof s) memset((char *)out + sizeof s, 0, size - sizeof s);
+  return MLT_OK;
+}
+
+static int64_t deadline_after(int timeout_ms) { return mlt__mono_ns() + (int64_t)timeout_ms * 1000000; }
+
+int mlt_flush(int timeout_ms) {
+  if (!mlt__running()) return MLT_ENOTINIT;
+  if (timeout_ms < 0) timeout_ms = (int)mlt__g_cfg.shutdown_timeout_ms;
+  uint64_t target = atomic_load(&g_enqueued);
+  int64_t deadline = deadline_after(timeout_ms);
+  mlt__pipeline_wakeup();
+  pthread_mutex_lock(&g_flush_mu);
+  int rc = MLT_OK;
+  while (atomic_load(&g_done) < target) {
+    int64_t left = deadline - mlt__mono_ns();
+    if (left <= 0) {
+      rc = MLT_ETIMEDOUT;
+      break;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t step = MLT_MIN(left, (int64_t)50000000);
+    int64_t abs = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + step;
+    ts.tv_sec = (time_t)(abs / 1000000000);
+    ts.tv_nsec = (long)(abs % 1000000000);
+    pthread_cond_timedwait(&g_flush_cond, &g_flush_mu, &ts);
+    mlt__pipeline_wakeup();
+  }
+  pthread_mutex_unlock(&g_flush_mu);
+  return rc;
+}
+
+void mlt__traces_shutdown(void);
+void mlt__tls_shutdown(void);
+
+int mlt_shutdown(int timeout_ms) {
+  pthread_mutex_lock(&life_mu);
+  int expect = MLT__G_RUNNING;
+  if (!atomic_compare_exchange_strong(&mlt__g_state, &expect, MLT__G_STOPPING)) {
+    pthread_mutex_unlock(&life_mu);
+    return MLT_ENOTINIT;
+  }
+  atomic_store(&mlt__g_enabled, 0);
+  if (timeout_ms < 0) timeout_ms = (int)mlt__g_cfg.shutdown_timeout_ms;
+  g_stop_deadline_mono = deadline_after(timeout_ms);
+  atomic_store(&g_stop, 1);
+  mlt__pipeline_wakeup();
+  if (g_thread_started) pthread_join(g_thread, NULL);
+  g_thread_started = 0;
+  int rc = g_timed_out_shutdown ? MLT_ETIMEDOUT : MLT_OK;
+  /* Whatever is still queued could not be exported before the deadline. */
+  mlt__trace *t;
+  uint64_t lost = 0;
+  while ((t = dequeue()) != NULL) {
+    uint32_t n = count_spans(t);
+    mlt__stats_add(MLT__ST_TRACES_FAILED, 1);
+    mlt__stats_add(MLT__ST_SPANS_FAILED, n);
+    release_trace(t, NULL, 0);
+    lost++;
+    rc = MLT_ETIMEDOUT;
+  }
+  if (lost)
+    mlt__log(MLT_LOG_WARN, MLT__LOGK_EXPORT, "shutdown deadline reached: %llu trace(s) not exported",
+             (unsigned long long)lost);
+  snapshot_stats(&g_final);
+  g_have_final = 1;
+  /* Everything below frees memory that other threads' stale handles and
+   * thread-local pointers may still name: the epoch bump makes them dead. */
+  atomic_store(&mlt__g_epoch, atomic_load(&mlt__g_epoch) + 1);
+  free_exporters(g_exporters);
+  g_exporters = NULL;
+  g_n_exporters = 0;
+  mlt__g_cfg.processor = NULL;
+  mlt__tls_shutdown();
+  mlt__registry_shutdown();
+  mlt__traces_shutdown();
+  mlt__slots_shutdown();
+  free(g_q);
+  g_q = NULL;
+  free(g_tickets);
+  g_tickets = NULL;
+  g_n_tickets = 0;
+  g_ticket_free = UINT32_MAX;
+  mlt__digest_free(&g_digest);
+  for (int i = 0; i < 4; i++) mlt__buf_free(&g_scratch[i]);
+  mlt__pipeline_set_waiter(NULL, NULL, NULL);
+  pthread_cond_destroy(&g_wake_cond);
+  pthread_cond_destroy(&g_flush_cond);
+  mlt__config_free(&mlt__g_cfg);
+  atomic_store(&mlt__g_state, MLT__G_OFF);
+  pthread_mutex_unlock(&life_mu);
+  return rc;
+}
+
+void mlt_set_enabled(int enabled) {
+  if (!mlt__running()) return;
+  mlt__g_cfg.enabled = enabled ? 1 : 0;
+  atomic_store(&mlt__g_enabled, enabled ? 1 : 0);
+}
+
+int mlt_is_enabled(void) { return mlt__running() && atomic_load(&mlt__g_enabled); }

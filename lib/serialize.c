@@ -1,0 +1,888 @@
+/* lib/serialize.c: span digests and MLflow's Trace JSON (the form of
+ * Trace.to_json(), loadable with Trace.from_json(); also traces.json and the
+ * StartTraceV3 TraceInfo).  Runs on the export thread only. */
+#include "exporter-internal.h"
+
+#include <cjson/cJSON.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* ---- digest ---------------------------------------------------------- */
+
+static int grow(const mlt__rec ***arr, size_t *cap, size_t need) {
+  if (need <= *cap) return 0;
+  size_t c = *cap ? *cap * 2 : 16;
+  while (c < need) c *= 2;
+  const mlt__rec **n = realloc((void *)*arr, c * sizeof *n);
+  if (!n) return -1;
+  *arr = n;
+  *cap = c;
+  return 0;
+}
+
+static int key_eq(const mlt__rec *a, const char *key, size_t klen) {
+  return a->key_len == klen && memcmp(mlt__rec_key(a), key, klen) == 0;
+}
+
+void mlt__digest_span(mlt__digest *d, mlt__span *s) {
+  d->name = "span";
+  d->name_len = 4;
+  d->type = mlt_span_type_name((mlt_span_type)s->type);
+  d->type_len = strlen(d->type);
+  d->inputs = d->outputs = NULL;
+  d->n_attrs = d->n_events = d->n_chunks = 0;
+  d->chunks_text_only = 1;
+  d->status = s->status;
+  d->status_msg = NULL;
+  d->first_chunk_ns = 0;
+  mlt__log_iter it;
+  mlt__log_iter_init(&it, s);
+  const mlt__rec *r;
+  while ((r = mlt__log_iter_next(&it)) != NULL) {
+    switch (r->kind) {
+      case MLT__R_NAME:
+        d->name = mlt__rec_value(r, &d->name_len, NULL);
+        break;
+      case MLT__R_TYPE:
+        d->type = mlt_span_type_name((mlt_span_type)r->aux);
+        d->type_len = strlen(d->type);
+        break;
+      case MLT__R_TYPE_NAME:
+        d->type = mlt__rec_value(r, &d->type_len, NULL);
+        break;
+      case MLT__R_ATTR:
+      case MLT__R_REMOVE_ATTR: {
+        const char *k = mlt__rec_key(r);
+        size_t i;
+        for (i = 0; i < d->n_attrs; i++)
+          if (key_eq(d->attrs[i], k, r->key_len)) break;
+        if (r->kind == MLT__R_REMOVE_ATTR) {
+          if (i < d->n_attrs) {
+            memmove(&d->attrs[i], &d->attrs[i + 1], (d->n_attrs - i - 1) * sizeof *d->attrs);
+            d->n_attrs--;
+          }
+        } else if (i < d->n_attrs) {
+          d->attrs[i] = r;
+        } else if (grow(&d->attrs, &d->cap_attrs, d->n_attrs + 1) == 0) {
+          d->attrs[d->n_attrs++] = r;
+        }
+        break;
+      }
+      case MLT__R_INPUTS:
+        d->inputs = r->sub == MLT__V_NONE ? NULL : r;
+        break;
+      case MLT__R_OUTPUTS:
+        d->outputs = r->sub == MLT__V_NONE ? NULL : r;
+        break;
+      case MLT__R_EVENT:
+        if (grow(&d->events, &d->cap_events, d->n_events + 1) == 0) d->events[d->n_events++] = r;
+        break;
+      case MLT__R_CHUNK:
+        if (d->n_chunks == 0) memcpy(&d->first_chunk_ns, mlt__rec_key(r), 8);
+        if (r->sub != MLT__V_STR) d->chunks_text_only = 0;
+        if (grow(&d->chunks, &d->cap_chunks, d->n_chunks + 1) == 0) d->chunks[d->n_chunks++] = r;
+        break;
+      case MLT__R_STATUS:
+        if (r->aux == MLT_STATUS_ERROR || d->status_msg == NULL || d->status_msg->aux != MLT_STATUS_ERROR)
+          d->status_msg = r;
+        break;
+      case MLT__R_DROP_EVENTS:
+        d->n_events = 0;
+        break;
+      default:
+        break; /* FIELD children are reached through their header */
+    }
+  }
+}
+
+void mlt__digest_free(mlt__digest *d) {
+  free((void *)d->attrs);
+  free((void *)d->events);
+  free((void *)d->chunks);
+  memset(d, 0, sizeof *d);
+}
+
+/* ---- values ---------------------------------------------------------- */
+
+/* Copy text, replacing each invalid UTF-8 byte with U+FFFD (no escaping). */
+static void utf8_copy(mlt__buf *out, const char *s, size_t n) {
+  size_t i = 0, start = 0;
+  while (i < n) {
+    if ((unsigned char)s[i] < 0x80) {
+      i++;
+      continue;
+    }
+    size_t l = mlt__utf8_seq((const unsigned char *)s + i, n - i);
+    if (l) {
+      i += l;
+      continue;
+    }
+    mlt__buf_put(out, s + start, i - start);
+    mlt__buf_put(out, "\xEF\xBF\xBD", 3);
+    start = ++i;
+  }
+  mlt__buf_put(out, s + start, n - start);
+}
+
+static void truncated_string(mlt__buf *out, const char *v, size_t len, uint64_t orig) {
+  char marker[64];
+  int m = snprintf(marker, sizeof marker, "...[truncated by mltrace: %llu bytes]", (unsigned long long)orig);
+  mlt__buf_putc(out, '"');
+  mlt__json_str_body(out, v, len);
+  mlt__json_str_body(out, marker, (size_t)m);
+  mlt__buf_putc(out, '"');
+}
+
+static void fields_json(mlt__buf *out, const mlt__rec *hdr) {
+  uint64_t n;
+  memcpy(&n, mlt__rec_val(hdr), 8);
+  const mlt__rec *c = mlt__rec_next(hdr);
+  mlt__buf_putc(out, '{');
+  for (uint64_t i = 0; i < n; i++, c = mlt__rec_next(c)) {
+    if (i) mlt__buf_lit(out, ", ");
+    mlt__json_str(out, mlt__rec_key(c), c->key_len);
+    mlt__buf_lit(out, ": ");
+    mlt__value_json(out, c);
+  }
+  mlt__buf_putc(out, '}');
+}
+
+extern void mlt__count_invalid_json(void);
+
+void mlt__value_json(mlt__buf *out, const mlt__rec *r) {
+  size_t len;
+  uint64_t orig;
+  const char *v = mlt__rec_value(r, &len, &orig);
+  if (r->flags & MLT__RF_TRUNC) {
+    truncated_string(out, v, len, orig);
+    return;
+  }
+  switch (r->sub) {
+    case MLT__V_STR:
+      mlt__json_str(out, v, len);
+      return;
+    case MLT__V_I64: {
+      int64_t i;
+      memcpy(&i, v, 8);
+      mlt__buf_i64(out, i);
+      return;
+    }
+    case MLT__V_F64: {
+      double d;
+      memcpy(&d, v, 8);
+      mlt__buf_f64(out, d);
+      return;
+    }
+    case MLT__V_BOOL: {
+      int64_t b;
+      memcpy(&b, v, 8);
+      if (b)
+        mlt__buf_lit(out, "true");
+      else
+        mlt__buf_lit(out, "false");
+      return;
+    }
+    case MLT__V_JSON: {
+      /* Validated once per record (the export thread owns the span now). */
+      mlt__rec *w = (mlt__rec *)r;
+      if (!(w->flags & MLT__RF_CHECKED)) {
+        w->flags |= MLT__RF_CHECKED;
+        if (!mlt__json_valid(v, len)) {
+          w->flags |= MLT__RF_INVALID;
+          mlt__count_invalid_json();
+        }
+      }
+      if (!(w->flags & MLT__RF_INVALID)) {
+        /* Trim surrounding whitespace, keep the user's text otherwise. */
+        while (len && (*v == ' ' || *v == '\n' || *v == '\t' || *v == '\r')) v++, len--;
+        while (len && (v[len - 1] == ' ' || v[len - 1] == '\n' || v[len - 1] == '\t' || v[len - 1] == '\r')) len--;
+        utf8_copy(out, v, len);
+      } else {
+        mlt__json_str(out, v, len);
+      }
+      return;
+    }
+    case MLT__V_CJSON: {
+      cJSON *j;
+      memcpy(&j, v, sizeof j);
+      char *txt = j ? cJSON_PrintUnformatted(j) : NULL;
+      if (txt) {
+        utf8_copy(out, txt, strlen(txt));
+        free(txt);
+      } else {
+        mlt__buf_lit(out, "null");
+      }
+      return;
+    }
+    case MLT__V_FIELDS:
+      fields_json(out, r);
+      return;
+    default:
+      mlt__buf_lit(out, "null");
+  }
+}
+
+void mlt__chunks_output_json(mlt__buf *out, const mlt__digest *d) {
+  if (d->chunks_text_only) {
+    mlt__buf_putc(out, '"');
+    for (size_t i = 0; i < d->n_chunks; i++) {
+      size_t len;
+      const char *v = mlt__rec_value(d->chunks[i], &len, NULL);
+      mlt__json_str_body(out, v, len);
+    }
+    mlt__buf_putc(out, '"');
+    return;
+  }
+  mlt__buf_putc(out, '[');
+  for (size_t i = 0; i < d->n_chunks; i++) {
+    if (i) mlt__buf_lit(out, ", ");
+    mlt__value_json(out, d->chunks[i]);
+  }
+  mlt__buf_putc(out, ']');
+}
+
+/* ---- trace info ------------------------------------------------------ */
+
+static const char *g_user;
+static char g_user_buf[128];
+
+static const char *user_name(void) {
+  if (g_user) return g_user;
+  const char *u = mlt__getenv("USER");
+  if (!u) {
+    struct passwd pw, *res = NULL;
+    char buf[1024];
+    if (getpwuid_r(getuid(), &pw, buf, sizeof buf, &res) == 0 && res) u = res->pw_name;
+  }
+  snprintf(g_user_buf, sizeof g_user_buf, "%s", u ? u : "unknown");
+  g_user = g_user_buf;
+  return g_user;
+}
+
+/* Text content of a chat message's "content" (string, or list of parts). */
+static const char *content_text(const cJSON *content) {
+  if (cJSON_IsString(content)) return content->valuestring;
+  if (cJSON_IsArray(content)) {
+    const cJSON *part;
+    cJSON_ArrayForEach(part, content) {
+      if (cJSON_IsString(part)) return part->valuestring;
+      const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+      if (cJSON_IsString(type) && (!strcmp(type->valuestring, "text") || !strcmp(type->valuestring, "output_text"))) {
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (cJSON_IsString(text)) return text->valuestring;
+      }
+    }
+  }
+  return NULL;
+}
+
+static int is_message(const cJSON *m) {
+  return cJSON_IsObject(m) && cJSON_GetObjectItemCaseSensitive(m, "role") &&
+         cJSON_GetObjectItemCaseSensitive(m, "content");
+}
+
+/* MLflow's preview extraction: the last message with |role| among the chat
+ * messages found in |obj|, or the last message. */
+static const char *chat_content(const cJSON *obj, const char *role, int depth) {
+  if (!cJSON_IsObject(obj) || depth > 4) return NULL;
+  const cJSON *list = NULL, *single = NULL;
+  const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, "messages");
+  if (cJSON_IsArray(m) && cJSON_GetArraySize(m) > 0) list = m;
+  if (!list) {
+    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(obj, "choices");
+    const cJSON *c0 = cJSON_IsArray(ch) ? cJSON_GetArrayItem(ch, 0) : NULL;
+    const cJSON *msg = c0 ? cJSON_GetObjectItemCaseSensitive(c0, "message") : NULL;
+    if (msg && is_message(msg)) single = msg;
+  }
+  if (!list && !single) {
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(obj, "input");
+    const cJSON *outp = cJSON_GetObjectItemCaseSensitive(obj, "output");
+    if (cJSON_IsArray(in))
+      list = in;
+    else if (cJSON_IsArray(outp))
+      list = outp;
+  }
+  if (!list && !single) {
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(obj, "request");
+    if (req) return chat_content(req, role, depth + 1);
+    return NULL;
+  }
+  if (single) return content_text(cJSON_GetObjectItemCaseSensitive(single, "content"));
+  const cJSON *last = NULL, *last_role = NULL, *it;
+  cJSON_ArrayForEach(it, list) {
+    if (!is_message(it)) continue;
+    last = it;
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(it, "role");
+    if (cJSON_IsString(r) && !strcmp(r->valuestring, role)) last_role = it;
+  }
+  const cJSON *pick = last_role ? last_role : last;
+  return pick ? content_text(cJSON_GetObjectItemCaseSensitive(pick, "content")) : NULL;
+}
+
+/* Cut to |max| code points: s[:max-3] + "..." when longer. */
+static void put_limited(mlt__buf *out, const char *s, size_t n, size_t max, int ellipsis) {
+  size_t chars;
+  size_t cut = mlt__utf8_prefix_chars(s, n, max + 1, &chars);
+  if (chars <= max) {
+    mlt__buf_put(out, s, cut);
+    return;
+  }
+  if (ellipsis) {
+    mlt__buf_put(out, s, mlt__utf8_prefix_chars(s, n, max - 3, NULL));
+    mlt__buf_lit(out, "...");
+  } else {
+    mlt__buf_put(out, s, mlt__utf8_prefix_chars(s, n, max, NULL));
+  }
+}
+
+static void compute_preview(mlt__buf *out, const mlt__rec *r, const char *role) {
+  mlt__buf raw = {0};
+  mlt__value_json(&raw, r);
+  const char *txt = raw.p ? raw.p : "";
+  size_t n = raw.len;
+  const char *content = NULL;
+  cJSON *obj = NULL;
+  /* Parse only when the text may hold chat messages. */
+  if (n && txt[0] == '{' &&
+      (memmem(txt, n, "\"messages\"", 10) || memmem(txt, n, "\"choices\"", 9) || memmem(txt, n, "\"input\"", 7) ||
+       memmem(txt, n, "\"output\"", 8) || memmem(txt, n, "\"request\"", 9))) {
+    obj = cJSON_ParseWithLength(txt, n);
+    content = obj ? chat_content(obj, role, 0) : NULL;
+  }
+  if (content && *content)
+    put_limited(out, content, strlen(content), 1000, 1);
+  else
+    put_limited(out, txt, n, 1000, 1);
+  cJSON_Delete(obj);
+  mlt__buf_free(&raw);
+}
+
+static const char *tinfo_find(mlt__tinfo *i, int kind) {
+  for (; i; i = i->next)
+    if (i->kind == kind) return i->value;
+  return NULL;
+}
+
+extern mlt__tinfo *mlt__trace_take_info(mlt__trace *t);
+
+static int has_ancestor_usage(const mlt__prepared *p, const char *usage_flags, uint32_t i) {
+  int32_t par = p->parent ? p->parent[i] : -1;
+  int guard = 0;
+  while (par >= 0 && guard++ < 100000) {
+    if (usage_flags[par]) return 1;
+    par = p->parent[par];
+  }
+  return 0;
+}
+
+void mlt__trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
+  mlt__trace *t = p->t;
+  memcpy(ti->trace_id, p->trace_id, sizeof ti->trace_id);
+  mlt__buf_reset(&ti->request_preview);
+  mlt__buf_reset(&ti->response_preview);
+  mlt__buf_reset(&ti->token_usage);
+  ti->info = mlt__trace_take_info(t);
+  ti->client_request_id = tinfo_find(ti->info, MLT__TI_CLIENT_REQ_ID);
+  ti->session = tinfo_find(ti->info, MLT__TI_SESSION);
+  ti->user = tinfo_find(ti->info, MLT__TI_USER);
+  mlt__span *root = p->root >= 0 ? p->spans[p->root] : NULL;
+  mlt__digest *d = mlt__scratch_digest();
+  ti->trace_name = NULL;
+  ti->trace_name_len = 0;
+  ti->state_error = 0;
+  if (root) {
+    ti->start_ns = root->start_ns;
+    ti->end_ns = root->end_ns;
+    ti->state_error = root->status == MLT_STATUS_ERROR;
+    mlt__digest_span(d, root);
+    ti->trace_name = d->name;
+    ti->trace_name_len = d->name_len;
+    const char *up = tinfo_find(ti->info, MLT__TI_REQ_PREVIEW);
+    if (up && *up)
+      put_limited(&ti->request_preview, up, strlen(up), 1000, 1);
+    else if (d->inputs)
+      compute_preview(&ti->request_preview, d->inputs, "user");
+    up = tinfo_find(ti->info, MLT__TI_RESP_PREVIEW);
+    if (up && *up) {
+      put_limited(&ti->response_preview, up, strlen(up), 1000, 1);
+    } else if (d->outputs) {
+      compute_preview(&ti->response_preview, d->outputs, "assistant");
+    } else if (d->n_chunks) {
+      mlt__buf tmp = {0};
+      mlt__chunks_output_json(&tmp, d);
+      put_limited(&ti->response_preview, tmp.p ? tmp.p : "", tmp.len, 1000, 1);
+      mlt__buf_free(&tmp);
+    }
+  } else {
+    ti->start_ns = INT64_MAX;
+    ti->end_ns = 0;
+    for (uint32_t i = 0; i < p->n; i++) {
+      ti->start_ns = MLT_MIN(ti->start_ns, p->spans[i]->start_ns);
+      ti->end_ns = MLT_MAX(ti->end_ns, p->spans[i]->end_ns);
+    }
+    if (!p->n) ti->start_ns = ti->end_ns = 0;
+  }
+  /* Token usage: tree-aware sum of mlflow.chat.tokenUsage, as MLflow does. */
+  char *flags = calloc(p->n ? p->n : 1, 1);
+  cJSON **usage = calloc(p->n ? p->n : 1, sizeof *usage);
+  int any = 0;
+  for (uint32_t i = 0; flags && usage && i < p->n; i++) {
+    mlt__digest_span(d, p->spans[i]);
+    for (size_t a = 0; a < d->n_attrs; a++) {
+      if (!key_eq(d->attrs[a], "mlflow.chat.tokenUsage", 22)) continue;
+      mlt__buf tmp = {0};
+      mlt__value_json(&tmp, d->attrs[a]);
+      usage[i] = cJSON_ParseWithLength(tmp.p ? tmp.p : "", tmp.len);
+      mlt__buf_free(&tmp);
+      if (cJSON_IsObject(usage[i])) {
+        flags[i] = 1;
+        any = 1;
+      }
+      break;
+    }
+  }
+  if (any) {
+    static const char *const keys[] = {"input_tokens", "output_tokens", "total_tokens", "cache_read_input_tokens",
+                                       "cache_creation_input_tokens"};
+    double sum[5] = {0};
+    int present[5] = {0};
+    for (uint32_t i = 0; i < p->n; i++) {
+      if (!flags[i] || has_ancestor_usage(p, flags, i)) continue;
+      for (int k = 0; k < 5; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(usage[i], keys[k]);
+        if (cJSON_IsNumber(v)) {
+          sum[k] += v->valuedouble;
+          present[k] = 1;
+        }
+      }
+    }
+    mlt__buf_putc(&ti->token_usage, '{');
+    int first = 1;
+    for (int k = 0; k < 5; k++) {
+      if (k >= 3 && !present[k]) continue;
+      if (!first) mlt__buf_lit(&ti->token_usage, ", ");
+      first = 0;
+      mlt__buf_putc(&ti->token_usage, '"');
+      mlt__buf_puts(&ti->token_usage, keys[k]);
+      mlt__buf_lit(&ti->token_usage, "\": ");
+      mlt__buf_i64(&ti->token_usage, (int64_t)sum[k]);
+    }
+    mlt__buf_putc(&ti->token_usage, '}');
+  }
+  for (uint32_t i = 0; usage && i < p->n; i++) cJSON_Delete(usage[i]);
+  free(usage);
+  free(flags);
+  /* The digest scratch was reused: recompute the root's name pointer. */
+  if (root) {
+    mlt__digest_span(d, root);
+    ti->trace_name = d->name;
+    ti->trace_name_len = d->name_len;
+  }
+}
+
+void mlt__trace_info_free(mlt__trace_info *ti) {
+  mlt__buf_free(&ti->request_preview);
+  mlt__buf_free(&ti->response_preview);
+  mlt__buf_free(&ti->token_usage);
+}
+
+/* ---- JSON writers ---------------------------------------------------- */
+
+static void put_b64_id(mlt__buf *out, const uint8_t *bytes, size_t n) {
+  char tmp[32];
+  size_t l = mlt__base64(bytes, n, tmp);
+  mlt__buf_putc(out, '"');
+  mlt__buf_put(out, tmp, l);
+  mlt__buf_putc(out, '"');
+}
+
+static void put_rfc3339_ms(mlt__buf *out, int64_t ns) {
+  time_t sec = (time_t)(ns / 1000000000);
+  int ms = (int)((ns / 1000000) % 1000);
+  struct tm tm;
+  gmtime_r(&sec, &tm);
+  char tmp[40];
+  int n = snprintf(tmp, sizeof tmp, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", tm.tm_year + 1900, tm.tm_mon + 1,
+                   tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+  mlt__buf_put(out, tmp, (size_t)n);
+}
+
+/* "key": "<json string of value>" — an attribute value as MLflow stores it
+ * (the JSON text of the value, as a string). */
+static void put_attr_encoded(mlt__buf *out, mlt__buf *tmp, const char *key, size_t klen, const mlt__rec *r) {
+  mlt__json_str(out, key, klen);
+  mlt__buf_lit(out, ": ");
+  mlt__buf_reset(tmp);
+  mlt__value_json(tmp, r);
+  mlt__json_str(out, tmp->p ? tmp->p : "", tmp->len);
+}
+
+static void put_attr_text(mlt__buf *out, const char *key, const char *json_text, size_t n) {
+  mlt__buf_putc(out, '"');
+  mlt__buf_puts(out, key);
+  mlt__buf_lit(out, "\": ");
+  mlt__json_str(out, json_text, n);
+}
+
+static int reserved_key(const mlt__rec *r) {
+  static const char *const keys[] = {"mlflow.traceRequestId", "mlflow.spanType", "mlflow.spanInputs",
+                                     "mlflow.spanOutputs", "mlflow.spanLogLevel"};
+  for (size_t i = 0; i < MLT_ARRAY_LEN(keys); i++)
+    if (key_eq(r, keys[i], strlen(keys[i]))) return 1;
+  return 0;
+}
+
+/* Event attributes are raw values (not JSON-encoded again). */
+static void put_event_attr(mlt__buf *out, const mlt__rec *c) {
+  mlt__json_str(out, mlt__rec_key(c), c->key_len);
+  mlt__buf_lit(out, ": ");
+  if (c->sub == MLT__V_JSON && !(c->flags & MLT__RF_TRUNC)) {
+    /* A JSON-typed event attribute is carried as its JSON text. */
+    mlt__buf tmp = {0};
+    mlt__value_json(&tmp, c);
+    mlt__json_str(out, tmp.p ? tmp.p : "", tmp.len);
+    mlt__buf_free(&tmp);
+  } else {
+    mlt__value_json(out, c);
+  }
+}
+
+static int log_level_for(const char *type, size_t n, int error) {
+  if (error) return 40;
+  static const char *const info[] = {"LLM", "CHAT_MODEL", "TOOL", "RETRIEVER", "AGENT", "EMBEDDING"};
+  for (size_t i = 0; i < MLT_ARRAY_LEN(info); i++)
+    if (strlen(info[i]) == n && !memcmp(info[i], type, n)) return 20;
+  return 10;
+}
+
+/* One span in Span.to_dict() form. */
+static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, const char *tid_json, size_t tid_len) {
+  mlt__digest *d = mlt__scratch_digest();
+  mlt__buf *tmp = mlt__scratch_buf(2);
+  mlt__digest_span(d, s);
+  uint8_t idb[16];
+  mlt__be64(p->t->id_hi, idb);
+  mlt__be64(p->t->id_lo, idb + 8);
+  mlt__buf_lit(out, "{\"trace_id\": ");
+  put_b64_id(out, idb, 16);
+  mlt__buf_lit(out, ", \"span_id\": ");
+  mlt__be64(s->span_id, idb);
+  put_b64_id(out, idb, 8);
+  mlt__buf_lit(out, ", \"parent_span_id\": ");
+  if (s->parent_id) {
+    mlt__be64(s->parent_id, idb);
+    put_b64_id(out, idb, 8);
+  } else {
+    mlt__buf_lit(out, "null");
+  }
+  mlt__buf_lit(out, ", \"name\": ");
+  mlt__json_str(out, d->name, d->name_len);
+  mlt__buf_lit(out, ", \"start_time_unix_nano\": ");
+  mlt__buf_i64(out, s->start_ns);
+  mlt__buf_lit(out, ", \"end_time_unix_nano\": ");
+  mlt__buf_i64(out, s->end_ns);
+  mlt__buf_lit(out, ", \"events\": [");
+  int first = 1;
+  for (size_t e = 0; e < d->n_events; e++) {
+    const mlt__rec *r = d->events[e];
+    int64_t ts;
+    uint64_t n;
+    memcpy(&ts, mlt__rec_val(r), 8);
+    memcpy(&n, mlt__rec_val(r) + 8, 8);
+    if (!first) mlt__buf_lit(out, ", ");
+    first = 0;
+    mlt__buf_lit(out, "{\"name\": ");
+    mlt__json_str(out, mlt__rec_key(r), r->key_len);
+    mlt__buf_lit(out, ", \"time_unix_nano\": ");
+    mlt__buf_i64(out, ts);
+    mlt__buf_lit(out, ", \"attributes\": {");
+    const mlt__rec *c = mlt__rec_next(r);
+    for (uint64_t k = 0; k < n; k++, c = mlt__rec_next(c)) {
+      if (k) mlt__buf_lit(out, ", ");
+      put_event_attr(out, c);
+    }
+    mlt__buf_lit(out, "}}");
+  }
+  /* Stream chunks: one event each (up to the cap), as MLflow records
+   * generator output. */
+  size_t chunk_events = MLT_MIN(d->n_chunks, (size_t)mlt__g_cfg.max_events_per_span);
+  for (size_t i = 0; i < chunk_events; i++) {
+    const mlt__rec *r = d->chunks[i];
+    int64_t ts;
+    memcpy(&ts, mlt__rec_key(r), 8);
+    if (!first) mlt__buf_lit(out, ", ");
+    first = 0;
+    mlt__buf_lit(out, "{\"name\": \"mlflow.chunk.item.");
+    mlt__buf_u64(out, i);
+    mlt__buf_lit(out, "\", \"time_unix_nano\": ");
+    mlt__buf_i64(out, ts);
+    mlt__buf_lit(out, ", \"attributes\": {\"mlflow.chunk.value\": ");
+    mlt__buf_reset(tmp);
+    mlt__value_json(tmp, r);
+    mlt__json_str(out, tmp->p ? tmp->p : "", tmp->len);
+    mlt__buf_lit(out, "}}");
+  }
+  mlt__buf_lit(out, "], \"status\": {\"code\": ");
+  int status = s->status == MLT_STATUS_UNSET ? MLT_STATUS_OK : s->status;
+  if (status == MLT_STATUS_ERROR)
+    mlt__buf_lit(out, "\"STATUS_CODE_ERROR\"");
+  else
+    mlt__buf_lit(out, "\"STATUS_CODE_OK\"");
+  mlt__buf_lit(out, ", \"message\": ");
+  if (status == MLT_STATUS_ERROR && d->status_msg) {
+    size_t ml;
+    const char *m = mlt__rec_value(d->status_msg, &ml, NULL);
+    mlt__json_str(out, m, ml);
+  } else {
+    mlt__buf_lit(out, "\"\"");
+  }
+  mlt__buf_lit(out, "}, \"attributes\": {\"mlflow.traceRequestId\": ");
+  mlt__json_str(out, tid_json, tid_len);
+  mlt__buf_lit(out, ", ");
+  mlt__buf_reset(tmp);
+  mlt__json_str(tmp, d->type, d->type_len);
+  put_attr_text(out, "mlflow.spanType", tmp->p, tmp->len);
+  if (d->inputs) {
+    mlt__buf_lit(out, ", ");
+    put_attr_encoded(out, tmp, "mlflow.spanInputs", 17, d->inputs);
+  }
+  if (d->outputs) {
+    mlt__buf_lit(out, ", ");
+    put_attr_encoded(out, tmp, "mlflow.spanOutputs", 18, d->outputs);
+  } else if (d->n_chunks) {
+    mlt__buf_lit(out, ", ");
+    mlt__buf_reset(tmp);
+    mlt__chunks_output_json(tmp, d);
+    put_attr_text(out, "mlflow.spanOutputs", tmp->p, tmp->len);
+  }
+  for (size_t a = 0; a < d->n_attrs; a++) {
+    if (reserved_key(d->attrs[a])) continue;
+    mlt__buf_lit(out, ", ");
+    put_attr_encoded(out, tmp, mlt__rec_key(d->attrs[a]), d->attrs[a]->key_len, d->attrs[a]);
+  }
+  if (d->n_chunks) {
+    char num[48];
+    int nl = snprintf(num, sizeof num, "%.6f", (double)(d->first_chunk_ns - s->start_ns) / 1e9);
+    mlt__buf_lit(out, ", ");
+    put_attr_text(out, "gen_ai.response.time_to_first_chunk", num, (size_t)nl);
+  }
+  uint32_t dropped = s->n_events_dropped;
+  if (dropped) {
+    char num[24];
+    int nl = snprintf(num, sizeof num, "%u", dropped);
+    mlt__buf_lit(out, ", ");
+    put_attr_text(out, "mltrace.droppedEvents", num, (size_t)nl);
+  }
+  int lvl = log_level_for(d->type, d->type_len, status == MLT_STATUS_ERROR);
+  mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"");
+  mlt__buf_u64(out, (uint64_t)lvl);
+  mlt__buf_lit(out, "\"}, \"links\": []}");
+}
+
+void mlt__json_trace_data(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti) {
+  char tid_json[MLT_TRACE_ID_SIZE + 2];
+  tid_json[0] = '"';
+  memcpy(tid_json + 1, ti->trace_id, MLT_TRACE_ID_SIZE - 1);
+  tid_json[MLT_TRACE_ID_SIZE] = '"';
+  mlt__buf_lit(out, "{\"spans\": [");
+  for (uint32_t i = 0; i < p->n; i++) {
+    if (i) mlt__buf_lit(out, ", ");
+    json_span(out, p, p->spans[i], tid_json, MLT_TRACE_ID_SIZE + 1);
+  }
+  mlt__buf_lit(out, "]}");
+}
+
+/* "key": "value" with MLflow's limits (hard cut, no ellipsis). */
+static void put_kv_limited(mlt__buf *out, const char *k, size_t kn, const char *v, size_t vn, size_t vmax) {
+  mlt__buf tmp = {0};
+  put_limited(&tmp, k, kn, 250, 0);
+  mlt__json_str(out, tmp.p ? tmp.p : "", tmp.len);
+  mlt__buf_lit(out, ": ");
+  mlt__buf_reset(&tmp);
+  put_limited(&tmp, v, vn, vmax, 0);
+  mlt__json_str(out, tmp.p ? tmp.p : "", tmp.len);
+  mlt__buf_free(&tmp);
+}
+
+static int seen_key(mlt__tinfo *from, mlt__tinfo *upto, int kind, const char *key) {
+  for (mlt__tinfo *i = from; i && i != upto; i = i->next)
+    if (i->kind == kind && i->key && !strcmp(i->key, key)) return 1;
+  return 0;
+}
+
+static void put_root_attr_raw(mlt__buf *out, const char *key, const mlt__prepared *p, int is_inputs) {
+  if (p->root < 0) return;
+  mlt__digest *d = mlt__scratch_digest();
+  mlt__digest_span(d, p->spans[p->root]);
+  const mlt__rec *r = is_inputs ? d->inputs : d->outputs;
+  mlt__buf tmp = {0};
+  if (r)
+    mlt__value_json(&tmp, r);
+  else if (!is_inputs && d->n_chunks)
+    mlt__chunks_output_json(&tmp, d);
+  mlt__buf_lit(out, ", ");
+  mlt__buf tmp2 = {0};
+  put_limited(&tmp2, tmp.p ? tmp.p : "", tmp.len, 250, 1);
+  mlt__json_str(out, key, strlen(key));
+  mlt__buf_lit(out, ": ");
+  mlt__json_str(out, tmp2.p ? tmp2.p : "", tmp2.len);
+  mlt__buf_free(&tmp);
+  mlt__buf_free(&tmp2);
+}
+
+static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti, int for_rest,
+                           const char *size_stats) {
+  mlt__buf_lit(out, "{\"trace_id\": \"");
+  mlt__buf_put(out, ti->trace_id, MLT_TRACE_ID_SIZE - 1);
+  mlt__buf_lit(out, "\"");
+  if (ti->client_request_id) {
+    mlt__buf_lit(out, ", \"client_request_id\": ");
+    mlt__buf tmp = {0};
+    put_limited(&tmp, ti->client_request_id, strlen(ti->client_request_id), 50, 0);
+    mlt__json_str(out, tmp.p ? tmp.p : "", tmp.len);
+    mlt__buf_free(&tmp);
+  }
+  mlt__buf_lit(out, ", \"trace_location\": {\"type\": \"MLFLOW_EXPERIMENT\", \"mlflow_experiment\": {\"experiment_id\": ");
+  const char *exp = mlt__experiment_id();
+  mlt__json_str(out, exp, strlen(exp));
+  mlt__buf_lit(out, "}}, \"request_time\": ");
+  put_rfc3339_ms(out, ti->start_ns);
+  mlt__buf_lit(out, ", \"state\": ");
+  if (ti->state_error)
+    mlt__buf_lit(out, "\"ERROR\"");
+  else
+    mlt__buf_lit(out, "\"OK\"");
+  /* metadata */
+  mlt__buf_lit(out, ", \"trace_metadata\": {\"mlflow.trace_schema.version\": \"3\", \"mlflow.source.type\": \"LOCAL\"");
+  mlt__buf_lit(out, ", \"mlflow.source.name\": ");
+  const char *prog = mlt__program_name();
+  mlt__json_str(out, prog, strlen(prog));
+  mlt__buf_lit(out, ", \"mlflow.user\": ");
+  const char *user = user_name();
+  mlt__json_str(out, user, strlen(user));
+  if (p->root >= 0) {
+    put_root_attr_raw(out, "mlflow.traceInputs", p, 1);
+    put_root_attr_raw(out, "mlflow.traceOutputs", p, 0);
+  }
+  if (p->t->flags & MLT__TF_CONTINUATION) mlt__buf_lit(out, ", \"mltrace.continuation\": \"true\"");
+  if (p->t->flags & MLT__TF_REMOTE) mlt__buf_lit(out, ", \"mltrace.remoteParent\": \"true\"");
+  if (ti->token_usage.len) {
+    mlt__buf_lit(out, ", \"mlflow.trace.tokenUsage\": ");
+    mlt__json_str(out, ti->token_usage.p, ti->token_usage.len);
+  }
+  if (ti->session) {
+    mlt__buf_lit(out, ", ");
+    put_kv_limited(out, "mlflow.trace.session", 20, ti->session, strlen(ti->session), 250);
+  }
+  if (ti->user) {
+    mlt__buf_lit(out, ", ");
+    put_kv_limited(out, "mlflow.trace.user", 17, ti->user, strlen(ti->user), 250);
+  }
+  if (size_stats) {
+    mlt__buf_lit(out, ", \"mlflow.trace.sizeStats\": ");
+    mlt__json_str(out, size_stats, strlen(size_stats));
+  }
+  for (mlt__tinfo *i = ti->info; i; i = i->next) {
+    if (i->kind != MLT__TI_META || seen_key(ti->info, i, MLT__TI_META, i->key)) continue;
+    if (!strcmp(i->key, "mlflow.trace_schema.version")) continue;
+    mlt__buf_lit(out, ", ");
+    put_kv_limited(out, i->key, strlen(i->key), i->value, strlen(i->value), 250);
+  }
+  mlt__buf_lit(out, "}, \"tags\": {\"mlflow.traceName\": ");
+  mlt__buf tmp = {0};
+  if (ti->trace_name)
+    put_limited(&tmp, ti->trace_name, ti->trace_name_len, 4096, 0);
+  else
+    mlt__buf_lit(&tmp, "continuation");
+  mlt__json_str(out, tmp.p ? tmp.p : "", tmp.len);
+  mlt__buf_free(&tmp);
+  for (mlt__tinfo *i = ti->info; i; i = i->next) {
+    if (i->kind != MLT__TI_TAG || seen_key(ti->info, i, MLT__TI_TAG, i->key)) continue;
+    /* The server owns these. */
+    if (!strcmp(i->key, "mlflow.artifactLocation") || !strcmp(i->key, "mlflow.trace.spansLocation") ||
+        !strcmp(i->key, "mlflow.traceName"))
+      continue;
+    mlt__buf_lit(out, ", ");
+    put_kv_limited(out, i->key, strlen(i->key), i->value, strlen(i->value), 4096);
+  }
+  mlt__buf_putc(out, '}');
+  if (ti->request_preview.len || (p->root >= 0 && ti->request_preview.p)) {
+    mlt__buf_lit(out, ", \"request_preview\": ");
+    mlt__json_str(out, ti->request_preview.p ? ti->request_preview.p : "", ti->request_preview.len);
+  }
+  if (ti->response_preview.len || (p->root >= 0 && ti->response_preview.p)) {
+    mlt__buf_lit(out, ", \"response_preview\": ");
+    mlt__json_str(out, ti->response_preview.p ? ti->response_preview.p : "", ti->response_preview.len);
+  }
+  int64_t dur_ms = ti->end_ns > ti->start_ns ? (ti->end_ns - ti->start_ns) / 1000000 : 0;
+  if (for_rest) {
+    char d[48];
+    int n = snprintf(d, sizeof d, ", \"execution_duration\": \"%lld.%03llds\"", (long long)(dur_ms / 1000),
+                     (long long)(dur_ms % 1000));
+    mlt__buf_put(out, d, (size_t)n);
+  } else {
+    mlt__buf_lit(out, ", \"execution_duration_ms\": ");
+    mlt__buf_i64(out, dur_ms);
+  }
+  mlt__buf_putc(out, '}');
+}
+
+void mlt__json_trace_info(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti, int for_rest) {
+  /* No sizeStats here: the server treats a trace with fewer stored spans
+   * than sizeStats.num_spans as incomplete and hides it from search. */
+  json_info_body(out, p, ti, for_rest, NULL);
+}
+
+static int cmp_size(const void *a, const void *b) {
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static size_t percentile(const size_t *sorted, size_t n, double q) {
+  if (!n) return 0;
+  double idx = q * (double)(n - 1);
+  size_t lo = (size_t)idx;
+  size_t hi = lo + 1 < n ? lo + 1 : lo;
+  double f = idx - (double)lo;
+  return (size_t)((double)sorted[lo] + f * ((double)sorted[hi] - (double)sorted[lo]));
+}
+
+void mlt__json_trace(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti) {
+  /* Spans first (into scratch), so that sizeStats is exact for our bytes. */
+  mlt__buf *spans = mlt__scratch_buf(1);
+  mlt__buf_reset(spans);
+  char tid_json[MLT_TRACE_ID_SIZE + 2];
+  tid_json[0] = '"';
+  memcpy(tid_json + 1, ti->trace_id, MLT_TRACE_ID_SIZE - 1);
+  tid_json[MLT_TRACE_ID_SIZE] = '"';
+  size_t sizes_stack[64];
+  size_t *sizes = p->n <= 64 ? sizes_stack : malloc(p->n * sizeof *sizes);
+  size_t total = 0, max = 0;
+  for (uint32_t i = 0; i < p->n; i++) {
+    if (i) mlt__buf_lit(spans, ", ");
+    size_t start = spans->len;
+    json_span(spans, p, p->spans[i], tid_json, MLT_TRACE_ID_SIZE + 1);
+    size_t sz = spans->len - start;
+    if (sizes) sizes[i] = sz;
+    total += sz;
+    max = MLT_MAX(max, sz);
+  }
+  char stats[200];
+  const char *stats_p = NULL;
+  if (sizes && p->root >= 0) {
+    qsort(sizes, p->n, sizeof *sizes, cmp_size);
+    snprintf(stats, sizeof stats,
+             "{\"total_size_bytes\": %zu, \"num_spans\": %u, \"max\": %zu, \"p25\": %zu, \"p50\": %zu, \"p75\": %zu}",
+             total + (p->n ? (p->n - 1) * 2 : 0), p->n, max, percentile(sizes, p->n, 0.25),
+             percentile(sizes, p->n, 0.5), percentile(sizes, p->n, 0.75));
+    stats_p = stats;
+  }
+  if (sizes != sizes_stack) free(sizes);
+  mlt__buf_lit(out, "{\"info\": ");
+  json_info_body(out, p, ti, 0, stats_p);
+  mlt__buf_lit(out, ", \"data\": {\"spans\": [");
+  mlt__buf_put(out, spans->p ? spans->p : "", spans->len);
+  mlt__buf_lit(out, "]}}\n");
+}

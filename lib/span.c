@@ -1,0 +1,948 @@
+/* lib/span.c: the span hot path: start, set, end, per-thread state.
+ *
+ * Nothing here takes a lock shared across traces or makes a system call other
+ * than reading the clock (the per-thread state is allocated once per thread;
+ * the slot magazine refills from a pool once per 64 spans).
+ */
+#include "span-internal.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+_Static_assert(offsetof(mlt__span, inline_log) == offsetof(mlt__span, head) + sizeof(mlt__chunk),
+               "inline log must follow its chunk header");
+_Static_assert(sizeof(mlt__rec) % MLT__REC_ALIGN == 0, "record header alignment");
+
+MLT_TLS mlt__tls *mlt__tls_ptr;
+MLT_TLS uint32_t mlt__tls_epoch;
+
+/* ---- per-thread state ------------------------------------------------ */
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static mlt__tls *reg_head;
+static pthread_key_t tls_key;
+static int tls_key_ok;
+static mlt__tls_counters dead_counters; /* folded from exited threads */
+
+static void add_counters(mlt__tls_counters *dst, const mlt__tls_counters *src) {
+  dst->spans_started += src->spans_started;
+  dst->traces_started += src->traces_started;
+  dst->traces_sampled_out += src->traces_sampled_out;
+  dst->spans_over_limit += src->spans_over_limit;
+  dst->events_dropped += src->events_dropped;
+  dst->values_truncated += src->values_truncated;
+  dst->misuse += src->misuse;
+}
+
+/* Caller holds reg_mu; |t| is registered. */
+static void tls_retire(mlt__tls *t) {
+  add_counters(&dead_counters, &t->c);
+  for (uint32_t i = 0; i < t->depth && i < MLT__MAX_ATTACH; i++)
+    if (t->frames[i].ctx) mlt_context_release(t->frames[i].ctx);
+  if (t->prev_reg)
+    t->prev_reg->next_reg = t->next_reg;
+  else
+    reg_head = t->next_reg;
+  if (t->next_reg) t->next_reg->prev_reg = t->prev_reg;
+}
+
+void mlt__traces_put_cache(mlt__trace *list, uint32_t n);
+
+static void tls_destructor(void *p) {
+  mlt__tls *t = p;
+  pthread_mutex_lock(&reg_mu);
+  mlt__tls *it = reg_head;
+  while (it && it != t) it = it->next_reg;
+  if (it) {
+    tls_retire(t);
+    if (t->n_mag) mlt__slots_put_indices(t->mag, t->n_mag);
+    if (t->n_tfree) mlt__traces_put_cache(t->tfree, t->n_tfree);
+    free(t);
+  }
+  pthread_mutex_unlock(&reg_mu);
+  mlt__tls_ptr = NULL;
+  mlt__tls_epoch = 0;
+}
+
+mlt__tls *mlt__tls_get_slow(void) {
+  uint32_t ep = atomic_load(&mlt__g_epoch);
+  if (ep == 0 || atomic_load(&mlt__g_state) == MLT__G_OFF) return NULL;
+  mlt__tls *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  pthread_mutex_lock(&reg_mu);
+  if (!tls_key_ok) {
+    if (pthread_key_create(&tls_key, tls_destructor) != 0) {
+      pthread_mutex_unlock(&reg_mu);
+      free(t);
+      return NULL;
+    }
+    tls_key_ok = 1;
+  }
+  t->next_reg = reg_head;
+  if (reg_head) reg_head->prev_reg = t;
+  reg_head = t;
+  pthread_setspecific(tls_key, t);
+  pthread_mutex_unlock(&reg_mu);
+  mlt__tls_ptr = t;
+  mlt__tls_epoch = ep;
+  return t;
+}
+
+void mlt__tls_sum_counters(mlt__tls_counters *out) {
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&reg_mu);
+  add_counters(out, &dead_counters);
+  for (mlt__tls *t = reg_head; t; t = t->next_reg) add_counters(out, &t->c);
+  pthread_mutex_unlock(&reg_mu);
+}
+
+/* Called by mlt_shutdown() after the epoch was bumped: every thread's state
+ * is freed; threads notice the epoch change and never touch it again.  The
+ * counters are kept (readable after shutdown) until mlt__tls_reset(). */
+void mlt__tls_shutdown(void) {
+  pthread_mutex_lock(&reg_mu);
+  while (reg_head) {
+    mlt__tls *t = reg_head;
+    tls_retire(t);
+    free(t);
+  }
+  if (tls_key_ok) {
+    pthread_key_delete(tls_key);
+    tls_key_ok = 0;
+  }
+  pthread_mutex_unlock(&reg_mu);
+}
+
+void mlt__tls_reset_counters(void);
+void mlt__tls_reset_counters(void) {
+  pthread_mutex_lock(&reg_mu);
+  memset(&dead_counters, 0, sizeof dead_counters);
+  pthread_mutex_unlock(&reg_mu);
+}
+
+void mlt__count_misuse(const char *what, int status) {
+  if (!mlt__running()) return;
+  mlt__tls *tls = mlt__tls_get();
+  if (tls) tls->c.misuse++;
+  mlt__log(MLT_LOG_WARN, MLT__LOGK_MISUSE, "%s: %s", what, mlt_strerror(status));
+}
+
+/* ---- record log ------------------------------------------------------ */
+
+char *mlt__log_reserve(mlt__span *s, size_t size) {
+  mlt__chunk *c = s->tail;
+  uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
+  if (MLT_LIKELY(c->cap - used >= size)) return mlt__chunk_data(c) + used;
+  size_t cap = (c == &s->head) ? 512 : (size_t)c->cap * 2;
+  if (cap > 65536) cap = 65536;
+  if (cap < size) cap = size;
+  if (cap > UINT32_MAX - 64) return NULL;
+  mlt__chunk *n = malloc(sizeof *n + cap);
+  if (!n) return NULL;
+  atomic_init(&n->next, NULL);
+  n->cap = (uint32_t)cap;
+  atomic_init(&n->used, 0);
+  atomic_store_explicit(&c->next, n, memory_order_release);
+  s->tail = n;
+  return mlt__chunk_data(n);
+}
+
+void mlt__log_publish(mlt__span *s, size_t size) {
+  mlt__chunk *c = s->tail;
+  uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
+  atomic_store_explicit(&c->used, used + (uint32_t)size, memory_order_release);
+}
+
+void mlt__log_iter_init(mlt__log_iter *it, mlt__span *s) {
+  it->c = &s->head;
+  it->off = 0;
+  it->used = atomic_load_explicit(&s->head.used, memory_order_acquire);
+}
+
+const mlt__rec *mlt__log_iter_next(mlt__log_iter *it) {
+  while (it->c) {
+    if (it->off < it->used) {
+      const mlt__rec *r = (const mlt__rec *)(mlt__chunk_data(it->c) + it->off);
+      it->off += (uint32_t)mlt__rec_size(r->key_len, r->val_len);
+      return r;
+    }
+    mlt__chunk *n = atomic_load_explicit(&it->c->next, memory_order_acquire);
+    if (!n) return NULL;
+    it->c = n;
+    it->off = 0;
+    it->used = atomic_load_explicit(&n->used, memory_order_acquire);
+  }
+  return NULL;
+}
+
+static void write_rec(char *p, int kind, int sub, int flags, int aux, size_t key_len, size_t val_len) {
+  mlt__rec r = {(uint8_t)kind, (uint8_t)sub, (uint8_t)flags, (uint8_t)aux, (uint16_t)key_len, 0, (uint32_t)val_len, 0};
+  memcpy(p, &r, sizeof r);
+}
+
+/* Bytes of |val| kept once max_value_bytes is applied (cut at a UTF-8
+ * boundary); *trunc tells whether the value was cut.  A truncated value is
+ * stored as u64 original length + the kept bytes. */
+static size_t value_cut(int sub, const char *val, size_t len, int *trunc) {
+  *trunc = 0;
+  if ((sub == MLT__V_STR || sub == MLT__V_JSON) && len > mlt__g_cfg.max_value_bytes) {
+    *trunc = 1;
+    return mlt__utf8_cut(val, mlt__g_cfg.max_value_bytes);
+  }
+  return len;
+}
+
+static void put_value(char *p, int trunc, const char *val, size_t kept, size_t orig_len) {
+  if (trunc) {
+    uint64_t orig = orig_len;
+    memcpy(p, &orig, 8);
+    p += 8;
+    mlt__tls *tls = mlt__tls_get();
+    if (tls) tls->c.values_truncated++;
+  }
+  if (kept) memcpy(p, val, kept);
+}
+
+int mlt__append_value(mlt__span *s, int kind, int sub, const char *key, size_t key_len, const char *val,
+                      size_t val_len, int aux) {
+  if (key_len > 1024) key_len = mlt__utf8_cut(key, 1024);
+  int trunc;
+  size_t kept = value_cut(sub, val, val_len, &trunc);
+  size_t vlen = kept + (trunc ? 8 : 0);
+  size_t size = mlt__rec_size(key_len, vlen);
+  char *p = mlt__log_reserve(s, size);
+  if (MLT_UNLIKELY(!p)) return MLT_ENOMEM;
+  write_rec(p, kind, sub, trunc ? MLT__RF_TRUNC : 0, aux, key_len, vlen);
+  if (key_len) memcpy(p + sizeof(mlt__rec), key, key_len);
+  put_value(p + sizeof(mlt__rec) + key_len, trunc, val, kept, val_len);
+  mlt__log_publish(s, size);
+  return MLT_OK;
+}
+
+static size_t attr_val_len(const mlt_attr *a) {
+  switch (a->type) {
+    case MLT_ATTR_STRING:
+    case MLT_ATTR_JSON:
+      if (!a->v.s) return 0;
+      return a->len == MLT_NTS ? strlen(a->v.s) : a->len;
+    default:
+      return 8;
+  }
+}
+
+static int attr_sub(const mlt_attr *a) {
+  switch (a->type) {
+    case MLT_ATTR_STRING:
+      return MLT__V_STR;
+    case MLT_ATTR_INT:
+      return MLT__V_I64;
+    case MLT_ATTR_DOUBLE:
+      return MLT__V_F64;
+    case MLT_ATTR_BOOL:
+      return MLT__V_BOOL;
+    case MLT_ATTR_JSON:
+      return MLT__V_JSON;
+  }
+  return MLT__V_NONE;
+}
+
+/* Stored key length and value length of an attribute record. */
+static void attr_lens(const mlt_attr *a, size_t *klen, size_t *kept, int *trunc) {
+  *klen = a->key ? strlen(a->key) : 0;
+  if (*klen > 1024) *klen = mlt__utf8_cut(a->key, 1024);
+  int sub = attr_sub(a);
+  *trunc = 0;
+  if (sub == MLT__V_STR || sub == MLT__V_JSON)
+    *kept = value_cut(sub, a->v.s ? a->v.s : "", attr_val_len(a), trunc);
+  else
+    *kept = 8;
+}
+
+static size_t attr_rec_size(const mlt_attr *a) {
+  size_t klen, kept;
+  int trunc;
+  attr_lens(a, &klen, &kept, &trunc);
+  return mlt__rec_size(klen, kept + (trunc ? 8 : 0));
+}
+
+/* Write a typed attribute record (kind ATTR or FIELD) at |p|; returns size. */
+static size_t put_attr_rec(char *p, int kind, const mlt_attr *a) {
+  size_t klen, kept;
+  int trunc;
+  attr_lens(a, &klen, &kept, &trunc);
+  int sub = attr_sub(a);
+  char num[8];
+  const char *src = num;
+  if (sub == MLT__V_STR || sub == MLT__V_JSON) {
+    src = a->v.s ? a->v.s : "";
+  } else {
+    int64_t b = a->v.b ? 1 : 0;
+    if (sub == MLT__V_I64)
+      memcpy(num, &a->v.i, 8);
+    else if (sub == MLT__V_F64)
+      memcpy(num, &a->v.d, 8);
+    else
+      memcpy(num, &b, 8);
+  }
+  size_t vlen = kept + (trunc ? 8 : 0);
+  write_rec(p, kind, sub, trunc ? MLT__RF_TRUNC : 0, 0, klen, vlen);
+  if (klen) memcpy(p + sizeof(mlt__rec), a->key, klen);
+  put_value(p + sizeof(mlt__rec) + klen, trunc, src, kept, attr_val_len(a));
+  return mlt__rec_size(klen, vlen);
+}
+
+/* A header record followed by |n| FIELD children, reserved as one block. */
+static int append_group(mlt__span *s, int kind, int sub, const char *key, size_t key_len, const char *hdr_val,
+                        size_t hdr_len, const mlt_attr *attrs, size_t n) {
+  if (key_len > 1024) key_len = mlt__utf8_cut(key, 1024);
+  size_t size = mlt__rec_size(key_len, hdr_len);
+  for (size_t i = 0; i < n; i++) size += attr_rec_size(&attrs[i]);
+  char *p = mlt__log_reserve(s, size);
+  if (!p) return MLT_ENOMEM;
+  write_rec(p, kind, sub, 0, 0, key_len, hdr_len);
+  if (key_len) memcpy(p + sizeof(mlt__rec), key, key_len);
+  memcpy(p + sizeof(mlt__rec) + key_len, hdr_val, hdr_len);
+  size_t off = mlt__rec_size(key_len, hdr_len);
+  for (size_t i = 0; i < n; i++) off += put_attr_rec(p + off, MLT__R_FIELD, &attrs[i]);
+  mlt__log_publish(s, off);
+  return MLT_OK;
+}
+
+int mlt__append_event(mlt__span *s, const char *name, int64_t ts, const mlt_attr *attrs, size_t n) {
+  char hdr[16];
+  uint64_t cnt = n;
+  memcpy(hdr, &ts, 8);
+  memcpy(hdr + 8, &cnt, 8);
+  return append_group(s, MLT__R_EVENT, MLT__V_NONE, name, strlen(name), hdr, 16, attrs, n);
+}
+
+int mlt__log_copy(mlt__span *dst, mlt__span *src) {
+  mlt__log_iter it;
+  mlt__log_iter_init(&it, src);
+  const mlt__rec *r;
+  while ((r = mlt__log_iter_next(&it)) != NULL) {
+    size_t size = mlt__rec_size(r->key_len, r->val_len);
+    if (r->sub == MLT__V_CJSON && r->kind != MLT__R_FIELD) {
+      /* The original keeps ownership of cJSON values: copy it as text. */
+      cJSON *v;
+      memcpy(&v, mlt__rec_val(r), sizeof v);
+      char *txt = v ? cJSON_PrintUnformatted(v) : NULL;
+      int rc = mlt__append_value(dst, r->kind, MLT__V_JSON, mlt__rec_key(r), r->key_len, txt ? txt : "null",
+                                 txt ? strlen(txt) : 4, r->aux);
+      free(txt);
+      if (rc) return rc;
+      continue;
+    }
+    char *p = mlt__log_reserve(dst, size);
+    if (!p) return MLT_ENOMEM;
+    memcpy(p, r, size);
+    mlt__log_publish(dst, size);
+  }
+  return MLT_OK;
+}
+
+/* ---- span life cycle ------------------------------------------------- */
+
+void mlt__span_init(mlt__span *s, mlt__trace *t, uint64_t span_id, uint64_t parent_id, const char *name,
+                    mlt_span_type type, int64_t start_ns) {
+  s->type = (uint8_t)type;
+  s->status = MLT_STATUS_UNSET;
+  s->flags = MLT__SF_TEXT_ONLY;
+  s->span_id = span_id;
+  s->parent_id = parent_id;
+  s->start_ns = start_ns;
+  s->end_ns = 0;
+  atomic_store_explicit(&s->trace, t, memory_order_relaxed);
+  s->next = NULL;
+  s->saved_current.id_ = 0;
+  s->ctx = NULL;
+  s->n_events = s->n_events_dropped = s->n_chunks = 0;
+  s->reducer = NULL;
+  s->reducer_ud = NULL;
+  atomic_store_explicit(&s->head.next, NULL, memory_order_relaxed);
+  s->head.cap = MLT__INLINE_LOG;
+  atomic_store_explicit(&s->head.used, 0, memory_order_relaxed);
+  s->tail = &s->head;
+  if (!name) name = "span";
+  mlt__append_value(s, MLT__R_NAME, MLT__V_STR, NULL, 0, name, strlen(name), 0);
+  uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
+  atomic_store_explicit(&s->gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_OPEN), memory_order_release);
+}
+
+static mlt_span nonrec(mlt__tls *tls, int make_current, int limit) {
+  if (make_current) {
+    if (tls->nonrec_depth++ == 0) tls->nonrec_limit = (uint32_t)limit;
+    return (mlt_span){MLT__H_NONREC_CUR};
+  }
+  return (mlt_span){MLT__H_NONREC_DET};
+}
+
+mlt_span mlt__span_start_common(mlt__tls *tls, const struct mlt_context *parent, mlt__span *parent_span,
+                                const char *name, mlt_span_type type, int make_current) {
+  if ((unsigned)type >= MLT__SPAN_TYPE_COUNT) type = MLT_SPAN_UNKNOWN;
+  int64_t now = mlt__now_ns();
+  mlt__trace *t = NULL;
+  uint64_t hi = 0, lo = 0, parent_id = 0;
+  int tflags = 0, new_trace = 0;
+  if (parent_span) {
+    mlt__trace *pt = atomic_load_explicit(&parent_span->trace, memory_order_relaxed);
+    parent_id = parent_span->span_id;
+    hi = pt->id_hi;
+    lo = pt->id_lo;
+    if (mlt__trace_join(pt))
+      t = pt;
+    else
+      tflags = MLT__TF_CONTINUATION;
+  } else if (parent) {
+    if (!(parent->flags & MLT__CF_SAMPLED)) return nonrec(tls, make_current, 0);
+    parent_id = parent->span_id;
+    hi = parent->trace_hi;
+    lo = parent->trace_lo;
+    if (parent->trace && parent->epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed) &&
+        mlt__trace_join(parent->trace))
+      t = parent->trace;
+    else
+      tflags = (parent->flags & MLT__CF_REMOTE) ? MLT__TF_REMOTE : MLT__TF_CONTINUATION;
+  }
+  if (t) {
+    if (MLT_UNLIKELY(atomic_fetch_add_explicit(&t->n_spans, 1, memory_order_relaxed) >=
+                     mlt__g_cfg.max_spans_per_trace)) {
+      tls->c.spans_over_limit++;
+      mlt__trace_leave(t);
+      return nonrec(tls, make_current, 1);
+    }
+  } else {
+    if (!parent_id) {
+      hi = mlt__rand64();
+      lo = mlt__rand64();
+      if (MLT_UNLIKELY(!(hi | lo))) lo = 1;
+      if (MLT_UNLIKELY((lo >> 11) >= mlt__g_cfg.sample_threshold)) {
+        tls->c.traces_sampled_out++;
+        return nonrec(tls, make_current, 0);
+      }
+    }
+    t = mlt__trace_new(hi, lo);
+    if (MLT_UNLIKELY(!t)) return (mlt_span){0};
+    t->flags = (uint8_t)tflags;
+    t->remote_parent = parent_id;
+    t->start_ns = now;
+    new_trace = 1;
+    tls->c.traces_started++;
+  }
+  mlt__span *s = mlt__slot_alloc(tls);
+  if (MLT_UNLIKELY(!s)) {
+    mlt__trace_leave(t);
+    return (mlt_span){0};
+  }
+  uint64_t span_id = mlt__rand64();
+  if (MLT_UNLIKELY(!span_id)) span_id = 1;
+  mlt__span_init(s, t, span_id, parent_id, name, type, now);
+  uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
+  mlt_span h = mlt__span_handle(s, gs);
+  if (new_trace) {
+    t->root = h;
+    t->root_id = span_id;
+    mlt__traces_active_add(t);
+  }
+  mlt__trace_push_span(t, s);
+  if (make_current) {
+    s->saved_current = tls->cur;
+    s->flags |= MLT__SF_CURRENT;
+    tls->cur = h;
+  }
+  tls->c.spans_started++;
+  return h;
+}
+
+static int enabled_now(void) { return atomic_load_explicit(&mlt__g_enabled, memory_order_relaxed); }
+
+/* The span to parent a new span under on this thread, or NULL. */
+static mlt__span *current_parent(mlt__tls *tls) {
+  mlt_span h = tls->cur;
+  for (int depth = 0; h.id_ && depth < 16; depth++) {
+    uint64_t gs;
+    mlt__span *s = mlt__span_get(h, &gs);
+    if (!s) return NULL;
+    if (MLT__GS_STATE(gs) == MLT__S_OPEN) return s;
+    /* Ended elsewhere without restoring this thread: climb. */
+    h = s->saved_current;
+  }
+  return NULL;
+}
+
+mlt_span mlt_span_start(const char *name, mlt_span_type type) {
+  if (MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
+  mlt__tls *tls = mlt__tls_get();
+  if (MLT_UNLIKELY(!tls)) return (mlt_span){0};
+  if (MLT_UNLIKELY(tls->nonrec_depth)) {
+    tls->nonrec_depth++;
+    if (tls->nonrec_limit) tls->c.spans_over_limit++;
+    return (mlt_span){MLT__H_NONREC_CUR};
+  }
+  mlt__span *p = tls->cur.id_ ? current_parent(tls) : NULL;
+  return mlt__span_start_common(tls, p ? NULL : tls->attached, p, name, type, 1);
+}
+
+mlt_span mlt__span_start_function(const char *func, const char *name, mlt_span_type type) {
+  mlt_span h = mlt_span_start(name ? name : func, type);
+  uint64_t gs;
+  mlt__span *s = mlt__span_get(h, &gs);
+  if (s && func) mlt__append_value(s, MLT__R_ATTR, MLT__V_STR, "mlflow.spanFunctionName", 23, func, strlen(func), 0);
+  return h;
+}
+
+mlt_span mlt_span_start_in(const mlt_context *parent, const char *name, mlt_span_type type) {
+  if (MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
+  mlt__tls *tls = mlt__tls_get();
+  if (MLT_UNLIKELY(!tls)) return (mlt_span){0};
+  return mlt__span_start_common(tls, parent, NULL, name, type, 0);
+}
+
+mlt_span mlt_span_start_child(mlt_span parent, const char *name, mlt_span_type type) {
+  if (MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
+  mlt__tls *tls = mlt__tls_get();
+  if (MLT_UNLIKELY(!tls)) return (mlt_span){0};
+  if (mlt__h_is_nonrec(parent)) return nonrec(tls, 0, 0);
+  uint64_t gs;
+  mlt__span *p = mlt__span_get(parent, &gs);
+  if (!p) {
+    if (parent.id_) mlt__count_misuse("mlt_span_start_child: parent handle", MLT_ESTALE);
+    return mlt__span_start_common(tls, NULL, NULL, name, type, 0);
+  }
+  /* Keep the parent's trace alive while joining (the parent may have ended
+   * on another thread). */
+  mlt__trace *t = mlt__trace_acquire_from_span(p, MLT__GS_GEN(gs));
+  if (!t) return mlt__span_start_common(tls, NULL, NULL, name, type, 0);
+  mlt_span h = mlt__span_start_common(tls, NULL, p, name, type, 0);
+  mlt__trace_unref(t);
+  return h;
+}
+
+int mlt_span_make_current(mlt_span h) {
+  if (!mlt__running()) return MLT_ENOTINIT;
+  uint64_t gs;
+  mlt__span *s = mlt__span_get(h, &gs);
+  if (!s) return h.id_ && !mlt__h_is_nonrec(h) ? MLT_ESTALE : MLT_ENOTRECORDING;
+  if (MLT__GS_STATE(gs) != MLT__S_OPEN) return MLT_EENDED;
+  mlt__tls *tls = mlt__tls_get();
+  if (!tls) return MLT_ENOMEM;
+  if (tls->cur.id_ == h.id_) return MLT_OK;
+  s->saved_current = tls->cur;
+  s->flags |= MLT__SF_CURRENT;
+  tls->cur = h;
+  return MLT_OK;
+}
+
+mlt_span mlt_current_span(void) {
+  if (!mlt__running()) return (mlt_span){0};
+  mlt__tls *tls = mlt__tls_get();
+  if (!tls) return (mlt_span){0};
+  if (tls->nonrec_depth) return (mlt_span){MLT__H_NONREC_CUR};
+  mlt__span *s = tls->cur.id_ ? current_parent(tls) : NULL;
+  if (!s) return (mlt_span){0};
+  return mlt__span_handle(s, atomic_load_explicit(&s->gs, memory_order_relaxed));
+}
+
+/* Resolve a handle to an OPEN span, or return the status explaining why not. */
+static inline mlt__span *open_span(mlt_span h, int *rc) {
+  uint64_t gs;
+  mlt__span *s = mlt__span_get(h, &gs);
+  if (MLT_LIKELY(s && MLT__GS_STATE(gs) == MLT__S_OPEN)) return s;
+  if (s)
+    *rc = MLT_EENDED;
+  else if (h.id_ == 0 || mlt__h_is_nonrec(h))
+    *rc = MLT_ENOTRECORDING;
+  else
+    *rc = MLT_ESTALE;
+  return NULL;
+}
+
+static int report(const char *what, int rc) {
+  if (rc == MLT_ESTALE && !mlt__running()) return MLT_ENOTINIT;
+  if (rc == MLT_EENDED || rc == MLT_ESTALE) mlt__count_misuse(what, rc);
+  return rc;
+}
+
+#define GET_OPEN_OR_RETURN(s, h, what)                                                        \
+  int rc_ = MLT_OK;                                                                           \
+  mlt__span *s = open_span((h), &rc_);                                                        \
+  if (MLT_UNLIKELY(!s)) return report(what, rc_)
+
+static int run_reducer(mlt__span *s) {
+  size_t n = s->n_chunks, i = 0;
+  const char **ptrs = malloc(n * sizeof *ptrs);
+  size_t *lens = malloc(n * sizeof *lens);
+  char **owned = calloc(n, sizeof *owned);
+  int rc = MLT_ENOMEM;
+  if (!ptrs || !lens || !owned) goto out;
+  mlt__log_iter it;
+  mlt__log_iter_init(&it, s);
+  const mlt__rec *r;
+  while ((r = mlt__log_iter_next(&it)) != NULL && i < n) {
+    if (r->kind != MLT__R_CHUNK) continue;
+    const char *v = mlt__rec_val(r);
+    size_t len = r->val_len;
+    if (r->flags & MLT__RF_TRUNC) {
+      v += 8;
+      len -= 8;
+    }
+    if (r->sub == MLT__V_STR) {
+      /* Text chunk: hand it over as a JSON string. */
+      char *tmp = mlt__strndup(v, len);
+      cJSON *js = tmp ? cJSON_CreateString(tmp) : NULL;
+      owned[i] = js ? cJSON_PrintUnformatted(js) : NULL;
+      cJSON_Delete(js);
+      free(tmp);
+      ptrs[i] = owned[i] ? owned[i] : "\"\"";
+      lens[i] = strlen(ptrs[i]);
+    } else {
+      ptrs[i] = v;
+      lens[i] = len;
+    }
+    i++;
+  }
+  size_t out_len = 0;
+  char *out = s->reducer(ptrs, lens, i, &out_len, s->reducer_ud);
+  rc = MLT_OK;
+  if (out) {
+    rc = mlt__append_value(s, MLT__R_OUTPUTS, MLT__V_JSON, NULL, 0, out, out_len, 0);
+    s->flags |= MLT__SF_OUTPUTS;
+    free(out);
+  }
+out:
+  if (owned)
+    for (size_t k = 0; k < n; k++) free(owned[k]);
+  free(owned);
+  free(ptrs);
+  free(lens);
+  return rc;
+}
+
+int mlt_span_end(mlt_span h) {
+  uint64_t gs;
+  mlt__span *s = mlt__span_get(h, &gs);
+  if (MLT_UNLIKELY(!s)) {
+    if (h.id_ == MLT__H_NONREC_CUR) {
+      if (mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed) && mlt__tls_ptr &&
+          mlt__tls_ptr->nonrec_depth)
+        mlt__tls_ptr->nonrec_depth--;
+      return MLT_ENOTRECORDING;
+    }
+    if (h.id_ == 0 || h.id_ == MLT__H_NONREC_DET) return MLT_ENOTRECORDING;
+    return report("mlt_span_end", MLT_ESTALE);
+  }
+  uint32_t state = MLT__GS_STATE(gs);
+  if (MLT_UNLIKELY(state != MLT__S_OPEN)) {
+    if (state == MLT__S_EXPIRED) goto expired;
+    return report("mlt_span_end (already ended)", MLT_EENDED);
+  }
+  if (MLT_UNLIKELY(s->reducer != NULL) && s->n_chunks && !(s->flags & MLT__SF_OUTPUTS)) run_reducer(s);
+  mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
+  mlt_span saved = s->saved_current;
+  int was_current = s->flags & MLT__SF_CURRENT;
+  s->end_ns = mlt__now_ns();
+  if (s->status == MLT_STATUS_UNSET) s->status = MLT_STATUS_OK;
+  uint64_t expect = gs;
+  if (MLT_UNLIKELY(!atomic_compare_exchange_strong(&s->gs, &expect, MLT__GS(MLT__GS_GEN(gs), MLT__S_ENDED)))) {
+    if (MLT__GS_STATE(expect) == MLT__S_EXPIRED) goto expired;
+    return MLT_EENDED;
+  }
+  if (was_current && mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed)) {
+    mlt__tls *tls = mlt__tls_ptr;
+    if (tls && tls->cur.id_ == h.id_) tls->cur = saved;
+  }
+  /* A forced finish (timeout, shutdown, end_trace) that did not see this span
+   * as ended leaves it to us: claim and free it. */
+  if (MLT_UNLIKELY(atomic_load(&t->state) != MLT__T_ACTIVE)) {
+    uint64_t e2 = MLT__GS(MLT__GS_GEN(gs), MLT__S_ENDED);
+    if (atomic_compare_exchange_strong(&s->gs, &e2, MLT__GS(MLT__GS_GEN(gs), MLT__S_EXPIRED)))
+      mlt__slot_release(s, mlt__tls_get());
+  }
+  mlt__trace_leave(t);
+  return MLT_OK;
+expired : {
+  /* The trace timeout already ended and exported this span; it is ours to
+   * free now. */
+  mlt__trace *te = atomic_load_explicit(&s->trace, memory_order_relaxed);
+  if (s->flags & MLT__SF_CURRENT && mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed)) {
+    mlt__tls *tls = mlt__tls_ptr;
+    if (tls && tls->cur.id_ == h.id_) tls->cur = s->saved_current;
+  }
+  mlt__slot_release(s, mlt__tls_get());
+  if (te) mlt__trace_leave(te);
+  return MLT_EENDED;
+}
+}
+
+/* ---- setters --------------------------------------------------------- */
+
+static int set_json(mlt_span h, int kind, const char *json, size_t len, const char *what) {
+  if (MLT_UNLIKELY(!json)) return report(what, MLT_EINVAL);
+  GET_OPEN_OR_RETURN(s, h, what);
+  if (len == MLT_NTS) len = strlen(json);
+  if (kind == MLT__R_OUTPUTS) s->flags |= MLT__SF_OUTPUTS;
+  return mlt__append_value(s, kind, MLT__V_JSON, NULL, 0, json, len, 0);
+}
+
+int mlt_span_set_inputs_json(mlt_span h, const char *json) {
+  return set_json(h, MLT__R_INPUTS, json, MLT_NTS, "mlt_span_set_inputs_json");
+}
+int mlt_span_set_inputs_json_n(mlt_span h, const char *json, size_t len) {
+  return set_json(h, MLT__R_INPUTS, json, len, "mlt_span_set_inputs_json_n");
+}
+int mlt_span_set_outputs_json(mlt_span h, const char *json) {
+  return set_json(h, MLT__R_OUTPUTS, json, MLT_NTS, "mlt_span_set_outputs_json");
+}
+int mlt_span_set_outputs_json_n(mlt_span h, const char *json, size_t len) {
+  return set_json(h, MLT__R_OUTPUTS, json, len, "mlt_span_set_outputs_json_n");
+}
+
+static int set_cjson(mlt_span h, int kind, cJSON *value, const char *what) {
+  int rc = MLT_OK;
+  mlt__span *s = open_span(h, &rc);
+  if (!s || !value) {
+    cJSON_Delete(value);
+    return report(what, s ? MLT_EINVAL : rc);
+  }
+  char p[8];
+  memcpy(p, &value, sizeof value);
+  rc = mlt__append_value(s, kind, MLT__V_CJSON, NULL, 0, p, 8, 0);
+  if (rc) {
+    cJSON_Delete(value);
+    return rc;
+  }
+  s->flags |= MLT__SF_CJSON;
+  if (kind == MLT__R_OUTPUTS) s->flags |= MLT__SF_OUTPUTS;
+  return MLT_OK;
+}
+
+int mlt_span_set_inputs(mlt_span h, cJSON *value) { return set_cjson(h, MLT__R_INPUTS, value, "mlt_span_set_inputs"); }
+int mlt_span_set_outputs(mlt_span h, cJSON *value) {
+  return set_cjson(h, MLT__R_OUTPUTS, value, "mlt_span_set_outputs");
+}
+
+static int set_fields(mlt_span h, int kind, const mlt_attr *fields, size_t n, const char *what) {
+  if (n && !fields) return report(what, MLT_EINVAL);
+  for (size_t i = 0; i < n; i++)
+    if (!fields[i].key) return report(what, MLT_EINVAL);
+  GET_OPEN_OR_RETURN(s, h, what);
+  uint64_t cnt = n;
+  if (kind == MLT__R_OUTPUTS) s->flags |= MLT__SF_OUTPUTS;
+  return append_group(s, kind, MLT__V_FIELDS, NULL, 0, (const char *)&cnt, 8, fields, n);
+}
+
+int mlt_span_set_inputs_fields(mlt_span h, const mlt_attr *fields, size_t n) {
+  return set_fields(h, MLT__R_INPUTS, fields, n, "mlt_span_set_inputs_fields");
+}
+int mlt_span_set_outputs_fields(mlt_span h, const mlt_attr *fields, size_t n) {
+  return set_fields(h, MLT__R_OUTPUTS, fields, n, "mlt_span_set_outputs_fields");
+}
+
+int mlt_span_set_outputs_text(mlt_span h, const char *text, size_t len) {
+  if (!text) return report("mlt_span_set_outputs_text", MLT_EINVAL);
+  GET_OPEN_OR_RETURN(s, h, "mlt_span_set_outputs_text");
+  if (len == MLT_NTS) len = strlen(text);
+  s->flags |= MLT__SF_OUTPUTS;
+  return mlt__append_value(s, MLT__R_OUTPUTS, MLT__V_STR, NULL, 0, text, len, 0);
+}
+
+static int set_attr_raw(mlt_span h, const char *key, int sub, const char *val, size_t len, const char *what) {
+  if (MLT_UNLIKELY(!key)) return report(what, MLT_EINVAL);
+  GET_OPEN_OR_RETURN(s, h, what);
+  return mlt__append_value(s, MLT__R_ATTR, sub, key, strlen(key), val, len, 0);
+}
+
+int mlt_span_set_attr_str(mlt_span h, const char *key, const char *value) {
+  if (!value) return report("mlt_span_set_attr_str", MLT_EINVAL);
+  return set_attr_raw(h, key, MLT__V_STR, value, strlen(value), "mlt_span_set_attr_str");
+}
+int mlt_span_set_attr_str_n(mlt_span h, const char *key, const char *value, size_t len) {
+  if (!value && len) return report("mlt_span_set_attr_str_n", MLT_EINVAL);
+  if (len == MLT_NTS) len = value ? strlen(value) : 0;
+  return set_attr_raw(h, key, MLT__V_STR, value ? value : "", len, "mlt_span_set_attr_str_n");
+}
+int mlt_span_set_attr_int(mlt_span h, const char *key, int64_t value) {
+  return set_attr_raw(h, key, MLT__V_I64, (const char *)&value, 8, "mlt_span_set_attr_int");
+}
+int mlt_span_set_attr_double(mlt_span h, const char *key, double value) {
+  return set_attr_raw(h, key, MLT__V_F64, (const char *)&value, 8, "mlt_span_set_attr_double");
+}
+int mlt_span_set_attr_bool(mlt_span h, const char *key, int value) {
+  int64_t b = value ? 1 : 0;
+  return set_attr_raw(h, key, MLT__V_BOOL, (const char *)&b, 8, "mlt_span_set_attr_bool");
+}
+int mlt_span_set_attr_json(mlt_span h, const char *key, const char *json) {
+  if (!json) return report("mlt_span_set_attr_json", MLT_EINVAL);
+  return set_attr_raw(h, key, MLT__V_JSON, json, strlen(json), "mlt_span_set_attr_json");
+}
+
+int mlt_span_set_attrs(mlt_span h, const mlt_attr *attrs, size_t n) {
+  if (n && !attrs) return report("mlt_span_set_attrs", MLT_EINVAL);
+  GET_OPEN_OR_RETURN(s, h, "mlt_span_set_attrs");
+  for (size_t i = 0; i < n; i++) {
+    if (!attrs[i].key) return report("mlt_span_set_attrs", MLT_EINVAL);
+    size_t size = attr_rec_size(&attrs[i]);
+    char *p = mlt__log_reserve(s, size);
+    if (!p) return MLT_ENOMEM;
+    size = put_attr_rec(p, MLT__R_ATTR, &attrs[i]);
+    mlt__log_publish(s, size);
+  }
+  return MLT_OK;
+}
+
+int mlt_span_set_type(mlt_span h, mlt_span_type type) {
+  if ((unsigned)type >= MLT__SPAN_TYPE_COUNT) return report("mlt_span_set_type", MLT_EINVAL);
+  GET_OPEN_OR_RETURN(s, h, "mlt_span_set_type");
+  return mlt__append_value(s, MLT__R_TYPE, MLT__V_NONE, NULL, 0, NULL, 0, (int)type);
+}
+
+int mlt_span_set_type_name(mlt_span h, const char *type) {
+  if (!type || !*type) return report("mlt_span_set_type_name", MLT_EINVAL);
+  GET_OPEN_OR_RETURN(s, h, "mlt_span_set_type_name");
+  return mlt__append_value(s, MLT__R_TYPE_NAME, MLT__V_STR, NULL, 0, type, strlen(type), 0);
+}
+
+int mlt_span_set_name(mlt_span h, const char *name) {
+  if (!name) return report("mlt_span_set_name", MLT_EINVAL);
+  GET_OPEN_OR_RETURN(s, h, "mlt_span_set_name");
+  return mlt__append_value(s, MLT__R_NAME, MLT__V_STR, NULL, 0, name, strlen(name), 0);
+}
+
+static int count_event(mlt__span *s) {
+  if (s->n_events >= mlt__g_cfg.max_events_per_span) {
+    s->n_events_dropped++;
+    mlt__tls *tls = mlt__tls_get();
+    if (tls) tls->c.events_dropped++;
+    return 0;
+  }
+  s->n_events++;
+  return 1;
+}
+
+int mlt_span_add_event(mlt_span h, const char *name, const mlt_attr *attrs, size_t n) {
+  if (!name || (n && !attrs)) return report("mlt_span_add_event", MLT_EINVAL);
+  for (size_t i = 0; i < n; i++)
+    if (!attrs[i].key) return report("mlt_span_add_event", MLT_EINVAL);
+  GET_OPEN_OR_RETURN(s, h, "mlt_span_add_event");
+  if (!count_event(s)) return MLT_OK;
+  return mlt__append_event(s, name, mlt__now_ns(), attrs, n);
+}
+
+int mlt_span_set_status(mlt_span h, mlt_span_status status, const char *message) {
+  if ((unsigned)status > MLT_STATUS_ERROR) return report("mlt_span_set_status", MLT_EINVAL);
+  GET_OPEN_OR_RETURN(s, h, "mlt_span_set_status");
+  if (s->status == MLT_STATUS_ERROR && status != MLT_STATUS_ERROR) return MLT_OK;
+  s->status = (uint8_t)status;
+  if (!message) message = "";
+  return mlt__append_value(s, MLT__R_STATUS, MLT__V_STR, NULL, 0, message, strlen(message), (int)status);
+}
+
+int mlt_span_record_error(mlt_span h, const char *type, const char *message) {
+  GET_OPEN_OR_RETURN(s, h, "mlt_span_record_error");
+  if (!type || !*type) type = "Error";
+  if (!message) message = "";
+  size_t tl = strlen(type), ml = strlen(message);
+  char stackbuf[512];
+  char *desc = tl + ml + 3 <= sizeof stackbuf ? stackbuf : malloc(tl + ml + 3);
+  if (!desc) return MLT_ENOMEM;
+  memcpy(desc, type, tl);
+  memcpy(desc + tl, ": ", 2);
+  memcpy(desc + tl + 2, message, ml + 1);
+  s->status = MLT_STATUS_ERROR;
+  int rc = mlt__append_value(s, MLT__R_STATUS, MLT__V_STR, NULL, 0, desc, tl + ml + 2, MLT_STATUS_ERROR);
+  if (desc != stackbuf) free(desc);
+  if (rc) return rc;
+  if (!count_event(s)) return MLT_OK;
+  mlt_attr a[2] = {{"exception.type", MLT_ATTR_STRING, {.s = type}, tl},
+                   {"exception.message", MLT_ATTR_STRING, {.s = message}, ml}};
+  return mlt__append_event(s, "exception", mlt__now_ns(), a, 2);
+}
+
+/* ---- streaming ------------------------------------------------------- */
+
+static int add_chunk(mlt_span h, int sub, const char *data, size_t len, const char *what) {
+  if (!data && len) return report(what, MLT_EINVAL);
+  GET_OPEN_OR_RETURN(s, h, what);
+  if (len == MLT_NTS) len = data ? strlen(data) : 0;
+  int64_t now = mlt__now_ns();
+  if (s->n_chunks < mlt__g_cfg.max_events_per_span) {
+    if (s->n_events < mlt__g_cfg.max_events_per_span) s->n_events++;
+  } else {
+    s->n_events_dropped++;
+    mlt__tls *tls = mlt__tls_get();
+    if (tls) tls->c.events_dropped++;
+  }
+  int rc = mlt__append_value(s, MLT__R_CHUNK, sub, (const char *)&now, 8, data ? data : "", len, 0);
+  if (rc) return rc;
+  s->n_chunks++;
+  s->flags |= MLT__SF_HAS_CHUNKS;
+  if (sub != MLT__V_STR) s->flags &= (uint8_t)~MLT__SF_TEXT_ONLY;
+  return MLT_OK;
+}
+
+int mlt_span_add_chunk_json(mlt_span h, const char *json, size_t len) {
+  return add_chunk(h, MLT__V_JSON, json, len, "mlt_span_add_chunk_json");
+}
+int mlt_span_add_chunk_text(mlt_span h, const char *text, size_t len) {
+  return add_chunk(h, MLT__V_STR, text, len, "mlt_span_add_chunk_text");
+}
+
+int mlt_span_set_output_reducer(mlt_span h, mlt_output_reducer_fn fn, void *user_data) {
+  GET_OPEN_OR_RETURN(s, h, "mlt_span_set_output_reducer");
+  s->reducer = fn;
+  s->reducer_ud = user_data;
+  return MLT_OK;
+}
+
+/* ---- ids ------------------------------------------------------------- */
+
+static int register_span(mlt__span *s, mlt__trace *t, mlt_span h) {
+  if (!(s->flags & MLT__SF_REGISTERED)) {
+    if (mlt__registry_put(t->id_hi, t->id_lo, s->span_id, h) != 0) return MLT_ENOMEM;
+    s->flags |= MLT__SF_REGISTERED;
+  }
+  if (!atomic_exchange(&t->registered, 1)) {
+    if (mlt__registry_put(t->id_hi, t->id_lo, 0, t->root) != 0) return MLT_ENOMEM;
+  }
+  return MLT_OK;
+}
+
+int mlt_span_get_trace_id(mlt_span h, char *buf, size_t size) {
+  if (!buf) return MLT_EINVAL;
+  if (size < MLT_TRACE_ID_SIZE) return MLT_ERANGE;
+  buf[0] = '\0';
+  uint64_t gs;
+  mlt__span *s = mlt__span_get(h, &gs);
+  if (!s) return h.id_ && !mlt__h_is_nonrec(h) ? MLT_ESTALE : MLT_ENOTRECORDING;
+  mlt__trace *t = mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
+  if (!t) return MLT_ESTALE;
+  mlt__format_trace_id(t->id_hi, t->id_lo, buf);
+  int rc = MLT_OK;
+  if (atomic_load(&t->state) == MLT__T_ACTIVE && MLT__GS_STATE(gs) == MLT__S_OPEN) rc = register_span(s, t, h);
+  mlt__trace_unref(t);
+  return rc;
+}
+
+int mlt_span_get_span_id(mlt_span h, char *buf, size_t size) {
+  if (!buf) return MLT_EINVAL;
+  if (size < MLT_SPAN_ID_SIZE) return MLT_ERANGE;
+  buf[0] = '\0';
+  uint64_t gs;
+  mlt__span *s = mlt__span_get(h, &gs);
+  if (!s) return h.id_ && !mlt__h_is_nonrec(h) ? MLT_ESTALE : MLT_ENOTRECORDING;
+  mlt__hex64(s->span_id, buf);
+  buf[16] = '\0';
+  int rc = MLT_OK;
+  if (MLT__GS_STATE(gs) == MLT__S_OPEN) {
+    mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
+    if (atomic_load(&t->state) == MLT__T_ACTIVE) rc = register_span(s, t, h);
+  }
+  return rc;
+}
+
+int mlt_span_is_recording(mlt_span h) {
+  uint64_t gs;
+  mlt__span *s = mlt__span_get(h, &gs);
+  return s && MLT__GS_STATE(gs) == MLT__S_OPEN;
+}

@@ -1,0 +1,247 @@
+/* lib/util.c: logging, random ids, hex/base64, UTF-8 helpers, environment. */
+#include "common-internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <unistd.h>
+#ifdef HAVE_GETRANDOM
+#include <sys/random.h>
+#endif
+
+/* ---- logging --------------------------------------------------------- */
+
+static struct {
+  _Atomic int level;
+  mlt_log_fn fn;
+  void *ud;
+  pthread_mutex_t mu;
+  int64_t last_ns[MLT__LOGK_COUNT];
+  uint64_t suppressed[MLT__LOGK_COUNT];
+} g_log = {MLT_LOG_WARN, NULL, NULL, PTHREAD_MUTEX_INITIALIZER, {0}, {0}};
+
+void mlt__log_configure(mlt_log_level level, mlt_log_fn fn, void *user_data) {
+  pthread_mutex_lock(&g_log.mu);
+  atomic_store(&g_log.level, (int)level);
+  g_log.fn = fn;
+  g_log.ud = user_data;
+  memset(g_log.last_ns, 0, sizeof g_log.last_ns);
+  memset(g_log.suppressed, 0, sizeof g_log.suppressed);
+  pthread_mutex_unlock(&g_log.mu);
+}
+
+mlt_log_level mlt__log_level_from_env(mlt_log_level dflt) {
+  const char *e = mlt__getenv("MLTRACE_LOG_LEVEL");
+  if (!e) return dflt;
+  static const char *const names[] = {"off", "error", "warn", "info", "debug"};
+  for (int i = 0; i < 5; i++)
+    if (strcasecmp(e, names[i]) == 0) return (mlt_log_level)i;
+  return dflt;
+}
+
+void mlt__log(mlt_log_level level, int kind, const char *fmt, ...) {
+  if ((int)level > atomic_load_explicit(&g_log.level, memory_order_relaxed)) return;
+  if (kind < 0 || kind >= MLT__LOGK_COUNT) kind = MLT__LOGK_GENERIC;
+  char msg[768];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  int64_t now = mlt__mono_ns();
+  pthread_mutex_lock(&g_log.mu);
+  /* Debug messages are not rate limited; everything else at most 1/s/kind. */
+  if (level != MLT_LOG_DEBUG && g_log.last_ns[kind] != 0 && now - g_log.last_ns[kind] < 1000000000) {
+    g_log.suppressed[kind]++;
+    pthread_mutex_unlock(&g_log.mu);
+    return;
+  }
+  g_log.last_ns[kind] = now;
+  uint64_t sup = g_log.suppressed[kind];
+  g_log.suppressed[kind] = 0;
+  mlt_log_fn fn = g_log.fn;
+  void *ud = g_log.ud;
+  pthread_mutex_unlock(&g_log.mu);
+  if (sup) {
+    size_t len = strlen(msg);
+    snprintf(msg + len, sizeof msg - len, " (%llu similar messages suppressed)", (unsigned long long)sup);
+  }
+  if (fn) {
+    fn(level, msg, ud);
+  } else {
+    static const char *const lv[] = {"", "error", "warning", "info", "debug"};
+    fprintf(stderr, "mltrace: %s: %s\n", lv[level], msg);
+  }
+}
+
+/* ---- random ---------------------------------------------------------- */
+
+/* wyrand: a 64-bit generator with good statistical quality; seeded once per
+ * thread from the kernel (one syscall per thread, never per span). */
+static MLT_TLS uint64_t tls_rng;
+static MLT_TLS int tls_rng_seeded;
+
+static uint64_t seed_rng(void) {
+  uint64_t seed = 0;
+#ifdef HAVE_GETRANDOM
+  if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed) seed = 0;
+#endif
+  seed ^= (uint64_t)mlt__now_ns() * UINT64_C(0x9E3779B97F4A7C15);
+  seed ^= (uint64_t)(uintptr_t)&tls_rng;
+  seed ^= (uint64_t)getpid() << 32;
+  return seed;
+}
+
+uint64_t mlt__rand64(void) {
+  if (MLT_UNLIKELY(!tls_rng_seeded)) {
+    tls_rng = seed_rng();
+    tls_rng_seeded = 1;
+  }
+  tls_rng += UINT64_C(0xa0761d6478bd642f);
+  __uint128_t m = (__uint128_t)tls_rng * (tls_rng ^ UINT64_C(0xe7037ed1a0b428db));
+  return (uint64_t)(m >> 64) ^ (uint64_t)m;
+}
+
+/* ---- hex / base64 ---------------------------------------------------- */
+
+static const char hexd[] = "0123456789abcdef";
+
+void mlt__hex64(uint64_t v, char out[16]) {
+  for (int i = 15; i >= 0; i--) {
+    out[i] = hexd[v & 15];
+    v >>= 4;
+  }
+}
+
+void mlt__format_trace_id(uint64_t hi, uint64_t lo, char out[MLT_TRACE_ID_SIZE]) {
+  out[0] = 't';
+  out[1] = 'r';
+  out[2] = '-';
+  mlt__hex64(hi, out + 3);
+  mlt__hex64(lo, out + 19);
+  out[35] = '\0';
+}
+
+int mlt__parse_hex(const char *s, size_t n, uint64_t *out) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    int d;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      d = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      d = c - 'A' + 10;
+    else
+      return -1;
+    v = (v << 4) | (uint64_t)d;
+  }
+  *out = v;
+  return 0;
+}
+
+int mlt__parse_trace_id(const char *s, uint64_t *hi, uint64_t *lo) {
+  if (!s) return -1;
+  if (strncmp(s, "tr-", 3) == 0) s += 3;
+  if (strlen(s) != 32) return -1;
+  if (mlt__parse_hex(s, 16, hi) || mlt__parse_hex(s + 16, 16, lo)) return -1;
+  return (*hi | *lo) ? 0 : -1;
+}
+
+int mlt__parse_span_id(const char *s, uint64_t *id) {
+  if (!s || strlen(s) != 16) return -1;
+  if (mlt__parse_hex(s, 16, id)) return -1;
+  return *id ? 0 : -1;
+}
+
+size_t mlt__base64(const uint8_t *in, size_t n, char *out) {
+  static const char tb[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t o = 0, i = 0;
+  for (; i + 2 < n; i += 3) {
+    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+    out[o++] = tb[v >> 18];
+    out[o++] = tb[(v >> 12) & 63];
+    out[o++] = tb[(v >> 6) & 63];
+    out[o++] = tb[v & 63];
+  }
+  if (i < n) {
+    uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
+    out[o++] = tb[v >> 18];
+    out[o++] = tb[(v >> 12) & 63];
+    out[o++] = i + 1 < n ? tb[(v >> 6) & 63] : '=';
+    out[o++] = '=';
+  }
+  out[o] = '\0';
+  return o;
+}
+
+/* ---- UTF-8 ----------------------------------------------------------- */
+
+size_t mlt__utf8_cut(const char *s, size_t n) {
+  /* Back up over at most 3 continuation bytes to the lead byte; cut before
+   * it unless the sequence is complete. */
+  if (n == 0) return 0;
+  size_t i = n;
+  int back = 0;
+  while (i > 0 && back < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) {
+    i--;
+    back++;
+  }
+  if (i == 0) return n;
+  unsigned char lead = (unsigned char)s[i - 1];
+  size_t need;
+  if (lead < 0x80)
+    return n;
+  else if ((lead & 0xE0) == 0xC0)
+    need = 2;
+  else if ((lead & 0xF0) == 0xE0)
+    need = 3;
+  else if ((lead & 0xF8) == 0xF0)
+    need = 4;
+  else
+    return n; /* invalid lead: nothing to protect */
+  return ((size_t)back + 1 >= need) ? n : i - 1;
+}
+
+size_t mlt__utf8_prefix_chars(const char *s, size_t n, size_t max_chars, size_t *chars) {
+  size_t i = 0, c = 0;
+  while (i < n && c < max_chars) {
+    unsigned char b = (unsigned char)s[i];
+    size_t len = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 1;
+    if (i + len > n) len = 1;
+    for (size_t k = 1; k < len; k++)
+      if (((unsigned char)s[i + k] & 0xC0) != 0x80) {
+        len = 1;
+        break;
+      }
+    i += len;
+    c++;
+  }
+  if (chars) *chars = c;
+  return i;
+}
+
+/* ---- environment / strings ------------------------------------------- */
+
+const char *mlt__getenv(const char *name) {
+  const char *v = getenv(name);
+  return (v && *v) ? v : NULL;
+}
+
+char *mlt__strdup(const char *s) { return s ? strdup(s) : NULL; }
+
+char *mlt__strndup(const char *s, size_t n) {
+  char *p = malloc(n + 1);
+  if (!p) return NULL;
+  if (n) memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
+
+const char *mlt__program_name(void) {
+  return program_invocation_short_name ? program_invocation_short_name : "c-program";
+}

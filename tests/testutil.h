@@ -1,0 +1,126 @@
+/* tests/testutil.h: helpers shared by the C tests: start the library on an
+ * in-memory store, read exported traces back as cJSON, find spans. */
+#ifndef MLT_TESTS_TESTUTIL_H
+#define MLT_TESTS_TESTUTIL_H
+
+#include <cjson/cJSON.h>
+#include <mltrace/mltrace.h>
+
+#include "tap.h"
+
+static mlt_memory_store *tu_store;
+static cJSON *tu_cache[4096];
+static size_t tu_ncache;
+
+/* Options with no environment, an in-memory store, and a quiet log. */
+static inline mlt_options *tu_options(void) {
+  mlt_options *o = NULL;
+  REQUIRE(mlt_options_new(&o) == MLT_OK);
+  mlt_options_use_env(o, 0);
+  mlt_options_set_log(o, getenv("TU_LOG") ? MLT_LOG_DEBUG : MLT_LOG_OFF, NULL, NULL);
+  tu_store = mlt_memory_store_new();
+  mlt_exporter *e = NULL;
+  REQUIRE(mlt_exporter_memory_new(tu_store, &e) == MLT_OK);
+  mlt_options_add_exporter(o, e);
+  return o;
+}
+
+static inline void tu_start(mlt_options *o) {
+  REQUIRE_EQ_INT(mlt_init(o), MLT_OK);
+  mlt_options_free(o);
+}
+
+static inline void tu_init(void) { tu_start(tu_options()); }
+
+static inline void tu_free_cache(void) {
+  for (size_t i = 0; i < tu_ncache; i++) cJSON_Delete(tu_cache[i]);
+  tu_ncache = 0;
+}
+
+static inline void tu_done(void) {
+  mlt_shutdown(5000);
+  tu_free_cache();
+  mlt_memory_store_release(tu_store);
+  tu_store = NULL;
+}
+
+/* Flush and return the number of exported traces. */
+static inline size_t tu_flush_count(void) {
+  CHECK_EQ_INT(mlt_flush(10000), MLT_OK);
+  return mlt_memory_store_count(tu_store);
+}
+
+/* Exported trace |i| parsed (owned by the cache). */
+static inline cJSON *tu_trace(size_t i) {
+  char *s = mlt_memory_store_get(tu_store, i);
+  REQUIRE(s != NULL);
+  cJSON *j = cJSON_Parse(s);
+  if (!j) tap_diag("not JSON: %.300s", s);
+  free(s);
+  REQUIRE(j != NULL);
+  if (tu_ncache < sizeof tu_cache / sizeof *tu_cache) tu_cache[tu_ncache++] = j;
+  return j;
+}
+
+static inline cJSON *tu_spans(cJSON *trace) {
+  return cJSON_GetObjectItem(cJSON_GetObjectItem(trace, "data"), "spans");
+}
+
+static inline int tu_nspans(cJSON *trace) { return cJSON_GetArraySize(tu_spans(trace)); }
+
+static inline cJSON *tu_span(cJSON *trace, const char *name) {
+  cJSON *s;
+  cJSON_ArrayForEach(s, tu_spans(trace)) {
+    cJSON *n = cJSON_GetObjectItem(s, "name");
+    if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0) return s;
+  }
+  return NULL;
+}
+
+static inline const char *tu_str(cJSON *obj, const char *key) {
+  cJSON *v = cJSON_GetObjectItem(obj, key);
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* The raw (JSON-encoded) attribute string of a span. */
+static inline const char *tu_attr(cJSON *span, const char *key) {
+  return tu_str(cJSON_GetObjectItem(span, "attributes"), key);
+}
+
+/* An attribute decoded one level (owned by the cache). */
+static inline cJSON *tu_attr_json(cJSON *span, const char *key) {
+  const char *raw = tu_attr(span, key);
+  if (!raw) return NULL;
+  cJSON *j = cJSON_Parse(raw);
+  if (j && tu_ncache < sizeof tu_cache / sizeof *tu_cache) tu_cache[tu_ncache++] = j;
+  return j;
+}
+
+static inline const char *tu_meta(cJSON *trace, const char *key) {
+  return tu_str(cJSON_GetObjectItem(cJSON_GetObjectItem(trace, "info"), "trace_metadata"), key);
+}
+static inline const char *tu_tag(cJSON *trace, const char *key) {
+  return tu_str(cJSON_GetObjectItem(cJSON_GetObjectItem(trace, "info"), "tags"), key);
+}
+static inline const char *tu_info(cJSON *trace, const char *key) {
+  return tu_str(cJSON_GetObjectItem(trace, "info"), key);
+}
+
+static inline mlt_stats tu_stats(void) {
+  mlt_stats s;
+  mlt_get_stats(&s, sizeof s);
+  return s;
+}
+
+/* Find the exported trace whose root span is named |name|. */
+static inline cJSON *tu_trace_named(const char *name) {
+  size_t n = mlt_memory_store_count(tu_store);
+  for (size_t i = 0; i < n; i++) {
+    cJSON *t = tu_trace(i);
+    const char *tn = tu_tag(t, "mlflow.traceName");
+    if (tn && strcmp(tn, name) == 0) return t;
+  }
+  return NULL;
+}
+
+#endif /* MLT_TESTS_TESTUTIL_H */

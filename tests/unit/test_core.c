@@ -1,0 +1,1024 @@
+/* tests/unit/test_core.c: the core API at its three levels, end to end through
+ * the in-memory store (the same serializer as the file store). */
+#include <pthread.h>
+
+#include "testutil.h"
+
+/* ---- life cycle ------------------------------------------------------ */
+
+TEST(calls_before_init_are_noops) {
+  mlt_span s = mlt_span_start("x", MLT_SPAN_LLM);
+  CHECK(mlt_span_is_none(s));
+  CHECK_EQ_INT(mlt_span_set_attr_str(s, "k", "v"), MLT_ENOTRECORDING);
+  CHECK_EQ_INT(mlt_span_end(s), MLT_ENOTRECORDING);
+  CHECK_EQ_INT(mlt_flush(10), MLT_ENOTINIT);
+  CHECK_EQ_INT(mlt_shutdown(10), MLT_ENOTINIT);
+  CHECK(mlt_context_capture(s) == NULL);
+  mlt_client_span cs;
+  CHECK_EQ_INT(mlt_client_start_trace("t", MLT_SPAN_CHAIN, NULL, &cs), MLT_ENOTINIT);
+  mlt_stats st = tu_stats();
+  CHECK_EQ_INT(st.spans_started, 0);
+  CHECK(mlt_is_enabled() == 0);
+}
+
+TEST(init_twice_and_reinit) {
+  tu_init();
+  CHECK_EQ_INT(mlt_init(NULL), MLT_EALREADY);
+  mlt_span s = mlt_span_start("a", MLT_SPAN_CHAIN);
+  mlt_span_end(s);
+  CHECK_EQ_INT(tu_flush_count(), 1);
+  tu_done();
+  /* the old handle is dead after shutdown: harmless */
+  CHECK_EQ_INT(mlt_span_end(s), MLT_ENOTINIT);
+  tu_init();
+  CHECK_EQ_INT(mlt_span_end(s), MLT_ESTALE);
+  mlt_span s2 = mlt_span_start("b", MLT_SPAN_CHAIN);
+  CHECK(!mlt_span_is_none(s2));
+  mlt_span_end(s2);
+  CHECK_EQ_INT(tu_flush_count(), 1);
+  mlt_stats st = tu_stats();
+  CHECK_EQ_INT(st.traces_exported, 1);
+  tu_done();
+  st = tu_stats();
+  CHECK_EQ_INT(st.traces_exported, 1); /* readable after shutdown */
+}
+
+/* ---- function scope / block scope ------------------------------------ */
+
+static int traced_leaf(int x) {
+  MLT_TRACE_FUNCTION(MLT_SPAN_TOOL);
+  mlt_span_set_inputs_fields(mlt_fn_span, (mlt_attr[]){MLT_ATTR_INT("x", x)}, 1);
+  if (x > 5) return -1; /* early return still ends the span */
+  mlt_span_set_outputs_json(mlt_fn_span, "42");
+  return 42;
+}
+
+static void traced_root(void) {
+  MLT_TRACE_FUNCTION_NAMED("pipeline", MLT_SPAN_CHAIN);
+  mlt_span_set_inputs_json(mlt_fn_span, "{\"question\": \"What is MLflow?\"}");
+  {
+    MLT_SPAN_SCOPE(sp, "retrieve", MLT_SPAN_RETRIEVER);
+    mlt_span_set_inputs_json(sp, "{\"query\": \"mlflow\"}");
+    mlt_span_set_outputs_json(sp, "[{\"doc\": \"d1\"}]");
+    traced_leaf(1);
+  }
+  traced_leaf(9);
+  mlt_span_set_outputs_json(mlt_fn_span, "\"MLflow is a platform\"");
+}
+
+TEST(function_and_block_scopes) {
+  tu_init();
+  traced_root();
+  CHECK(mlt_span_is_none(mlt_current_span()));
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *t = tu_trace(0);
+  REQUIRE_EQ_INT(tu_nspans(t), 4);
+  cJSON *root = cJSON_GetArrayItem(tu_spans(t), 0);
+  CHECK_EQ_STR(tu_str(root, "name"), "pipeline");
+  CHECK(cJSON_IsNull(cJSON_GetObjectItem(root, "parent_span_id")));
+  CHECK_EQ_STR(tu_attr(root, "mlflow.spanType"), "\"CHAIN\"");
+  CHECK_EQ_STR(tu_attr(root, "mlflow.spanFunctionName"), "\"traced_root\"");
+  CHECK_EQ_STR(tu_attr(root, "mlflow.spanInputs"), "{\"question\": \"What is MLflow?\"}");
+  CHECK_EQ_STR(tu_attr(root, "mlflow.spanOutputs"), "\"MLflow is a platform\"");
+  cJSON *ret = tu_span(t, "retrieve");
+  REQUIRE(ret != NULL);
+  CHECK_EQ_STR(tu_str(ret, "parent_span_id"), tu_str(root, "span_id"));
+  CHECK_EQ_STR(tu_attr(ret, "mlflow.spanType"), "\"RETRIEVER\"");
+  /* the two traced_leaf spans: one under retrieve, one under the root */
+  int under_ret = 0, under_root = 0;
+  cJSON *s;
+  cJSON_ArrayForEach(s, tu_spans(t)) {
+    if (strcmp(tu_str(s, "name"), "traced_leaf") != 0) continue;
+    const char *p = tu_str(s, "parent_span_id");
+    if (p && strcmp(p, tu_str(ret, "span_id")) == 0) {
+      under_ret++;
+      CHECK_EQ_STR(tu_attr(s, "mlflow.spanInputs"), "{\"x\": 1}");
+      CHECK_EQ_STR(tu_attr(s, "mlflow.spanOutputs"), "42");
+    }
+    if (p && strcmp(p, tu_str(root, "span_id")) == 0) {
+      under_root++;
+      CHECK_EQ_STR(tu_attr(s, "mlflow.spanInputs"), "{\"x\": 9}");
+      CHECK(tu_attr(s, "mlflow.spanOutputs") == NULL);
+    }
+    CHECK_EQ_STR(tu_attr(s, "mlflow.spanFunctionName"), "\"traced_leaf\"");
+  }
+  CHECK_EQ_INT(under_ret, 1);
+  CHECK_EQ_INT(under_root, 1);
+  /* parents precede children */
+  CHECK_EQ_STR(tu_str(cJSON_GetArrayItem(tu_spans(t), 1), "name"), "retrieve");
+  /* trace info */
+  CHECK_EQ_STR(tu_info(t, "state"), "OK");
+  CHECK(strncmp(tu_info(t, "trace_id"), "tr-", 3) == 0);
+  CHECK_EQ_INT(strlen(tu_info(t, "trace_id")), 35);
+  CHECK_EQ_STR(tu_tag(t, "mlflow.traceName"), "pipeline");
+  CHECK_EQ_STR(tu_meta(t, "mlflow.trace_schema.version"), "3");
+  CHECK_EQ_STR(tu_info(t, "request_preview"), "{\"question\": \"What is MLflow?\"}");
+  CHECK_EQ_STR(tu_info(t, "response_preview"), "\"MLflow is a platform\"");
+  const char *rt = tu_info(t, "request_time");
+  REQUIRE(rt != NULL);
+  CHECK(strlen(rt) == 24 && rt[10] == 'T' && rt[23] == 'Z');
+  /* every span carries the trace id attribute */
+  char want[64];
+  snprintf(want, sizeof want, "\"%s\"", tu_info(t, "trace_id"));
+  cJSON_ArrayForEach(s, tu_spans(t)) CHECK_EQ_STR(tu_attr(s, "mlflow.traceRequestId"), want);
+  tu_done();
+}
+
+TEST(every_span_type_and_custom_type) {
+  tu_init();
+  mlt_span root = mlt_span_start("root", MLT_SPAN_AGENT);
+  for (int i = 0; i < MLT__SPAN_TYPE_COUNT; i++) {
+    mlt_span s = mlt_span_start(mlt_span_type_name((mlt_span_type)i), (mlt_span_type)i);
+    mlt_span_end(s);
+  }
+  mlt_span c = mlt_span_start("custom", MLT_SPAN_UNKNOWN);
+  CHECK_EQ_INT(mlt_span_set_type_name(c, "MY_STEP"), MLT_OK);
+  mlt_span_end(c);
+  mlt_span_end(root);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *t = tu_trace(0);
+  for (int i = 0; i < MLT__SPAN_TYPE_COUNT; i++) {
+    const char *name = mlt_span_type_name((mlt_span_type)i);
+    cJSON *s = tu_span(t, name);
+    REQUIRE(s != NULL);
+    char want[64];
+    snprintf(want, sizeof want, "\"%s\"", name);
+    CHECK_EQ_STR(tu_attr(s, "mlflow.spanType"), want);
+  }
+  CHECK_EQ_STR(tu_attr(tu_span(t, "custom"), "mlflow.spanType"), "\"MY_STEP\"");
+  CHECK_EQ_STR(mlt_span_type_name((mlt_span_type)99), "UNKNOWN");
+  tu_done();
+}
+
+/* ---- values ---------------------------------------------------------- */
+
+TEST(inputs_outputs_attributes_events) {
+  tu_init();
+  mlt_span s = mlt_span_start("v", MLT_SPAN_LLM);
+  cJSON *in = cJSON_CreateObject();
+  cJSON_AddStringToObject(in, "prompt", "hi");
+  CHECK_EQ_INT(mlt_span_set_inputs(s, in), MLT_OK);
+  CHECK_EQ_INT(mlt_span_set_outputs_text(s, "hello \"world\"", MLT_NTS), MLT_OK);
+  CHECK_EQ_INT(mlt_span_set_attr_str(s, "model", "gpt-x"), MLT_OK);
+  CHECK_EQ_INT(mlt_span_set_attr_int(s, "tokens", 42), MLT_OK);
+  CHECK_EQ_INT(mlt_span_set_attr_int(s, "tokens", 43), MLT_OK); /* replaced */
+  CHECK_EQ_INT(mlt_span_set_attr_double(s, "temp", 0.7), MLT_OK);
+  CHECK_EQ_INT(mlt_span_set_attr_bool(s, "stream", 1), MLT_OK);
+  CHECK_EQ_INT(mlt_span_set_attr_json(s, "mlflow.chat.tokenUsage",
+                                      "{\"input_tokens\": 3, \"output_tokens\": 4, \"total_tokens\": 7}"),
+               MLT_OK);
+  mlt_attr ev[] = {MLT_ATTR_STR("k", "v"), MLT_ATTR_INT("n", 5), MLT_ATTR_BOOL("b", 0)};
+  CHECK_EQ_INT(mlt_span_add_event(s, "retry", ev, 3), MLT_OK);
+  CHECK_EQ_INT(mlt_span_set_attr_str(s, NULL, "x"), MLT_EINVAL);
+  CHECK_EQ_INT(mlt_span_set_inputs_json(s, NULL), MLT_EINVAL);
+  mlt_span_end(s);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *t = tu_trace(0);
+  cJSON *sp = tu_span(t, "v");
+  CHECK_EQ_STR(tu_attr(sp, "mlflow.spanInputs"), "{\"prompt\":\"hi\"}");
+  CHECK_EQ_STR(tu_attr(sp, "mlflow.spanOutputs"), "\"hello \\\"world\\\"\"");
+  CHECK_EQ_STR(tu_attr(sp, "model"), "\"gpt-x\"");
+  CHECK_EQ_STR(tu_attr(sp, "tokens"), "43");
+  CHECK_EQ_STR(tu_attr(sp, "temp"), "0.7");
+  CHECK_EQ_STR(tu_attr(sp, "stream"), "true");
+  CHECK_EQ_STR(tu_attr(sp, "mlflow.spanLogLevel"), "20");
+  CHECK_EQ_STR(tu_meta(t, "mlflow.trace.tokenUsage"), "{\"input_tokens\": 3, \"output_tokens\": 4, \"total_tokens\": 7}");
+  cJSON *evs = cJSON_GetObjectItem(sp, "events");
+  REQUIRE_EQ_INT(cJSON_GetArraySize(evs), 1);
+  cJSON *e0 = cJSON_GetArrayItem(evs, 0);
+  CHECK_EQ_STR(tu_str(e0, "name"), "retry");
+  cJSON *ea = cJSON_GetObjectItem(e0, "attributes");
+  CHECK_EQ_STR(tu_str(ea, "k"), "v");
+  CHECK_EQ_INT(cJSON_GetObjectItem(ea, "n")->valuedouble, 5);
+  CHECK(cJSON_IsFalse(cJSON_GetObjectItem(ea, "b")));
+  CHECK(cJSON_IsNumber(cJSON_GetObjectItem(e0, "time_unix_nano")));
+  tu_done();
+}
+
+TEST(record_error_like_mlflow) {
+  tu_init();
+  mlt_span root = mlt_span_start("root", MLT_SPAN_CHAIN);
+  mlt_span s = mlt_span_start("tool", MLT_SPAN_TOOL);
+  CHECK_EQ_INT(mlt_span_record_error(s, "ValueError", "boom"), MLT_OK);
+  CHECK_EQ_INT(mlt_span_set_status(s, MLT_STATUS_OK, NULL), MLT_OK); /* ERROR sticks */
+  mlt_span_end(s);
+  mlt_span_set_status(root, MLT_STATUS_ERROR, "pipeline failed");
+  mlt_span_end(root);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *t = tu_trace(0);
+  CHECK_EQ_STR(tu_info(t, "state"), "ERROR");
+  cJSON *sp = tu_span(t, "tool");
+  cJSON *st = cJSON_GetObjectItem(sp, "status");
+  CHECK_EQ_STR(tu_str(st, "code"), "STATUS_CODE_ERROR");
+  CHECK_EQ_STR(tu_str(st, "message"), "ValueError: boom");
+  cJSON *e0 = cJSON_GetArrayItem(cJSON_GetObjectItem(sp, "events"), 0);
+  CHECK_EQ_STR(tu_str(e0, "name"), "exception");
+  CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(e0, "attributes"), "exception.type"), "ValueError");
+  CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(e0, "attributes"), "exception.message"), "boom");
+  CHECK_EQ_STR(tu_attr(sp, "mlflow.spanLogLevel"), "40");
+  CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(tu_span(t, "root"), "status"), "message"), "pipeline failed");
+  tu_done();
+}
+
+TEST(invalid_utf8_and_embedded_nul) {
+  tu_init();
+  mlt_span s = mlt_span_start("bad\xff" "name", MLT_SPAN_PARSER);
+  const char raw[] = "a\0b\xc3\x28 \xe2\x82 ok \xf0\x9f\x8e\x89";
+  CHECK_EQ_INT(mlt_span_set_attr_str_n(s, "bytes", raw, sizeof raw - 1), MLT_OK);
+  CHECK_EQ_INT(mlt_span_set_inputs_json(s, "{\"q\": \"caf\xe9\"}"), MLT_OK); /* latin-1 byte in JSON */
+  mlt_span_end(s);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *t = tu_trace(0); /* parses: valid JSON */
+  cJSON *sp = cJSON_GetArrayItem(tu_spans(t), 0);
+  CHECK_EQ_STR(tu_str(sp, "name"), "bad\xef\xbf\xbdname");
+  cJSON *v = tu_attr_json(sp, "bytes");
+  REQUIRE(cJSON_IsString(v));
+  /* cJSON stops at the NUL; the raw attribute keeps the escaped \u0000 */
+  CHECK(strstr(tu_attr(sp, "bytes"), "\\u0000") != NULL);
+  cJSON *in = tu_attr_json(sp, "mlflow.spanInputs");
+  REQUIRE(cJSON_IsObject(in));
+  CHECK_EQ_STR(tu_str(in, "q"), "caf\xef\xbf\xbd");
+  tu_done();
+}
+
+TEST(huge_payload_truncated_with_marker) {
+  mlt_options *o = tu_options();
+  mlt_options_set_max_value_bytes(o, 1000);
+  tu_start(o);
+  size_t n = 5 * 1000 * 1000;
+  char *big = malloc(n + 1);
+  for (size_t i = 0; i < n; i++) big[i] = (char)('a' + i % 26);
+  big[n] = '\0';
+  big[0] = '[';
+  big[1] = '"'; /* JSON-ish text, cut: exported as a string */
+  mlt_span s = mlt_span_start("big", MLT_SPAN_CHAIN);
+  CHECK_EQ_INT(mlt_span_set_inputs_json(s, big), MLT_OK);
+  CHECK_EQ_INT(mlt_span_set_attr_str(s, "blob", big), MLT_OK);
+  mlt_span_end(s);
+  free(big);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *t = tu_trace(0);
+  cJSON *sp = tu_span(t, "big");
+  cJSON *in = tu_attr_json(sp, "mlflow.spanInputs");
+  REQUIRE(cJSON_IsString(in));
+  CHECK(strstr(in->valuestring, "...[truncated by mltrace: 5000000 bytes]") != NULL);
+  CHECK(strlen(in->valuestring) < 1100);
+  cJSON *blob = tu_attr_json(sp, "blob");
+  REQUIRE(cJSON_IsString(blob));
+  CHECK(strstr(blob->valuestring, "[truncated by mltrace: 5000000 bytes]") != NULL);
+  CHECK_EQ_INT(tu_stats().values_truncated, 2);
+  tu_done();
+}
+
+TEST(truncation_keeps_utf8_whole) {
+  mlt_options *o = tu_options();
+  mlt_options_set_max_value_bytes(o, 64);
+  tu_start(o);
+  char txt[400] = "";
+  for (int i = 0; i < 100; i++) strcat(txt, "\xc3\xa9"); /* é x100 = 200 bytes */
+  mlt_span s = mlt_span_start("u", MLT_SPAN_CHAIN);
+  mlt_span_set_attr_str(s, "t", txt);
+  mlt_span_end(s);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *v = tu_attr_json(tu_span(tu_trace(0), "u"), "t");
+  REQUIRE(cJSON_IsString(v));
+  CHECK(strstr(v->valuestring, "\xef\xbf\xbd") == NULL); /* no broken sequence */
+  CHECK(strncmp(v->valuestring, "\xc3\xa9\xc3\xa9", 4) == 0);
+  tu_done();
+}
+
+TEST(invalid_json_text_exported_as_string) {
+  tu_init();
+  mlt_span s = mlt_span_start("j", MLT_SPAN_CHAIN);
+  mlt_span_set_inputs_json(s, "{not json");
+  mlt_span_set_outputs_json(s, "  {\"ok\": [1, 2.5e3, true, null]}  ");
+  mlt_span_end(s);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *sp = tu_span(tu_trace(0), "j");
+  CHECK_EQ_STR(tu_attr(sp, "mlflow.spanInputs"), "\"{not json\"");
+  CHECK_EQ_STR(tu_attr(sp, "mlflow.spanOutputs"), "{\"ok\": [1, 2.5e3, true, null]}");
+  CHECK_EQ_INT(tu_stats().invalid_json, 1);
+  tu_done();
+}
+
+/* ---- misuse ---------------------------------------------------------- */
+
+TEST(double_end_and_stale_handles) {
+  tu_init();
+  mlt_span s = mlt_span_start("once", MLT_SPAN_CHAIN);
+  CHECK_EQ_INT(mlt_span_end(s), MLT_OK);
+  CHECK_EQ_INT(mlt_span_end(s), MLT_EENDED);
+  CHECK_EQ_INT(mlt_span_set_attr_str(s, "late", "x"), MLT_EENDED);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  /* trace exported: the handle is stale, and stays harmless */
+  CHECK_EQ_INT(mlt_span_end(s), MLT_ESTALE);
+  CHECK_EQ_INT(mlt_span_set_attr_str(s, "late", "x"), MLT_ESTALE);
+  CHECK(mlt_context_capture(s) == NULL);
+  /* a new span reusing the slot is not touched by the stale handle */
+  mlt_span s2 = mlt_span_start("second", MLT_SPAN_CHAIN);
+  CHECK_EQ_INT(mlt_span_end(s), MLT_ESTALE);
+  CHECK_EQ_INT(mlt_span_is_recording(s2), 1);
+  mlt_span_end(s2);
+  /* made-up and NONE handles */
+  mlt_span bogus = {0x1234567800000042ull};
+  CHECK_EQ_INT(mlt_span_end(bogus), MLT_ESTALE);
+  CHECK_EQ_INT(mlt_span_end(MLT_SPAN_NONE), MLT_ENOTRECORDING);
+  CHECK_EQ_INT(mlt_span_add_event(MLT_SPAN_NONE, "e", NULL, 0), MLT_ENOTRECORDING);
+  REQUIRE_EQ_INT(tu_flush_count(), 2);
+  CHECK(tu_stats().misuse >= 4);
+  CHECK(tu_attr(tu_span(tu_trace(0), "once"), "late") == NULL);
+  tu_done();
+}
+
+TEST(parent_ended_before_children) {
+  tu_init();
+  mlt_span root = mlt_span_start_in(NULL, "root", MLT_SPAN_AGENT);
+  mlt_span child = mlt_span_start_child(root, "child", MLT_SPAN_TOOL);
+  CHECK_EQ_INT(mlt_span_end(root), MLT_OK);
+  CHECK_EQ_INT(tu_flush_count(), 0); /* trace waits for the child */
+  mlt_span grandchild = mlt_span_start_child(child, "grandchild", MLT_SPAN_LLM);
+  CHECK_EQ_INT(mlt_span_end(child), MLT_OK);
+  CHECK_EQ_INT(mlt_span_end(grandchild), MLT_OK);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *t = tu_trace(0);
+  CHECK_EQ_INT(tu_nspans(t), 3);
+  CHECK_EQ_STR(tu_str(tu_span(t, "grandchild"), "parent_span_id"), tu_str(tu_span(t, "child"), "span_id"));
+  tu_done();
+}
+
+/* ---- client API ------------------------------------------------------ */
+
+TEST(client_api) {
+  tu_init();
+  mlt_client_span root, child, child2;
+  REQUIRE_EQ_INT(mlt_client_start_trace("chat", MLT_SPAN_AGENT, "{\"q\": \"hi\"}", &root), MLT_OK);
+  CHECK_EQ_INT(strlen(root.trace_id), 35);
+  CHECK_EQ_INT(strlen(root.span_id), 16);
+  REQUIRE_EQ_INT(mlt_client_start_span(root.trace_id, root.span_id, "llm", MLT_SPAN_LLM, "{\"m\": 1}", &child), MLT_OK);
+  CHECK_EQ_STR(child.trace_id, root.trace_id);
+  REQUIRE_EQ_INT(mlt_client_start_span(root.trace_id, child.span_id, "nested", MLT_SPAN_TOOL, NULL, &child2), MLT_OK);
+  mlt_span_set_attr_str(child2.span, "via", "handle");
+  mlt_client_span bad;
+  CHECK_EQ_INT(mlt_client_start_span(root.trace_id, "0123456789abcdef", "x", MLT_SPAN_LLM, NULL, &bad), MLT_ENOTFOUND);
+  CHECK_EQ_INT(mlt_client_start_span("tr-00000000000000000000000000000001", root.span_id, "x", MLT_SPAN_LLM, NULL, &bad),
+               MLT_ENOTFOUND);
+  CHECK_EQ_INT(mlt_client_start_span("garbage", root.span_id, "x", MLT_SPAN_LLM, NULL, &bad), MLT_EINVAL);
+  CHECK_EQ_INT(mlt_client_end_span(root.trace_id, child2.span_id, "\"done\"", MLT_STATUS_OK, NULL), MLT_OK);
+  CHECK_EQ_INT(mlt_client_end_span(root.trace_id, child2.span_id, NULL, MLT_STATUS_OK, NULL), MLT_EENDED);
+  CHECK_EQ_INT(mlt_client_end_span(root.trace_id, child.span_id, NULL, MLT_STATUS_ERROR, "rate limited"), MLT_OK);
+  mlt_span h;
+  CHECK_EQ_INT(mlt_client_get_span(root.trace_id, root.span_id, &h), MLT_OK);
+  CHECK_EQ_INT(mlt_update_trace_by_id(root.trace_id, MLT_TRACE_UPDATE(.tags = MLT_KV("env", "test"))), MLT_OK);
+  CHECK_EQ_INT(mlt_client_end_trace(root.trace_id, "{\"a\": \"hello\"}", MLT_STATUS_OK, NULL), MLT_OK);
+  CHECK_EQ_INT(mlt_client_end_trace(root.trace_id, NULL, MLT_STATUS_OK, NULL), MLT_EENDED);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  CHECK_EQ_INT(mlt_client_end_trace(root.trace_id, NULL, MLT_STATUS_OK, NULL), MLT_ENOTFOUND);
+  cJSON *t = tu_trace(0);
+  CHECK_EQ_STR(tu_info(t, "trace_id"), root.trace_id);
+  CHECK_EQ_INT(tu_nspans(t), 3);
+  CHECK_EQ_STR(tu_attr(tu_span(t, "nested"), "mlflow.spanOutputs"), "\"done\"");
+  CHECK_EQ_STR(tu_attr(tu_span(t, "nested"), "via"), "\"handle\"");
+  CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(tu_span(t, "llm"), "status"), "message"), "rate limited");
+  CHECK_EQ_STR(tu_attr(tu_span(t, "chat"), "mlflow.spanOutputs"), "{\"a\": \"hello\"}");
+  CHECK_EQ_STR(tu_tag(t, "env"), "test");
+  tu_done();
+}
+
+TEST(client_end_trace_ends_open_children) {
+  tu_init();
+  mlt_client_span root, child;
+  REQUIRE_EQ_INT(mlt_client_start_trace("t", MLT_SPAN_CHAIN, NULL, &root), MLT_OK);
+  REQUIRE_EQ_INT(mlt_client_start_span(root.trace_id, root.span_id, "open", MLT_SPAN_TOOL, "{\"x\": 1}", &child),
+                 MLT_OK);
+  CHECK_EQ_INT(mlt_client_end_trace(root.trace_id, NULL, MLT_STATUS_OK, NULL), MLT_OK);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *t = tu_trace(0);
+  cJSON *open = tu_span(t, "open");
+  REQUIRE(open != NULL);
+  CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(open, "status"), "code"), "STATUS_CODE_ERROR");
+  CHECK(strstr(tu_str(cJSON_GetObjectItem(open, "status"), "message"), "still open") != NULL);
+  CHECK_EQ_STR(tu_attr(open, "mlflow.spanInputs"), "{\"x\": 1}");
+  /* the late end of the expired child is harmless */
+  CHECK_EQ_INT(mlt_span_end(child.span), MLT_EENDED);
+  CHECK_EQ_INT(mlt_span_end(child.span), MLT_ESTALE);
+  tu_done();
+}
+
+/* ---- trace-level data ------------------------------------------------ */
+
+TEST(update_current_trace_and_limits) {
+  tu_init();
+  char longv[6000];
+  memset(longv, 'x', sizeof longv - 1);
+  longv[sizeof longv - 1] = '\0';
+  {
+    MLT_SPAN_SCOPE(root, "chat", MLT_SPAN_CHAT_MODEL);
+    mlt_span_set_inputs_json(root, "{\"messages\": [{\"role\": \"system\", \"content\": \"be brief\"}, "
+                                   "{\"role\": \"user\", \"content\": \"What is MLflow?\"}]}");
+    {
+      MLT_SPAN_SCOPE(inner, "inner", MLT_SPAN_TOOL);
+      CHECK_EQ_INT(mlt_update_current_trace(MLT_TRACE_UPDATE(.tags = MLT_KV("env", "dev", "big", longv),
+                                                             .metadata = MLT_KV("app.version", "1.2", "long", longv),
+                                                             .client_request_id = "req-1", .session_id = "s-42",
+                                                             .user_id = "u-7")),
+                   MLT_OK);
+      CHECK_EQ_INT(mlt_update_current_trace(MLT_TRACE_UPDATE(.tags = MLT_KV("env", "prod"))), MLT_OK);
+      CHECK_EQ_INT(mlt_update_current_trace(MLT_TRACE_UPDATE(.tags = (const char *const[]){"odd", NULL})),
+                   MLT_EINVAL);
+    }
+    mlt_span_set_outputs_json(root, "{\"choices\": [{\"message\": {\"role\": \"assistant\", \"content\": \"A platform.\"}}]}");
+  }
+  CHECK_EQ_INT(mlt_update_current_trace(MLT_TRACE_UPDATE(.tags = MLT_KV("late", "x"))), MLT_ENOTFOUND);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *t = tu_trace(0);
+  CHECK_EQ_STR(tu_tag(t, "env"), "prod");
+  CHECK_EQ_INT(strlen(tu_tag(t, "big")), 4096);
+  CHECK_EQ_STR(tu_meta(t, "app.version"), "1.2");
+  CHECK_EQ_INT(strlen(tu_meta(t, "long")), 250);
+  CHECK_EQ_STR(tu_meta(t, "mlflow.trace.session"), "s-42");
+  CHECK_EQ_STR(tu_meta(t, "mlflow.trace.user"), "u-7");
+  CHECK_EQ_STR(tu_info(t, "client_request_id"), "req-1");
+  CHECK_EQ_STR(tu_info(t, "request_preview"), "What is MLflow?");
+  CHECK_EQ_STR(tu_info(t, "response_preview"), "A platform.");
+  tu_done();
+}
+
+TEST(previews_truncated_to_1000_chars) {
+  tu_init();
+  mlt_span s = mlt_span_start("p", MLT_SPAN_CHAIN);
+  char txt[5000] = "\"";
+  for (int i = 0; i < 1200; i++) strcat(txt, "\xc3\xa9");
+  strcat(txt, "\"");
+  mlt_span_set_inputs_json(s, txt);
+  mlt_update_trace(s, MLT_TRACE_UPDATE(.response_preview = "custom"));
+  mlt_span_end(s);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *t = tu_trace(0);
+  const char *rp = tu_info(t, "request_preview");
+  REQUIRE(rp != NULL);
+  size_t chars = 0;
+  for (const char *p = rp; *p; p++)
+    if (((unsigned char)*p & 0xC0) != 0x80) chars++;
+  CHECK_EQ_INT(chars, 1000);
+  CHECK(strcmp(rp + strlen(rp) - 3, "...") == 0);
+  CHECK_EQ_STR(tu_info(t, "response_preview"), "custom");
+  const char *ti = tu_meta(t, "mlflow.traceInputs");
+  REQUIRE(ti != NULL);
+  chars = 0;
+  for (const char *p = ti; *p; p++)
+    if (((unsigned char)*p & 0xC0) != 0x80) chars++;
+  CHECK_EQ_INT(chars, 250);
+  CHECK(strcmp(ti + strlen(ti) - 3, "...") == 0);
+  tu_done();
+}
+
+TEST(last_active_trace_id) {
+  tu_init();
+  char buf[MLT_TRACE_ID_SIZE];
+  CHECK_EQ_INT(mlt_get_last_active_trace_id(buf, sizeof buf), MLT_ENOTFOUND);
+  mlt_span s = mlt_span_start("a", MLT_SPAN_CHAIN);
+  char id[MLT_TRACE_ID_SIZE];
+  CHECK_EQ_INT(mlt_span_get_trace_id(s, id, sizeof id), MLT_OK);
+  mlt_span_end(s);
+  CHECK_EQ_INT(mlt_get_last_active_trace_id(buf, sizeof buf), MLT_OK);
+  CHECK_EQ_STR(buf, id);
+  CHECK_EQ_INT(mlt_get_last_active_trace_id(buf, 10), MLT_ERANGE);
+  tu_done();
+}
+
+/* ---- contexts -------------------------------------------------------- */
+
+typedef struct worker_arg {
+  mlt_context *ctx;
+} worker_arg;
+
+static void *worker(void *p) {
+  worker_arg *a = p;
+  mlt_span s = mlt_span_start_in(a->ctx, "async-child", MLT_SPAN_TOOL);
+  mlt_span_set_attr_int(s, "thread", 1);
+  mlt_span_end(s);
+  mlt_context_release(a->ctx);
+  return NULL;
+}
+
+TEST(context_carries_parent_across_threads_after_parent_end) {
+  tu_init();
+  mlt_span root = mlt_span_start("root", MLT_SPAN_AGENT);
+  mlt_context *c = mlt_context_capture(root);
+  REQUIRE(c != NULL);
+  worker_arg a = {mlt_context_hold(c)}; /* keeps the trace open for the worker */
+  mlt_context_release(c);
+  mlt_span_end(root);
+  CHECK_EQ_INT(tu_flush_count(), 0);
+  pthread_t th;
+  pthread_create(&th, NULL, worker, &a);
+  pthread_join(th, NULL);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *t = tu_trace(0);
+  CHECK_EQ_INT(tu_nspans(t), 2);
+  CHECK_EQ_STR(tu_str(tu_span(t, "async-child"), "parent_span_id"), tu_str(tu_span(t, "root"), "span_id"));
+  tu_done();
+}
+
+TEST(context_after_trace_finished_gives_continuation) {
+  tu_init();
+  mlt_span root = mlt_span_start("root", MLT_SPAN_AGENT);
+  mlt_context *c = mlt_context_capture(root);
+  mlt_span_end(root);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  mlt_span late = mlt_span_start_in(c, "late", MLT_SPAN_TOOL);
+  mlt_span_end(late);
+  mlt_context_release(c);
+  REQUIRE_EQ_INT(tu_flush_count(), 2);
+  cJSON *t0 = tu_trace(0), *t1 = tu_trace(1);
+  CHECK_EQ_STR(tu_info(t0, "trace_id"), tu_info(t1, "trace_id"));
+  CHECK_EQ_STR(tu_str(tu_span(t1, "late"), "parent_span_id"), tu_str(tu_span(t0, "root"), "span_id"));
+  CHECK_EQ_STR(tu_meta(t1, "mltrace.continuation"), "true");
+  tu_done();
+}
+
+TEST(attach_detach_nesting_and_mismatch) {
+  tu_init();
+  mlt_span a = mlt_span_start_in(NULL, "A", MLT_SPAN_CHAIN);
+  mlt_span b = mlt_span_start_in(NULL, "B", MLT_SPAN_CHAIN);
+  mlt_context *ca = mlt_context_capture(a), *cb = mlt_context_capture(b);
+  CHECK(mlt_span_is_none(mlt_current_span()));
+  mlt_attach_token t1 = mlt_context_attach(ca);
+  {
+    MLT_SPAN_SCOPE(x, "under-A", MLT_SPAN_TOOL);
+    mlt_attach_token t2 = mlt_context_attach(cb);
+    {
+      MLT_SPAN_SCOPE(y, "under-B", MLT_SPAN_TOOL);
+    }
+    CHECK_EQ_INT(mlt_context_detach(t1), MLT_EMISMATCH); /* not innermost: refused */
+    CHECK_EQ_INT(mlt_context_detach(t2), MLT_OK);
+    CHECK_EQ_INT(mlt_context_detach(t2), MLT_EMISMATCH);
+    /* restored: the current span is under-A again */
+    mlt_span cur = mlt_current_span();
+    char id1[17], id2[17];
+    mlt_span_get_span_id(cur, id1, sizeof id1);
+    mlt_span_get_span_id(x, id2, sizeof id2);
+    CHECK_EQ_STR(id1, id2);
+  }
+  CHECK_EQ_INT(mlt_context_detach(t1), MLT_OK);
+  CHECK(mlt_span_is_none(mlt_current_span()));
+  mlt_context *none = mlt_context_current();
+  CHECK(none == NULL);
+  mlt_context_release(ca);
+  mlt_context_release(cb);
+  mlt_span_end(a);
+  mlt_span_end(b);
+  REQUIRE_EQ_INT(tu_flush_count(), 2);
+  cJSON *ta = tu_trace_named("A"), *tb = tu_trace_named("B");
+  REQUIRE(ta && tb);
+  CHECK(tu_span(ta, "under-A") != NULL);
+  CHECK(tu_span(tb, "under-B") != NULL);
+  CHECK(tu_span(ta, "under-B") == NULL);
+  tu_done();
+}
+
+TEST(traceparent_roundtrip_and_rejects) {
+  tu_init();
+  mlt_span s = mlt_span_start("caller", MLT_SPAN_CHAIN);
+  mlt_context *c = mlt_context_capture(s);
+  char tp[MLT_TRACEPARENT_SIZE], tid[MLT_TRACE_ID_SIZE], sid[MLT_SPAN_ID_SIZE];
+  REQUIRE_EQ_INT(mlt_context_to_traceparent(c, tp, sizeof tp), MLT_OK);
+  mlt_context_get_trace_id(c, tid, sizeof tid);
+  mlt_context_get_span_id(c, sid, sizeof sid);
+  CHECK_EQ_INT(strlen(tp), 55);
+  CHECK(strncmp(tp, "00-", 3) == 0 && strncmp(tp + 3, tid + 3, 32) == 0 && strncmp(tp + 36, sid, 16) == 0);
+  CHECK_EQ_STR(tp + 52, "-01");
+  mlt_context *r = NULL;
+  REQUIRE_EQ_INT(mlt_context_from_traceparent(tp, &r), MLT_OK);
+  mlt_span callee = mlt_span_start_in(r, "callee", MLT_SPAN_TOOL);
+  mlt_span_end(callee);
+  mlt_context_release(r);
+  mlt_span_end(s);
+  mlt_context_release(c);
+  static const char *const bad[] = {
+      "",
+      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+      "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+      "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+      "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+      "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+      "00_0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      "0g-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    mlt_context *x = (mlt_context *)1;
+    CHECK_EQ_INT(mlt_context_from_traceparent(bad[i], &x), MLT_EPARSE);
+    CHECK(x == NULL);
+  }
+  mlt_context *fut = NULL;
+  CHECK_EQ_INT(mlt_context_from_traceparent("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-what", &fut),
+               MLT_OK);
+  mlt_context_release(fut);
+  mlt_context *unsampled = NULL;
+  CHECK_EQ_INT(mlt_context_from_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", &unsampled),
+               MLT_OK);
+  CHECK_EQ_INT(mlt_context_is_sampled(unsampled), 0);
+  mlt_span ns = mlt_span_start_in(unsampled, "not-recorded", MLT_SPAN_TOOL);
+  CHECK_EQ_INT(mlt_span_is_recording(ns), 0);
+  mlt_span_end(ns);
+  mlt_context_release(unsampled);
+  REQUIRE_EQ_INT(tu_flush_count(), 2);
+  cJSON *callee_t = tu_trace_named("callee");
+  REQUIRE(callee_t != NULL);
+  CHECK_EQ_STR(tu_info(callee_t, "trace_id"), tid);
+  tu_done();
+}
+
+/* ---- sampling, disabled mode ----------------------------------------- */
+
+TEST(sampling_ratio_zero_and_disabled) {
+  mlt_options *o = tu_options();
+  mlt_options_set_sampling_ratio(o, 0.0);
+  CHECK_EQ_INT(mlt_options_set_sampling_ratio(o, 1.5), MLT_EINVAL);
+  tu_start(o);
+  for (int i = 0; i < 100; i++) {
+    MLT_SPAN_SCOPE(s, "root", MLT_SPAN_CHAIN);
+    MLT_SPAN_SCOPE(c, "child", MLT_SPAN_CHAIN);
+    CHECK_EQ_INT(mlt_span_is_recording(c), 0);
+    CHECK_EQ_INT(mlt_span_set_attr_int(c, "i", i), MLT_ENOTRECORDING);
+  }
+  CHECK(mlt_span_is_none(mlt_current_span()));
+  CHECK_EQ_INT(tu_flush_count(), 0);
+  CHECK_EQ_INT(tu_stats().traces_sampled_out, 100);
+  tu_done();
+
+  o = tu_options();
+  mlt_options_set_enabled(o, 0);
+  tu_start(o);
+  CHECK_EQ_INT(mlt_is_enabled(), 0);
+  mlt_span s = mlt_span_start("off", MLT_SPAN_CHAIN);
+  CHECK(mlt_span_is_none(s));
+  mlt_set_enabled(1);
+  s = mlt_span_start("on", MLT_SPAN_CHAIN);
+  CHECK(!mlt_span_is_none(s));
+  mlt_set_enabled(0);
+  CHECK_EQ_INT(mlt_span_end(s), MLT_OK); /* open spans finish normally */
+  CHECK_EQ_INT(tu_flush_count(), 1);
+  tu_done();
+}
+
+TEST(sampling_half_is_per_trace) {
+  mlt_options *o = tu_options();
+  mlt_options_set_sampling_ratio(o, 0.5);
+  tu_start(o);
+  for (int i = 0; i < 2000; i++) {
+    MLT_SPAN_SCOPE(s, "root", MLT_SPAN_CHAIN);
+    MLT_SPAN_SCOPE(c, "child", MLT_SPAN_CHAIN);
+  }
+  size_t n = tu_flush_count();
+  CHECK(n > 800 && n < 1200);
+  for (size_t i = 0; i < n; i += 97) CHECK_EQ_INT(tu_nspans(tu_trace(i)), 2); /* whole traces */
+  tu_done();
+}
+
+/* ---- threads --------------------------------------------------------- */
+
+#define NTHREADS 8
+#define PER_THREAD 300
+
+static void *make_traces(void *p) {
+  long id = (long)(intptr_t)p;
+  char name[32];
+  snprintf(name, sizeof name, "thread-%ld", id);
+  for (int i = 0; i < PER_THREAD; i++) {
+    MLT_SPAN_SCOPE(root, name, MLT_SPAN_CHAIN);
+    mlt_span_set_attr_int(root, "i", i);
+    for (int k = 0; k < 3; k++) {
+      MLT_SPAN_SCOPE(c, name, MLT_SPAN_TOOL);
+      mlt_span_set_attr_int(c, "thread", id);
+    }
+  }
+  return NULL;
+}
+
+TEST(threads_never_mix_traces) {
+  tu_init();
+  pthread_t th[NTHREADS];
+  for (long i = 0; i < NTHREADS; i++) pthread_create(&th[i], NULL, make_traces, (void *)(intptr_t)i);
+  for (int i = 0; i < NTHREADS; i++) pthread_join(th[i], NULL);
+  size_t n = tu_flush_count();
+  REQUIRE_EQ_INT(n, NTHREADS * PER_THREAD);
+  for (size_t i = 0; i < n; i++) {
+    char *s = mlt_memory_store_get(tu_store, i);
+    cJSON *t = cJSON_Parse(s);
+    free(s);
+    REQUIRE(t != NULL);
+    REQUIRE_EQ_INT(tu_nspans(t), 4);
+    const char *tn = tu_tag(t, "mlflow.traceName");
+    cJSON *sp;
+    cJSON_ArrayForEach(sp, tu_spans(t)) CHECK_EQ_STR(tu_str(sp, "name"), tn);
+    cJSON_Delete(t);
+  }
+  mlt_stats st = tu_stats();
+  CHECK_EQ_INT(st.spans_started, NTHREADS * PER_THREAD * 4);
+  CHECK_EQ_INT(st.traces_dropped, 0);
+  tu_done();
+}
+
+/* ---- timeout --------------------------------------------------------- */
+
+TEST(trace_timeout_ends_open_spans) {
+  mlt_options *o = tu_options();
+  mlt_options_set_trace_timeout_ms(o, 200);
+  tu_start(o);
+  mlt_span root = mlt_span_start_in(NULL, "stuck", MLT_SPAN_AGENT);
+  mlt_span_set_inputs_json(root, "{\"prompt\": \"hang\"}");
+  mlt_span done = mlt_span_start_child(root, "done", MLT_SPAN_TOOL);
+  mlt_span_end(done);
+  mlt_span hung = mlt_span_start_child(root, "hung", MLT_SPAN_LLM);
+  mlt_span_set_attr_str(hung, "model", "m");
+  usleep(800 * 1000);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *t = tu_trace(0);
+  CHECK_EQ_INT(tu_nspans(t), 3);
+  CHECK_EQ_STR(tu_info(t, "state"), "ERROR");
+  cJSON *h = tu_span(t, "hung");
+  CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(h, "status"), "code"), "STATUS_CODE_ERROR");
+  CHECK(strstr(tu_str(cJSON_GetObjectItem(h, "status"), "message"), "timed out") != NULL);
+  CHECK_EQ_STR(tu_attr(h, "model"), "\"m\"");
+  CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(tu_span(t, "done"), "status"), "code"), "STATUS_CODE_OK");
+  CHECK_EQ_STR(tu_attr(tu_span(t, "stuck"), "mlflow.spanInputs"), "{\"prompt\": \"hang\"}");
+  mlt_stats st = tu_stats();
+  CHECK_EQ_INT(st.traces_timed_out, 1);
+  CHECK_EQ_INT(st.spans_timed_out, 2);
+  /* the owners end them later: harmless */
+  CHECK_EQ_INT(mlt_span_set_attr_str(hung, "late", "x"), MLT_EENDED);
+  CHECK_EQ_INT(mlt_span_end(hung), MLT_EENDED);
+  CHECK_EQ_INT(mlt_span_end(root), MLT_EENDED);
+  CHECK_EQ_INT(tu_flush_count(), 1);
+  tu_done();
+}
+
+/* ---- streaming ------------------------------------------------------- */
+
+TEST(stream_chunks_events_and_output) {
+  tu_init();
+  mlt_span s = mlt_span_start("stream", MLT_SPAN_LLM);
+  const char *toks[] = {"Hel", "lo, ", "w\xc3\xb6rld"};
+  for (int i = 0; i < 3; i++) CHECK_EQ_INT(mlt_span_add_chunk_text(s, toks[i], strlen(toks[i])), MLT_OK);
+  mlt_span_end(s);
+  mlt_span j = mlt_span_start("json-stream", MLT_SPAN_LLM);
+  mlt_span_add_chunk_json(j, "{\"delta\": \"a\"}", MLT_NTS);
+  mlt_span_add_chunk_json(j, "{\"delta\": \"b\"}", MLT_NTS);
+  mlt_span_end(j);
+  REQUIRE_EQ_INT(tu_flush_count(), 2);
+  cJSON *sp = tu_span(tu_trace_named("stream"), "stream");
+  CHECK_EQ_STR(tu_attr(sp, "mlflow.spanOutputs"), "\"Hello, w\xc3\xb6rld\"");
+  cJSON *evs = cJSON_GetObjectItem(sp, "events");
+  REQUIRE_EQ_INT(cJSON_GetArraySize(evs), 3);
+  CHECK_EQ_STR(tu_str(cJSON_GetArrayItem(evs, 0), "name"), "mlflow.chunk.item.0");
+  CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(cJSON_GetArrayItem(evs, 1), "attributes"), "mlflow.chunk.value"),
+               "\"lo, \"");
+  CHECK(tu_attr(sp, "gen_ai.response.time_to_first_chunk") != NULL);
+  cJSON *js = tu_span(tu_trace_named("json-stream"), "json-stream");
+  CHECK_EQ_STR(tu_attr(js, "mlflow.spanOutputs"), "[{\"delta\": \"a\"}, {\"delta\": \"b\"}]");
+  tu_done();
+}
+
+static char *join_reducer(const char *const *chunks, const size_t *lens, size_t n, size_t *out_len, void *ud) {
+  (void)ud;
+  char *out = malloc(64);
+  int len = snprintf(out, 64, "{\"n\": %zu, \"first_len\": %zu}", n, n ? lens[0] : 0);
+  (void)chunks;
+  *out_len = (size_t)len;
+  return out;
+}
+
+TEST(stream_reducer_and_event_cap) {
+  mlt_options *o = tu_options();
+  mlt_options_set_max_events_per_span(o, 10);
+  tu_start(o);
+  mlt_span s = mlt_span_start("many", MLT_SPAN_LLM);
+  mlt_span_set_output_reducer(s, join_reducer, NULL);
+  for (int i = 0; i < 25; i++) mlt_span_add_chunk_text(s, "tok", 3);
+  mlt_span_end(s);
+  mlt_span s2 = mlt_span_start("many-default", MLT_SPAN_LLM);
+  for (int i = 0; i < 25; i++) mlt_span_add_chunk_text(s2, "x", 1);
+  mlt_span_end(s2);
+  REQUIRE_EQ_INT(tu_flush_count(), 2);
+  cJSON *sp = tu_span(tu_trace_named("many"), "many");
+  CHECK_EQ_STR(tu_attr(sp, "mlflow.spanOutputs"), "{\"n\": 25, \"first_len\": 5}");
+  CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(sp, "events")), 10);
+  CHECK_EQ_STR(tu_attr(sp, "mltrace.droppedEvents"), "15");
+  cJSON *sp2 = tu_span(tu_trace_named("many-default"), "many-default");
+  CHECK_EQ_STR(tu_attr(sp2, "mlflow.spanOutputs"), "\"xxxxxxxxxxxxxxxxxxxxxxxxx\""); /* all 25 chunks */
+  CHECK_EQ_INT(tu_stats().events_dropped, 30);
+  tu_done();
+}
+
+/* ---- processor, limits, queue ---------------------------------------- */
+
+static void redact(mlt_span_view *v, void *ud) {
+  (void)ud;
+  size_t n;
+  const char *in = mlt_span_view_inputs(v, &n);
+  if (in && strstr(in, "secret")) mlt_span_view_set_inputs_json(v, "\"[REDACTED]\"");
+  mlt_span_view_remove_attr(v, "api_key");
+  if (mlt_span_view_attr(v, "user", &n)) mlt_span_view_set_attr_str(v, "user", "***");
+  if (strcmp(mlt_span_view_name(v), "noisy") == 0) mlt_span_view_drop_events(v);
+}
+
+TEST(span_processor_redacts) {
+  mlt_options *o = tu_options();
+  mlt_options_set_span_processor(o, redact, NULL);
+  tu_start(o);
+  mlt_span s = mlt_span_start("call", MLT_SPAN_LLM);
+  mlt_span_set_inputs_json(s, "{\"password\": \"secret\"}");
+  mlt_span_set_attr_str(s, "api_key", "sk-123");
+  mlt_span_set_attr_str(s, "user", "alice");
+  mlt_span n = mlt_span_start("noisy", MLT_SPAN_TOOL);
+  mlt_span_add_event(n, "e", NULL, 0);
+  mlt_span_end(n);
+  mlt_span_end(s);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *t = tu_trace(0);
+  cJSON *sp = tu_span(t, "call");
+  CHECK_EQ_STR(tu_attr(sp, "mlflow.spanInputs"), "\"[REDACTED]\"");
+  CHECK(tu_attr(sp, "api_key") == NULL);
+  CHECK_EQ_STR(tu_attr(sp, "user"), "\"***\"");
+  CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(tu_span(t, "noisy"), "events")), 0);
+  CHECK(strstr(tu_info(t, "request_preview"), "secret") == NULL);
+  tu_done();
+}
+
+TEST(max_spans_per_trace) {
+  mlt_options *o = tu_options();
+  mlt_options_set_max_spans_per_trace(o, 5);
+  tu_start(o);
+  {
+    MLT_SPAN_SCOPE(root, "root", MLT_SPAN_CHAIN);
+    for (int i = 0; i < 10; i++) {
+      MLT_SPAN_SCOPE(c, "c", MLT_SPAN_TOOL);
+      MLT_SPAN_SCOPE(g, "g", MLT_SPAN_TOOL);
+    }
+  }
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  CHECK_EQ_INT(tu_nspans(tu_trace(0)), 5);
+  CHECK_EQ_INT(tu_stats().spans_over_limit, 16);
+  tu_done();
+}
+
+static int slow_export(const char *json, size_t len, void *ud) {
+  (void)json;
+  (void)len;
+  (void)ud;
+  usleep(20000);
+  return 0;
+}
+
+TEST(full_queue_drops_and_counts) {
+  mlt_options *o = NULL;
+  mlt_options_new(&o);
+  mlt_options_use_env(o, 0);
+  mlt_options_set_log(o, MLT_LOG_OFF, NULL, NULL);
+  mlt_options_set_queue_size(o, 16);
+  mlt_exporter *e;
+  mlt_exporter_callback_new(slow_export, NULL, &e);
+  mlt_options_add_exporter(o, e);
+  REQUIRE_EQ_INT(mlt_init(o), MLT_OK);
+  mlt_options_free(o);
+  for (int i = 0; i < 500; i++) {
+    MLT_SPAN_SCOPE(s, "t", MLT_SPAN_CHAIN);
+    MLT_SPAN_SCOPE(c, "c", MLT_SPAN_CHAIN);
+  }
+  mlt_stats st = tu_stats();
+  CHECK(st.traces_dropped > 0);
+  CHECK_EQ_INT(st.spans_dropped, st.traces_dropped * 2);
+  mlt_shutdown(30000);
+  st = tu_stats();
+  CHECK_EQ_INT(st.traces_exported + st.traces_dropped + st.traces_failed, 500);
+  CHECK_EQ_INT(st.traces_failed, 0);
+}
+
+/* ---- file store ------------------------------------------------------ */
+
+TEST(file_store_lines_whole_across_processes) {
+  char path[] = "/tmp/mlt-test-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  unlink(path);
+  int nproc = 4, per = 200;
+  for (int p = 0; p < nproc; p++) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      mlt_options *o = NULL;
+      mlt_options_new(&o);
+      mlt_options_use_env(o, 0);
+      mlt_options_set_file_path(o, path);
+      mlt_options_set_queue_size(o, 1024);
+      if (mlt_init(o) != MLT_OK) _exit(3);
+      mlt_options_free(o);
+      char big[3000];
+      memset(big, 'z', sizeof big - 1);
+      big[sizeof big - 1] = 0;
+      for (int i = 0; i < per; i++) {
+        MLT_SPAN_SCOPE(s, "proc", MLT_SPAN_CHAIN);
+        mlt_span_set_attr_str(s, "pad", big);
+        mlt_span_set_attr_int(s, "pid", p);
+        if (i % 50 == 0) mlt_flush(5000);
+      }
+      _exit(mlt_shutdown(10000) == MLT_OK ? 0 : 4);
+    }
+  }
+  for (int p = 0; p < nproc; p++) {
+    int st;
+    wait(&st);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  FILE *f = fopen(path, "r");
+  REQUIRE(f != NULL);
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  int lines = 0, good = 0;
+  while ((len = getline(&line, &cap, f)) > 0) {
+    lines++;
+    cJSON *j = cJSON_Parse(line);
+    if (j && tu_nspans(j) == 1) good++;
+    cJSON_Delete(j);
+  }
+  free(line);
+  fclose(f);
+  unlink(path);
+  CHECK_EQ_INT(lines, nproc * per);
+  CHECK_EQ_INT(good, nproc * per);
+}
+
+TEST(file_store_unwritable_path_counts_failures) {
+  mlt_options *o = NULL;
+  mlt_options_new(&o);
+  mlt_options_use_env(o, 0);
+  mlt_options_set_log(o, MLT_LOG_OFF, NULL, NULL);
+  mlt_options_set_file_path(o, "/nonexistent-dir/x/traces.jsonl");
+  REQUIRE_EQ_INT(mlt_init(o), MLT_OK);
+  mlt_options_free(o);
+  for (int i = 0; i < 3; i++) {
+    MLT_SPAN_SCOPE(s, "t", MLT_SPAN_CHAIN);
+  }
+  CHECK_EQ_INT(mlt_flush(5000), MLT_OK);
+  mlt_stats st = tu_stats();
+  CHECK_EQ_INT(st.traces_failed, 3);
+  CHECK_EQ_INT(st.traces_exported, 0);
+  mlt_shutdown(1000);
+}
+
+TEST(shutdown_exports_open_traces) {
+  tu_init();
+  mlt_span root = mlt_span_start_in(NULL, "unfinished", MLT_SPAN_AGENT);
+  mlt_span_start_child(root, "child", MLT_SPAN_TOOL);
+  mlt_memory_store *keep = tu_store;
+  tu_store = NULL;
+  CHECK_EQ_INT(mlt_shutdown(5000), MLT_OK);
+  REQUIRE_EQ_INT(mlt_memory_store_count(keep), 1);
+  char *s = mlt_memory_store_get(keep, 0);
+  CHECK(strstr(s, "span still open at shutdown") != NULL);
+  free(s);
+  mlt_memory_store_release(keep);
+  mlt_stats st = tu_stats();
+  CHECK_EQ_INT(st.spans_timed_out, 2);
+}
+
+static const tap_test tests[] = {
+    TAP_ENTRY(calls_before_init_are_noops),
+    TAP_ENTRY(init_twice_and_reinit),
+    TAP_ENTRY(function_and_block_scopes),
+    TAP_ENTRY(every_span_type_and_custom_type),
+    TAP_ENTRY(inputs_outputs_attributes_events),
+    TAP_ENTRY(record_error_like_mlflow),
+    TAP_ENTRY(invalid_utf8_and_embedded_nul),
+    TAP_ENTRY(huge_payload_truncated_with_marker),
+    TAP_ENTRY(truncation_keeps_utf8_whole),
+    TAP_ENTRY(invalid_json_text_exported_as_string),
+    TAP_ENTRY(double_end_and_stale_handles),
+    TAP_ENTRY(parent_ended_before_children),
+    TAP_ENTRY(client_api),
+    TAP_ENTRY(client_end_trace_ends_open_children),
+    TAP_ENTRY(update_current_trace_and_limits),
+    TAP_ENTRY(previews_truncated_to_1000_chars),
+    TAP_ENTRY(last_active_trace_id),
+    TAP_ENTRY(context_carries_parent_across_threads_after_parent_end),
+    TAP_ENTRY(context_after_trace_finished_gives_continuation),
+    TAP_ENTRY(attach_detach_nesting_and_mismatch),
+    TAP_ENTRY(traceparent_roundtrip_and_rejects),
+    TAP_ENTRY(sampling_ratio_zero_and_disabled),
+    TAP_ENTRY(sampling_half_is_per_trace),
+    TAP_ENTRY(threads_never_mix_traces),
+    TAP_ENTRY(trace_timeout_ends_open_spans),
+    TAP_ENTRY(stream_chunks_events_and_output),
+    TAP_ENTRY(stream_reducer_and_event_cap),
+    TAP_ENTRY(span_processor_redacts),
+    TAP_ENTRY(max_spans_per_trace),
+    TAP_ENTRY(full_queue_drops_and_counts),
+    TAP_ENTRY(file_store_lines_whole_across_processes),
+    TAP_ENTRY(file_store_unwritable_path_counts_failures),
+    TAP_ENTRY(shutdown_exports_open_traces),
+    TAP_END};
+
+int main(int argc, char **argv) { return tap_main(argc, argv, tests); }

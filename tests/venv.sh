@@ -1,0 +1,30 @@
+# tests/venv.sh (sourced): make sure the test virtual environment with the
+# pinned MLflow exists, and export MLT_VENV.  Created once in the build tree
+# ($top_builddir/tests/.venv) and reused; the stamp records the version.
+: "${top_builddir:=$(pwd)}"
+: "${MLFLOW_VERSION:=3.17.2}"
+: "${PYTHON3:=python3}"
+MLT_VENV="$top_builddir/tests/.venv"
+export MLT_VENV
+stamp="$MLT_VENV/.mlflow-$MLFLOW_VERSION"
+if [ ! -f "$stamp" ]; then
+  lock="$top_builddir/tests/.venv.lock"
+  mkdir -p "$top_builddir/tests"
+  # One creator at a time (tests run in parallel).
+  exec 9>"$lock"
+  flock 9
+  if [ ! -f "$stamp" ]; then
+    echo "# creating $MLT_VENV with mlflow==$MLFLOW_VERSION (once)" >&2
+    rm -rf "$MLT_VENV"
+    if ! "$PYTHON3" -m venv "$MLT_VENV" >&2 ||
+       ! "$MLT_VENV/bin/pip" install -q --disable-pip-version-check "mlflow==$MLFLOW_VERSION" >&2; then
+      echo "# could not create the MLflow test environment" >&2
+      rm -rf "$MLT_VENV"
+      flock -u 9
+      return 1
+    fi
+    touch "$stamp"
+  fi
+  flock -u 9
+fi
+return 0
