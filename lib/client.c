@@ -87,9 +87,9 @@ int mlt_client_start_span(const char *trace_id, const char *parent_span_id, cons
   if (!p) return MLT_ENOTFOUND;
   mlt__trace *t = mlt__trace_acquire_from_span(p, MLT__GS_GEN(gs));
   if (!t) return MLT_ENOTFOUND;
-  if (atomic_load(&t->state) != MLT__T_ACTIVE || !atomic_load(&mlt__g_enabled)) {
+  if (atomic_load(&t->state) != MLT__T_ACTIVE || !MLT__ENABLED()) {
     mlt__trace_unref(t);
-    return atomic_load(&mlt__g_enabled) ? MLT_ENOTFOUND : MLT_ENOTRECORDING;
+    return MLT__ENABLED() ? MLT_ENOTFOUND : MLT_ENOTRECORDING;
   }
   mlt__tls *tls = mlt__tls_get();
   mlt_span h = tls ? mlt__span_start_common(tls, NULL, p, name ? name : "span", type, 0) : (mlt_span){0};

@@ -5,6 +5,10 @@
 
 #include "config.h"
 
+/* Inside the library the public names are the real functions, never the
+ * inline fast-path macros of <mltrace/span.h>. */
+#define MLT__BUILDING_LIB 1
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>

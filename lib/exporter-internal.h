@@ -112,6 +112,7 @@ typedef struct mlt__trace_info {
   int64_t start_ns, end_ns;
   int state_error;
   mlt__buf request_preview, response_preview;
+  int has_request_preview, has_response_preview;
   const char *client_request_id;
   const char *session, *user;
   mlt__buf token_usage; /* summed mlflow.chat.tokenUsage, or empty */

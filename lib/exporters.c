@@ -248,3 +248,22 @@ int mlt_exporter_memory_new(mlt_memory_store *store, mlt_exporter **out) {
   *out = &c->base;
   return MLT_OK;
 }
+
+/* ---- discard --------------------------------------------------------- */
+
+static void discard_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n) {
+  for (size_t i = 0; i < n; i++) mlt__export_done(e, traces[i]->ticket, 1, NULL);
+}
+
+static void discard_destroy(mlt_exporter *e) { free(e); }
+
+static const mlt__exporter_ops discard_ops = {"discard", NULL, discard_export, NULL, NULL, NULL, discard_destroy};
+
+int mlt_exporter_discard_new(mlt_exporter **out) {
+  if (!out) return MLT_EINVAL;
+  mlt_exporter *e = calloc(1, sizeof *e);
+  *out = e;
+  if (!e) return MLT_ENOMEM;
+  e->ops = &discard_ops;
+  return MLT_OK;
+}

@@ -55,5 +55,30 @@ size_t mlt__utf8_seq(const unsigned char *s, size_t n);
 /* 1 if s[0..n) is exactly one JSON value (RFC 8259, surrounding whitespace
  * allowed, nesting depth <= 1000). */
 int mlt__json_valid(const char *s, size_t n);
+/* Same, and *utf8_ok tells whether every string in it is valid UTF-8. */
+int mlt__json_check(const char *s, size_t n, int *utf8_ok);
+
+/* A DOM over validated JSON text: nodes point into the source (no copies).
+ * Node 0 is the root; children are linked by index. */
+enum { MLT__J_NULL = 1, MLT__J_FALSE, MLT__J_TRUE, MLT__J_NUM, MLT__J_STR, MLT__J_ARR, MLT__J_OBJ };
+typedef struct mlt__jnode {
+  uint8_t type;
+  uint8_t key_esc, val_esc; /* key / string value contains escapes */
+  uint32_t key_off, key_len; /* member key (raw, without quotes) */
+  uint32_t off, len;         /* value: string contents (raw) or token text */
+  uint32_t child, next, count;
+} mlt__jnode;
+typedef struct mlt__jdoc {
+  const char *src;
+  mlt__jnode *nodes;
+  size_t n, cap;
+} mlt__jdoc;
+/* Parse s[0..n) (nesting <= 1000); 0 on success.  The doc is reusable. */
+int mlt__jparse(mlt__jdoc *d, const char *s, size_t n);
+void mlt__jdoc_free(mlt__jdoc *d);
+/* Member |key| of object node |obj|, or UINT32_MAX. */
+uint32_t mlt__jget(const mlt__jdoc *d, uint32_t obj, const char *key);
+/* Append the decoded (unescaped) form of a JSON string's raw contents. */
+void mlt__junescape(mlt__buf *out, const char *s, size_t n);
 
 #endif /* MLT_JSON_INTERNAL_H */

@@ -4,6 +4,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 void mlt__buf_free(mlt__buf *b) {
   free(b->p);
@@ -75,17 +78,6 @@ void mlt__buf_f64(mlt__buf *b, double v) {
   if (!memchr(tmp, '.', (size_t)n) && !memchr(tmp, 'e', (size_t)n)) mlt__buf_lit(b, ".0");
 }
 
-/* 0: copy; 1: escape; 2: non-ASCII lead. */
-static const uint8_t cls[256] = {
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2};
-
 /* Length of a valid UTF-8 sequence at s (n bytes available), or 0. */
 size_t mlt__utf8_seq(const unsigned char *s, size_t n) {
   unsigned c = s[0];
@@ -107,52 +99,99 @@ size_t mlt__utf8_seq(const unsigned char *s, size_t n) {
   return 0;
 }
 
+/* Escape table: 0 copy as is; otherwise the character after the backslash
+ * ('u' for \u00XX); 0xFF marks a non-ASCII lead byte. */
+static const unsigned char esc_tab[256] = {
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'b', 't', 'n', 'u', 'f', 'r', 'u', 'u',
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+    0, 0, '"', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '\\', 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
+
+/* Class of each byte for the escaper: 0 plain, 1 '"' or '\\' (backslash +
+ * itself), 2 control character, 3 non-ASCII. */
+static const unsigned char esc_cls[256] = {
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3};
+
+/* Length of the run of plain bytes (no '"', '\\', control or non-ASCII
+ * byte) at the start of s[0..n).  SSE2 (always there on x86-64) checks 16
+ * bytes per step. */
+static inline size_t plain_run(const unsigned char *s, size_t n) {
+  size_t i = 0;
+#ifdef __SSE2__
+  const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x1F);
+  while (i + 16 <= n) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+    /* bytes <= 0x1F or >= 0x80: as signed, v <= 0x1F catches both */
+    __m128i ctl = _mm_cmpgt_epi8(_mm_add_epi8(space, _mm_set1_epi8(1)), v);
+    __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)), ctl);
+    unsigned mask = (unsigned)_mm_movemask_epi8(m);
+    if (mask) return i + (size_t)__builtin_ctz(mask);
+    i += 16;
+  }
+#endif
+  while (i < n && esc_cls[s[i]] == 0) i++;
+  return i;
+}
+
 void mlt__json_str_body(mlt__buf *b, const char *str, size_t n) {
   const unsigned char *s = (const unsigned char *)str;
-  /* Worst case 6 bytes per input byte; reserve lazily per run. */
+  /* Worst case: 6 output bytes per input byte (\u00XX); U+FFFD is 3. */
+  if (n > (SIZE_MAX - 16) / 6 || mlt__buf_reserve(b, n * 6 + 2)) return;
+  char *o = b->p + b->len;
   size_t i = 0;
   while (i < n) {
-    size_t run = i;
-    while (run < n && cls[s[run]] == 0) run++;
-    if (run > i) {
-      mlt__buf_put(b, s + i, run - i);
-      i = run;
-      if (i >= n) break;
-    }
+    size_t run = plain_run(s + i, n - i);
+    memcpy(o, s + i, run);
+    o += run;
+    i += run;
+    if (i >= n) break;
     unsigned c = s[i];
-    if (cls[c] == 1) {
-      char esc[8];
-      size_t el = 2;
-      esc[0] = '\\';
-      switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        default:
-          esc[1] = 'u';
-          esc[2] = '0';
-          esc[3] = '0';
-          esc[4] = "0123456789abcdef"[c >> 4];
-          esc[5] = "0123456789abcdef"[c & 15];
-          el = 6;
+    unsigned k = esc_cls[c];
+    if (k == 1) {
+      *o++ = '\\';
+      *o++ = (char)c;
+      i++;
+    } else if (k == 2) {
+      unsigned char e = esc_tab[c];
+      *o++ = '\\';
+      *o++ = (char)e;
+      if (e == 'u') {
+        *o++ = '0';
+        *o++ = '0';
+        *o++ = "0123456789abcdef"[c >> 4];
+        *o++ = "0123456789abcdef"[c & 15];
       }
-      mlt__buf_put(b, esc, el);
       i++;
     } else {
       size_t l = mlt__utf8_seq(s + i, n - i);
       if (l) {
-        mlt__buf_put(b, s + i, l);
+        memcpy(o, s + i, l);
+        o += l;
         i += l;
       } else {
-        mlt__buf_put(b, "\xEF\xBF\xBD", 3);
+        memcpy(o, "\xEF\xBF\xBD", 3);
+        o += 3;
         i++;
       }
     }
   }
+  b->len = (size_t)(o - b->p);
 }
 
 void mlt__json_str(mlt__buf *b, const char *s, size_t n) {
@@ -168,13 +207,26 @@ static size_t skip_ws(const char *s, size_t n, size_t i) {
   return i;
 }
 
-/* Parses a string starting at s[i] == '"'; returns index after it or 0. */
-static size_t scan_string(const char *s, size_t n, size_t i) {
+/* Parses a string starting at s[i] == '"'; returns the index after it, or 0.
+ * Invalid UTF-8 inside clears *utf8_ok (the text stays valid JSON). */
+static size_t scan_string(const char *s, size_t n, size_t i, int *utf8_ok) {
+  const unsigned char *u = (const unsigned char *)s;
   i++;
   while (i < n) {
-    unsigned char c = (unsigned char)s[i];
+    i += plain_run(u + i, n - i);
+    if (i >= n) return 0;
+    unsigned char c = u[i];
     if (c == '"') return i + 1;
     if (c < 0x20) return 0;
+    if (c >= 0x80) {
+      size_t l = mlt__utf8_seq(u + i, n - i);
+      if (!l) {
+        *utf8_ok = 0;
+        l = 1;
+      }
+      i += l;
+      continue;
+    }
     if (c == '\\') {
       if (++i >= n) return 0;
       switch (s[i]) {
@@ -226,7 +278,8 @@ static size_t scan_number(const char *s, size_t n, size_t i) {
   return i > start ? i : 0;
 }
 
-int mlt__json_valid(const char *s, size_t n) {
+int mlt__json_check(const char *s, size_t n, int *utf8_ok) {
+  *utf8_ok = 1;
   enum { MAXD = 1000 };
   char stack[MAXD]; /* '{' or '[' */
   int depth = 0;
@@ -247,14 +300,14 @@ int mlt__json_valid(const char *s, size_t n) {
       }
       if (c == '{') {
         if (i >= n || s[i] != '"') return 0;
-        if (!(i = scan_string(s, n, i))) return 0;
+        if (!(i = scan_string(s, n, i, utf8_ok))) return 0;
         i = skip_ws(s, n, i);
         if (i >= n || s[i] != ':') return 0;
         i = skip_ws(s, n, i + 1);
       }
       continue;
     } else if (c == '"') {
-      if (!(i = scan_string(s, n, i))) return 0;
+      if (!(i = scan_string(s, n, i, utf8_ok))) return 0;
     } else if (c == 't') {
       if (n - i < 4 || memcmp(s + i, "true", 4)) return 0;
       i += 4;
@@ -275,7 +328,7 @@ int mlt__json_valid(const char *s, size_t n) {
       i = skip_ws(s, n, i + 1);
       if (stack[depth - 1] == '{') {
         if (i >= n || s[i] != '"') return 0;
-        if (!(i = scan_string(s, n, i))) return 0;
+        if (!(i = scan_string(s, n, i, utf8_ok))) return 0;
         i = skip_ws(s, n, i);
         if (i >= n || s[i] != ':') return 0;
         i = skip_ws(s, n, i + 1);
@@ -289,4 +342,224 @@ int mlt__json_valid(const char *s, size_t n) {
     }
     return 0;
   }
+}
+
+int mlt__json_valid(const char *s, size_t n) {
+  int ok;
+  return mlt__json_check(s, n, &ok);
+}
+
+/* ---- a small DOM over the source text -------------------------------- */
+
+void mlt__jdoc_free(mlt__jdoc *d) {
+  free(d->nodes);
+  memset(d, 0, sizeof *d);
+}
+
+static uint32_t jnew(mlt__jdoc *d, int type, size_t off) {
+  if (d->n == d->cap) {
+    size_t cap = d->cap ? d->cap * 2 : 64;
+    mlt__jnode *nn = realloc(d->nodes, cap * sizeof *nn);
+    if (!nn) return UINT32_MAX;
+    d->nodes = nn;
+    d->cap = cap;
+  }
+  mlt__jnode *x = &d->nodes[d->n];
+  memset(x, 0, sizeof *x);
+  x->type = (uint8_t)type;
+  x->off = (uint32_t)off;
+  return (uint32_t)d->n++;
+}
+
+/* Scan a string token at s[i] == '"'; fills off/len of its contents. */
+static size_t jstring(const char *s, size_t n, size_t i, uint32_t *off, uint32_t *len, uint8_t *esc) {
+  int utf8_ok;
+  size_t end = scan_string(s, n, i, &utf8_ok);
+  if (!end) return 0;
+  *off = (uint32_t)(i + 1);
+  *len = (uint32_t)(end - i - 2);
+  *esc = memchr(s + i + 1, '\\', end - i - 2) != NULL;
+  return end;
+}
+
+int mlt__jparse(mlt__jdoc *d, const char *s, size_t n) {
+  enum { MAXD = 1000 };
+  uint32_t stack[MAXD], last[MAXD];
+  int depth = 0;
+  d->n = 0;
+  d->src = s;
+  if (n > UINT32_MAX - 2) return -1;
+  size_t i = skip_ws(s, n, 0);
+  uint32_t pending_key_off = 0, pending_key_len = 0;
+  uint8_t pending_key_esc = 0;
+  for (;;) {
+    if (i >= n) return -1;
+    char c = s[i];
+    uint32_t x;
+    int type;
+    if (c == '{' || c == '[') {
+      type = c == '{' ? MLT__J_OBJ : MLT__J_ARR;
+    } else if (c == '"') {
+      type = MLT__J_STR;
+    } else if (c == 't') {
+      type = MLT__J_TRUE;
+    } else if (c == 'f') {
+      type = MLT__J_FALSE;
+    } else if (c == 'n') {
+      type = MLT__J_NULL;
+    } else {
+      type = MLT__J_NUM;
+    }
+    if ((x = jnew(d, type, i)) == UINT32_MAX) return -1;
+    mlt__jnode *nd = &d->nodes[x];
+    nd->key_off = pending_key_off;
+    nd->key_len = pending_key_len;
+    nd->key_esc = pending_key_esc;
+    /* link into the parent */
+    if (depth) {
+      mlt__jnode *par = &d->nodes[stack[depth - 1]];
+      if (par->count++ == 0)
+        par->child = x;
+      else
+        d->nodes[last[depth - 1]].next = x;
+      last[depth - 1] = x;
+    }
+    if (type == MLT__J_OBJ || type == MLT__J_ARR) {
+      if (depth >= MAXD) return -1;
+      stack[depth++] = x;
+      i = skip_ws(s, n, i + 1);
+      if (i < n && s[i] == (type == MLT__J_OBJ ? '}' : ']')) {
+        d->nodes[x].len = (uint32_t)(i + 1 - d->nodes[x].off);
+        depth--;
+        i++;
+        goto after_value;
+      }
+      if (type == MLT__J_OBJ) {
+        if (i >= n || s[i] != '"') return -1;
+        if (!(i = jstring(s, n, i, &pending_key_off, &pending_key_len, &pending_key_esc))) return -1;
+        i = skip_ws(s, n, i);
+        if (i >= n || s[i] != ':') return -1;
+        i = skip_ws(s, n, i + 1);
+      } else {
+        pending_key_off = pending_key_len = 0;
+        pending_key_esc = 0;
+      }
+      continue;
+    }
+    if (type == MLT__J_STR) {
+      uint32_t o, l;
+      uint8_t e;
+      if (!(i = jstring(s, n, i, &o, &l, &e))) return -1;
+      nd = &d->nodes[x];
+      nd->off = o;
+      nd->len = l;
+      nd->val_esc = e;
+    } else if (type == MLT__J_NUM) {
+      size_t e = scan_number(s, n, i);
+      if (!e) return -1;
+      d->nodes[x].len = (uint32_t)(e - i);
+      i = e;
+    } else {
+      static const char *const lit[] = {"null", "false", "true"};
+      const char *w = lit[type == MLT__J_NULL ? 0 : type == MLT__J_FALSE ? 1 : 2];
+      size_t wl = strlen(w);
+      if (n - i < wl || memcmp(s + i, w, wl)) return -1;
+      i += wl;
+    }
+  after_value:
+    i = skip_ws(s, n, i);
+    if (depth == 0) return i == n ? 0 : -1;
+    if (i >= n) return -1;
+    mlt__jnode *cont = &d->nodes[stack[depth - 1]];
+    if (s[i] == ',') {
+      i = skip_ws(s, n, i + 1);
+      if (cont->type == MLT__J_OBJ) {
+        if (i >= n || s[i] != '"') return -1;
+        if (!(i = jstring(s, n, i, &pending_key_off, &pending_key_len, &pending_key_esc))) return -1;
+        i = skip_ws(s, n, i);
+        if (i >= n || s[i] != ':') return -1;
+        i = skip_ws(s, n, i + 1);
+      }
+      continue;
+    }
+    if (s[i] == (cont->type == MLT__J_OBJ ? '}' : ']')) {
+      cont->len = (uint32_t)(i + 1 - cont->off);
+      depth--;
+      i++;
+      goto after_value;
+    }
+    return -1;
+  }
+}
+
+/* Decode JSON string escapes of s[0..n) into out (UTF-8). */
+void mlt__junescape(mlt__buf *out, const char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    const char *bs = memchr(s + i, '\\', n - i);
+    size_t run = bs ? (size_t)(bs - (s + i)) : n - i;
+    mlt__buf_put(out, s + i, run);
+    i += run;
+    if (i >= n) break;
+    i++; /* the backslash */
+    if (i >= n) break;
+    char c = s[i++];
+    switch (c) {
+      case 'b': mlt__buf_putc(out, '\b'); break;
+      case 'f': mlt__buf_putc(out, '\f'); break;
+      case 'n': mlt__buf_putc(out, '\n'); break;
+      case 'r': mlt__buf_putc(out, '\r'); break;
+      case 't': mlt__buf_putc(out, '\t'); break;
+      case 'u': {
+        uint64_t cp = 0;
+        if (i + 4 > n || mlt__parse_hex(s + i, 4, &cp)) return;
+        i += 4;
+        if (cp >= 0xD800 && cp <= 0xDBFF && i + 6 <= n && s[i] == '\\' && s[i + 1] == 'u') {
+          uint64_t lo = 0;
+          if (!mlt__parse_hex(s + i + 2, 4, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            i += 6;
+          }
+        }
+        if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD; /* lone surrogate */
+        char u[4];
+        size_t ul;
+        if (cp < 0x80) {
+          u[0] = (char)cp;
+          ul = 1;
+        } else if (cp < 0x800) {
+          u[0] = (char)(0xC0 | (cp >> 6));
+          u[1] = (char)(0x80 | (cp & 0x3F));
+          ul = 2;
+        } else if (cp < 0x10000) {
+          u[0] = (char)(0xE0 | (cp >> 12));
+          u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+          u[2] = (char)(0x80 | (cp & 0x3F));
+          ul = 3;
+        } else {
+          u[0] = (char)(0xF0 | (cp >> 18));
+          u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+          u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+          u[3] = (char)(0x80 | (cp & 0x3F));
+          ul = 4;
+        }
+        mlt__buf_put(out, u, ul);
+        break;
+      }
+      default: mlt__buf_putc(out, c); break; /* " \ / */
+    }
+  }
+}
+
+uint32_t mlt__jget(const mlt__jdoc *d, uint32_t obj, const char *key) {
+  if (obj >= d->n || d->nodes[obj].type != MLT__J_OBJ) return UINT32_MAX;
+  size_t kl = strlen(key);
+  const mlt__jnode *o = &d->nodes[obj];
+  uint32_t c = o->child;
+  for (uint32_t k = 0; k < o->count; k++, c = d->nodes[c].next) {
+    const mlt__jnode *x = &d->nodes[c];
+    /* Keys with escapes are compared raw: MLflow's keys have none. */
+    if (x->key_len == kl && !memcmp(d->src + x->key_off, key, kl)) return c;
+  }
+  return UINT32_MAX;
 }

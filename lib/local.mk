@@ -2,6 +2,7 @@
 
 lib_LTLIBRARIES += lib/libmltrace.la
 lib_libmltrace_la_SOURCES = \
+  lib/chunks.c \
   lib/client.c \
   lib/context.c \
   lib/exporters.c \

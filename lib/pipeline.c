@@ -17,7 +17,7 @@
 #include <stdlib.h>
 
 _Atomic int mlt__g_state;
-_Atomic int mlt__g_enabled;
+int mlt__enabled_flag;
 mlt__config mlt__g_cfg;
 _Atomic uint32_t mlt__g_epoch;
 
@@ -200,6 +200,19 @@ static uint32_t ticket_new(uint32_t n_spans) {
   return id;
 }
 
+/* While a batch is being exported, completions are counted here and only
+ * published (g_done, flush waiters) once the batch's spans are released, so
+ * that a flush never returns while the exported spans are still in memory. */
+static int g_in_batch;
+static uint64_t g_batch_done;
+
+static void publish_done(uint64_t n) {
+  atomic_fetch_add(&g_done, n);
+  pthread_mutex_lock(&g_flush_mu);
+  pthread_cond_broadcast(&g_flush_cond);
+  pthread_mutex_unlock(&g_flush_mu);
+}
+
 static void ticket_complete(uint32_t id) {
   ticket *k = &g_tickets[id];
   if (k->failed) {
@@ -211,10 +224,10 @@ static void ticket_complete(uint32_t id) {
   }
   k->next_free = g_ticket_free;
   g_ticket_free = id;
-  atomic_fetch_add(&g_done, 1);
-  pthread_mutex_lock(&g_flush_mu);
-  pthread_cond_broadcast(&g_flush_cond);
-  pthread_mutex_unlock(&g_flush_mu);
+  if (g_in_batch)
+    g_batch_done++;
+  else
+    publish_done(1);
 }
 
 void mlt__export_done(mlt_exporter *e, uint32_t id, int ok, const char *why) {
@@ -241,43 +254,106 @@ static int cmp_start(const void *a, const void *b) {
   return x->span_id < y->span_id ? -1 : x->span_id > y->span_id;
 }
 
+/* Scratch arrays for ordering (export thread only; sized to the largest
+ * trace seen). */
+static struct {
+  size_t cap, hcap;
+  int32_t *hmap, *first, *next, *stack, *newpos;
+  mlt__span **out;
+  char *seen;
+} g_ord;
+
+static int ord_reserve(size_t n) {
+  size_t hcap = 16;
+  while (hcap < n * 2) hcap <<= 1;
+  if (n <= g_ord.cap && hcap <= g_ord.hcap) return 0;
+  size_t cap = MLT_MAX(n, g_ord.cap * 2);
+  hcap = MLT_MAX(hcap, g_ord.hcap);
+  while (hcap < cap * 2) hcap <<= 1;
+  int32_t *hmap = realloc(g_ord.hmap, hcap * sizeof *hmap);
+  if (hmap) g_ord.hmap = hmap;
+  int32_t *first = realloc(g_ord.first, cap * sizeof *first);
+  if (first) g_ord.first = first;
+  int32_t *next = realloc(g_ord.next, cap * sizeof *next);
+  if (next) g_ord.next = next;
+  int32_t *stack = realloc(g_ord.stack, cap * sizeof *stack);
+  if (stack) g_ord.stack = stack;
+  int32_t *newpos = realloc(g_ord.newpos, cap * sizeof *newpos);
+  if (newpos) g_ord.newpos = newpos;
+  mlt__span **out = realloc(g_ord.out, cap * sizeof *out);
+  if (out) g_ord.out = out;
+  char *seen = realloc(g_ord.seen, cap);
+  if (seen) g_ord.seen = seen;
+  if (!hmap || !first || !next || !stack || !newpos || !out || !seen) return -1;
+  g_ord.cap = cap;
+  g_ord.hcap = hcap;
+  return 0;
+}
+
+static void ord_free(void) {
+  free(g_ord.hmap);
+  free(g_ord.first);
+  free(g_ord.next);
+  free(g_ord.stack);
+  free(g_ord.newpos);
+  free(g_ord.out);
+  free(g_ord.seen);
+  memset(&g_ord, 0, sizeof g_ord);
+}
+
+static size_t hslot(uint64_t id, size_t mask) { return (size_t)(id * UINT64_C(0x9E3779B97F4A7C15) >> 32) & mask; }
+
 /* Order spans: root first, then depth-first with siblings by start time, so
- * parents always precede children (what MLflow's copy/import expects). */
+ * parents always precede children (what MLflow's copy/import expects), and
+ * fill p->parent (caller-provided, n entries). */
 static int order_spans(mlt__prepared *p) {
   uint32_t n = p->n;
   p->root = -1;
   if (n == 0) return 0;
-  qsort(p->spans, n, sizeof *p->spans, cmp_start);
-  size_t hcap = 16;
-  while (hcap < (size_t)n * 2) hcap <<= 1;
-  int32_t *hmap = malloc(hcap * sizeof *hmap);
-  int32_t *parent = malloc(n * sizeof *parent);
-  int32_t *first = malloc(n * sizeof *first);
-  int32_t *next = malloc(n * sizeof *next);
-  int32_t *stack = malloc(n * sizeof *stack);
-  mlt__span **out = malloc(n * sizeof *out);
-  char *seen = calloc(n, 1);
-  int rc = -1;
-  if (!hmap || !parent || !first || !next || !stack || !out || !seen) goto done;
-  memset(hmap, -1, hcap * sizeof *hmap);
+  /* The span list is newest-first: reversed it is usually sorted already. */
+  for (uint32_t i = 0, j = n - 1; i < j; i++, j--) {
+    mlt__span *t = p->spans[i];
+    p->spans[i] = p->spans[j];
+    p->spans[j] = t;
+  }
+  for (uint32_t i = 1; i < n; i++)
+    if (cmp_start(&p->spans[i - 1], &p->spans[i]) > 0) {
+      qsort(p->spans, n, sizeof *p->spans, cmp_start);
+      break;
+    }
+  if (n == 1) {
+    p->parent[0] = -1;
+    p->root = p->spans[0]->span_id == p->t->root_id ? 0 : -1;
+    return 0;
+  }
+  if (ord_reserve(n) != 0) return -1;
+  size_t mask = g_ord.hcap - 1;
+  int32_t *hmap = g_ord.hmap, *parent = p->parent, *first = g_ord.first, *next = g_ord.next;
+  int32_t *stack = g_ord.stack, *newpos = g_ord.newpos;
+  char *seen = g_ord.seen;
+  mlt__span **out = g_ord.out;
+  size_t hused = MLT_MIN(g_ord.hcap, (size_t)n * 4);
+  (void)hused;
+  memset(hmap, -1, g_ord.hcap * sizeof *hmap);
+  memset(seen, 0, n);
   for (uint32_t i = 0; i < n; i++) {
-    size_t h = (size_t)(p->spans[i]->span_id * UINT64_C(0x9E3779B97F4A7C15)) & (hcap - 1);
-    while (hmap[h] >= 0) h = (h + 1) & (hcap - 1);
+    size_t h = hslot(p->spans[i]->span_id, mask);
+    while (hmap[h] >= 0) h = (h + 1) & mask;
     hmap[h] = (int32_t)i;
   }
+  int32_t root_i = -1;
   for (uint32_t i = 0; i < n; i++) {
     parent[i] = -1;
     first[i] = next[i] = -1;
     uint64_t pid = p->spans[i]->parent_id;
-    if (!pid) continue;
-    size_t h = (size_t)(pid * UINT64_C(0x9E3779B97F4A7C15)) & (hcap - 1);
-    while (hmap[h] >= 0) {
-      if (p->spans[hmap[h]]->span_id == pid && (uint32_t)hmap[h] != i) {
-        parent[i] = hmap[h];
-        break;
-      }
-      h = (h + 1) & (hcap - 1);
+    if (pid) {
+      for (size_t h = hslot(pid, mask); hmap[h] >= 0; h = (h + 1) & mask)
+        if (p->spans[hmap[h]]->span_id == pid && (uint32_t)hmap[h] != i) {
+          parent[i] = hmap[h];
+          break;
+        }
     }
+    if (parent[i] < 0 && p->spans[i]->span_id == p->t->root_id) root_i = (int32_t)i;
   }
   for (uint32_t i = n; i-- > 0;) {
     if (parent[i] >= 0) {
@@ -285,19 +361,14 @@ static int order_spans(mlt__prepared *p) {
       first[parent[i]] = (int32_t)i;
     }
   }
-  /* Roots: the trace's root first, then other parentless spans; each tree
-   * depth-first.  |stack| holds old indexes; |newpos| maps old -> new. */
+  /* Roots: the trace's root first, then other parentless spans, then
+   * leftovers (only with duplicate ids forming cycles); each depth-first. */
   uint32_t k = 0;
-  int32_t root_i = -1;
-  int32_t *newpos = hmap; /* hmap is no longer needed: reuse it */
-  for (uint32_t i = 0; i < n; i++)
-    if (p->spans[i]->span_id == p->t->root_id && parent[i] < 0) root_i = (int32_t)i;
   for (int pass = 0; pass < 3; pass++) {
     for (uint32_t i = 0; i < n; i++) {
       if (seen[i]) continue;
       if (pass == 0 && (int32_t)i != root_i) continue;
       if (pass == 1 && parent[i] >= 0) continue;
-      /* pass 2: leftovers (only with duplicate ids forming cycles) */
       int sp = 0;
       stack[sp++] = (int32_t)i;
       while (sp) {
@@ -318,18 +389,7 @@ static int order_spans(mlt__prepared *p) {
   memcpy(p->spans, out, n * sizeof *out);
   memcpy(parent, next, n * sizeof *parent);
   p->root = (root_i >= 0) ? 0 : -1;
-  p->parent = parent;
-  parent = NULL;
-  rc = 0;
-done:
-  free(hmap);
-  free(parent);
-  free(first);
-  free(next);
-  free(stack);
-  free(out);
-  free(seen);
-  return rc;
+  return 0;
 }
 
 static void run_processor(mlt__prepared *p) {
@@ -341,19 +401,21 @@ static void run_processor(mlt__prepared *p) {
   }
 }
 
-static int prepare(mlt__prepared *p, mlt__trace *t) {
+/* Fill |p| for trace |t|; spans[] and parent[] point into batch arrays
+ * with room for the trace's spans. */
+static int prepare(mlt__prepared *p, mlt__trace *t, mlt__span **spans, int32_t *parent, uint32_t n) {
   memset(p, 0, sizeof *p);
   p->t = t;
   p->root = -1;
+  p->spans = spans;
+  p->parent = parent;
   mlt__format_trace_id(t->id_hi, t->id_lo, p->trace_id);
-  uint32_t n = count_spans(t);
-  p->spans = malloc((n ? n : 1) * sizeof *p->spans);
-  if (!p->spans) return -1;
   if (t->export_spans) {
     memcpy(p->spans, t->export_spans, n * sizeof *p->spans);
   } else {
     uint32_t i = 0;
     for (mlt__span *s = atomic_load(&t->spans); s && i < n; s = s->next) p->spans[i++] = s;
+    n = i;
   }
   p->n = n;
   if (order_spans(p) != 0) return -1;
@@ -365,43 +427,95 @@ static int prepare(mlt__prepared *p, mlt__trace *t) {
   return 0;
 }
 
+static struct {
+  mlt__prepared *preps;
+  mlt__prepared **ptrs;
+  uint32_t *counts;
+  size_t cap;
+  mlt__span **spans;
+  int32_t *parent;
+  size_t scap;
+} g_batch;
+
+static void batch_free(void) {
+  free(g_batch.preps);
+  free(g_batch.ptrs);
+  free(g_batch.counts);
+  free(g_batch.spans);
+  free(g_batch.parent);
+  memset(&g_batch, 0, sizeof g_batch);
+}
+
+static void fail_trace(mlt__trace *t, uint32_t ns) {
+  mlt__stats_add(MLT__ST_TRACES_FAILED, 1);
+  mlt__stats_add(MLT__ST_SPANS_FAILED, ns);
+  mlt__log(MLT_LOG_ERROR, MLT__LOGK_EXPORT, "out of memory preparing a trace for export: trace lost");
+  release_trace(t, NULL, 0);
+  if (g_in_batch)
+    g_batch_done++;
+  else
+    publish_done(1);
+}
+
+static void process_batch_inner(mlt__trace **batch, size_t n);
 static void process_batch(mlt__trace **batch, size_t n) {
-  mlt__prepared *preps = calloc(n, sizeof *preps);
-  mlt__prepared **ptrs = calloc(n, sizeof *ptrs);
-  size_t k = 0;
+  g_in_batch = 1;
+  g_batch_done = 0;
+  process_batch_inner(batch, n);
+  g_in_batch = 0;
+  if (g_batch_done) publish_done(g_batch_done);
+}
+
+static void process_batch_inner(mlt__trace **batch, size_t n) {
+  if (n > g_batch.cap) {
+    mlt__prepared *pr = realloc(g_batch.preps, n * sizeof *pr);
+    if (pr) g_batch.preps = pr;
+    mlt__prepared **pt = realloc(g_batch.ptrs, n * sizeof *pt);
+    if (pt) g_batch.ptrs = pt;
+    uint32_t *ct = realloc(g_batch.counts, n * sizeof *ct);
+    if (ct) g_batch.counts = ct;
+    if (!pr || !pt || !ct) {
+      for (size_t i = 0; i < n; i++) fail_trace(batch[i], count_spans(batch[i]));
+      return;
+    }
+    g_batch.cap = n;
+  }
+  size_t total = 0;
   for (size_t i = 0; i < n; i++) {
-    mlt__trace *t = batch[i];
-    if (!preps || !ptrs || prepare(&preps[k], t) != 0) {
-      uint32_t ns = count_spans(t);
-      mlt__stats_add(MLT__ST_TRACES_FAILED, 1);
-      mlt__stats_add(MLT__ST_SPANS_FAILED, ns);
-      mlt__log(MLT_LOG_ERROR, MLT__LOGK_EXPORT, "out of memory preparing a trace for export: trace lost");
-      if (preps) {
-        free(preps[k].spans);
-        free(preps[k].parent);
-      }
-      release_trace(t, NULL, 0);
-      atomic_fetch_add(&g_done, 1);
+    g_batch.counts[i] = count_spans(batch[i]);
+    total += g_batch.counts[i];
+  }
+  if (total > g_batch.scap) {
+    size_t cap = MLT_MAX(total, g_batch.scap * 2);
+    mlt__span **sp = realloc(g_batch.spans, cap * sizeof *sp);
+    if (sp) g_batch.spans = sp;
+    int32_t *pa = realloc(g_batch.parent, cap * sizeof *pa);
+    if (pa) g_batch.parent = pa;
+    if (!sp || !pa) {
+      for (size_t i = 0; i < n; i++) fail_trace(batch[i], g_batch.counts[i]);
+      return;
+    }
+    g_batch.scap = cap;
+  }
+  size_t k = 0, off = 0;
+  for (size_t i = 0; i < n; i++) {
+    mlt__prepared *p = &g_batch.preps[k];
+    if (prepare(p, batch[i], g_batch.spans + off, g_batch.parent + off, g_batch.counts[i]) != 0) {
+      fail_trace(batch[i], g_batch.counts[i]);
       continue;
     }
-    preps[k].ticket = ticket_new(preps[k].n);
-    ptrs[k] = &preps[k];
-    k++;
+    off += g_batch.counts[i];
+    p->ticket = ticket_new(p->n);
+    g_batch.ptrs[k++] = p;
   }
   for (mlt_exporter *e = g_exporters; e && k; e = e->next) {
     if (e->failed_start) {
-      for (size_t i = 0; i < k; i++) mlt__export_done(e, ptrs[i]->ticket, 0, "exporter failed to start");
+      for (size_t i = 0; i < k; i++) mlt__export_done(e, g_batch.ptrs[i]->ticket, 0, "exporter failed to start");
       continue;
     }
-    e->ops->export_batch(e, ptrs, k);
+    e->ops->export_batch(e, g_batch.ptrs, k);
   }
-  for (size_t i = 0; i < k; i++) {
-    release_trace(preps[i].t, preps[i].spans, preps[i].n);
-    free(preps[i].spans);
-    free(preps[i].parent);
-  }
-  free(preps);
-  free(ptrs);
+  for (size_t i = 0; i < k; i++) release_trace(g_batch.ptrs[i]->t, g_batch.ptrs[i]->spans, g_batch.ptrs[i]->n);
 }
 
 /* ---- export thread --------------------------------------------------- */
@@ -612,9 +726,9 @@ int mlt_init(mlt_options *opts) {
   if (ep == 0) ep = 1;
   atomic_store(&mlt__g_epoch, ep);
   atomic_store(&mlt__g_state, MLT__G_RUNNING);
-  atomic_store(&mlt__g_enabled, mlt__g_cfg.enabled);
+  MLT__SET_ENABLED(mlt__g_cfg.enabled);
   if (pthread_create(&g_thread, NULL, export_main, NULL) != 0) {
-    atomic_store(&mlt__g_enabled, 0);
+    MLT__SET_ENABLED(0);
     atomic_store(&mlt__g_state, MLT__G_OFF);
     free(g_q);
     g_q = NULL;
@@ -716,7 +830,7 @@ int mlt_shutdown(int timeout_ms) {
     pthread_mutex_unlock(&life_mu);
     return MLT_ENOTINIT;
   }
-  atomic_store(&mlt__g_enabled, 0);
+  MLT__SET_ENABLED(0);
   if (timeout_ms < 0) timeout_ms = (int)mlt__g_cfg.shutdown_timeout_ms;
   g_stop_deadline_mono = deadline_after(timeout_ms);
   atomic_store(&g_stop, 1);
@@ -751,6 +865,7 @@ int mlt_shutdown(int timeout_ms) {
   mlt__registry_shutdown();
   mlt__traces_shutdown();
   mlt__slots_shutdown();
+  mlt__chunks_shutdown();
   free(g_q);
   g_q = NULL;
   free(g_tickets);
@@ -759,6 +874,10 @@ int mlt_shutdown(int timeout_ms) {
   g_ticket_free = UINT32_MAX;
   mlt__digest_free(&g_digest);
   for (int i = 0; i < 4; i++) mlt__buf_free(&g_scratch[i]);
+  ord_free();
+  batch_free();
+  extern void mlt__serialize_shutdown(void);
+  mlt__serialize_shutdown();
   mlt__pipeline_set_waiter(NULL, NULL, NULL);
   pthread_cond_destroy(&g_wake_cond);
   pthread_cond_destroy(&g_flush_cond);
@@ -771,7 +890,7 @@ int mlt_shutdown(int timeout_ms) {
 void mlt_set_enabled(int enabled) {
   if (!mlt__running()) return;
   mlt__g_cfg.enabled = enabled ? 1 : 0;
-  atomic_store(&mlt__g_enabled, enabled ? 1 : 0);
+  MLT__SET_ENABLED(enabled ? 1 : 0);
 }
 
-int mlt_is_enabled(void) { return mlt__running() && atomic_load(&mlt__g_enabled); }
+int mlt_is_enabled(void) { return mlt__running() && MLT__ENABLED(); }

@@ -4,6 +4,8 @@
 #include "exporter-internal.h"
 
 #include <cjson/cJSON.h>
+
+void mlt__count_invalid_json(void);
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +112,14 @@ void mlt__digest_free(mlt__digest *d) {
 static void utf8_copy(mlt__buf *out, const char *s, size_t n) {
   size_t i = 0, start = 0;
   while (i < n) {
+    if (i + 8 <= n) {
+      uint64_t w;
+      memcpy(&w, s + i, 8);
+      if (!(w & UINT64_C(0x8080808080808080))) {
+        i += 8;
+        continue;
+      }
+    }
     if ((unsigned char)s[i] < 0x80) {
       i++;
       continue;
@@ -124,6 +134,29 @@ static void utf8_copy(mlt__buf *out, const char *s, size_t n) {
     start = ++i;
   }
   mlt__buf_put(out, s + start, n - start);
+}
+
+/* Validate a JSON-text record once (the export thread owns the span now) and
+ * remember the verdict in its flags. */
+static int json_rec_ok(const mlt__rec *r, const char *v, size_t len) {
+  mlt__rec *w = (mlt__rec *)r;
+  if (!(w->flags & MLT__RF_CHECKED)) {
+    int utf8_ok = 1;
+    w->flags |= MLT__RF_CHECKED;
+    if (!mlt__json_check(v, len, &utf8_ok)) {
+      w->flags |= MLT__RF_INVALID;
+      mlt__count_invalid_json();
+    } else if (!utf8_ok) {
+      w->flags |= MLT__RF_BADUTF8;
+    }
+  }
+  return !(w->flags & MLT__RF_INVALID);
+}
+
+static void trim_ws(const char **v, size_t *len) {
+  while (*len && (**v == ' ' || **v == '\n' || **v == '\t' || **v == '\r')) (*v)++, (*len)--;
+  while (*len && ((*v)[*len - 1] == ' ' || (*v)[*len - 1] == '\n' || (*v)[*len - 1] == '\t' || (*v)[*len - 1] == '\r'))
+    (*len)--;
 }
 
 static void truncated_string(mlt__buf *out, const char *v, size_t len, uint64_t orig) {
@@ -148,8 +181,6 @@ static void fields_json(mlt__buf *out, const mlt__rec *hdr) {
   }
   mlt__buf_putc(out, '}');
 }
-
-extern void mlt__count_invalid_json(void);
 
 void mlt__value_json(mlt__buf *out, const mlt__rec *r) {
   size_t len;
@@ -184,26 +215,17 @@ void mlt__value_json(mlt__buf *out, const mlt__rec *r) {
         mlt__buf_lit(out, "false");
       return;
     }
-    case MLT__V_JSON: {
-      /* Validated once per record (the export thread owns the span now). */
-      mlt__rec *w = (mlt__rec *)r;
-      if (!(w->flags & MLT__RF_CHECKED)) {
-        w->flags |= MLT__RF_CHECKED;
-        if (!mlt__json_valid(v, len)) {
-          w->flags |= MLT__RF_INVALID;
-          mlt__count_invalid_json();
-        }
-      }
-      if (!(w->flags & MLT__RF_INVALID)) {
-        /* Trim surrounding whitespace, keep the user's text otherwise. */
-        while (len && (*v == ' ' || *v == '\n' || *v == '\t' || *v == '\r')) v++, len--;
-        while (len && (v[len - 1] == ' ' || v[len - 1] == '\n' || v[len - 1] == '\t' || v[len - 1] == '\r')) len--;
-        utf8_copy(out, v, len);
+    case MLT__V_JSON:
+      if (json_rec_ok(r, v, len)) {
+        trim_ws(&v, &len);
+        if (r->flags & MLT__RF_BADUTF8)
+          utf8_copy(out, v, len);
+        else
+          mlt__buf_put(out, v, len);
       } else {
         mlt__json_str(out, v, len);
       }
       return;
-    }
     case MLT__V_CJSON: {
       cJSON *j;
       memcpy(&j, v, sizeof j);
@@ -261,68 +283,78 @@ static const char *user_name(void) {
   return g_user;
 }
 
-/* Text content of a chat message's "content" (string, or list of parts). */
-static const char *content_text(const cJSON *content) {
-  if (cJSON_IsString(content)) return content->valuestring;
-  if (cJSON_IsArray(content)) {
-    const cJSON *part;
-    cJSON_ArrayForEach(part, content) {
-      if (cJSON_IsString(part)) return part->valuestring;
-      const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
-      if (cJSON_IsString(type) && (!strcmp(type->valuestring, "text") || !strcmp(type->valuestring, "output_text"))) {
-        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
-        if (cJSON_IsString(text)) return text->valuestring;
-      }
+/* MLflow's chat-aware preview (mlflow/tracing/utils/truncation.py), over
+ * our own DOM (no allocation per node, no tree copies). */
+static int jstr_is(const mlt__jdoc *d, uint32_t x, const char *want) {
+  if (x == UINT32_MAX || d->nodes[x].type != MLT__J_STR) return 0;
+  size_t wl = strlen(want);
+  return d->nodes[x].len == wl && !memcmp(d->src + d->nodes[x].off, want, wl);
+}
+
+/* The text node of a message's "content" (a string, or the first text part
+ * of a list), or UINT32_MAX. */
+static uint32_t content_text(const mlt__jdoc *d, uint32_t content) {
+  if (content == UINT32_MAX) return UINT32_MAX;
+  const mlt__jnode *c = &d->nodes[content];
+  if (c->type == MLT__J_STR) return content;
+  if (c->type != MLT__J_ARR) return UINT32_MAX;
+  uint32_t part = c->child;
+  for (uint32_t k = 0; k < c->count; k++, part = d->nodes[part].next) {
+    if (d->nodes[part].type == MLT__J_STR) return part;
+    uint32_t type = mlt__jget(d, part, "type");
+    if (jstr_is(d, type, "text") || jstr_is(d, type, "output_text")) {
+      uint32_t text = mlt__jget(d, part, "text");
+      if (text != UINT32_MAX && d->nodes[text].type == MLT__J_STR) return text;
     }
   }
-  return NULL;
+  return UINT32_MAX;
 }
 
-static int is_message(const cJSON *m) {
-  return cJSON_IsObject(m) && cJSON_GetObjectItemCaseSensitive(m, "role") &&
-         cJSON_GetObjectItemCaseSensitive(m, "content");
+static int is_message(const mlt__jdoc *d, uint32_t m) {
+  return m != UINT32_MAX && d->nodes[m].type == MLT__J_OBJ && mlt__jget(d, m, "role") != UINT32_MAX &&
+         mlt__jget(d, m, "content") != UINT32_MAX;
 }
 
-/* MLflow's preview extraction: the last message with |role| among the chat
- * messages found in |obj|, or the last message. */
-static const char *chat_content(const cJSON *obj, const char *role, int depth) {
-  if (!cJSON_IsObject(obj) || depth > 4) return NULL;
-  const cJSON *list = NULL, *single = NULL;
-  const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, "messages");
-  if (cJSON_IsArray(m) && cJSON_GetArraySize(m) > 0) list = m;
-  if (!list) {
-    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(obj, "choices");
-    const cJSON *c0 = cJSON_IsArray(ch) ? cJSON_GetArrayItem(ch, 0) : NULL;
-    const cJSON *msg = c0 ? cJSON_GetObjectItemCaseSensitive(c0, "message") : NULL;
-    if (msg && is_message(msg)) single = msg;
+static uint32_t chat_content(const mlt__jdoc *d, uint32_t obj, const char *role, int depth) {
+  if (obj == UINT32_MAX || d->nodes[obj].type != MLT__J_OBJ || depth > 4) return UINT32_MAX;
+  uint32_t list = UINT32_MAX, single = UINT32_MAX;
+  uint32_t m = mlt__jget(d, obj, "messages");
+  if (m != UINT32_MAX && d->nodes[m].type == MLT__J_ARR && d->nodes[m].count > 0) list = m;
+  if (list == UINT32_MAX) {
+    uint32_t ch = mlt__jget(d, obj, "choices");
+    if (ch != UINT32_MAX && d->nodes[ch].type == MLT__J_ARR && d->nodes[ch].count > 0) {
+      uint32_t msg = mlt__jget(d, d->nodes[ch].child, "message");
+      if (is_message(d, msg)) single = msg;
+    }
   }
-  if (!list && !single) {
-    const cJSON *in = cJSON_GetObjectItemCaseSensitive(obj, "input");
-    const cJSON *outp = cJSON_GetObjectItemCaseSensitive(obj, "output");
-    if (cJSON_IsArray(in))
+  if (list == UINT32_MAX && single == UINT32_MAX) {
+    uint32_t in = mlt__jget(d, obj, "input"), outp = mlt__jget(d, obj, "output");
+    if (in != UINT32_MAX && d->nodes[in].type == MLT__J_ARR)
       list = in;
-    else if (cJSON_IsArray(outp))
+    else if (outp != UINT32_MAX && d->nodes[outp].type == MLT__J_ARR)
       list = outp;
   }
-  if (!list && !single) {
-    const cJSON *req = cJSON_GetObjectItemCaseSensitive(obj, "request");
-    if (req) return chat_content(req, role, depth + 1);
-    return NULL;
+  if (list == UINT32_MAX && single == UINT32_MAX) {
+    uint32_t req = mlt__jget(d, obj, "request");
+    return req != UINT32_MAX ? chat_content(d, req, role, depth + 1) : UINT32_MAX;
   }
-  if (single) return content_text(cJSON_GetObjectItemCaseSensitive(single, "content"));
-  const cJSON *last = NULL, *last_role = NULL, *it;
-  cJSON_ArrayForEach(it, list) {
-    if (!is_message(it)) continue;
+  if (single != UINT32_MAX) return content_text(d, mlt__jget(d, single, "content"));
+  uint32_t last = UINT32_MAX, last_role = UINT32_MAX, it = d->nodes[list].child;
+  for (uint32_t k = 0; k < d->nodes[list].count; k++, it = d->nodes[it].next) {
+    if (!is_message(d, it)) continue;
     last = it;
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(it, "role");
-    if (cJSON_IsString(r) && !strcmp(r->valuestring, role)) last_role = it;
+    if (jstr_is(d, mlt__jget(d, it, "role"), role)) last_role = it;
   }
-  const cJSON *pick = last_role ? last_role : last;
-  return pick ? content_text(cJSON_GetObjectItemCaseSensitive(pick, "content")) : NULL;
+  uint32_t pick = last_role != UINT32_MAX ? last_role : last;
+  return pick != UINT32_MAX ? content_text(d, mlt__jget(d, pick, "content")) : UINT32_MAX;
 }
 
 /* Cut to |max| code points: s[:max-3] + "..." when longer. */
 static void put_limited(mlt__buf *out, const char *s, size_t n, size_t max, int ellipsis) {
+  if (n <= max) { /* n bytes hold at most n code points */
+    mlt__buf_put(out, s, n);
+    return;
+  }
   size_t chars;
   size_t cut = mlt__utf8_prefix_chars(s, n, max + 1, &chars);
   if (chars <= max) {
@@ -337,27 +369,36 @@ static void put_limited(mlt__buf *out, const char *s, size_t n, size_t max, int 
   }
 }
 
+static mlt__jdoc g_jdoc; /* export thread */
+
 static void compute_preview(mlt__buf *out, const mlt__rec *r, const char *role) {
   mlt__buf raw = {0};
   mlt__value_json(&raw, r);
   const char *txt = raw.p ? raw.p : "";
   size_t n = raw.len;
-  const char *content = NULL;
-  cJSON *obj = NULL;
+  int done = 0;
   /* Parse only when the text may hold chat messages. */
   if (n && txt[0] == '{' &&
       (memmem(txt, n, "\"messages\"", 10) || memmem(txt, n, "\"choices\"", 9) || memmem(txt, n, "\"input\"", 7) ||
-       memmem(txt, n, "\"output\"", 8) || memmem(txt, n, "\"request\"", 9))) {
-    obj = cJSON_ParseWithLength(txt, n);
-    content = obj ? chat_content(obj, role, 0) : NULL;
+       memmem(txt, n, "\"output\"", 8) || memmem(txt, n, "\"request\"", 9)) &&
+      mlt__jparse(&g_jdoc, txt, n) == 0) {
+    uint32_t c = chat_content(&g_jdoc, 0, role, 0);
+    if (c != UINT32_MAX && g_jdoc.nodes[c].len) {
+      mlt__buf content = {0};
+      mlt__junescape(&content, txt + g_jdoc.nodes[c].off, g_jdoc.nodes[c].len);
+      if (content.len) {
+        put_limited(out, content.p, content.len, 1000, 1);
+        done = 1;
+      }
+      mlt__buf_free(&content);
+    }
   }
-  if (content && *content)
-    put_limited(out, content, strlen(content), 1000, 1);
-  else
-    put_limited(out, txt, n, 1000, 1);
-  cJSON_Delete(obj);
+  if (!done) put_limited(out, txt, n, 1000, 1);
   mlt__buf_free(&raw);
 }
+
+void mlt__serialize_shutdown(void);
+void mlt__serialize_shutdown(void) { mlt__jdoc_free(&g_jdoc); }
 
 static const char *tinfo_find(mlt__tinfo *i, int kind) {
   for (; i; i = i->next)
@@ -383,6 +424,7 @@ void mlt__trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
   mlt__buf_reset(&ti->request_preview);
   mlt__buf_reset(&ti->response_preview);
   mlt__buf_reset(&ti->token_usage);
+  ti->has_request_preview = ti->has_response_preview = 0;
   ti->info = mlt__trace_take_info(t);
   ti->client_request_id = tinfo_find(ti->info, MLT__TI_CLIENT_REQ_ID);
   ti->session = tinfo_find(ti->info, MLT__TI_SESSION);
@@ -400,11 +442,15 @@ void mlt__trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
     ti->trace_name = d->name;
     ti->trace_name_len = d->name_len;
     const char *up = tinfo_find(ti->info, MLT__TI_REQ_PREVIEW);
+    ti->has_request_preview = 1;
     if (up && *up)
       put_limited(&ti->request_preview, up, strlen(up), 1000, 1);
     else if (d->inputs)
       compute_preview(&ti->request_preview, d->inputs, "user");
+    else
+      ti->has_request_preview = 0;
     up = tinfo_find(ti->info, MLT__TI_RESP_PREVIEW);
+    ti->has_response_preview = 1;
     if (up && *up) {
       put_limited(&ti->response_preview, up, strlen(up), 1000, 1);
     } else if (d->outputs) {
@@ -414,6 +460,8 @@ void mlt__trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
       mlt__chunks_output_json(&tmp, d);
       put_limited(&ti->response_preview, tmp.p ? tmp.p : "", tmp.len, 1000, 1);
       mlt__buf_free(&tmp);
+    } else {
+      ti->has_response_preview = 0;
     }
   } else {
     ti->start_ns = INT64_MAX;
@@ -514,6 +562,17 @@ static void put_rfc3339_ms(mlt__buf *out, int64_t ns) {
 static void put_attr_encoded(mlt__buf *out, mlt__buf *tmp, const char *key, size_t klen, const mlt__rec *r) {
   mlt__json_str(out, key, klen);
   mlt__buf_lit(out, ": ");
+  if (r->sub == MLT__V_JSON && !(r->flags & MLT__RF_TRUNC)) {
+    /* Valid JSON text: escape it straight from the record (one pass; the
+     * escaper also replaces invalid UTF-8). */
+    size_t len;
+    const char *v = mlt__rec_value(r, &len, NULL);
+    if (json_rec_ok(r, v, len)) {
+      trim_ws(&v, &len);
+      mlt__json_str(out, v, len);
+      return;
+    }
+  }
   mlt__buf_reset(tmp);
   mlt__value_json(tmp, r);
   mlt__json_str(out, tmp->p ? tmp->p : "", tmp->len);
@@ -808,11 +867,11 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
     put_kv_limited(out, i->key, strlen(i->key), i->value, strlen(i->value), 4096);
   }
   mlt__buf_putc(out, '}');
-  if (ti->request_preview.len || (p->root >= 0 && ti->request_preview.p)) {
+  if (ti->has_request_preview) {
     mlt__buf_lit(out, ", \"request_preview\": ");
     mlt__json_str(out, ti->request_preview.p ? ti->request_preview.p : "", ti->request_preview.len);
   }
-  if (ti->response_preview.len || (p->root >= 0 && ti->response_preview.p)) {
+  if (ti->has_response_preview) {
     mlt__buf_lit(out, ", \"response_preview\": ");
     mlt__json_str(out, ti->response_preview.p ? ti->response_preview.p : "", ti->response_preview.len);
   }

@@ -13,7 +13,7 @@
 
 mlt__span *_Atomic mlt__g_slot_chunks[MLT__SLOT_MAX_CHUNKS];
 
-static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_flag pool_mu = ATOMIC_FLAG_INIT;
 static uint32_t *pool;
 static size_t pool_n, pool_cap;
 static uint32_t n_chunks;
@@ -61,14 +61,14 @@ static int add_chunk(void) {
 }
 
 static int refill(mlt__tls *tls) {
-  pthread_mutex_lock(&pool_mu);
+  mlt__spin_lock(&pool_mu);
   if (pool_n == 0 && add_chunk() != 0) {
-    pthread_mutex_unlock(&pool_mu);
+    mlt__spin_unlock(&pool_mu);
     return -1;
   }
   uint32_t take = (uint32_t)MLT_MIN((size_t)BATCH, pool_n);
   for (uint32_t i = 0; i < take; i++) tls->mag[tls->n_mag++] = pool[--pool_n];
-  pthread_mutex_unlock(&pool_mu);
+  mlt__spin_unlock(&pool_mu);
   return 0;
 }
 
@@ -78,30 +78,30 @@ mlt__span *mlt__slot_alloc(mlt__tls *tls) {
     if (MLT_UNLIKELY(tls->n_mag == 0) && refill(tls) != 0) return NULL;
     idx = tls->mag[--tls->n_mag];
   } else {
-    pthread_mutex_lock(&pool_mu);
+    mlt__spin_lock(&pool_mu);
     if (pool_n == 0 && add_chunk() != 0) {
-      pthread_mutex_unlock(&pool_mu);
+      mlt__spin_unlock(&pool_mu);
       return NULL;
     }
     idx = pool[--pool_n];
-    pthread_mutex_unlock(&pool_mu);
+    mlt__spin_unlock(&pool_mu);
   }
   atomic_fetch_add_explicit(&in_use, 1, memory_order_relaxed);
   return mlt__slot_at(idx);
 }
 
 static void pool_put(const uint32_t *idx, size_t n) {
-  pthread_mutex_lock(&pool_mu);
+  mlt__spin_lock(&pool_mu);
   if (pool_reserve(pool_n + n) == 0) {
     memcpy(pool + pool_n, idx, n * sizeof *idx);
     pool_n += n;
   } /* else: the slots leak until shutdown; never reached in practice */
-  pthread_mutex_unlock(&pool_mu);
+  mlt__spin_unlock(&pool_mu);
 }
 
 void mlt__slots_put_indices(const uint32_t *idx, size_t n) { pool_put(idx, n); }
 
-void mlt__span_free_payload(mlt__span *s) {
+void mlt__span_free_payload(mlt__span *s, mlt__tls *tls) {
   if (s->flags & MLT__SF_CJSON) {
     mlt__log_iter it;
     mlt__log_iter_init(&it, s);
@@ -115,22 +115,23 @@ void mlt__span_free_payload(mlt__span *s) {
     }
   }
   mlt__chunk *c = atomic_load_explicit(&s->head.next, memory_order_relaxed);
-  while (c) {
-    mlt__chunk *n = atomic_load_explicit(&c->next, memory_order_relaxed);
-    free(c);
-    c = n;
+  if (c) {
+    while (c) {
+      mlt__chunk *n = atomic_load_explicit(&c->next, memory_order_relaxed);
+      mlt__chunk_free(tls, c);
+      c = n;
+    }
+    atomic_store_explicit(&s->head.next, NULL, memory_order_relaxed);
   }
-  atomic_store_explicit(&s->head.next, NULL, memory_order_relaxed);
-  s->flags &= (uint8_t)~MLT__SF_CJSON;
+  if (s->flags & MLT__SF_CJSON) s->flags &= (uint8_t)~MLT__SF_CJSON;
 }
 
 void mlt__slot_release(mlt__span *s, mlt__tls *tls) {
-  mlt__span_free_payload(s);
+  mlt__span_free_payload(s, tls);
   if (s->ctx) {
     mlt_context_release(s->ctx);
     s->ctx = NULL;
   }
-  atomic_store_explicit(&s->trace, NULL, memory_order_relaxed);
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
   atomic_store_explicit(&s->gs, MLT__GS(next_gen(MLT__GS_GEN(gs)), MLT__S_FREE), memory_order_release);
   atomic_fetch_sub_explicit(&in_use, 1, memory_order_relaxed);
@@ -151,7 +152,7 @@ size_t mlt__slots_in_use(void) {
 }
 
 void mlt__slots_shutdown(void) {
-  pthread_mutex_lock(&pool_mu);
+  mlt__spin_lock(&pool_mu);
   for (uint32_t i = 0; i < n_chunks; i++) {
     mlt__span *c = atomic_load(&mlt__g_slot_chunks[i]);
     atomic_store(&mlt__g_slot_chunks[i], NULL);
@@ -159,7 +160,7 @@ void mlt__slots_shutdown(void) {
      * ended by their owner): free their log chunks too. */
     for (uint32_t k = 0; c && k < MLT__SLOT_CHUNK; k++) {
       if (MLT__GS_STATE(atomic_load(&c[k].gs)) == MLT__S_FREE) continue;
-      mlt__span_free_payload(&c[k]);
+      mlt__span_free_payload(&c[k], NULL);
       if (c[k].ctx) mlt_context_release(c[k].ctx);
     }
     free(c);
@@ -169,5 +170,5 @@ void mlt__slots_shutdown(void) {
   pool = NULL;
   pool_n = pool_cap = 0;
   atomic_store(&in_use, 0);
-  pthread_mutex_unlock(&pool_mu);
+  mlt__spin_unlock(&pool_mu);
 }

@@ -54,6 +54,7 @@ enum {
 #define MLT__RF_TRUNC 0x01   /* value truncated: val starts with u64 original length */
 #define MLT__RF_CHECKED 0x02 /* JSON text validated (export thread) */
 #define MLT__RF_INVALID 0x04 /* ... and found invalid */
+#define MLT__RF_BADUTF8 0x08 /* ... valid JSON with invalid UTF-8 in strings */
 
 typedef struct mlt__rec {
   uint8_t kind;
@@ -218,6 +219,8 @@ struct mlt_context {
 
 #define MLT__MAX_ATTACH 64
 #define MLT__MAG_SIZE 128
+#define MLT__CHUNK_CLASSES 8 /* log chunk size classes: 512 B .. 64 KiB */
+#define MLT__CHUNK_CACHE 16  /* per class, per thread */
 
 typedef struct mlt__tls_counters {
   uint64_t spans_started;
@@ -251,6 +254,8 @@ typedef struct mlt__tls {
   uint32_t overflow_attach; /* attaches past MLT__MAX_ATTACH (not tracked) */
   mlt__trace *tfree;        /* cache of free trace headers */
   uint32_t n_tfree;
+  uint8_t n_chunks[MLT__CHUNK_CLASSES];
+  mlt__chunk *chunks[MLT__CHUNK_CLASSES][MLT__CHUNK_CACHE]; /* free log chunks */
   struct mlt__tls *next_reg;
   struct mlt__tls *prev_reg;
 } mlt__tls;
@@ -281,7 +286,10 @@ typedef struct mlt__config {
 } mlt__config;
 
 extern _Atomic int mlt__g_state;   /* MLT__G_* */
-extern _Atomic int mlt__g_enabled; /* runtime switch */
+/* The runtime switch (mlt__enabled_flag, declared in <mltrace/span.h> for
+ * the inline fast paths) is accessed with __atomic builtins. */
+#define MLT__ENABLED() __atomic_load_n(&mlt__enabled_flag, __ATOMIC_RELAXED)
+#define MLT__SET_ENABLED(v) __atomic_store_n(&mlt__enabled_flag, (v), __ATOMIC_RELAXED)
 extern mlt__config mlt__g_cfg;
 extern _Atomic uint32_t mlt__g_epoch;
 
@@ -325,7 +333,16 @@ mlt__span *mlt__slot_alloc(mlt__tls *tls);
 void mlt__slot_release(mlt__span *s, mlt__tls *tls);
 void mlt__slots_put_indices(const uint32_t *idx, size_t n);
 /* Free what a span's log owns (heap chunks, cJSON values). */
-void mlt__span_free_payload(mlt__span *s);
+void mlt__span_free_payload(mlt__span *s, mlt__tls *tls);
+
+/* ---- log chunk pool (chunks.c) ---- */
+mlt__chunk *mlt__chunk_alloc(mlt__tls *tls, size_t need);
+void mlt__chunk_free(mlt__tls *tls, mlt__chunk *c);
+void mlt__chunks_return_cache(mlt__tls *tls);
+void mlt__chunks_shutdown(void);
+/* Short critical sections shared by threads: spin, then yield. */
+void mlt__spin_lock(atomic_flag *f);
+void mlt__spin_unlock(atomic_flag *f);
 void mlt__slots_shutdown(void);
 size_t mlt__slots_in_use(void);
 

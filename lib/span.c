@@ -38,6 +38,7 @@ static void add_counters(mlt__tls_counters *dst, const mlt__tls_counters *src) {
 /* Caller holds reg_mu; |t| is registered. */
 static void tls_retire(mlt__tls *t) {
   add_counters(&dead_counters, &t->c);
+  mlt__chunks_return_cache(t);
   for (uint32_t i = 0; i < t->depth && i < MLT__MAX_ATTACH; i++)
     if (t->frames[i].ctx) mlt_context_release(t->frames[i].ctx);
   if (t->prev_reg)
@@ -138,11 +139,8 @@ char *mlt__log_reserve(mlt__span *s, size_t size) {
   if (cap > 65536) cap = 65536;
   if (cap < size) cap = size;
   if (cap > UINT32_MAX - 64) return NULL;
-  mlt__chunk *n = malloc(sizeof *n + cap);
+  mlt__chunk *n = mlt__chunk_alloc(mlt__tls_get(), cap);
   if (!n) return NULL;
-  atomic_init(&n->next, NULL);
-  n->cap = (uint32_t)cap;
-  atomic_init(&n->used, 0);
   atomic_store_explicit(&c->next, n, memory_order_release);
   s->tail = n;
   return mlt__chunk_data(n);
@@ -204,8 +202,8 @@ static void put_value(char *p, int trunc, const char *val, size_t kept, size_t o
   if (kept) memcpy(p, val, kept);
 }
 
-int mlt__append_value(mlt__span *s, int kind, int sub, const char *key, size_t key_len, const char *val,
-                      size_t val_len, int aux) {
+static int append_slow(mlt__span *s, int kind, int sub, const char *key, size_t key_len, const char *val,
+                       size_t val_len, int aux) {
   if (key_len > 1024) key_len = mlt__utf8_cut(key, 1024);
   int trunc;
   size_t kept = value_cut(sub, val, val_len, &trunc);
@@ -218,6 +216,51 @@ int mlt__append_value(mlt__span *s, int kind, int sub, const char *key, size_t k
   put_value(p + sizeof(mlt__rec) + key_len, trunc, val, kept, val_len);
   mlt__log_publish(s, size);
   return MLT_OK;
+}
+
+/* Copy n bytes without a libc call for the short keys and values that make
+ * up most attributes. */
+static inline void small_copy(char *dst, const char *src, size_t n) {
+  if (n >= 8 && n <= 16) {
+    uint64_t a, b;
+    memcpy(&a, src, 8);
+    memcpy(&b, src + n - 8, 8);
+    memcpy(dst, &a, 8);
+    memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4 && n < 8) {
+    uint32_t a, b;
+    memcpy(&a, src, 4);
+    memcpy(&b, src + n - 4, 4);
+    memcpy(dst, &a, 4);
+    memcpy(dst + n - 4, &b, 4);
+  } else if (n < 4) {
+    for (size_t i = 0; i < n; i++) dst[i] = src[i];
+  } else {
+    memcpy(dst, src, n);
+  }
+}
+
+/* The hot path: a record that fits the current chunk and needs no
+ * truncation is written in place; everything else takes append_slow(). */
+static inline int append_fast(mlt__span *s, int kind, int sub, const char *key, size_t key_len, const char *val,
+                              size_t val_len, int aux) {
+  if (MLT_UNLIKELY(key_len > 1024 || val_len > mlt__g_cfg.max_value_bytes))
+    return append_slow(s, kind, sub, key, key_len, val, val_len, aux);
+  size_t size = mlt__rec_size(key_len, val_len);
+  mlt__chunk *c = s->tail;
+  uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
+  if (MLT_UNLIKELY(c->cap - used < size)) return append_slow(s, kind, sub, key, key_len, val, val_len, aux);
+  char *p = mlt__chunk_data(c) + used;
+  write_rec(p, kind, sub, 0, aux, key_len, val_len);
+  small_copy(p + sizeof(mlt__rec), key, key_len);
+  small_copy(p + sizeof(mlt__rec) + key_len, val, val_len);
+  atomic_store_explicit(&c->used, used + (uint32_t)size, memory_order_release);
+  return MLT_OK;
+}
+
+int mlt__append_value(mlt__span *s, int kind, int sub, const char *key, size_t key_len, const char *val,
+                      size_t val_len, int aux) {
+  return append_fast(s, kind, sub, key, key_len, val, val_len, aux);
 }
 
 static size_t attr_val_len(const mlt_attr *a) {
@@ -365,7 +408,7 @@ void mlt__span_init(mlt__span *s, mlt__trace *t, uint64_t span_id, uint64_t pare
   atomic_store_explicit(&s->head.used, 0, memory_order_relaxed);
   s->tail = &s->head;
   if (!name) name = "span";
-  mlt__append_value(s, MLT__R_NAME, MLT__V_STR, NULL, 0, name, strlen(name), 0);
+  append_fast(s, MLT__R_NAME, MLT__V_STR, NULL, 0, name, strlen(name), 0);
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
   atomic_store_explicit(&s->gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_OPEN), memory_order_release);
 }
@@ -455,7 +498,7 @@ mlt_span mlt__span_start_common(mlt__tls *tls, const struct mlt_context *parent,
   return h;
 }
 
-static int enabled_now(void) { return atomic_load_explicit(&mlt__g_enabled, memory_order_relaxed); }
+static int enabled_now(void) { return MLT__ENABLED(); }
 
 /* The span to parent a new span under on this thread, or NULL. */
 static mlt__span *current_parent(mlt__tls *tls) {
@@ -682,7 +725,7 @@ static int set_json(mlt_span h, int kind, const char *json, size_t len, const ch
   GET_OPEN_OR_RETURN(s, h, what);
   if (len == MLT_NTS) len = strlen(json);
   if (kind == MLT__R_OUTPUTS) s->flags |= MLT__SF_OUTPUTS;
-  return mlt__append_value(s, kind, MLT__V_JSON, NULL, 0, json, len, 0);
+  return append_fast(s, kind, MLT__V_JSON, NULL, 0, json, len, 0);
 }
 
 int mlt_span_set_inputs_json(mlt_span h, const char *json) {
@@ -750,7 +793,7 @@ int mlt_span_set_outputs_text(mlt_span h, const char *text, size_t len) {
 static int set_attr_raw(mlt_span h, const char *key, int sub, const char *val, size_t len, const char *what) {
   if (MLT_UNLIKELY(!key)) return report(what, MLT_EINVAL);
   GET_OPEN_OR_RETURN(s, h, what);
-  return mlt__append_value(s, MLT__R_ATTR, sub, key, strlen(key), val, len, 0);
+  return append_fast(s, MLT__R_ATTR, sub, key, strlen(key), val, len, 0);
 }
 
 int mlt_span_set_attr_str(mlt_span h, const char *key, const char *value) {

@@ -26,7 +26,7 @@ typedef struct tblock {
   mlt__trace t[TPOOL_BLOCK];
 } tblock;
 
-static pthread_mutex_t tpool_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_flag tpool_mu = ATOMIC_FLAG_INIT;
 static tblock *tblocks;
 static mlt__trace *tpool_free;
 
@@ -36,10 +36,10 @@ void mlt__traces_put_cache(mlt__trace *list, uint32_t n) {
   if (!list) return;
   mlt__trace *tail = list;
   while (tail->next_free) tail = tail->next_free;
-  pthread_mutex_lock(&tpool_mu);
+  mlt__spin_lock(&tpool_mu);
   tail->next_free = tpool_free;
   tpool_free = list;
-  pthread_mutex_unlock(&tpool_mu);
+  mlt__spin_unlock(&tpool_mu);
 }
 
 static mlt__trace *tpool_get(mlt__tls *tls) {
@@ -49,11 +49,11 @@ static mlt__trace *tpool_get(mlt__tls *tls) {
     tls->n_tfree--;
     return t;
   }
-  pthread_mutex_lock(&tpool_mu);
+  mlt__spin_lock(&tpool_mu);
   if (!tpool_free) {
     tblock *b = calloc(1, sizeof *b);
     if (!b) {
-      pthread_mutex_unlock(&tpool_mu);
+      mlt__spin_unlock(&tpool_mu);
       return NULL;
     }
     b->next = tblocks;
@@ -73,7 +73,7 @@ static mlt__trace *tpool_get(mlt__tls *tls) {
     tls->tfree = c;
     tls->n_tfree++;
   }
-  pthread_mutex_unlock(&tpool_mu);
+  mlt__spin_unlock(&tpool_mu);
   return t;
 }
 
@@ -85,10 +85,10 @@ static void tpool_put(mlt__trace *t) {
     tls->n_tfree++;
     return;
   }
-  pthread_mutex_lock(&tpool_mu);
+  mlt__spin_lock(&tpool_mu);
   t->next_free = tpool_free;
   tpool_free = t;
-  pthread_mutex_unlock(&tpool_mu);
+  mlt__spin_unlock(&tpool_mu);
 }
 
 mlt__trace *mlt__trace_new(uint64_t hi, uint64_t lo) {
@@ -348,7 +348,7 @@ void mlt__traces_reap(int64_t now_ns, int all) {
 
 void mlt__traces_shutdown(void) {
   for (int i = 0; i < ASHARDS; i++) atomic_store(&g_active[i], NULL);
-  pthread_mutex_lock(&tpool_mu);
+  mlt__spin_lock(&tpool_mu);
   while (tblocks) {
     tblock *b = tblocks;
     tblocks = b->next;
@@ -359,7 +359,7 @@ void mlt__traces_shutdown(void) {
     free(b);
   }
   tpool_free = NULL;
-  pthread_mutex_unlock(&tpool_mu);
+  mlt__spin_unlock(&tpool_mu);
   pthread_mutex_lock(&last_mu);
   have_last = 0;
   pthread_mutex_unlock(&last_mu);

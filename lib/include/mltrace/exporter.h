@@ -63,6 +63,13 @@ typedef int (*mlt_export_fn)(const char *json, size_t len, void *user_data);
 /** Exporter calling @p fn for every trace. */
 MLT_EXTERN int mlt_exporter_callback_new(mlt_export_fn fn, void *user_data, mlt_exporter **out);
 
+/* ---- Discard (overhead measurements) --------------------------------- */
+
+/** Exporter that accepts every trace and writes nothing (the span processor
+ *  still runs).  For measuring tracing overhead, or for keeping counters
+ *  without output. */
+MLT_EXTERN int mlt_exporter_discard_new(mlt_exporter **out);
+
 /* ---- Span processor view (see mlt_options_set_span_processor()) ------ */
 
 /* All view functions: thread-safety "export thread only, during the

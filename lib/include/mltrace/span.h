@@ -188,6 +188,61 @@ MLT_EXTERN int mlt_span_get_span_id(mlt_span span, char *buf, size_t size);
 /** 1 if the span is recording (live, sampled, not ended). */
 MLT_EXTERN int mlt_span_is_recording(mlt_span span);
 
+/* ---- Inline fast paths ----------------------------------------------- */
+
+/** @internal Non-zero while tracing is initialized and enabled.  Read by the
+ *  inline fast paths below so that a disabled or NONE call costs a load and
+ *  a branch, not a function call.  Never write it. */
+MLT_EXTERN extern int mlt__enabled_flag;
+
+#if defined(__GNUC__) && !defined(MLT__BUILDING_LIB) && !defined(MLT_NO_INLINE_FAST_PATHS)
+/* Function-like macros with the functions' own names: `mlt_span_end(s)`
+ * checks for a NONE handle inline; `(mlt_span_end)(s)` and function pointers
+ * reach the exported functions. */
+static inline mlt_span mlt__fast_start(const char *name, mlt_span_type type) {
+  if (!__atomic_load_n(&mlt__enabled_flag, __ATOMIC_RELAXED)) {
+    mlt_span none = {0};
+    return none;
+  }
+  return (mlt_span_start)(name, type);
+}
+static inline mlt_span mlt__fast_start_in(const mlt_context *parent, const char *name, mlt_span_type type) {
+  if (!__atomic_load_n(&mlt__enabled_flag, __ATOMIC_RELAXED)) {
+    mlt_span none = {0};
+    return none;
+  }
+  return (mlt_span_start_in)(parent, name, type);
+}
+static inline int mlt__fast_end(mlt_span s) { return s.id_ ? (mlt_span_end)(s) : MLT_ENOTRECORDING; }
+static inline int mlt__fast_attr_str(mlt_span s, const char *k, const char *v) {
+  return s.id_ ? (mlt_span_set_attr_str)(s, k, v) : MLT_ENOTRECORDING;
+}
+static inline int mlt__fast_attr_int(mlt_span s, const char *k, int64_t v) {
+  return s.id_ ? (mlt_span_set_attr_int)(s, k, v) : MLT_ENOTRECORDING;
+}
+static inline int mlt__fast_attr_double(mlt_span s, const char *k, double v) {
+  return s.id_ ? (mlt_span_set_attr_double)(s, k, v) : MLT_ENOTRECORDING;
+}
+static inline int mlt__fast_attr_bool(mlt_span s, const char *k, int v) {
+  return s.id_ ? (mlt_span_set_attr_bool)(s, k, v) : MLT_ENOTRECORDING;
+}
+static inline int mlt__fast_inputs_json(mlt_span s, const char *j) {
+  return s.id_ ? (mlt_span_set_inputs_json)(s, j) : MLT_ENOTRECORDING;
+}
+static inline int mlt__fast_outputs_json(mlt_span s, const char *j) {
+  return s.id_ ? (mlt_span_set_outputs_json)(s, j) : MLT_ENOTRECORDING;
+}
+#define mlt_span_start(name, type) mlt__fast_start((name), (type))
+#define mlt_span_start_in(parent, name, type) mlt__fast_start_in((parent), (name), (type))
+#define mlt_span_end(s) mlt__fast_end(s)
+#define mlt_span_set_attr_str(s, k, v) mlt__fast_attr_str((s), (k), (v))
+#define mlt_span_set_attr_int(s, k, v) mlt__fast_attr_int((s), (k), (v))
+#define mlt_span_set_attr_double(s, k, v) mlt__fast_attr_double((s), (k), (v))
+#define mlt_span_set_attr_bool(s, k, v) mlt__fast_attr_bool((s), (k), (v))
+#define mlt_span_set_inputs_json(s, j) mlt__fast_inputs_json((s), (j))
+#define mlt_span_set_outputs_json(s, j) mlt__fast_outputs_json((s), (j))
+#endif
+
 /* ---- Scopes: the decorator and the context manager ------------------- */
 
 /** @internal Used by MLT_TRACE_FUNCTION: start a span named @p name (or

@@ -1,0 +1,152 @@
+/* lib/chunks.c: memory for span record logs beyond the slot's inline part.
+ *
+ * App threads allocate log chunks; the export thread frees them.  Passing
+ * that traffic through malloc makes the two threads fight over glibc arena
+ * locks (futex calls per span under load), so chunks come in power-of-two
+ * size classes (512 B .. 64 KiB) from per-thread caches that refill from and
+ * spill to global lists in batches: one short lock per CACHE/2 chunks.
+ * Larger chunks go straight to malloc.
+ */
+#include "span-internal.h"
+
+#include <sched.h>
+#include <stdlib.h>
+
+#define MIN_SHIFT 9 /* 512 B */
+#define MAX_CLASS MLT__CHUNK_CLASSES
+#define GLOBAL_MAX_BYTES (8u << 20) /* per class, beyond which chunks are freed */
+
+typedef struct freelist {
+  atomic_flag lock;
+  mlt__chunk *head;
+  size_t n;
+} freelist;
+
+static freelist g_free[MAX_CLASS];
+
+void mlt__spin_lock(atomic_flag *f) {
+  int spins = 0;
+  while (atomic_flag_test_and_set_explicit(f, memory_order_acquire)) {
+    if (++spins > 64) {
+      sched_yield();
+      spins = 0;
+    } else {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+  }
+}
+
+void mlt__spin_unlock(atomic_flag *f) { atomic_flag_clear_explicit(f, memory_order_release); }
+
+static size_t class_size(int k) { return (size_t)1 << (MIN_SHIFT + k); }
+
+/* Smallest class whose payload holds |need| bytes, or -1. */
+static int class_for(size_t need) {
+  for (int k = 0; k < MAX_CLASS; k++)
+    if (class_size(k) - sizeof(mlt__chunk) >= need) return k;
+  return -1;
+}
+
+static int class_of(const mlt__chunk *c) {
+  size_t total = (size_t)c->cap + sizeof(mlt__chunk);
+  for (int k = 0; k < MAX_CLASS; k++)
+    if (class_size(k) == total) return k;
+  return -1;
+}
+
+mlt__chunk *mlt__chunk_alloc(mlt__tls *tls, size_t need) {
+  int k = class_for(need);
+  mlt__chunk *c = NULL;
+  if (k >= 0 && tls) {
+    if (tls->n_chunks[k] == 0) {
+      freelist *fl = &g_free[k];
+      mlt__spin_lock(&fl->lock);
+      while (fl->head && tls->n_chunks[k] < MLT__CHUNK_CACHE / 2) {
+        mlt__chunk *x = fl->head;
+        fl->head = atomic_load_explicit(&x->next, memory_order_relaxed);
+        fl->n--;
+        tls->chunks[k][tls->n_chunks[k]++] = x;
+      }
+      mlt__spin_unlock(&fl->lock);
+    }
+    if (tls->n_chunks[k]) c = tls->chunks[k][--tls->n_chunks[k]];
+  }
+  if (!c) {
+    size_t total = k >= 0 ? class_size(k) : sizeof(mlt__chunk) + need;
+    if (total - sizeof(mlt__chunk) > UINT32_MAX) return NULL;
+    c = malloc(total);
+    if (!c) return NULL;
+    c->cap = (uint32_t)(total - sizeof(mlt__chunk));
+  }
+  atomic_init(&c->next, NULL);
+  atomic_init(&c->used, 0);
+  return c;
+}
+
+void mlt__chunk_free(mlt__tls *tls, mlt__chunk *c) {
+  int k = class_of(c);
+  if (k < 0) {
+    free(c);
+    return;
+  }
+  if (tls) {
+    if (tls->n_chunks[k] == MLT__CHUNK_CACHE) {
+      /* Spill half to the global list (or to malloc past its bound). */
+      freelist *fl = &g_free[k];
+      mlt__spin_lock(&fl->lock);
+      while (tls->n_chunks[k] > MLT__CHUNK_CACHE / 2) {
+        mlt__chunk *x = tls->chunks[k][--tls->n_chunks[k]];
+        if (fl->n * class_size(k) >= GLOBAL_MAX_BYTES) {
+          mlt__spin_unlock(&fl->lock);
+          free(x);
+          mlt__spin_lock(&fl->lock);
+          continue;
+        }
+        atomic_store_explicit(&x->next, fl->head, memory_order_relaxed);
+        fl->head = x;
+        fl->n++;
+      }
+      mlt__spin_unlock(&fl->lock);
+    }
+    tls->chunks[k][tls->n_chunks[k]++] = c;
+    return;
+  }
+  freelist *fl = &g_free[k];
+  mlt__spin_lock(&fl->lock);
+  if (fl->n * class_size(k) < GLOBAL_MAX_BYTES) {
+    atomic_store_explicit(&c->next, fl->head, memory_order_relaxed);
+    fl->head = c;
+    fl->n++;
+    c = NULL;
+  }
+  mlt__spin_unlock(&fl->lock);
+  free(c);
+}
+
+/* A thread's cache goes back to the global lists (thread exit). */
+void mlt__chunks_return_cache(mlt__tls *tls) {
+  for (int k = 0; k < MAX_CLASS; k++) {
+    while (tls->n_chunks[k]) {
+      mlt__chunk *x = tls->chunks[k][--tls->n_chunks[k]];
+      mlt__chunk_free(NULL, x);
+    }
+  }
+}
+
+void mlt__chunks_shutdown(void) {
+  for (int k = 0; k < MAX_CLASS; k++) {
+    freelist *fl = &g_free[k];
+    mlt__spin_lock(&fl->lock);
+    mlt__chunk *c = fl->head;
+    while (c) {
+      mlt__chunk *n = atomic_load_explicit(&c->next, memory_order_relaxed);
+      free(c);
+      c = n;
+    }
+    fl->head = NULL;
+    fl->n = 0;
+    mlt__spin_unlock(&fl->lock);
+  }
+}

@@ -1,0 +1,319 @@
+/* tests/bench/bench_core.c: hot-path and export-throughput figures.
+ *
+ * Prints one `name value unit` line per figure.  Wall-clock figures are the
+ * median of several runs; they are a report, not a gate.  Modes:
+ *   bench_core                 all figures
+ *   bench_core --callgrind N   run N spans of the span workload only (for
+ *                              instruction counting under callgrind)
+ */
+#include <mltrace/mltrace.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void start(int enabled, const char *file, uint32_t queue, uint32_t max_spans) {
+  mlt_options *o = NULL;
+  mlt_options_new(&o);
+  mlt_options_use_env(o, 0);
+  mlt_options_set_log(o, MLT_LOG_ERROR, NULL, NULL);
+  mlt_options_set_enabled(o, enabled);
+  if (queue) mlt_options_set_queue_size(o, queue);
+  if (max_spans) mlt_options_set_max_spans_per_trace(o, max_spans);
+  if (file) {
+    mlt_options_set_file_path(o, file);
+  } else {
+    mlt_exporter *e;
+    mlt_exporter_discard_new(&e);
+    mlt_options_add_exporter(o, e);
+  }
+  if (mlt_init(o) != MLT_OK) {
+    fprintf(stderr, "mlt_init failed\n");
+    exit(1);
+  }
+  mlt_options_free(o);
+}
+
+/* The span workload: traces of 1 root + 4 children, each span with two small
+ * attributes (a <=16-byte string and an int64). */
+static void workload(long spans) {
+  for (long i = 0; i < spans; i += 5) {
+    mlt_span root = mlt_span_start("llm.call", MLT_SPAN_CHAIN);
+    mlt_span_set_attr_str(root, "model", "gpt-x");
+    mlt_span_set_attr_int(root, "tokens", 42);
+    for (int k = 0; k < 4; k++) {
+      mlt_span c = mlt_span_start("llm.call", MLT_SPAN_LLM);
+      mlt_span_set_attr_str(c, "model", "gpt-x");
+      mlt_span_set_attr_int(c, "tokens", 42);
+      mlt_span_end(c);
+    }
+    mlt_span_end(root);
+  }
+}
+
+/* Each span its own trace. */
+static void workload_roots(long spans) {
+  for (long i = 0; i < spans; i++) {
+    mlt_span s = mlt_span_start("llm.call", MLT_SPAN_LLM);
+    mlt_span_set_attr_str(s, "model", "gpt-x");
+    mlt_span_set_attr_int(s, "tokens", 42);
+    mlt_span_end(s);
+  }
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_d);
+  return v[n / 2];
+}
+
+#define RUNS 5
+#define SPANS 1000000L
+
+static double ns_per_span(void (*fn)(long), long spans) {
+  double r[RUNS];
+  for (int i = 0; i < RUNS; i++) {
+    double t0 = now_s();
+    fn(spans);
+    r[i] = (now_s() - t0) * 1e9 / (double)spans;
+    mlt_flush(30000);
+  }
+  return median(r, RUNS);
+}
+
+typedef struct targ {
+  long spans;
+  double ns;
+} targ;
+
+static double thread_cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Per-thread CPU time, so that time-sharing 2 cores between the producers
+ * and the export thread does not inflate the per-span cost. */
+static void *thread_run(void *p) {
+  targ *a = p;
+  double t0 = thread_cpu_s();
+  workload(a->spans);
+  a->ns = (thread_cpu_s() - t0) * 1e9 / (double)a->spans;
+  return NULL;
+}
+
+static double ns_per_span_threads(int n) {
+  double r[RUNS];
+  for (int run = 0; run < RUNS; run++) {
+    pthread_t th[8];
+    targ a[8];
+    for (int i = 0; i < n; i++) {
+      a[i].spans = SPANS / 2;
+      pthread_create(&th[i], NULL, thread_run, &a[i]);
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+      pthread_join(th[i], NULL);
+      sum += a[i].ns;
+    }
+    r[run] = sum / n;
+    mlt_flush(30000);
+  }
+  return median(r, RUNS);
+}
+
+/* Export-thread capacity: queue 100k traces (500k spans) as fast as possible
+ * into a queue that holds them all, then time until the discard exporter has
+ * taken them all (ordering, span processor, freeing). */
+static void export_capacity(void) {
+  start(1, NULL, 131072, 0);
+  workload(100000);
+  mlt_flush(30000);
+  double t0 = now_s();
+  workload(500000);
+  double produced = now_s() - t0;
+  mlt_flush(60000);
+  double el = now_s() - t0;
+  mlt_stats st;
+  mlt_get_stats(&st, sizeof st);
+  printf("export_thread_spans_per_sec %.0f spans/s\n", 500000.0 / el);
+  fprintf(stderr, "# produced in %.3fs, drained in %.3fs, dropped %llu\n", produced, el,
+          (unsigned long long)st.traces_dropped);
+  mlt_shutdown(10000);
+}
+
+static long rss_kb(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long kb = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+  if (f) fclose(f);
+  return kb;
+}
+
+/* GenAI-shaped traces: root + 4 children, ~750 bytes per serialized span. */
+static char g_in[400], g_out[400];
+static void genai_trace(long i) {
+  mlt_span root = mlt_span_start("rag.pipeline", MLT_SPAN_CHAIN);
+  mlt_span_set_inputs_json(root, g_in);
+  mlt_span_set_attr_int(root, "request", i);
+  static const mlt_span_type types[4] = {MLT_SPAN_RETRIEVER, MLT_SPAN_RERANKER, MLT_SPAN_CHAT_MODEL, MLT_SPAN_PARSER};
+  static const char *const names[4] = {"retrieve", "rerank", "generate", "parse"};
+  for (int k = 0; k < 4; k++) {
+    mlt_span c = mlt_span_start(names[k], types[k]);
+    mlt_span_set_inputs_json(c, g_in);
+    mlt_span_set_outputs_json(c, g_out);
+    mlt_span_set_attr_str(c, "model", "gpt-4o-mini");
+    mlt_span_end(c);
+  }
+  mlt_span_set_outputs_json(root, g_out);
+  mlt_span_end(root);
+}
+
+static void genai_payloads(void) {
+  snprintf(g_in, sizeof g_in,
+           "{\"messages\": [{\"role\": \"system\", \"content\": \"You answer questions about the user's documents.\"}, "
+           "{\"role\": \"user\", \"content\": \"What does the quarterly report say about revenue growth in EMEA?\"}], "
+           "\"temperature\": 0.2, \"max_tokens\": 512}");
+  snprintf(g_out, sizeof g_out,
+           "{\"choices\": [{\"message\": {\"role\": \"assistant\", \"content\": \"EMEA revenue grew 12%% quarter over "
+           "quarter, driven by enterprise renewals and two new regional partners.\"}, \"finish_reason\": \"stop\"}], "
+           "\"usage\": {\"prompt_tokens\": 61, \"completion_tokens\": 24}}");
+}
+
+static void file_throughput(const char *path) {
+  genai_payloads();
+  /* Offer a fixed rate for a few seconds, pacing every 1000 traces; the
+   * figure is what reached the file, and drops must be 0. */
+  double rates[] = {100000, 150000, 200000};
+  double best = 0, best_rate = 0;
+  unsigned long long best_drops = 0;
+  long best_bytes = 0;
+  for (size_t ri = 0; ri < sizeof rates / sizeof *rates; ri++) {
+    unlink(path);
+    start(1, path, 65536, 0);
+    double rate = rates[ri], dur = 2.0;
+    long n = (long)(rate * dur);
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+      genai_trace(i);
+      if (i % 1000 == 999) {
+        double target = t0 + (double)(i + 1) / rate;
+        double d = target - now_s();
+        if (d > 0) usleep((useconds_t)(d * 1e6));
+      }
+    }
+    mlt_flush(60000);
+    double el = now_s() - t0;
+    mlt_stats st;
+    mlt_get_stats(&st, sizeof st);
+    mlt_shutdown(10000);
+    double got = (double)st.traces_exported / el;
+    if (st.traces_dropped == 0 && got > best) {
+      best = got;
+      best_rate = rate;
+      best_drops = st.traces_dropped;
+      best_bytes = (long)(st.export_bytes / (st.spans_exported ? st.spans_exported : 1));
+    }
+    fprintf(stderr, "# offered %.0f/s: exported %llu in %.2fs (%.0f/s), dropped %llu\n", rate,
+            (unsigned long long)st.traces_exported, el, got, (unsigned long long)st.traces_dropped);
+    if (st.traces_dropped) break;
+  }
+  unlink(path);
+  printf("file_genai_traces_per_sec %.0f traces/s\n", best);
+  printf("file_genai_offered_rate %.0f traces/s\n", best_rate);
+  printf("file_genai_dropped %llu traces\n", best_drops);
+  printf("file_bytes_per_span %ld bytes\n", best_bytes);
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--callgrind") == 0) {
+    start(1, NULL, 65536, 0);
+    workload(atol(argv[2]));
+    mlt_shutdown(30000);
+    return 0;
+  }
+  if (argc == 3 && strcmp(argv[1], "--file-callgrind") == 0) {
+    genai_payloads();
+    start(1, "/tmp/mltrace-cg.jsonl", 1048576, 0);
+    long n = atol(argv[2]);
+    for (long i = 0; i < n; i++) genai_trace(i);
+    mlt_shutdown(60000);
+    unlink("/tmp/mltrace-cg.jsonl");
+    return 0;
+  }
+  int only_hot = argc == 2 && strcmp(argv[1], "--hot") == 0;
+  start(1, NULL, 65536, 0);
+  workload(200000); /* warm up: slots, magazines, caches */
+  mlt_flush(30000);
+  printf("span_ns_1thread %.1f ns/span\n", ns_per_span(workload, SPANS));
+  printf("span_root_ns_1thread %.1f ns/span\n", ns_per_span(workload_roots, SPANS));
+  printf("span_cpu_ns_1thread %.1f ns/span\n", ns_per_span_threads(1));
+  printf("span_cpu_ns_2threads %.1f ns/span\n", ns_per_span_threads(2));
+  mlt_stats st;
+  mlt_get_stats(&st, sizeof st);
+  printf("span_bench_dropped %llu traces\n", (unsigned long long)st.traces_dropped);
+
+  /* 1 KiB of JSON text as inputs. */
+  char kib[1025];
+  memset(kib, ' ', sizeof kib);
+  kib[0] = '"';
+  kib[1023] = '"';
+  kib[1024] = 0;
+  double r[RUNS];
+  for (int run = 0; run < RUNS; run++) {
+    long n = 200000;
+    mlt_span root = mlt_span_start("root", MLT_SPAN_CHAIN);
+    double tot = 0;
+    for (long i = 0; i < n; i += 100) {
+      mlt_span c = mlt_span_start("c", MLT_SPAN_CHAIN);
+      double t0 = now_s();
+      for (int k = 0; k < 100; k++) mlt_span_set_inputs_json(c, kib);
+      tot += now_s() - t0;
+      mlt_span_end(c);
+    }
+    mlt_span_end(root);
+    r[run] = tot * 1e9 / (double)n;
+    mlt_flush(30000);
+  }
+  printf("set_inputs_1kib_ns %.1f ns/call\n", median(r, RUNS));
+  mlt_shutdown(30000);
+
+  start(0, NULL, 0, 0);
+  printf("span_ns_disabled %.2f ns/span\n", ns_per_span(workload, SPANS * 10));
+  mlt_shutdown(1000);
+
+  /* Bytes per open span: RSS growth while 200k spans are open. */
+  start(1, NULL, 0, 1000000);
+  long before = rss_kb();
+  static mlt_span open_spans[200000];
+  mlt_span root = mlt_span_start("root", MLT_SPAN_CHAIN);
+  for (int i = 0; i < 200000; i++) {
+    open_spans[i] = mlt_span_start_child(root, "open", MLT_SPAN_TOOL);
+    mlt_span_set_attr_str(open_spans[i], "model", "gpt-x");
+    mlt_span_set_attr_int(open_spans[i], "tokens", 42);
+  }
+  long after = rss_kb();
+  printf("bytes_per_open_span %.0f bytes\n", (double)(after - before) * 1024.0 / 200000.0);
+  for (int i = 0; i < 200000; i++) mlt_span_end(open_spans[i]);
+  mlt_span_end(root);
+  mlt_shutdown(30000);
+  export_capacity();
+  if (only_hot) return 0;
+
+  file_throughput("/tmp/mltrace-bench.jsonl");
+  return 0;
+}
