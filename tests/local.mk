@@ -20,3 +20,12 @@ tests_bench_bench_core_LDADD = $(TEST_LDADD)
 # The mltrace CLI: list/show on recorded and hand-made stores.
 TESTS += tests/cli/test_cli.sh
 EXTRA_DIST += tests/cli/test_cli.sh tests/data/cli tests/venv.sh
+
+# Round trip: the JSONL store loaded by MLflow's Trace.from_json (pinned
+# MLflow in a venv created once in the build tree).
+check_PROGRAMS += tests/roundtrip/gen_traces
+tests_roundtrip_gen_traces_SOURCES = tests/roundtrip/gen_traces.c
+tests_roundtrip_gen_traces_CFLAGS = $(TEST_CFLAGS)
+tests_roundtrip_gen_traces_LDADD = $(TEST_LDADD)
+TESTS += tests/roundtrip/test_jsonl.py
+EXTRA_DIST += tests/roundtrip/test_jsonl.py tests/tap.py
