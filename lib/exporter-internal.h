@@ -129,8 +129,10 @@ void mlt__trace_info_free(mlt__trace_info *ti);
 void mlt__json_trace(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti);
 /* The {"spans": [...]} object (traces.json artifact). */
 void mlt__json_trace_data(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti);
-/* The TraceInfo object (Trace JSON "info" form when |for_rest| is 0; the
- * StartTraceV3 form, with execution_duration as "<s>s", when 1). */
+/* The TraceInfo object: the Trace JSON "info" form when |for_rest| is 0;
+ * when 1, the StartTraceV3 form without its opening brace and without
+ * trace_location (the caller prepends both: the experiment may not be known
+ * yet), with execution_duration as "<s>s". */
 void mlt__json_trace_info(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti, int for_rest);
 
 /* Scratch state for the export thread (serializers reuse it). */

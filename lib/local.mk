@@ -6,9 +6,11 @@ lib_libmltrace_la_SOURCES = \
   lib/client.c \
   lib/context.c \
   lib/exporters.c \
+  lib/http.c \
   lib/json.c \
   lib/mlflow.c \
   lib/options.c \
+  lib/otlp.c \
   lib/pipeline.c \
   lib/serialize.c \
   lib/slots.c \
@@ -23,6 +25,7 @@ noinst_HEADERS += \
   lib/exporter-internal.h \
   lib/json-internal.h \
   lib/options-internal.h \
+  lib/otlp-internal.h \
   lib/span-internal.h
 lib_libmltrace_la_CFLAGS = $(AM_CFLAGS) $(MLT_VISIBILITY_CFLAGS) $(CJSON_CFLAGS) $(CURL_CFLAGS) $(ZLIB_CFLAGS)
 lib_libmltrace_la_LIBADD = $(CJSON_LIBS) $(CURL_LIBS) $(ZLIB_LIBS) $(PTHREAD_LIBS) -lm

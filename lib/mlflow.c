@@ -1,17 +1,818 @@
-/* lib/mlflow.c: MLflow server and OTLP exporters (work in progress). */
-#include "exporter-internal.h"
+/* lib/mlflow.c: the MLflow tracking server exporter and the generic OTLP
+ * exporter.
+ *
+ * MLflow (what the Python SDK does against a SQL-backed server >= 3.4):
+ *   1. spans of a batch of traces -> POST {uri}/v1/traces (OTLP protobuf,
+ *      header x-mlflow-experiment-id);
+ *   2. then, per trace with a local root -> POST {uri}/api/3.0/mlflow/traces
+ *      (StartTraceV3: previews, metadata, tags, state, duration).
+ * When /v1/traces answers 404 or 501 (FileStore backend, older servers) the
+ * exporter switches, for the rest of the process, to StartTraceV3 followed by
+ * PUT of the traces.json artifact through the server's artifact proxy.
+ * StartTraceV3 is sent only after the spans were stored, so a trace never
+ * shows up empty.  Spans of continuations and of traces continued from a
+ * remote traceparent go through OTLP only, as MLflow's distributed tracing
+ * does.
+ *
+ * Everything runs on the export thread through the shared HTTP transport
+ * (lib/http.c): nothing blocks an application thread.
+ */
+#include "options-internal.h"
+#include "otlp-internal.h"
 
-int mlt__exporter_mlflow_from_config(mlt_exporter **out);
-int mlt__exporter_otlp_from_config(mlt_exporter **out);
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <zlib.h>
 
-int mlt__exporter_mlflow_from_config(mlt_exporter **out) {
-  *out = NULL;
-  mlt__log(MLT_LOG_ERROR, MLT__LOGK_ENV, "the MLflow server exporter is not available in this build");
-  return MLT_ENOTSUP;
+/* ---- shared pieces --------------------------------------------------- */
+
+/* gzip |in| into |out| (Content-Encoding: gzip). */
+static int gzip_buf(const mlt__buf *in, mlt__buf *out) {
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return -1;
+  size_t bound = deflateBound(&z, (uLong)in->len) + 32;
+  mlt__buf_reset(out);
+  if (mlt__buf_reserve(out, bound)) {
+    deflateEnd(&z);
+    return -1;
+  }
+  z.next_in = (Bytef *)(in->p ? in->p : "");
+  z.avail_in = (uInt)in->len;
+  z.next_out = (Bytef *)out->p;
+  z.avail_out = (uInt)bound;
+  int rc = deflate(&z, Z_FINISH);
+  out->len = z.total_out;
+  deflateEnd(&z);
+  return rc == Z_STREAM_END ? 0 : -1;
 }
 
-int mlt__exporter_otlp_from_config(mlt_exporter **out) {
+static char *url_join(const char *base, const char *path) {
+  size_t bl = strlen(base);
+  while (bl && base[bl - 1] == '/') bl--;
+  size_t pl = strlen(path);
+  char *u = malloc(bl + pl + 1);
+  if (!u) return NULL;
+  memcpy(u, base, bl);
+  memcpy(u + bl, path, pl + 1);
+  return u;
+}
+
+static char *url_escape(const char *s) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t n = strlen(s);
+  char *o = malloc(n * 3 + 1), *p = o;
+  if (!o) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+        c == '.' || c == '~') {
+      *p++ = (char)c;
+    } else {
+      *p++ = '%';
+      *p++ = hex[c >> 4];
+      *p++ = hex[c & 15];
+    }
+  }
+  *p = '\0';
+  return o;
+}
+
+/* An error body ({"error_code":..,"message":..} or {"detail":..}) shortened
+ * for a log line. */
+static void describe(char *out, size_t size, long status, const char *err, const char *body, size_t len) {
+  if (err && status == 0) {
+    snprintf(out, size, "%s", err);
+    return;
+  }
+  size_t bl = MLT_MIN(len, (size_t)160);
+  char tmp[200];
+  size_t k = 0;
+  for (size_t i = 0; i < bl && k + 1 < sizeof tmp; i++) tmp[k++] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
+  tmp[k] = '\0';
+  snprintf(out, size, "%s%sHTTP %ld%s%s", err ? err : "", err ? ", " : "", status, k ? ": " : "", tmp);
+}
+
+/* ---- the MLflow exporter --------------------------------------------- */
+
+enum { MODE_UNKNOWN = 0, MODE_OTLP, MODE_ARTIFACT };
+enum { EXP_READY = 0, EXP_RESOLVING, EXP_UNRESOLVED };
+
+typedef struct mlflow_exp mlflow_exp;
+
+typedef struct tjob {
+  mlflow_exp *owner;
+  uint32_t ticket;
+  uint8_t needs_start; /* has a local root: StartTraceV3 after the spans */
+  mlt__buf info_rest;  /* StartTraceV3 trace_info, minus its opening and location */
+  mlt__buf data;       /* traces.json body (artifact mode, or mode unknown) */
+  char trace_id[MLT_TRACE_ID_SIZE];
+} tjob;
+
+typedef struct batch {
+  struct batch *next; /* waiting for the experiment id */
+  mlflow_exp *x;
+  tjob **jobs;
+  size_t n;
+  mlt__buf otlp;
+} batch;
+
+struct mlflow_exp {
+  mlt_exporter base;
+  char *base_url;
+  char *experiment_id;
+  char *experiment_name;
+  char *service_name;
+  mlt__http_cfg cfg;
+  int mode;
+  int exp_state;
+  int stopping;
+  size_t in_flight;       /* traces accepted, not yet reported */
+  size_t backlog_bytes;   /* bytes held for them */
+  batch *pending_head;    /* batches waiting for the experiment id */
+  size_t n_pending;
+  mlt__trace_info ti;
+};
+
+#define MAX_BACKLOG_BYTES ((size_t)64 << 20)
+
+static void job_done(mlflow_exp *x, tjob *j, int ok, const char *why) {
+  mlt__export_done(&x->base, j->ticket, ok, why);
+  x->backlog_bytes -= MLT_MIN(x->backlog_bytes, j->info_rest.len + j->data.len);
+  mlt__buf_free(&j->info_rest);
+  mlt__buf_free(&j->data);
+  free(j);
+  x->in_flight--;
+}
+
+static void batch_free(batch *b) {
+  mlt__buf_free(&b->otlp);
+  free(b->jobs);
+  free(b);
+}
+
+static struct curl_slist *base_headers(mlflow_exp *x, const char *content_type) {
+  struct curl_slist *h = NULL;
+  if (content_type) h = curl_slist_append(h, content_type);
+  h = curl_slist_append(h, "Expect:");
+  if (x->cfg.bearer) h = curl_slist_append(h, x->cfg.bearer);
+  return h;
+}
+
+static void send_start(mlflow_exp *x, tjob *j);
+static void send_otlp(mlflow_exp *x, batch *b);
+
+/* ---- experiment resolution ---- */
+
+static void resolve_experiment(mlflow_exp *x);
+
+static void flush_pending(mlflow_exp *x, int ok, const char *why) {
+  batch *b;
+  while ((b = x->pending_head) != NULL) {
+    x->pending_head = b->next;
+    x->n_pending--;
+    if (ok) {
+      send_otlp(x, b);
+    } else {
+      for (size_t i = 0; i < b->n; i++) job_done(x, b->jobs[i], 0, why);
+      batch_free(b);
+    }
+  }
+}
+
+static void on_created(mlt__http_req *r, int ok, long status, const char *body, size_t len, const char *err, void *ud) {
+  (void)r;
+  mlflow_exp *x = ud;
+  char why[300];
+  if (ok) {
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "experiment_id");
+    if (cJSON_IsString(id) && id->valuestring[0]) {
+      free(x->experiment_id);
+      x->experiment_id = strdup(id->valuestring);
+      x->exp_state = x->experiment_id ? EXP_READY : EXP_UNRESOLVED;
+      mlt__log(MLT_LOG_INFO, MLT__LOGK_EXPORT2, "created MLflow experiment '%s' (id %s)", x->experiment_name,
+               id->valuestring);
+      cJSON_Delete(j);
+      flush_pending(x, x->exp_state == EXP_READY, "out of memory");
+      return;
+    }
+    cJSON_Delete(j);
+  }
+  if (status == 400 && len && memmem(body, len, "RESOURCE_ALREADY_EXISTS", 23)) {
+    resolve_experiment(x); /* created concurrently by someone else */
+    return;
+  }
+  describe(why, sizeof why, status, err, body, len);
+  x->exp_state = EXP_UNRESOLVED;
+  mlt__log(MLT_LOG_ERROR, MLT__LOGK_EXPORT, "cannot create MLflow experiment '%s': %s", x->experiment_name, why);
+  flush_pending(x, 0, "MLflow experiment could not be resolved");
+}
+
+static void on_lookup(mlt__http_req *r, int ok, long status, const char *body, size_t len, const char *err, void *ud) {
+  (void)r;
+  mlflow_exp *x = ud;
+  char why[300];
+  if (ok) {
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "experiment");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "experiment_id");
+    const cJSON *stage = cJSON_GetObjectItemCaseSensitive(e, "lifecycle_stage");
+    if (cJSON_IsString(stage) && !strcmp(stage->valuestring, "deleted")) {
+      cJSON_Delete(j);
+      x->exp_state = EXP_UNRESOLVED;
+      mlt__log(MLT_LOG_ERROR, MLT__LOGK_EXPORT, "MLflow experiment '%s' is deleted; restore it or pick another",
+               x->experiment_name);
+      flush_pending(x, 0, "MLflow experiment is deleted");
+      return;
+    }
+    if (cJSON_IsString(id) && id->valuestring[0]) {
+      free(x->experiment_id);
+      x->experiment_id = strdup(id->valuestring);
+      x->exp_state = x->experiment_id ? EXP_READY : EXP_UNRESOLVED;
+      cJSON_Delete(j);
+      flush_pending(x, x->exp_state == EXP_READY, "out of memory");
+      return;
+    }
+    cJSON_Delete(j);
+  }
+  if (status == 404) {
+    /* Missing: create it. */
+    char *url = url_join(x->base_url, "/api/2.0/mlflow/experiments/create");
+    mlt__http_req *c = url ? mlt__http_req_new(url, MLT__HTTP_POST, &x->cfg) : NULL;
+    free(url);
+    if (c) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddStringToObject(o, "name", x->experiment_name);
+      char *txt = cJSON_PrintUnformatted(o);
+      cJSON_Delete(o);
+      if (txt) {
+        mlt__buf_puts(&c->body, txt);
+        free(txt);
+      }
+      c->headers = base_headers(x, "Content-Type: application/json");
+      c->done = on_created;
+      c->ud = x;
+      mlt__http_submit(mlt__http_get(), c);
+      return;
+    }
+  }
+  describe(why, sizeof why, status, err, body, len);
+  x->exp_state = EXP_UNRESOLVED;
+  mlt__log(MLT_LOG_ERROR, MLT__LOGK_EXPORT, "cannot look up MLflow experiment '%s': %s", x->experiment_name, why);
+  flush_pending(x, 0, "MLflow experiment could not be resolved");
+}
+
+static void resolve_experiment(mlflow_exp *x) {
+  x->exp_state = EXP_RESOLVING;
+  char *name = url_escape(x->experiment_name);
+  char *path = name ? malloc(strlen(name) + 64) : NULL;
+  if (path) sprintf(path, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=%s", name);
+  char *url = path ? url_join(x->base_url, path) : NULL;
+  free(name);
+  free(path);
+  mlt__http_req *r = url ? mlt__http_req_new(url, MLT__HTTP_GET, &x->cfg) : NULL;
+  free(url);
+  if (!r) {
+    x->exp_state = EXP_UNRESOLVED;
+    flush_pending(x, 0, "out of memory");
+    return;
+  }
+  r->headers = base_headers(x, NULL);
+  r->done = on_lookup;
+  r->ud = x;
+  mlt__http_submit(mlt__http_get(), r);
+}
+
+/* ---- artifact upload (fallback) ---- */
+
+static void on_put(mlt__http_req *r, int ok, long status, const char *body, size_t len, const char *err, void *ud) {
+  (void)r;
+  tjob *j = ud;
+  char why[300];
+  if (!ok) describe(why, sizeof why, status, err, body, len);
+  job_done(j->owner, j, ok, ok ? NULL : why);
+}
+
+/* The HTTP URL of a trace's traces.json from its mlflow.artifactLocation. */
+static char *artifact_url(mlflow_exp *x, const char *loc) {
+  const char *path = NULL;
+  if (!strncmp(loc, "mlflow-artifacts:", 17)) {
+    path = loc + 17;
+    if (!strncmp(path, "//", 2)) { /* mlflow-artifacts://host:port/path */
+      path = strchr(path + 2, '/');
+      if (!path) return NULL;
+    }
+    size_t n = strlen(x->base_url) + strlen(path) + 64;
+    char *u = malloc(n);
+    if (!u) return NULL;
+    size_t bl = strlen(x->base_url);
+    while (bl && x->base_url[bl - 1] == '/') bl--;
+    snprintf(u, n, "%.*s/api/2.0/mlflow-artifacts/artifacts%s%s/traces.json", (int)bl, x->base_url,
+             path[0] == '/' ? "" : "/", path);
+    return u;
+  }
+  if ((!strncmp(loc, "http://", 7) || !strncmp(loc, "https://", 8)) && strstr(loc, "/mlflow-artifacts/artifacts/")) {
+    size_t n = strlen(loc) + 16;
+    char *u = malloc(n);
+    if (u) snprintf(u, n, "%s/traces.json", loc);
+    return u;
+  }
+  return NULL;
+}
+
+static void on_start(mlt__http_req *r, int ok, long status, const char *body, size_t len, const char *err, void *ud) {
+  (void)r;
+  tjob *j = ud;
+  mlflow_exp *x = j->owner;
+  char why[300];
+  if (!ok) {
+    describe(why, sizeof why, status, err, body, len);
+    job_done(x, j, 0, why);
+    return;
+  }
+  if (x->mode != MODE_ARTIFACT) {
+    job_done(x, j, 1, NULL);
+    return;
+  }
+  /* Fallback: upload the spans as the traces.json artifact. */
+  cJSON *resp = cJSON_ParseWithLength(body, len);
+  const cJSON *tags = cJSON_GetObjectItemCaseSensitive(
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(resp, "trace"), "trace_info"), "tags");
+  const cJSON *loc = cJSON_GetObjectItemCaseSensitive(tags, "mlflow.artifactLocation");
+  char *url = cJSON_IsString(loc) ? artifact_url(x, loc->valuestring) : NULL;
+  if (!url) {
+    snprintf(why, sizeof why, "the server gave no usable artifact location (%s); spans not uploaded",
+             cJSON_IsString(loc) ? loc->valuestring : "none");
+    cJSON_Delete(resp);
+    job_done(x, j, 0, why);
+    return;
+  }
+  cJSON_Delete(resp);
+  mlt__http_req *p = mlt__http_req_new(url, MLT__HTTP_PUT, &x->cfg);
+  free(url);
+  if (!p) {
+    job_done(x, j, 0, "out of memory");
+    return;
+  }
+  p->body = j->data;
+  memset(&j->data, 0, sizeof j->data);
+  p->headers = base_headers(x, "Content-Type: application/json");
+  p->done = on_put;
+  p->ud = j;
+  mlt__http_submit(mlt__http_get(), p);
+}
+
+static void send_start(mlflow_exp *x, tjob *j) {
+  char *url = url_join(x->base_url, "/api/3.0/mlflow/traces");
+  mlt__http_req *r = url ? mlt__http_req_new(url, MLT__HTTP_POST, &x->cfg) : NULL;
+  free(url);
+  if (!r) {
+    job_done(x, j, 0, "out of memory");
+    return;
+  }
+  mlt__buf_lit(&r->body, "{\"trace\": {\"trace_info\": {\"trace_location\": {\"type\": \"MLFLOW_EXPERIMENT\", "
+                         "\"mlflow_experiment\": {\"experiment_id\": ");
+  mlt__json_str(&r->body, x->experiment_id, strlen(x->experiment_id));
+  mlt__buf_lit(&r->body, "}}, ");
+  mlt__buf_put(&r->body, j->info_rest.p ? j->info_rest.p : "}", j->info_rest.len ? j->info_rest.len : 1);
+  mlt__buf_lit(&r->body, "}}");
+  if (r->body.oom) {
+    mlt__buf_free(&r->body);
+    free(r->url);
+    free(r);
+    job_done(x, j, 0, "out of memory");
+    return;
+  }
+  r->headers = base_headers(x, "Content-Type: application/json");
+  r->done = on_start;
+  r->ud = j;
+  mlt__http_submit(mlt__http_get(), r);
+}
+
+static void on_otlp(mlt__http_req *r, int ok, long status, const char *body, size_t len, const char *err, void *ud) {
+  (void)r;
+  batch *b = ud;
+  mlflow_exp *x = b->x;
+  char why[300];
+  if (ok) {
+    if (x->mode == MODE_UNKNOWN) x->mode = MODE_OTLP;
+    for (size_t i = 0; i < b->n; i++) {
+      tjob *j = b->jobs[i];
+      mlt__buf_free(&j->data); /* not needed on the OTLP path */
+      if (j->needs_start && !x->stopping)
+        send_start(x, j);
+      else
+        job_done(x, j, !j->needs_start, j->needs_start ? "shutting down" : NULL);
+    }
+    batch_free(b);
+    return;
+  }
+  if ((status == 404 || status == 501) && x->mode != MODE_OTLP) {
+    /* No OTLP ingestion here (FileStore backend or server < 3.4): use
+     * StartTraceV3 + the traces.json artifact from now on. */
+    x->mode = MODE_ARTIFACT;
+    mlt__log(MLT_LOG_INFO, MLT__LOGK_EXPORT2,
+             "MLflow server has no OTLP span ingestion (HTTP %ld): uploading traces.json artifacts instead", status);
+    for (size_t i = 0; i < b->n; i++) {
+      tjob *j = b->jobs[i];
+      if (j->needs_start && j->data.len && !x->stopping)
+        send_start(x, j);
+      else
+        job_done(x, j, 0,
+                 j->needs_start ? "server has no OTLP endpoint" : "spans of a continued or remote trace need the "
+                                                                  "server's OTLP endpoint (/v1/traces)");
+    }
+    batch_free(b);
+    return;
+  }
+  describe(why, sizeof why, status, err, body, len);
+  for (size_t i = 0; i < b->n; i++) job_done(x, b->jobs[i], 0, why);
+  batch_free(b);
+}
+
+static void send_otlp(mlflow_exp *x, batch *b) {
+  if (x->mode == MODE_ARTIFACT) {
+    /* No OTLP: straight to StartTraceV3 + artifact. */
+    for (size_t i = 0; i < b->n; i++) {
+      tjob *j = b->jobs[i];
+      if (j->needs_start && j->data.len)
+        send_start(x, j);
+      else
+        job_done(x, j, 0, "spans of a continued or remote trace need the server's OTLP endpoint (/v1/traces)");
+    }
+    batch_free(b);
+    return;
+  }
+  char *url = url_join(x->base_url, "/v1/traces");
+  mlt__http_req *r = url ? mlt__http_req_new(url, MLT__HTTP_POST, &x->cfg) : NULL;
+  free(url);
+  if (!r) {
+    for (size_t i = 0; i < b->n; i++) job_done(x, b->jobs[i], 0, "out of memory");
+    batch_free(b);
+    return;
+  }
+  r->body = b->otlp;
+  memset(&b->otlp, 0, sizeof b->otlp);
+  r->headers = base_headers(x, "Content-Type: application/x-protobuf");
+  char hdr[300];
+  snprintf(hdr, sizeof hdr, "x-mlflow-experiment-id: %s", x->experiment_id);
+  r->headers = curl_slist_append(r->headers, hdr);
+  r->done = on_otlp;
+  r->ud = b;
+  mlt__http_submit(mlt__http_get(), r);
+}
+
+static void mlflow_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n) {
+  mlflow_exp *x = (mlflow_exp *)e;
+  if (x->exp_state == EXP_UNRESOLVED && x->experiment_name) resolve_experiment(x);
+  if (x->backlog_bytes > MAX_BACKLOG_BYTES || x->stopping) {
+    for (size_t i = 0; i < n; i++)
+      mlt__export_done(e, traces[i]->ticket, 0,
+                       x->stopping ? "shutting down" : "MLflow export backlog full (server too slow or down)");
+    return;
+  }
+  batch *b = calloc(1, sizeof *b);
+  tjob **jobs = b ? calloc(n, sizeof *jobs) : NULL;
+  const mlt__trace_info **infos = calloc(n, sizeof *infos);
+  mlt__trace_info *tis = calloc(n, sizeof *tis);
+  if (!b || !jobs || !infos || !tis) {
+    free(b);
+    free(jobs);
+    free(infos);
+    free(tis);
+    for (size_t i = 0; i < n; i++) mlt__export_done(e, traces[i]->ticket, 0, "out of memory");
+    return;
+  }
+  b->x = x;
+  b->jobs = jobs;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    const mlt__prepared *p = traces[i];
+    tjob *j = calloc(1, sizeof *j);
+    if (!j) {
+      mlt__export_done(e, p->ticket, 0, "out of memory");
+      continue;
+    }
+    j->owner = x;
+    j->ticket = p->ticket;
+    memcpy(j->trace_id, p->trace_id, sizeof j->trace_id);
+    mlt__trace_info_compute(&tis[k], p);
+    infos[k] = &tis[k];
+    j->needs_start = p->root >= 0 && !(p->t->flags & (MLT__TF_CONTINUATION | MLT__TF_REMOTE));
+    if (j->needs_start) mlt__json_trace_info(&j->info_rest, p, &tis[k], 1);
+    if (x->mode != MODE_OTLP && j->needs_start) mlt__json_trace_data(&j->data, p, &tis[k]);
+    x->backlog_bytes += j->info_rest.len + j->data.len;
+    x->in_flight++;
+    jobs[k++] = j;
+  }
+  b->n = k;
+  /* One OTLP request for the whole batch (the spans of every trace). */
+  if (x->mode != MODE_ARTIFACT && k) {
+    mlt__prepared **ps = calloc(k, sizeof *ps);
+    if (ps) {
+      size_t m = 0;
+      for (size_t i = 0; i < n; i++)
+        if (m < k && !memcmp(traces[i]->trace_id, jobs[m]->trace_id, MLT_TRACE_ID_SIZE) &&
+            traces[i]->ticket == jobs[m]->ticket)
+          ps[m++] = traces[i];
+      mlt__otlp_opts o = {NULL};
+      mlt__otlp_encode(&b->otlp, ps, infos, m, &o);
+      free(ps);
+    }
+    x->backlog_bytes += b->otlp.len;
+  }
+  for (size_t i = 0; i < k; i++) mlt__trace_info_free(&tis[i]);
+  free(tis);
+  free(infos);
+  if (!k) {
+    batch_free(b);
+    return;
+  }
+  if (x->exp_state != EXP_READY) {
+    /* Wait for the experiment id. */
+    b->next = x->pending_head;
+    x->pending_head = b;
+    x->n_pending++;
+    return;
+  }
+  send_otlp(x, b);
+}
+
+static int mlflow_start(mlt_exporter *e) {
+  mlflow_exp *x = (mlflow_exp *)e;
+  if (!mlt__http_get()) return -1;
+  if (x->exp_state == EXP_RESOLVING) resolve_experiment(x);
+  return 0;
+}
+
+static int64_t net_poll(mlt_exporter *e, int64_t now) {
+  (void)e;
+  return mlt__http_poll(mlt__http_get(), now);
+}
+
+static size_t mlflow_in_flight(mlt_exporter *e) { return ((mlflow_exp *)e)->in_flight; }
+
+static void mlflow_abandon(mlt_exporter *e) {
+  mlflow_exp *x = (mlflow_exp *)e;
+  x->stopping = 1;
+  mlt__http_abandon(mlt__http_get(), "shutdown deadline reached before the MLflow server answered");
+  flush_pending(x, 0, "shutdown deadline reached while resolving the MLflow experiment");
+}
+
+static void mlflow_destroy(mlt_exporter *e) {
+  mlflow_exp *x = (mlflow_exp *)e;
+  flush_pending(x, 0, "exporter destroyed");
+  free(x->base_url);
+  free(x->experiment_id);
+  free(x->experiment_name);
+  free(x->service_name);
+  mlt__http_cfg_free(&x->cfg);
+  mlt__trace_info_free(&x->ti);
+  free(x);
+  curl_global_cleanup();
+}
+
+static const mlt__exporter_ops mlflow_ops = {"mlflow",        mlflow_start,   mlflow_export, net_poll,
+                                             mlflow_in_flight, mlflow_abandon, mlflow_destroy};
+
+int mlt_exporter_mlflow_new(const char *tracking_uri, const char *experiment_id, const char *experiment_name,
+                            mlt_exporter **out) {
+  if (!out) return MLT_EINVAL;
   *out = NULL;
-  mlt__log(MLT_LOG_ERROR, MLT__LOGK_ENV, "the OTLP exporter is not available in this build");
-  return MLT_ENOTSUP;
+  if (!tracking_uri || (strncmp(tracking_uri, "http://", 7) && strncmp(tracking_uri, "https://", 8)))
+    return MLT_EINVAL;
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return MLT_EIO;
+  mlflow_exp *x = calloc(1, sizeof *x);
+  if (!x) {
+    curl_global_cleanup();
+    return MLT_ENOMEM;
+  }
+  x->base.ops = &mlflow_ops;
+  x->base_url = strdup(tracking_uri);
+  size_t bl = x->base_url ? strlen(x->base_url) : 0;
+  while (bl && x->base_url[bl - 1] == '/') x->base_url[--bl] = '\0';
+  x->experiment_id = mlt__strdup(experiment_id);
+  x->experiment_name = mlt__strdup(experiment_name);
+  mlt__http_cfg_from_env(&x->cfg, 0);
+  if (!x->base_url || (experiment_id && !x->experiment_id) || (experiment_name && !x->experiment_name)) {
+    mlflow_destroy(&x->base);
+    return MLT_ENOMEM;
+  }
+  if (x->experiment_id)
+    x->exp_state = EXP_READY;
+  else if (x->experiment_name)
+    x->exp_state = EXP_RESOLVING;
+  else {
+    x->experiment_id = strdup("0");
+    x->exp_state = EXP_READY;
+  }
+  *out = &x->base;
+  return MLT_OK;
+}
+
+int mlt__exporter_mlflow_from_config(mlt_exporter **out);
+int mlt__exporter_mlflow_from_config(mlt_exporter **out) {
+  mlt__config *c = &mlt__g_cfg;
+  /* An explicit experiment id (option or MLFLOW_EXPERIMENT_ID) wins over a
+   * name; the config's default "0" counts as "none given" when a name is. */
+  const char *id = c->experiment_id;
+  if (c->experiment_name && id && !strcmp(id, "0") && !mlt__getenv("MLFLOW_EXPERIMENT_ID")) id = NULL;
+  return mlt_exporter_mlflow_new(c->tracking_uri, id, c->experiment_name, out);
+}
+
+/* ---- the OTLP exporter ----------------------------------------------- */
+
+typedef struct otlp_exp {
+  mlt_exporter base;
+  char *endpoint;
+  char *service_name;
+  struct curl_slist *headers;
+  int gzip;
+  mlt__http_cfg cfg;
+  size_t in_flight;
+  int stopping;
+} otlp_exp;
+
+typedef struct obatch {
+  otlp_exp *x;
+  uint32_t *tickets;
+  size_t n;
+} obatch;
+
+static void on_otlp_generic(mlt__http_req *r, int ok, long status, const char *body, size_t len, const char *err,
+                            void *ud) {
+  (void)r;
+  obatch *b = ud;
+  char why[300];
+  if (!ok) describe(why, sizeof why, status, err, body, len);
+  for (size_t i = 0; i < b->n; i++) mlt__export_done(&b->x->base, b->tickets[i], ok, ok ? NULL : why);
+  b->x->in_flight -= b->n;
+  free(b->tickets);
+  free(b);
+}
+
+static void otlp_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n) {
+  otlp_exp *x = (otlp_exp *)e;
+  if (x->stopping) {
+    for (size_t i = 0; i < n; i++) mlt__export_done(e, traces[i]->ticket, 0, "shutting down");
+    return;
+  }
+  obatch *b = calloc(1, sizeof *b);
+  const mlt__trace_info **infos = calloc(n, sizeof *infos);
+  mlt__trace_info *tis = calloc(n, sizeof *tis);
+  mlt__http_req *r = mlt__http_req_new(x->endpoint, MLT__HTTP_POST, &x->cfg);
+  if (b) b->tickets = calloc(n, sizeof *b->tickets);
+  if (!b || !b->tickets || !infos || !tis || !r) {
+    if (b) free(b->tickets);
+    free(b);
+    free(infos);
+    free(tis);
+    if (r) {
+      free(r->url);
+      free(r);
+    }
+    for (size_t i = 0; i < n; i++) mlt__export_done(e, traces[i]->ticket, 0, "out of memory");
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    mlt__trace_info_compute(&tis[i], traces[i]);
+    infos[i] = &tis[i];
+    b->tickets[i] = traces[i]->ticket;
+  }
+  b->n = n;
+  b->x = x;
+  mlt__otlp_opts o = {x->service_name};
+  mlt__buf raw = {0};
+  mlt__otlp_encode(&raw, traces, infos, n, &o);
+  for (size_t i = 0; i < n; i++) mlt__trace_info_free(&tis[i]);
+  free(tis);
+  free(infos);
+  for (struct curl_slist *h = x->headers; h; h = h->next) r->headers = curl_slist_append(r->headers, h->data);
+  r->headers = curl_slist_append(r->headers, "Content-Type: application/x-protobuf");
+  r->headers = curl_slist_append(r->headers, "Expect:");
+  if (x->gzip && gzip_buf(&raw, &r->body) == 0) {
+    mlt__buf_free(&raw);
+    r->headers = curl_slist_append(r->headers, "Content-Encoding: gzip");
+  } else {
+    mlt__buf_free(&r->body);
+    r->body = raw;
+  }
+  r->done = on_otlp_generic;
+  r->ud = b;
+  x->in_flight += n;
+  mlt__http_submit(mlt__http_get(), r);
+}
+
+static int otlp_start(mlt_exporter *e) {
+  (void)e;
+  return mlt__http_get() ? 0 : -1;
+}
+
+static size_t otlp_in_flight(mlt_exporter *e) { return ((otlp_exp *)e)->in_flight; }
+
+static void otlp_abandon(mlt_exporter *e) {
+  otlp_exp *x = (otlp_exp *)e;
+  x->stopping = 1;
+  mlt__http_abandon(mlt__http_get(), "shutdown deadline reached before the OTLP endpoint answered");
+}
+
+static void otlp_destroy(mlt_exporter *e) {
+  otlp_exp *x = (otlp_exp *)e;
+  free(x->endpoint);
+  free(x->service_name);
+  curl_slist_free_all(x->headers);
+  mlt__http_cfg_free(&x->cfg);
+  free(x);
+  curl_global_cleanup();
+}
+
+static const mlt__exporter_ops otlp_ops = {"otlp",         otlp_start,   otlp_export, net_poll,
+                                           otlp_in_flight, otlp_abandon, otlp_destroy};
+
+/* OTEL_EXPORTER_OTLP_HEADERS: "k1=v1,k2=v2" with URL-encoded values. */
+static struct curl_slist *parse_headers(const char *spec, int *bad) {
+  struct curl_slist *list = NULL;
+  *bad = 0;
+  if (!spec) return NULL;
+  const char *p = spec;
+  while (*p) {
+    const char *end = strchr(p, ',');
+    if (!end) end = p + strlen(p);
+    const char *eq = memchr(p, '=', (size_t)(end - p));
+    if (!eq) {
+      (*bad)++;
+    } else {
+      while (p < eq && (*p == ' ' || *p == '\t')) p++;
+      const char *ke = eq;
+      while (ke > p && (ke[-1] == ' ' || ke[-1] == '\t')) ke--;
+      const char *v = eq + 1;
+      while (v < end && (*v == ' ' || *v == '\t')) v++;
+      const char *ve = end;
+      while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+      if (ke == p || memchr(p, '\r', (size_t)(ve - p)) || memchr(p, '\n', (size_t)(ve - p))) {
+        (*bad)++;
+      } else {
+        char line[1024];
+        size_t k = 0;
+        k += (size_t)snprintf(line, sizeof line, "%.*s: ", (int)(ke - p), p);
+        for (const char *q = v; q < ve && k + 2 < sizeof line; q++) {
+          uint64_t hv;
+          if (*q == '%' && q + 2 < ve && !mlt__parse_hex(q + 1, 2, &hv)) {
+            line[k++] = (char)hv;
+            q += 2;
+          } else {
+            line[k++] = *q;
+          }
+        }
+        line[k] = '\0';
+        list = curl_slist_append(list, line);
+      }
+    }
+    p = *end ? end + 1 : end;
+  }
+  return list;
+}
+
+int mlt_exporter_otlp_new(const char *endpoint, const char *headers, mlt_exporter **out) {
+  if (!out) return MLT_EINVAL;
+  *out = NULL;
+  if (!endpoint || (strncmp(endpoint, "http://", 7) && strncmp(endpoint, "https://", 8))) return MLT_EINVAL;
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return MLT_EIO;
+  otlp_exp *x = calloc(1, sizeof *x);
+  if (!x) {
+    curl_global_cleanup();
+    return MLT_ENOMEM;
+  }
+  x->base.ops = &otlp_ops;
+  x->endpoint = strdup(endpoint);
+  x->service_name = mlt__strdup(mlt__g_cfg.service_name ? mlt__g_cfg.service_name : mlt__program_name());
+  int bad = 0;
+  x->headers = parse_headers(headers, &bad);
+  if (bad)
+    mlt__log(MLT_LOG_WARN, MLT__LOGK_ENV, "OTLP headers: %d malformed entr%s ignored (expected key=value,...)", bad,
+             bad == 1 ? "y" : "ies");
+  mlt__http_cfg_from_env(&x->cfg, 1);
+  const char *comp = mlt__getenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION");
+  if (!comp) comp = mlt__getenv("OTEL_EXPORTER_OTLP_COMPRESSION");
+  if (comp && !strcasecmp(comp, "gzip"))
+    x->gzip = 1;
+  else if (comp && strcasecmp(comp, "none"))
+    mlt__log(MLT_LOG_WARN, MLT__LOGK_ENV, "OTEL_EXPORTER_OTLP_COMPRESSION='%s' is not supported; sending uncompressed",
+             comp);
+  if (!x->endpoint) {
+    otlp_destroy(&x->base);
+    return MLT_ENOMEM;
+  }
+  *out = &x->base;
+  return MLT_OK;
+}
+
+int mlt__exporter_otlp_from_config(mlt_exporter **out);
+int mlt__exporter_otlp_from_config(mlt_exporter **out) {
+  const char *h = mlt__getenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS");
+  if (!h) h = mlt__getenv("OTEL_EXPORTER_OTLP_HEADERS");
+  return mlt_exporter_otlp_new(mlt__g_cfg.otlp_endpoint, h, out);
 }

@@ -538,8 +538,6 @@ static void *export_main(void *arg) {
 #ifdef HAVE_PTHREAD_SETNAME_NP
   pthread_setname_np(pthread_self(), "mltrace-export");
 #endif
-  for (mlt_exporter *e = g_exporters; e; e = e->next)
-    if (e->ops->start && e->ops->start(e) != 0) e->failed_start = 1;
   mlt__trace *batch[BATCH_MAX];
   int64_t next_reap = mlt__mono_ns() + REAP_INTERVAL_NS;
   int final_reap_done = 0;
@@ -722,6 +720,11 @@ int mlt_init(mlt_options *opts) {
   pthread_cond_init(&g_wake_cond, &ca);
   pthread_cond_init(&g_flush_cond, NULL);
   pthread_condattr_destroy(&ca);
+  /* Exporters start here, before the export thread exists, so that what
+   * they set up (the network transport's wake-up hook) is in place before
+   * any application thread can look at it. */
+  for (mlt_exporter *e = g_exporters; e; e = e->next)
+    if (e->ops->start && e->ops->start(e) != 0) e->failed_start = 1;
   uint32_t ep = atomic_load(&mlt__g_epoch) + 1;
   if (ep == 0) ep = 1;
   atomic_store(&mlt__g_epoch, ep);
@@ -857,6 +860,9 @@ int mlt_shutdown(int timeout_ms) {
   /* Everything below frees memory that other threads' stale handles and
    * thread-local pointers may still name: the epoch bump makes them dead. */
   atomic_store(&mlt__g_epoch, atomic_load(&mlt__g_epoch) + 1);
+  /* The transport first: its requests point at the exporters' settings. */
+  extern void mlt__http_shutdown(void);
+  mlt__http_shutdown();
   free_exporters(g_exporters);
   g_exporters = NULL;
   g_n_exporters = 0;
@@ -878,6 +884,8 @@ int mlt_shutdown(int timeout_ms) {
   batch_free();
   extern void mlt__serialize_shutdown(void);
   mlt__serialize_shutdown();
+  extern void mlt__otlp_shutdown(void);
+  mlt__otlp_shutdown();
   mlt__pipeline_set_waiter(NULL, NULL, NULL);
   pthread_cond_destroy(&g_wake_cond);
   pthread_cond_destroy(&g_flush_cond);

@@ -793,7 +793,8 @@ static void put_root_attr_raw(mlt__buf *out, const char *key, const mlt__prepare
 
 static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti, int for_rest,
                            const char *size_stats) {
-  mlt__buf_lit(out, "{\"trace_id\": \"");
+  if (!for_rest) mlt__buf_putc(out, '{');
+  mlt__buf_lit(out, "\"trace_id\": \"");
   mlt__buf_put(out, ti->trace_id, MLT_TRACE_ID_SIZE - 1);
   mlt__buf_lit(out, "\"");
   if (ti->client_request_id) {
@@ -803,10 +804,13 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
     mlt__json_str(out, tmp.p ? tmp.p : "", tmp.len);
     mlt__buf_free(&tmp);
   }
-  mlt__buf_lit(out, ", \"trace_location\": {\"type\": \"MLFLOW_EXPERIMENT\", \"mlflow_experiment\": {\"experiment_id\": ");
-  const char *exp = mlt__experiment_id();
-  mlt__json_str(out, exp, strlen(exp));
-  mlt__buf_lit(out, "}}, \"request_time\": ");
+  if (!for_rest) {
+    mlt__buf_lit(out, ", \"trace_location\": {\"type\": \"MLFLOW_EXPERIMENT\", \"mlflow_experiment\": {\"experiment_id\": ");
+    const char *exp = mlt__experiment_id();
+    mlt__json_str(out, exp, strlen(exp));
+    mlt__buf_lit(out, "}}");
+  }
+  mlt__buf_lit(out, ", \"request_time\": ");
   put_rfc3339_ms(out, ti->start_ns);
   mlt__buf_lit(out, ", \"state\": ");
   if (ti->state_error)

@@ -29,3 +29,11 @@ tests_roundtrip_gen_traces_CFLAGS = $(TEST_CFLAGS)
 tests_roundtrip_gen_traces_LDADD = $(TEST_LDADD)
 TESTS += tests/roundtrip/test_jsonl.py
 EXTRA_DIST += tests/roundtrip/test_jsonl.py tests/tap.py
+
+# Export to a real MLflow tracking server (started and stopped by the test).
+check_PROGRAMS += tests/mlflow/emit
+tests_mlflow_emit_SOURCES = tests/mlflow/emit.c
+tests_mlflow_emit_CFLAGS = $(TEST_CFLAGS)
+tests_mlflow_emit_LDADD = $(TEST_LDADD)
+TESTS += tests/mlflow/test_server.py
+EXTRA_DIST += tests/mlflow/test_server.py

@@ -37,6 +37,53 @@ MLT_EXTERN void mlt_exporter_free(mlt_exporter *exporter);
  */
 MLT_EXTERN int mlt_exporter_file_new(const char *path, mlt_exporter **out);
 
+/* ---- MLflow tracking server ------------------------------------------ */
+
+/**
+ * Exporter sending traces to an MLflow tracking server as the Python SDK
+ * does: the spans over OTLP/HTTP protobuf to {uri}/v1/traces (header
+ * x-mlflow-experiment-id), then each trace's TraceInfo (previews, metadata,
+ * tags, state, duration) to {uri}/api/3.0/mlflow/traces (StartTraceV3).  When
+ * the server has no OTLP endpoint (404/501: FileStore backend, MLflow < 3.4)
+ * it switches to StartTraceV3 plus the traces.json artifact upload.
+ * Retries connection errors, timeouts, 408/429/5xx with exponential backoff
+ * and jitter within a budget (MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT, in
+ * seconds, default 60; request timeout MLFLOW_HTTP_REQUEST_TIMEOUT, default
+ * 10 s).  Authentication from MLFLOW_TRACKING_TOKEN (bearer) or
+ * MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (basic); TLS verified
+ * unless MLFLOW_TRACKING_INSECURE_TLS=true; CA file from
+ * MLFLOW_TRACKING_SERVER_CERT_PATH.  Credentials never appear in logs.
+ * @param tracking_uri "http(s)://host:port[/prefix]" (copied).
+ * @param experiment_id experiment id (copied), or NULL.
+ * @param experiment_name experiment name (copied), looked up — and created
+ *        when missing — on the export thread when no id is given, or NULL.
+ *        Neither: experiment "0".
+ * @return MLT_OK; MLT_EINVAL (out NULL, or not an http(s) URI); MLT_EIO
+ *         (curl_global_init failed); MLT_ENOMEM.
+ * libcurl: calls curl_global_init() here and curl_global_cleanup() when the
+ * exporter is destroyed (libcurl counts them).
+ */
+MLT_EXTERN int mlt_exporter_mlflow_new(const char *tracking_uri, const char *experiment_id,
+                                       const char *experiment_name, mlt_exporter **out);
+
+/* ---- OTLP/HTTP for any OpenTelemetry backend ------------------------- */
+
+/**
+ * Exporter sending traces as OTLP/HTTP protobuf (ExportTraceServiceRequest)
+ * to @p endpoint, e.g. "http://collector:4318/v1/traces".  Span attributes
+ * keep MLflow's keys (mlflow.spanType, mlflow.spanInputs, ...), so an MLflow
+ * server fed through an OpenTelemetry Collector shows the same trace.
+ * Resource attribute service.name from OTEL_SERVICE_NAME (or the program
+ * name); gzip when OTEL_EXPORTER_OTLP_COMPRESSION=gzip; request timeout
+ * OTEL_EXPORTER_OTLP_TIMEOUT (ms, default 10000); same retry policy as the
+ * MLflow exporter.
+ * @param endpoint full URL (copied).
+ * @param headers extra headers as in OTEL_EXPORTER_OTLP_HEADERS,
+ *        "key1=value1,key2=value2" with URL-encoded values (copied), or NULL.
+ * @return MLT_OK; MLT_EINVAL; MLT_EIO; MLT_ENOMEM.
+ */
+MLT_EXTERN int mlt_exporter_otlp_new(const char *endpoint, const char *headers, mlt_exporter **out);
+
 /* ---- In-memory store (tests) ----------------------------------------- */
 
 /** Create an empty, reference-counted store of exported traces.

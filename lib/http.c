@@ -1,0 +1,383 @@
+/* lib/http.c: the HTTP transport of the network exporters.
+ *
+ * One curl multi handle on the export thread: keep-alive connections are
+ * reused across requests (the multi's connection cache), at most
+ * max_parallel requests run at once, transient failures (connection errors,
+ * timeouts, 408/429/5xx) are retried with exponential backoff and jitter
+ * (honouring Retry-After) until max_attempts or the retry budget is spent.
+ * The export thread waits in curl_multi_poll(), and application threads wake
+ * it with curl_multi_wakeup() (only on batch thresholds, flush, shutdown).
+ * Nothing here runs on an application thread.
+ */
+#include "otlp-internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+struct mlt__http {
+  CURLM *multi;
+  mlt__http_req *wait_head, *wait_tail; /* queued or waiting for a retry */
+  mlt__http_req *run_head;              /* attached to the multi handle */
+  size_t running;
+  size_t total; /* queued + running */
+  CURL *idle[8];
+  int n_idle;
+};
+
+static mlt__http *g_http;
+
+static int http_wait(void *ud, int timeout_ms) {
+  mlt__http *h = ud;
+  int n = 0;
+  curl_multi_poll(h->multi, NULL, 0, timeout_ms, &n);
+  return n;
+}
+
+static void http_wake(void *ud) {
+  mlt__http *h = ud;
+  curl_multi_wakeup(h->multi);
+}
+
+mlt__http *mlt__http_get(void) {
+  if (g_http) return g_http;
+  mlt__http *h = calloc(1, sizeof *h);
+  if (!h) return NULL;
+  h->multi = curl_multi_init();
+  if (!h->multi) {
+    free(h);
+    return NULL;
+  }
+  curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 8L);
+  g_http = h;
+  mlt__pipeline_set_waiter(http_wait, http_wake, h);
+  return h;
+}
+
+void mlt__url_for_log(const char *url, char *out, size_t size) {
+  const char *p = strstr(url, "://");
+  const char *host = p ? p + 3 : url;
+  const char *at = strpbrk(host, "@/?#");
+  if (at && *at == '@') host = at + 1; /* drop user info */
+  size_t hl = strcspn(host, "/?#");
+  snprintf(out, size, "%.*s%s%.*s", p ? (int)(p - url) : 0, url, p ? "://" : "", (int)hl, host);
+}
+
+mlt__http_req *mlt__http_req_new(const char *url, int method, const mlt__http_cfg *cfg) {
+  mlt__http_req *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->url = strdup(url);
+  if (!r->url) {
+    free(r);
+    return NULL;
+  }
+  r->method = method;
+  r->cfg = cfg;
+  r->retry = 1;
+  return r;
+}
+
+static void req_free(mlt__http_req *r) {
+  free(r->url);
+  curl_slist_free_all(r->headers);
+  mlt__buf_free(&r->body);
+  mlt__buf_free(&r->resp);
+  free(r);
+}
+
+static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
+  mlt__http_req *r = ud;
+  size_t len = sz * n;
+  /* Keep at most 64 KiB of a response: enough for any reply we parse. */
+  if (r->resp.len < 65536) mlt__buf_put(&r->resp, p, MLT_MIN(len, 65536 - r->resp.len));
+  return len;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
+  mlt__http_req *r = ud;
+  size_t len = sz * n;
+  if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
+    long s = strtol(p + 12, NULL, 10);
+    if (s > 0) r->retry_after_ms = MLT_MIN(s, 30L) * 1000;
+  }
+  return len;
+}
+
+static CURL *get_easy(mlt__http *h) {
+  if (h->n_idle) {
+    CURL *e = h->idle[--h->n_idle];
+    curl_easy_reset(e);
+    return e;
+  }
+  return curl_easy_init();
+}
+
+static void put_easy(mlt__http *h, CURL *e) {
+  if (h->n_idle < (int)MLT_ARRAY_LEN(h->idle))
+    h->idle[h->n_idle++] = e;
+  else
+    curl_easy_cleanup(e);
+}
+
+static int start(mlt__http *h, mlt__http_req *r) {
+  CURL *e = get_easy(h);
+  if (!e) return -1;
+  const mlt__http_cfg *c = r->cfg;
+  r->easy = e;
+  r->errbuf[0] = '\0';
+  r->retry_after_ms = 0;
+  mlt__buf_reset(&r->resp);
+  curl_easy_setopt(e, CURLOPT_URL, r->url);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "mltrace/" MLT_VERSION_STRING);
+  if (c->insecure_tls) {
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (c->ca_path) curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_path);
+  if (c->userpwd) {
+    curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+    curl_easy_setopt(e, CURLOPT_USERPWD, c->userpwd);
+  }
+  if (r->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+  if (r->method == MLT__HTTP_POST || r->method == MLT__HTTP_PUT) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.p ? r->body.p : "");
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
+    if (r->method == MLT__HTTP_PUT) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+  } else {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  }
+  if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+    put_easy(h, e);
+    r->easy = NULL;
+    return -1;
+  }
+  r->attempts++;
+  h->running++;
+  r->next = h->run_head;
+  h->run_head = r;
+  mlt__stats_add(MLT__ST_EXPORT_REQUESTS, 1);
+  if (r->attempts > 1) mlt__stats_add(MLT__ST_EXPORT_RETRIES, 1);
+  return 0;
+}
+
+static void enqueue_wait(mlt__http *h, mlt__http_req *r) {
+  r->next = NULL;
+  if (h->wait_tail)
+    h->wait_tail->next = r;
+  else
+    h->wait_head = r;
+  h->wait_tail = r;
+}
+
+void mlt__http_submit(mlt__http *h, mlt__http_req *r) {
+  if (!h) {
+    r->done(r, 0, 0, NULL, 0, "no HTTP transport (out of memory)", r->ud);
+    req_free(r);
+    return;
+  }
+  r->first_ns = mlt__mono_ns();
+  r->next_ns = 0;
+  h->total++;
+  enqueue_wait(h, r);
+}
+
+static int transient_curl(CURLcode c) {
+  switch (c) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+static int transient_http(long s) { return s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504; }
+
+static void finish(mlt__http *h, mlt__http_req *r, int ok, long status, const char *err) {
+  h->total--;
+  r->done(r, ok, status, r->resp.p ? r->resp.p : "", r->resp.len, err, r->ud);
+  req_free(r);
+}
+
+static void complete(mlt__http *h, CURL *e, CURLcode code) {
+  mlt__http_req *r = NULL;
+  curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
+  long status = 0;
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+  curl_multi_remove_handle(h->multi, e);
+  put_easy(h, e);
+  h->running--;
+  r->easy = NULL;
+  for (mlt__http_req **pp = &h->run_head; *pp; pp = &(*pp)->next)
+    if (*pp == r) {
+      *pp = r->next;
+      break;
+    }
+  if (code == CURLE_OK && status >= 200 && status < 300) {
+    mlt__stats_add(MLT__ST_EXPORT_BYTES, r->body.len);
+    finish(h, r, 1, status, NULL);
+    return;
+  }
+  char why[CURL_ERROR_SIZE + 96];
+  if (code != CURLE_OK)
+    snprintf(why, sizeof why, "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(code));
+  else
+    snprintf(why, sizeof why, "HTTP %ld", status);
+  int transient = code != CURLE_OK ? transient_curl(code) : transient_http(status);
+  int64_t now = mlt__mono_ns();
+  if (r->retry && transient && r->attempts < r->cfg->max_attempts) {
+    /* Exponential backoff with full jitter around the nominal delay. */
+    int64_t base = (int64_t)200 * 1000000 << MLT_MIN(r->attempts - 1, 5);
+    if (base > (int64_t)5000 * 1000000) base = (int64_t)5000 * 1000000;
+    int64_t delay = base / 2 + (int64_t)(mlt__rand64() % (uint64_t)base);
+    if (r->retry_after_ms) delay = MLT_MAX(delay, (int64_t)r->retry_after_ms * 1000000);
+    if (now + delay - r->first_ns <= r->cfg->retry_budget_ns) {
+      r->next_ns = now + delay;
+      enqueue_wait(h, r);
+      char where[160];
+      mlt__url_for_log(r->url, where, sizeof where);
+      mlt__log(MLT_LOG_INFO, MLT__LOGK_EXPORT2, "request to %s failed (%s); retrying in %lld ms", where, why,
+               (long long)(delay / 1000000));
+      return;
+    }
+    size_t l = strlen(why);
+    snprintf(why + l, sizeof why - l, " (gave up after %d attempts)", r->attempts);
+  }
+  finish(h, r, 0, status, why);
+}
+
+int64_t mlt__http_poll(mlt__http *h, int64_t now) {
+  if (!h) return 0;
+  int n = 0;
+  /* Start what is due, up to the parallel limit, in FIFO order. */
+  int64_t next = 0;
+  mlt__http_req **pp = &h->wait_head, *prev = NULL;
+  while (*pp) {
+    mlt__http_req *r = *pp;
+    int limit = r->cfg->max_parallel > 0 ? r->cfg->max_parallel : 4;
+    if (r->next_ns > now || h->running >= (size_t)limit) {
+      if (r->next_ns > now && (!next || r->next_ns < next)) next = r->next_ns;
+      prev = r;
+      pp = &r->next;
+      continue;
+    }
+    *pp = r->next;
+    if (h->wait_tail == r) h->wait_tail = prev;
+    if (start(h, r) != 0) finish(h, r, 0, 0, "could not start the request (out of memory)");
+  }
+  curl_multi_perform(h->multi, &n);
+  CURLMsg *m;
+  int left;
+  while ((m = curl_multi_info_read(h->multi, &left)) != NULL)
+    if (m->msg == CURLMSG_DONE) complete(h, m->easy_handle, m->data.result);
+  if (h->running) {
+    /* Let curl's timers (and our poll) drive the transfers. */
+    int64_t soon = now + 50 * 1000000LL;
+    if (!next || soon < next) next = soon;
+  }
+  return next;
+}
+
+size_t mlt__http_in_flight(mlt__http *h) { return h ? h->total : 0; }
+
+void mlt__http_abandon(mlt__http *h, const char *why) {
+  if (!h) return;
+  mlt__http_req *r;
+  while ((r = h->run_head) != NULL) {
+    h->run_head = r->next;
+    curl_multi_remove_handle(h->multi, r->easy);
+    put_easy(h, r->easy);
+    r->easy = NULL;
+    h->running--;
+    finish(h, r, 0, 0, why);
+  }
+  while ((r = h->wait_head) != NULL) {
+    h->wait_head = r->next;
+    finish(h, r, 0, 0, why);
+  }
+  h->wait_tail = NULL;
+}
+
+void mlt__http_shutdown(void) {
+  mlt__http *h = g_http;
+  if (!h) return;
+  g_http = NULL;
+  mlt__pipeline_set_waiter(NULL, NULL, NULL);
+  while (h->n_idle) curl_easy_cleanup(h->idle[--h->n_idle]);
+  curl_multi_cleanup(h->multi);
+  free(h);
+}
+
+/* ---- configuration --------------------------------------------------- */
+
+static long env_ms(const char *name, double scale, long dflt) {
+  const char *v = mlt__getenv(name);
+  if (!v) return dflt;
+  char *end;
+  double d = strtod(v, &end);
+  if (*end || !(d > 0) || d * scale > 86400000.0) {
+    mlt__log(MLT_LOG_WARN, MLT__LOGK_ENV, "%s='%s' is not a positive duration; using the default", name, v);
+    return dflt;
+  }
+  return (long)(d * scale);
+}
+
+void mlt__http_cfg_from_env(mlt__http_cfg *c, int otlp) {
+  memset(c, 0, sizeof *c);
+  c->timeout_ms = otlp ? env_ms("OTEL_EXPORTER_OTLP_TIMEOUT", 1, 10000) : env_ms("MLFLOW_HTTP_REQUEST_TIMEOUT", 1000, 10000);
+  c->connect_timeout_ms = MLT_MIN(c->timeout_ms, 5000L);
+  c->retry_budget_ns = (int64_t)env_ms("MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT", 1000, 60000) * 1000000;
+  const char *rb = mlt__getenv("MLTRACE_EXPORT_RETRY_BUDGET_MS");
+  if (rb) c->retry_budget_ns = (int64_t)env_ms("MLTRACE_EXPORT_RETRY_BUDGET_MS", 1, 60000) * 1000000;
+  c->max_attempts = 10;
+  c->max_parallel = 4;
+  if (!otlp) {
+    const char *v = mlt__getenv("MLFLOW_TRACKING_INSECURE_TLS");
+    c->insecure_tls = v && (!strcasecmp(v, "true") || !strcmp(v, "1"));
+    c->ca_path = mlt__strdup(mlt__getenv("MLFLOW_TRACKING_SERVER_CERT_PATH"));
+    const char *tok = mlt__getenv("MLFLOW_TRACKING_TOKEN");
+    const char *user = mlt__getenv("MLFLOW_TRACKING_USERNAME"), *pw = mlt__getenv("MLFLOW_TRACKING_PASSWORD");
+    if (tok) {
+      size_t n = strlen(tok) + 32;
+      c->bearer = malloc(n);
+      if (c->bearer) snprintf(c->bearer, n, "Authorization: Bearer %s", tok);
+    } else if (user && pw) {
+      size_t n = strlen(user) + strlen(pw) + 2;
+      c->userpwd = malloc(n);
+      if (c->userpwd) snprintf(c->userpwd, n, "%s:%s", user, pw);
+    }
+  }
+}
+
+void mlt__http_cfg_free(mlt__http_cfg *c) {
+  free(c->ca_path);
+  if (c->userpwd) {
+    memset(c->userpwd, 0, strlen(c->userpwd));
+    free(c->userpwd);
+  }
+  if (c->bearer) {
+    memset(c->bearer, 0, strlen(c->bearer));
+    free(c->bearer);
+  }
+  memset(c, 0, sizeof *c);
+}

@@ -1,0 +1,472 @@
+/* lib/otlp.c: OTLP/HTTP protobuf encoding of finished traces
+ * (opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest).
+ *
+ * Why our own encoder rather than protobuf-c: we need ten message types and
+ * only the writer side.  The writer below is ~150 lines, allocation-free
+ * beyond the output buffer, writes straight from the span record logs (no
+ * intermediate message structs to build and free per span, which protobuf-c
+ * would require), and is checked against Python's protobuf parser by
+ * tests/unit/test_otlp (decoding with opentelemetry-proto).
+ *
+ * Attribute values go as native AnyValues, as MLflow's Python SDK sends them
+ * (mlflow/tracing/utils/otlp.py): strings unquoted, JSON objects as
+ * kvlist_value, arrays as array_value, numbers as int/double.
+ */
+#include "otlp-internal.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---- protobuf writer ------------------------------------------------- */
+
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
+
+static void pb_varint(mlt__buf *b, uint64_t v) {
+  char tmp[10];
+  int n = 0;
+  do {
+    tmp[n++] = (char)((v & 0x7F) | (v > 0x7F ? 0x80 : 0));
+    v >>= 7;
+  } while (v);
+  mlt__buf_put(b, tmp, (size_t)n);
+}
+
+static void pb_tag(mlt__buf *b, unsigned field, unsigned wt) { pb_varint(b, ((uint64_t)field << 3) | wt); }
+
+static void pb_fixed64(mlt__buf *b, unsigned field, uint64_t v) {
+  pb_tag(b, field, WT_I64);
+  char t[8];
+  for (int i = 0; i < 8; i++) t[i] = (char)(v >> (8 * i));
+  mlt__buf_put(b, t, 8);
+}
+
+static void pb_bytes(mlt__buf *b, unsigned field, const void *p, size_t n) {
+  pb_tag(b, field, WT_LEN);
+  pb_varint(b, n);
+  mlt__buf_put(b, p, n);
+}
+
+static void pb_uint(mlt__buf *b, unsigned field, uint64_t v) {
+  pb_tag(b, field, WT_VARINT);
+  pb_varint(b, v);
+}
+
+/* A string field; invalid UTF-8 replaced (protobuf strings must be UTF-8). */
+static void pb_string(mlt__buf *b, unsigned field, const char *s, size_t n) {
+  int valid = 1;
+  for (size_t i = 0; i < n;) {
+    if ((unsigned char)s[i] < 0x80) {
+      i++;
+      continue;
+    }
+    size_t l = mlt__utf8_seq((const unsigned char *)s + i, n - i);
+    if (!l) {
+      valid = 0;
+      break;
+    }
+    i += l;
+  }
+  if (valid) {
+    pb_bytes(b, field, s, n);
+    return;
+  }
+  mlt__buf fixed = {0};
+  for (size_t i = 0; i < n;) {
+    size_t l = (unsigned char)s[i] < 0x80 ? 1 : mlt__utf8_seq((const unsigned char *)s + i, n - i);
+    if (l) {
+      mlt__buf_put(&fixed, s + i, l);
+      i += l;
+    } else {
+      mlt__buf_put(&fixed, "\xEF\xBF\xBD", 3);
+      i++;
+    }
+  }
+  pb_bytes(b, field, fixed.p ? fixed.p : "", fixed.len);
+  mlt__buf_free(&fixed);
+}
+
+/* Nested messages: open writes the tag and reserves one length byte; close
+ * moves the body when its length needs a longer varint. */
+static size_t pb_open(mlt__buf *b, unsigned field) {
+  pb_tag(b, field, WT_LEN);
+  mlt__buf_putc(b, 0);
+  return b->len;
+}
+
+static void pb_close(mlt__buf *b, size_t start) {
+  if (b->oom) return;
+  size_t len = b->len - start;
+  char v[10];
+  int n = 0;
+  uint64_t x = len;
+  do {
+    v[n++] = (char)((x & 0x7F) | (x > 0x7F ? 0x80 : 0));
+    x >>= 7;
+  } while (x);
+  if (n > 1) {
+    if (mlt__buf_reserve(b, (size_t)n - 1)) return;
+    memmove(b->p + start + n - 1, b->p + start, len);
+    b->len += (size_t)n - 1;
+  }
+  memcpy(b->p + start - 1, v, (size_t)n);
+}
+
+/* ---- AnyValue -------------------------------------------------------- */
+
+static void any_string(mlt__buf *b, const char *s, size_t n) { pb_string(b, 1, s, n); }
+
+static void any_from_jnode(mlt__buf *b, const mlt__jdoc *d, uint32_t x, mlt__buf *tmp, int depth);
+
+static void kv_from_jnode(mlt__buf *b, unsigned field, const mlt__jdoc *d, uint32_t x, mlt__buf *tmp, int depth) {
+  const mlt__jnode *nd = &d->nodes[x];
+  size_t kv = pb_open(b, field);
+  if (nd->key_esc) {
+    mlt__buf_reset(tmp);
+    mlt__junescape(tmp, d->src + nd->key_off, nd->key_len);
+    pb_string(b, 1, tmp->p ? tmp->p : "", tmp->len);
+  } else {
+    pb_string(b, 1, d->src + nd->key_off, nd->key_len);
+  }
+  size_t v = pb_open(b, 2);
+  any_from_jnode(b, d, x, tmp, depth + 1);
+  pb_close(b, v);
+  pb_close(b, kv);
+}
+
+static void any_from_jnode(mlt__buf *b, const mlt__jdoc *d, uint32_t x, mlt__buf *tmp, int depth) {
+  const mlt__jnode *nd = &d->nodes[x];
+  switch (nd->type) {
+    case MLT__J_NULL:
+      return; /* an empty AnyValue reads back as None */
+    case MLT__J_TRUE:
+    case MLT__J_FALSE:
+      pb_uint(b, 2, nd->type == MLT__J_TRUE);
+      return;
+    case MLT__J_STR:
+      if (nd->val_esc) {
+        mlt__buf_reset(tmp);
+        mlt__junescape(tmp, d->src + nd->off, nd->len);
+        any_string(b, tmp->p ? tmp->p : "", tmp->len);
+      } else {
+        any_string(b, d->src + nd->off, nd->len);
+      }
+      return;
+    case MLT__J_NUM: {
+      char num[64];
+      size_t l = MLT_MIN((size_t)nd->len, sizeof num - 1);
+      memcpy(num, d->src + nd->off, l);
+      num[l] = '\0';
+      int is_int = !strpbrk(num, ".eE") && l < 20;
+      if (is_int) {
+        char *end;
+        long long v = strtoll(num, &end, 10);
+        pb_uint(b, 3, (uint64_t)v);
+      } else {
+        double v = strtod(num, NULL);
+        uint64_t bits;
+        memcpy(&bits, &v, 8);
+        pb_fixed64(b, 4, bits);
+      }
+      return;
+    }
+    case MLT__J_ARR: {
+      size_t a = pb_open(b, 5);
+      uint32_t c = nd->child;
+      for (uint32_t k = 0; k < nd->count; k++, c = d->nodes[c].next) {
+        size_t v = pb_open(b, 1);
+        if (depth < 64) any_from_jnode(b, d, c, tmp, depth + 1);
+        pb_close(b, v);
+      }
+      pb_close(b, a);
+      return;
+    }
+    case MLT__J_OBJ: {
+      size_t kvl = pb_open(b, 6);
+      uint32_t c = nd->child;
+      for (uint32_t k = 0; k < nd->count; k++, c = d->nodes[c].next)
+        if (depth < 64) kv_from_jnode(b, 1, d, c, tmp, depth + 1);
+      pb_close(b, kvl);
+      return;
+    }
+  }
+}
+
+static mlt__jdoc g_doc; /* export thread */
+
+/* AnyValue body for a value record (ATTR, FIELD, INPUTS, OUTPUTS, CHUNK). */
+static void any_from_rec(mlt__buf *b, const mlt__rec *r, mlt__buf *tmp) {
+  size_t len;
+  uint64_t orig;
+  const char *v = mlt__rec_value(r, &len, &orig);
+  if (r->flags & MLT__RF_TRUNC) {
+    mlt__buf_reset(tmp);
+    mlt__value_json(tmp, r); /* a JSON string with the marker */
+    mlt__buf t2 = {0};
+    mlt__junescape(&t2, tmp->p + 1, tmp->len - 2);
+    any_string(b, t2.p ? t2.p : "", t2.len);
+    mlt__buf_free(&t2);
+    return;
+  }
+  switch (r->sub) {
+    case MLT__V_STR:
+      any_string(b, v, len);
+      return;
+    case MLT__V_I64: {
+      int64_t i;
+      memcpy(&i, v, 8);
+      pb_uint(b, 3, (uint64_t)i);
+      return;
+    }
+    case MLT__V_F64: {
+      uint64_t bits;
+      memcpy(&bits, v, 8);
+      pb_fixed64(b, 4, bits);
+      return;
+    }
+    case MLT__V_BOOL: {
+      int64_t x;
+      memcpy(&x, v, 8);
+      pb_uint(b, 2, x != 0);
+      return;
+    }
+    default: {
+      /* JSON text, cJSON, fields: go through the JSON text. */
+      mlt__buf_reset(tmp);
+      mlt__value_json(tmp, r);
+      const char *txt = tmp->p ? tmp->p : "";
+      size_t n = tmp->len;
+      if (r->sub == MLT__V_JSON && (r->flags & MLT__RF_INVALID)) {
+        any_string(b, v, len); /* not JSON: the text itself */
+        return;
+      }
+      if (mlt__jparse(&g_doc, txt, n) == 0) {
+        mlt__buf t2 = {0};
+        any_from_jnode(b, &g_doc, 0, &t2, 0);
+        mlt__buf_free(&t2);
+      } else {
+        any_string(b, txt, n);
+      }
+    }
+  }
+}
+
+static void kv_rec(mlt__buf *b, unsigned field, const char *key, size_t klen, const mlt__rec *r, mlt__buf *tmp) {
+  size_t kv = pb_open(b, field);
+  pb_string(b, 1, key, klen);
+  size_t v = pb_open(b, 2);
+  any_from_rec(b, r, tmp);
+  pb_close(b, v);
+  pb_close(b, kv);
+}
+
+static void kv_str(mlt__buf *b, unsigned field, const char *key, const char *val, size_t vlen) {
+  size_t kv = pb_open(b, field);
+  pb_string(b, 1, key, strlen(key));
+  size_t v = pb_open(b, 2);
+  any_string(b, val, vlen);
+  pb_close(b, v);
+  pb_close(b, kv);
+}
+
+static void kv_int(mlt__buf *b, unsigned field, const char *key, int64_t val) {
+  size_t kv = pb_open(b, field);
+  pb_string(b, 1, key, strlen(key));
+  size_t v = pb_open(b, 2);
+  pb_uint(b, 3, (uint64_t)val);
+  pb_close(b, v);
+  pb_close(b, kv);
+}
+
+static void kv_double(mlt__buf *b, unsigned field, const char *key, double val) {
+  size_t kv = pb_open(b, field);
+  pb_string(b, 1, key, strlen(key));
+  size_t v = pb_open(b, 2);
+  uint64_t bits;
+  memcpy(&bits, &val, 8);
+  pb_fixed64(b, 4, bits);
+  pb_close(b, v);
+  pb_close(b, kv);
+}
+
+/* The JSON text of the chunks' default output as an AnyValue. */
+static void kv_chunks_output(mlt__buf *b, const mlt__digest *d, mlt__buf *tmp) {
+  mlt__buf_reset(tmp);
+  mlt__chunks_output_json(tmp, d);
+  size_t kv = pb_open(b, 9);
+  pb_string(b, 1, "mlflow.spanOutputs", 18);
+  size_t v = pb_open(b, 2);
+  if (mlt__jparse(&g_doc, tmp->p ? tmp->p : "", tmp->len) == 0) {
+    mlt__buf t2 = {0};
+    any_from_jnode(b, &g_doc, 0, &t2, 0);
+    mlt__buf_free(&t2);
+  }
+  pb_close(b, v);
+  pb_close(b, kv);
+}
+
+static int key_is(const mlt__rec *r, const char *k) {
+  size_t n = strlen(k);
+  return r->key_len == n && !memcmp(mlt__rec_key(r), k, n);
+}
+
+static void put_id(char *out, uint64_t v) {
+  for (int i = 7; i >= 0; i--) {
+    out[i] = (char)(v & 0xFF);
+    v >>= 8;
+  }
+}
+
+static void encode_span(mlt__buf *b, const mlt__prepared *p, uint32_t idx, const mlt__trace_info *ti,
+                        const mlt__otlp_opts *o, mlt__buf *tmp) {
+  mlt__span *s = p->spans[idx];
+  mlt__digest *d = mlt__scratch_digest();
+  mlt__digest_span(d, s);
+  size_t sp = pb_open(b, 2); /* ScopeSpans.spans */
+  char id[16];
+  put_id(id, p->t->id_hi);
+  put_id(id + 8, p->t->id_lo);
+  pb_bytes(b, 1, id, 16);
+  put_id(id, s->span_id);
+  pb_bytes(b, 2, id, 8);
+  if (s->parent_id) {
+    put_id(id, s->parent_id);
+    pb_bytes(b, 4, id, 8);
+  }
+  pb_string(b, 5, d->name, d->name_len);
+  pb_uint(b, 6, 1); /* SPAN_KIND_INTERNAL */
+  pb_fixed64(b, 7, (uint64_t)s->start_ns);
+  pb_fixed64(b, 8, (uint64_t)s->end_ns);
+  /* attributes */
+  kv_str(b, 9, "mlflow.spanType", d->type, d->type_len);
+  if (d->inputs) kv_rec(b, 9, "mlflow.spanInputs", 17, d->inputs, tmp);
+  if (d->outputs)
+    kv_rec(b, 9, "mlflow.spanOutputs", 18, d->outputs, tmp);
+  else if (d->n_chunks)
+    kv_chunks_output(b, d, tmp);
+  for (size_t a = 0; a < d->n_attrs; a++) {
+    const mlt__rec *r = d->attrs[a];
+    if (key_is(r, "mlflow.traceRequestId") || key_is(r, "mlflow.spanType") || key_is(r, "mlflow.spanInputs") ||
+        key_is(r, "mlflow.spanOutputs") || key_is(r, "mlflow.spanLogLevel"))
+      continue;
+    kv_rec(b, 9, mlt__rec_key(r), r->key_len, r, tmp);
+  }
+  if (d->n_chunks) kv_double(b, 9, "gen_ai.response.time_to_first_chunk", (double)(d->first_chunk_ns - s->start_ns) / 1e9);
+  if (s->n_events_dropped) kv_int(b, 9, "mltrace.droppedEvents", s->n_events_dropped);
+  int status = s->status == MLT_STATUS_UNSET ? MLT_STATUS_OK : s->status;
+  int lvl = status == MLT_STATUS_ERROR ? 40 : 10;
+  static const char *const info_types[] = {"LLM", "CHAT_MODEL", "TOOL", "RETRIEVER", "AGENT", "EMBEDDING"};
+  for (size_t k = 0; lvl == 10 && k < MLT_ARRAY_LEN(info_types); k++)
+    if (strlen(info_types[k]) == d->type_len && !memcmp(info_types[k], d->type, d->type_len)) lvl = 20;
+  kv_int(b, 9, "mlflow.spanLogLevel", lvl);
+  if ((int)idx == p->root && ti) {
+    /* Trace-level data an OTLP-only consumer can map: MLflow turns
+     * mlflow.traceTag.<k> into tags and session.id / user.id into metadata. */
+    if (ti->trace_name) {
+      mlt__buf_reset(tmp);
+      mlt__buf_put(tmp, ti->trace_name, ti->trace_name_len);
+      kv_str(b, 9, "mlflow.traceTag.mlflow.traceName", tmp->p ? tmp->p : "", tmp->len);
+    }
+    for (mlt__tinfo *i = ti->info; i; i = i->next) {
+      if (i->kind != MLT__TI_TAG) continue;
+      int seen = 0;
+      for (mlt__tinfo *j = ti->info; j != i; j = j->next)
+        if (j->kind == MLT__TI_TAG && !strcmp(j->key, i->key)) seen = 1;
+      if (seen || !strcmp(i->key, "mlflow.artifactLocation") || !strcmp(i->key, "mlflow.trace.spansLocation"))
+        continue;
+      char key[300];
+      int kl = snprintf(key, sizeof key, "mlflow.traceTag.%.250s", i->key);
+      (void)kl;
+      size_t vl = strlen(i->value);
+      size_t cut = mlt__utf8_prefix_chars(i->value, vl, 4096, NULL);
+      kv_str(b, 9, key, i->value, cut);
+    }
+    if (ti->session)
+      kv_str(b, 9, "session.id", ti->session, mlt__utf8_prefix_chars(ti->session, strlen(ti->session), 250, NULL));
+    if (ti->user) kv_str(b, 9, "user.id", ti->user, mlt__utf8_prefix_chars(ti->user, strlen(ti->user), 250, NULL));
+  }
+  (void)o;
+  /* events */
+  for (size_t e = 0; e < d->n_events; e++) {
+    const mlt__rec *r = d->events[e];
+    int64_t ts;
+    uint64_t n;
+    memcpy(&ts, mlt__rec_val(r), 8);
+    memcpy(&n, mlt__rec_val(r) + 8, 8);
+    size_t ev = pb_open(b, 11);
+    pb_fixed64(b, 1, (uint64_t)ts);
+    pb_string(b, 2, mlt__rec_key(r), r->key_len);
+    const mlt__rec *c = mlt__rec_next(r);
+    for (uint64_t k = 0; k < n; k++, c = mlt__rec_next(c)) {
+      if (c->sub == MLT__V_JSON && !(c->flags & MLT__RF_TRUNC)) {
+        /* JSON-typed event attributes travel as their JSON text */
+        mlt__buf_reset(tmp);
+        mlt__value_json(tmp, c);
+        size_t kv = pb_open(b, 3);
+        pb_string(b, 1, mlt__rec_key(c), c->key_len);
+        size_t v = pb_open(b, 2);
+        any_string(b, tmp->p ? tmp->p : "", tmp->len);
+        pb_close(b, v);
+        pb_close(b, kv);
+      } else {
+        kv_rec(b, 3, mlt__rec_key(c), c->key_len, c, tmp);
+      }
+    }
+    pb_close(b, ev);
+  }
+  size_t chunk_events = MLT_MIN(d->n_chunks, (size_t)mlt__g_cfg.max_events_per_span);
+  for (size_t i = 0; i < chunk_events; i++) {
+    const mlt__rec *r = d->chunks[i];
+    int64_t ts;
+    memcpy(&ts, mlt__rec_key(r), 8);
+    size_t ev = pb_open(b, 11);
+    pb_fixed64(b, 1, (uint64_t)ts);
+    char name[48];
+    int nl = snprintf(name, sizeof name, "mlflow.chunk.item.%zu", i);
+    pb_string(b, 2, name, (size_t)nl);
+    mlt__buf_reset(tmp);
+    mlt__value_json(tmp, r);
+    size_t kv = pb_open(b, 3);
+    pb_string(b, 1, "mlflow.chunk.value", 18);
+    size_t v = pb_open(b, 2);
+    any_string(b, tmp->p ? tmp->p : "", tmp->len);
+    pb_close(b, v);
+    pb_close(b, kv);
+    pb_close(b, ev);
+  }
+  if (s->n_events_dropped) pb_uint(b, 12, s->n_events_dropped);
+  /* status */
+  size_t st = pb_open(b, 15);
+  if (status == MLT_STATUS_ERROR && d->status_msg) {
+    size_t ml;
+    const char *m = mlt__rec_value(d->status_msg, &ml, NULL);
+    pb_string(b, 2, m, ml);
+  }
+  pb_uint(b, 3, status == MLT_STATUS_ERROR ? 2 : 1);
+  pb_close(b, st);
+  pb_close(b, sp);
+}
+
+void mlt__otlp_encode(mlt__buf *out, mlt__prepared *const *traces, const mlt__trace_info *const *infos, size_t n,
+                      const mlt__otlp_opts *o) {
+  mlt__buf tmp = {0};
+  size_t rs = pb_open(out, 1); /* resource_spans */
+  size_t res = pb_open(out, 1);
+  if (o && o->service_name) kv_str(out, 1, "service.name", o->service_name, strlen(o->service_name));
+  kv_str(out, 1, "telemetry.sdk.name", "mltrace", 7);
+  kv_str(out, 1, "telemetry.sdk.language", "c", 1);
+  kv_str(out, 1, "telemetry.sdk.version", MLT_VERSION_STRING, strlen(MLT_VERSION_STRING));
+  pb_close(out, res);
+  size_t ss = pb_open(out, 2); /* scope_spans */
+  size_t sc = pb_open(out, 1);
+  pb_string(out, 1, "mltrace", 7);
+  pb_string(out, 2, MLT_VERSION_STRING, strlen(MLT_VERSION_STRING));
+  pb_close(out, sc);
+  for (size_t t = 0; t < n; t++)
+    for (uint32_t i = 0; i < traces[t]->n; i++) encode_span(out, traces[t], i, infos ? infos[t] : NULL, o, &tmp);
+  pb_close(out, ss);
+  pb_close(out, rs);
+  mlt__buf_free(&tmp);
+}
+
+void mlt__otlp_shutdown(void) { mlt__jdoc_free(&g_doc); }

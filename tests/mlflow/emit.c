@@ -1,0 +1,151 @@
+/* tests/mlflow/emit.c: the C side of the MLflow server tests.
+ *
+ * Configured by the environment (MLFLOW_TRACKING_URI, OTEL_EXPORTER_OTLP_*,
+ * ...), like any application.  Modes:
+ *   emit all              traces at every API level, an error path, a stream
+ *   emit steady N MS      N small traces, one every MS milliseconds
+ *   emit hot N            time N spans (ns/span), then shut down
+ * Every mode ends with one JSON line on stdout:
+ *   {"traces": {name: trace_id, ...}, "stats": {...}, "ns_per_span": x,
+ *    "shutdown_ms": y, "shutdown_rc": z}
+ */
+#include <mltrace/mltrace.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static char ids[16][MLT_TRACE_ID_SIZE];
+static const char *names[16];
+static int n_ids;
+
+static void remember(const char *name) {
+  if (n_ids < 16 && mlt_get_last_active_trace_id(ids[n_ids], sizeof ids[n_ids]) == MLT_OK) names[n_ids++] = name;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int tool(int x) {
+  MLT_TRACE_FUNCTION(MLT_SPAN_TOOL);
+  mlt_span_set_inputs_fields(mlt_fn_span, (mlt_attr[]){MLT_ATTR_INT("x", x)}, 1);
+  if (x < 0) {
+    mlt_span_record_error(mlt_fn_span, "ValueError", "negative");
+    return -1;
+  }
+  mlt_span_set_outputs_json(mlt_fn_span, "{\"y\": 42}");
+  return 42;
+}
+
+static void function_scope(void) {
+  MLT_TRACE_FUNCTION_NAMED("fn_root", MLT_SPAN_AGENT);
+  mlt_span_set_inputs_json(mlt_fn_span, "{\"question\": \"What is MLflow?\", \"k\": 2}");
+  mlt_update_current_trace(MLT_TRACE_UPDATE(.tags = MLT_KV("env", "ci", "suite", "c"),
+                                            .metadata = MLT_KV("app.version", "9.9"),
+                                            .client_request_id = "req-c-1", .session_id = "s-1",
+                                            .user_id = "u-1"));
+  {
+    MLT_SPAN_SCOPE(r, "block_retrieve", MLT_SPAN_RETRIEVER);
+    mlt_span_set_inputs_json(r, "{\"query\": \"mlflow\"}");
+    mlt_span_set_outputs_json(r, "[{\"id\": \"d1\"}, {\"id\": \"d2\"}]");
+    mlt_span_set_attr_str(r, "db", "vec");
+    mlt_span_set_attr_int(r, "k", 2);
+    mlt_span_set_attr_double(r, "cut", 0.5);
+    mlt_span_set_attr_bool(r, "hit", 1);
+    mlt_span_add_event(r, "cache_miss", (mlt_attr[]){MLT_ATTR_STR("key", "mlflow"), MLT_ATTR_INT("n", 3)}, 2);
+  }
+  tool(1);
+  {
+    MLT_SPAN_SCOPE(l, "llm_stream", MLT_SPAN_CHAT_MODEL);
+    mlt_span_set_inputs_json(l, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"model\": \"m\"}");
+    mlt_span_add_chunk_text(l, "Hel", 3);
+    mlt_span_add_chunk_text(l, "lo", 2);
+    mlt_span_set_attr_json(l, "mlflow.chat.tokenUsage", "{\"input_tokens\": 3, \"output_tokens\": 2, \"total_tokens\": 5}");
+  }
+  mlt_span_set_outputs_json(mlt_fn_span, "{\"answer\": \"Hello\"}");
+}
+
+static void error_path(void) {
+  MLT_TRACE_FUNCTION_NAMED("err_root", MLT_SPAN_CHAIN);
+  mlt_span_set_inputs_json(mlt_fn_span, "{\"x\": -1}");
+  if (tool(-1) < 0) mlt_span_record_error(mlt_fn_span, "RuntimeError", "tool failed");
+}
+
+static void client_api(void) {
+  mlt_client_span root, child;
+  mlt_client_start_trace("client_root", MLT_SPAN_WORKFLOW, "{\"job\": 7}", &root);
+  mlt_client_start_span(root.trace_id, root.span_id, "client_child", MLT_SPAN_TASK, "[1, 2]", &child);
+  mlt_span_set_attr_str(child.span, "via", "handle");
+  mlt_client_end_span(root.trace_id, child.span_id, "3", MLT_STATUS_OK, NULL);
+  mlt_client_end_trace(root.trace_id, "{\"done\": true}", MLT_STATUS_OK, NULL);
+}
+
+static void print_result(double ns_per_span, double shutdown_ms, int rc) {
+  mlt_stats st;
+  mlt_get_stats(&st, sizeof st);
+  printf("{\"traces\": {");
+  for (int i = 0; i < n_ids; i++) printf("%s\"%s\": \"%s\"", i ? ", " : "", names[i], ids[i]);
+  printf("}, \"stats\": {\"traces_started\": %llu, \"traces_exported\": %llu, \"traces_failed\": %llu, "
+         "\"traces_dropped\": %llu, \"spans_exported\": %llu, \"spans_failed\": %llu, \"export_retries\": %llu, "
+         "\"export_requests\": %llu}, \"ns_per_span\": %.1f, \"shutdown_ms\": %.1f, \"shutdown_rc\": %d}\n",
+         (unsigned long long)st.traces_started, (unsigned long long)st.traces_exported,
+         (unsigned long long)st.traces_failed, (unsigned long long)st.traces_dropped,
+         (unsigned long long)st.spans_exported, (unsigned long long)st.spans_failed,
+         (unsigned long long)st.export_retries, (unsigned long long)st.export_requests, ns_per_span, shutdown_ms, rc);
+  fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) return 2;
+  int rc = mlt_init(NULL);
+  if (rc != MLT_OK) {
+    fprintf(stderr, "mlt_init: %s\n", mlt_strerror(rc));
+    return 1;
+  }
+  double ns = 0;
+  if (!strcmp(argv[1], "all")) {
+    function_scope();
+    remember("fn_root");
+    error_path();
+    remember("err_root");
+    client_api();
+    remember("client_root");
+  } else if (!strcmp(argv[1], "steady") && argc == 4) {
+    int n = atoi(argv[2]), ms = atoi(argv[3]);
+    for (int i = 0; i < n; i++) {
+      MLT_SPAN_SCOPE(s, "steady", MLT_SPAN_CHAIN);
+      mlt_span_set_attr_int(s, "i", i);
+      MLT_SPAN_SCOPE(c, "steady_child", MLT_SPAN_TOOL);
+      mlt_span_set_inputs_json(c, "{\"i\": 1}");
+      if (ms) usleep((useconds_t)ms * 1000);
+    }
+  } else if (!strcmp(argv[1], "hot") && argc == 3) {
+    long n = atol(argv[2]);
+    double t0 = now_s();
+    for (long i = 0; i < n; i += 5) {
+      mlt_span r = mlt_span_start("hot", MLT_SPAN_CHAIN);
+      mlt_span_set_attr_str(r, "model", "gpt-x");
+      mlt_span_set_attr_int(r, "tokens", 42);
+      for (int k = 0; k < 4; k++) {
+        mlt_span c = mlt_span_start("hot_child", MLT_SPAN_LLM);
+        mlt_span_set_attr_str(c, "model", "gpt-x");
+        mlt_span_set_attr_int(c, "tokens", 42);
+        mlt_span_end(c);
+      }
+      mlt_span_end(r);
+    }
+    ns = (now_s() - t0) * 1e9 / (double)n;
+  } else {
+    return 2;
+  }
+  int timeout = getenv("EMIT_SHUTDOWN_MS") ? atoi(getenv("EMIT_SHUTDOWN_MS")) : 30000;
+  double t0 = now_s();
+  rc = mlt_shutdown(timeout);
+  print_result(ns, (now_s() - t0) * 1000, rc);
+  return 0;
+}

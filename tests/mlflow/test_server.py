@@ -1,0 +1,357 @@
+"""Export to a real MLflow tracking server, read back with MLflow's client.
+
+Starts `mlflow server` (pinned MLflow, sqlite store, 127.0.0.1, free port)
+and stops it at the end, also when a check fails.  The C side is
+tests/mlflow/emit, configured through the environment like any
+application.  Covers the MLflow exporter (OTLP + StartTraceV3), the
+artifact fallback (FileStore backend), the OTLP exporter pointed at the
+server's /v1/traces, dual export, and faults: server not yet started, killed
+and restarted mid-run, a port that accepts and never answers, HTTP 500s.
+Prints TAP.
+"""
+import atexit
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+from tap import Tap
+
+t = Tap()
+
+import mlflow  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import SpanStatusCode  # noqa: E402
+
+BUILD = os.environ.get("top_builddir", ".")
+EMIT = os.path.join(BUILD, "tests", "mlflow", "emit")
+MLFLOW_BIN = os.path.join(os.path.dirname(sys.executable), "mlflow")
+TMP = tempfile.mkdtemp(prefix="mlt-mlflow-")
+servers = []
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Server:
+    def __init__(self, name, backend, port=None, env=None):
+        self.name, self.backend, self.port = name, backend, port or free_port()
+        self.env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", **(env or {}))
+        self.proc = None
+        self.url = f"http://127.0.0.1:{self.port}"
+        servers.append(self)
+
+    def start(self, wait=True):
+        log = open(os.path.join(TMP, f"{self.name}.log"), "ab")
+        art = os.path.join(TMP, f"{self.name}-artifacts")
+        self.proc = subprocess.Popen(
+            [MLFLOW_BIN, "server", "--backend-store-uri", self.backend, "--host", "127.0.0.1", "--port",
+             str(self.port), "--workers", "1", "--artifacts-destination", art],
+            stdout=log, stderr=log, env=self.env, start_new_session=True)
+        if wait:
+            return self.wait()
+        return True
+
+    def wait(self, timeout=180):
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return True
+            except Exception:  # noqa: BLE001
+                time.sleep(0.3)
+        return False
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(timeout=15)
+            except Exception:  # noqa: BLE001
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait(timeout=10)
+                except Exception:  # noqa: BLE001
+                    pass
+        self.proc = None
+
+
+def cleanup(*_):
+    for s in servers:
+        s.stop()
+
+
+atexit.register(cleanup)
+signal.signal(signal.SIGTERM, lambda *a: (cleanup(), sys.exit(1)))
+
+
+def emit(args, env, timeout=180):
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_", "MLTRACE_"))}
+    e.update(env)
+    r = subprocess.run([EMIT] + args, capture_output=True, text=True, env=e, timeout=timeout)
+    out = r.stdout.strip().splitlines()
+    try:
+        res = json.loads(out[-1])
+    except Exception:  # noqa: BLE001
+        res = {"error": r.stdout + r.stderr}
+    res["stderr"] = r.stderr
+    res["rc"] = r.returncode
+    return res
+
+
+def emit_bg(args, env):
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_", "MLTRACE_"))}
+    e.update(env)
+    return subprocess.Popen([EMIT] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+
+
+def finish_bg(p, timeout=180):
+    out, err = p.communicate(timeout=timeout)
+    res = json.loads(out.strip().splitlines()[-1])
+    res["stderr"] = err
+    return res
+
+
+def spans_by_name(trace):
+    return {s.name: s for s in trace.data.spans}
+
+
+def get_trace(client, tid, tries=20):
+    for _ in range(tries):
+        try:
+            return client.get_trace(tid)
+        except Exception as e:  # noqa: BLE001
+            last = e
+            time.sleep(0.5)
+    t.diag(f"get_trace({tid}) failed: {last!r}")
+    return None
+
+
+def check_all(client, res, label, exp_id, otlp_only=False):
+    """The traces of `emit all`, read back with MLflow's client."""
+    ids = res.get("traces", {})
+    t.equal(sorted(ids), ["client_root", "err_root", "fn_root"], f"{label}: three traces made")
+    tr = get_trace(client, ids.get("fn_root", ""))
+    if not t.ok(tr is not None, f"{label}: fn_root read back"):
+        return
+    s = spans_by_name(tr)
+    t.equal(sorted(s), ["block_retrieve", "fn_root", "llm_stream", "tool"], f"{label}: span names")
+    root = s["fn_root"]
+    t.equal(root.parent_id, None, f"{label}: root has no parent")
+    t.equal({n: s[n].parent_id == root.span_id for n in ("block_retrieve", "tool", "llm_stream")},
+            {"block_retrieve": True, "tool": True, "llm_stream": True}, f"{label}: children under the root")
+    t.equal((root.span_type, s["block_retrieve"].span_type, s["tool"].span_type, s["llm_stream"].span_type),
+            ("AGENT", "RETRIEVER", "TOOL", "CHAT_MODEL"), f"{label}: span types")
+    t.equal(root.inputs, {"question": "What is MLflow?", "k": 2}, f"{label}: root inputs are JSON, not double-encoded")
+    t.equal(root.outputs, {"answer": "Hello"}, f"{label}: root outputs")
+    t.equal(s["block_retrieve"].outputs, [{"id": "d1"}, {"id": "d2"}], f"{label}: list outputs")
+    a = s["block_retrieve"].attributes
+    t.equal((a.get("db"), a.get("k"), a.get("cut"), a.get("hit")), ("vec", 2, 0.5, True), f"{label}: typed attributes")
+    ev = s["block_retrieve"].events
+    t.ok(len(ev) == 1 and ev[0].name == "cache_miss" and ev[0].attributes.get("key") == "mlflow"
+         and ev[0].attributes.get("n") == 3, f"{label}: event with attributes", repr(ev))
+    t.equal(s["tool"].inputs, {"x": 1}, f"{label}: fields inputs")
+    t.equal(root.attributes.get("mlflow.spanFunctionName"), "function_scope", f"{label}: function name attribute")
+    t.equal(s["llm_stream"].outputs, "Hello", f"{label}: stream chunks aggregated")
+    t.equal([e.name for e in s["llm_stream"].events], ["mlflow.chunk.item.0", "mlflow.chunk.item.1"],
+            f"{label}: one event per chunk")
+    info = tr.info
+    t.equal(str(info.state).split(".")[-1], "OK", f"{label}: state OK")
+    t.equal(info.trace_location.mlflow_experiment.experiment_id, exp_id, f"{label}: experiment")
+    t.equal((info.tags.get("env"), info.tags.get("suite")), ("ci", "c"), f"{label}: tags")
+    t.equal(info.tags.get("mlflow.traceName"), "fn_root", f"{label}: trace name tag")
+    t.equal(info.trace_metadata.get("mlflow.trace.session"), "s-1", f"{label}: session")
+    t.equal(info.trace_metadata.get("mlflow.trace.user"), "u-1", f"{label}: user")
+    usage = info.trace_metadata.get("mlflow.trace.tokenUsage")
+    t.equal(json.loads(usage) if usage else None, {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5},
+            f"{label}: token usage")
+    if not otlp_only:
+        t.equal(info.trace_metadata.get("app.version"), "9.9", f"{label}: metadata")
+        t.equal(info.client_request_id, "req-c-1", f"{label}: client_request_id")
+        t.equal(info.trace_metadata.get("mlflow.trace_schema.version"), "3", f"{label}: schema version")
+    t.equal(info.request_preview, '{"question": "What is MLflow?", "k": 2}', f"{label}: request preview")
+    t.equal(info.response_preview, '{"answer": "Hello"}', f"{label}: response preview")
+    err = get_trace(client, ids.get("err_root", ""))
+    if t.ok(err is not None, f"{label}: err_root read back"):
+        es = spans_by_name(err)
+        t.equal(str(err.info.state).split(".")[-1], "ERROR", f"{label}: error trace state")
+        t.equal((es["tool"].status.status_code, es["tool"].status.description),
+                (SpanStatusCode.ERROR, "ValueError: negative"), f"{label}: error status and message")
+        exc = [e for e in es["tool"].events if e.name == "exception"]
+        t.ok(len(exc) == 1 and exc[0].attributes.get("exception.type") == "ValueError",
+             f"{label}: exception event", repr(es["tool"].events))
+    cl = get_trace(client, ids.get("client_root", ""))
+    if t.ok(cl is not None, f"{label}: client_root read back"):
+        cs = spans_by_name(cl)
+        t.equal(cs["client_child"].parent_id, cs["client_root"].span_id, f"{label}: client api parent")
+        t.equal((cs["client_child"].inputs, cs["client_child"].outputs), ([1, 2], 3), f"{label}: client api values")
+        t.equal(cs["client_child"].attributes.get("via"), "handle", f"{label}: client api attribute")
+        t.equal(cs["client_root"].outputs, {"done": True}, f"{label}: client api root outputs")
+
+
+# ---------------------------------------------------------------------------
+sql = Server("sql", f"sqlite:///{TMP}/mlflow.db")
+if not sql.start():
+    t.ok(False, "mlflow server (sqlite) started", open(os.path.join(TMP, "sql.log")).read()[-2000:])
+    t.done()
+t.ok(True, "mlflow server (sqlite) started")
+mlflow.set_tracking_uri(sql.url)
+client = MlflowClient(sql.url)
+
+# 1. MLflow exporter, experiment by name (created when missing).
+res = emit(["all"], {"MLFLOW_TRACKING_URI": sql.url, "MLFLOW_EXPERIMENT_NAME": "c-tests"})
+st = res.get("stats", {})
+t.equal((st.get("traces_exported"), st.get("traces_failed")), (3, 0), "mlflow exporter: 3 exported, 0 failed",)
+exp = client.get_experiment_by_name("c-tests")
+t.ok(exp is not None, "experiment created by name")
+if exp:
+    check_all(client, res, "mlflow", exp.experiment_id)
+    found = mlflow.search_traces(locations=[exp.experiment_id], return_type="list")
+    t.equal(sorted(x.info.tags.get("mlflow.traceName") for x in found), ["client_root", "err_root", "fn_root"],
+            "search_traces finds every trace (complete, with spans)")
+    t.ok(all(len(x.data.spans) > 0 for x in found), "search_traces returns the spans")
+
+# 2. OTLP exporter pointed at the server's /v1/traces (gzip).
+eid = client.create_experiment("c-otlp")
+res = emit(["all"], {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sql.url + "/v1/traces",
+                     "OTEL_EXPORTER_OTLP_HEADERS": f"x-mlflow-experiment-id={eid}",
+                     "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip", "OTEL_SERVICE_NAME": "c-svc"})
+st = res.get("stats", {})
+t.equal((st.get("traces_exported"), st.get("traces_failed")), (3, 0), "otlp exporter: 3 exported, 0 failed")
+check_all(client, res, "otlp", eid, otlp_only=True)
+
+# 3. Dual export plus the file store.
+jsonl = os.path.join(TMP, "dual.jsonl")
+eid2 = client.create_experiment("c-dual")
+res = emit(["all"], {"MLFLOW_TRACKING_URI": sql.url, "MLFLOW_EXPERIMENT_ID": eid2,
+                     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sql.url + "/v1/traces",
+                     "OTEL_EXPORTER_OTLP_HEADERS": f"x-mlflow-experiment-id={eid2}", "MLTRACE_FILE": jsonl})
+st = res.get("stats", {})
+t.equal((st.get("traces_exported"), st.get("traces_failed")), (3, 0), "dual export + file: 3 exported, 0 failed")
+t.equal(len(open(jsonl).read().splitlines()) if os.path.exists(jsonl) else 0, 3, "dual export: file store has 3 lines")
+check_all(client, res, "dual", eid2)
+
+# 4. Artifact fallback: a FileStore-backed server (no OTLP ingestion).
+fs = Server("filestore", f"file://{TMP}/mlruns", env={"MLFLOW_ALLOW_FILE_STORE": "true"})
+if t.ok(fs.start(), "mlflow server (FileStore) started"):
+    fclient = MlflowClient(fs.url)
+    mlflow.set_tracking_uri(fs.url)  # mlflow-artifacts: URIs resolve against the global URI
+    res = emit(["all"], {"MLFLOW_TRACKING_URI": fs.url, "MLTRACE_LOG_LEVEL": "info"})
+    st = res.get("stats", {})
+    t.equal((st.get("traces_exported"), st.get("traces_failed")), (3, 0), "fallback: 3 exported, 0 failed",
+            ) or t.diag(res.get("stderr", "")[-1500:])
+    t.ok("uploading traces.json artifacts" in res.get("stderr", ""), "fallback: switched to artifact upload")
+    check_all(fclient, res, "fallback", "0")
+    mlflow.set_tracking_uri(sql.url)
+    fs.stop()
+
+# 5. Server not yet started when the program begins.
+late = Server("late", f"sqlite:///{TMP}/late.db")
+p = emit_bg(["steady", "20", "100"], {"MLFLOW_TRACKING_URI": late.url})
+time.sleep(3)
+t.ok(late.start(), "late server started after the program")
+res = finish_bg(p)
+st = res.get("stats", {})
+t.equal((st.get("traces_exported"), st.get("traces_failed")), (20, 0),
+        "server up late: every trace arrives within the retry budget")
+t.ok(st.get("export_retries", 0) > 0, "server up late: requests were retried")
+lc = MlflowClient(late.url)
+t.equal(len(lc.search_traces(locations=["0"], max_results=100)), 20, "server up late: 20 traces on the server")
+late.stop()
+
+# 6. Server killed mid-run and restarted on the same port and store.
+eid3 = client.create_experiment("c-restart")
+p = emit_bg(["steady", "60", "100"], {"MLFLOW_TRACKING_URI": sql.url, "MLFLOW_EXPERIMENT_ID": eid3})
+time.sleep(1.5)
+sql.stop(signal.SIGKILL)
+time.sleep(1.5)
+t.ok(sql.start(), "server restarted")
+res = finish_bg(p)
+st = res.get("stats", {})
+t.equal((st.get("traces_exported"), st.get("traces_failed")), (60, 0), "server restart: nothing lost")
+n = len(MlflowClient(sql.url).search_traces(locations=[eid3], max_results=200))
+t.equal(n, 60, "server restart: 60 traces on the server")
+
+# 7. A port that accepts connections and never answers.
+bh = socket.socket()
+bh.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+bh.bind(("127.0.0.1", 0))
+bh.listen(64)
+held = []
+stop_bh = threading.Event()
+
+
+def blackhole():
+    bh.settimeout(0.2)
+    while not stop_bh.is_set():
+        try:
+            c, _ = bh.accept()
+            held.append(c)
+        except OSError:
+            pass
+
+
+threading.Thread(target=blackhole, daemon=True).start()
+bh_url = f"http://user:hunter2@127.0.0.1:{bh.getsockname()[1]}"
+up = emit(["hot", "500000"], {"MLFLOW_TRACKING_URI": sql.url, "EMIT_SHUTDOWN_MS": "20000"})
+down = emit(["hot", "500000"], {"MLFLOW_TRACKING_URI": bh_url, "EMIT_SHUTDOWN_MS": "2000",
+                                "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_TRACKING_TOKEN": "sekrit-token-42",
+                                "MLTRACE_LOG_LEVEL": "debug"})
+t.diag(f"ns/span with the server up: {up.get('ns_per_span')}, hanging: {down.get('ns_per_span')}")
+t.ok(down.get("ns_per_span", 1e9) < max(3 * up.get("ns_per_span", 0), up.get("ns_per_span", 0) + 300),
+     "hanging server: span calls stay as fast as with the server up")
+t.ok(down.get("shutdown_ms", 1e9) < 2000 + 1500, f"hanging server: shutdown within its deadline "
+     f"({down.get('shutdown_ms')} ms for a 2000 ms deadline)")
+t.equal(down.get("shutdown_rc"), -7, "hanging server: shutdown reports the deadline (MLT_ETIMEDOUT)")
+st = down.get("stats", {})
+t.equal(st.get("traces_exported"), 0, "hanging server: nothing counted as exported")
+t.equal(st.get("traces_failed", 0) + st.get("traces_dropped", 0), st.get("traces_started"),
+        "hanging server: failed + dropped = started (every loss counted)")
+t.ok("sekrit-token-42" not in down.get("stderr", "") and "hunter2" not in down.get("stderr", ""),
+     "secrets never appear in logs")
+stop_bh.set()
+for c in held:
+    c.close()
+bh.close()
+
+# 8. A server answering 500: retried within the budget, then counted failed.
+class Err500(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802
+        self.send_response(500)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST  # noqa: N815
+
+    def log_message(self, *a):
+        pass
+
+
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Err500)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+res = emit(["steady", "5", "0"], {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{srv.server_address[1]}",
+                                  "MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT": "3", "EMIT_SHUTDOWN_MS": "20000"})
+st = res.get("stats", {})
+t.equal((st.get("traces_exported"), st.get("traces_failed")), (0, 5), "HTTP 500: traces counted as failed")
+t.ok(st.get("export_retries", 0) > 0, "HTTP 500: retried before giving up")
+t.equal(res.get("shutdown_rc"), 0, "HTTP 500: clean shutdown")
+srv.shutdown()
+
+cleanup()
+t.done()
