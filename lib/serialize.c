@@ -273,11 +273,9 @@ static char g_user_buf[128];
 static const char *user_name(void) {
   if (g_user) return g_user;
   const char *u = mlt__getenv("USER");
-  if (!u) {
-    struct passwd pw, *res = NULL;
-    char buf[1024];
-    if (getpwuid_r(getuid(), &pw, buf, sizeof buf, &res) == 0 && res) u = res->pw_name;
-  }
+  struct passwd pw, *res = NULL;
+  char buf[1024];
+  if (!u && getpwuid_r(getuid(), &pw, buf, sizeof buf, &res) == 0 && res) u = res->pw_name;
   snprintf(g_user_buf, sizeof g_user_buf, "%s", u ? u : "unknown");
   g_user = g_user_buf;
   return g_user;
