@@ -37,3 +37,9 @@ tests_mlflow_emit_CFLAGS = $(TEST_CFLAGS)
 tests_mlflow_emit_LDADD = $(TEST_LDADD)
 TESTS += tests/mlflow/test_server.py
 EXTRA_DIST += tests/mlflow/test_server.py
+
+check_PROGRAMS += tests/bench/otlp-sink
+tests_bench_otlp_sink_SOURCES = tests/bench/otlp-sink.c
+tests_bench_otlp_sink_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_bench_otlp_sink_LDADD = $(LIBEVENT_LIBS)
+EXTRA_DIST += tests/bench/bench_export.sh

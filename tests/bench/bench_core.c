@@ -255,6 +255,36 @@ int main(int argc, char **argv) {
     unlink("/tmp/mltrace-cg.jsonl");
     return 0;
   }
+  if (argc == 3 && strcmp(argv[1], "--export-genai") == 0) {
+    /* Throughput through the exporters configured by the environment:
+     * produce N GenAI traces (the queue must hold them), time until every
+     * one is delivered (or failed). */
+    genai_payloads();
+    if (mlt_init(NULL) != MLT_OK) return 1;
+    long n = atol(argv[2]);
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) genai_trace(i);
+    int rc = mlt_flush(600000);
+    double el = now_s() - t0;
+    mlt_stats st;
+    mlt_get_stats(&st, sizeof st);
+    mlt_shutdown(10000);
+    printf("%.0f %llu %llu %llu %d\n", (double)st.traces_exported / el, (unsigned long long)st.traces_exported,
+           (unsigned long long)st.traces_dropped, (unsigned long long)st.traces_failed, rc);
+    return 0;
+  }
+  if (argc == 3 && strcmp(argv[1], "--hot-env") == 0) {
+    /* ns/span on the app thread with the exporters of the environment. */
+    if (mlt_init(NULL) != MLT_OK) return 1;
+    long n = atol(argv[2]);
+    workload(n / 10);
+    double t0 = now_s();
+    workload(n);
+    double ns = (now_s() - t0) * 1e9 / (double)n;
+    mlt_shutdown(2000);
+    printf("%.1f\n", ns);
+    return 0;
+  }
   int only_hot = argc == 2 && strcmp(argv[1], "--hot") == 0;
   start(1, NULL, 65536, 0);
   workload(200000); /* warm up: slots, magazines, caches */
