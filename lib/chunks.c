@@ -135,6 +135,15 @@ void mlt__chunks_return_cache(mlt__tls *tls) {
   }
 }
 
+void mlt__chunks_atfork_child(void);
+void mlt__chunks_atfork_child(void) {
+  for (int k = 0; k < MAX_CLASS; k++) {
+    atomic_flag_clear(&g_free[k].lock);
+    g_free[k].head = NULL;
+    g_free[k].n = 0;
+  }
+}
+
 void mlt__chunks_shutdown(void) {
   for (int k = 0; k < MAX_CLASS; k++) {
     freelist *fl = &g_free[k];

@@ -318,6 +318,9 @@ void mlt__http_abandon(mlt__http *h, const char *why) {
   h->wait_tail = NULL;
 }
 
+void mlt__http_atfork_child(void);
+void mlt__http_atfork_child(void) { g_http = NULL; /* curl handles cannot cross fork */ }
+
 void mlt__http_shutdown(void) {
   mlt__http *h = g_http;
   if (!h) return;

@@ -139,7 +139,14 @@ void mlt__pipeline_enqueue(mlt__trace *t) {
       mlt__log(MLT_LOG_WARN, MLT__LOGK_DROP,
                "export queue full (%zu traces): trace dropped; raise the queue size or lower the load",
                g_qmask + 1);
-      if (atomic_load(&t->registered)) mlt__registry_del(t->id_hi, t->id_lo, 0);
+      if (atomic_load(&t->registered)) {
+        mlt__registry_del(t->id_hi, t->id_lo, 0);
+        if (t->export_spans) {
+          for (uint32_t i = 0; i < t->n_export; i++) mlt__registry_del(t->id_hi, t->id_lo, t->export_spans[i]->span_id);
+        } else {
+          for (mlt__span *s = atomic_load(&t->spans); s; s = s->next) mlt__registry_del(t->id_hi, t->id_lo, s->span_id);
+        }
+      }
       release_trace(t, NULL, 0);
       return;
     } else {
@@ -667,7 +674,57 @@ static void free_exporters(mlt_exporter *e) {
 
 void mlt__tls_reset_counters(void);
 
+/* ---- fork ------------------------------------------------------------ */
+
+void mlt__slots_atfork_child(void);
+void mlt__traces_atfork_child(void);
+void mlt__registry_atfork_child(void);
+void mlt__chunks_atfork_child(void);
+void mlt__tls_atfork_child(void);
+void mlt__log_atfork_child(void);
+void mlt__http_atfork_child(void);
+
+/* In the child of fork() the export thread does not exist and locks may
+ * have been held by threads that did not follow: the library turns itself
+ * off there (the parent's traces stay the parent's) and forgets its state
+ * without freeing it, so that the child can call mlt_init() afresh. */
+static void atfork_child(void) {
+  mlt__log_atfork_child();
+  pthread_mutex_init(&life_mu, NULL);
+  pthread_mutex_init(&g_wake_mu, NULL);
+  pthread_mutex_init(&g_flush_mu, NULL);
+  if (atomic_load(&mlt__g_state) == MLT__G_OFF) return;
+  MLT__SET_ENABLED(0);
+  atomic_store(&mlt__g_state, MLT__G_OFF);
+  atomic_store(&mlt__g_epoch, atomic_load(&mlt__g_epoch) + 1);
+  g_thread_started = 0;
+  g_q = NULL;
+  g_qmask = 0;
+  g_exporters = NULL;
+  g_n_exporters = 0;
+  g_tickets = NULL;
+  g_n_tickets = 0;
+  g_ticket_free = UINT32_MAX;
+  memset(&g_batch, 0, sizeof g_batch);
+  memset(&g_ord, 0, sizeof g_ord);
+  memset(&g_digest, 0, sizeof g_digest);
+  memset(g_scratch, 0, sizeof g_scratch);
+  memset(&g_waiter, 0, sizeof g_waiter);
+  memset(&mlt__g_cfg, 0, sizeof mlt__g_cfg);
+  g_have_final = 0;
+  mlt__http_atfork_child();
+  mlt__slots_atfork_child();
+  mlt__traces_atfork_child();
+  mlt__registry_atfork_child();
+  mlt__chunks_atfork_child();
+  mlt__tls_atfork_child();
+}
+
+static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
+static void register_atfork(void) { pthread_atfork(NULL, NULL, atfork_child); }
+
 int mlt_init(mlt_options *opts) {
+  pthread_once(&g_atfork_once, register_atfork);
   pthread_mutex_lock(&life_mu);
   if (atomic_load(&mlt__g_state) != MLT__G_OFF) {
     pthread_mutex_unlock(&life_mu);

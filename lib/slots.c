@@ -151,6 +151,18 @@ size_t mlt__slots_in_use(void) {
   return v > 0 ? (size_t)v : 0;
 }
 
+/* In the child of fork(): forget the parent's slots (not freed: the memory
+ * is the parent's copy-on-write image) so that mlt_init() starts afresh. */
+void mlt__slots_atfork_child(void);
+void mlt__slots_atfork_child(void) {
+  atomic_flag_clear(&pool_mu);
+  pool = NULL;
+  pool_n = pool_cap = 0;
+  n_chunks = 0;
+  for (uint32_t i = 0; i < MLT__SLOT_MAX_CHUNKS; i++) atomic_store_explicit(&mlt__g_slot_chunks[i], NULL, memory_order_relaxed);
+  atomic_store(&in_use, 0);
+}
+
 void mlt__slots_shutdown(void) {
   mlt__spin_lock(&pool_mu);
   for (uint32_t i = 0; i < n_chunks; i++) {

@@ -115,6 +115,13 @@ void mlt__tls_shutdown(void) {
   pthread_mutex_unlock(&reg_mu);
 }
 
+void mlt__tls_atfork_child(void);
+void mlt__tls_atfork_child(void) {
+  pthread_mutex_init(&reg_mu, NULL);
+  reg_head = NULL;
+  memset(&dead_counters, 0, sizeof dead_counters);
+}
+
 void mlt__tls_reset_counters(void);
 void mlt__tls_reset_counters(void) {
   pthread_mutex_lock(&reg_mu);

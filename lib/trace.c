@@ -346,6 +346,16 @@ void mlt__traces_reap(int64_t now_ns, int all) {
   }
 }
 
+void mlt__traces_atfork_child(void);
+void mlt__traces_atfork_child(void) {
+  atomic_flag_clear(&tpool_mu);
+  tblocks = NULL;
+  tpool_free = NULL;
+  for (int i = 0; i < ASHARDS; i++) atomic_store(&g_active[i], NULL);
+  pthread_mutex_init(&last_mu, NULL);
+  have_last = 0;
+}
+
 void mlt__traces_shutdown(void) {
   for (int i = 0; i < ASHARDS; i++) atomic_store(&g_active[i], NULL);
   mlt__spin_lock(&tpool_mu);
@@ -479,6 +489,15 @@ void mlt__registry_del(uint64_t hi, uint64_t lo, uint64_t sid) {
   pthread_mutex_unlock(&sh->mu);
 }
 
+void mlt__registry_atfork_child(void);
+void mlt__registry_atfork_child(void) {
+  for (int i = 0; i < RSHARDS; i++) {
+    pthread_mutex_init(&g_reg[i].mu, NULL);
+    g_reg[i].tab = NULL;
+    g_reg[i].cap = g_reg[i].n = 0;
+  }
+}
+
 void mlt__registry_shutdown(void) {
   pthread_once(&reg_once, reg_init);
   for (int i = 0; i < RSHARDS; i++) {
@@ -573,6 +592,14 @@ int mlt__trace_update(mlt__trace *t, const mlt_trace_update *u) {
     tunlock(t);
     tinfo_free(add);
     return MLT_EENDED;
+  }
+  size_t have = 0;
+  for (mlt__tinfo *i = t->info; i && have <= 4096; i = i->next) have++;
+  if (have > 4096) {
+    /* Bounded: a runaway caller cannot grow a trace without end. */
+    tunlock(t);
+    tinfo_free(add);
+    return MLT_EFULL;
   }
   tail->next = t->info;
   t->info = add;

@@ -23,6 +23,9 @@ static struct {
   uint64_t suppressed[MLT__LOGK_COUNT];
 } g_log = {MLT_LOG_WARN, NULL, NULL, PTHREAD_MUTEX_INITIALIZER, {0}, {0}};
 
+void mlt__log_atfork_child(void);
+void mlt__log_atfork_child(void) { pthread_mutex_init(&g_log.mu, NULL); }
+
 void mlt__log_configure(mlt_log_level level, mlt_log_fn fn, void *user_data) {
   pthread_mutex_lock(&g_log.mu);
   atomic_store(&g_log.level, (int)level);

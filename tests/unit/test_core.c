@@ -985,6 +985,41 @@ TEST(shutdown_exports_open_traces) {
   CHECK_EQ_INT(st.spans_timed_out, 2);
 }
 
+TEST(fork_child_is_off_and_can_reinit) {
+  tu_init();
+  mlt_span open_in_parent = mlt_span_start("parent-open", MLT_SPAN_CHAIN);
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* child: off, harmless, and can start again */
+    int bad = 0;
+    mlt_span s = mlt_span_start("child", MLT_SPAN_CHAIN);
+    bad |= !mlt_span_is_none(s);
+    bad |= mlt_span_end(open_in_parent) != MLT_ENOTINIT;
+    bad |= mlt_flush(100) != MLT_ENOTINIT;
+    mlt_memory_store *st = mlt_memory_store_new();
+    mlt_options *o;
+    mlt_options_new(&o);
+    mlt_options_use_env(o, 0);
+    mlt_exporter *e;
+    mlt_exporter_memory_new(st, &e);
+    mlt_options_add_exporter(o, e);
+    bad |= mlt_init(o) != MLT_OK;
+    mlt_options_free(o);
+    mlt_span c = mlt_span_start("child-after-init", MLT_SPAN_CHAIN);
+    mlt_span_end(c);
+    bad |= mlt_shutdown(5000) != MLT_OK;
+    bad |= mlt_memory_store_count(st) != 1;
+    mlt_memory_store_release(st);
+    _exit(bad ? 1 : 0);
+  }
+  int status;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  mlt_span_end(open_in_parent);
+  CHECK_EQ_INT(tu_flush_count(), 1); /* the parent is unaffected */
+  tu_done();
+}
+
 static const tap_test tests[] = {
     TAP_ENTRY(calls_before_init_are_noops),
     TAP_ENTRY(init_twice_and_reinit),
@@ -1019,6 +1054,7 @@ static const tap_test tests[] = {
     TAP_ENTRY(file_store_lines_whole_across_processes),
     TAP_ENTRY(file_store_unwritable_path_counts_failures),
     TAP_ENTRY(shutdown_exports_open_traces),
+    TAP_ENTRY(fork_child_is_off_and_can_reinit),
     TAP_END};
 
 int main(int argc, char **argv) { return tap_main(argc, argv, tests); }

@@ -9,6 +9,12 @@
  * race with each other or with calls on other threads that are still using
  * the library (join your threads, or stop tracing in them, first), as with
  * curl_global_cleanup().
+ *
+ * fork(): in the child of a process that traces, libmltrace is off (the
+ * export thread did not follow; traces in progress stay the parent's, and
+ * the child's calls are no-ops).  Call mlt_init() again in the child to trace
+ * there — the usual pattern for prefork servers is to fork first and call
+ * mlt_init() in each worker.
  */
 #ifndef MLTRACE_SETUP_H
 #define MLTRACE_SETUP_H
