@@ -9,7 +9,11 @@ tests_unit_test_core_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_core_LDADD = $(TEST_LDADD)
 TESTS += tests/unit/test_core
 
-EXTRA_DIST += tests/summary.sh tests/run-python.sh
+EXTRA_DIST += tests/summary.sh tests/run-python.sh tests/sanitize.sh
+
+# Memcheck of the core and SSE tests (skipped without valgrind).
+TESTS += tests/valgrind.sh
+EXTRA_DIST += tests/valgrind.sh
 
 # Benchmarks: built by `make check`, run by `make bench` (figures, not gates).
 check_PROGRAMS += tests/bench/bench_core
