@@ -47,3 +47,7 @@ tests_bench_otlp_sink_SOURCES = tests/bench/otlp-sink.c
 tests_bench_otlp_sink_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_bench_otlp_sink_LDADD = $(LIBEVENT_LIBS)
 EXTRA_DIST += tests/bench/bench_export.sh
+
+# Public headers documented; exported symbols = declared symbols.
+TESTS += tests/check-headers.sh
+EXTRA_DIST += tests/check-headers.sh

@@ -111,11 +111,19 @@ MLT_EXTERN int mlt_span_set_outputs_text(mlt_span span, const char *text, size_t
 /* Attribute keys and values are copied; setting a key again replaces the
  * value.  A NULL key gives MLT_EINVAL.  The keys mlflow.spanInputs,
  * mlflow.spanOutputs and mlflow.spanType are reserved: use the functions
- * above. */
+ * above.  Returns: MLT_OK; MLT_EINVAL; MLT_ENOMEM; MLT_EENDED / MLT_ESTALE /
+ * MLT_ENOTRECORDING as for every span call. */
+
+/** String attribute; @p value NUL-terminated (NULL gives MLT_EINVAL). */
 MLT_EXTERN int mlt_span_set_attr_str(mlt_span span, const char *key, const char *value);
+/** String attribute of @p len bytes (any bytes, NUL included; MLT_NTS for
+ *  NUL-terminated). */
 MLT_EXTERN int mlt_span_set_attr_str_n(mlt_span span, const char *key, const char *value, size_t len);
+/** 64-bit integer attribute. */
 MLT_EXTERN int mlt_span_set_attr_int(mlt_span span, const char *key, int64_t value);
+/** Double attribute (NaN and infinities are written as Python's json does). */
 MLT_EXTERN int mlt_span_set_attr_double(mlt_span span, const char *key, double value);
+/** Boolean attribute (any non-zero @p value is true). */
 MLT_EXTERN int mlt_span_set_attr_bool(mlt_span span, const char *key, int value);
 /** JSON-valued attribute from JSON text (copied; e.g. mlflow.chat.tokenUsage). */
 MLT_EXTERN int mlt_span_set_attr_json(mlt_span span, const char *key, const char *json);
