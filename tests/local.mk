@@ -46,7 +46,7 @@ check_PROGRAMS += tests/bench/otlp-sink
 tests_bench_otlp_sink_SOURCES = tests/bench/otlp-sink.c
 tests_bench_otlp_sink_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_bench_otlp_sink_LDADD = $(LIBEVENT_LIBS)
-EXTRA_DIST += tests/bench/bench_export.sh
+EXTRA_DIST += tests/bench/bench_export.sh tests/bench/bench_callgrind.sh
 
 # Public headers documented; exported symbols = declared symbols.
 TESTS += tests/check-headers.sh
