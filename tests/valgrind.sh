@@ -16,7 +16,7 @@ for p in $progs; do
   if [ ! -x "$top_builddir/$p" ]; then echo "ok $n - $p # SKIP not built"; continue; fi
   log="$top_builddir/$p.valgrind.log"
   if TAP_NOFORK=1 TAP_TIMEOUT_MULTIPLIER=20 "$top_builddir/libtool" --mode=execute "$VALGRIND" -q \
-       --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9 \
+       --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9 --child-silent-after-fork=yes \
        "$top_builddir/$p" > "$log" 2>&1 && ! grep -q '^not ok' "$log"; then
     echo "ok $n - $p is valgrind-clean"
   else
