@@ -922,6 +922,12 @@ static int add_chunk(mlt_span h, int sub, const char *data, size_t len, const ch
     s->n_events_dropped++;
     mlt__tls *tls = mlt__tls_get();
     if (tls) tls->c.events_dropped++;
+    /* Past the event cap a chunk is kept only to compute the default
+     * output; with outputs set explicitly (and no reducer) it is not needed. */
+    if ((s->flags & MLT__SF_OUTPUTS) && !s->reducer) {
+      s->n_chunks++;
+      return MLT_OK;
+    }
   }
   int rc = mlt__append_value(s, MLT__R_CHUNK, sub, (const char *)&now, 8, data ? data : "", len, 0);
   if (rc) return rc;

@@ -1,0 +1,100 @@
+/* curl-internal.h: state shared by call.c (traced transfers) and loop.c (the
+ * libevent driver).  Private: never installed. */
+#ifndef MLT_CURL_INTERNAL_H
+#define MLT_CURL_INTERNAL_H
+
+#include <mltrace/curl.h>
+#include <mltrace/sse.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Response handling, decided at the first body byte. */
+enum { MLT__CURL_UNDECIDED = 0, MLT__CURL_SSE = 1, MLT__CURL_BODY = 2 };
+
+typedef struct mlt__curl_buf {
+  char *p;
+  size_t len, cap; /* p[len] is NUL when p is non-NULL */
+} mlt__curl_buf;
+
+struct mlt_curl_call {
+  CURL *easy;
+  mlt_span span;
+  mlt_context *ctx;    /* the span's context (new reference) or NULL */
+  mlt_context *parent; /* retained parent context or NULL */
+
+  /* copied settings */
+  uint32_t max_chunk_events;
+  size_t max_body;
+  int require_done;
+
+  /* request */
+  int streaming; /* the response is expected to be a stream */
+  char *req_model;
+
+  /* what the call installed on the handle */
+  struct curl_slist *headers;
+  void *prev_private;
+  int attached; /* our options are on the handle */
+
+  /* application callbacks */
+  curl_write_callback user_write;
+  void *user_wd;
+  mlt_curl_delta_fn delta_fn;
+  void *delta_ud;
+
+  /* response */
+  int mode;
+  mlt_chat_stream *stream;
+  mlt__curl_buf body;     /* non-streamed body (up to max_body) */
+  uint64_t body_bytes;    /* bytes accepted by the application */
+  uint32_t chunk_events;  /* chunks recorded on the span */
+  int in_write;           /* inside our write callback */
+  int hook_stop;          /* the delta callback asked to stop */
+  int cancelled;          /* cancelled: reject further bytes */
+
+  /* outcome */
+  int performed; /* perform started, or added to a loop */
+  int done;
+  int status;
+  CURLcode result;
+  long http_status;
+  char *error;
+  char *result_json;
+  size_t result_len;
+  char *usage_json;
+  char *model;
+  char *content; /* non-streamed answer */
+  size_t content_len;
+  char *finish_reason;
+
+  /* loop ownership (loop.c) */
+  mlt_curl_loop *loop;
+  mlt_curl_done_fn done_fn;
+  void *done_ud;
+  mlt_curl_call *prev, *next;
+  int in_multi;
+  int pending_add;
+  int cancel_pending;
+  int in_done;
+  int free_requested;
+};
+
+/* End the call: record the outcome, end the span, give the handle's options
+ * back.  |cancel_msg| non-NULL: the call was cancelled (that message).
+ * Returns the outcome status.  Never calls application callbacks. */
+int mlt__curl_call_complete(mlt_curl_call *call, CURLcode result, const char *cancel_msg);
+
+/* Free the call's memory (the call must be complete). */
+void mlt__curl_call_destroy(mlt_curl_call *call);
+
+/* loop.c: mlt_curl_call_free() of a call a loop owns. */
+void mlt__curl_loop_free_call(mlt_curl_call *call);
+
+/* loop.c: the write path of a call in @p loop is running (curl may have
+ * been entered from anywhere, e.g. curl_easy_pause() in application code):
+ * adds, cancellations and frees are deferred until it returns. */
+void mlt__curl_loop_enter_write(mlt_curl_loop *loop);
+void mlt__curl_loop_leave_write(mlt_curl_loop *loop);
+
+#endif /* MLT_CURL_INTERNAL_H */

@@ -1,0 +1,31 @@
+#!/bin/sh
+# tests/curl/test_valgrind.sh: streaming tests of tests/curl/test_curl under
+# valgrind memcheck (one test per run, in-process: TAP_NOFORK), failing on
+# any memory error or definite leak.  The fake server the tests start is not
+# traced (--trace-children=no).  TAP output.  Skipped when valgrind is not
+# installed (CI installs it) or in sanitizer builds.
+: "${top_builddir:=.}"
+if [ -z "${VALGRIND:-}" ] || [ -n "${MLT_SANITIZED:-}" ]; then
+  echo "1..0 # SKIP valgrind not available (or sanitizer build)"
+  exit 0
+fi
+prog=tests/curl/test_curl
+tests="easy_stream_span_and_previews easy_disconnect_mid_stream_keeps_partial_output
+  easy_delta_hook_abort_is_cancel fixture_malformed_event_is_event_and_skipped own_multi_handle
+  loop_fifty_concurrent_streams loop_cancel_from_delta_hook_is_deferred loop_free_with_transfers_in_flight
+  loop_free_from_done_callback_and_disconnect"
+echo "1..$(echo $tests | wc -w)"
+n=0
+for t in $tests; do
+  n=$((n + 1))
+  if [ ! -x "$top_builddir/$prog" ]; then echo "ok $n - $t # SKIP not built"; continue; fi
+  log="$top_builddir/$prog.$t.valgrind.log"
+  if TAP_ONLY=$t TAP_NOFORK=1 TAP_TIMEOUT_MULTIPLIER=20 "$top_builddir/libtool" --mode=execute "$VALGRIND" -q \
+       --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9 \
+       "$top_builddir/$prog" >"$log" 2>&1 && grep -q "^ok 1 - $t" "$log" && ! grep -q '^not ok' "$log"; then
+    echo "ok $n - $t is valgrind-clean"
+  else
+    echo "not ok $n - $t under valgrind (see $log)"
+    grep -E '^==|^not ok|^# ' "$log" | head -30 | sed 's/^/# /'
+  fi
+done
