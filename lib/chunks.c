@@ -139,6 +139,7 @@ void mlt__chunks_atfork_child(void);
 void mlt__chunks_atfork_child(void) {
   for (int k = 0; k < MAX_CLASS; k++) {
     atomic_flag_clear(&g_free[k].lock);
+    mlt__forget(g_free[k].head);
     g_free[k].head = NULL;
     g_free[k].n = 0;
   }

@@ -86,6 +86,9 @@ size_t mlt__utf8_cut(const char *s, size_t n);
  * the number of code points counted (invalid bytes count as one). */
 size_t mlt__utf8_prefix_chars(const char *s, size_t n, size_t max_chars, size_t *chars);
 
+/* Keep |p| referenced for good (fork child: state it must not free). */
+void mlt__forget(void *p);
+
 /* ---- env helpers (util.c) ---- */
 const char *mlt__getenv(const char *name); /* NULL when unset or empty */
 char *mlt__strdup(const char *s);

@@ -319,7 +319,10 @@ void mlt__http_abandon(mlt__http *h, const char *why) {
 }
 
 void mlt__http_atfork_child(void);
-void mlt__http_atfork_child(void) { g_http = NULL; /* curl handles cannot cross fork */ }
+void mlt__http_atfork_child(void) {
+  mlt__forget(g_http); /* curl handles cannot cross fork */
+  g_http = NULL;
+}
 
 void mlt__http_shutdown(void) {
   mlt__http *h = g_http;

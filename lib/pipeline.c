@@ -698,6 +698,13 @@ static void atfork_child(void) {
   atomic_store(&mlt__g_state, MLT__G_OFF);
   atomic_store(&mlt__g_epoch, atomic_load(&mlt__g_epoch) + 1);
   g_thread_started = 0;
+  void *roots[] = {g_q, g_exporters, g_tickets, g_batch.preps, g_batch.ptrs, g_batch.counts, g_batch.spans,
+                   g_batch.parent, g_ord.hmap, g_ord.first, g_ord.next, g_ord.stack, g_ord.newpos, g_ord.out,
+                   g_ord.seen, (void *)g_digest.attrs, (void *)g_digest.events, (void *)g_digest.chunks,
+                   g_scratch[0].p, g_scratch[1].p, g_scratch[2].p, g_scratch[3].p, mlt__g_cfg.service_name,
+                   mlt__g_cfg.experiment_id, mlt__g_cfg.experiment_name, mlt__g_cfg.tracking_uri,
+                   mlt__g_cfg.otlp_endpoint, mlt__g_cfg.file_path};
+  for (size_t i = 0; i < MLT_ARRAY_LEN(roots); i++) mlt__forget(roots[i]);
   g_q = NULL;
   g_qmask = 0;
   g_exporters = NULL;

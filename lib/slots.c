@@ -156,6 +156,8 @@ size_t mlt__slots_in_use(void) {
 void mlt__slots_atfork_child(void);
 void mlt__slots_atfork_child(void) {
   atomic_flag_clear(&pool_mu);
+  mlt__forget(pool);
+  for (uint32_t i = 0; i < n_chunks; i++) mlt__forget(atomic_load_explicit(&mlt__g_slot_chunks[i], memory_order_relaxed));
   pool = NULL;
   pool_n = pool_cap = 0;
   n_chunks = 0;

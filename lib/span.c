@@ -118,6 +118,7 @@ void mlt__tls_shutdown(void) {
 void mlt__tls_atfork_child(void);
 void mlt__tls_atfork_child(void) {
   pthread_mutex_init(&reg_mu, NULL);
+  mlt__forget(reg_head);
   reg_head = NULL;
   memset(&dead_counters, 0, sizeof dead_counters);
 }

@@ -349,6 +349,7 @@ void mlt__traces_reap(int64_t now_ns, int all) {
 void mlt__traces_atfork_child(void);
 void mlt__traces_atfork_child(void) {
   atomic_flag_clear(&tpool_mu);
+  mlt__forget(tblocks);
   tblocks = NULL;
   tpool_free = NULL;
   for (int i = 0; i < ASHARDS; i++) atomic_store(&g_active[i], NULL);
@@ -493,6 +494,7 @@ void mlt__registry_atfork_child(void);
 void mlt__registry_atfork_child(void) {
   for (int i = 0; i < RSHARDS; i++) {
     pthread_mutex_init(&g_reg[i].mu, NULL);
+    mlt__forget(g_reg[i].tab);
     g_reg[i].tab = NULL;
     g_reg[i].cap = g_reg[i].n = 0;
   }

@@ -23,6 +23,23 @@ static struct {
   uint64_t suppressed[MLT__LOGK_COUNT];
 } g_log = {MLT_LOG_WARN, NULL, NULL, PTHREAD_MUTEX_INITIALIZER, {0}, {0}};
 
+/* Memory a forked child stops using (it is the parent's copy-on-write
+ * image) stays referenced from here: reachable, not leaked. */
+static void **g_forgotten;
+static size_t g_n_forgotten, g_cap_forgotten;
+
+void mlt__forget(void *p) {
+  if (!p) return;
+  if (g_n_forgotten == g_cap_forgotten) {
+    size_t cap = g_cap_forgotten ? g_cap_forgotten * 2 : 64;
+    void **n = realloc(g_forgotten, cap * sizeof *n);
+    if (!n) return;
+    g_forgotten = n;
+    g_cap_forgotten = cap;
+  }
+  g_forgotten[g_n_forgotten++] = p;
+}
+
 void mlt__log_atfork_child(void);
 void mlt__log_atfork_child(void) { pthread_mutex_init(&g_log.mu, NULL); }
 

@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/valgrind.sh: the core and SSE test programs under valgrind memcheck
+# tests/valgrind.sh: the core, SSE and libevent test programs under valgrind memcheck
 # (in-process: TAP_NOFORK), failing on any memory error or definite leak.
 # TAP output.  Skipped when valgrind is not installed (CI installs it) or in
 # sanitizer builds.
@@ -8,7 +8,7 @@ if [ -z "${VALGRIND:-}" ] || [ -n "${MLT_SANITIZED:-}" ]; then
   echo "1..0 # SKIP valgrind not available (or sanitizer build)"
   exit 0
 fi
-progs="tests/unit/test_core tests/unit/test_sse"
+progs="tests/unit/test_core tests/unit/test_sse tests/event/test_evloop tests/event/test_evhttp"
 n=0
 echo "1..$(echo $progs | wc -w)"
 for p in $progs; do

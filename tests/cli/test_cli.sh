@@ -271,7 +271,11 @@ vg_run() {
     "$MLTRACE_BIN" "$@" >"$tmp/out" 2>"$tmp/err"
   rc=$?
 }
-if [ -n "$VALGRIND" ] && command -v "${VALGRIND%% *}" >/dev/null 2>&1; then
+# (Not in sanitizer builds: valgrind cannot run ASan/TSan binaries, and
+# those builds leave memory checking to the sanitizers.)
+if [ -n "${MLT_SANITIZED:-}" ]; then
+  :
+elif [ -n "$VALGRIND" ] && command -v "${VALGRIND%% *}" >/dev/null 2>&1; then
   vg_run show "$data/sample.jsonl"
   check "valgrind: show sample clean" rc_is 0
   vg_run show --ids "$data/missing.jsonl"

@@ -99,7 +99,7 @@ struct event_base;
 
 /** Status of a call that was cancelled (mlt_curl_loop_cancel(), its loop
  *  freed, freed before completing) or aborted by its delta callback. */
-#define MLT_CURL_CANCELLED MLT_EENDED
+#define MLT_CURL_CANCELLED MLT_ECANCELED
 
 /* ==== Options ========================================================= */
 

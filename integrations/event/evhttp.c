@@ -1,0 +1,749 @@
+/* integrations/event/evhttp.c: evhttp server instrumentation (a span per
+ * request, ended on reply completion or disconnect), reply wrappers that
+ * record the body or the streamed chunks, and outbound traceparent. */
+#include <mltrace/event.h>
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cjson/cJSON.h>
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+
+#define MAX_HEADERS 64
+#define MAX_NAME_PATH 256
+#define DEFAULT_MAX_BODY 65536
+
+/* ==== options ========================================================= */
+
+struct mlt_evhttp_options {
+  char *span_name;
+  mlt_span_type span_type;
+  char *headers[MAX_HEADERS]; /* lowercase */
+  size_t n_headers;
+  size_t max_body;
+  int accept_traceparent;
+  mlt_evhttp_done_fn done_cb;
+  void *done_ud;
+};
+
+static const char *const default_headers[] = {"content-type", "user-agent", "accept"};
+static const char *const forbidden_headers[] = {"authorization", "proxy-authorization", "cookie", "set-cookie"};
+
+static void options_clear_headers(mlt_evhttp_options *o) {
+  for (size_t i = 0; i < o->n_headers; i++) free(o->headers[i]);
+  o->n_headers = 0;
+}
+
+void mlt_evhttp_options_free(mlt_evhttp_options *o) {
+  if (!o) return;
+  options_clear_headers(o);
+  free(o->span_name);
+  free(o);
+}
+
+int mlt_evhttp_options_new(mlt_evhttp_options **out) {
+  if (!out) return MLT_EINVAL;
+  *out = NULL;
+  mlt_evhttp_options *o = calloc(1, sizeof *o);
+  if (!o) return MLT_ENOMEM;
+  o->span_type = MLT_SPAN_CHAIN;
+  o->max_body = DEFAULT_MAX_BODY;
+  o->accept_traceparent = 1;
+  for (size_t i = 0; i < sizeof default_headers / sizeof *default_headers; i++) {
+    if (mlt_evhttp_options_allow_header(o, default_headers[i]) != MLT_OK) {
+      mlt_evhttp_options_free(o);
+      return MLT_ENOMEM;
+    }
+  }
+  *out = o;
+  return MLT_OK;
+}
+
+int mlt_evhttp_options_set_span_name(mlt_evhttp_options *o, const char *name) {
+  if (!o) return MLT_EINVAL;
+  char *copy = NULL;
+  if (name && !(copy = strdup(name))) return MLT_ENOMEM;
+  free(o->span_name);
+  o->span_name = copy;
+  return MLT_OK;
+}
+
+int mlt_evhttp_options_set_span_type(mlt_evhttp_options *o, mlt_span_type type) {
+  if (!o || (int)type < 0 || type >= MLT__SPAN_TYPE_COUNT) return MLT_EINVAL;
+  o->span_type = type;
+  return MLT_OK;
+}
+
+int mlt_evhttp_options_allow_header(mlt_evhttp_options *o, const char *name) {
+  if (!o || !name || !*name) return MLT_EINVAL;
+  for (size_t i = 0; i < sizeof forbidden_headers / sizeof *forbidden_headers; i++)
+    if (strcasecmp(name, forbidden_headers[i]) == 0) return MLT_EINVAL;
+  for (size_t i = 0; i < o->n_headers; i++)
+    if (strcasecmp(name, o->headers[i]) == 0) return MLT_OK;
+  if (o->n_headers >= MAX_HEADERS) return MLT_EFULL;
+  char *copy = strdup(name);
+  if (!copy) return MLT_ENOMEM;
+  for (char *p = copy; *p; p++) *p = (char)tolower((unsigned char)*p);
+  o->headers[o->n_headers++] = copy;
+  return MLT_OK;
+}
+
+int mlt_evhttp_options_clear_headers(mlt_evhttp_options *o) {
+  if (!o) return MLT_EINVAL;
+  options_clear_headers(o);
+  return MLT_OK;
+}
+
+int mlt_evhttp_options_set_max_body_bytes(mlt_evhttp_options *o, size_t bytes) {
+  if (!o || bytes > ((size_t)1 << 30)) return MLT_EINVAL;
+  o->max_body = bytes;
+  return MLT_OK;
+}
+
+int mlt_evhttp_options_set_accept_traceparent(mlt_evhttp_options *o, int accept) {
+  if (!o) return MLT_EINVAL;
+  o->accept_traceparent = accept ? 1 : 0;
+  return MLT_OK;
+}
+
+int mlt_evhttp_options_set_done_cb(mlt_evhttp_options *o, mlt_evhttp_done_fn fn, void *user_data) {
+  if (!o) return MLT_EINVAL;
+  o->done_cb = fn;
+  o->done_ud = user_data;
+  return MLT_OK;
+}
+
+static int options_copy(const mlt_evhttp_options *src, mlt_evhttp_options *dst) {
+  memset(dst, 0, sizeof *dst);
+  dst->span_type = src->span_type;
+  dst->max_body = src->max_body;
+  dst->accept_traceparent = src->accept_traceparent;
+  dst->done_cb = src->done_cb;
+  dst->done_ud = src->done_ud;
+  if (src->span_name && !(dst->span_name = strdup(src->span_name))) return MLT_ENOMEM;
+  for (size_t i = 0; i < src->n_headers; i++) {
+    if (!(dst->headers[i] = strdup(src->headers[i]))) return MLT_ENOMEM;
+    dst->n_headers = i + 1;
+  }
+  return MLT_OK;
+}
+
+/* ==== request state and the request -> state map ===================== */
+
+typedef struct req_state req_state;
+
+struct mlt_evhttp {
+  struct evhttp *http;
+  mlt_evhttp_options opts;
+  struct binding *bindings; /* per-path callbacks */
+  struct binding *gen;      /* the generic callback */
+  req_state *live;          /* requests whose span is open */
+};
+
+typedef struct binding {
+  mlt_evhttp *inst;
+  char *path; /* NULL for the generic callback */
+  void (*cb)(struct evhttp_request *, void *);
+  void *arg;
+  struct binding *next;
+} binding;
+
+struct req_state {
+  req_state *map_next;
+  req_state *prev, *next; /* instance's live list */
+  struct evhttp_request *req;
+  struct evhttp_connection *evcon;
+  mlt_evhttp *inst;
+  mlt_span span;
+  mlt_context *ctx; /* context of span, or NULL when not traced */
+  void *data;       /* mlt_evhttp_request_set_data() */
+  int code;         /* status code given to the reply wrappers */
+  uint64_t reply_bytes;
+  size_t recorded_bytes;
+  unsigned recording : 1;
+  unsigned via_wrapper : 1;
+  unsigned reply_cut : 1;
+};
+
+/* Requests are looked up from the reply wrappers, which get only the
+ * evhttp_request (libevent 2.1 has no per-request user data).  Several
+ * loops may run on several threads, so the map is global, sharded, each
+ * shard a chained hash table under its own mutex. */
+#define N_SHARDS 16
+
+typedef struct shard {
+  pthread_mutex_t mu;
+  req_state **buckets;
+  size_t n_buckets; /* power of two, or 0 */
+  size_t count;
+} shard;
+
+static shard g_shards[N_SHARDS] = {
+#define S PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0
+    {S}, {S}, {S}, {S}, {S}, {S}, {S}, {S}, {S}, {S}, {S}, {S}, {S}, {S}, {S}, {S}
+#undef S
+};
+
+static uint64_t ptr_hash(const void *p) {
+  uint64_t x = (uint64_t)(uintptr_t)p;
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  return x;
+}
+
+static shard *shard_of(uint64_t h) { return &g_shards[h >> 60 & (N_SHARDS - 1)]; }
+
+/* Live mlt_evhttp instances; the tables are freed with the last one so that
+ * nothing stays allocated once every server is gone. */
+static pthread_mutex_t g_inst_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned g_instances;
+
+static void shards_release_tables(void) {
+  for (int i = 0; i < N_SHARDS; i++) {
+    shard *sh = &g_shards[i];
+    pthread_mutex_lock(&sh->mu);
+    if (sh->count == 0) {
+      free(sh->buckets);
+      sh->buckets = NULL;
+      sh->n_buckets = 0;
+    }
+    pthread_mutex_unlock(&sh->mu);
+  }
+}
+
+/* Caller holds sh->mu. */
+static int shard_grow(shard *sh) {
+  size_t n = sh->n_buckets ? sh->n_buckets * 2 : 64;
+  req_state **b = calloc(n, sizeof *b);
+  if (!b) return -1;
+  for (size_t i = 0; i < sh->n_buckets; i++) {
+    req_state *s = sh->buckets[i];
+    while (s) {
+      req_state *next = s->map_next;
+      size_t k = ptr_hash(s->req) & (n - 1);
+      s->map_next = b[k];
+      b[k] = s;
+      s = next;
+    }
+  }
+  free(sh->buckets);
+  sh->buckets = b;
+  sh->n_buckets = n;
+  return 0;
+}
+
+static int map_insert(req_state *st) {
+  uint64_t h = ptr_hash(st->req);
+  shard *sh = shard_of(h);
+  pthread_mutex_lock(&sh->mu);
+  if (sh->count >= sh->n_buckets && shard_grow(sh) != 0 && !sh->n_buckets) {
+    pthread_mutex_unlock(&sh->mu);
+    return -1;
+  }
+  size_t k = h & (sh->n_buckets - 1);
+  st->map_next = sh->buckets[k];
+  sh->buckets[k] = st;
+  sh->count++;
+  pthread_mutex_unlock(&sh->mu);
+  return 0;
+}
+
+static void map_remove(req_state *st) {
+  uint64_t h = ptr_hash(st->req);
+  shard *sh = shard_of(h);
+  pthread_mutex_lock(&sh->mu);
+  if (sh->n_buckets) {
+    req_state **pp = &sh->buckets[h & (sh->n_buckets - 1)];
+    while (*pp && *pp != st) pp = &(*pp)->map_next;
+    if (*pp) {
+      *pp = st->map_next;
+      sh->count--;
+    }
+  }
+  pthread_mutex_unlock(&sh->mu);
+}
+
+/* Caller holds the shard's mutex. */
+static req_state *map_find_locked(shard *sh, uint64_t h, const struct evhttp_request *req) {
+  if (!sh->n_buckets) return NULL;
+  for (req_state *s = sh->buckets[h & (sh->n_buckets - 1)]; s; s = s->map_next)
+    if (s->req == req) return s;
+  return NULL;
+}
+
+/* The state of |req| (loop thread: it cannot go away under the caller). */
+static req_state *map_find(const struct evhttp_request *req) {
+  if (!req) return NULL;
+  uint64_t h = ptr_hash(req);
+  shard *sh = shard_of(h);
+  pthread_mutex_lock(&sh->mu);
+  req_state *s = map_find_locked(sh, h, req);
+  pthread_mutex_unlock(&sh->mu);
+  return s;
+}
+
+/* ==== span start ====================================================== */
+
+static const char *method_name(enum evhttp_cmd_type t) {
+  switch (t) {
+  case EVHTTP_REQ_GET: return "GET";
+  case EVHTTP_REQ_POST: return "POST";
+  case EVHTTP_REQ_HEAD: return "HEAD";
+  case EVHTTP_REQ_PUT: return "PUT";
+  case EVHTTP_REQ_DELETE: return "DELETE";
+  case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+  case EVHTTP_REQ_TRACE: return "TRACE";
+  case EVHTTP_REQ_CONNECT: return "CONNECT";
+  case EVHTTP_REQ_PATCH: return "PATCH";
+  }
+  return "UNKNOWN";
+}
+
+static int looks_like_json(const char *p, size_t n) {
+  while (n && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++, n--;
+  return n && (*p == '{' || *p == '[');
+}
+
+static int content_type_json(const char *ct) { return ct && strstr(ct, "json") != NULL; }
+
+/* |len| bytes that are one JSON value (whitespace around allowed), parsed. */
+static cJSON *parse_json_exact(const char *data, size_t len) {
+  const char *end = NULL;
+  cJSON *j = cJSON_ParseWithLengthOpts(data, len, &end, 0);
+  if (!j) return NULL;
+  const char *stop = data + len;
+  while (end && end < stop && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')) end++;
+  if (end != stop) {
+    cJSON_Delete(j);
+    return NULL;
+  }
+  return j;
+}
+
+/* Body as a cJSON value: parsed JSON when it is JSON, else a string; cut at
+ * |max| bytes with a marker.  NULL when there is nothing to record. */
+static cJSON *body_value(struct evbuffer *buf, size_t max, const char *content_type) {
+  size_t len = buf ? evbuffer_get_length(buf) : 0;
+  if (!len || !max) return NULL;
+  size_t take = len < max ? len : max;
+  const char *data = (const char *)evbuffer_pullup(buf, (ev_ssize_t)take);
+  if (!data) return NULL;
+  if (take == len && (content_type_json(content_type) || looks_like_json(data, len))) {
+    cJSON *j = parse_json_exact(data, len);
+    if (j) return j;
+  }
+  char *s = malloc(take + 64);
+  if (!s) return NULL;
+  memcpy(s, data, take);
+  if (take < len)
+    snprintf(s + take, 64, "...[truncated by mltrace: %zu bytes]", len - take);
+  else
+    s[take] = '\0';
+  cJSON *v = cJSON_CreateString(s); /* stops at an embedded NUL: fine for a preview */
+  free(s);
+  return v;
+}
+
+static void record_inputs(req_state *st, struct evhttp_request *req, const char *method) {
+  const mlt_evhttp_options *o = &st->inst->opts;
+  struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+  cJSON *obj = cJSON_CreateObject();
+  if (!obj) return;
+  cJSON_AddStringToObject(obj, "method", method);
+  const char *uri = evhttp_request_get_uri(req);
+  cJSON_AddStringToObject(obj, "uri", uri ? uri : "");
+  if (o->n_headers) {
+    cJSON *h = NULL;
+    for (size_t i = 0; i < o->n_headers; i++) {
+      const char *v = evhttp_find_header(in, o->headers[i]);
+      if (!v) continue;
+      if (!h && !(h = cJSON_AddObjectToObject(obj, "headers"))) break;
+      cJSON_AddStringToObject(h, o->headers[i], v);
+    }
+  }
+  cJSON *body = body_value(evhttp_request_get_input_buffer(req), o->max_body, evhttp_find_header(in, "Content-Type"));
+  if (body) cJSON_AddItemToObject(obj, "body", body);
+  mlt_span_set_inputs(st->span, obj);
+}
+
+static void on_complete(struct evhttp_request *req, void *arg);
+static void on_close(struct evhttp_connection *evcon, void *arg);
+
+static void state_free(req_state *st) {
+  mlt_context_release(st->ctx);
+  free(st);
+}
+
+static void live_unlink(req_state *st) {
+  mlt_evhttp *inst = st->inst;
+  if (st->prev)
+    st->prev->next = st->next;
+  else
+    inst->live = st->next;
+  if (st->next) st->next->prev = st->prev;
+  st->prev = st->next = NULL;
+}
+
+/* Start the span of |req| (none when tracing is off, but the request is
+ * still followed for the done callback); NULL when out of memory. */
+static req_state *request_start(mlt_evhttp *inst, struct evhttp_request *req, const char *route) {
+  const mlt_evhttp_options *o = &inst->opts;
+  struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+  mlt_context *parent = NULL;
+  int enabled = mlt_is_enabled();
+  if (enabled && o->accept_traceparent) {
+    const char *tp = evhttp_find_header(in, "traceparent");
+    if (tp && mlt_context_from_traceparent(tp, &parent) != MLT_OK) parent = NULL; /* never trusted */
+  }
+  const char *method = method_name(evhttp_request_get_command(req));
+  const char *uri = evhttp_request_get_uri(req);
+  if (!uri) uri = "";
+  size_t path_len = strcspn(uri, "?#");
+  char name[MAX_NAME_PATH + 16];
+  const char *span_name = o->span_name;
+  if (!span_name && enabled) {
+    int plen = (int)(path_len > MAX_NAME_PATH ? MAX_NAME_PATH : path_len);
+    snprintf(name, sizeof name, "%s %.*s", method, plen, uri);
+    span_name = name;
+  }
+  mlt_span span = mlt_span_start_in(parent, span_name, o->span_type);
+  mlt_context_release(parent);
+  req_state *st = calloc(1, sizeof *st);
+  if (!st) goto fail;
+  st->req = req;
+  st->evcon = evhttp_request_get_connection(req);
+  st->inst = inst;
+  st->span = span;
+  st->ctx = mlt_span_is_none(span) ? NULL : mlt_context_capture(span);
+  st->recording = mlt_span_is_recording(span) ? 1 : 0;
+  if ((!st->ctx && !mlt_span_is_none(span)) || map_insert(st) != 0) {
+    mlt_context_release(st->ctx);
+    free(st);
+    goto fail;
+  }
+  if (st->recording) {
+    mlt_attr attrs[6];
+    size_t n = 0;
+    attrs[n++] = MLT_ATTR_STR("http.request.method", method);
+    attrs[n] = MLT_ATTR_STR("url.path", uri);
+    attrs[n++].len = path_len;
+    if (route) attrs[n++] = MLT_ATTR_STR("http.route", route);
+    if (st->evcon) {
+      char *addr = NULL;
+      ev_uint16_t port = 0;
+      evhttp_connection_get_peer(st->evcon, &addr, &port);
+      if (addr) {
+        attrs[n++] = MLT_ATTR_STR("client.address", addr);
+        attrs[n++] = MLT_ATTR_INT("client.port", port);
+      }
+    }
+    mlt_span_set_attrs(span, attrs, n);
+    record_inputs(st, req, method);
+  }
+  st->next = inst->live;
+  if (st->next) st->next->prev = st;
+  inst->live = st;
+  evhttp_request_set_on_complete_cb(req, on_complete, st);
+  if (st->evcon) evhttp_connection_set_closecb(st->evcon, on_close, st);
+  return st;
+fail:
+  mlt_span_record_error(span, "InternalError", "mltrace_event: out of memory");
+  mlt_span_end(span);
+  return NULL;
+}
+
+/* ==== span end ======================================================== */
+
+/* End the span of |st|, unregister it, tell the application, free it. */
+static void request_end(req_state *st, struct evhttp_request *req, int disconnected) {
+  mlt_evhttp *inst = st->inst;
+  map_remove(st);
+  live_unlink(st);
+  if (st->recording) {
+    /* After a disconnect libevent has overwritten the code (400): report
+     * the one the application sent, when it went through a wrapper. */
+    int code = disconnected ? st->code : req ? evhttp_request_get_response_code(req) : 0;
+    uint64_t size = st->reply_bytes;
+    if (req && !st->via_wrapper) {
+      const char *cl = evhttp_find_header(evhttp_request_get_output_headers(req), "Content-Length");
+      if (cl) size = strtoull(cl, NULL, 10);
+    }
+    mlt_attr attrs[3];
+    size_t n = 0;
+    if (code) attrs[n++] = MLT_ATTR_INT("http.response.status_code", code);
+    attrs[n++] = MLT_ATTR_INT("http.response.body.size", (int64_t)size);
+    if (st->reply_cut) attrs[n++] = MLT_ATTR_BOOL("mltrace.http.reply_truncated", 1);
+    mlt_span_set_attrs(st->span, attrs, n);
+    if (disconnected) {
+      mlt_span_record_error(st->span, "ClientDisconnected", "connection closed before the reply was complete");
+    } else if (code >= 500) {
+      char msg[32];
+      snprintf(msg, sizeof msg, "HTTP %d", code);
+      mlt_span_set_status(st->span, MLT_STATUS_ERROR, msg);
+    }
+  }
+  mlt_span_end(st->span);
+  if (req && inst->opts.done_cb) inst->opts.done_cb(req, disconnected, st->data, inst->opts.done_ud);
+  state_free(st);
+}
+
+static void on_complete(struct evhttp_request *req, void *arg) {
+  req_state *st = arg;
+  /* The connection may carry the next request: stop watching it for us. */
+  if (st->evcon) evhttp_connection_set_closecb(st->evcon, NULL, NULL);
+  request_end(st, req, 0);
+}
+
+static void on_close(struct evhttp_connection *evcon, void *arg) {
+  req_state *st = arg;
+  (void)evcon;
+  /* The request outlives its connection here (the application still owns
+   * it until it ends the reply); it can no longer complete. */
+  evhttp_request_set_on_complete_cb(st->req, NULL, NULL);
+  evhttp_connection_set_closecb(evcon, NULL, NULL);
+  request_end(st, st->req, 1);
+}
+
+/* ==== handlers ======================================================== */
+
+static void default_404(struct evhttp_request *req) { evhttp_send_error(req, HTTP_NOTFOUND, NULL); }
+
+static void handle(struct evhttp_request *req, void *arg) {
+  binding *b = arg;
+  void (*cb)(struct evhttp_request *, void *) = b->cb;
+  void *cb_arg = b->arg;
+  req_state *st = request_start(b->inst, req, b->path);
+  /* Attach even without a state: the handler never inherits a context. */
+  mlt_attach_token tok = mlt_context_attach(st ? st->ctx : NULL);
+  /* |st| may be gone once the handler returns (a synchronous reply that
+   * completes at once): only the token is used after the call. */
+  if (cb)
+    cb(req, cb_arg);
+  else
+    default_404(req);
+  if (tok.depth_) mlt_context_detach(tok);
+}
+
+int mlt_evhttp_instrument(struct evhttp *http, const mlt_evhttp_options *opts, mlt_evhttp **out) {
+  if (!out) return MLT_EINVAL;
+  *out = NULL;
+  if (!http) return MLT_EINVAL;
+  mlt_evhttp *inst = calloc(1, sizeof *inst);
+  if (!inst) return MLT_ENOMEM;
+  inst->http = http;
+  int rc;
+  if (opts) {
+    rc = options_copy(opts, &inst->opts);
+  } else {
+    mlt_evhttp_options *def = NULL;
+    rc = mlt_evhttp_options_new(&def);
+    if (rc == MLT_OK) rc = options_copy(def, &inst->opts);
+    mlt_evhttp_options_free(def);
+  }
+  inst->gen = calloc(1, sizeof *inst->gen);
+  if (rc != MLT_OK || !inst->gen) {
+    options_clear_headers(&inst->opts);
+    free(inst->opts.span_name);
+    free(inst->gen);
+    free(inst);
+    return MLT_ENOMEM;
+  }
+  inst->gen->inst = inst;
+  evhttp_set_gencb(http, handle, inst->gen);
+  pthread_mutex_lock(&g_inst_mu);
+  g_instances++;
+  pthread_mutex_unlock(&g_inst_mu);
+  *out = inst;
+  return MLT_OK;
+}
+
+void mlt_evhttp_free(mlt_evhttp *inst) {
+  if (!inst) return;
+  /* The server is gone: its requests and connections too.  Do not touch
+   * them; end what is still open. */
+  while (inst->live) {
+    req_state *st = inst->live;
+    st->recording = 0; /* no attributes from the freed request */
+    map_remove(st);
+    live_unlink(st);
+    mlt_span_record_error(st->span, "ServerClosed", "server freed before the reply was complete");
+    mlt_span_end(st->span);
+    state_free(st);
+  }
+  binding *b = inst->bindings;
+  while (b) {
+    binding *next = b->next;
+    free(b->path);
+    free(b);
+    b = next;
+  }
+  free(inst->gen);
+  options_clear_headers(&inst->opts);
+  free(inst->opts.span_name);
+  free(inst);
+  pthread_mutex_lock(&g_inst_mu);
+  if (--g_instances == 0) shards_release_tables();
+  pthread_mutex_unlock(&g_inst_mu);
+}
+
+int mlt_evhttp_set_cb(mlt_evhttp *inst, const char *path, void (*cb)(struct evhttp_request *, void *), void *arg) {
+  if (!inst || !path || !cb) return MLT_EINVAL;
+  binding *b = calloc(1, sizeof *b);
+  if (!b || !(b->path = strdup(path))) {
+    free(b);
+    return MLT_ENOMEM;
+  }
+  b->inst = inst;
+  b->cb = cb;
+  b->arg = arg;
+  int rc = evhttp_set_cb(inst->http, path, handle, b);
+  if (rc != 0) {
+    free(b->path);
+    free(b);
+    return rc == -1 ? MLT_EALREADY : MLT_ENOMEM;
+  }
+  b->next = inst->bindings;
+  inst->bindings = b;
+  return MLT_OK;
+}
+
+int mlt_evhttp_del_cb(mlt_evhttp *inst, const char *path) {
+  if (!inst || !path) return MLT_EINVAL;
+  for (binding **pp = &inst->bindings; *pp; pp = &(*pp)->next) {
+    binding *b = *pp;
+    if (strcmp(b->path, path) != 0) continue;
+    evhttp_del_cb(inst->http, path);
+    *pp = b->next;
+    free(b->path);
+    free(b);
+    return MLT_OK;
+  }
+  return MLT_ENOTFOUND;
+}
+
+int mlt_evhttp_set_gencb(mlt_evhttp *inst, void (*cb)(struct evhttp_request *, void *), void *arg) {
+  if (!inst) return MLT_EINVAL;
+  inst->gen->cb = cb;
+  inst->gen->arg = cb ? arg : NULL;
+  return MLT_OK;
+}
+
+/* ==== request access ================================================== */
+
+mlt_context *mlt_evhttp_request_context(struct evhttp_request *req) {
+  if (!req) return NULL;
+  uint64_t h = ptr_hash(req);
+  shard *sh = shard_of(h);
+  pthread_mutex_lock(&sh->mu);
+  req_state *st = map_find_locked(sh, h, req);
+  mlt_context *c = st ? mlt_context_retain(st->ctx) : NULL;
+  pthread_mutex_unlock(&sh->mu);
+  return c;
+}
+
+mlt_span mlt_evhttp_request_span(struct evhttp_request *req) {
+  req_state *st = map_find(req);
+  return st ? st->span : MLT_SPAN_NONE;
+}
+
+int mlt_evhttp_request_set_data(struct evhttp_request *req, void *data) {
+  if (!req) return MLT_EINVAL;
+  req_state *st = map_find(req);
+  if (!st) return MLT_ENOTFOUND;
+  st->data = data;
+  return MLT_OK;
+}
+
+void *mlt_evhttp_request_get_data(struct evhttp_request *req) {
+  req_state *st = map_find(req);
+  return st ? st->data : NULL;
+}
+
+/* ==== reply wrappers ================================================== */
+
+static int reply_is_json(struct evhttp_request *req, const char *data, size_t len) {
+  const char *ct = evhttp_find_header(evhttp_request_get_output_headers(req), "Content-Type");
+  if (ct) return content_type_json(ct);
+  return looks_like_json(data, len);
+}
+
+void mlt_evhttp_send_reply(struct evhttp_request *req, int code, const char *reason, struct evbuffer *body) {
+  req_state *st = map_find(req);
+  if (st) {
+    size_t len = body ? evbuffer_get_length(body) : 0;
+    st->via_wrapper = 1;
+    st->code = code;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) st->reply_bytes += len;
+    size_t max = st->inst->opts.max_body;
+    if (st->recording && len && max) {
+      size_t take = len < max ? len : max;
+      const char *data = (const char *)evbuffer_pullup(body, (ev_ssize_t)take);
+      if (data && take == len && reply_is_json(req, data, len)) {
+        mlt_span_set_outputs_json_n(st->span, data, len);
+      } else if (data) {
+        mlt_span_set_outputs_text(st->span, data, take);
+        if (take < len) st->reply_cut = 1;
+      }
+    }
+  }
+  evhttp_send_reply(req, code, reason, body); /* may complete: |st| is gone */
+}
+
+void mlt_evhttp_send_reply_start(struct evhttp_request *req, int code, const char *reason) {
+  req_state *st = map_find(req);
+  if (st) {
+    st->via_wrapper = 1;
+    st->code = code;
+  }
+  evhttp_send_reply_start(req, code, reason);
+}
+
+void mlt_evhttp_send_reply_chunk(struct evhttp_request *req, struct evbuffer *chunk) {
+  req_state *st = map_find(req);
+  if (st && chunk) {
+    size_t len = evbuffer_get_length(chunk);
+    st->via_wrapper = 1;
+    /* libevent sends nothing for an empty chunk or a HEAD request */
+    if (len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+      st->reply_bytes += len;
+      size_t max = st->inst->opts.max_body;
+      size_t room = max > st->recorded_bytes ? max - st->recorded_bytes : 0;
+      size_t take = len < room ? len : room;
+      if (take < len) st->reply_cut = 1;
+      if (st->recording && take) {
+        const char *data = (const char *)evbuffer_pullup(chunk, (ev_ssize_t)take);
+        if (data) {
+          mlt_span_add_chunk_text(st->span, data, take);
+          st->recorded_bytes += take;
+        }
+      }
+    }
+  }
+  evhttp_send_reply_chunk(req, chunk);
+}
+
+void mlt_evhttp_send_reply_end(struct evhttp_request *req) {
+  evhttp_send_reply_end(req); /* may complete (and free the state) at once */
+}
+
+/* ==== outbound ======================================================== */
+
+int mlt_evhttp_request_set_traceparent(struct evhttp_request *req, const mlt_context *ctx) {
+  if (!req) return MLT_EINVAL;
+  mlt_context *cur = NULL;
+  if (!ctx) ctx = cur = mlt_context_current();
+  char tp[MLT_TRACEPARENT_SIZE];
+  int rc = ctx ? mlt_context_to_traceparent(ctx, tp, sizeof tp) : MLT_EINVAL;
+  mlt_context_release(cur);
+  if (rc != MLT_OK) return rc == MLT_ERANGE ? MLT_EINVAL : rc;
+  struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+  evhttp_remove_header(h, "traceparent");
+  return evhttp_add_header(h, "traceparent", tp) == 0 ? MLT_OK : MLT_ENOMEM;
+}
