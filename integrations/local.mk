@@ -7,4 +7,5 @@ AM_CPPFLAGS += -I$(top_srcdir)/integrations/event/include -I$(top_srcdir)/integr
 if HAVE_LIBEVENT
 include integrations/event/local.mk
 include integrations/curl/local.mk
+include tests/proxy/local.mk
 endif
