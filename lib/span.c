@@ -432,7 +432,6 @@ static mlt_span nonrec(mlt__tls *tls, int make_current, int limit) {
 mlt_span mlt__span_start_common(mlt__tls *tls, const struct mlt_context *parent, mlt__span *parent_span,
                                 const char *name, mlt_span_type type, int make_current) {
   if ((unsigned)type >= MLT__SPAN_TYPE_COUNT) type = MLT_SPAN_UNKNOWN;
-  int64_t now = mlt__now_ns();
   mlt__trace *t = NULL;
   uint64_t hi = 0, lo = 0, parent_id = 0;
   int tflags = 0, new_trace = 0;
@@ -477,7 +476,6 @@ mlt_span mlt__span_start_common(mlt__tls *tls, const struct mlt_context *parent,
     if (MLT_UNLIKELY(!t)) return (mlt_span){0};
     t->flags = (uint8_t)tflags;
     t->remote_parent = parent_id;
-    t->start_ns = now;
     new_trace = 1;
     tls->c.traces_started++;
   }
@@ -486,6 +484,9 @@ mlt_span mlt__span_start_common(mlt__tls *tls, const struct mlt_context *parent,
     mlt__trace_leave(t);
     return (mlt_span){0};
   }
+  /* The clock is read only for spans that are recorded. */
+  int64_t now = mlt__now_ns();
+  if (new_trace) t->start_ns = now;
   uint64_t span_id = mlt__rand64();
   if (MLT_UNLIKELY(!span_id)) span_id = 1;
   mlt__span_init(s, t, span_id, parent_id, name, type, now);
