@@ -245,13 +245,13 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
     snprintf(why, sizeof why, "HTTP %ld", status);
   int transient = code != CURLE_OK ? transient_curl(code) : transient_http(status);
   int64_t now = mlt__mono_ns();
-  if (r->retry && transient && r->attempts < r->cfg->max_attempts) {
+  if (r->retry && transient) {
     /* Exponential backoff with full jitter around the nominal delay. */
     int64_t base = (int64_t)200 * 1000000 << MLT_MIN(r->attempts - 1, 5);
     if (base > (int64_t)5000 * 1000000) base = (int64_t)5000 * 1000000;
     int64_t delay = base / 2 + (int64_t)(mlt__rand64() % (uint64_t)base);
     if (r->retry_after_ms) delay = MLT_MAX(delay, (int64_t)r->retry_after_ms * 1000000);
-    if (now + delay - r->first_ns <= r->cfg->retry_budget_ns) {
+    if (r->attempts < r->cfg->max_attempts && now + delay - r->first_ns <= r->cfg->retry_budget_ns) {
       r->next_ns = now + delay;
       enqueue_wait(h, r);
       char where[160];
@@ -261,7 +261,8 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
       return;
     }
     size_t l = strlen(why);
-    snprintf(why + l, sizeof why - l, " (gave up after %d attempts)", r->attempts);
+    snprintf(why + l, sizeof why - l, " (gave up after %d attempts in %.1f s)", r->attempts,
+             (double)(now - r->first_ns) / 1e9);
   }
   finish(h, r, 0, status, why);
 }
@@ -355,7 +356,9 @@ void mlt__http_cfg_from_env(mlt__http_cfg *c, int otlp) {
   c->retry_budget_ns = (int64_t)env_ms("MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT", 1000, 60000) * 1000000;
   const char *rb = mlt__getenv("MLTRACE_EXPORT_RETRY_BUDGET_MS");
   if (rb) c->retry_budget_ns = (int64_t)env_ms("MLTRACE_EXPORT_RETRY_BUDGET_MS", 1, 60000) * 1000000;
-  c->max_attempts = 10;
+  /* The time budget is the bound; the attempt cap only stops a pathological
+   * loop (backoff reaches 5 s after 6 attempts). */
+  c->max_attempts = 1000;
   c->max_parallel = 4;
   if (!otlp) {
     const char *v = mlt__getenv("MLFLOW_TRACKING_INSECURE_TLS");

@@ -844,6 +844,12 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
   if (size_stats) {
     mlt__buf_lit(out, ", \"mlflow.trace.sizeStats\": ");
     mlt__json_str(out, size_stats, strlen(size_stats));
+    const char *tot = strstr(size_stats, "\"total_size_bytes\": ");
+    if (tot) {
+      mlt__buf_lit(out, ", \"mlflow.trace.sizeBytes\": \"");
+      mlt__buf_put(out, tot + 20, strcspn(tot + 20, ","));
+      mlt__buf_putc(out, '"');
+    }
   }
   for (mlt__tinfo *i = ti->info; i; i = i->next) {
     if (i->kind != MLT__TI_META || seen_key(ti->info, i, MLT__TI_META, i->key)) continue;
@@ -890,10 +896,16 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
   mlt__buf_putc(out, '}');
 }
 
+static void spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt__trace_info *ti, char *stats,
+                            size_t stats_size);
+
 void mlt__json_trace_info(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti, int for_rest) {
-  /* No sizeStats here: the server treats a trace with fewer stored spans
-   * than sizeStats.num_spans as incomplete and hides it from search. */
-  json_info_body(out, p, ti, for_rest, NULL);
+  /* sizeStats.num_spans doubles as the server's completeness check (a trace
+   * with fewer stored spans is hidden from search): it is exact here, and
+   * the MLflow exporter sends this only after the spans were stored. */
+  char stats[200];
+  spans_and_stats(mlt__scratch_buf(1), p, ti, stats, sizeof stats);
+  json_info_body(out, p, ti, for_rest, p->root >= 0 && stats[0] ? stats : NULL);
 }
 
 static int cmp_size(const void *a, const void *b) {
@@ -910,9 +922,11 @@ static size_t percentile(const size_t *sorted, size_t n, double q) {
   return (size_t)((double)sorted[lo] + f * ((double)sorted[hi] - (double)sorted[lo]));
 }
 
-void mlt__json_trace(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti) {
-  /* Spans first (into scratch), so that sizeStats is exact for our bytes. */
-  mlt__buf *spans = mlt__scratch_buf(1);
+/* Serialize the spans of |p| as the "spans" array contents into |spans|
+ * and format MLflow's sizeStats over them into |stats| (MLflow's formula:
+ * sizes of the span JSONs, plus the separators). */
+static void spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt__trace_info *ti, char *stats,
+                            size_t stats_size) {
   mlt__buf_reset(spans);
   char tid_json[MLT_TRACE_ID_SIZE + 2];
   tid_json[0] = '"';
@@ -930,19 +944,24 @@ void mlt__json_trace(mlt__buf *out, const mlt__prepared *p, const mlt__trace_inf
     total += sz;
     max = MLT_MAX(max, sz);
   }
-  char stats[200];
-  const char *stats_p = NULL;
-  if (sizes && p->root >= 0) {
+  stats[0] = '\0';
+  if (sizes && p->n) {
     qsort(sizes, p->n, sizeof *sizes, cmp_size);
-    snprintf(stats, sizeof stats,
+    snprintf(stats, stats_size,
              "{\"total_size_bytes\": %zu, \"num_spans\": %u, \"max\": %zu, \"p25\": %zu, \"p50\": %zu, \"p75\": %zu}",
-             total + (p->n ? (p->n - 1) * 2 : 0), p->n, max, percentile(sizes, p->n, 0.25),
-             percentile(sizes, p->n, 0.5), percentile(sizes, p->n, 0.75));
-    stats_p = stats;
+             total + (p->n - 1) * 2, p->n, max, percentile(sizes, p->n, 0.25), percentile(sizes, p->n, 0.5),
+             percentile(sizes, p->n, 0.75));
   }
   if (sizes != sizes_stack) free(sizes);
+}
+
+void mlt__json_trace(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti) {
+  /* Spans first (into scratch), so that sizeStats is exact for our bytes. */
+  mlt__buf *spans = mlt__scratch_buf(1);
+  char stats[200];
+  spans_and_stats(spans, p, ti, stats, sizeof stats);
   mlt__buf_lit(out, "{\"info\": ");
-  json_info_body(out, p, ti, 0, stats_p);
+  json_info_body(out, p, ti, 0, p->root >= 0 && stats[0] ? stats : NULL);
   mlt__buf_lit(out, ", \"data\": {\"spans\": [");
   mlt__buf_put(out, spans->p ? spans->p : "", spans->len);
   mlt__buf_lit(out, "]}}\n");
