@@ -999,6 +999,13 @@ int mlt_span_get_span_id(mlt_span h, char *buf, size_t size) {
   return rc;
 }
 
+int mlt_span_get_status(mlt_span h) {
+  uint64_t gs;
+  mlt__span *s = mlt__span_get(h, &gs);
+  if (!s) return h.id_ && !mlt__h_is_nonrec(h) ? (mlt__running() ? MLT_ESTALE : MLT_ENOTINIT) : MLT_ENOTRECORDING;
+  return s->status;
+}
+
 int mlt_span_is_recording(mlt_span h) {
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);

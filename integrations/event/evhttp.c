@@ -483,7 +483,8 @@ static void request_end(req_state *st, struct evhttp_request *req, int disconnec
     mlt_span_set_attrs(st->span, attrs, n);
     if (disconnected) {
       mlt_span_record_error(st->span, "ClientDisconnected", "connection closed before the reply was complete");
-    } else if (code >= 500) {
+    } else if (code >= 500 && mlt_span_get_status(st->span) != MLT_STATUS_ERROR) {
+      /* (An error the application recorded keeps its description.) */
       char msg[32];
       snprintf(msg, sizeof msg, "HTTP %d", code);
       mlt_span_set_status(st->span, MLT_STATUS_ERROR, msg);
@@ -515,6 +516,27 @@ static void on_close(struct evhttp_connection *evcon, void *arg) {
 
 static void default_404(struct evhttp_request *req) { evhttp_send_error(req, HTTP_NOTFOUND, NULL); }
 
+/* evhttp stops reading a connection while its handler works, so a client
+ * that hangs up before the reply starts would go unnoticed until the reply
+ * is written.  When a handler returns without replying, read again with no
+ * read callback (what evhttp itself does while it writes a reply): EOF then
+ * reaches evhttp's error callback, the connection's close callback ends the
+ * span with ERROR at once, and the done callback tells the application.  A
+ * read high-water mark bounds what a client can pile up meanwhile; evhttp
+ * takes the connection back (its own callbacks) when the reply is written. */
+static void watch_for_close(struct evhttp_request *req) {
+  struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+  struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+  if (!bev) return;
+  bufferevent_data_cb rcb, wcb;
+  bufferevent_event_cb ecb;
+  void *arg;
+  bufferevent_getcb(bev, &rcb, &wcb, &ecb, &arg);
+  bufferevent_setcb(bev, NULL, wcb, ecb, arg);
+  bufferevent_setwatermark(bev, EV_READ, 0, 65536);
+  bufferevent_enable(bev, EV_READ);
+}
+
 static void handle(struct evhttp_request *req, void *arg) {
   binding *b = arg;
   void (*cb)(struct evhttp_request *, void *) = b->cb;
@@ -529,6 +551,9 @@ static void handle(struct evhttp_request *req, void *arg) {
   else
     default_404(req);
   if (tok.depth_) mlt_context_detach(tok);
+  /* Still waiting for its reply (the request is alive only then)? */
+  req_state *pending = st ? map_find(req) : NULL;
+  if (pending && !pending->via_wrapper && evhttp_request_get_response_code(req) == 0) watch_for_close(req);
 }
 
 int mlt_evhttp_instrument(struct evhttp *http, const mlt_evhttp_options *opts, mlt_evhttp **out) {

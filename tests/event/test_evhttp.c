@@ -582,6 +582,89 @@ TEST(client_disconnect_mid_reply_ends_span_with_error) {
   tu_done();
 }
 
+/* ---- a client that leaves before the reply starts --------------------- */
+
+static struct evhttp_request *g_parked;
+
+static void h_park(struct evhttp_request *req, void *arg) {
+  (void)arg;
+  g_parked = req; /* answer later (never, here) */
+}
+
+static void early_hangup(evutil_socket_t fd, short what, void *arg) {
+  (void)fd; /* -1 for a pure timer */
+  (void)what;
+  close(*(int *)arg); /* the handler has run and returned without replying */
+}
+
+static void park_done(struct evhttp_request *req, int disconnected, void *request_data, void *arg) {
+  on_done(req, disconnected, request_data, arg);
+  event_base_loopbreak(F.base);
+}
+
+static void give_up(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  event_base_loopbreak(arg);
+}
+
+TEST(client_leaving_before_the_reply_is_noticed_at_once) {
+  tu_init();
+  fixture_start_done(NULL, park_done);
+  g_parked = NULL;
+  REQUIRE_EQ_INT(mlt_evhttp_set_cb(F.inst, "/park", h_park, NULL), MLT_OK);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                           .sin_port = htons((uint16_t)F.port)};
+  REQUIRE(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  const char *rq = "GET /park HTTP/1.1\r\nHost: x\r\n\r\n";
+  REQUIRE(send(fd, rq, strlen(rq), 0) == (ssize_t)strlen(rq));
+  struct timeval hang = {0, 200000}, limit = {5, 0};
+  event_base_once(F.base, -1, EV_TIMEOUT, early_hangup, &fd, &hang);
+  struct event *guard = evtimer_new(F.base, give_up, F.base);
+  evtimer_add(guard, &limit);
+  event_base_dispatch(F.base); /* until park_done (or the 5 s guard) */
+  event_free(guard);
+  CHECK(g_parked != NULL);
+  CHECK_EQ_INT(F.disconnects, 1); /* noticed without any reply being written */
+  /* The application ends the reply as libevent expects: this only frees. */
+  if (g_parked) evhttp_send_reply(g_parked, 200, "OK", NULL);
+  fixture_stop();
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *root = tu_span(tu_trace(0), "GET /park");
+  REQUIRE(root != NULL);
+  cJSON *status = cJSON_GetObjectItem(root, "status");
+  CHECK_EQ_STR(tu_str(status, "code"), "STATUS_CODE_ERROR");
+  CHECK(strstr(tu_str(status, "message"), "ClientDisconnected") != NULL);
+  tu_done();
+}
+
+static void h_app_error(struct evhttp_request *req, void *arg) {
+  (void)arg;
+  mlt_span_record_error(mlt_evhttp_request_span(req), "UpstreamError", "model server refused");
+  struct evbuffer *b = evbuffer_new();
+  evbuffer_add_printf(b, "{\"error\": \"upstream\"}");
+  mlt_evhttp_send_reply(req, 502, "Bad Gateway", b);
+  evbuffer_free(b);
+}
+
+TEST(application_error_keeps_its_description_on_5xx) {
+  tu_init();
+  fixture_start(NULL);
+  REQUIRE_EQ_INT(mlt_evhttp_set_cb(F.inst, "/fail", h_app_error, NULL), MLT_OK);
+  reply r;
+  http_call("GET", "/fail", NULL, NULL, &r);
+  CHECK_EQ_INT(r.code, 502);
+  reply_free(&r);
+  fixture_stop();
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *root = tu_span(tu_trace(0), "GET /fail");
+  REQUIRE(root != NULL);
+  CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(root, "status"), "message"), "UpstreamError: model server refused");
+  CHECK_EQ_STR(tu_attr(root, "http.response.status_code"), "502");
+  tu_done();
+}
+
 /* ---- tracing disabled -------------------------------------------------- */
 
 TEST(untraced_when_not_initialized) {
@@ -797,6 +880,8 @@ static const tap_test tests[] = {
     TAP_ENTRY(outgoing_traceparent_propagates),
     TAP_ENTRY(async_chunked_reply_output_equals_what_client_received),
     TAP_ENTRY(client_disconnect_mid_reply_ends_span_with_error),
+    TAP_ENTRY(client_leaving_before_the_reply_is_noticed_at_once),
+    TAP_ENTRY(application_error_keeps_its_description_on_5xx),
     TAP_ENTRY(untraced_when_not_initialized),
     TAP_ENTRY_TIMEOUT(concurrent_requests_fan_out_each_in_its_own_trace, 120),
     TAP_END,
