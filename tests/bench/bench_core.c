@@ -183,22 +183,22 @@ static void genai_trace(long i) {
   mlt_span_end(root);
 }
 
+/* Payloads sized so that a serialized span is ~750 bytes (the shape of
+ * the performance targets): chat-style inputs and outputs of ~150 bytes. */
 static void genai_payloads(void) {
   snprintf(g_in, sizeof g_in,
-           "{\"messages\": [{\"role\": \"system\", \"content\": \"You answer questions about the user's documents.\"}, "
-           "{\"role\": \"user\", \"content\": \"What does the quarterly report say about revenue growth in EMEA?\"}], "
-           "\"temperature\": 0.2, \"max_tokens\": 512}");
+           "{\"messages\": [{\"role\": \"user\", \"content\": \"What does the Q3 report say about EMEA "
+           "revenue?\"}], \"temperature\": 0.2}");
   snprintf(g_out, sizeof g_out,
-           "{\"choices\": [{\"message\": {\"role\": \"assistant\", \"content\": \"EMEA revenue grew 12%% quarter over "
-           "quarter, driven by enterprise renewals and two new regional partners.\"}, \"finish_reason\": \"stop\"}], "
-           "\"usage\": {\"prompt_tokens\": 61, \"completion_tokens\": 24}}");
+           "{\"choices\": [{\"message\": {\"role\": \"assistant\", \"content\": \"EMEA revenue grew 12%% "
+           "quarter over quarter.\"}}]}");
 }
 
 static void file_throughput(const char *path) {
   genai_payloads();
   /* Offer a fixed rate for a few seconds, pacing every 1000 traces; the
    * figure is what reached the file, and drops must be 0. */
-  double rates[] = {100000, 150000, 200000};
+  double rates[] = {75000, 100000, 125000, 150000, 200000};
   double best = 0, best_rate = 0;
   unsigned long long best_drops = 0;
   long best_bytes = 0;
@@ -233,10 +233,11 @@ static void file_throughput(const char *path) {
     if (st.traces_dropped) break;
   }
   unlink(path);
-  printf("file_genai_traces_per_sec %.0f traces/s\n", best);
-  printf("file_genai_offered_rate %.0f traces/s\n", best_rate);
-  printf("file_genai_dropped %llu traces\n", best_drops);
+  const char *where = strncmp(path, "/dev/shm/", 9) == 0 ? "tmpfs" : "disk";
+  printf("file_%s_genai_traces_per_sec %.0f traces/s\n", where, best);
+  printf("file_%s_genai_dropped %llu traces\n", where, best_drops);
   printf("file_bytes_per_span %ld bytes\n", best_bytes);
+  (void)best_rate;
 }
 
 int main(int argc, char **argv) {
@@ -344,6 +345,9 @@ int main(int argc, char **argv) {
   export_capacity();
   if (only_hot) return 0;
 
+  /* tmpfs: our side alone; the working disk: what the kernel's writeback
+   * allows on this machine. */
+  if (access("/dev/shm", W_OK) == 0) file_throughput("/dev/shm/mltrace-bench.jsonl");
   file_throughput("/tmp/mltrace-bench.jsonl");
   return 0;
 }
