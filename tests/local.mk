@@ -51,3 +51,15 @@ EXTRA_DIST += tests/bench/bench_export.sh tests/bench/bench_callgrind.sh
 # Public headers documented; exported symbols = declared symbols.
 TESTS += tests/check-headers.sh
 EXTRA_DIST += tests/check-headers.sh
+
+# Files the test scripts make outside automake's knowledge.  `make clean`
+# drops logs and the fuzz binary; `make distclean` also drops the fuzz corpus
+# (it grows across runs on purpose) and the MLflow venv (slow to rebuild).
+clean-local: mlt-clean-tests
+mlt-clean-tests:
+	-rm -f tests/*/*.valgrind.log tests/fuzz/*.log tests/fuzz/fuzz_sse
+	-rm -rf tests/fuzz/seeds
+distclean-local: mlt-distclean-tests
+mlt-distclean-tests:
+	-rm -rf tests/fuzz/corpus tests/fuzz/artifacts tests/.venv tests/.venv.lock
+.PHONY: mlt-clean-tests mlt-distclean-tests
