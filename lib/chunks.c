@@ -135,7 +135,6 @@ void mlt__chunks_return_cache(mlt__tls *tls) {
   }
 }
 
-void mlt__chunks_atfork_child(void);
 void mlt__chunks_atfork_child(void) {
   for (int k = 0; k < MAX_CLASS; k++) {
     atomic_flag_clear(&g_free[k].lock);

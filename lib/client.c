@@ -1,8 +1,6 @@
 /* lib/client.c: update_current_trace and the client API (explicit ids). */
 #include "span-internal.h"
 
-int mlt__trace_update(mlt__trace *t, const mlt_trace_update *u);
-
 int mlt_update_trace_ctx(const mlt_context *ctx, const mlt_trace_update *u) {
   if (!ctx || !u) return MLT_EINVAL;
   if (!mlt__running()) return MLT_ENOTINIT;

@@ -147,6 +147,14 @@ struct mlt_span_view {
 
 /* Built-in exporters. */
 int mlt__exporter_file_new(const char *path, mlt_exporter **out);
+/* The MLflow and OTLP exporters for the configured tracking URI / OTLP
+ * endpoint (mlflow.c); called only when those are set. */
+int mlt__exporter_mlflow_from_config(mlt_exporter **out);
+int mlt__exporter_otlp_from_config(mlt_exporter **out);
+/* Count a JSON value found invalid at export (pipeline.c). */
+void mlt__count_invalid_json(void);
+/* Free the serializer's scratch state (serialize.c). */
+void mlt__serialize_shutdown(void);
 
 /* The configured experiment id (trace_location). */
 const char *mlt__experiment_id(void);

@@ -319,7 +319,6 @@ void mlt__http_abandon(mlt__http *h, const char *why) {
   h->wait_tail = NULL;
 }
 
-void mlt__http_atfork_child(void);
 void mlt__http_atfork_child(void) {
   mlt__forget(g_http); /* curl handles cannot cross fork */
   g_http = NULL;

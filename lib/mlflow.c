@@ -613,7 +613,6 @@ int mlt_exporter_mlflow_new(const char *tracking_uri, const char *experiment_id,
   return MLT_OK;
 }
 
-int mlt__exporter_mlflow_from_config(mlt_exporter **out);
 int mlt__exporter_mlflow_from_config(mlt_exporter **out) {
   mlt__config *c = &mlt__g_cfg;
   /* An explicit experiment id (option or MLFLOW_EXPERIMENT_ID) wins over a
@@ -810,7 +809,6 @@ int mlt_exporter_otlp_new(const char *endpoint, const char *headers, mlt_exporte
   return MLT_OK;
 }
 
-int mlt__exporter_otlp_from_config(mlt_exporter **out);
 int mlt__exporter_otlp_from_config(mlt_exporter **out) {
   const char *h = mlt__getenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS");
   if (!h) h = mlt__getenv("OTEL_EXPORTER_OTLP_HEADERS");

@@ -30,7 +30,6 @@ static mlt_stats g_final; /* snapshot kept after shutdown */
 static int g_have_final;
 
 void mlt__stats_add(int which, uint64_t n) { atomic_fetch_add_explicit(&g_stats[which], n, memory_order_relaxed); }
-void mlt__count_invalid_json(void);
 void mlt__count_invalid_json(void) {
   mlt__stats_add(MLT__ST_INVALID_JSON, 1);
   mlt__log(MLT_LOG_WARN, MLT__LOGK_JSON, "a value given as JSON text is not valid JSON; exported as a string");
@@ -624,7 +623,6 @@ static mlt_exporter *build_exporters(mlt_options *opts, int *rc) {
     if (c->tracking_uri) {
       if (!strncmp(c->tracking_uri, "http://", 7) || !strncmp(c->tracking_uri, "https://", 8)) {
         mlt_exporter *e = NULL;
-        extern int mlt__exporter_mlflow_from_config(mlt_exporter **out);
         int r = mlt__exporter_mlflow_from_config(&e);
         if (r) {
           *rc = r;
@@ -641,7 +639,6 @@ static mlt_exporter *build_exporters(mlt_options *opts, int *rc) {
     }
     if (c->otlp_endpoint) {
       mlt_exporter *e = NULL;
-      extern int mlt__exporter_otlp_from_config(mlt_exporter **out);
       int r = mlt__exporter_otlp_from_config(&e);
       if (r) {
         *rc = r;
@@ -672,17 +669,7 @@ static void free_exporters(mlt_exporter *e) {
   }
 }
 
-void mlt__tls_reset_counters(void);
-
 /* ---- fork ------------------------------------------------------------ */
-
-void mlt__slots_atfork_child(void);
-void mlt__traces_atfork_child(void);
-void mlt__registry_atfork_child(void);
-void mlt__chunks_atfork_child(void);
-void mlt__tls_atfork_child(void);
-void mlt__log_atfork_child(void);
-void mlt__http_atfork_child(void);
 
 /* In the child of fork() the export thread does not exist and locks may
  * have been held by threads that did not follow: the library turns itself
@@ -887,8 +874,6 @@ int mlt_flush(int timeout_ms) {
   return rc;
 }
 
-void mlt__traces_shutdown(void);
-void mlt__tls_shutdown(void);
 
 int mlt_shutdown(int timeout_ms) {
   pthread_mutex_lock(&life_mu);
@@ -946,7 +931,6 @@ int mlt_shutdown(int timeout_ms) {
   for (int i = 0; i < 4; i++) mlt__buf_free(&g_scratch[i]);
   ord_free();
   batch_free();
-  extern void mlt__serialize_shutdown(void);
   mlt__serialize_shutdown();
   extern void mlt__otlp_shutdown(void);
   mlt__otlp_shutdown();

@@ -5,7 +5,6 @@
 
 #include <cjson/cJSON.h>
 
-void mlt__count_invalid_json(void);
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -395,7 +394,6 @@ static void compute_preview(mlt__buf *out, const mlt__rec *r, const char *role) 
   mlt__buf_free(&raw);
 }
 
-void mlt__serialize_shutdown(void);
 void mlt__serialize_shutdown(void) { mlt__jdoc_free(&g_jdoc); }
 
 static const char *tinfo_find(mlt__tinfo *i, int kind) {
@@ -404,7 +402,6 @@ static const char *tinfo_find(mlt__tinfo *i, int kind) {
   return NULL;
 }
 
-extern mlt__tinfo *mlt__trace_take_info(mlt__trace *t);
 
 static int has_ancestor_usage(const mlt__prepared *p, const char *usage_flags, uint32_t i) {
   int32_t par = p->parent ? p->parent[i] : -1;

@@ -115,15 +115,13 @@ void mlt__span_free_payload(mlt__span *s, mlt__tls *tls) {
     }
   }
   mlt__chunk *c = atomic_load_explicit(&s->head.next, memory_order_relaxed);
-  if (c) {
-    while (c) {
-      mlt__chunk *n = atomic_load_explicit(&c->next, memory_order_relaxed);
-      mlt__chunk_free(tls, c);
-      c = n;
-    }
-    atomic_store_explicit(&s->head.next, NULL, memory_order_relaxed);
+  while (c) {
+    mlt__chunk *n = atomic_load_explicit(&c->next, memory_order_relaxed);
+    mlt__chunk_free(tls, c);
+    c = n;
   }
-  if (s->flags & MLT__SF_CJSON) s->flags &= (uint8_t)~MLT__SF_CJSON;
+  atomic_store_explicit(&s->head.next, NULL, memory_order_relaxed);
+  s->flags &= (uint8_t)~MLT__SF_CJSON;
 }
 
 void mlt__slot_release(mlt__span *s, mlt__tls *tls) {
@@ -153,7 +151,6 @@ size_t mlt__slots_in_use(void) {
 
 /* In the child of fork(): forget the parent's slots (not freed: the memory
  * is the parent's copy-on-write image) so that mlt_init() starts afresh. */
-void mlt__slots_atfork_child(void);
 void mlt__slots_atfork_child(void) {
   atomic_flag_clear(&pool_mu);
   mlt__forget(pool);

@@ -192,6 +192,7 @@ struct mlt__trace {
   /* trace-level data, under |lock| */
   atomic_flag lock;
   mlt__tinfo *info;
+  uint32_t n_info; /* entries in |info| (capped at MLT__TINFO_MAX) */
   /* filled for export */
   mlt__span **export_spans;
   uint32_t n_export;
@@ -217,6 +218,7 @@ struct mlt_context {
 
 /* ---- per-thread state ------------------------------------------------ */
 
+#define MLT__TINFO_MAX 4096 /* trace-level entries (tags, metadata, ...) per trace */
 #define MLT__MAX_ATTACH 64
 #define MLT__MAG_SIZE 128
 #define MLT__CHUNK_CLASSES 8 /* log chunk size classes: 512 B .. 64 KiB */
@@ -399,6 +401,8 @@ void mlt__traces_active_add(mlt__trace *t);
  * |all| is set) force-finish every trace still active. */
 void mlt__traces_reap(int64_t now_mono_ns, int all);
 void mlt__traces_shutdown(void);
+/* Give a thread's cached trace headers back to the pool. */
+void mlt__traces_put_cache(mlt__trace *list, uint32_t n);
 void mlt__trace_set_last(const mlt__trace *t);
 /* Registry (client API by id). */
 int mlt__registry_put(uint64_t hi, uint64_t lo, uint64_t span_id, mlt_span h);
@@ -407,6 +411,8 @@ void mlt__registry_del(uint64_t hi, uint64_t lo, uint64_t span_id);
 void mlt__registry_shutdown(void);
 /* Record trace-level data; |t| referenced by the caller. */
 int mlt__trace_update(mlt__trace *t, const mlt_trace_update *u);
+/* The trace-level list, read under the trace lock (export thread). */
+mlt__tinfo *mlt__trace_take_info(mlt__trace *t);
 
 /* ---- spans (span.c) ---- */
 /* Start a span in trace |t| (already joined: open counter includes it) or a

@@ -48,7 +48,6 @@ static void tls_retire(mlt__tls *t) {
   if (t->next_reg) t->next_reg->prev_reg = t->prev_reg;
 }
 
-void mlt__traces_put_cache(mlt__trace *list, uint32_t n);
 
 static void tls_destructor(void *p) {
   mlt__tls *t = p;
@@ -115,7 +114,6 @@ void mlt__tls_shutdown(void) {
   pthread_mutex_unlock(&reg_mu);
 }
 
-void mlt__tls_atfork_child(void);
 void mlt__tls_atfork_child(void) {
   pthread_mutex_init(&reg_mu, NULL);
   mlt__forget(reg_head);
@@ -123,7 +121,6 @@ void mlt__tls_atfork_child(void) {
   memset(&dead_counters, 0, sizeof dead_counters);
 }
 
-void mlt__tls_reset_counters(void);
 void mlt__tls_reset_counters(void) {
   pthread_mutex_lock(&reg_mu);
   memset(&dead_counters, 0, sizeof dead_counters);

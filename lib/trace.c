@@ -30,7 +30,6 @@ static atomic_flag tpool_mu = ATOMIC_FLAG_INIT;
 static tblock *tblocks;
 static mlt__trace *tpool_free;
 
-void mlt__traces_put_cache(mlt__trace *list, uint32_t n);
 void mlt__traces_put_cache(mlt__trace *list, uint32_t n) {
   (void)n;
   if (!list) return;
@@ -132,6 +131,7 @@ void mlt__trace_unref(mlt__trace *t) {
   if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1) return;
   tinfo_free(t->info);
   t->info = NULL;
+  t->n_info = 0;
   free(t->export_spans);
   t->export_spans = NULL;
   t->n_export = 0;
@@ -346,7 +346,6 @@ void mlt__traces_reap(int64_t now_ns, int all) {
   }
 }
 
-void mlt__traces_atfork_child(void);
 void mlt__traces_atfork_child(void) {
   atomic_flag_clear(&tpool_mu);
   mlt__forget(tblocks);
@@ -490,7 +489,6 @@ void mlt__registry_del(uint64_t hi, uint64_t lo, uint64_t sid) {
   pthread_mutex_unlock(&sh->mu);
 }
 
-void mlt__registry_atfork_child(void);
 void mlt__registry_atfork_child(void) {
   for (int i = 0; i < RSHARDS; i++) {
     pthread_mutex_init(&g_reg[i].mu, NULL);
@@ -546,7 +544,6 @@ static int tinfo_add(mlt__tinfo **head, int kind, const char *key, const char *v
 }
 
 /* Read the trace-level list under the lock (export thread). */
-mlt__tinfo *mlt__trace_take_info(mlt__trace *t);
 mlt__tinfo *mlt__trace_take_info(mlt__trace *t) {
   tlock(t);
   mlt__tinfo *i = t->info;
@@ -588,16 +585,15 @@ int mlt__trace_update(mlt__trace *t, const mlt_trace_update *u) {
   if (!add) return MLT_OK;
   /* |add| is newest-first within this update; the list is newest-first. */
   mlt__tinfo *tail = add;
-  while (tail->next) tail = tail->next;
+  uint32_t n_add = 1;
+  for (; tail->next; tail = tail->next) n_add++;
   tlock(t);
   if (atomic_load(&t->state) != MLT__T_ACTIVE) {
     tunlock(t);
     tinfo_free(add);
     return MLT_EENDED;
   }
-  size_t have = 0;
-  for (mlt__tinfo *i = t->info; i && have <= 4096; i = i->next) have++;
-  if (have > 4096) {
+  if (t->n_info + n_add > MLT__TINFO_MAX) {
     /* Bounded: a runaway caller cannot grow a trace without end. */
     tunlock(t);
     tinfo_free(add);
@@ -605,6 +601,7 @@ int mlt__trace_update(mlt__trace *t, const mlt_trace_update *u) {
   }
   tail->next = t->info;
   t->info = add;
+  t->n_info += n_add;
   tunlock(t);
   return MLT_OK;
 }

@@ -40,7 +40,6 @@ void mlt__forget(void *p) {
   g_forgotten[g_n_forgotten++] = p;
 }
 
-void mlt__log_atfork_child(void);
 void mlt__log_atfork_child(void) { pthread_mutex_init(&g_log.mu, NULL); }
 
 void mlt__log_configure(mlt_log_level level, mlt_log_fn fn, void *user_data) {

@@ -443,6 +443,26 @@ TEST(update_current_trace_and_limits) {
   tu_done();
 }
 
+/* A trace holds at most 4096 trace-level entries; past that an update is
+ * refused whole with MLT_EFULL and the trace still exports. */
+TEST(update_trace_entries_are_capped) {
+  tu_init();
+  mlt_span s = mlt_span_start("capped", MLT_SPAN_CHAIN);
+  int ok = 0, full = 0;
+  for (int i = 0; i < 5000; i++) {
+    int rc = mlt_update_trace(s, MLT_TRACE_UPDATE(.tags = MLT_KV("k", "v")));
+    if (rc == MLT_OK) ok++;
+    if (rc == MLT_EFULL) full++;
+  }
+  CHECK_EQ_INT(ok, 4096);
+  CHECK_EQ_INT(full, 5000 - 4096);
+  CHECK_EQ_INT(mlt_update_trace(s, MLT_TRACE_UPDATE(.tags = MLT_KV("a", "1", "b", "2"))), MLT_EFULL);
+  mlt_span_end(s);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  CHECK_EQ_STR(tu_tag(tu_trace(0), "k"), "v");
+  tu_done();
+}
+
 TEST(previews_truncated_to_1000_chars) {
   tu_init();
   mlt_span s = mlt_span_start("p", MLT_SPAN_CHAIN);
@@ -1040,6 +1060,7 @@ static const tap_test tests[] = {
     TAP_ENTRY(client_api),
     TAP_ENTRY(client_end_trace_ends_open_children),
     TAP_ENTRY(update_current_trace_and_limits),
+    TAP_ENTRY(update_trace_entries_are_capped),
     TAP_ENTRY(previews_truncated_to_1000_chars),
     TAP_ENTRY(last_active_trace_id),
     TAP_ENTRY(context_carries_parent_across_threads_after_parent_end),

@@ -46,7 +46,11 @@ typedef struct mlt_trace_update {
  * Update the trace of this thread's current span (or attached context).
  * @return MLT_OK; MLT_ENOTFOUND when there is no current trace; MLT_EENDED
  *         when it already finished; MLT_EINVAL (NULL @p u, bad struct_size,
- *         odd key/value list); MLT_ENOTRECORDING when sampled out.
+ *         odd key/value list); MLT_ENOTRECORDING when sampled out;
+ *         MLT_EFULL when the update would take the trace past 4096 entries
+ *         (each tag, metadata pair, preview or id counts one; a repeated
+ *         key counts again): the whole update is refused, the trace keeps
+ *         what it had.
  * Thread-safety: any thread; updates of one trace are serialized internally.
  */
 MLT_EXTERN int mlt_update_current_trace(const mlt_trace_update *u);
