@@ -6,6 +6,21 @@
 #include "json-internal.h"
 #include "span-internal.h"
 
+/* Per-trace values the serializers share (previews, token usage, ...). */
+typedef struct mlt__trace_info {
+  char trace_id[MLT_TRACE_ID_SIZE];
+  int64_t start_ns, end_ns;
+  int state_error;
+  mlt__buf request_preview, response_preview;
+  int has_request_preview, has_response_preview;
+  const char *client_request_id;
+  const char *session, *user;
+  mlt__buf token_usage; /* summed mlflow.chat.tokenUsage, or empty */
+  mlt__tinfo *info;     /* trace-level updates, newest first */
+  const char *trace_name;
+  size_t trace_name_len;
+} mlt__trace_info;
+
 /* A finished trace as exporters see it: spans ordered root first, parents
  * before children, span processor already applied.  Valid only during
  * export_batch(); asynchronous exporters serialize what they need. */
@@ -17,11 +32,21 @@ typedef struct mlt__prepared {
   int32_t *parent; /* parent index of each span, or -1 */
   uint32_t ticket;
   char trace_id[MLT_TRACE_ID_SIZE];
+  /* Computed on first use by mlt__prepared_info(), once for all exporters;
+   * its buffers are kept across batches (the pipeline frees them). */
+  mlt__trace_info ti;
+  int ti_ready;
 } mlt__prepared;
+
+/* The trace-level values of |p|, computed the first time they are asked for
+ * in a batch (export thread). */
+const mlt__trace_info *mlt__prepared_info(mlt__prepared *p);
+void mlt__trace_info_free(mlt__trace_info *ti);
 
 typedef struct mlt__exporter_ops {
   const char *name;
-  /* Called once on the export thread before the first batch.  Optional. */
+  /* Called once by mlt_init(), on its caller's thread, before the export
+   * thread starts.  Optional. */
   int (*start)(mlt_exporter *e);
   /* Export |n| traces.  Report each one with mlt__export_done(), now
    * (synchronous exporters) or later from poll() (asynchronous ones, which
@@ -103,37 +128,27 @@ void mlt__value_json(mlt__buf *out, const mlt__rec *r);
 /* Default outputs of a streaming span from its chunks (concatenated text, or
  * the list of chunk values). */
 void mlt__chunks_output_json(mlt__buf *out, const mlt__digest *d);
+/* Append |s|, replacing each invalid UTF-8 byte with U+FFFD (no escaping). */
+void mlt__utf8_copy(mlt__buf *out, const char *s, size_t n);
+/* 1 for the attribute keys the serializers write themselves
+ * (mlflow.spanType, mlflow.spanInputs, ...): a user's value is skipped. */
+int mlt__reserved_attr_key(const mlt__rec *r);
+/* mlflow.spanLogLevel for a span type (MLflow's rule: ERROR 40, model and
+ * tool types 20, others 10). */
+int mlt__span_log_level(const char *type, size_t n, int error);
 
 /* ---- MLflow trace JSON (file store, memory store, callbacks, artifact) */
 
-/* Per-trace values computed once for all serializers. */
-typedef struct mlt__trace_info {
-  char trace_id[MLT_TRACE_ID_SIZE];
-  int64_t start_ns, end_ns;
-  int state_error;
-  mlt__buf request_preview, response_preview;
-  int has_request_preview, has_response_preview;
-  const char *client_request_id;
-  const char *session, *user;
-  mlt__buf token_usage; /* summed mlflow.chat.tokenUsage, or empty */
-  mlt__tinfo *info;     /* trace-level updates, newest first */
-  const char *trace_name;
-  size_t trace_name_len;
-} mlt__trace_info;
-
-void mlt__trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p);
-void mlt__trace_info_free(mlt__trace_info *ti);
 
 /* Append one trace as one line of Trace JSON ({"info":..,"data":..}) and a
  * '\n'. */
 void mlt__json_trace(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti);
-/* The {"spans": [...]} object (traces.json artifact). */
-void mlt__json_trace_data(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti);
-/* The TraceInfo object: the Trace JSON "info" form when |for_rest| is 0;
- * when 1, the StartTraceV3 form without its opening brace and without
+/* The StartTraceV3 TraceInfo without its opening brace and without
  * trace_location (the caller prepends both: the experiment may not be known
- * yet), with execution_duration as "<s>s". */
-void mlt__json_trace_info(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti, int for_rest);
+ * yet), with execution_duration as "<s>s".  When |data| is not NULL, the
+ * {"spans": [...]} object (traces.json artifact) goes there, from the same
+ * serialization that sizeStats measures. */
+void mlt__json_trace_info(mlt__buf *out, mlt__buf *data, const mlt__prepared *p, const mlt__trace_info *ti);
 
 /* Scratch state for the export thread (serializers reuse it). */
 mlt__digest *mlt__scratch_digest(void);
@@ -151,6 +166,10 @@ int mlt__exporter_file_new(const char *path, mlt_exporter **out);
  * endpoint (mlflow.c); called only when those are set. */
 int mlt__exporter_mlflow_from_config(mlt_exporter **out);
 int mlt__exporter_otlp_from_config(mlt_exporter **out);
+/* Free the network transport (http.c; its pending requests fail) and the
+ * OTLP encoder's scratch state (otlp.c). */
+void mlt__http_shutdown(void);
+void mlt__otlp_shutdown(void);
 /* Count a JSON value found invalid at export (pipeline.c). */
 void mlt__count_invalid_json(void);
 /* Free the serializer's scratch state (serialize.c). */

@@ -16,7 +16,6 @@ typedef struct file_exp {
   char *path;
   int fd;
   mlt__buf buf;
-  mlt__trace_info ti;
 } file_exp;
 
 static int write_all(int fd, const char *p, size_t n) {
@@ -55,8 +54,7 @@ static void file_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n)
   file_exp *f = (file_exp *)e;
   mlt__buf_reset(&f->buf);
   for (size_t i = 0; i < n; i++) {
-    mlt__trace_info_compute(&f->ti, traces[i]);
-    mlt__json_trace(&f->buf, traces[i], &f->ti);
+    mlt__json_trace(&f->buf, traces[i], mlt__prepared_info(traces[i]));
   }
   const char *why = NULL;
   char msg[300];
@@ -88,7 +86,6 @@ static void file_destroy(mlt_exporter *e) {
   file_exp *f = (file_exp *)e;
   if (f->fd >= 0) close(f->fd);
   mlt__buf_free(&f->buf);
-  mlt__trace_info_free(&f->ti);
   free(f->path);
   free(f);
 }
@@ -190,15 +187,13 @@ typedef struct cb_exp {
   void *ud;
   mlt_memory_store *store;
   mlt__buf buf;
-  mlt__trace_info ti;
 } cb_exp;
 
 static void cb_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n) {
   cb_exp *c = (cb_exp *)e;
   for (size_t i = 0; i < n; i++) {
     mlt__buf_reset(&c->buf);
-    mlt__trace_info_compute(&c->ti, traces[i]);
-    mlt__json_trace(&c->buf, traces[i], &c->ti);
+    mlt__json_trace(&c->buf, traces[i], mlt__prepared_info(traces[i]));
     if (c->buf.oom) {
       mlt__export_done(e, traces[i]->ticket, 0, "out of memory while serializing");
       continue;
@@ -216,7 +211,6 @@ static void cb_destroy(mlt_exporter *e) {
   cb_exp *c = (cb_exp *)e;
   mlt_memory_store_release(c->store);
   mlt__buf_free(&c->buf);
-  mlt__trace_info_free(&c->ti);
   free(c);
 }
 

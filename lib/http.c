@@ -2,12 +2,14 @@
  *
  * One curl multi handle on the export thread: keep-alive connections are
  * reused across requests (the multi's connection cache), at most
- * max_parallel requests run at once, transient failures (connection errors,
- * timeouts, 408/429/5xx) are retried with exponential backoff and jitter
- * (honouring Retry-After) until max_attempts or the retry budget is spent.
+ * MAX_PARALLEL requests run at once, transient failures (connection errors,
+ * timeouts, HTTP 408, 429, 500, 502, 503, 504) are retried with exponential
+ * backoff and jitter (honouring Retry-After) until the retry budget is spent,
+ * and request bodies held at once are bounded (MLT__HTTP_MAX_BACKLOG).
  * The export thread waits in curl_multi_poll(), and application threads wake
  * it with curl_multi_wakeup() (only on batch thresholds, flush, shutdown).
- * Nothing here runs on an application thread.
+ * mlt_init() opens the transport and may queue a first request before the
+ * export thread starts; after that only the export thread uses it.
  */
 #include "otlp-internal.h"
 
@@ -20,10 +22,15 @@ struct mlt__http {
   mlt__http_req *wait_head, *wait_tail; /* queued or waiting for a retry */
   mlt__http_req *run_head;              /* attached to the multi handle */
   size_t running;
-  size_t total; /* queued + running */
+  size_t body_bytes; /* bodies of queued + running requests */
   CURL *idle[8];
   int n_idle;
 };
+
+/* The time budget is the bound on retries; the attempt cap only stops a
+ * pathological loop (backoff reaches 5 s after 6 attempts). */
+#define MAX_ATTEMPTS 1000
+#define MAX_PARALLEL 4
 
 static mlt__http *g_http;
 
@@ -39,7 +46,9 @@ static void http_wake(void *ud) {
   curl_multi_wakeup(h->multi);
 }
 
-mlt__http *mlt__http_get(void) {
+mlt__http *mlt__http_get(void) { return g_http; }
+
+mlt__http *mlt__http_open(void) {
   if (g_http) return g_http;
   mlt__http *h = calloc(1, sizeof *h);
   if (!h) return NULL;
@@ -73,11 +82,10 @@ mlt__http_req *mlt__http_req_new(const char *url, int method, const mlt__http_cf
   }
   r->method = method;
   r->cfg = cfg;
-  r->retry = 1;
   return r;
 }
 
-static void req_free(mlt__http_req *r) {
+void mlt__http_req_free(mlt__http_req *r) {
   free(r->url);
   curl_slist_free_all(r->headers);
   mlt__buf_free(&r->body);
@@ -182,16 +190,21 @@ static void enqueue_wait(mlt__http *h, mlt__http_req *r) {
 }
 
 void mlt__http_submit(mlt__http *h, mlt__http_req *r) {
-  if (!h) {
-    r->done(r, 0, 0, NULL, 0, "no HTTP transport (out of memory)", r->ud);
-    req_free(r);
+  const char *refused = !h ? "no HTTP transport (not started, or shut down)"
+                        : r->body.len && h->body_bytes + r->body.len > MLT__HTTP_MAX_BACKLOG ? MLT__HTTP_BACKLOG_FULL
+                                                                                             : NULL;
+  if (refused) {
+    r->done(r, 0, 0, "", 0, refused, r->ud);
+    mlt__http_req_free(r);
     return;
   }
   r->first_ns = mlt__mono_ns();
   r->next_ns = 0;
-  h->total++;
+  h->body_bytes += r->body.len;
   enqueue_wait(h, r);
 }
+
+size_t mlt__http_backlog_bytes(const mlt__http *h) { return h ? h->body_bytes : 0; }
 
 static int transient_curl(CURLcode c) {
   switch (c) {
@@ -214,9 +227,9 @@ static int transient_curl(CURLcode c) {
 static int transient_http(long s) { return s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504; }
 
 static void finish(mlt__http *h, mlt__http_req *r, int ok, long status, const char *err) {
-  h->total--;
+  h->body_bytes -= r->body.len;
   r->done(r, ok, status, r->resp.p ? r->resp.p : "", r->resp.len, err, r->ud);
-  req_free(r);
+  mlt__http_req_free(r);
 }
 
 static void complete(mlt__http *h, CURL *e, CURLcode code) {
@@ -245,13 +258,13 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
     snprintf(why, sizeof why, "HTTP %ld", status);
   int transient = code != CURLE_OK ? transient_curl(code) : transient_http(status);
   int64_t now = mlt__mono_ns();
-  if (r->retry && transient) {
+  if (transient) {
     /* Exponential backoff with full jitter around the nominal delay. */
     int64_t base = (int64_t)200 * 1000000 << MLT_MIN(r->attempts - 1, 5);
     if (base > (int64_t)5000 * 1000000) base = (int64_t)5000 * 1000000;
     int64_t delay = base / 2 + (int64_t)(mlt__rand64() % (uint64_t)base);
     if (r->retry_after_ms) delay = MLT_MAX(delay, (int64_t)r->retry_after_ms * 1000000);
-    if (r->attempts < r->cfg->max_attempts && now + delay - r->first_ns <= r->cfg->retry_budget_ns) {
+    if (r->attempts < MAX_ATTEMPTS && now + delay - r->first_ns <= r->cfg->retry_budget_ns) {
       r->next_ns = now + delay;
       enqueue_wait(h, r);
       char where[160];
@@ -275,8 +288,7 @@ int64_t mlt__http_poll(mlt__http *h, int64_t now) {
   mlt__http_req **pp = &h->wait_head, *prev = NULL;
   while (*pp) {
     mlt__http_req *r = *pp;
-    int limit = r->cfg->max_parallel > 0 ? r->cfg->max_parallel : 4;
-    if (r->next_ns > now || h->running >= (size_t)limit) {
+    if (r->next_ns > now || h->running >= MAX_PARALLEL) {
       if (r->next_ns > now && (!next || r->next_ns < next)) next = r->next_ns;
       prev = r;
       pp = &r->next;
@@ -298,8 +310,6 @@ int64_t mlt__http_poll(mlt__http *h, int64_t now) {
   }
   return next;
 }
-
-size_t mlt__http_in_flight(mlt__http *h) { return h ? h->total : 0; }
 
 void mlt__http_abandon(mlt__http *h, const char *why) {
   if (!h) return;
@@ -327,7 +337,10 @@ void mlt__http_atfork_child(void) {
 void mlt__http_shutdown(void) {
   mlt__http *h = g_http;
   if (!h) return;
+  /* Requests nobody waited for (an experiment lookup still retrying) fail
+   * now; what their callbacks submit fails at once (no transport). */
   g_http = NULL;
+  mlt__http_abandon(h, "shutting down");
   mlt__pipeline_set_waiter(NULL, NULL, NULL);
   while (h->n_idle) curl_easy_cleanup(h->idle[--h->n_idle]);
   curl_multi_cleanup(h->multi);
@@ -336,44 +349,23 @@ void mlt__http_shutdown(void) {
 
 /* ---- configuration --------------------------------------------------- */
 
-static long env_ms(const char *name, double scale, long dflt) {
-  const char *v = mlt__getenv(name);
-  if (!v) return dflt;
-  char *end;
-  double d = strtod(v, &end);
-  if (*end || !(d > 0) || d * scale > 86400000.0) {
-    mlt__log(MLT_LOG_WARN, MLT__LOGK_ENV, "%s='%s' is not a positive duration; using the default", name, v);
-    return dflt;
-  }
-  return (long)(d * scale);
-}
-
-void mlt__http_cfg_from_env(mlt__http_cfg *c, int otlp) {
-  memset(c, 0, sizeof *c);
-  c->timeout_ms = otlp ? env_ms("OTEL_EXPORTER_OTLP_TIMEOUT", 1, 10000) : env_ms("MLFLOW_HTTP_REQUEST_TIMEOUT", 1000, 10000);
+void mlt__http_cfg_init(mlt__http_cfg *c, int otlp) {
+  const mlt__config *g = &mlt__g_cfg;
+  mlt__http_cfg_free(c);
+  c->timeout_ms = (long)(otlp ? g->otlp_timeout_ms : g->mlflow_timeout_ms);
   c->connect_timeout_ms = MLT_MIN(c->timeout_ms, 5000L);
-  c->retry_budget_ns = (int64_t)env_ms("MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT", 1000, 60000) * 1000000;
-  const char *rb = mlt__getenv("MLTRACE_EXPORT_RETRY_BUDGET_MS");
-  if (rb) c->retry_budget_ns = (int64_t)env_ms("MLTRACE_EXPORT_RETRY_BUDGET_MS", 1, 60000) * 1000000;
-  /* The time budget is the bound; the attempt cap only stops a pathological
-   * loop (backoff reaches 5 s after 6 attempts). */
-  c->max_attempts = 1000;
-  c->max_parallel = 4;
-  if (!otlp) {
-    const char *v = mlt__getenv("MLFLOW_TRACKING_INSECURE_TLS");
-    c->insecure_tls = v && (!strcasecmp(v, "true") || !strcmp(v, "1"));
-    c->ca_path = mlt__strdup(mlt__getenv("MLFLOW_TRACKING_SERVER_CERT_PATH"));
-    const char *tok = mlt__getenv("MLFLOW_TRACKING_TOKEN");
-    const char *user = mlt__getenv("MLFLOW_TRACKING_USERNAME"), *pw = mlt__getenv("MLFLOW_TRACKING_PASSWORD");
-    if (tok) {
-      size_t n = strlen(tok) + 32;
-      c->bearer = malloc(n);
-      if (c->bearer) snprintf(c->bearer, n, "Authorization: Bearer %s", tok);
-    } else if (user && pw) {
-      size_t n = strlen(user) + strlen(pw) + 2;
-      c->userpwd = malloc(n);
-      if (c->userpwd) snprintf(c->userpwd, n, "%s:%s", user, pw);
-    }
+  c->retry_budget_ns = g->retry_budget_ms * 1000000;
+  if (otlp) return;
+  c->insecure_tls = g->insecure_tls;
+  c->ca_path = mlt__strdup(g->ca_path);
+  if (g->tracking_token) {
+    size_t n = strlen(g->tracking_token) + 32;
+    c->bearer = malloc(n);
+    if (c->bearer) snprintf(c->bearer, n, "Authorization: Bearer %s", g->tracking_token);
+  } else if (g->tracking_user && g->tracking_password) {
+    size_t n = strlen(g->tracking_user) + strlen(g->tracking_password) + 2;
+    c->userpwd = malloc(n);
+    if (c->userpwd) snprintf(c->userpwd, n, "%s:%s", g->tracking_user, g->tracking_password);
   }
 }
 

@@ -53,9 +53,8 @@ void mlt__json_str_body(mlt__buf *b, const char *s, size_t n);
 size_t mlt__utf8_seq(const unsigned char *s, size_t n);
 
 /* 1 if s[0..n) is exactly one JSON value (RFC 8259, surrounding whitespace
- * allowed, nesting depth <= 1000). */
-int mlt__json_valid(const char *s, size_t n);
-/* Same, and *utf8_ok tells whether every string in it is valid UTF-8. */
+ * allowed, nesting depth <= 1000); *utf8_ok tells whether every string in
+ * it is valid UTF-8. */
 int mlt__json_check(const char *s, size_t n, int *utf8_ok);
 
 /* A DOM over validated JSON text: nodes point into the source (no copies).

@@ -116,18 +116,6 @@ static const unsigned char esc_tab[256] = {
     0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
     0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
 
-/* Class of each byte for the escaper: 0 plain, 1 '"' or '\\' (backslash +
- * itself), 2 control character, 3 non-ASCII. */
-static const unsigned char esc_cls[256] = {
-    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
-    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
-    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
-    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3};
-
 /* Length of the run of plain bytes (no '"', '\\', control or non-ASCII
  * byte) at the start of s[0..n).  SSE2 (always there on x86-64) checks 16
  * bytes per step. */
@@ -145,53 +133,49 @@ static inline size_t plain_run(const unsigned char *s, size_t n) {
     i += 16;
   }
 #endif
-  while (i < n && esc_cls[s[i]] == 0) i++;
+  while (i < n && esc_tab[s[i]] == 0) i++;
   return i;
 }
 
 void mlt__json_str_body(mlt__buf *b, const char *str, size_t n) {
   const unsigned char *s = (const unsigned char *)str;
-  /* Worst case: 6 output bytes per input byte (\u00XX); U+FFFD is 3. */
-  if (n > (SIZE_MAX - 16) / 6 || mlt__buf_reserve(b, n * 6 + 2)) return;
-  char *o = b->p + b->len;
   size_t i = 0;
   while (i < n) {
     size_t run = plain_run(s + i, n - i);
+    /* Room for the run and one escape (at most 6 bytes: \u00XX). */
+    if (b->cap - b->len < run + 6 && mlt__buf_reserve(b, run + 6)) return;
+    char *o = b->p + b->len;
     memcpy(o, s + i, run);
     o += run;
     i += run;
-    if (i >= n) break;
-    unsigned c = s[i];
-    unsigned k = esc_cls[c];
-    if (k == 1) {
-      *o++ = '\\';
-      *o++ = (char)c;
-      i++;
-    } else if (k == 2) {
-      unsigned char e = esc_tab[c];
-      *o++ = '\\';
-      *o++ = (char)e;
-      if (e == 'u') {
-        *o++ = '0';
-        *o++ = '0';
-        *o++ = "0123456789abcdef"[c >> 4];
-        *o++ = "0123456789abcdef"[c & 15];
-      }
-      i++;
-    } else {
-      size_t l = mlt__utf8_seq(s + i, n - i);
-      if (l) {
-        memcpy(o, s + i, l);
-        o += l;
-        i += l;
+    if (i < n) {
+      unsigned c = s[i];
+      if (c >= 0x80) {
+        size_t l = mlt__utf8_seq(s + i, n - i);
+        if (l) {
+          memcpy(o, s + i, l);
+          o += l;
+          i += l;
+        } else {
+          memcpy(o, "\xEF\xBF\xBD", 3); /* invalid byte: U+FFFD */
+          o += 3;
+          i++;
+        }
       } else {
-        memcpy(o, "\xEF\xBF\xBD", 3);
-        o += 3;
+        unsigned char e = esc_tab[c]; /* '"', '\\' or a control's letter */
+        *o++ = '\\';
+        *o++ = (char)e;
+        if (e == 'u') {
+          *o++ = '0';
+          *o++ = '0';
+          *o++ = "0123456789abcdef"[c >> 4];
+          *o++ = "0123456789abcdef"[c & 15];
+        }
         i++;
       }
     }
+    b->len = (size_t)(o - b->p);
   }
-  b->len = (size_t)(o - b->p);
 }
 
 void mlt__json_str(mlt__buf *b, const char *s, size_t n) {
@@ -342,11 +326,6 @@ int mlt__json_check(const char *s, size_t n, int *utf8_ok) {
     }
     return 0;
   }
-}
-
-int mlt__json_valid(const char *s, size_t n) {
-  int ok;
-  return mlt__json_check(s, n, &ok);
 }
 
 /* ---- a small DOM over the source text -------------------------------- */

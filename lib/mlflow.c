@@ -60,26 +60,6 @@ static char *url_join(const char *base, const char *path) {
   return u;
 }
 
-static char *url_escape(const char *s) {
-  static const char hex[] = "0123456789ABCDEF";
-  size_t n = strlen(s);
-  char *o = malloc(n * 3 + 1), *p = o;
-  if (!o) return NULL;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-        c == '.' || c == '~') {
-      *p++ = (char)c;
-    } else {
-      *p++ = '%';
-      *p++ = hex[c >> 4];
-      *p++ = hex[c & 15];
-    }
-  }
-  *p = '\0';
-  return o;
-}
-
 /* An error body ({"error_code":..,"message":..} or {"detail":..}) shortened
  * for a log line. */
 static void describe(char *out, size_t size, long status, const char *err, const char *body, size_t len) {
@@ -108,7 +88,7 @@ typedef struct tjob {
   uint8_t needs_start; /* has a local root: StartTraceV3 after the spans */
   mlt__buf info_rest;  /* StartTraceV3 trace_info, minus its opening and location */
   mlt__buf data;       /* traces.json body (artifact mode, or mode unknown) */
-  char trace_id[MLT_TRACE_ID_SIZE];
+  size_t held;         /* bytes counted in the exporter's held_bytes */
 } tjob;
 
 typedef struct batch {
@@ -116,7 +96,7 @@ typedef struct batch {
   mlflow_exp *x;
   tjob **jobs;
   size_t n;
-  mlt__buf otlp;
+  mlt__buf otlp; /* counted in held_bytes until handed to the transport */
 } batch;
 
 struct mlflow_exp {
@@ -124,23 +104,18 @@ struct mlflow_exp {
   char *base_url;
   char *experiment_id;
   char *experiment_name;
-  char *service_name;
   mlt__http_cfg cfg;
   int mode;
   int exp_state;
   int stopping;
-  size_t in_flight;       /* traces accepted, not yet reported */
-  size_t backlog_bytes;   /* bytes held for them */
-  batch *pending_head;    /* batches waiting for the experiment id */
-  size_t n_pending;
-  mlt__trace_info ti;
+  size_t in_flight;    /* traces accepted, not yet reported */
+  size_t held_bytes;   /* serialized bytes held for them outside the transport */
+  batch *pending_head; /* batches waiting for the experiment id */
 };
-
-#define MAX_BACKLOG_BYTES ((size_t)64 << 20)
 
 static void job_done(mlflow_exp *x, tjob *j, int ok, const char *why) {
   mlt__export_done(&x->base, j->ticket, ok, why);
-  x->backlog_bytes -= MLT_MIN(x->backlog_bytes, j->info_rest.len + j->data.len);
+  x->held_bytes -= j->held;
   mlt__buf_free(&j->info_rest);
   mlt__buf_free(&j->data);
   free(j);
@@ -148,6 +123,7 @@ static void job_done(mlflow_exp *x, tjob *j, int ok, const char *why) {
 }
 
 static void batch_free(batch *b) {
+  b->x->held_bytes -= b->otlp.len;
   mlt__buf_free(&b->otlp);
   free(b->jobs);
   free(b);
@@ -172,7 +148,6 @@ static void flush_pending(mlflow_exp *x, int ok, const char *why) {
   batch *b;
   while ((b = x->pending_head) != NULL) {
     x->pending_head = b->next;
-    x->n_pending--;
     if (ok) {
       send_otlp(x, b);
     } else {
@@ -267,11 +242,11 @@ static void on_lookup(mlt__http_req *r, int ok, long status, const char *body, s
 
 static void resolve_experiment(mlflow_exp *x) {
   x->exp_state = EXP_RESOLVING;
-  char *name = url_escape(x->experiment_name);
+  char *name = curl_easy_escape(NULL, x->experiment_name, 0);
   char *path = name ? malloc(strlen(name) + 64) : NULL;
   if (path) sprintf(path, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=%s", name);
   char *url = path ? url_join(x->base_url, path) : NULL;
-  free(name);
+  curl_free(name);
   free(path);
   mlt__http_req *r = url ? mlt__http_req_new(url, MLT__HTTP_GET, &x->cfg) : NULL;
   free(url);
@@ -380,9 +355,7 @@ static void send_start(mlflow_exp *x, tjob *j) {
   mlt__buf_put(&r->body, j->info_rest.p ? j->info_rest.p : "}", j->info_rest.len ? j->info_rest.len : 1);
   mlt__buf_lit(&r->body, "}}");
   if (r->body.oom) {
-    mlt__buf_free(&r->body);
-    free(r->url);
-    free(r);
+    mlt__http_req_free(r);
     job_done(x, j, 0, "out of memory");
     return;
   }
@@ -454,6 +427,7 @@ static void send_otlp(mlflow_exp *x, batch *b) {
     batch_free(b);
     return;
   }
+  x->held_bytes -= b->otlp.len; /* the transport counts it from here */
   r->body = b->otlp;
   memset(&b->otlp, 0, sizeof b->otlp);
   r->headers = base_headers(x, "Content-Type: application/x-protobuf");
@@ -468,21 +442,18 @@ static void send_otlp(mlflow_exp *x, batch *b) {
 static void mlflow_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n) {
   mlflow_exp *x = (mlflow_exp *)e;
   if (x->exp_state == EXP_UNRESOLVED && x->experiment_name) resolve_experiment(x);
-  if (x->backlog_bytes > MAX_BACKLOG_BYTES || x->stopping) {
+  if (x->stopping || x->held_bytes + mlt__http_backlog_bytes(mlt__http_get()) > MLT__HTTP_MAX_BACKLOG) {
     for (size_t i = 0; i < n; i++)
-      mlt__export_done(e, traces[i]->ticket, 0,
-                       x->stopping ? "shutting down" : "MLflow export backlog full (server too slow or down)");
+      mlt__export_done(e, traces[i]->ticket, 0, x->stopping ? "shutting down" : MLT__HTTP_BACKLOG_FULL);
     return;
   }
   batch *b = calloc(1, sizeof *b);
   tjob **jobs = b ? calloc(n, sizeof *jobs) : NULL;
-  const mlt__trace_info **infos = calloc(n, sizeof *infos);
-  mlt__trace_info *tis = calloc(n, sizeof *tis);
-  if (!b || !jobs || !infos || !tis) {
+  mlt__prepared **ps = calloc(n, sizeof *ps); /* the traces that got a job */
+  if (!b || !jobs || !ps) {
     free(b);
     free(jobs);
-    free(infos);
-    free(tis);
+    free(ps);
     for (size_t i = 0; i < n; i++) mlt__export_done(e, traces[i]->ticket, 0, "out of memory");
     return;
   }
@@ -490,7 +461,7 @@ static void mlflow_export(mlt_exporter *e, mlt__prepared *const *traces, size_t 
   b->jobs = jobs;
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
-    const mlt__prepared *p = traces[i];
+    mlt__prepared *p = traces[i];
     tjob *j = calloc(1, sizeof *j);
     if (!j) {
       mlt__export_done(e, p->ticket, 0, "out of memory");
@@ -498,36 +469,31 @@ static void mlflow_export(mlt_exporter *e, mlt__prepared *const *traces, size_t 
     }
     j->owner = x;
     j->ticket = p->ticket;
-    memcpy(j->trace_id, p->trace_id, sizeof j->trace_id);
-    mlt__trace_info_compute(&tis[k], p);
-    infos[k] = &tis[k];
     j->needs_start = p->root >= 0 && !(p->t->flags & (MLT__TF_CONTINUATION | MLT__TF_REMOTE));
-    if (j->needs_start) mlt__json_trace_info(&j->info_rest, p, &tis[k], 1);
-    if (x->mode != MODE_OTLP && j->needs_start) mlt__json_trace_data(&j->data, p, &tis[k]);
-    x->backlog_bytes += j->info_rest.len + j->data.len;
+    if (j->needs_start)
+      mlt__json_trace_info(&j->info_rest, x->mode != MODE_OTLP ? &j->data : NULL, p, mlt__prepared_info(p));
+    j->held = j->info_rest.len + j->data.len;
+    x->held_bytes += j->held;
     x->in_flight++;
+    if (j->info_rest.oom || j->data.oom) {
+      job_done(x, j, 0, "out of memory while serializing");
+      continue;
+    }
+    ps[k] = p;
     jobs[k++] = j;
   }
   b->n = k;
   /* One OTLP request for the whole batch (the spans of every trace). */
   if (x->mode != MODE_ARTIFACT && k) {
-    mlt__prepared **ps = calloc(k, sizeof *ps);
-    if (ps) {
-      size_t m = 0;
-      for (size_t i = 0; i < n; i++)
-        if (m < k && !memcmp(traces[i]->trace_id, jobs[m]->trace_id, MLT_TRACE_ID_SIZE) &&
-            traces[i]->ticket == jobs[m]->ticket)
-          ps[m++] = traces[i];
-      mlt__otlp_opts o = {NULL};
-      mlt__otlp_encode(&b->otlp, ps, infos, m, &o);
-      free(ps);
-    }
-    x->backlog_bytes += b->otlp.len;
+    mlt__otlp_encode(&b->otlp, ps, k, NULL);
+    x->held_bytes += b->otlp.len;
   }
-  for (size_t i = 0; i < k; i++) mlt__trace_info_free(&tis[i]);
-  free(tis);
-  free(infos);
-  if (!k) {
+  free(ps);
+  if (b->otlp.oom) {
+    for (size_t i = 0; i < k; i++) job_done(x, jobs[i], 0, "out of memory while encoding spans");
+    b->n = 0;
+  }
+  if (!b->n) {
     batch_free(b);
     return;
   }
@@ -535,7 +501,6 @@ static void mlflow_export(mlt_exporter *e, mlt__prepared *const *traces, size_t 
     /* Wait for the experiment id. */
     b->next = x->pending_head;
     x->pending_head = b;
-    x->n_pending++;
     return;
   }
   send_otlp(x, b);
@@ -543,10 +508,15 @@ static void mlflow_export(mlt_exporter *e, mlt__prepared *const *traces, size_t 
 
 static int mlflow_start(mlt_exporter *e) {
   mlflow_exp *x = (mlflow_exp *)e;
-  if (!mlt__http_get()) return -1;
+  mlt__http_cfg_init(&x->cfg, 0);
+  if (!mlt__http_open()) return -1;
   if (x->exp_state == EXP_RESOLVING) resolve_experiment(x);
   return 0;
 }
+
+/* The transport is shared by both network exporters: either one's abandon()
+ * fails every request, so the reason names no particular server. */
+#define ABANDONED "shutdown deadline reached before the server answered"
 
 static int64_t net_poll(mlt_exporter *e, int64_t now) {
   (void)e;
@@ -558,7 +528,7 @@ static size_t mlflow_in_flight(mlt_exporter *e) { return ((mlflow_exp *)e)->in_f
 static void mlflow_abandon(mlt_exporter *e) {
   mlflow_exp *x = (mlflow_exp *)e;
   x->stopping = 1;
-  mlt__http_abandon(mlt__http_get(), "shutdown deadline reached before the MLflow server answered");
+  mlt__http_abandon(mlt__http_get(), ABANDONED);
   flush_pending(x, 0, "shutdown deadline reached while resolving the MLflow experiment");
 }
 
@@ -568,9 +538,7 @@ static void mlflow_destroy(mlt_exporter *e) {
   free(x->base_url);
   free(x->experiment_id);
   free(x->experiment_name);
-  free(x->service_name);
   mlt__http_cfg_free(&x->cfg);
-  mlt__trace_info_free(&x->ti);
   free(x);
   curl_global_cleanup();
 }
@@ -596,7 +564,6 @@ int mlt_exporter_mlflow_new(const char *tracking_uri, const char *experiment_id,
   while (bl && x->base_url[bl - 1] == '/') x->base_url[--bl] = '\0';
   x->experiment_id = mlt__strdup(experiment_id);
   x->experiment_name = mlt__strdup(experiment_name);
-  mlt__http_cfg_from_env(&x->cfg, 0);
   if (!x->base_url || (experiment_id && !x->experiment_id) || (experiment_name && !x->experiment_name)) {
     mlflow_destroy(&x->base);
     return MLT_ENOMEM;
@@ -614,12 +581,10 @@ int mlt_exporter_mlflow_new(const char *tracking_uri, const char *experiment_id,
 }
 
 int mlt__exporter_mlflow_from_config(mlt_exporter **out) {
+  /* An experiment id given (option or MLFLOW_EXPERIMENT_ID) wins over a
+   * name; with neither, the exporter uses "0". */
   mlt__config *c = &mlt__g_cfg;
-  /* An explicit experiment id (option or MLFLOW_EXPERIMENT_ID) wins over a
-   * name; the config's default "0" counts as "none given" when a name is. */
-  const char *id = c->experiment_id;
-  if (c->experiment_name && id && !strcmp(id, "0") && !mlt__getenv("MLFLOW_EXPERIMENT_ID")) id = NULL;
-  return mlt_exporter_mlflow_new(c->tracking_uri, id, c->experiment_name, out);
+  return mlt_exporter_mlflow_new(c->tracking_uri, c->experiment_id, c->experiment_name, out);
 }
 
 /* ---- the OTLP exporter ----------------------------------------------- */
@@ -660,35 +625,21 @@ static void otlp_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n)
     return;
   }
   obatch *b = calloc(1, sizeof *b);
-  const mlt__trace_info **infos = calloc(n, sizeof *infos);
-  mlt__trace_info *tis = calloc(n, sizeof *tis);
   mlt__http_req *r = mlt__http_req_new(x->endpoint, MLT__HTTP_POST, &x->cfg);
   if (b) b->tickets = calloc(n, sizeof *b->tickets);
-  if (!b || !b->tickets || !infos || !tis || !r) {
+  mlt__buf raw = {0};
+  if (b && b->tickets && r) mlt__otlp_encode(&raw, traces, n, x->service_name);
+  if (!b || !b->tickets || !r || raw.oom) {
     if (b) free(b->tickets);
     free(b);
-    free(infos);
-    free(tis);
-    if (r) {
-      free(r->url);
-      free(r);
-    }
+    if (r) mlt__http_req_free(r);
+    mlt__buf_free(&raw);
     for (size_t i = 0; i < n; i++) mlt__export_done(e, traces[i]->ticket, 0, "out of memory");
     return;
   }
-  for (size_t i = 0; i < n; i++) {
-    mlt__trace_info_compute(&tis[i], traces[i]);
-    infos[i] = &tis[i];
-    b->tickets[i] = traces[i]->ticket;
-  }
+  for (size_t i = 0; i < n; i++) b->tickets[i] = traces[i]->ticket;
   b->n = n;
   b->x = x;
-  mlt__otlp_opts o = {x->service_name};
-  mlt__buf raw = {0};
-  mlt__otlp_encode(&raw, traces, infos, n, &o);
-  for (size_t i = 0; i < n; i++) mlt__trace_info_free(&tis[i]);
-  free(tis);
-  free(infos);
   for (struct curl_slist *h = x->headers; h; h = h->next) r->headers = curl_slist_append(r->headers, h->data);
   r->headers = curl_slist_append(r->headers, "Content-Type: application/x-protobuf");
   r->headers = curl_slist_append(r->headers, "Expect:");
@@ -706,8 +657,19 @@ static void otlp_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n)
 }
 
 static int otlp_start(mlt_exporter *e) {
-  (void)e;
-  return mlt__http_get() ? 0 : -1;
+  otlp_exp *x = (otlp_exp *)e;
+  /* Resolved here, not at creation: an exporter made with
+   * mlt_exporter_otlp_new() before mlt_init() sees the configuration. */
+  if (!x->service_name)
+    x->service_name = mlt__strdup(mlt__g_cfg.service_name ? mlt__g_cfg.service_name : mlt__program_name());
+  const char *comp = mlt__g_cfg.otlp_compression;
+  if (comp && !strcasecmp(comp, "gzip"))
+    x->gzip = 1;
+  else if (comp && strcasecmp(comp, "none"))
+    mlt__log(MLT_LOG_WARN, MLT__LOGK_ENV, "OTEL_EXPORTER_OTLP_COMPRESSION='%s' is not supported; sending uncompressed",
+             comp);
+  mlt__http_cfg_init(&x->cfg, 1);
+  return mlt__http_open() ? 0 : -1;
 }
 
 static size_t otlp_in_flight(mlt_exporter *e) { return ((otlp_exp *)e)->in_flight; }
@@ -715,7 +677,7 @@ static size_t otlp_in_flight(mlt_exporter *e) { return ((otlp_exp *)e)->in_fligh
 static void otlp_abandon(mlt_exporter *e) {
   otlp_exp *x = (otlp_exp *)e;
   x->stopping = 1;
-  mlt__http_abandon(mlt__http_get(), "shutdown deadline reached before the OTLP endpoint answered");
+  mlt__http_abandon(mlt__http_get(), ABANDONED);
 }
 
 static void otlp_destroy(mlt_exporter *e) {
@@ -731,47 +693,49 @@ static void otlp_destroy(mlt_exporter *e) {
 static const mlt__exporter_ops otlp_ops = {"otlp",         otlp_start,   otlp_export, net_poll,
                                            otlp_in_flight, otlp_abandon, otlp_destroy};
 
-/* OTEL_EXPORTER_OTLP_HEADERS: "k1=v1,k2=v2" with URL-encoded values. */
+/* OTEL_EXPORTER_OTLP_HEADERS: "k1=v1,k2=v2" with URL-encoded values.  An
+ * entry without '=' or a key, or whose decoded value holds CR, LF or NUL,
+ * is counted in *bad and skipped. */
 static struct curl_slist *parse_headers(const char *spec, int *bad) {
   struct curl_slist *list = NULL;
   *bad = 0;
   if (!spec) return NULL;
+  mlt__buf line = {0};
   const char *p = spec;
   while (*p) {
     const char *end = strchr(p, ',');
     if (!end) end = p + strlen(p);
     const char *eq = memchr(p, '=', (size_t)(end - p));
-    if (!eq) {
-      (*bad)++;
-    } else {
-      while (p < eq && (*p == ' ' || *p == '\t')) p++;
-      const char *ke = eq;
-      while (ke > p && (ke[-1] == ' ' || ke[-1] == '\t')) ke--;
-      const char *v = eq + 1;
-      while (v < end && (*v == ' ' || *v == '\t')) v++;
-      const char *ve = end;
-      while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-      if (ke == p || memchr(p, '\r', (size_t)(ve - p)) || memchr(p, '\n', (size_t)(ve - p))) {
-        (*bad)++;
-      } else {
-        char line[1024];
-        size_t k = 0;
-        k += (size_t)snprintf(line, sizeof line, "%.*s: ", (int)(ke - p), p);
-        for (const char *q = v; q < ve && k + 2 < sizeof line; q++) {
-          uint64_t hv;
-          if (*q == '%' && q + 2 < ve && !mlt__parse_hex(q + 1, 2, &hv)) {
-            line[k++] = (char)hv;
-            q += 2;
-          } else {
-            line[k++] = *q;
-          }
-        }
-        line[k] = '\0';
-        list = curl_slist_append(list, line);
-      }
+    const char *ke = eq, *v = eq ? eq + 1 : end, *ve = end;
+    while (p < ke && (*p == ' ' || *p == '\t')) p++;
+    while (ke > p && (ke[-1] == ' ' || ke[-1] == '\t')) ke--;
+    while (v < ve && (*v == ' ' || *v == '\t')) v++;
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+    int ok = eq && ke > p;
+    mlt__buf_reset(&line);
+    if (ok) {
+      mlt__buf_put(&line, p, (size_t)(ke - p));
+      mlt__buf_lit(&line, ": ");
     }
+    for (const char *q = v; ok && q < ve; q++) {
+      char c = *q;
+      uint64_t hv;
+      if (c == '%' && q + 2 < ve && !mlt__parse_hex(q + 1, 2, &hv)) {
+        c = (char)hv;
+        q += 2;
+      }
+      if (c == '\r' || c == '\n' || c == '\0') ok = 0;
+      mlt__buf_putc(&line, c);
+    }
+    for (const char *q = p; ok && q < ke; q++)
+      if (*q == '\r' || *q == '\n') ok = 0;
+    if (ok && !line.oom)
+      list = curl_slist_append(list, mlt__buf_cstr(&line));
+    else
+      (*bad)++;
     p = *end ? end + 1 : end;
   }
+  mlt__buf_free(&line);
   return list;
 }
 
@@ -787,20 +751,11 @@ int mlt_exporter_otlp_new(const char *endpoint, const char *headers, mlt_exporte
   }
   x->base.ops = &otlp_ops;
   x->endpoint = strdup(endpoint);
-  x->service_name = mlt__strdup(mlt__g_cfg.service_name ? mlt__g_cfg.service_name : mlt__program_name());
   int bad = 0;
   x->headers = parse_headers(headers, &bad);
   if (bad)
     mlt__log(MLT_LOG_WARN, MLT__LOGK_ENV, "OTLP headers: %d malformed entr%s ignored (expected key=value,...)", bad,
              bad == 1 ? "y" : "ies");
-  mlt__http_cfg_from_env(&x->cfg, 1);
-  const char *comp = mlt__getenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION");
-  if (!comp) comp = mlt__getenv("OTEL_EXPORTER_OTLP_COMPRESSION");
-  if (comp && !strcasecmp(comp, "gzip"))
-    x->gzip = 1;
-  else if (comp && strcasecmp(comp, "none"))
-    mlt__log(MLT_LOG_WARN, MLT__LOGK_ENV, "OTEL_EXPORTER_OTLP_COMPRESSION='%s' is not supported; sending uncompressed",
-             comp);
   if (!x->endpoint) {
     otlp_destroy(&x->base);
     return MLT_ENOMEM;
@@ -810,7 +765,5 @@ int mlt_exporter_otlp_new(const char *endpoint, const char *headers, mlt_exporte
 }
 
 int mlt__exporter_otlp_from_config(mlt_exporter **out) {
-  const char *h = mlt__getenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS");
-  if (!h) h = mlt__getenv("OTEL_EXPORTER_OTLP_HEADERS");
-  return mlt_exporter_otlp_new(mlt__g_cfg.otlp_endpoint, h, out);
+  return mlt_exporter_otlp_new(mlt__g_cfg.otlp_endpoint, mlt__g_cfg.otlp_headers, out);
 }

@@ -236,10 +236,32 @@ int mlt__options_resolve(const mlt_options *o, mlt__resolved *r) {
       }
     }
   }
-  if (c->experiment_id == NULL) c->experiment_id = strdup("0");
+  /* Network exporters: MLflow's and OpenTelemetry's variables. */
+  c->mlflow_timeout_ms = 10000;
+  c->otlp_timeout_ms = 10000;
+  c->retry_budget_ms = 60000;
+  if (env) {
+    c->mlflow_timeout_ms = (int64_t)(env_double("MLFLOW_HTTP_REQUEST_TIMEOUT", 0.001, 86400, 10) * 1000);
+    const char *ot = mlt__getenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") ? "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
+                                                                       : "OTEL_EXPORTER_OTLP_TIMEOUT";
+    c->otlp_timeout_ms = (int64_t)env_double(ot, 1, 86400000, 10000);
+    c->retry_budget_ms = mlt__getenv("MLTRACE_EXPORT_RETRY_BUDGET_MS")
+                             ? (int64_t)env_double("MLTRACE_EXPORT_RETRY_BUDGET_MS", 1, 86400000, 60000)
+                             : (int64_t)(env_double("MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT", 0.001, 86400, 60) * 1000);
+    c->insecure_tls = env_bool("MLFLOW_TRACKING_INSECURE_TLS", 0);
+    c->ca_path = dup_env("MLFLOW_TRACKING_SERVER_CERT_PATH");
+    c->tracking_token = dup_env("MLFLOW_TRACKING_TOKEN");
+    c->tracking_user = dup_env("MLFLOW_TRACKING_USERNAME");
+    c->tracking_password = dup_env("MLFLOW_TRACKING_PASSWORD");
+    c->otlp_headers = dup_env(mlt__getenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS") ? "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+                                                                                : "OTEL_EXPORTER_OTLP_HEADERS");
+    c->otlp_compression = dup_env(mlt__getenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
+                                      ? "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"
+                                      : "OTEL_EXPORTER_OTLP_COMPRESSION");
+  }
   c->processor = o ? o->processor : NULL;
   c->processor_ud = o ? o->processor_ud : NULL;
-  if (!c->service_name || !c->experiment_id) return MLT_ENOMEM;
+  if (!c->service_name) return MLT_ENOMEM;
 
   /* Sampling threshold over 53 random bits. */
   c->sample_threshold = c->sampling_ratio >= 1.0 ? (UINT64_C(1) << 53)
@@ -250,7 +272,20 @@ int mlt__options_resolve(const mlt_options *o, mlt__resolved *r) {
   return MLT_OK;
 }
 
+static void free_secret(char *p) {
+  if (p) {
+    memset(p, 0, strlen(p));
+    free(p);
+  }
+}
+
 void mlt__config_free(mlt__config *c) {
+  free_secret(c->tracking_token);
+  free_secret(c->tracking_user);
+  free_secret(c->tracking_password);
+  free_secret(c->otlp_headers); /* may carry an API key */
+  free(c->ca_path);
+  free(c->otlp_compression);
   free(c->service_name);
   free(c->experiment_id);
   free(c->experiment_name);

@@ -7,16 +7,10 @@
 
 #include <curl/curl.h>
 
-typedef struct mlt__otlp_opts {
-  const char *service_name; /* resource service.name, or NULL */
-} mlt__otlp_opts;
-
 /* Append one ExportTraceServiceRequest holding every span of |traces| (one
- * resource, one scope).  |infos| (may be NULL) adds trace-level data on each
- * root span (mlflow.traceTag.*, session.id, user.id). */
-void mlt__otlp_encode(mlt__buf *out, mlt__prepared *const *traces, const mlt__trace_info *const *infos, size_t n,
-                      const mlt__otlp_opts *o);
-void mlt__otlp_shutdown(void);
+ * resource with |service_name| if not NULL, one scope), with trace-level
+ * data on each root span (mlflow.traceTag.*, session.id, user.id). */
+void mlt__otlp_encode(mlt__buf *out, mlt__prepared *const *traces, size_t n, const char *service_name);
 
 /* ---- HTTP transport (curl multi on the export thread) ---------------- */
 
@@ -33,12 +27,10 @@ typedef struct mlt__http_cfg {
   long timeout_ms;         /* whole request */
   long connect_timeout_ms; /* TCP/TLS connect */
   int64_t retry_budget_ns; /* retries stop once this much time has passed */
-  int max_attempts;
   int insecure_tls;
   char *ca_path;
   char *userpwd;     /* basic auth "user:password", or NULL */
   char *bearer;      /* "Authorization: Bearer ..." header line, or NULL */
-  int max_parallel;  /* requests in flight at once */
 } mlt__http_cfg;
 
 struct mlt__http_req {
@@ -46,7 +38,6 @@ struct mlt__http_req {
   struct curl_slist *headers;  /* owned */
   mlt__buf body;               /* owned */
   int method;
-  int retry;                   /* retry transient failures */
   mlt__http_done_fn done;
   void *ud;
   const mlt__http_cfg *cfg;    /* borrowed; outlives the request */
@@ -62,21 +53,35 @@ struct mlt__http_req {
 
 typedef struct mlt__http mlt__http;
 
-/* The shared transport, created on first use (export thread).  Becomes the
- * export thread's wait primitive (curl_multi_poll / curl_multi_wakeup). */
+/* The shared transport: created by the network exporters' start() in
+ * mlt_init() (before the export thread exists), used by the export thread
+ * only, freed by mlt__http_shutdown().  Becomes the export thread's wait
+ * primitive (curl_multi_poll / curl_multi_wakeup).  NULL on failure. */
+mlt__http *mlt__http_open(void);
+/* The transport opened by mlt__http_open(), or NULL. */
 mlt__http *mlt__http_get(void);
-/* Queue |r| (takes ownership; |r->done| is called exactly once). */
+/* Request bodies the transport may hold (queued, running or waiting for a
+ * retry) before it refuses new ones with MLT__HTTP_BACKLOG_FULL. */
+#define MLT__HTTP_MAX_BACKLOG ((size_t)64 << 20)
+#define MLT__HTTP_BACKLOG_FULL "export backlog full (server too slow or down)"
+/* Queue |r| (takes ownership; |r->done| is called exactly once: at once,
+ * with an error, when |h| is NULL or the backlog is full). */
 void mlt__http_submit(mlt__http *h, mlt__http_req *r);
+/* Bytes of request bodies held now (0 for NULL). */
+size_t mlt__http_backlog_bytes(const mlt__http *h);
 /* Drive transfers and due retries; returns when (monotonic ns) it next
  * needs to run, or 0. */
 int64_t mlt__http_poll(mlt__http *h, int64_t now_ns);
-size_t mlt__http_in_flight(mlt__http *h);
-/* Fail every queued and running request with "abandoned". */
+/* Fail every queued and running request with |why|. */
 void mlt__http_abandon(mlt__http *h, const char *why);
-void mlt__http_shutdown(void);
 
 mlt__http_req *mlt__http_req_new(const char *url, int method, const mlt__http_cfg *cfg);
-void mlt__http_cfg_from_env(mlt__http_cfg *c, int otlp);
+/* Free a request that was never submitted. */
+void mlt__http_req_free(mlt__http_req *r);
+/* Fill |c| (freed first) from the resolved configuration: timeouts, retry
+ * budget, and for the MLflow server (|otlp| 0) TLS and credentials.  Called
+ * from the exporters' start(), once mlt_init() resolved the options. */
+void mlt__http_cfg_init(mlt__http_cfg *c, int otlp);
 void mlt__http_cfg_free(mlt__http_cfg *c);
 /* "scheme://host[:port]" of a URL without user info, path or query: safe to
  * log. */

@@ -5,8 +5,9 @@
  * only the writer side.  The writer below is ~150 lines, allocation-free
  * beyond the output buffer, writes straight from the span record logs (no
  * intermediate message structs to build and free per span, which protobuf-c
- * would require), and is checked against Python's protobuf parser by
- * tests/unit/test_otlp (decoding with opentelemetry-proto).
+ * would require).  What it writes is checked by decoding: the real MLflow
+ * server parses it with opentelemetry-proto in tests/mlflow/test_server.py,
+ * which reads every field back.
  *
  * Attribute values go as native AnyValues, as MLflow's Python SDK sends them
  * (mlflow/tracing/utils/otlp.py): strings unquoted, JSON objects as
@@ -22,14 +23,19 @@
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
-static void pb_varint(mlt__buf *b, uint64_t v) {
-  char tmp[10];
+/* Varint bytes of |v| into out[10]; returns their count. */
+static int varint_bytes(uint64_t v, char *out) {
   int n = 0;
   do {
-    tmp[n++] = (char)((v & 0x7F) | (v > 0x7F ? 0x80 : 0));
+    out[n++] = (char)((v & 0x7F) | (v > 0x7F ? 0x80 : 0));
     v >>= 7;
   } while (v);
-  mlt__buf_put(b, tmp, (size_t)n);
+  return n;
+}
+
+static void pb_varint(mlt__buf *b, uint64_t v) {
+  char tmp[10];
+  mlt__buf_put(b, tmp, (size_t)varint_bytes(v, tmp));
 }
 
 static void pb_tag(mlt__buf *b, unsigned field, unsigned wt) { pb_varint(b, ((uint64_t)field << 3) | wt); }
@@ -54,36 +60,18 @@ static void pb_uint(mlt__buf *b, unsigned field, uint64_t v) {
 
 /* A string field; invalid UTF-8 replaced (protobuf strings must be UTF-8). */
 static void pb_string(mlt__buf *b, unsigned field, const char *s, size_t n) {
-  int valid = 1;
   for (size_t i = 0; i < n;) {
-    if ((unsigned char)s[i] < 0x80) {
-      i++;
-      continue;
-    }
-    size_t l = mlt__utf8_seq((const unsigned char *)s + i, n - i);
+    size_t l = (unsigned char)s[i] < 0x80 ? 1 : mlt__utf8_seq((const unsigned char *)s + i, n - i);
     if (!l) {
-      valid = 0;
-      break;
+      mlt__buf fixed = {0};
+      mlt__utf8_copy(&fixed, s, n);
+      pb_bytes(b, field, fixed.p ? fixed.p : "", fixed.len);
+      mlt__buf_free(&fixed);
+      return;
     }
     i += l;
   }
-  if (valid) {
-    pb_bytes(b, field, s, n);
-    return;
-  }
-  mlt__buf fixed = {0};
-  for (size_t i = 0; i < n;) {
-    size_t l = (unsigned char)s[i] < 0x80 ? 1 : mlt__utf8_seq((const unsigned char *)s + i, n - i);
-    if (l) {
-      mlt__buf_put(&fixed, s + i, l);
-      i += l;
-    } else {
-      mlt__buf_put(&fixed, "\xEF\xBF\xBD", 3);
-      i++;
-    }
-  }
-  pb_bytes(b, field, fixed.p ? fixed.p : "", fixed.len);
-  mlt__buf_free(&fixed);
+  pb_bytes(b, field, s, n);
 }
 
 /* Nested messages: open writes the tag and reserves one length byte; close
@@ -98,12 +86,7 @@ static void pb_close(mlt__buf *b, size_t start) {
   if (b->oom) return;
   size_t len = b->len - start;
   char v[10];
-  int n = 0;
-  uint64_t x = len;
-  do {
-    v[n++] = (char)((x & 0x7F) | (x > 0x7F ? 0x80 : 0));
-    x >>= 7;
-  } while (x);
+  int n = varint_bytes(len, v);
   if (n > 1) {
     if (mlt__buf_reserve(b, (size_t)n - 1)) return;
     memmove(b->p + start + n - 1, b->p + start, len);
@@ -305,32 +288,19 @@ static void kv_chunks_output(mlt__buf *b, const mlt__digest *d, mlt__buf *tmp) {
   pb_close(b, kv);
 }
 
-static int key_is(const mlt__rec *r, const char *k) {
-  size_t n = strlen(k);
-  return r->key_len == n && !memcmp(mlt__rec_key(r), k, n);
-}
-
-static void put_id(char *out, uint64_t v) {
-  for (int i = 7; i >= 0; i--) {
-    out[i] = (char)(v & 0xFF);
-    v >>= 8;
-  }
-}
-
-static void encode_span(mlt__buf *b, const mlt__prepared *p, uint32_t idx, const mlt__trace_info *ti,
-                        const mlt__otlp_opts *o, mlt__buf *tmp) {
+static void encode_span(mlt__buf *b, mlt__prepared *p, uint32_t idx, mlt__buf *tmp) {
   mlt__span *s = p->spans[idx];
   mlt__digest *d = mlt__scratch_digest();
   mlt__digest_span(d, s);
   size_t sp = pb_open(b, 2); /* ScopeSpans.spans */
-  char id[16];
-  put_id(id, p->t->id_hi);
-  put_id(id + 8, p->t->id_lo);
+  uint8_t id[16];
+  mlt__be64(p->t->id_hi, id);
+  mlt__be64(p->t->id_lo, id + 8);
   pb_bytes(b, 1, id, 16);
-  put_id(id, s->span_id);
+  mlt__be64(s->span_id, id);
   pb_bytes(b, 2, id, 8);
   if (s->parent_id) {
-    put_id(id, s->parent_id);
+    mlt__be64(s->parent_id, id);
     pb_bytes(b, 4, id, 8);
   }
   pb_string(b, 5, d->name, d->name_len);
@@ -346,27 +316,17 @@ static void encode_span(mlt__buf *b, const mlt__prepared *p, uint32_t idx, const
     kv_chunks_output(b, d, tmp);
   for (size_t a = 0; a < d->n_attrs; a++) {
     const mlt__rec *r = d->attrs[a];
-    if (key_is(r, "mlflow.traceRequestId") || key_is(r, "mlflow.spanType") || key_is(r, "mlflow.spanInputs") ||
-        key_is(r, "mlflow.spanOutputs") || key_is(r, "mlflow.spanLogLevel"))
-      continue;
-    kv_rec(b, 9, mlt__rec_key(r), r->key_len, r, tmp);
+    if (!mlt__reserved_attr_key(r)) kv_rec(b, 9, mlt__rec_key(r), r->key_len, r, tmp);
   }
   if (d->n_chunks) kv_double(b, 9, "gen_ai.response.time_to_first_chunk", (double)(d->first_chunk_ns - s->start_ns) / 1e9);
   if (s->n_events_dropped) kv_int(b, 9, "mltrace.droppedEvents", s->n_events_dropped);
   int status = s->status == MLT_STATUS_UNSET ? MLT_STATUS_OK : s->status;
-  int lvl = status == MLT_STATUS_ERROR ? 40 : 10;
-  static const char *const info_types[] = {"LLM", "CHAT_MODEL", "TOOL", "RETRIEVER", "AGENT", "EMBEDDING"};
-  for (size_t k = 0; lvl == 10 && k < MLT_ARRAY_LEN(info_types); k++)
-    if (strlen(info_types[k]) == d->type_len && !memcmp(info_types[k], d->type, d->type_len)) lvl = 20;
-  kv_int(b, 9, "mlflow.spanLogLevel", lvl);
-  if ((int)idx == p->root && ti) {
+  kv_int(b, 9, "mlflow.spanLogLevel", mlt__span_log_level(d->type, d->type_len, status == MLT_STATUS_ERROR));
+  if ((int)idx == p->root) {
+    const mlt__trace_info *ti = mlt__prepared_info(p);
     /* Trace-level data an OTLP-only consumer can map: MLflow turns
      * mlflow.traceTag.<k> into tags and session.id / user.id into metadata. */
-    if (ti->trace_name) {
-      mlt__buf_reset(tmp);
-      mlt__buf_put(tmp, ti->trace_name, ti->trace_name_len);
-      kv_str(b, 9, "mlflow.traceTag.mlflow.traceName", tmp->p ? tmp->p : "", tmp->len);
-    }
+    if (ti->trace_name) kv_str(b, 9, "mlflow.traceTag.mlflow.traceName", ti->trace_name, ti->trace_name_len);
     for (mlt__tinfo *i = ti->info; i; i = i->next) {
       if (i->kind != MLT__TI_TAG) continue;
       int seen = 0;
@@ -375,8 +335,7 @@ static void encode_span(mlt__buf *b, const mlt__prepared *p, uint32_t idx, const
       if (seen || !strcmp(i->key, "mlflow.artifactLocation") || !strcmp(i->key, "mlflow.trace.spansLocation"))
         continue;
       char key[300];
-      int kl = snprintf(key, sizeof key, "mlflow.traceTag.%.250s", i->key);
-      (void)kl;
+      snprintf(key, sizeof key, "mlflow.traceTag.%.250s", i->key);
       size_t vl = strlen(i->value);
       size_t cut = mlt__utf8_prefix_chars(i->value, vl, 4096, NULL);
       kv_str(b, 9, key, i->value, cut);
@@ -385,7 +344,6 @@ static void encode_span(mlt__buf *b, const mlt__prepared *p, uint32_t idx, const
       kv_str(b, 9, "session.id", ti->session, mlt__utf8_prefix_chars(ti->session, strlen(ti->session), 250, NULL));
     if (ti->user) kv_str(b, 9, "user.id", ti->user, mlt__utf8_prefix_chars(ti->user, strlen(ti->user), 250, NULL));
   }
-  (void)o;
   /* events */
   for (size_t e = 0; e < d->n_events; e++) {
     const mlt__rec *r = d->events[e];
@@ -447,12 +405,11 @@ static void encode_span(mlt__buf *b, const mlt__prepared *p, uint32_t idx, const
   pb_close(b, sp);
 }
 
-void mlt__otlp_encode(mlt__buf *out, mlt__prepared *const *traces, const mlt__trace_info *const *infos, size_t n,
-                      const mlt__otlp_opts *o) {
+void mlt__otlp_encode(mlt__buf *out, mlt__prepared *const *traces, size_t n, const char *service_name) {
   mlt__buf tmp = {0};
   size_t rs = pb_open(out, 1); /* resource_spans */
   size_t res = pb_open(out, 1);
-  if (o && o->service_name) kv_str(out, 1, "service.name", o->service_name, strlen(o->service_name));
+  if (service_name) kv_str(out, 1, "service.name", service_name, strlen(service_name));
   kv_str(out, 1, "telemetry.sdk.name", "mltrace", 7);
   kv_str(out, 1, "telemetry.sdk.language", "c", 1);
   kv_str(out, 1, "telemetry.sdk.version", MLT_VERSION_STRING, strlen(MLT_VERSION_STRING));
@@ -463,7 +420,7 @@ void mlt__otlp_encode(mlt__buf *out, mlt__prepared *const *traces, const mlt__tr
   pb_string(out, 2, MLT_VERSION_STRING, strlen(MLT_VERSION_STRING));
   pb_close(out, sc);
   for (size_t t = 0; t < n; t++)
-    for (uint32_t i = 0; i < traces[t]->n; i++) encode_span(out, traces[t], i, infos ? infos[t] : NULL, o, &tmp);
+    for (uint32_t i = 0; i < traces[t]->n; i++) encode_span(out, traces[t], i, &tmp);
   pb_close(out, ss);
   pb_close(out, rs);
   mlt__buf_free(&tmp);

@@ -338,8 +338,6 @@ static int order_spans(mlt__prepared *p) {
   int32_t *stack = g_ord.stack, *newpos = g_ord.newpos;
   char *seen = g_ord.seen;
   mlt__span **out = g_ord.out;
-  size_t hused = MLT_MIN(g_ord.hcap, (size_t)n * 4);
-  (void)hused;
   memset(hmap, -1, g_ord.hcap * sizeof *hmap);
   memset(seen, 0, n);
   for (uint32_t i = 0; i < n; i++) {
@@ -410,7 +408,9 @@ static void run_processor(mlt__prepared *p) {
 /* Fill |p| for trace |t|; spans[] and parent[] point into batch arrays
  * with room for the trace's spans. */
 static int prepare(mlt__prepared *p, mlt__trace *t, mlt__span **spans, int32_t *parent, uint32_t n) {
+  mlt__trace_info ti = p->ti; /* keep its buffers */
   memset(p, 0, sizeof *p);
+  p->ti = ti;
   p->t = t;
   p->root = -1;
   p->spans = spans;
@@ -444,6 +444,7 @@ static struct {
 } g_batch;
 
 static void batch_free(void) {
+  for (size_t i = 0; i < g_batch.cap; i++) mlt__trace_info_free(&g_batch.preps[i].ti);
   free(g_batch.preps);
   free(g_batch.ptrs);
   free(g_batch.counts);
@@ -475,7 +476,10 @@ static void process_batch(mlt__trace **batch, size_t n) {
 static void process_batch_inner(mlt__trace **batch, size_t n) {
   if (n > g_batch.cap) {
     mlt__prepared *pr = realloc(g_batch.preps, n * sizeof *pr);
-    if (pr) g_batch.preps = pr;
+    if (pr) {
+      memset(pr + g_batch.cap, 0, (n - g_batch.cap) * sizeof *pr);
+      g_batch.preps = pr;
+    }
     mlt__prepared **pt = realloc(g_batch.ptrs, n * sizeof *pt);
     if (pt) g_batch.ptrs = pt;
     uint32_t *ct = realloc(g_batch.counts, n * sizeof *ct);
@@ -690,7 +694,9 @@ static void atfork_child(void) {
                    g_ord.seen, (void *)g_digest.attrs, (void *)g_digest.events, (void *)g_digest.chunks,
                    g_scratch[0].p, g_scratch[1].p, g_scratch[2].p, g_scratch[3].p, mlt__g_cfg.service_name,
                    mlt__g_cfg.experiment_id, mlt__g_cfg.experiment_name, mlt__g_cfg.tracking_uri,
-                   mlt__g_cfg.otlp_endpoint, mlt__g_cfg.file_path};
+                   mlt__g_cfg.otlp_endpoint, mlt__g_cfg.file_path, mlt__g_cfg.ca_path, mlt__g_cfg.tracking_token,
+                   mlt__g_cfg.tracking_user, mlt__g_cfg.tracking_password, mlt__g_cfg.otlp_headers,
+                   mlt__g_cfg.otlp_compression};
   for (size_t i = 0; i < MLT_ARRAY_LEN(roots); i++) mlt__forget(roots[i]);
   g_q = NULL;
   g_qmask = 0;
@@ -786,6 +792,7 @@ int mlt_init(mlt_options *opts) {
     atomic_store(&mlt__g_state, MLT__G_OFF);
     free(g_q);
     g_q = NULL;
+    mlt__http_shutdown(); /* its requests point at the exporters */
     free_exporters(g_exporters);
     g_exporters = NULL;
     mlt__config_free(&mlt__g_cfg);
@@ -910,7 +917,6 @@ int mlt_shutdown(int timeout_ms) {
    * thread-local pointers may still name: the epoch bump makes them dead. */
   atomic_store(&mlt__g_epoch, atomic_load(&mlt__g_epoch) + 1);
   /* The transport first: its requests point at the exporters' settings. */
-  extern void mlt__http_shutdown(void);
   mlt__http_shutdown();
   free_exporters(g_exporters);
   g_exporters = NULL;
@@ -932,7 +938,6 @@ int mlt_shutdown(int timeout_ms) {
   ord_free();
   batch_free();
   mlt__serialize_shutdown();
-  extern void mlt__otlp_shutdown(void);
   mlt__otlp_shutdown();
   mlt__pipeline_set_waiter(NULL, NULL, NULL);
   pthread_cond_destroy(&g_wake_cond);

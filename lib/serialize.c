@@ -108,7 +108,7 @@ void mlt__digest_free(mlt__digest *d) {
 /* ---- values ---------------------------------------------------------- */
 
 /* Copy text, replacing each invalid UTF-8 byte with U+FFFD (no escaping). */
-static void utf8_copy(mlt__buf *out, const char *s, size_t n) {
+void mlt__utf8_copy(mlt__buf *out, const char *s, size_t n) {
   size_t i = 0, start = 0;
   while (i < n) {
     if (i + 8 <= n) {
@@ -218,7 +218,7 @@ void mlt__value_json(mlt__buf *out, const mlt__rec *r) {
       if (json_rec_ok(r, v, len)) {
         trim_ws(&v, &len);
         if (r->flags & MLT__RF_BADUTF8)
-          utf8_copy(out, v, len);
+          mlt__utf8_copy(out, v, len);
         else
           mlt__buf_put(out, v, len);
       } else {
@@ -230,7 +230,7 @@ void mlt__value_json(mlt__buf *out, const mlt__rec *r) {
       memcpy(&j, v, sizeof j);
       char *txt = j ? cJSON_PrintUnformatted(j) : NULL;
       if (txt) {
-        utf8_copy(out, txt, strlen(txt));
+        mlt__utf8_copy(out, txt, strlen(txt));
         free(txt);
       } else {
         mlt__buf_lit(out, "null");
@@ -413,7 +413,7 @@ static int has_ancestor_usage(const mlt__prepared *p, const char *usage_flags, u
   return 0;
 }
 
-void mlt__trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
+static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
   mlt__trace *t = p->t;
   memcpy(ti->trace_id, p->trace_id, sizeof ti->trace_id);
   mlt__buf_reset(&ti->request_preview);
@@ -517,12 +517,14 @@ void mlt__trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
   for (uint32_t i = 0; usage && i < p->n; i++) cJSON_Delete(usage[i]);
   free(usage);
   free(flags);
-  /* The digest scratch was reused: recompute the root's name pointer. */
-  if (root) {
-    mlt__digest_span(d, root);
-    ti->trace_name = d->name;
-    ti->trace_name_len = d->name_len;
+}
+
+const mlt__trace_info *mlt__prepared_info(mlt__prepared *p) {
+  if (!p->ti_ready) {
+    trace_info_compute(&p->ti, p);
+    p->ti_ready = 1;
   }
+  return &p->ti;
 }
 
 void mlt__trace_info_free(mlt__trace_info *ti) {
@@ -580,7 +582,7 @@ static void put_attr_text(mlt__buf *out, const char *key, const char *json_text,
   mlt__json_str(out, json_text, n);
 }
 
-static int reserved_key(const mlt__rec *r) {
+int mlt__reserved_attr_key(const mlt__rec *r) {
   static const char *const keys[] = {"mlflow.traceRequestId", "mlflow.spanType", "mlflow.spanInputs",
                                      "mlflow.spanOutputs", "mlflow.spanLogLevel"};
   for (size_t i = 0; i < MLT_ARRAY_LEN(keys); i++)
@@ -603,7 +605,7 @@ static void put_event_attr(mlt__buf *out, const mlt__rec *c) {
   }
 }
 
-static int log_level_for(const char *type, size_t n, int error) {
+int mlt__span_log_level(const char *type, size_t n, int error) {
   if (error) return 40;
   static const char *const info[] = {"LLM", "CHAT_MODEL", "TOOL", "RETRIEVER", "AGENT", "EMBEDDING"};
   for (size_t i = 0; i < MLT_ARRAY_LEN(info); i++)
@@ -712,7 +714,7 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, const
     put_attr_text(out, "mlflow.spanOutputs", tmp->p, tmp->len);
   }
   for (size_t a = 0; a < d->n_attrs; a++) {
-    if (reserved_key(d->attrs[a])) continue;
+    if (mlt__reserved_attr_key(d->attrs[a])) continue;
     mlt__buf_lit(out, ", ");
     put_attr_encoded(out, tmp, mlt__rec_key(d->attrs[a]), d->attrs[a]->key_len, d->attrs[a]);
   }
@@ -729,23 +731,10 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, const
     mlt__buf_lit(out, ", ");
     put_attr_text(out, "mltrace.droppedEvents", num, (size_t)nl);
   }
-  int lvl = log_level_for(d->type, d->type_len, status == MLT_STATUS_ERROR);
+  int lvl = mlt__span_log_level(d->type, d->type_len, status == MLT_STATUS_ERROR);
   mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"");
   mlt__buf_u64(out, (uint64_t)lvl);
   mlt__buf_lit(out, "\"}, \"links\": []}");
-}
-
-void mlt__json_trace_data(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti) {
-  char tid_json[MLT_TRACE_ID_SIZE + 2];
-  tid_json[0] = '"';
-  memcpy(tid_json + 1, ti->trace_id, MLT_TRACE_ID_SIZE - 1);
-  tid_json[MLT_TRACE_ID_SIZE] = '"';
-  mlt__buf_lit(out, "{\"spans\": [");
-  for (uint32_t i = 0; i < p->n; i++) {
-    if (i) mlt__buf_lit(out, ", ");
-    json_span(out, p, p->spans[i], tid_json, MLT_TRACE_ID_SIZE + 1);
-  }
-  mlt__buf_lit(out, "]}");
 }
 
 /* "key": "value" with MLflow's limits (hard cut, no ellipsis). */
@@ -787,7 +776,7 @@ static void put_root_attr_raw(mlt__buf *out, const char *key, const mlt__prepare
 }
 
 static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti, int for_rest,
-                           const char *size_stats) {
+                           const char *size_stats, size_t size_bytes) {
   if (!for_rest) mlt__buf_putc(out, '{');
   mlt__buf_lit(out, "\"trace_id\": \"");
   mlt__buf_put(out, ti->trace_id, MLT_TRACE_ID_SIZE - 1);
@@ -841,12 +830,9 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
   if (size_stats) {
     mlt__buf_lit(out, ", \"mlflow.trace.sizeStats\": ");
     mlt__json_str(out, size_stats, strlen(size_stats));
-    const char *tot = strstr(size_stats, "\"total_size_bytes\": ");
-    if (tot) {
-      mlt__buf_lit(out, ", \"mlflow.trace.sizeBytes\": \"");
-      mlt__buf_put(out, tot + 20, strcspn(tot + 20, ","));
-      mlt__buf_putc(out, '"');
-    }
+    mlt__buf_lit(out, ", \"mlflow.trace.sizeBytes\": \"");
+    mlt__buf_u64(out, size_bytes);
+    mlt__buf_putc(out, '"');
   }
   for (mlt__tinfo *i = ti->info; i; i = i->next) {
     if (i->kind != MLT__TI_META || seen_key(ti->info, i, MLT__TI_META, i->key)) continue;
@@ -893,16 +879,22 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
   mlt__buf_putc(out, '}');
 }
 
-static void spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt__trace_info *ti, char *stats,
-                            size_t stats_size);
+static size_t spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt__trace_info *ti, char *stats,
+                              size_t stats_size);
 
-void mlt__json_trace_info(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti, int for_rest) {
+void mlt__json_trace_info(mlt__buf *out, mlt__buf *data, const mlt__prepared *p, const mlt__trace_info *ti) {
   /* sizeStats.num_spans doubles as the server's completeness check (a trace
    * with fewer stored spans is hidden from search): it is exact here, and
    * the MLflow exporter sends this only after the spans were stored. */
   char stats[200];
-  spans_and_stats(mlt__scratch_buf(1), p, ti, stats, sizeof stats);
-  json_info_body(out, p, ti, for_rest, p->root >= 0 && stats[0] ? stats : NULL);
+  mlt__buf *spans = mlt__scratch_buf(1);
+  size_t total = spans_and_stats(spans, p, ti, stats, sizeof stats);
+  json_info_body(out, p, ti, 1, p->root >= 0 && stats[0] ? stats : NULL, total);
+  if (data) {
+    mlt__buf_lit(data, "{\"spans\": [");
+    mlt__buf_put(data, spans->p ? spans->p : "", spans->len);
+    mlt__buf_lit(data, "]}");
+  }
 }
 
 static int cmp_size(const void *a, const void *b) {
@@ -921,9 +913,9 @@ static size_t percentile(const size_t *sorted, size_t n, double q) {
 
 /* Serialize the spans of |p| as the "spans" array contents into |spans|
  * and format MLflow's sizeStats over them into |stats| (MLflow's formula:
- * sizes of the span JSONs, plus the separators). */
-static void spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt__trace_info *ti, char *stats,
-                            size_t stats_size) {
+ * sizes of the span JSONs, plus the separators).  Returns that total. */
+static size_t spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt__trace_info *ti, char *stats,
+                              size_t stats_size) {
   mlt__buf_reset(spans);
   char tid_json[MLT_TRACE_ID_SIZE + 2];
   tid_json[0] = '"';
@@ -942,23 +934,25 @@ static void spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt__
     max = MLT_MAX(max, sz);
   }
   stats[0] = '\0';
+  if (p->n) total += (p->n - 1) * 2;
   if (sizes && p->n) {
     qsort(sizes, p->n, sizeof *sizes, cmp_size);
     snprintf(stats, stats_size,
              "{\"total_size_bytes\": %zu, \"num_spans\": %u, \"max\": %zu, \"p25\": %zu, \"p50\": %zu, \"p75\": %zu}",
-             total + (p->n - 1) * 2, p->n, max, percentile(sizes, p->n, 0.25), percentile(sizes, p->n, 0.5),
+             total, p->n, max, percentile(sizes, p->n, 0.25), percentile(sizes, p->n, 0.5),
              percentile(sizes, p->n, 0.75));
   }
   if (sizes != sizes_stack) free(sizes);
+  return total;
 }
 
 void mlt__json_trace(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti) {
   /* Spans first (into scratch), so that sizeStats is exact for our bytes. */
   mlt__buf *spans = mlt__scratch_buf(1);
   char stats[200];
-  spans_and_stats(spans, p, ti, stats, sizeof stats);
+  size_t total = spans_and_stats(spans, p, ti, stats, sizeof stats);
   mlt__buf_lit(out, "{\"info\": ");
-  json_info_body(out, p, ti, 0, p->root >= 0 && stats[0] ? stats : NULL);
+  json_info_body(out, p, ti, 0, p->root >= 0 && stats[0] ? stats : NULL, total);
   mlt__buf_lit(out, ", \"data\": {\"spans\": [");
   mlt__buf_put(out, spans->p ? spans->p : "", spans->len);
   mlt__buf_lit(out, "]}}\n");

@@ -285,6 +285,11 @@ typedef struct mlt__config {
   char *file_path;
   mlt_span_processor_fn processor;
   void *processor_ud;
+  /* network exporters (lib/http.c, lib/mlflow.c) */
+  int64_t mlflow_timeout_ms, otlp_timeout_ms, retry_budget_ms;
+  int insecure_tls;
+  char *ca_path, *tracking_token, *tracking_user, *tracking_password; /* secrets wiped on free */
+  char *otlp_headers, *otlp_compression;
 } mlt__config;
 
 extern _Atomic int mlt__g_state;   /* MLT__G_* */

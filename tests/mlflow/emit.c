@@ -5,6 +5,10 @@
  *   emit all              traces at every API level, an error path, a stream
  *   emit steady N MS      N small traces, one every MS milliseconds
  *   emit hot N            time N spans (ns/span), then shut down
+ *   emit big N KB MS      N traces with KB KiB of inputs each, one every MS ms
+ *   emit api_otlp URL     one trace through an OTLP exporter built in code
+ *                         (service name set in the options, headers given
+ *                         to mlt_exporter_otlp_new(), one with a 2000-byte key)
  * Every mode ends with one JSON line on stdout:
  *   {"traces": {name: trace_id, ...}, "stats": {...}, "ns_per_span": x,
  *    "shutdown_ms": y, "shutdown_rc": z}
@@ -108,9 +112,24 @@ static void print_result(double ns_per_span, double shutdown_ms, int rc) {
   fflush(stdout);
 }
 
+static int init_api_otlp(const char *url) {
+  static char headers[2100];
+  memset(headers, 'k', 2000);
+  snprintf(headers + 2000, sizeof headers - 2000, "=v,x-ok=yes");
+  mlt_options *o = NULL;
+  mlt_exporter *e = NULL;
+  int rc = mlt_options_new(&o);
+  if (!rc) rc = mlt_exporter_otlp_new(url, headers, &e);
+  if (!rc) rc = mlt_options_add_exporter(o, e);
+  if (!rc) rc = mlt_options_set_service_name(o, "svc-from-options");
+  if (!rc) rc = mlt_init(o);
+  mlt_options_free(o);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) return 2;
-  int rc = mlt_init(NULL);
+  int rc = !strcmp(argv[1], "api_otlp") && argc == 3 ? init_api_otlp(argv[2]) : mlt_init(NULL);
   if (rc != MLT_OK) {
     fprintf(stderr, "mlt_init: %s\n", mlt_strerror(rc));
     return 1;
@@ -132,6 +151,23 @@ int main(int argc, char **argv) {
       mlt_span_set_inputs_json(c, "{\"i\": 1}");
       if (ms) usleep((useconds_t)ms * 1000);
     }
+  } else if (!strcmp(argv[1], "api_otlp")) {
+    MLT_SPAN_SCOPE(s, "api_root", MLT_SPAN_CHAIN);
+    mlt_span_set_attr_int(s, "n", 1);
+  } else if (!strcmp(argv[1], "big") && argc == 5) {
+    int n = atoi(argv[2]), ms = atoi(argv[4]);
+    size_t kb = (size_t)atoi(argv[3]);
+    char *text = malloc(kb * 1024 + 3); /* a JSON string of KB KiB */
+    if (!text) return 1;
+    memset(text, 'x', kb * 1024 + 2);
+    text[0] = text[kb * 1024 + 1] = '"';
+    text[kb * 1024 + 2] = '\0';
+    for (int i = 0; i < n; i++) {
+      MLT_SPAN_SCOPE(s, "big", MLT_SPAN_CHAIN);
+      mlt_span_set_inputs_json(s, text);
+      if (ms) usleep((useconds_t)ms * 1000);
+    }
+    free(text);
   } else if (!strcmp(argv[1], "hot") && argc == 3) {
     long n = atol(argv[2]);
     double t0 = cpu_s();

@@ -358,5 +358,54 @@ t.ok(st.get("export_retries", 0) > 0, "HTTP 500: retried before giving up")
 t.equal(res.get("shutdown_rc"), 0, "HTTP 500: clean shutdown")
 srv.shutdown()
 
+# 9. Volume: more than the 64 MiB backlog bound goes through a receiver that
+# keeps up (the bound counts what waits, not what was ever sent).
+SINK = os.path.join(BUILD, "tests", "bench", "otlp-sink")
+sink = subprocess.Popen([SINK], stdout=subprocess.PIPE, text=True, start_new_session=True)
+line = sink.stdout.readline()
+sink_url = "http://" + line.split()[-1] if line.startswith("listening on") else None
+res = emit(["big", "1200", "64", "1"], {"MLFLOW_TRACKING_URI": sink_url or "http://127.0.0.1:9",
+                                        "EMIT_SHUTDOWN_MS": "30000"})
+st = res.get("stats", {})
+t.equal((st.get("traces_exported"), st.get("traces_failed"), st.get("traces_dropped")), (1200, 0, 0),
+        "75 MiB through a fast receiver: every trace exported, none failed")
+sink.terminate()
+sink.wait()
+
+# 10. An OTLP exporter built in code: service.name from the options (set
+# after the exporter was created), headers as given (one with a 2000-byte
+# key, which once overflowed a stack buffer).
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
+
+got = []
+
+
+class Capture(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        got.append((dict(self.headers), body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+cap = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Capture)
+threading.Thread(target=cap.serve_forever, daemon=True).start()
+res = emit(["api_otlp", f"http://127.0.0.1:{cap.server_address[1]}/v1/traces"], {"OTEL_SERVICE_NAME": "svc-env"})
+t.equal(res.get("stats", {}).get("traces_exported"), 1, "API-built OTLP exporter: trace exported")
+svc = None
+if got:
+    req = ExportTraceServiceRequest()
+    req.ParseFromString(got[0][1])
+    for a in req.resource_spans[0].resource.attributes:
+        if a.key == "service.name":
+            svc = a.value.string_value
+t.equal(svc, "svc-from-options", "API-built OTLP exporter: service.name from the options")
+t.equal(got[0][0].get("x-ok") if got else None, "yes", "API-built OTLP exporter: its headers are sent")
+cap.shutdown()
+
 cleanup()
 t.done()

@@ -46,13 +46,17 @@ MLT_EXTERN int mlt_exporter_file_new(const char *path, mlt_exporter **out);
  * tags, state, duration) to {uri}/api/3.0/mlflow/traces (StartTraceV3).  When
  * the server has no OTLP endpoint (404/501: FileStore backend, MLflow < 3.4)
  * it switches to StartTraceV3 plus the traces.json artifact upload.
- * Retries connection errors, timeouts, 408/429/5xx with exponential backoff
- * and jitter within a budget (MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT, in
- * seconds, default 60; request timeout MLFLOW_HTTP_REQUEST_TIMEOUT, default
- * 10 s).  Authentication from MLFLOW_TRACKING_TOKEN (bearer) or
- * MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (basic); TLS verified
- * unless MLFLOW_TRACKING_INSECURE_TLS=true; CA file from
- * MLFLOW_TRACKING_SERVER_CERT_PATH.  Credentials never appear in logs.
+ * Retries connection errors, timeouts and HTTP 408, 429, 500, 502, 503, 504
+ * with exponential backoff and jitter within a budget
+ * (MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT, in seconds, default 60; request
+ * timeout MLFLOW_HTTP_REQUEST_TIMEOUT, default 10 s).  At most 64 MiB of
+ * serialized traces wait for the server; past that, new traces fail at once
+ * (counted in traces_failed).  Authentication from MLFLOW_TRACKING_TOKEN
+ * (bearer) or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (basic);
+ * TLS verified unless MLFLOW_TRACKING_INSECURE_TLS is true; CA file from
+ * MLFLOW_TRACKING_SERVER_CERT_PATH.  These settings are read by mlt_init()
+ * (not when mlt_options_use_env(opts, 0) said to ignore the environment).
+ * Credentials never appear in logs.
  * @param tracking_uri "http(s)://host:port[/prefix]" (copied).
  * @param experiment_id experiment id (copied), or NULL.
  * @param experiment_name experiment name (copied), looked up — and created
@@ -73,10 +77,12 @@ MLT_EXTERN int mlt_exporter_mlflow_new(const char *tracking_uri, const char *exp
  * to @p endpoint, e.g. "http://collector:4318/v1/traces".  Span attributes
  * keep MLflow's keys (mlflow.spanType, mlflow.spanInputs, ...), so an MLflow
  * server fed through an OpenTelemetry Collector shows the same trace.
- * Resource attribute service.name from OTEL_SERVICE_NAME (or the program
- * name); gzip when OTEL_EXPORTER_OTLP_COMPRESSION=gzip; request timeout
- * OTEL_EXPORTER_OTLP_TIMEOUT (ms, default 10000); same retry policy as the
- * MLflow exporter.
+ * Resource attribute service.name from mlt_options_set_service_name(), else
+ * OTEL_SERVICE_NAME, else the program name; gzip when
+ * OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION=gzip; request timeout
+ * OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT (ms, default 10000); same retry policy
+ * and backlog bound as the MLflow exporter.  Settings are read by
+ * mlt_init(), as for the MLflow exporter.
  * @param endpoint full URL (copied).
  * @param headers extra headers as in OTEL_EXPORTER_OTLP_HEADERS,
  *        "key1=value1,key2=value2" with URL-encoded values (copied), or NULL.
