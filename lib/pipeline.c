@@ -333,12 +333,16 @@ static int order_spans(mlt__prepared *p) {
     return 0;
   }
   if (ord_reserve(n) != 0) return -1;
-  size_t mask = g_ord.hcap - 1;
+  /* A table sized for this trace (ord_reserve() made room for it), so that
+   * one huge trace does not make every later one clear a huge table. */
+  size_t hn = 16;
+  while (hn < (size_t)n * 2) hn <<= 1;
+  size_t mask = hn - 1;
   int32_t *hmap = g_ord.hmap, *parent = p->parent, *first = g_ord.first, *next = g_ord.next;
   int32_t *stack = g_ord.stack, *newpos = g_ord.newpos;
   char *seen = g_ord.seen;
   mlt__span **out = g_ord.out;
-  memset(hmap, -1, g_ord.hcap * sizeof *hmap);
+  memset(hmap, -1, hn * sizeof *hmap);
   memset(seen, 0, n);
   for (uint32_t i = 0; i < n; i++) {
     size_t h = hslot(p->spans[i]->span_id, mask);
