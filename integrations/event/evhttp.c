@@ -955,7 +955,23 @@ void mlt_evhttp_send_reply_chunk(struct evhttp_request *req, struct evbuffer *ch
 }
 
 void mlt_evhttp_send_reply_end(struct evhttp_request *req) {
-  evhttp_send_reply_end(req); /* may complete (and free the state) at once */
+  req_state *st = map_find(req);
+  struct evbuffer *out = st && st->tracking && !st->ledger_broken ? conn_output(st->evcon) : NULL;
+  const char *te = out ? evhttp_find_header(evhttp_request_get_output_headers(req), "Transfer-Encoding") : NULL;
+  if (!te || !strstr(te, "chunked")) {
+    evhttp_send_reply_end(req); /* may complete (and free the state) at once */
+    return;
+  }
+  /* A chunked reply ends with "0\r\n\r\n" (written later, from the loop):
+   * the ledger counts those bytes too, or a close before they are written
+   * would seem to cut the last chunk. */
+  size_t before = evbuffer_get_length(out);
+  evhttp_send_reply_end(req);
+  size_t after = evbuffer_get_length(out);
+  if (after >= before)
+    st->out_pos += after - before;
+  else
+    st->ledger_broken = 1;
 }
 
 /* ==== outbound ======================================================== */
