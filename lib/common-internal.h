@@ -53,6 +53,7 @@ enum {
   MLT__LOGK_ENV,
   MLT__LOGK_TIMEOUT,
   MLT__LOGK_JSON,
+  MLT__LOGK_WORKQ, /* thread.c: work queue rejections */
   MLT__LOGK_COUNT
 };
 void mlt__log(mlt_log_level level, int kind, const char *fmt, ...) MLT_PRINTF(3, 4);
@@ -98,6 +99,9 @@ void mlt__registry_atfork_child(void); /* trace.c */
 void mlt__chunks_atfork_child(void);   /* chunks.c */
 void mlt__tls_atfork_child(void);      /* span.c */
 void mlt__tls_reset_counters(void);    /* span.c: zero the counters of retired threads */
+/* Work queue rejections since mlt_init() (thread.c; mlt_stats.work_queue_rejected). */
+uint64_t mlt__workq_rejected(void);
+void mlt__workq_reset_counters(void);
 
 /* ---- env helpers (util.c) ---- */
 const char *mlt__getenv(const char *name); /* NULL when unset or empty */

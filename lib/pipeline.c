@@ -771,6 +771,7 @@ int mlt_init(mlt_options *opts) {
   atomic_store(&g_done, 0);
   for (int i = 0; i < MLT__ST_COUNT; i++) atomic_store(&g_stats[i], 0);
   mlt__tls_reset_counters();
+  mlt__workq_reset_counters();
   g_have_final = 0;
   g_timed_out_shutdown = 0;
   atomic_store(&g_stop, 0);
@@ -836,6 +837,7 @@ static void snapshot_stats(mlt_stats *s) {
 #undef G
   s->queue_capacity = g_q ? g_qmask + 1 : 0;
   s->queue_depth = g_q ? queue_depth() : 0;
+  s->work_queue_rejected = mlt__workq_rejected();
 }
 
 int mlt_get_stats(mlt_stats *out, size_t size) {

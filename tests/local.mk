@@ -9,6 +9,14 @@ tests_unit_test_core_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_core_LDADD = $(TEST_LDADD)
 TESTS += tests/unit/test_core
 
+# Worker queues under overload: rejections counted and logged, waiting
+# submitters, teardown.
+check_PROGRAMS += tests/unit/test_thread
+tests_unit_test_thread_SOURCES = tests/unit/test_thread.c
+tests_unit_test_thread_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_thread_LDADD = $(TEST_LDADD)
+TESTS += tests/unit/test_thread
+
 EXTRA_DIST += tests/summary.sh tests/run-python.sh tests/sanitize.sh
 
 # Memcheck of the core and SSE tests (skipped without valgrind).

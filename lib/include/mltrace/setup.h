@@ -208,6 +208,7 @@ typedef struct mlt_stats {
   uint64_t export_requests;    /* writes/requests made by exporters */
   uint64_t export_retries;     /* retried requests */
   uint64_t export_bytes;       /* bytes written/sent by exporters */
+  uint64_t work_queue_rejected; /* jobs mlt_work_queue_submit*() refused (full, timed out, stopping) */
 } mlt_stats;
 
 /** Read the counters into @p out.  @p size must be sizeof(mlt_stats) as the
