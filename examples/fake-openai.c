@@ -29,6 +29,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -1581,6 +1582,13 @@ static void start_stream(struct pending *p, struct evhttp_request *req)
 	evhttp_add_header(out, "Cache-Control", "no-cache");
 	evhttp_add_header(out, "X-Request-Id", rid);
 	evhttp_send_reply_start(req, 200, "OK");
+	/* every event is its own write, sent at once (no Nagle delay) */
+	if (req_bev(req)) {
+		int one = 1;
+
+		setsockopt(bufferevent_getfd(req_bev(req)), IPPROTO_TCP,
+			   TCP_NODELAY, &one, sizeof(one));
+	}
 	/* no read timeout while streaming: a slow stream is not idle */
 	set_timeouts(req, 0);
 	if (p->framing & FR_CRLF)
