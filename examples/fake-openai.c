@@ -701,11 +701,11 @@ static struct pending *parse_chat(struct evhttp_request *req, enum api api,
 		content_copy(cJSON_GetObjectItemCaseSensitive(last_user,
 							      "content"), user);
 
-	fake_tokens = header_long(hdrs, "X-Fake-Tokens", 1,
+	fake_tokens = header_long(hdrs, "X-Fake-Tokens", 0,
 				  api == API_RESPONSES ? MAX_RESPONSES_TOKENS
-						       : MAX_FAKE_TOKENS, 0);
+						       : MAX_FAKE_TOKENS, -1);
 	tools = cJSON_GetObjectItemCaseSensitive(root, "tools");
-	if (fake_tokens > 0) {
+	if (fake_tokens >= 0) { /* 0: an empty answer */
 		p->body = BODY_REPEAT;
 		p->repeat_total = fake_tokens;
 	} else if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0 &&
@@ -778,7 +778,7 @@ static cJSON *completion_object(const struct pending *p)
 		cJSON_AddStringToObject(message, "content", p->text[0]);
 		break;
 	case BODY_REPEAT:
-		text = xcalloc((size_t)p->repeat_total, TOKEN_BYTES + 1);
+		text = xcalloc((size_t)p->repeat_total + 1, TOKEN_BYTES + 1);
 		for (i = 0; i < p->repeat_total; i++) {
 			repeat_token(i, p->repeat_total, tok);
 			memcpy(text + (size_t)i * TOKEN_BYTES, tok,
@@ -1038,7 +1038,7 @@ static char *answer_text(const struct pending *p)
 
 	if (p->body == BODY_ECHO)
 		return xstrdup(p->text[0]);
-	text = xcalloc((size_t)p->repeat_total, TOKEN_BYTES + 1);
+	text = xcalloc((size_t)p->repeat_total + 1, TOKEN_BYTES + 1);
 	for (i = 0; p->body == BODY_REPEAT && i < p->repeat_total; i++) {
 		repeat_token(i, p->repeat_total, tok);
 		memcpy(text + (size_t)i * TOKEN_BYTES, tok, TOKEN_BYTES);
