@@ -61,18 +61,26 @@ static char *url_join(const char *base, const char *path) {
 }
 
 /* An error body ({"error_code":..,"message":..} or {"detail":..}) shortened
- * for a log line. */
+ * for a log line, with secrets redacted (a server or proxy may echo the
+ * request's headers). */
 static void describe(char *out, size_t size, long status, const char *err, const char *body, size_t len) {
   if (err && status == 0) {
-    snprintf(out, size, "%s", err);
+    mlt__redact(err, strlen(err), out, size);
     return;
   }
-  size_t bl = MLT_MIN(len, (size_t)160);
-  char tmp[200];
-  size_t k = 0;
-  for (size_t i = 0; i < bl && k + 1 < sizeof tmp; i++) tmp[k++] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
-  tmp[k] = '\0';
-  snprintf(out, size, "%s%sHTTP %ld%s%s", err ? err : "", err ? ", " : "", status, k ? ": " : "", tmp);
+  /* Redact the whole body first (a secret may be long, e.g. a JWT), then
+   * shorten it. */
+  char *tmp = malloc(len + 1), *red = malloc(len + 64);
+  char small[8] = "";
+  if (tmp && red) {
+    for (size_t i = 0; i < len; i++) tmp[i] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
+    mlt__redact(tmp, len, red, len + 64);
+    if (strlen(red) > 200) memcpy(red + 197, "...", 4);
+  }
+  const char *shown = tmp && red ? red : small;
+  snprintf(out, size, "%s%sHTTP %ld%s%s", err ? err : "", err ? ", " : "", status, shown[0] ? ": " : "", shown);
+  free(tmp);
+  free(red);
 }
 
 /* ---- the MLflow exporter --------------------------------------------- */
@@ -442,9 +450,8 @@ static void send_otlp(mlflow_exp *x, batch *b) {
 static void mlflow_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n) {
   mlflow_exp *x = (mlflow_exp *)e;
   if (x->exp_state == EXP_UNRESOLVED && x->experiment_name) resolve_experiment(x);
-  if (x->stopping || x->held_bytes + mlt__http_backlog_bytes(mlt__http_get()) > MLT__HTTP_MAX_BACKLOG) {
-    for (size_t i = 0; i < n; i++)
-      mlt__export_done(e, traces[i]->ticket, 0, x->stopping ? "shutting down" : MLT__HTTP_BACKLOG_FULL);
+  if (x->stopping) {
+    for (size_t i = 0; i < n; i++) mlt__export_done(e, traces[i]->ticket, 0, "shutting down");
     return;
   }
   batch *b = calloc(1, sizeof *b);
@@ -525,6 +532,14 @@ static int64_t net_poll(mlt_exporter *e, int64_t now) {
 
 static size_t mlflow_in_flight(mlt_exporter *e) { return ((mlflow_exp *)e)->in_flight; }
 
+/* Backpressure: a new batch waits while this exporter holds a full window
+ * of traces or bytes (its own buffers plus the shared transport's). */
+static int mlflow_ready(mlt_exporter *e) {
+  mlflow_exp *x = (mlflow_exp *)e;
+  return x->in_flight < MLT__NET_WINDOW_TRACES &&
+         x->held_bytes + mlt__http_backlog_bytes(mlt__http_get()) < MLT__NET_WINDOW_BYTES;
+}
+
 static void mlflow_abandon(mlt_exporter *e) {
   mlflow_exp *x = (mlflow_exp *)e;
   x->stopping = 1;
@@ -543,8 +558,14 @@ static void mlflow_destroy(mlt_exporter *e) {
   curl_global_cleanup();
 }
 
-static const mlt__exporter_ops mlflow_ops = {"mlflow",        mlflow_start,   mlflow_export, net_poll,
-                                             mlflow_in_flight, mlflow_abandon, mlflow_destroy};
+static const mlt__exporter_ops mlflow_ops = {.name = "mlflow",
+                                             .start = mlflow_start,
+                                             .export_batch = mlflow_export,
+                                             .poll = net_poll,
+                                             .in_flight = mlflow_in_flight,
+                                             .ready = mlflow_ready,
+                                             .abandon = mlflow_abandon,
+                                             .destroy = mlflow_destroy};
 
 int mlt_exporter_mlflow_new(const char *tracking_uri, const char *experiment_id, const char *experiment_name,
                             mlt_exporter **out) {
@@ -674,6 +695,11 @@ static int otlp_start(mlt_exporter *e) {
 
 static size_t otlp_in_flight(mlt_exporter *e) { return ((otlp_exp *)e)->in_flight; }
 
+static int otlp_ready(mlt_exporter *e) {
+  otlp_exp *x = (otlp_exp *)e;
+  return x->in_flight < MLT__NET_WINDOW_TRACES && mlt__http_backlog_bytes(mlt__http_get()) < MLT__NET_WINDOW_BYTES;
+}
+
 static void otlp_abandon(mlt_exporter *e) {
   otlp_exp *x = (otlp_exp *)e;
   x->stopping = 1;
@@ -690,8 +716,14 @@ static void otlp_destroy(mlt_exporter *e) {
   curl_global_cleanup();
 }
 
-static const mlt__exporter_ops otlp_ops = {"otlp",         otlp_start,   otlp_export, net_poll,
-                                           otlp_in_flight, otlp_abandon, otlp_destroy};
+static const mlt__exporter_ops otlp_ops = {.name = "otlp",
+                                           .start = otlp_start,
+                                           .export_batch = otlp_export,
+                                           .poll = net_poll,
+                                           .in_flight = otlp_in_flight,
+                                           .ready = otlp_ready,
+                                           .abandon = otlp_abandon,
+                                           .destroy = otlp_destroy};
 
 /* OTEL_EXPORTER_OTLP_HEADERS: "k1=v1,k2=v2" with URL-encoded values.  An
  * entry without '=' or a key, or whose decoded value holds CR, LF or NUL,

@@ -199,6 +199,9 @@ struct mlt__trace {
   /* linkage */
   mlt__trace *next_active; /* active shard list (owned by the list) */
   mlt__trace *next_free;   /* pool free list */
+  /* export queue (pipeline.c): link while queued, bytes it holds */
+  mlt__trace *_Atomic qnext;
+  size_t qbytes;
 };
 
 /* ---- contexts -------------------------------------------------------- */
@@ -290,6 +293,11 @@ typedef struct mlt__config {
   int insecure_tls;
   char *ca_path, *tracking_token, *tracking_user, *tracking_password; /* secrets wiped on free */
   char *otlp_headers, *otlp_compression;
+  /* delivery (pipeline.c, spool.c) */
+  uint64_t queue_max_bytes; /* bound of the export queue in bytes */
+  int spool_enabled;
+  char *spool_dir;
+  uint64_t spool_max_bytes;
 } mlt__config;
 
 extern _Atomic int mlt__g_state;   /* MLT__G_* */
@@ -444,6 +452,11 @@ enum {
   MLT__ST_EXPORT_RETRIES,
   MLT__ST_EXPORT_BYTES,
   MLT__ST_TRACES_FINISHED,
+  MLT__ST_TRACES_PARTIAL,  /* spans stored, TraceInfo not (pipeline.c) */
+  MLT__ST_SPANS_PARTIAL,
+  MLT__ST_TRACES_SPOOLED,  /* handed to the durable spool instead */
+  MLT__ST_TRACES_REPLAYED, /* delivered from the spool (spool.c) */
+  MLT__ST_TRACES_EVICTED,  /* removed from a full spool unsent */
   MLT__ST_COUNT
 };
 

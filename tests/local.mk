@@ -9,6 +9,12 @@ tests_unit_test_core_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_core_LDADD = $(TEST_LDADD)
 TESTS += tests/unit/test_core
 
+check_PROGRAMS += tests/unit/test_delivery
+tests_unit_test_delivery_SOURCES = tests/unit/test_delivery.c
+tests_unit_test_delivery_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_delivery_LDADD = $(TEST_LDADD)
+TESTS += tests/unit/test_delivery
+
 EXTRA_DIST += tests/summary.sh tests/run-python.sh tests/sanitize.sh
 
 # Memcheck of the core and SSE tests (skipped without valgrind).
@@ -20,6 +26,12 @@ check_PROGRAMS += tests/bench/bench_core
 tests_bench_bench_core_SOURCES = tests/bench/bench_core.c
 tests_bench_bench_core_CFLAGS = $(TEST_CFLAGS)
 tests_bench_bench_core_LDADD = $(TEST_LDADD)
+
+# Delivery figures: queue bytes per trace, 100k-trace burst with defaults.
+check_PROGRAMS += tests/bench/bench_delivery
+tests_bench_bench_delivery_SOURCES = tests/bench/bench_delivery.c
+tests_bench_bench_delivery_CFLAGS = $(TEST_CFLAGS)
+tests_bench_bench_delivery_LDADD = $(TEST_LDADD)
 
 # The mltrace CLI: list/show on recorded and hand-made stores.
 TESTS += tests/cli/test_cli.sh

@@ -104,11 +104,16 @@ static void print_result(double ns_per_span, double shutdown_ms, int rc) {
   for (int i = 0; i < n_ids; i++) printf("%s\"%s\": \"%s\"", i ? ", " : "", names[i], ids[i]);
   printf("}, \"stats\": {\"traces_started\": %llu, \"traces_exported\": %llu, \"traces_failed\": %llu, "
          "\"traces_dropped\": %llu, \"spans_exported\": %llu, \"spans_failed\": %llu, \"export_retries\": %llu, "
-         "\"export_requests\": %llu}, \"ns_per_span\": %.1f, \"shutdown_ms\": %.1f, \"shutdown_rc\": %d}\n",
+         "\"export_requests\": %llu, \"traces_finished\": %llu, \"traces_partial\": %llu, "
+         "\"traces_spooled\": %llu, \"traces_replayed\": %llu, \"traces_evicted\": %llu, \"traces_pending\": %llu}, "
+         "\"ns_per_span\": %.1f, \"shutdown_ms\": %.1f, \"shutdown_rc\": %d}\n",
          (unsigned long long)st.traces_started, (unsigned long long)st.traces_exported,
          (unsigned long long)st.traces_failed, (unsigned long long)st.traces_dropped,
          (unsigned long long)st.spans_exported, (unsigned long long)st.spans_failed,
-         (unsigned long long)st.export_retries, (unsigned long long)st.export_requests, ns_per_span, shutdown_ms, rc);
+         (unsigned long long)st.export_retries, (unsigned long long)st.export_requests,
+         (unsigned long long)st.traces_finished, (unsigned long long)st.traces_partial,
+         (unsigned long long)st.traces_spooled, (unsigned long long)st.traces_replayed,
+         (unsigned long long)st.traces_evicted, (unsigned long long)st.traces_pending, ns_per_span, shutdown_ms, rc);
   fflush(stdout);
 }
 
