@@ -466,6 +466,18 @@ void mlt__http_shutdown(void) {
   free(h);
 }
 
+/* ---- health ---------------------------------------------------------- */
+
+void mlt__net_failure(mlt__net_health *h) {
+  if (!h->down) h->down_since_ns = mlt__mono_ns();
+  h->down = 1;
+}
+
+void mlt__net_success(mlt__net_health *h) {
+  h->down = 0;
+  h->successes++;
+}
+
 /* ---- configuration --------------------------------------------------- */
 
 void mlt__http_cfg_init(mlt__http_cfg *c, int otlp) {

@@ -4,6 +4,7 @@
 #define MLT_OTLP_INTERNAL_H
 
 #include "exporter-internal.h"
+#include "spool-internal.h"
 
 #include <curl/curl.h>
 
@@ -11,6 +12,20 @@
  * resource with |service_name| if not NULL, one scope), with trace-level
  * data on each root span (mlflow.traceTag.*, session.id, user.id). */
 void mlt__otlp_encode(mlt__buf *out, mlt__prepared *const *traces, size_t n, const char *service_name);
+
+/* ---- server health (both network exporters) --------------------------- */
+
+/* Whether the destination answers: a request that gave up on a transient
+ * error (unreachable, timeouts, 5xx past the retry budget) marks it down;
+ * any success marks it up.  While it is down and the spool is on, new
+ * traces go to the spool at once instead of waiting in memory. */
+typedef struct mlt__net_health {
+  int down;
+  int64_t down_since_ns;
+  uint64_t successes;
+} mlt__net_health;
+void mlt__net_failure(mlt__net_health *h);
+void mlt__net_success(mlt__net_health *h);
 
 /* ---- HTTP transport (curl multi on the export thread) ---------------- */
 

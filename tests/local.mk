@@ -51,8 +51,8 @@ check_PROGRAMS += tests/mlflow/emit
 tests_mlflow_emit_SOURCES = tests/mlflow/emit.c
 tests_mlflow_emit_CFLAGS = $(TEST_CFLAGS)
 tests_mlflow_emit_LDADD = $(TEST_LDADD)
-TESTS += tests/mlflow/test_server.py
-EXTRA_DIST += tests/mlflow/test_server.py
+TESTS += tests/mlflow/test_server.py tests/mlflow/test_faults.py
+EXTRA_DIST += tests/mlflow/test_server.py tests/mlflow/test_faults.py tests/mlflow/harness.py
 
 check_PROGRAMS += tests/bench/otlp-sink
 tests_bench_otlp_sink_SOURCES = tests/bench/otlp-sink.c
