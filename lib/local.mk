@@ -15,6 +15,7 @@ lib_libmltrace_la_SOURCES = \
   lib/serialize.c \
   lib/slots.c \
   lib/span.c \
+  lib/spool.c \
   lib/status.c \
   lib/thread.c \
   lib/trace.c \
@@ -26,7 +27,8 @@ noinst_HEADERS += \
   lib/json-internal.h \
   lib/options-internal.h \
   lib/otlp-internal.h \
-  lib/span-internal.h
+  lib/span-internal.h \
+  lib/spool-internal.h
 lib_libmltrace_la_CFLAGS = $(AM_CFLAGS) $(MLT_VISIBILITY_CFLAGS) $(CJSON_CFLAGS) $(CURL_CFLAGS) $(ZLIB_CFLAGS)
 lib_libmltrace_la_LIBADD = $(CJSON_LIBS) $(CURL_LIBS) $(ZLIB_LIBS) $(PTHREAD_LIBS) -lm
 lib_libmltrace_la_LDFLAGS = -no-undefined \
