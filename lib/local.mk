@@ -2,6 +2,8 @@
 
 lib_LTLIBRARIES += lib/libmltrace.la
 lib_libmltrace_la_SOURCES = \
+  lib/assess.c \
+  lib/assess-mlflow.c \
   lib/chunks.c \
   lib/client.c \
   lib/context.c \
@@ -21,6 +23,7 @@ lib_libmltrace_la_SOURCES = \
   lib/util.c \
   lib/view.c
 noinst_HEADERS += \
+  lib/assess-internal.h \
   lib/common-internal.h \
   lib/exporter-internal.h \
   lib/json-internal.h \
@@ -35,6 +38,7 @@ lib_libmltrace_la_LDFLAGS = -no-undefined \
 
 mltraceincludedir = $(includedir)/mltrace
 mltraceinclude_HEADERS = \
+  lib/include/mltrace/assessment.h \
   lib/include/mltrace/common.h \
   lib/include/mltrace/context.h \
   lib/include/mltrace/exporter.h \

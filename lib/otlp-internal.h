@@ -14,7 +14,7 @@ void mlt__otlp_encode(mlt__buf *out, mlt__prepared *const *traces, size_t n, con
 
 /* ---- HTTP transport (curl multi on the export thread) ---------------- */
 
-enum { MLT__HTTP_GET = 0, MLT__HTTP_POST = 1, MLT__HTTP_PUT = 2 };
+enum { MLT__HTTP_GET = 0, MLT__HTTP_POST = 1, MLT__HTTP_PUT = 2, MLT__HTTP_PATCH = 3, MLT__HTTP_DELETE = 4 };
 
 typedef struct mlt__http_req mlt__http_req;
 /* Completion: |ok| when a 2xx arrived; otherwise |status| is the last HTTP

@@ -8,7 +8,7 @@
  * schedule_delay_ms; it orders spans, runs the span processor, hands each
  * batch to every exporter, and frees the spans.
  */
-#include "exporter-internal.h"
+#include "assess-internal.h"
 #include "options-internal.h"
 
 #include <errno.h>
@@ -577,12 +577,15 @@ static void *export_main(void *arg) {
       int64_t w = e->ops->poll(e, now);
       if (w > 0 && w < wake_at) wake_at = w;
     }
+    int64_t ow = mlt__ops_poll(now); /* feedback and tags on finished traces (assess.c) */
+    if (ow > 0 && ow < wake_at) wake_at = ow;
     if (n == BATCH_MAX) continue;
     if (stopping) {
-      if (queue_depth() == 0 && exporters_in_flight() == 0) break;
+      if (queue_depth() == 0 && exporters_in_flight() == 0 && mlt__ops_idle()) break;
       if (mlt__mono_ns() >= g_stop_deadline_mono) {
         for (mlt_exporter *e = g_exporters; e; e = e->next)
           if (e->ops->abandon) e->ops->abandon(e);
+        mlt__ops_abandon();
         g_timed_out_shutdown = 1;
         break;
       }
@@ -722,6 +725,7 @@ static void atfork_child(void) {
   mlt__registry_atfork_child();
   mlt__chunks_atfork_child();
   mlt__tls_atfork_child();
+  mlt__ops_atfork_child();
 }
 
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
@@ -786,6 +790,7 @@ int mlt_init(mlt_options *opts) {
    * any application thread can look at it. */
   for (mlt_exporter *e = g_exporters; e; e = e->next)
     if (e->ops->start && e->ops->start(e) != 0) e->failed_start = 1;
+  mlt__ops_start(g_exporters);
   uint32_t ep = atomic_load(&mlt__g_epoch) + 1;
   if (ep == 0) ep = 1;
   atomic_store(&mlt__g_epoch, ep);
@@ -834,6 +839,7 @@ static void snapshot_stats(mlt_stats *s) {
   s->export_retries = G(MLT__ST_EXPORT_RETRIES);
   s->export_bytes = G(MLT__ST_EXPORT_BYTES);
 #undef G
+  mlt__ops_stats(s);
   s->queue_capacity = g_q ? g_qmask + 1 : 0;
   s->queue_depth = g_q ? queue_depth() : 0;
 }
@@ -882,6 +888,7 @@ int mlt_flush(int timeout_ms) {
     mlt__pipeline_wakeup();
   }
   pthread_mutex_unlock(&g_flush_mu);
+  if (rc == MLT_OK) rc = mlt__ops_flush(deadline); /* operations queued before the flush (assess.c) */
   return rc;
 }
 
@@ -915,6 +922,7 @@ int mlt_shutdown(int timeout_ms) {
   if (lost)
     mlt__log(MLT_LOG_WARN, MLT__LOGK_EXPORT, "shutdown deadline reached: %llu trace(s) not exported",
              (unsigned long long)lost);
+  mlt__ops_stop(); /* trace operations still waiting are counted failed (assess.c) */
   snapshot_stats(&g_final);
   g_have_final = 1;
   /* Everything below frees memory that other threads' stale handles and
@@ -959,3 +967,8 @@ void mlt_set_enabled(int enabled) {
 }
 
 int mlt_is_enabled(void) { return mlt__running() && MLT__ENABLED(); }
+
+/* For lib/assess.c: operations on finished traces wait for the traces
+ * accepted before them. */
+uint64_t mlt__pipeline_enqueued(void) { return atomic_load(&g_enqueued); }
+uint64_t mlt__pipeline_done(void) { return atomic_load(&g_done); }

@@ -166,7 +166,9 @@ enum {
   MLT__TI_RESP_PREVIEW,
   MLT__TI_CLIENT_REQ_ID,
   MLT__TI_SESSION,
-  MLT__TI_USER
+  MLT__TI_USER,
+  MLT__TI_STATE,     /* value "OK" / "ERROR" (update_current_trace state) */
+  MLT__TI_ASSESSMENT /* value: one Assessment JSON object (lib/assess.c) */
 };
 typedef struct mlt__tinfo {
   struct mlt__tinfo *next;

@@ -208,6 +208,13 @@ typedef struct mlt_stats {
   uint64_t export_requests;    /* writes/requests made by exporters */
   uint64_t export_retries;     /* retried requests */
   uint64_t export_bytes;       /* bytes written/sent by exporters */
+  /* Operations on finished traces (<mltrace/assessment.h>: feedback,
+   * expectations, tags set or deleted); after mlt_shutdown(),
+   * trace_ops_queued == trace_ops_delivered + trace_ops_failed. */
+  uint64_t trace_ops_queued;    /* accepted for the export thread */
+  uint64_t trace_ops_delivered; /* applied by every exporter that takes them */
+  uint64_t trace_ops_failed;    /* not applied: unknown trace, server error, shutdown deadline */
+  uint64_t trace_ops_dropped;   /* refused with MLT_EFULL: too many were waiting */
 } mlt_stats;
 
 /** Read the counters into @p out.  @p size must be sizeof(mlt_stats) as the

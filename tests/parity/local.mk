@@ -1,0 +1,7 @@
+# tests/parity/: MLflow 3.17 parity (feedback, expectations, tags on finished
+# traces, update_current_trace state/model_id), read back from a real MLflow
+# server with MLflow's client and from the file store with Trace.from_json.
+check_PROGRAMS += tests/parity/parity_emit
+tests_parity_parity_emit_SOURCES = tests/parity/parity_emit.c
+tests_parity_parity_emit_CFLAGS = $(TEST_CFLAGS)
+tests_parity_parity_emit_LDADD = $(TEST_LDADD)
