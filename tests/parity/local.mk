@@ -5,3 +5,9 @@ check_PROGRAMS += tests/parity/parity_emit
 tests_parity_parity_emit_SOURCES = tests/parity/parity_emit.c
 tests_parity_parity_emit_CFLAGS = $(TEST_CFLAGS)
 tests_parity_parity_emit_LDADD = $(TEST_LDADD)
+
+check_PROGRAMS += tests/unit/test_assess
+tests_unit_test_assess_SOURCES = tests/unit/test_assess.c
+tests_unit_test_assess_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_assess_LDADD = $(TEST_LDADD)
+TESTS += tests/unit/test_assess
