@@ -11,3 +11,6 @@ tests_unit_test_assess_SOURCES = tests/unit/test_assess.c
 tests_unit_test_assess_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_assess_LDADD = $(TEST_LDADD)
 TESTS += tests/unit/test_assess
+
+TESTS += tests/parity/test_parity.py
+EXTRA_DIST += tests/parity/test_parity.py
