@@ -1,0 +1,3 @@
+/* lib/cli/merge.c: placeholder */
+#include "cli.h"
+int cmd_merge(const char *path) { (void)path; return 2; }
