@@ -299,3 +299,121 @@ void map_free(strmap *m) {
   memset(m, 0, sizeof *m);
 }
 
+/* ---- printing ---------------------------------------------------------- */
+
+static void print_string(sbuf *b, const char *s) {
+  sb_putc(b, '"');
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    unsigned char c = *p;
+    if (c == '"' || c == '\\') {
+      sb_putc(b, '\\');
+      sb_putc(b, (char)c);
+    } else if (c < 0x20) {
+      switch (c) {
+        case '\n': sb_puts(b, "\\n"); break;
+        case '\r': sb_puts(b, "\\r"); break;
+        case '\t': sb_puts(b, "\\t"); break;
+        case '\b': sb_puts(b, "\\b"); break;
+        case '\f': sb_puts(b, "\\f"); break;
+        default: sb_printf(b, "\\u%04x", c);
+      }
+    } else {
+      sb_putc(b, (char)c);
+    }
+  }
+  sb_putc(b, '"');
+}
+
+/* cJSON limits nesting to CJSON_NESTING_LIMIT, so the recursion is bounded. */
+void print_json(sbuf *b, const cJSON *v) {
+  if (!v || cJSON_IsNull(v)) {
+    sb_puts(b, "null");
+  } else if (cJSON_IsTrue(v)) {
+    sb_puts(b, "true");
+  } else if (cJSON_IsFalse(v)) {
+    sb_puts(b, "false");
+  } else if (cJSON_IsNumber(v)) {
+    if (v->valuestring) {
+      sb_puts(b, v->valuestring);
+    } else {
+      double d = v->valuedouble;
+      if (d == (double)(int64_t)d && d > -9e15 && d < 9e15) {
+        sb_printf(b, "%lld", (long long)d);
+      } else {
+        char tmp[40];
+        for (int prec = 15; prec <= 17; prec++) { /* the shortest text that reads back the same */
+          snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+          if (strtod(tmp, NULL) == d) break;
+        }
+        sb_puts(b, tmp);
+      }
+    }
+  } else if (cJSON_IsString(v)) {
+    print_string(b, v->valuestring ? v->valuestring : "");
+  } else if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
+    bool obj = cJSON_IsObject(v);
+    sb_putc(b, obj ? '{' : '[');
+    const cJSON *c;
+    bool first = true;
+    cJSON_ArrayForEach(c, v) {
+      if (!first) sb_puts(b, ", ");
+      first = false;
+      if (obj) {
+        print_string(b, c->string ? c->string : "");
+        sb_puts(b, ": ");
+      }
+      print_json(b, c);
+    }
+    sb_putc(b, obj ? '}' : ']');
+  } else {
+    sb_puts(b, "null");
+  }
+}
+
+/* ---- OTLP values (spans read from a server) --------------------------- */
+
+cJSON *otlp_value(const cJSON *any) {
+  const cJSON *v;
+  if ((v = jget(any, "string_value")) && cJSON_IsString(v)) return cJSON_CreateString(v->valuestring);
+  if ((v = jget(any, "bool_value"))) return cJSON_CreateBool(cJSON_IsTrue(v));
+  if ((v = jget(any, "int_value"))) {
+    int64_t x;
+    if (!jint64(v, &x)) return cJSON_CreateNull();
+    cJSON *n = cJSON_CreateNumber((double)x);
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%lld", (long long)x);
+    if (n) n->valuestring = xstrdup(tmp); /* exact; freed by cJSON_Delete */
+    return n;
+  }
+  if ((v = jget(any, "double_value"))) {
+    if (cJSON_IsNumber(v)) return cJSON_CreateNumber(v->valuedouble);
+    if (cJSON_IsString(v)) return cJSON_CreateString(v->valuestring); /* "NaN", "Infinity" */
+    return cJSON_CreateNull();
+  }
+  if ((v = jget(any, "array_value"))) {
+    cJSON *arr = cJSON_CreateArray();
+    const cJSON *e;
+    const cJSON *vals = jget(v, "values");
+    if (cJSON_IsArray(vals))
+      cJSON_ArrayForEach(e, vals) {
+        cJSON *x = otlp_value(e);
+        if (x) cJSON_AddItemToArray(arr, x);
+      }
+    return arr;
+  }
+  if ((v = jget(any, "kvlist_value"))) {
+    cJSON *obj = cJSON_CreateObject();
+    const cJSON *e;
+    const cJSON *vals = jget(v, "values");
+    if (cJSON_IsArray(vals))
+      cJSON_ArrayForEach(e, vals) {
+        const char *k = jstr(e, "key");
+        cJSON *x = otlp_value(jget(e, "value"));
+        if (k && x) cJSON_AddItemToObject(obj, k, x);
+        else cJSON_Delete(x);
+      }
+    return obj;
+  }
+  if ((v = jget(any, "bytes_value")) && cJSON_IsString(v)) return cJSON_CreateString(v->valuestring);
+  return cJSON_CreateNull();
+}

@@ -67,7 +67,10 @@ void cmd_list(const store *st) {
     int64_t ms;
     if (trace_duration(t, &ms)) snprintf(dur[i], sizeof dur[i], "%lld ms", (long long)ms);
     else snprintf(dur[i], sizeof dur[i], "? ms");
-    snprintf(nsp[i], sizeof nsp[i], "%zu span%s", t->nspans, t->nspans == 1 ? "" : "s");
+    if (t->nspans == 0 && t->span_hint >= 0) /* a server's list: its count of the spans */
+      snprintf(nsp[i], sizeof nsp[i], "%ld span%s", t->span_hint, t->span_hint == 1 ? "" : "s");
+    else
+      snprintf(nsp[i], sizeof nsp[i], "%zu span%s", t->nspans, t->nspans == 1 ? "" : "s");
     size_t w;
     if ((w = text_cols(t->id, 40)) > wid) wid = w;
     if ((w = text_cols(t->request_time ? t->request_time : "?", 30)) > wtime) wtime = w;
@@ -82,8 +85,11 @@ void cmd_list(const store *st) {
   for (size_t i = 0; i < st->n; i++) {
     const trace *t = &st->v[i];
     bool err = trace_is_error(t);
+    /* A mark on every line (not only on errors), so columns never shift. */
+    bool ok = t->state && strcmp(t->state, "OK") == 0;
     if (err) sb_color(&b, C_RED);
-    sb_puts(&b, err ? "! " : "  ");
+    sb_puts(&b, err ? g_opt.g->fail : ok ? g_opt.g->ok : g_opt.g->other);
+    sb_putc(&b, ' ');
     put_cell(&b, t->id, wid, false);
     sb_puts(&b, "  ");
     put_cell(&b, t->request_time ? t->request_time : "?", wtime, false);
@@ -149,6 +155,42 @@ static void print_header(const trace *t, sbuf *b) {
   }
   if (t->ntags > 8) sb_printf(b, ", %s", g_opt.g->ell);
   sb_emit_line(b);
+}
+
+/* "thumbs = true (HUMAN alice): quick and right" */
+static char *assessment_text(const assessment *a) {
+  sbuf b = {0};
+  sb_puts(&b, a->expectation ? "expectation " : "feedback ");
+  sb_puts(&b, a->name);
+  if (a->error) sb_puts(&b, ": error ");
+  else sb_puts(&b, " = ");
+  sb_puts(&b, a->value ? a->value : "null");
+  if (a->source) sb_puts(&b, " ("), sb_puts(&b, a->source), sb_putc(&b, ')');
+  if (a->rationale) sb_puts(&b, ": "), sb_puts(&b, a->rationale);
+  return sb_steal(&b);
+}
+
+static bool has_span(const trace *t, const char *id) {
+  for (size_t i = 0; i < t->nspans; i++)
+    if (t->spans[i].id && strcmp(t->spans[i].id, id) == 0) return true;
+  return false;
+}
+
+/* The assessments of the whole trace (or of a span not in it), under the
+ * header. */
+static void print_trace_assessments(const trace *t, sbuf *b) {
+  for (size_t i = 0; i < t->nas; i++) {
+    const assessment *a = &t->as[i];
+    if (a->span && has_span(t, a->span)) continue;
+    char *txt = assessment_text(a);
+    sb_puts(b, "  ");
+    sb_color(b, a->error ? C_RED : C_DIM);
+    put_str(b, txt, MSG_COLS, 0);
+    if (a->span) sb_puts(b, " [span "), put_str(b, a->span, 40, 0), sb_putc(b, ']');
+    sb_color(b, C_OFF);
+    sb_emit_line(b);
+    free(txt);
+  }
 }
 
 /* The indentation of a line at depth (levels 1..depth of lastf). */
@@ -306,6 +348,12 @@ static void print_tree(const trace *t, sbuf *b) {
                       : s->id && strcmp(s->id, s->parent) == 0 ? " is itself)" : " not found)";
         }
         print_span(b, s, lastf, f.depth, f.last, nk > 0, note);
+        for (size_t ai = 0; s->id && ai < t->nas; ai++) {
+          if (!t->as[ai].span || strcmp(t->as[ai].span, s->id) != 0) continue;
+          char *txt = assessment_text(&t->as[ai]);
+          print_detail(b, lastf, f.depth, nk > 0, NULL, txt, t->as[ai].error);
+          free(txt);
+        }
         for (size_t j = hi; j-- > lo;) {
           if (seen[kids[j]]) continue;
           seen[kids[j]] = true;
@@ -330,6 +378,7 @@ int cmd_show(const store *st) {
       sb_emit_line(&b);
     }
     print_header(&st->v[i], &b);
+    print_trace_assessments(&st->v[i], &b);
     print_tree(&st->v[i], &b);
   }
   free(b.p);

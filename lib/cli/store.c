@@ -48,6 +48,14 @@ void trace_free(trace *t) {
   free(t->tags);
   for (size_t i = 0; i < t->nspans; i++) span_free(&t->spans[i]);
   free(t->spans);
+  for (size_t i = 0; i < t->nas; i++) {
+    free(t->as[i].name);
+    free(t->as[i].value);
+    free(t->as[i].source);
+    free(t->as[i].span);
+    free(t->as[i].rationale);
+  }
+  free(t->as);
 }
 
 void store_free(store *st) {
@@ -78,7 +86,117 @@ static int state_rank(const char *s) {
   return 0;
 }
 
+static void set_tag(trace *t, const char *key, const char *val, bool override) {
+  for (size_t i = 0; i < t->ntags; i++) {
+    if (strcmp(t->tags[i].key, key) != 0) continue;
+    if (override) {
+      free(t->tags[i].val);
+      t->tags[i].val = dup_trunc(val, 256);
+    }
+    return;
+  }
+  if (t->ntags >= 64) return;
+  grow(&t->tags, &t->tagcap, t->ntags + 1, sizeof *t->tags);
+  t->tags[t->ntags].key = dup_trunc(key, 256);
+  t->tags[t->ntags].val = dup_trunc(val, 256);
+  t->ntags++;
+}
+
+static void delete_tag(trace *t, const char *key) {
+  for (size_t i = 0; i < t->ntags; i++) {
+    if (strcmp(t->tags[i].key, key) != 0) continue;
+    free(t->tags[i].key);
+    free(t->tags[i].val);
+    memmove(&t->tags[i], &t->tags[i + 1], (t->ntags - i - 1) * sizeof *t->tags);
+    t->ntags--;
+    return;
+  }
+}
+
+/* One Assessment JSON (file store or REST: the same field names). */
+static void add_assessment(trace *t, const cJSON *a) {
+  if (!cJSON_IsObject(a) || cJSON_IsFalse(jget(a, "valid")) || t->nas >= 64) return;
+  assessment x = {0};
+  const char *name = jstr(a, "assessment_name");
+  x.name = dup_trunc(name ? name : "?", 256);
+  const cJSON *fb = jget(a, "feedback"), *ex = jget(a, "expectation");
+  x.expectation = ex != NULL;
+  const cJSON *val = fb ? jget(fb, "value") : jget(ex, "value");
+  const cJSON *ser = jget(ex, "serialized_value");
+  if (ser && jstr(ser, "value")) {
+    cJSON tmp = {0};
+    tmp.type = cJSON_String;
+    tmp.valuestring = (char *)jstr(ser, "value");
+    x.value = json_preview(&tmp);
+  } else if (val && !cJSON_IsNull(val)) {
+    sbuf b = {0};
+    print_json(&b, val);
+    cJSON tmp = {0};
+    tmp.type = cJSON_String;
+    tmp.valuestring = b.p ? b.p : (char *)"";
+    x.value = json_preview(&tmp);
+    free(b.p);
+  }
+  const cJSON *err = jget(fb, "error");
+  if (err) {
+    sbuf b = {0};
+    const char *code = jstr(err, "error_code"), *msg = jstr(err, "error_message");
+    sb_puts(&b, code ? code : "error");
+    if (msg) sb_puts(&b, ": "), sb_putn(&b, msg, strnlen(msg, STORE_BYTES));
+    free(x.value);
+    x.value = sb_steal(&b);
+    x.error = true;
+  }
+  const cJSON *src = jget(a, "source");
+  const char *st = jstr(src, "source_type"), *sid = jstr(src, "source_id");
+  if (st || sid) {
+    sbuf b = {0};
+    if (st) sb_puts(&b, st);
+    if (st && sid) sb_putc(&b, ' ');
+    if (sid) sb_putn(&b, sid, strnlen(sid, 256));
+    x.source = sb_steal(&b);
+  }
+  x.span = span_key(jget(a, "span_id"));
+  const char *r = jstr(a, "rationale");
+  if (r && r[0]) x.rationale = dup_trunc(r, STORE_BYTES);
+  grow(&t->as, &t->ascap, t->nas + 1, sizeof *t->as);
+  t->as[t->nas++] = x;
+}
+
+static void add_assessments(trace *t, const cJSON *info) {
+  const cJSON *a, *arr = jget(info, "assessments");
+  if (!cJSON_IsArray(arr)) return;
+  cJSON_ArrayForEach(a, arr) add_assessment(t, a);
+}
+
+/* "1.234s" (REST execution_duration) in ms. */
+static bool duration_ms(const char *s, int64_t *ms) {
+  if (!s) return false;
+  char *e;
+  errno = 0;
+  double d = strtod(s, &e);
+  if (e == s || errno || strcmp(e, "s") != 0 || d < 0 || d > 9e15) return false;
+  *ms = (int64_t)(d * 1000 + 0.5);
+  return true;
+}
+
 void merge_info(trace *t, const cJSON *info) {
+  const cJSON *md = jget(info, "trace_metadata"), *tags = jget(info, "tags");
+  const char *update = jstr(md, "mltrace.update");
+  const cJSON *it, *tagobj = cJSON_IsObject(tags) ? tags : NULL;
+  if (update) {
+    /* An update line (<mltrace/assessment.h>): only its change applies. */
+    if (strcmp(update, "delete_tag") == 0) {
+      const char *k = jstr(md, "mltrace.deletedTag");
+      if (k) delete_tag(t, k);
+    }
+    cJSON_ArrayForEach(it, tagobj) {
+      if (it->string && cJSON_IsString(it) && it->valuestring && strncmp(it->string, "mlflow.", 7) != 0)
+        set_tag(t, it->string, it->valuestring, true);
+    }
+    add_assessments(t, info);
+    return;
+  }
   set_once(&t->request_time, jstr(info, "request_time"));
   const char *state = jstr(info, "state");
   if (state && state_rank(state) > state_rank(t->state)) {
@@ -87,11 +205,10 @@ void merge_info(trace *t, const cJSON *info) {
   }
   int64_t d;
   const cJSON *dv = jget(info, "execution_duration_ms");
-  if (jint64(dv, &d) && (!t->has_duration || d > t->duration_ms)) {
+  if ((jint64(dv, &d) || duration_ms(jstr(info, "execution_duration"), &d)) && (!t->has_duration || d > t->duration_ms)) {
     t->duration_ms = d;
     t->has_duration = true;
   }
-  const cJSON *md = jget(info, "trace_metadata"), *tags = jget(info, "tags");
   set_once(&t->name, jstr(tags, "mlflow.traceName"));
   set_once(&t->preview, jstr(info, "request_preview"));
   set_once(&t->preview, jstr(md, "mlflow.traceInputs"));
@@ -100,18 +217,19 @@ void merge_info(trace *t, const cJSON *info) {
   set_once(&t->user, jstr(md, "mlflow.trace.user"));
   set_once(&t->user, jstr(tags, "mlflow.trace.user"));
   if (!t->tokens) t->tokens = token_summary(jstr(md, "mlflow.trace.tokenUsage"));
-  const cJSON *it, *tagobj = cJSON_IsObject(tags) ? tags : NULL;
+  const char *stats = jstr(md, "mlflow.trace.sizeStats");
+  if (stats && t->span_hint < 0) {
+    cJSON *sd = cJSON_Parse(stats);
+    int64_t n;
+    if (jint64(jget(sd, "num_spans"), &n) && n >= 0 && n < 100000000) t->span_hint = (long)n;
+    cJSON_Delete(sd);
+  }
   cJSON_ArrayForEach(it, tagobj) {
     if (!it->string || strncmp(it->string, "mlflow.", 7) == 0) continue;
     if (!cJSON_IsString(it) || !it->valuestring) continue;
-    bool dup = false;
-    for (size_t i = 0; i < t->ntags && !dup; i++) dup = strcmp(t->tags[i].key, it->string) == 0;
-    if (dup || t->ntags >= 64) continue;
-    grow(&t->tags, &t->tagcap, t->ntags + 1, sizeof *t->tags);
-    t->tags[t->ntags].key = dup_trunc(it->string, 256);
-    t->tags[t->ntags].val = dup_trunc(it->valuestring, 256);
-    t->ntags++;
+    set_tag(t, it->string, it->valuestring, false);
   }
+  add_assessments(t, info);
 }
 
 static void add_event(span *s, bool exc, char *text) {
@@ -190,6 +308,32 @@ static void extract_span(span *s, const cJSON *js, bool details) {
   }
 }
 
+trace *store_trace(store *st, const char *tid) {
+  size_t ti;
+  if (!map_get(&st->idx, tid, &ti)) {
+    grow(&st->v, &st->cap, st->n + 1, sizeof *st->v);
+    ti = st->n++;
+    memset(&st->v[ti], 0, sizeof st->v[ti]);
+    st->v[ti].id = xstrdup(tid);
+    st->v[ti].span_hint = -1;
+    map_insert(&st->idx, st->v[ti].id, ti);
+  }
+  return &st->v[ti];
+}
+
+void add_spans(trace *t, const cJSON *spans, bool details) {
+  const cJSON *js;
+  if (!cJSON_IsArray(spans)) return;
+  cJSON_ArrayForEach(js, spans) {
+    if (!cJSON_IsObject(js)) continue;
+    grow(&t->spans, &t->spancap, t->nspans + 1, sizeof *t->spans);
+    span *s = &t->spans[t->nspans];
+    memset(s, 0, sizeof *s);
+    s->seq = t->nspans++;
+    extract_span(s, js, details);
+  }
+}
+
 static void report_malformed(store *st, size_t lineno, const char *why, const char *near,
                              size_t nearlen) {
   st->malformed++;
@@ -231,26 +375,9 @@ static void process_line(store *st, char *line, size_t len, size_t lineno) {
     report_malformed(st, lineno, "missing info.trace_id", NULL, 0);
   } else if (!st->query || id_matches(tid, st->query)) {
     attach_number_text(root, line, len);
-    size_t ti;
-    if (!map_get(&st->idx, tid, &ti)) {
-      grow(&st->v, &st->cap, st->n + 1, sizeof *st->v);
-      ti = st->n++;
-      memset(&st->v[ti], 0, sizeof st->v[ti]);
-      st->v[ti].id = xstrdup(tid);
-      map_insert(&st->idx, st->v[ti].id, ti);
-    }
-    trace *t = &st->v[ti];
+    trace *t = store_trace(st, tid);
     merge_info(t, info);
-    const cJSON *spans = jget(jget(root, "data"), "spans"), *js;
-    if (!cJSON_IsArray(spans)) spans = NULL;
-    cJSON_ArrayForEach(js, spans) {
-      if (!cJSON_IsObject(js)) continue;
-      grow(&t->spans, &t->spancap, t->nspans + 1, sizeof *t->spans);
-      span *s = &t->spans[t->nspans];
-      memset(s, 0, sizeof *s);
-      s->seq = t->nspans++;
-      extract_span(s, js, st->details);
-    }
+    add_spans(t, jget(jget(root, "data"), "spans"), st->details);
   }
   cJSON_Delete(root);
 }

@@ -210,6 +210,73 @@ try:
              if x["info"]["trace_metadata"].get("mltrace.update") and x["info"]["trace_id"] != ids["ghost"]),
          "file: every update line comes after its trace's line")
 
+    # `mltrace merge`: one complete trace per line, for plain Trace.from_json readers.
+    code, merged, err = run([MLTRACE, "merge", store])
+    mt = {}
+    for line in merged.splitlines():
+        tr = Trace.from_json(line)
+        mt[tr.info.trace_id] = tr
+    t.ok(code == 0 and len(mt) == 5 and sorted(a.name for a in mt[ids["done"]].info.assessments) == sorted(by_name)
+         and {k: v for k, v in mt[ids["done"]].info.tags.items() if not k.startswith("mlflow.")}
+         == {"reviewed": "yes", "env": "prod"} and len(mt[ids["done"]].data.spans) == 2,
+         "mltrace merge: Trace.from_json of each line gives the merged trace (and the ghost's update)", err)
+
+    # ---- mltrace reads the server -----------------------------------------
+    code, out_list, err = run([MLTRACE, "--no-color", "list", "--tracking-uri", URL])
+    rows = [ln.split() for ln in out_list.splitlines()]
+    # (The four traces share one millisecond: the server's order among them is its own.)
+    want = {ids["done"]: ("✓", "OK", "2"), ids["live"]: ("✓", "OK", "2"), ids["state_error"]: ("✗", "ERROR", "1"),
+            ids["state_ok"]: ("✓", "OK", "1")}
+    t.ok(code == 0 and sorted(r[1] for r in rows) == sorted(want),
+         "mltrace list --tracking-uri: the experiment's traces", out_list + err)
+    t.ok(all(len(r) >= 8 and (r[0], r[3], r[6]) == want.get(r[1]) for r in rows),
+         "mltrace list --tracking-uri: a mark on every row, columns in place, span counts from sizeStats", out_list)
+    code2, out2, err2 = run([MLTRACE, "--no-color", "list", "--tracking-uri", URL, "--experiment", "Default",
+                             "--max", "2"])
+    got2 = [ln.split()[1] for ln in out2.splitlines()]
+    t.ok(code2 == 0 and len(got2) == 2 and set(got2) <= set(want), "--experiment by name, --max 2", out2 + err2)
+    code, shown, err = run([MLTRACE, "--no-color", "show", "--tracking-uri", URL, ids["done"]])
+    code_f, shown_f, _ = run([MLTRACE, "--no-color", "show", store, ids["done"]])
+    t.ok(code == 0 and "feedback thumbs = true (HUMAN alice): quick and right" in shown
+         and "expectation facts = {\"city\":\"Paris\",\"alts\":[1,2.5,null]} (CODE ci)" in shown
+         and "env=prod" in shown.splitlines()[0] and "reviewed=yes" in shown.splitlines()[0] and "└─ llm [LLM]" in shown,
+         "mltrace show --tracking-uri: header, assessments, span tree", shown + err)
+    strip = lambda txt: [ln.split("  ")[0] if i == 0 else ln.split(" [")[0] + (" " + ln.split("] ")[1].split(" ")[-1]
+                         if "] " in ln else "") for i, ln in enumerate(txt.splitlines())]
+    t.equal(strip(shown), strip(shown_f), "the same tree from the server and from the file store (durations aside)")
+    code, _, err = run([MLTRACE, "show", "--tracking-uri", URL, "tr-0000000000000000000000000000beef"])
+    t.ok(code == 2 and "trace not found" in err, "show --tracking-uri of an unknown id: exit 2", err)
+    code, _, err = run([MLTRACE, "list", "--tracking-uri", URL, "--experiment", "no-such-experiment"])
+    t.ok(code == 2 and "no experiment named" in err, "list --experiment with an unknown name: exit 2", err)
+
+    # The same credentials as the exporter: a server that wants them.
+    import http.server
+    import threading
+    seen = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"error_code": "UNAUTHENTICATED", "message": "credentials needed"}')
+
+        def log_message(self, *a):
+            pass
+
+    hs = http.server.HTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=hs.serve_forever, daemon=True).start()
+    auth_url = f"http://127.0.0.1:{hs.server_address[1]}"
+    code, _, err = run([MLTRACE, "list", "--tracking-uri", auth_url], MLFLOW_TRACKING_TOKEN="tok-123")
+    code2, _, err2 = run([MLTRACE, "list", "--tracking-uri", auth_url], MLFLOW_TRACKING_USERNAME="ann",
+                         MLFLOW_TRACKING_PASSWORD="pw-456")
+    hs.shutdown()
+    t.ok(seen == ["Bearer tok-123", "Basic YW5uOnB3LTQ1Ng=="] and code == 2 and code2 == 2
+         and "credentials needed" in err and "MLFLOW_TRACKING_TOKEN" in err and "tok-123" not in err + err2
+         and "pw-456" not in err + err2, "mltrace sends MLFLOW_TRACKING_TOKEN / USERNAME+PASSWORD, never prints them",
+         f"{seen} {err} {err2}")
+
 finally:
     stop_server()
 t.done()
