@@ -14,3 +14,15 @@ TESTS += tests/unit/test_assess
 
 TESTS += tests/parity/test_parity.py
 EXTRA_DIST += tests/parity/test_parity.py
+
+# The README's async tour as a program (evhttp + work queue + streamed LLM
+# call + feedback): built by make check, run by test_async_tour.py.
+if HAVE_LIBEVENT
+check_PROGRAMS += examples/async-tour
+examples_async_tour_SOURCES = examples/async-tour.c
+examples_async_tour_CFLAGS = $(AM_CFLAGS) $(CJSON_CFLAGS) $(LIBEVENT_CFLAGS) $(CURL_CFLAGS)
+examples_async_tour_LDADD = integrations/curl/libmltrace_curl.la integrations/event/libmltrace_event.la \
+  lib/libmltrace.la $(CJSON_LIBS) $(LIBEVENT_LIBS) $(CURL_LIBS)
+endif
+TESTS += tests/parity/test_async_tour.py
+EXTRA_DIST += tests/parity/test_async_tour.py
