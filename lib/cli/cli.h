@@ -172,6 +172,7 @@ typedef struct {
   int64_t duration_ms;
   bool has_duration;
   long span_hint; /* span count from the server's sizeStats, or -1 */
+  char *link;     /* the MLflow UI's page of the trace (server only), or NULL */
   tag *tags;
   size_t ntags, tagcap;
   span *spans;

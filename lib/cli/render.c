@@ -155,6 +155,11 @@ static void print_header(const trace *t, sbuf *b) {
   }
   if (t->ntags > 8) sb_printf(b, ", %s", g_opt.g->ell);
   sb_emit_line(b);
+  if (t->link) {
+    sb_puts(b, "  ui: ");
+    put_str(b, t->link, 400, T_SPACE);
+    sb_emit_line(b);
+  }
 }
 
 /* "thumbs = true (HUMAN alice): quick and right" */

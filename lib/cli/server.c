@@ -375,6 +375,21 @@ int server_show(store *st, const server_options *o, const char *query) {
   }
   trace *t = store_trace(st, tid);
   merge_info(t, info);
+  /* The UI's page of the trace: what its own "share" link holds. */
+  const char *exp = jstr(jget(jget(info, "trace_location"), "mlflow_experiment"), "experiment_id");
+  if (exp) {
+    const char *host = strstr(c.base, "://");
+    const char *at = host ? strpbrk(host + 3, "@/") : NULL;
+    sbuf l = {0};
+    if (at && *at == '@') { /* no user info in what we print */
+      sb_putn(&l, c.base, (size_t)(host + 3 - c.base));
+      sb_puts(&l, at + 1);
+    } else {
+      sb_puts(&l, c.base);
+    }
+    sb_printf(&l, "/#/experiments/%s/traces?selectedEvaluationId=%s&traceId=%s", exp, tid, tid);
+    t->link = sb_steal(&l);
+  }
   const cJSON *tags = jget(info, "tags");
   const char *where_spans = jstr(tags, "mlflow.trace.spansLocation");
   const char *loc = jstr(tags, "mlflow.artifactLocation");

@@ -41,6 +41,7 @@ void trace_free(trace *t) {
   free(t->session);
   free(t->user);
   free(t->tokens);
+  free(t->link);
   for (size_t i = 0; i < t->ntags; i++) {
     free(t->tags[i].key);
     free(t->tags[i].val);

@@ -243,6 +243,10 @@ try:
          "mltrace show --tracking-uri: header, assessments, span tree", shown + err)
     strip = lambda txt: [ln.split("  ")[0] if i == 0 else ln.split(" [")[0] + (" " + ln.split("] ")[1].split(" ")[-1]
                          if "] " in ln else "") for i, ln in enumerate(txt.splitlines())]
+    ui = [ln for ln in shown.splitlines() if ln.startswith("  ui: ")]
+    t.equal(ui, [f"  ui: {URL}/#/experiments/0/traces?selectedEvaluationId={ids['done']}&traceId={ids['done']}"],
+            "mltrace show --tracking-uri: the trace's page in the MLflow UI")
+    shown = "\n".join(ln for ln in shown.splitlines() if not ln.startswith("  ui: "))
     t.equal(strip(shown), strip(shown_f), "the same tree from the server and from the file store (durations aside)")
     code, _, err = run([MLTRACE, "show", "--tracking-uri", URL, "tr-0000000000000000000000000000beef"])
     t.ok(code == 2 and "trace not found" in err, "show --tracking-uri of an unknown id: exit 2", err)
