@@ -180,7 +180,9 @@ enum {
   MLT__TI_RESP_PREVIEW,
   MLT__TI_CLIENT_REQ_ID,
   MLT__TI_SESSION,
-  MLT__TI_USER
+  MLT__TI_USER,
+  MLT__TI_STATE,     /* value "OK" / "ERROR" (update_current_trace state) */
+  MLT__TI_ASSESSMENT /* value: one Assessment JSON object (lib/assess.c) */
 };
 typedef struct mlt__tinfo {
   struct mlt__tinfo *next;
@@ -585,6 +587,11 @@ enum {
   MLT__ST_TRACES_EVICTED,  /* removed from a full spool unsent */
   MLT__ST_COUNT
 };
+
+/* ---- lookups by id (client.c) ---- */
+/* The trace (hi, lo) while it is in memory (in progress, or finished and
+ * not yet exported), referenced; NULL when unknown. */
+mlt__trace *mlt__trace_find(uint64_t hi, uint64_t lo);
 
 /* ---- contexts (context.c) ---- */
 struct mlt_context *mlt__context_new(mlt__trace *t, uint64_t hi, uint64_t lo, uint64_t span_id, int flags);

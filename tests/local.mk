@@ -68,6 +68,8 @@ tests_bench_otlp_sink_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_bench_otlp_sink_LDADD = $(LIBEVENT_LIBS)
 EXTRA_DIST += tests/bench/bench_export.sh tests/bench/bench_callgrind.sh
 
+include tests/parity/local.mk
+
 # Public headers documented; exported symbols = declared symbols.
 TESTS += tests/check-headers.sh
 EXTRA_DIST += tests/check-headers.sh
