@@ -769,6 +769,7 @@ static void on_signal(evutil_socket_t fd, short what, void *arg) {
     return;
   }
   px->draining = 1;
+  mlt_evhttp_begin_shutdown(px->inst); /* connections we close: "ServerShutdown" */
   if (px->listener) evhttp_del_accept_socket(px->http, px->listener);
   px->listener = NULL;
   for (;;) {
@@ -913,12 +914,10 @@ out:
     mlt_get_stats(&st, sizeof st); /* readable after mlt_shutdown() */
     fprintf(stderr, "chat-proxy: %lu requests: %lu ok, %lu upstream errors, %lu client disconnects, %lu rejected\n",
             px.n_requests, px.n_ok, px.n_upstream_errors, px.n_disconnects, px.n_rejected);
-    fprintf(stderr,
-            "chat-proxy: traces: %llu started, %llu exported, %llu dropped (queue full), %llu failed, "
-            "%llu timed out; %llu spans exported, %llu events dropped, %llu values truncated\n",
-            (unsigned long long)st.traces_started, (unsigned long long)st.traces_exported,
-            (unsigned long long)st.traces_dropped, (unsigned long long)st.traces_failed,
-            (unsigned long long)st.traces_timed_out, (unsigned long long)st.spans_exported,
+    char line[512];
+    mlt_stats_format(&st, line, sizeof line);
+    fprintf(stderr, "chat-proxy: traces: started=%llu %s timed_out=%llu events_dropped=%llu values_truncated=%llu\n",
+            (unsigned long long)st.traces_started, line, (unsigned long long)st.traces_timed_out,
             (unsigned long long)st.events_dropped, (unsigned long long)st.values_truncated);
   }
   return status;
