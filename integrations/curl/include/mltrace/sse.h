@@ -162,7 +162,8 @@ typedef struct mlt_chat_stream mlt_chat_stream;
  *    item gets one output_text part with the text so far, an unfinished
  *    function call its arguments so far);
  *  - mlt_chat_stream_content() gives the output text (every output_text
- *    delta, in order), mlt_chat_stream_finish_reason() the final status,
+ *    delta, in order; a stream without deltas: the final Response's
+ *    output_text parts), mlt_chat_stream_finish_reason() the final status,
  *    mlt_chat_stream_usage_json() the Response's usage (input_tokens,
  *    output_tokens, total_tokens).
  */
