@@ -743,3 +743,5 @@ void mlt__chat_stream_set_json_hook(mlt_chat_stream *s, mlt__chat_json_hook fn) 
 }
 
 int mlt__chat_stream_is_responses(const mlt_chat_stream *s) { return s && s->responses; }
+
+const struct cJSON *mlt__chat_stream_usage(const mlt_chat_stream *s) { return s ? s->usage : NULL; }
