@@ -8,6 +8,12 @@ tests_unit_test_core_SOURCES = tests/unit/test_core.c
 tests_unit_test_core_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_core_LDADD = $(TEST_LDADD)
 TESTS += tests/unit/test_core
+# The hot path's fast paths against the general paths (issue 10).
+check_PROGRAMS += tests/unit/test_hotpath
+tests_unit_test_hotpath_SOURCES = tests/unit/test_hotpath.c
+tests_unit_test_hotpath_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_hotpath_LDADD = $(TEST_LDADD)
+TESTS += tests/unit/test_hotpath
 
 EXTRA_DIST += tests/summary.sh tests/run-python.sh tests/sanitize.sh
 
