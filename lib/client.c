@@ -92,6 +92,14 @@ found:
   return MLT_OK;
 }
 
+/* For other modules (assess.c): the trace (hi, lo) while it is in memory,
+ * referenced (the caller unrefs it), or NULL. */
+mlt__trace *mlt__trace_find(uint64_t hi, uint64_t lo) {
+  mlt_span h;
+  mlt__trace *t = NULL;
+  return find_root(hi, lo, &h, &t) == MLT_OK ? t : NULL;
+}
+
 int mlt_update_trace_by_id(const char *trace_id, const mlt_trace_update *u) {
   if (!trace_id || !u) return MLT_EINVAL;
   if (!mlt__running()) return MLT_ENOTINIT;

@@ -55,11 +55,18 @@ enum {
   MLT__LOGK_ENV,
   MLT__LOGK_TIMEOUT,
   MLT__LOGK_JSON,
+  MLT__LOGK_WORKQ, /* thread.c: work queue rejections */
+  MLT__LOGK_SUMMARY, /* shutdown summary (pipeline.c) */
+  MLT__LOGK_SPOOL,   /* durable spool (spool.c) */
   MLT__LOGK_COUNT
 };
 void mlt__log(mlt_log_level level, int kind, const char *fmt, ...) MLT_PRINTF(3, 4);
 void mlt__log_configure(mlt_log_level level, mlt_log_fn fn, void *user_data);
 mlt_log_level mlt__log_level_from_env(mlt_log_level dflt);
+/* Emit one line per message kind whose last messages were suppressed by the
+ * rate limit (their count and the last text shown), then reset the counts
+ * (mlt_shutdown()). */
+void mlt__log_flush_suppressed(void);
 
 /* ---- random (util.c): per-thread generator, seeded once per thread ---- */
 uint64_t mlt__rand64(void);
@@ -128,6 +135,9 @@ void mlt__registry_atfork_child(void); /* trace.c */
 void mlt__chunks_atfork_child(void);   /* chunks.c */
 void mlt__tls_atfork_child(void);      /* span.c */
 void mlt__tls_reset_counters(void);    /* span.c: zero the counters of retired threads */
+/* Work queue rejections since mlt_init() (thread.c; mlt_stats.work_queue_rejected). */
+uint64_t mlt__workq_rejected(void);
+void mlt__workq_reset_counters(void);
 
 /* ---- env helpers (util.c) ---- */
 const char *mlt__getenv(const char *name); /* NULL when unset or empty */

@@ -1,7 +1,7 @@
 /* lib/serialize.c: span digests and MLflow's Trace JSON (the form of
  * Trace.to_json(), loadable with Trace.from_json(); also traces.json and the
  * StartTraceV3 TraceInfo).  Runs on the export thread only. */
-#include "exporter-internal.h"
+#include "assess-internal.h"
 
 #include <cjson/cJSON.h>
 
@@ -494,6 +494,8 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
     }
     if (!p->n) ti->start_ns = ti->end_ns = 0;
   }
+  const char *state = tinfo_find(ti->info, MLT__TI_STATE); /* update_current_trace(state=) wins */
+  if (state) ti->state_error = state[0] == 'E';
   /* Token usage: tree-aware sum of mlflow.chat.tokenUsage, as MLflow does. */
   char *flags = calloc(p->n ? p->n : 1, 1);
   cJSON **usage = calloc(p->n ? p->n : 1, sizeof *usage);
@@ -893,6 +895,7 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
     mlt__buf_lit(out, ", \"response_preview\": ");
     mlt__json_str(out, ti->response_preview.p ? ti->response_preview.p : "", ti->response_preview.len);
   }
+  mlt__assessments_json(out, ti->info); /* lib/assess.c: ", \"assessments\": [...]" when any */
   int64_t dur_ms = ti->end_ns > ti->start_ns ? (ti->end_ns - ti->start_ns) / 1000000 : 0;
   if (for_rest) {
     char d[48];

@@ -188,7 +188,9 @@ enum {
   MLT__TI_RESP_PREVIEW,
   MLT__TI_CLIENT_REQ_ID,
   MLT__TI_SESSION,
-  MLT__TI_USER
+  MLT__TI_USER,
+  MLT__TI_STATE,     /* value "OK" / "ERROR" (update_current_trace state) */
+  MLT__TI_ASSESSMENT /* value: one Assessment JSON object (lib/assess.c) */
 };
 typedef struct mlt__tinfo {
   struct mlt__tinfo *next;
@@ -223,6 +225,9 @@ struct mlt__trace {
   _Atomic uint32_t chain_next; /* chain heads: the next chain in the pool's stack */
   uint32_t chain_n;           /* chain heads: headers in the chain */
   uint32_t pool_num;          /* this header's number (1-based, fixed) */
+  /* export queue (pipeline.c): link while queued, bytes it holds */
+  mlt__trace *_Atomic qnext;
+  size_t qbytes;
 };
 
 /* ---- contexts -------------------------------------------------------- */
@@ -343,6 +348,11 @@ typedef struct mlt__config {
   int insecure_tls;
   char *ca_path, *tracking_token, *tracking_user, *tracking_password; /* secrets wiped on free */
   char *otlp_headers, *otlp_compression;
+  /* delivery (pipeline.c, spool.c) */
+  uint64_t queue_max_bytes; /* bound of the export queue in bytes */
+  int spool_enabled;
+  char *spool_dir;
+  uint64_t spool_max_bytes;
 } mlt__config;
 
 extern _Atomic int mlt__g_state;   /* MLT__G_* */
@@ -603,8 +613,18 @@ enum {
   MLT__ST_EXPORT_RETRIES,
   MLT__ST_EXPORT_BYTES,
   MLT__ST_TRACES_FINISHED,
+  MLT__ST_TRACES_PARTIAL,  /* spans stored, TraceInfo not (pipeline.c) */
+  MLT__ST_SPANS_PARTIAL,
+  MLT__ST_TRACES_SPOOLED,  /* handed to the durable spool instead */
+  MLT__ST_TRACES_REPLAYED, /* delivered from the spool (spool.c) */
+  MLT__ST_TRACES_EVICTED,  /* removed from a full spool unsent */
   MLT__ST_COUNT
 };
+
+/* ---- lookups by id (client.c) ---- */
+/* The trace (hi, lo) while it is in memory (in progress, or finished and
+ * not yet exported), referenced; NULL when unknown. */
+mlt__trace *mlt__trace_find(uint64_t hi, uint64_t lo);
 
 /* ---- contexts (context.c) ---- */
 struct mlt_context *mlt__context_new(mlt__trace *t, uint64_t hi, uint64_t lo, uint64_t span_id, int flags);

@@ -589,8 +589,10 @@ int mlt__trace_update(mlt__trace *t, const mlt_trace_update *u) {
   if (kv_len(tags, &ntag) || kv_len(meta, &nmeta)) return MLT_EINVAL;
 #define UFIELD(f) (u->struct_size >= offsetof(mlt_trace_update, f) + sizeof(u->f) ? u->f : NULL)
   const char *req = UFIELD(request_preview), *resp = UFIELD(response_preview), *crid = UFIELD(client_request_id),
-             *sess = UFIELD(session_id), *user = UFIELD(user_id);
+             *sess = UFIELD(session_id), *user = UFIELD(user_id), *model = UFIELD(model_id);
 #undef UFIELD
+  int state = u->struct_size >= offsetof(mlt_trace_update, state) + sizeof(u->state) ? (int)u->state : 0;
+  if (state < MLT_TRACE_STATE_UNSET || state > MLT_TRACE_STATE_ERROR) return MLT_EINVAL;
   mlt__tinfo *add = NULL;
   int rc = MLT_OK;
   for (size_t i = 0; i + 1 < ntag && !rc; i += 2) rc = tinfo_add(&add, MLT__TI_TAG, tags[i], tags[i + 1]);
@@ -600,6 +602,8 @@ int mlt__trace_update(mlt__trace *t, const mlt_trace_update *u) {
   if (crid && !rc) rc = tinfo_add(&add, MLT__TI_CLIENT_REQ_ID, NULL, crid);
   if (sess && !rc) rc = tinfo_add(&add, MLT__TI_SESSION, NULL, sess);
   if (user && !rc) rc = tinfo_add(&add, MLT__TI_USER, NULL, user);
+  if (model && !rc) rc = tinfo_add(&add, MLT__TI_META, "mlflow.modelId", model);
+  if (state && !rc) rc = tinfo_add(&add, MLT__TI_STATE, NULL, state == MLT_TRACE_STATE_ERROR ? "ERROR" : "OK");
   if (rc) {
     tinfo_free(add);
     return rc;

@@ -21,7 +21,9 @@ static struct {
   pthread_mutex_t mu;
   int64_t last_ns[MLT__LOGK_COUNT];
   uint64_t suppressed[MLT__LOGK_COUNT];
-} g_log = {MLT_LOG_WARN, NULL, NULL, PTHREAD_MUTEX_INITIALIZER, {0}, {0}};
+  mlt_log_level last_level[MLT__LOGK_COUNT];
+  char last_msg[MLT__LOGK_COUNT][120]; /* start of the last message shown */
+} g_log = {MLT_LOG_WARN, NULL, NULL, PTHREAD_MUTEX_INITIALIZER, {0}, {0}, {0}, {{0}}};
 
 /* Memory a forked child stops using (it is the parent's copy-on-write
  * image) stays referenced from here: reachable, not leaked. */
@@ -79,6 +81,10 @@ void mlt__log(mlt_log_level level, int kind, const char *fmt, ...) {
     return;
   }
   g_log.last_ns[kind] = now;
+  g_log.last_level[kind] = level;
+  size_t keep = MLT_MIN(strlen(msg), sizeof g_log.last_msg[kind] - 1);
+  memcpy(g_log.last_msg[kind], msg, keep);
+  g_log.last_msg[kind][keep] = '\0';
   uint64_t sup = g_log.suppressed[kind];
   g_log.suppressed[kind] = 0;
   mlt_log_fn fn = g_log.fn;
@@ -383,4 +389,28 @@ char *mlt__strndup(const char *s, size_t n) {
 
 const char *mlt__program_name(void) {
   return program_invocation_short_name ? program_invocation_short_name : "c-program";
+}
+
+void mlt__log_flush_suppressed(void) {
+  for (int k = 0; k < MLT__LOGK_COUNT; k++) {
+    pthread_mutex_lock(&g_log.mu);
+    uint64_t sup = g_log.suppressed[k];
+    g_log.suppressed[k] = 0;
+    mlt_log_level level = g_log.last_level[k] ? g_log.last_level[k] : MLT_LOG_WARN;
+    char last[sizeof g_log.last_msg[k]];
+    memcpy(last, g_log.last_msg[k], sizeof last);
+    mlt_log_fn fn = g_log.fn;
+    void *ud = g_log.ud;
+    pthread_mutex_unlock(&g_log.mu);
+    if (!sup || (int)level > atomic_load(&g_log.level)) continue;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%llu more message(s) like this one were suppressed: %s", (unsigned long long)sup,
+             last);
+    if (fn) {
+      fn(level, msg, ud);
+    } else {
+      static const char *const lv[] = {"", "error", "warning", "info", "debug"};
+      fprintf(stderr, "mltrace: %s: %s\n", lv[level], msg);
+    }
+  }
 }

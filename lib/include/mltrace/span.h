@@ -312,7 +312,7 @@ MLT_EXTERN mlt_span mlt__span_start_function(const char *func, const char *name,
 static inline void mlt__scope_end(mlt_span *s) { (void)mlt_span_end(*s); }
 
 /**
- * Trace the enclosing function, like MLflow's @mlflow.trace decorator: starts
+ * Trace the enclosing function, like the \@mlflow.trace decorator of MLflow: starts
  * a span named after the function (type @p type, attribute
  * mlflow.spanFunctionName), current on this thread, and ends it on every exit
  * from the function, early return included (GCC/Clang cleanup attribute).
