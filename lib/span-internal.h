@@ -288,13 +288,15 @@ typedef struct mlt__last_trace {
   _Atomic int64_t stamp; /* finish time (ns, realtime); 0: none */
 } mlt__last_trace;
 
+/* Sequence-count write without fences (TSan has none): the data stores are
+ * releases, so a reader that sees new data (acquire) also sees the odd
+ * count and retries; the final even count is a release too. */
 static inline void mlt__last_write(mlt__last_trace *l, uint64_t hi, uint64_t lo, int64_t stamp) {
   uint32_t q = atomic_load_explicit(&l->seq, memory_order_relaxed);
   atomic_store_explicit(&l->seq, q + 1, memory_order_relaxed);
-  atomic_thread_fence(memory_order_release);
-  atomic_store_explicit(&l->hi, hi, memory_order_relaxed);
-  atomic_store_explicit(&l->lo, lo, memory_order_relaxed);
-  atomic_store_explicit(&l->stamp, stamp, memory_order_relaxed);
+  atomic_store_explicit(&l->hi, hi, memory_order_release);
+  atomic_store_explicit(&l->lo, lo, memory_order_release);
+  atomic_store_explicit(&l->stamp, stamp, memory_order_release);
   atomic_store_explicit(&l->seq, q + 2, memory_order_release);
 }
 

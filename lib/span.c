@@ -46,10 +46,9 @@ static void add_counters(mlt__tls_counters *dst, const mlt__tls_counters *src) {
 static int64_t last_read(mlt__last_trace *l, uint64_t *hi, uint64_t *lo) {
   for (;;) {
     uint32_t s1 = atomic_load_explicit(&l->seq, memory_order_acquire);
-    uint64_t h = atomic_load_explicit(&l->hi, memory_order_relaxed);
-    uint64_t o = atomic_load_explicit(&l->lo, memory_order_relaxed);
-    int64_t st = atomic_load_explicit(&l->stamp, memory_order_relaxed);
-    atomic_thread_fence(memory_order_acquire);
+    uint64_t h = atomic_load_explicit(&l->hi, memory_order_acquire);
+    uint64_t o = atomic_load_explicit(&l->lo, memory_order_acquire);
+    int64_t st = atomic_load_explicit(&l->stamp, memory_order_acquire);
     if (!(s1 & 1) && atomic_load_explicit(&l->seq, memory_order_relaxed) == s1) {
       *hi = h;
       *lo = o;
