@@ -431,6 +431,33 @@ int main(int argc, char **argv) {
     workload_cpu_figures();
     return 0;
   }
+  if (argc == 4 && strcmp(argv[1], "--cg-export") == 0) {
+    /* N GenAI traces through the exporter of argv[2] (file: the JSONL store
+     * on tmpfs, else /tmp; env: whatever the environment configures), in
+     * rounds of 100 with a flush between them (the steady state of an export
+     * thread that keeps up).  Under callgrind, --toggle-collect=export_main
+     * counts the export thread.  Prints bytes written per span. */
+    genai_payloads();
+    long n = atol(argv[3]);
+    char path[64] = "";
+    if (!strcmp(argv[2], "file")) {
+      snprintf(path, sizeof path, "%s/mltrace-cg-%d.jsonl", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp",
+               (int)getpid());
+      start(1, path, 0, 0);
+    } else if (mlt_init(NULL) != MLT_OK) {
+      return 1;
+    }
+    for (long done = 0; done < n; done += 100) {
+      for (long i = done; i < n && i < done + 100; i++) genai_trace(i);
+      mlt_flush(60000);
+    }
+    mlt_stats st;
+    mlt_get_stats(&st, sizeof st);
+    mlt_shutdown(60000);
+    if (path[0]) unlink(path);
+    printf("%.0f\n", (double)st.export_bytes / (double)(st.spans_exported ? st.spans_exported : 1));
+    return 0;
+  }
   if (argc == 3 && strcmp(argv[1], "--file-callgrind") == 0) {
     genai_payloads();
     start(1, "/tmp/mltrace-cg.jsonl", 1048576, 0);
