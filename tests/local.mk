@@ -80,7 +80,8 @@ check_PROGRAMS += tests/bench/otlp-sink
 tests_bench_otlp_sink_SOURCES = tests/bench/otlp-sink.c
 tests_bench_otlp_sink_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_bench_otlp_sink_LDADD = $(LIBEVENT_LIBS)
-EXTRA_DIST += tests/bench/bench_export.sh tests/bench/bench_callgrind.sh
+EXTRA_DIST += tests/bench/bench_export.sh tests/bench/bench_callgrind.sh tests/bench/mlflow_bytes.py \
+	tests/bench/bench_peers.sh tests/bench/peer_otel.js tests/bench/peer_otel.go
 
 include tests/parity/local.mk
 
