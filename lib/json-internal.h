@@ -90,6 +90,9 @@ int mlt__jparse(mlt__jdoc *d, const char *s, size_t n);
 void mlt__jdoc_free(mlt__jdoc *d);
 /* Member |key| of object node |obj|, or UINT32_MAX. */
 uint32_t mlt__jget(const mlt__jdoc *d, uint32_t obj, const char *key);
+/* The same with the key's length given (kl > 0); MLT__JGET for a literal. */
+uint32_t mlt__jget_n(const mlt__jdoc *d, uint32_t obj, const char *key, size_t kl);
+#define MLT__JGET(d, obj, lit) mlt__jget_n((d), (obj), "" lit, sizeof(lit) - 1)
 /* Append the decoded (unescaped) form of a JSON string's raw contents. */
 void mlt__junescape(mlt__buf *out, const char *s, size_t n);
 

@@ -509,14 +509,19 @@ static const unsigned char jafter[X_NSTATES] = {[X_VALUE_TOP] = X_AFTER_TOP, [X_
 #define JROW(state) ((unsigned)(state) << 8)
 #define JACT(action) (0x8000u + (unsigned)(action))
 static uint16_t jtab[X_NSTATES * 256];
+/* Built when the library is loaded (no check per call); jbyte_once covers a
+ * static link where constructors could run late. */
 static pthread_once_t jbyte_once = PTHREAD_ONCE_INIT;
-static void jbyte_init(void) {
+static int jbyte_ready;
+static void jbyte_fill(void) {
   for (int x = 0; x < X_NSTATES; x++)
     for (int c = 0; c < 256; c++) {
       unsigned a = jnext[x][jcls[c]];
       jtab[x * 256 + c] = (uint16_t)(a >= A_PUSH_O ? JACT(a) : JROW(a));
     }
+  __atomic_store_n(&jbyte_ready, 1, __ATOMIC_RELEASE);
 }
+__attribute__((constructor)) static void jbyte_init(void) { pthread_once(&jbyte_once, jbyte_fill); }
 
 enum { JV_DEPTH = 1000 };
 
@@ -551,6 +556,23 @@ static inline void masks64(const unsigned char *p, uint64_t *q, uint64_t *sp, ui
   *sp = ms;
   *spec = mx;
 #endif
+}
+
+/* Copy n (<= 64) bytes to dst (room for 64), reading none past src + n. */
+static inline void pad_copy(unsigned char *dst, const unsigned char *src, size_t n) {
+  if (n >= 16) {
+    size_t j = 0;
+    for (; j + 16 <= n; j += 16) memcpy(dst + j, src + j, 16);
+    if (j < n) memcpy(dst + n - 16, src + n - 16, 16);
+  } else if (n >= 8) {
+    memcpy(dst, src, 8);
+    memcpy(dst + n - 8, src + n - 8, 8);
+  } else if (n >= 4) {
+    memcpy(dst, src, 4);
+    memcpy(dst + n - 4, src + n - 4, 4);
+  } else {
+    for (size_t j = 0; j < n; j++) dst[j] = src[j];
+  }
 }
 
 /* Copy len (<= 64) bytes; reads and writes up to 15 bytes past both ends. */
@@ -591,7 +613,7 @@ static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, i
   uint32_t pk_off = 0, pk_len = 0, str_node = 0, str_off = 0;
   uint8_t pk_esc = 0, str_esc = 0;
   int ok8 = 1;
-  pthread_once(&jbyte_once, jbyte_init);
+  if (MLT_UNLIKELY(!__atomic_load_n(&jbyte_ready, __ATOMIC_ACQUIRE))) jbyte_init();
   if (n > UINT32_MAX - 2) return 0;
   char *o = NULL;
   if (OUT) {
@@ -707,7 +729,7 @@ static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, i
     if (MLT_UNLIKELY(n - i < 64 + 16)) {
       blen = n - i < 64 ? n - i : 64;
       memset(pad, ' ', sizeof pad);
-      memcpy(pad, s + i, blen);
+      pad_copy(pad, s + i, blen);
       blk = pad;
     }
     uint64_t q, sp, spec;
@@ -1076,15 +1098,27 @@ void mlt__junescape(mlt__buf *out, const char *s, size_t n) {
   }
 }
 
-uint32_t mlt__jget(const mlt__jdoc *d, uint32_t obj, const char *key) {
-  if (obj >= d->n || d->nodes[obj].type != MLT__J_OBJ) return UINT32_MAX;
-  size_t kl = strlen(key);
+uint32_t mlt__jget_n(const mlt__jdoc *d, uint32_t obj, const char *key, size_t kl) {
+  if (obj >= d->n || d->nodes[obj].type != MLT__J_OBJ || !kl) return UINT32_MAX;
   const mlt__jnode *o = &d->nodes[obj];
   uint32_t c = o->child;
   for (uint32_t k = 0; k < o->count; k++, c = d->nodes[c].next) {
     const mlt__jnode *x = &d->nodes[c];
     /* Keys with escapes are compared raw: MLflow's keys have none. */
-    if (x->key_len == kl && !memcmp(d->src + x->key_off, key, kl)) return c;
+    const char *xk = d->src + x->key_off;
+    if (x->key_len == kl && xk[0] == key[0] && !memcmp(xk, key, kl)) return c;
   }
   return UINT32_MAX;
+}
+
+uint32_t mlt__jget(const mlt__jdoc *d, uint32_t obj, const char *key) {
+  size_t kl = strlen(key);
+  if (!kl) { /* the empty key */
+    if (obj >= d->n || d->nodes[obj].type != MLT__J_OBJ) return UINT32_MAX;
+    uint32_t c = d->nodes[obj].child;
+    for (uint32_t k = 0; k < d->nodes[obj].count; k++, c = d->nodes[c].next)
+      if (d->nodes[c].key_len == 0) return c;
+    return UINT32_MAX;
+  }
+  return mlt__jget_n(d, obj, key, kl);
 }

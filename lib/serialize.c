@@ -349,9 +349,9 @@ static uint32_t content_text(const mlt__jdoc *d, uint32_t content) {
   uint32_t part = c->child;
   for (uint32_t k = 0; k < c->count; k++, part = d->nodes[part].next) {
     if (d->nodes[part].type == MLT__J_STR) return part;
-    uint32_t type = mlt__jget(d, part, "type");
+    uint32_t type = MLT__JGET(d, part, "type");
     if (jstr_is(d, type, "text") || jstr_is(d, type, "output_text")) {
-      uint32_t text = mlt__jget(d, part, "text");
+      uint32_t text = MLT__JGET(d, part, "text");
       if (text != UINT32_MAX && d->nodes[text].type == MLT__J_STR) return text;
     }
   }
@@ -359,42 +359,42 @@ static uint32_t content_text(const mlt__jdoc *d, uint32_t content) {
 }
 
 static int is_message(const mlt__jdoc *d, uint32_t m) {
-  return m != UINT32_MAX && d->nodes[m].type == MLT__J_OBJ && mlt__jget(d, m, "role") != UINT32_MAX &&
-         mlt__jget(d, m, "content") != UINT32_MAX;
+  return m != UINT32_MAX && d->nodes[m].type == MLT__J_OBJ && MLT__JGET(d, m, "role") != UINT32_MAX &&
+         MLT__JGET(d, m, "content") != UINT32_MAX;
 }
 
 static uint32_t chat_content(const mlt__jdoc *d, uint32_t obj, const char *role, int depth) {
   if (obj == UINT32_MAX || d->nodes[obj].type != MLT__J_OBJ || depth > 4) return UINT32_MAX;
   uint32_t list = UINT32_MAX, single = UINT32_MAX;
-  uint32_t m = mlt__jget(d, obj, "messages");
+  uint32_t m = MLT__JGET(d, obj, "messages");
   if (m != UINT32_MAX && d->nodes[m].type == MLT__J_ARR && d->nodes[m].count > 0) list = m;
   if (list == UINT32_MAX) {
-    uint32_t ch = mlt__jget(d, obj, "choices");
+    uint32_t ch = MLT__JGET(d, obj, "choices");
     if (ch != UINT32_MAX && d->nodes[ch].type == MLT__J_ARR && d->nodes[ch].count > 0) {
-      uint32_t msg = mlt__jget(d, d->nodes[ch].child, "message");
+      uint32_t msg = MLT__JGET(d, d->nodes[ch].child, "message");
       if (is_message(d, msg)) single = msg;
     }
   }
   if (list == UINT32_MAX && single == UINT32_MAX) {
-    uint32_t in = mlt__jget(d, obj, "input"), outp = mlt__jget(d, obj, "output");
+    uint32_t in = MLT__JGET(d, obj, "input"), outp = MLT__JGET(d, obj, "output");
     if (in != UINT32_MAX && d->nodes[in].type == MLT__J_ARR)
       list = in;
     else if (outp != UINT32_MAX && d->nodes[outp].type == MLT__J_ARR)
       list = outp;
   }
   if (list == UINT32_MAX && single == UINT32_MAX) {
-    uint32_t req = mlt__jget(d, obj, "request");
+    uint32_t req = MLT__JGET(d, obj, "request");
     return req != UINT32_MAX ? chat_content(d, req, role, depth + 1) : UINT32_MAX;
   }
-  if (single != UINT32_MAX) return content_text(d, mlt__jget(d, single, "content"));
+  if (single != UINT32_MAX) return content_text(d, MLT__JGET(d, single, "content"));
   uint32_t last = UINT32_MAX, last_role = UINT32_MAX, it = d->nodes[list].child;
   for (uint32_t k = 0; k < d->nodes[list].count; k++, it = d->nodes[it].next) {
     if (!is_message(d, it)) continue;
     last = it;
-    if (jstr_is(d, mlt__jget(d, it, "role"), role)) last_role = it;
+    if (jstr_is(d, MLT__JGET(d, it, "role"), role)) last_role = it;
   }
   uint32_t pick = last_role != UINT32_MAX ? last_role : last;
-  return pick != UINT32_MAX ? content_text(d, mlt__jget(d, pick, "content")) : UINT32_MAX;
+  return pick != UINT32_MAX ? content_text(d, MLT__JGET(d, pick, "content")) : UINT32_MAX;
 }
 
 /* Cut to |max| code points: s[:max-3] + "..." when longer. */
