@@ -42,28 +42,31 @@ void mlt__spin_unlock(atomic_flag *f) { atomic_flag_clear_explicit(f, memory_ord
 
 static size_t class_size(int k) { return (size_t)1 << (MIN_SHIFT + k); }
 
-/* Smallest class whose payload holds |need| bytes, or -1. */
-static int class_for(size_t need) {
-  for (int k = 0; k < MAX_CLASS; k++)
-    if (class_size(k) - sizeof(mlt__chunk) >= need) return k;
-  return -1;
-}
+_Static_assert(sizeof(mlt__chunk) == 16, "chunk header size (mlt__chunk_class)");
+static inline int class_for(size_t need) { return mlt__chunk_class(need); }
 
-static int class_of(const mlt__chunk *c) {
+static inline int class_of(const mlt__chunk *c) {
   size_t total = (size_t)c->cap + sizeof(mlt__chunk);
-  for (int k = 0; k < MAX_CLASS; k++)
-    if (class_size(k) == total) return k;
-  return -1;
+  if (total & (total - 1)) return -1;
+  int k = __builtin_ctzll((unsigned long long)total) - MIN_SHIFT;
+  return k >= 0 && k < MAX_CLASS ? k : -1;
 }
 
 mlt__chunk *mlt__chunk_alloc(mlt__tls *tls, size_t need) {
   int k = class_for(need);
   mlt__chunk *c = NULL;
+  if (MLT_LIKELY(k >= 0 && tls && tls->n_chunks[k])) {
+    /* the common case: this thread's cache */
+    c = tls->chunks[k][--tls->n_chunks[k]];
+    atomic_init(&c->next, NULL);
+    atomic_init(&c->used, 0);
+    return c;
+  }
   if (k >= 0 && tls) {
     if (tls->n_chunks[k] == 0) {
       freelist *fl = &g_free[k];
       mlt__spin_lock(&fl->lock);
-      while (fl->head && tls->n_chunks[k] < MLT__CHUNK_CACHE / 2) {
+      while (fl->head && tls->n_chunks[k] < mlt__chunk_cache_max(k) / 2) {
         mlt__chunk *x = fl->head;
         fl->head = atomic_load_explicit(&x->next, memory_order_relaxed);
         fl->n--;
@@ -92,11 +95,11 @@ void mlt__chunk_free(mlt__tls *tls, mlt__chunk *c) {
     return;
   }
   if (tls) {
-    if (tls->n_chunks[k] == MLT__CHUNK_CACHE) {
+    if (tls->n_chunks[k] >= mlt__chunk_cache_max(k)) {
       /* Spill half to the global list (or to malloc past its bound). */
       freelist *fl = &g_free[k];
       mlt__spin_lock(&fl->lock);
-      while (tls->n_chunks[k] > MLT__CHUNK_CACHE / 2) {
+      while (tls->n_chunks[k] > mlt__chunk_cache_max(k) / 2) {
         mlt__chunk *x = tls->chunks[k][--tls->n_chunks[k]];
         if (fl->n * class_size(k) >= GLOBAL_MAX_BYTES) {
           mlt__spin_unlock(&fl->lock);

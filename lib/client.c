@@ -40,7 +40,7 @@ int mlt_update_current_trace(const mlt_trace_update *u) {
 /* Span |sid| of trace (hi, lo): its id maps back to its slot (no registry).
  * On success the trace is referenced (*tp; the caller unrefs it). */
 static int find_span(uint64_t hi, uint64_t lo, uint64_t sid, mlt_span *out, mlt__trace **tp) {
-  mlt_span h = {mlt__handle_from_id(sid, 0)};
+  mlt_span h = {mlt__handle_from_id(sid)};
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
   if (!s || s->span_id != sid) return MLT_ENOTFOUND;
@@ -73,7 +73,7 @@ static mlt__trace *root_trace(mlt_span h, uint64_t hi, uint64_t lo) {
  * one with a foreign id (remote parent, continuation) through the registry,
  * which also wins over a finished trace with the same id. */
 static int find_root(uint64_t hi, uint64_t lo, mlt_span *out, mlt__trace **tp) {
-  mlt_span h = {mlt__handle_from_id(lo, 1)};
+  mlt_span h = {mlt__handle_from_id(mlt__span_id_from_trace_lo(lo))};
   mlt__trace *t = root_trace(h, hi, lo);
   if (t && atomic_load_explicit(&t->state, memory_order_acquire) == MLT__T_ACTIVE) goto found;
   mlt_span rh;
@@ -114,19 +114,6 @@ int mlt_update_trace_by_id(const char *trace_id, const mlt_trace_update *u) {
   return rc;
 }
 
-/* Fill |out| for span |h| just started here. */
-static int fill_ids(mlt_span h, mlt_client_span *out) {
-  out->span = h;
-  uint64_t gs;
-  mlt__span *s = mlt__span_get(h, &gs);
-  if (!s) return MLT_ESTALE;
-  mlt__trace *t = mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
-  if (!t) return MLT_ESTALE;
-  int rc = mlt__span_ids(s, gs, t, out->trace_id, out->span_id);
-  mlt__trace_unref(t);
-  return rc;
-}
-
 static void clear_out(mlt_client_span *out) {
   out->trace_id[0] = '\0';
   out->span_id[0] = '\0';
@@ -137,12 +124,10 @@ int mlt_client_start_trace(const char *name, mlt_span_type type, const char *inp
   if (!out) return MLT_EINVAL;
   clear_out(out);
   if (!mlt__running()) return MLT_ENOTINIT;
-  mlt__start_opts o = {NULL, NULL, name ? name : "trace", MLT_NTS, NULL, 0, type, 0};
-  mlt_span h = mlt__span_client_start(&o);
-  out->span = h;
-  if (h.id_ == 0 || mlt__h_is_nonrec(h)) return MLT_ENOTRECORDING;
-  if (inputs_json) mlt__span_client_inputs(h, inputs_json);
-  return fill_ids(h, out);
+  int rc = mlt__span_client_start(name ? name : "trace", type, NULL, out);
+  if (rc != MLT_OK && rc != MLT_ENOMEM) return rc;
+  if (inputs_json) mlt__span_client_inputs(out->span, inputs_json);
+  return rc;
 }
 
 int mlt_client_start_span(const char *trace_id, const char *parent_span_id, const char *name, mlt_span_type type,
@@ -164,16 +149,11 @@ int mlt_client_start_span(const char *trace_id, const char *parent_span_id, cons
   }
   uint64_t gs;
   mlt__span *p = mlt__span_get(parent, &gs);
-  mlt_span h = {0};
-  if (p) {
-    mlt__start_opts o = {NULL, p, name ? name : "span", MLT_NTS, NULL, 0, type, 0};
-    h = mlt__span_client_start(&o);
-  }
+  rc = p ? mlt__span_client_start(name ? name : "span", type, p, out) : MLT_ENOTFOUND;
   mlt__trace_unref(t);
-  out->span = h;
-  if (h.id_ == 0 || mlt__h_is_nonrec(h)) return p ? MLT_ENOTRECORDING : MLT_ENOTFOUND;
-  if (inputs_json) mlt__span_client_inputs(h, inputs_json);
-  return fill_ids(h, out);
+  if (rc != MLT_OK && rc != MLT_ENOMEM) return rc;
+  if (inputs_json) mlt__span_client_inputs(out->span, inputs_json);
+  return rc;
 }
 
 int mlt_client_end_span(const char *trace_id, const char *span_id, const char *outputs_json, mlt_span_status status,

@@ -76,7 +76,7 @@ uint64_t mlt__rand64(void);
  * they look random, never repeat among live spans, and a client API call by
  * id finds its span by inverting the permutation, with no registry.  0 maps
  * to 0, so no valid handle gives a 0 id.  (util.c) */
-extern uint64_t mlt__g_idkey[4];
+extern uint64_t mlt__g_idkey[3];
 void mlt__idkeys_init(void);
 static inline uint64_t mlt__idmix(uint64_t x) {
   x *= UINT64_C(0xd6e8feb86659fd93);
@@ -86,18 +86,23 @@ static inline uint64_t mlt__idunmix(uint64_t x) {
   x ^= x >> 32;
   return x * UINT64_C(0xcfee444d8b59a89b); /* inverse of 0xd6e8feb86659fd93 mod 2^64 */
 }
-/* which 0: span ids; 1: trace ids (low half). */
-static inline uint64_t mlt__id_from_handle(uint64_t h, int which) {
-  return mlt__idmix(h ^ mlt__g_idkey[2 * which]) ^ mlt__g_idkey[2 * which + 1];
+/* Span ids: a keyed bijection of the handle.  The low half of a minted
+ * trace id: its root's span id xor a third key (the id of a handle that is
+ * never valid, so that it is never 0). */
+static inline uint64_t mlt__id_from_handle(uint64_t h) { return mlt__idmix(h ^ mlt__g_idkey[0]) ^ mlt__g_idkey[1]; }
+static inline uint64_t mlt__handle_from_id(uint64_t id) {
+  return mlt__idunmix(id ^ mlt__g_idkey[1]) ^ mlt__g_idkey[0];
 }
-static inline uint64_t mlt__handle_from_id(uint64_t id, int which) {
-  return mlt__idunmix(id ^ mlt__g_idkey[2 * which + 1]) ^ mlt__g_idkey[2 * which];
-}
+static inline uint64_t mlt__trace_lo_from_span_id(uint64_t span_id) { return span_id ^ mlt__g_idkey[2]; }
+static inline uint64_t mlt__span_id_from_trace_lo(uint64_t lo) { return lo ^ mlt__g_idkey[2]; }
 
 /* ---- encoding helpers (util.c) ---- */
 void mlt__hex64(uint64_t v, char out[16]);
 /* "tr-" + 32 hex + NUL into out (MLT_TRACE_ID_SIZE bytes). */
 void mlt__format_trace_id(uint64_t hi, uint64_t lo, char out[MLT_TRACE_ID_SIZE]);
+/* Both ids of a span: "tr-" + 32 hex + NUL, and 16 hex + NUL. */
+void mlt__format_ids(uint64_t hi, uint64_t lo, uint64_t span_id, char trace_out[MLT_TRACE_ID_SIZE],
+                     char span_out[MLT_SPAN_ID_SIZE]);
 /* Parse "tr-<32 hex>" or "<32 hex>"; returns 0 on success. */
 int mlt__parse_trace_id(const char *s, uint64_t *hi, uint64_t *lo);
 /* Parse 16 hex digits; returns 0 on success (0 ids rejected). */

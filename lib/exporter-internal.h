@@ -125,6 +125,8 @@ typedef struct mlt__digest {
   const mlt__rec *status_msg;
   int64_t first_chunk_ns;
   int have_func; /* mlflow.spanFunctionName made (in scratch buffer 3) */
+  int type_custom; /* type is a custom string (may need escaping) */
+  int type_level;  /* MLflow's spanLogLevel of a table type */
   /* scratch capacity */
   size_t cap_attrs, cap_events, cap_chunks;
 } mlt__digest;

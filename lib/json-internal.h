@@ -37,6 +37,8 @@ static inline const char *mlt__buf_cstr(mlt__buf *b) {
 }
 void mlt__buf_i64(mlt__buf *b, int64_t v);
 void mlt__buf_u64(mlt__buf *b, uint64_t v);
+/* Exactly 8 decimal digits of v < 10^8 at p (leading zeros kept). */
+void mlt__digits8(uint32_t v, char *p);
 /* A double as Python's json.dumps writes it (shortest repr that round-trips;
  * NaN, Infinity, -Infinity). */
 void mlt__buf_f64(mlt__buf *b, double v);
@@ -47,6 +49,16 @@ void mlt__buf_f64(mlt__buf *b, double v);
 void mlt__json_str(mlt__buf *b, const char *s, size_t n);
 /* Escaped contents only (no quotes). */
 void mlt__json_str_body(mlt__buf *b, const char *s, size_t n);
+/* 1 if s[0..n) is copied as it is by the escaper (no '"', '\\', control or
+ * non-ASCII byte). */
+int mlt__json_plain(const char *s, size_t n);
+/* One pass over JSON text s[0..n): append it escaped as a JSON string body
+ * (exactly what mlt__json_str_body() gives) and validate it as one JSON value
+ * (RFC 8259, nesting <= 1000, no surrounding whitespace: trim first).
+ * Returns 1 when valid; *utf8_ok tells whether every byte was valid UTF-8. */
+int mlt__json_escape_text(mlt__buf *b, const char *s, size_t n, int *utf8_ok);
+/* Tests: 0 turns the SSSE3 escaping off, 1 on again (when the CPU has it). */
+void mlt__json_use_ssse3(int on);
 
 /* Length of the valid UTF-8 sequence starting at s (n bytes available), or
  * 0 when invalid (overlongs and surrogates rejected). */
@@ -71,12 +83,16 @@ typedef struct mlt__jdoc {
   const char *src;
   mlt__jnode *nodes;
   size_t n, cap;
+  int utf8_ok; /* after mlt__jparse(): every string was valid UTF-8 */
 } mlt__jdoc;
 /* Parse s[0..n) (nesting <= 1000); 0 on success.  The doc is reusable. */
 int mlt__jparse(mlt__jdoc *d, const char *s, size_t n);
 void mlt__jdoc_free(mlt__jdoc *d);
 /* Member |key| of object node |obj|, or UINT32_MAX. */
 uint32_t mlt__jget(const mlt__jdoc *d, uint32_t obj, const char *key);
+/* The same with the key's length given (kl > 0); MLT__JGET for a literal. */
+uint32_t mlt__jget_n(const mlt__jdoc *d, uint32_t obj, const char *key, size_t kl);
+#define MLT__JGET(d, obj, lit) mlt__jget_n((d), (obj), "" lit, sizeof(lit) - 1)
 /* Append the decoded (unescaped) form of a JSON string's raw contents. */
 void mlt__junescape(mlt__buf *out, const char *s, size_t n);
 

@@ -1,7 +1,9 @@
 /* lib/json.c: growable buffer, JSON string escaping, JSON validation. */
 #include "json-internal.h"
 
+#include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #ifdef __SSE2__
@@ -36,14 +38,60 @@ int mlt__buf_reserve(mlt__buf *b, size_t extra) {
   return 0;
 }
 
+static const char digits2[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* Exactly 8 digits of v < 10^8 at p (32-bit arithmetic, 2 digits a step). */
+void mlt__digits8(uint32_t v, char *p);
+static inline void digits8(uint32_t v, char *p) {
+  uint32_t a = v / 10000, b = v % 10000;
+  memcpy(p, digits2 + 2 * (a / 100), 2);
+  memcpy(p + 2, digits2 + 2 * (a % 100), 2);
+  memcpy(p + 4, digits2 + 2 * (b / 100), 2);
+  memcpy(p + 6, digits2 + 2 * (b % 100), 2);
+}
+
+/* The digits of v < 10^8 without leading zeros at the end of [.., end). */
+static inline char *digits_small(uint32_t v, char *end) {
+  char *p = end;
+  while (v >= 100) {
+    p -= 2;
+    memcpy(p, digits2 + 2 * (v % 100), 2);
+    v /= 100;
+  }
+  if (v >= 10) {
+    p -= 2;
+    memcpy(p, digits2 + 2 * v, 2);
+  } else {
+    *--p = (char)('0' + v);
+  }
+  return p;
+}
+
+/* Decimal digits of v ending at |end| (room for 20); returns where they
+ * start.  Timestamps (19 digits) take two 64-bit divisions. */
+static inline char *u64_digits(uint64_t v, char *end) {
+  if (v < 100000000) return digits_small((uint32_t)v, end);
+  uint64_t q = v / 100000000;
+  digits8((uint32_t)(v - q * 100000000), end - 8);
+  if (q < 100000000) return digits_small((uint32_t)q, end - 8);
+  uint64_t q2 = q / 100000000;
+  digits8((uint32_t)(q - q2 * 100000000), end - 16);
+  return digits_small((uint32_t)q2, end - 16);
+}
+
+void mlt__digits8(uint32_t v, char *p) { digits8(v, p); }
+
 void mlt__buf_u64(mlt__buf *b, uint64_t v) {
+  if (v < 10) {
+    mlt__buf_putc(b, (char)('0' + v));
+    return;
+  }
   char tmp[24];
-  int i = 24;
-  do {
-    tmp[--i] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  mlt__buf_put(b, tmp + i, (size_t)(24 - i));
+  char *p = u64_digits(v, tmp + 24);
+  mlt__buf_put(b, p, (size_t)(tmp + 24 - p));
 }
 
 void mlt__buf_i64(mlt__buf *b, int64_t v) {
@@ -137,48 +185,724 @@ static inline size_t plain_run(const unsigned char *s, size_t n) {
   return i;
 }
 
-void mlt__json_str_body(mlt__buf *b, const char *str, size_t n) {
-  const unsigned char *s = (const unsigned char *)str;
-  size_t i = 0;
-  while (i < n) {
-    size_t run = plain_run(s + i, n - i);
-    /* Room for the run and one escape (at most 6 bytes: \u00XX). */
-    if (b->cap - b->len < run + 6 && mlt__buf_reserve(b, run + 6)) return;
-    char *o = b->p + b->len;
-    memcpy(o, s + i, run);
-    o += run;
-    i += run;
-    if (i < n) {
-      unsigned c = s[i];
-      if (c >= 0x80) {
-        size_t l = mlt__utf8_seq(s + i, n - i);
-        if (l) {
-          memcpy(o, s + i, l);
-          o += l;
-          i += l;
-        } else {
-          memcpy(o, "\xEF\xBF\xBD", 3); /* invalid byte: U+FFFD */
-          o += 3;
-          i++;
-        }
-      } else {
-        unsigned char e = esc_tab[c]; /* '"', '\\' or a control's letter */
-        *o++ = '\\';
-        *o++ = (char)e;
-        if (e == 'u') {
-          *o++ = '0';
-          *o++ = '0';
-          *o++ = "0123456789abcdef"[c >> 4];
-          *o++ = "0123456789abcdef"[c & 15];
-        }
-        i++;
+/* Mask of the bytes of 16 at s that end a plain run (see plain_run()). */
+#ifdef __SSE2__
+static inline unsigned special16(const unsigned char *s) {
+  __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+  __m128i ctl = _mm_cmpgt_epi8(_mm_set1_epi8(0x20), v); /* < 0x20, and >= 0x80 (negative) */
+  __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))), ctl);
+  return (unsigned)_mm_movemask_epi8(m);
+}
+#endif
+
+/* With SSSE3 (checked at run time), a 16-byte block whose only special
+ * bytes are '"' and '\\' is escaped without a branch per byte: each 8-byte
+ * half goes through a byte shuffle that doubles the special bytes, and the
+ * first copy of each becomes the backslash (tables built once, 8 KiB). */
+#if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#include <tmmintrin.h>
+#define MLT__SSSE3_ESC 1
+static unsigned char esc_shuf[256][16], esc_bs[256][16], esc_len[256];
+static int esc_ssse3 = -1; /* -1 unknown, 0 no, 1 yes */
+static pthread_once_t esc_once = PTHREAD_ONCE_INIT;
+
+static void esc_init(void) {
+  for (int m = 0; m < 256; m++) {
+    int j = 0;
+    for (int i = 0; i < 8; i++) {
+      if (m & (1 << i)) {
+        esc_shuf[m][j] = (unsigned char)i;
+        esc_bs[m][j++] = 0xFF;
       }
+      esc_shuf[m][j] = (unsigned char)i;
+      esc_bs[m][j++] = 0;
     }
-    b->len = (size_t)(o - b->p);
+    esc_len[m] = (unsigned char)j;
+    for (; j < 16; j++) {
+      esc_shuf[m][j] = 0x80;
+      esc_bs[m][j] = 0;
+    }
+  }
+  __builtin_cpu_init();
+  esc_ssse3 = __builtin_cpu_supports("ssse3") ? 1 : 0;
+}
+
+static inline int have_ssse3(void) {
+  if (MLT_UNLIKELY(esc_ssse3 < 0)) pthread_once(&esc_once, esc_init);
+  return esc_ssse3;
+}
+
+void mlt__json_use_ssse3(int on) {
+  have_ssse3();
+  if (!on) esc_ssse3 = 0;
+  else if (on > 0) esc_ssse3 = __builtin_cpu_supports("ssse3") ? 1 : 0;
+}
+
+/* Both masks of 16 bytes at s: every special byte (*all) and the '"'/'\\'
+ * ones (returned). */
+static inline unsigned special16_qb(const unsigned char *s, unsigned *all) {
+  __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+  __m128i qb = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+  __m128i ctl = _mm_cmpgt_epi8(_mm_set1_epi8(0x20), v);
+  *all = (unsigned)_mm_movemask_epi8(_mm_or_si128(qb, ctl));
+  return (unsigned)_mm_movemask_epi8(qb);
+}
+
+/* Mask of the '"' and '\\' bytes of 16 at s. */
+static inline unsigned qb16(const unsigned char *s) {
+  __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+  return (unsigned)_mm_movemask_epi8(
+      _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+}
+
+/* Escape the 16 bytes at s, whose special bytes are the '"'/'\\' bits of m,
+ * to o (room for 32 + 16); returns the bytes written. */
+__attribute__((target("ssse3"))) static inline size_t esc16_ssse3(char *o, const unsigned char *s, unsigned m) {
+  __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+  __m128i bsl = _mm_set1_epi8('\\');
+  unsigned lo = m & 0xFF, hi = m >> 8;
+  __m128i sl = _mm_loadu_si128((const __m128i *)(const void *)esc_shuf[lo]);
+  __m128i bl = _mm_loadu_si128((const __m128i *)(const void *)esc_bs[lo]);
+  __m128i r = _mm_shuffle_epi8(v, sl);
+  r = _mm_or_si128(_mm_andnot_si128(bl, r), _mm_and_si128(bl, bsl));
+  _mm_storeu_si128((__m128i *)(void *)o, r);
+  size_t n = esc_len[lo];
+  __m128i sh = _mm_add_epi8(_mm_loadu_si128((const __m128i *)(const void *)esc_shuf[hi]), _mm_set1_epi8(8));
+  __m128i bh = _mm_loadu_si128((const __m128i *)(const void *)esc_bs[hi]);
+  r = _mm_shuffle_epi8(v, sh);
+  r = _mm_or_si128(_mm_andnot_si128(bh, r), _mm_and_si128(bh, bsl));
+  _mm_storeu_si128((__m128i *)(void *)(o + n), r);
+  return n + esc_len[hi];
+}
+#else
+void mlt__json_use_ssse3(int on) { (void)on; }
+#endif
+
+/* Write one special byte (or UTF-8 sequence) at s[i] escaped to o; returns
+ * the bytes of input consumed.  |o| has room for 6 bytes. */
+static inline size_t escape_one(char **op, const unsigned char *s, size_t i, size_t n, int *utf8_ok) {
+  char *o = *op;
+  unsigned c = s[i];
+  size_t used = 1;
+  if (c >= 0x80) {
+    size_t l = mlt__utf8_seq(s + i, n - i);
+    if (l) {
+      memcpy(o, s + i, l);
+      o += l;
+      used = l;
+    } else {
+      memcpy(o, "\xEF\xBF\xBD", 3); /* invalid byte: U+FFFD */
+      o += 3;
+      if (utf8_ok) *utf8_ok = 0;
+    }
+  } else {
+    unsigned char e = esc_tab[c]; /* '"', '\\' or a control's letter */
+    *o++ = '\\';
+    *o++ = (char)e;
+    if (e == 'u') {
+      *o++ = '0';
+      *o++ = '0';
+      *o++ = "0123456789abcdef"[c >> 4];
+      *o++ = "0123456789abcdef"[c & 15];
+    }
+  }
+  *op = o;
+  return used;
+}
+
+/* Non-zero when one of the 8 bytes of w is '"', '\\', < 0x20 or >= 0x80. */
+static inline uint64_t special8(uint64_t w) {
+  const uint64_t ones = UINT64_C(0x0101010101010101);
+  uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+  return ((q - ones) & ~q) | ((bs - ones) & ~bs) | ((w - ones * 0x20) & ~w) | w;
+}
+
+/* 1 if s[0..n) needs no escaping (n <= 16: two overlapping words). */
+static inline int plain_short(const char *s, size_t n) {
+  uint64_t a, z;
+  if (n >= 8) {
+    memcpy(&a, s, 8);
+    memcpy(&z, s + n - 8, 8);
+    return !((special8(a) | special8(z)) & UINT64_C(0x8080808080808080));
+  }
+  if (n >= 4) {
+    uint32_t x, y;
+    memcpy(&x, s, 4);
+    memcpy(&y, s + n - 4, 4);
+    a = (uint64_t)x | (uint64_t)y << 32;
+    return !(special8(a) & UINT64_C(0x8080808080808080));
+  }
+  for (size_t i = 0; i < n; i++)
+    if (esc_tab[(unsigned char)s[i]]) return 0;
+  return 1;
+}
+
+int mlt__json_plain(const char *s, size_t n) {
+  if (n <= 16) return plain_short(s, n);
+  return plain_run((const unsigned char *)s, n) == n;
+}
+
+static MLT_ALWAYS_INLINE void str_body_impl(mlt__buf *b, const char *str, size_t n, const int ssse3) {
+  const unsigned char *s = (const unsigned char *)str;
+  /* Room for every byte doubled plus slack for 16-byte stores; the rare
+   * longer escapes (controls: 6 bytes, invalid UTF-8: 3) check again. */
+  if (b->cap - b->len < 2 * n + 40 && mlt__buf_reserve(b, 2 * n + 40)) return;
+  char *o = b->p + b->len;
+  size_t i = 0;
+  (void)ssse3;
+  while (i < n) {
+#ifdef __SSE2__
+    if (i + 16 <= n) {
+      unsigned m = special16(s + i);
+#ifdef MLT__SSSE3_ESC
+      if (m && ssse3 && qb16(s + i) == m) {
+        o += esc16_ssse3(o, s + i, m);
+        i += 16;
+        continue;
+      }
+#endif
+      /* store the 16 bytes either way; only the plain prefix counts */
+      _mm_storeu_si128((__m128i *)(void *)o, _mm_loadu_si128((const __m128i *)(const void *)(s + i)));
+      if (!m) {
+        o += 16;
+        i += 16;
+        continue;
+      }
+      unsigned k = (unsigned)__builtin_ctz(m);
+      o += k;
+      i += k;
+    } else {
+      while (i < n && esc_tab[s[i]] == 0) *o++ = (char)s[i++];
+      if (i >= n) break;
+    }
+#else
+    while (i < n && esc_tab[s[i]] == 0) *o++ = (char)s[i++];
+    if (i >= n) break;
+#endif
+    /* Invariant: room for every remaining byte doubled, one long escape
+     * and a 16-byte store (only long escapes can break it). */
+    if (MLT_UNLIKELY((size_t)(b->p + b->cap - o) < 2 * (n - i) + 40)) {
+      size_t at = (size_t)(o - b->p);
+      b->len = at;
+      if (mlt__buf_reserve(b, 2 * (n - i) + 40)) return;
+      o = b->p + at;
+    }
+    i += escape_one(&o, s, i, n, NULL);
+  }
+  b->len = (size_t)(o - b->p);
+}
+
+#ifdef MLT__SSSE3_ESC
+__attribute__((target("ssse3"))) static void str_body_ssse3(mlt__buf *b, const char *str, size_t n) {
+  str_body_impl(b, str, n, 1);
+}
+#endif
+static void str_body_plain(mlt__buf *b, const char *str, size_t n) { str_body_impl(b, str, n, 0); }
+
+void mlt__json_str_body(mlt__buf *b, const char *str, size_t n) {
+  if (n <= 16 && plain_short(str, n)) {
+    mlt__buf_put(b, str, n);
+    return;
+  }
+#ifdef MLT__SSSE3_ESC
+  if (have_ssse3()) {
+    str_body_ssse3(b, str, n);
+    return;
+  }
+#endif
+  str_body_plain(b, str, n);
+}
+
+static size_t scan_number(const char *s, size_t n, size_t i) {
+  size_t start = i;
+  if (i < n && s[i] == '-') i++;
+  if (i >= n) return 0;
+  if (s[i] == '0') {
+    i++;
+  } else if (s[i] >= '1' && s[i] <= '9') {
+    while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+  } else {
+    return 0;
+  }
+  if (i < n && s[i] == '.') {
+    i++;
+    size_t d = i;
+    while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+    if (i == d) return 0;
+  }
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    i++;
+    if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+    size_t d = i;
+    while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+    if (i == d) return 0;
+  }
+  return i > start ? i : 0;
+}
+
+/* ---- one pass over JSON text: escape as a string body, and validate ---- */
+
+/* The escape loop below feeds the validator one token at a time: the first
+ * byte of each value, key and punctuation mark outside strings (a string is
+ * its opening quote).  For 64 bytes at a time it takes masks of the quotes,
+ * the spaces and the "special" bytes (backslash, control, non-ASCII); between
+ * special bytes -- usually the whole block -- the bytes inside strings are
+ * known from the quotes' mask (a prefix XOR), only the tokens' bits are
+ * visited, and the output is copied in runs between quotes.  Special bytes
+ * go one by one. */
+
+/* The validator: a table-driven automaton over tokens.  The states say what
+ * may come next and, for a value, where it is (top, object, array), so that
+ * a scalar or string ends in the right AFTER_* state without a look at the
+ * stack; only '{', '[', '}' and ']' touch it. */
+enum {
+  X_VALUE_TOP,      /* the top-level value */
+  X_VALUE_O,        /* after ':' */
+  X_VALUE_A,        /* after ',' in an array */
+  X_VALUE_OR_END_A, /* after '[': a value or ']' */
+  X_KEY,            /* after ',' in an object: a key */
+  X_KEY_OR_END,     /* after '{': a key or '}' */
+  X_COLON,          /* after a key */
+  X_AFTER_O,        /* a value ended in an object: ',' or '}' */
+  X_AFTER_A,        /* a value ended in an array: ',' or ']' */
+  X_AFTER_TOP,      /* the top-level value ended */
+  X_BAD,
+  X_NSTATES
+};
+/* Actions (>= 16) for the transitions that touch the stack or scan a token. */
+enum { A_PUSH_O = 16, A_PUSH_A, A_POP, A_LIT, A_NUM };
+
+/* Token classes (whitespace never reaches the automaton). */
+enum { C_BAD = 0, C_LBRACE, C_RBRACE, C_LBRACK, C_RBRACK, C_COLON, C_COMMA, C_LIT, C_NUM, C_STR, C_NCLASSES };
+
+static const unsigned char jcls[256] = {
+    ['{'] = C_LBRACE, ['}'] = C_RBRACE, ['['] = C_LBRACK, [']'] = C_RBRACK, [':'] = C_COLON,
+    [','] = C_COMMA,  ['t'] = C_LIT,    ['f'] = C_LIT,    ['n'] = C_LIT,    ['-'] = C_NUM,
+    ['0'] = C_NUM,    ['1'] = C_NUM,    ['2'] = C_NUM,    ['3'] = C_NUM,    ['4'] = C_NUM,
+    ['5'] = C_NUM,    ['6'] = C_NUM,    ['7'] = C_NUM,    ['8'] = C_NUM,    ['9'] = C_NUM,
+    ['"'] = C_STR};
+
+#define B_ X_BAD
+#define VALUE_ROW(str_after) {B_, A_PUSH_O, B_, A_PUSH_A, B_, B_, B_, A_LIT, A_NUM, str_after}
+static const unsigned char jnext[X_NSTATES][C_NCLASSES] = {
+    /*                   BAD {         }      [         ]      :          ,          lit    num    string */
+    [X_VALUE_TOP] = VALUE_ROW(X_AFTER_TOP),
+    [X_VALUE_O] = VALUE_ROW(X_AFTER_O),
+    [X_VALUE_A] = VALUE_ROW(X_AFTER_A),
+    [X_VALUE_OR_END_A] = {B_, A_PUSH_O, B_,    A_PUSH_A, A_POP, B_,        B_,        A_LIT, A_NUM, X_AFTER_A},
+    [X_KEY] =            {B_, B_,       B_,    B_,       B_,    B_,        B_,        B_,    B_,    X_COLON},
+    [X_KEY_OR_END] =     {B_, B_,       A_POP, B_,       B_,    B_,        B_,        B_,    B_,    X_COLON},
+    [X_COLON] =          {B_, B_,       B_,    B_,       B_,    X_VALUE_O, B_,        B_,    B_,    B_},
+    [X_AFTER_O] =        {B_, B_,       A_POP, B_,       B_,    B_,        X_KEY,     B_,    B_,    B_},
+    [X_AFTER_A] =        {B_, B_,       B_,    B_,       A_POP, B_,        X_VALUE_A, B_,    B_,    B_},
+    [X_AFTER_TOP] =      {B_, B_,       B_,    B_,       B_,    B_,        B_,        B_,    B_,    B_},
+    [X_BAD] =            {B_, B_,       B_,    B_,       B_,    B_,        B_,        B_,    B_,    B_},
+};
+#undef VALUE_ROW
+#undef B_
+/* Where a scalar in value state x leaves the automaton. */
+static const unsigned char jafter[X_NSTATES] = {[X_VALUE_TOP] = X_AFTER_TOP, [X_VALUE_O] = X_AFTER_O,
+                                                [X_VALUE_A] = X_AFTER_A, [X_VALUE_OR_END_A] = X_AFTER_A};
+
+/* jnext folded with the byte classes, one load per token (built once): a
+ * state is kept as its row's offset (state * 256), an action as 0x8000 + A_*. */
+#define JROW(state) ((unsigned)(state) << 8)
+#define JACT(action) (0x8000u + (unsigned)(action))
+static uint16_t jtab[X_NSTATES * 256];
+/* Built when the library is loaded (no check per call); jbyte_once covers a
+ * static link where constructors could run late. */
+static pthread_once_t jbyte_once = PTHREAD_ONCE_INIT;
+static int jbyte_ready;
+static void jbyte_fill(void) {
+  for (int x = 0; x < X_NSTATES; x++)
+    for (int c = 0; c < 256; c++) {
+      unsigned a = jnext[x][jcls[c]];
+      jtab[x * 256 + c] = (uint16_t)(a >= A_PUSH_O ? JACT(a) : JROW(a));
+    }
+  __atomic_store_n(&jbyte_ready, 1, __ATOMIC_RELEASE);
+}
+__attribute__((constructor)) static void jbyte_init(void) { pthread_once(&jbyte_once, jbyte_fill); }
+
+enum { JV_DEPTH = 1000 };
+
+/* The masks of 64 bytes at p: quotes, spaces, special bytes. */
+static inline void masks64(const unsigned char *p, uint64_t *q, uint64_t *sp, uint64_t *spec) {
+#ifdef __SSE2__
+  const __m128i quote = _mm_set1_epi8('"'), space = _mm_set1_epi8(' '), bsl = _mm_set1_epi8('\\'),
+                lim = _mm_set1_epi8(0x20);
+#define LANE(k)                                                                                              \
+  __m128i v##k = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k));                             \
+  uint64_t q##k = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v##k, quote));                                \
+  uint64_t s##k = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v##k, space));                                \
+  /* a backslash, a byte < 0x20, or one >= 0x80 (negative as signed) */                                    \
+  uint64_t x##k = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v##k, bsl), _mm_cmpgt_epi8(lim, v##k)));
+  LANE(0)
+  LANE(1)
+  LANE(2)
+  LANE(3)
+#undef LANE
+  *q = q0 | q1 << 16 | q2 << 32 | q3 << 48;
+  *sp = s0 | s1 << 16 | s2 << 32 | s3 << 48;
+  *spec = x0 | x1 << 16 | x2 << 32 | x3 << 48;
+#else
+  uint64_t mq = 0, ms = 0, mx = 0;
+  for (int k = 0; k < 64; k++) {
+    unsigned c = p[k];
+    mq |= (uint64_t)(c == '"') << k;
+    ms |= (uint64_t)(c == ' ') << k;
+    mx |= (uint64_t)(c == '\\' || c < 0x20 || c >= 0x80) << k;
+  }
+  *q = mq;
+  *sp = ms;
+  *spec = mx;
+#endif
+}
+
+/* Copy n (<= 64) bytes to dst (room for 64), reading none past src + n. */
+static inline void pad_copy(unsigned char *dst, const unsigned char *src, size_t n) {
+  if (n >= 16) {
+    size_t j = 0;
+    for (; j + 16 <= n; j += 16) memcpy(dst + j, src + j, 16);
+    if (j < n) memcpy(dst + n - 16, src + n - 16, 16);
+  } else if (n >= 8) {
+    memcpy(dst, src, 8);
+    memcpy(dst + n - 8, src + n - 8, 8);
+  } else if (n >= 4) {
+    memcpy(dst, src, 4);
+    memcpy(dst + n - 4, src + n - 4, 4);
+  } else {
+    for (size_t j = 0; j < n; j++) dst[j] = src[j];
   }
 }
 
+/* Copy len (<= 64) bytes; reads and writes up to 15 bytes past both ends. */
+static inline void copy_run(char *o, const unsigned char *src, size_t len) {
+  size_t j = 0;
+  do {
+    memcpy(o + j, src + j, 16);
+    j += 16;
+  } while (j < len);
+}
+
+static int jgrow(mlt__jdoc *d) {
+  size_t cap = d->cap ? d->cap * 2 : 64;
+  mlt__jnode *nn = realloc(d->nodes, cap * sizeof *nn);
+  if (!nn) return -1;
+  d->nodes = nn;
+  d->cap = cap;
+  return 0;
+}
+
+/* One pass over JSON text str[0..n): validates it and, with OUT, appends it
+ * escaped as a JSON string body to b; with DOM, builds the nodes of d (as
+ * mlt__jparse documents them).  Returns 1 when the text is one JSON value. */
+static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, int *utf8_ok, mlt__jdoc *d,
+                                       const int OUT, const int DOM) {
+  const unsigned char *s = (const unsigned char *)str;
+  unsigned xo = JROW(X_VALUE_TOP); /* the automaton's state (its row) */
+  int depth = 0;
+  uint64_t in_str = 0; /* 0 or all ones */
+  char stack[JV_DEPTH]; /* '{' or '[' */
+  size_t skip = 0;      /* the bytes before this belong to a number or literal already checked */
+  /* The last bytes, padded with spaces, so that a block's loads and the runs'
+   * copies stay inside. */
+  unsigned char pad[64 + 16];
+  /* DOM: containers open (node, its last child), the key for the next
+   * value, the string open (a value node, or UINT32_MAX for a key) */
+  uint32_t nstack[JV_DEPTH], nlast[JV_DEPTH];
+  uint32_t pk_off = 0, pk_len = 0, str_node = 0, str_off = 0;
+  uint8_t pk_esc = 0, str_esc = 0;
+  int ok8 = 1;
+  if (MLT_UNLIKELY(!__atomic_load_n(&jbyte_ready, __ATOMIC_ACQUIRE))) jbyte_init();
+  if (n > UINT32_MAX - 2) return 0;
+  char *o = NULL;
+  if (OUT) {
+    if (b->cap - b->len < 2 * n + 128 && mlt__buf_reserve(b, 2 * n + 128)) return 0;
+    o = b->p + b->len;
+  }
+  if (DOM) {
+    d->n = 0;
+    d->src = str;
+  }
+  size_t i = 0;
+/* A new node at the current place (linked to its container, with the key). */
+#define NODE(var, type_, off_)                                                 \
+  do {                                                                         \
+    if (MLT_UNLIKELY(d->n == d->cap) && jgrow(d)) goto bad;                    \
+    var = (uint32_t)d->n++;                                                    \
+    mlt__jnode *nd_ = &d->nodes[var];                                          \
+    *nd_ = (mlt__jnode){.type = (uint8_t)(type_), .key_esc = pk_esc, .key_off = pk_off, .key_len = pk_len, \
+                        .off = (uint32_t)(off_)};                              \
+    pk_off = pk_len = 0;                                                       \
+    pk_esc = 0;                                                                \
+    if (depth) {                                                               \
+      mlt__jnode *par_ = &d->nodes[nstack[depth - 1]];                         \
+      if (par_->count++ == 0)                                                  \
+        par_->child = var;                                                     \
+      else                                                                     \
+        d->nodes[nlast[depth - 1]].next = var;                                 \
+      nlast[depth - 1] = var;                                                  \
+    }                                                                          \
+  } while (0)
+/* A string closes at s[pos]. */
+#define CLOSE_STR(pos)                                                         \
+  do {                                                                         \
+    uint32_t l_ = (uint32_t)((pos)-str_off);                                   \
+    if (str_node == UINT32_MAX) {                                              \
+      pk_off = str_off;                                                        \
+      pk_len = l_;                                                             \
+      pk_esc = str_esc;                                                        \
+    } else {                                                                   \
+      d->nodes[str_node].len = l_;                                             \
+      d->nodes[str_node].val_esc = str_esc;                                    \
+    }                                                                          \
+  } while (0)
+/* Feed the token c at s[pos] to the automaton. */
+#define TOKEN(c, pos)                                                                         \
+  do {                                                                                        \
+    unsigned a_ = jtab[xo + (c)];                                                             \
+    if (MLT_LIKELY(a_ < JROW(X_BAD))) {                                                       \
+      if (DOM && (c) == '"') { /* a key when a colon must follow */                          \
+        str_off = (uint32_t)(pos) + 1;                                                        \
+        str_esc = 0;                                                                          \
+        if (a_ == JROW(X_COLON))                                                              \
+          str_node = UINT32_MAX;                                                              \
+        else                                                                                  \
+          NODE(str_node, MLT__J_STR, str_off);                                                \
+      }                                                                                       \
+      xo = a_;                                                                                \
+      break;                                                                                  \
+    }                                                                                         \
+    size_t p_ = (pos);                                                                        \
+    switch (a_) {                                                                             \
+      case JACT(A_PUSH_O):                                                                    \
+      case JACT(A_PUSH_A):                                                                    \
+        if (depth >= JV_DEPTH) goto bad;                                                      \
+        if (DOM) {                                                                            \
+          uint32_t x_;                                                                        \
+          NODE(x_, a_ == JACT(A_PUSH_O) ? MLT__J_OBJ : MLT__J_ARR, p_);                       \
+          nstack[depth] = x_;                                                                 \
+        }                                                                                     \
+        stack[depth++] = a_ == JACT(A_PUSH_O) ? '{' : '[';                                    \
+        xo = a_ == JACT(A_PUSH_O) ? JROW(X_KEY_OR_END) : JROW(X_VALUE_OR_END_A);              \
+        break;                                                                                \
+      case JACT(A_POP): /* the states let through only the right closer */                  \
+        depth--;                                                                              \
+        if (DOM) d->nodes[nstack[depth]].len = (uint32_t)(p_ + 1 - d->nodes[nstack[depth]].off); \
+        xo = depth == 0 ? JROW(X_AFTER_TOP) : stack[depth - 1] == '{' ? JROW(X_AFTER_O) : JROW(X_AFTER_A); \
+        break;                                                                                \
+      case JACT(A_LIT): {                                                                     \
+        unsigned char c_ = s[p_];                                                             \
+        const char *w_ = c_ == 't' ? "true" : c_ == 'f' ? "false" : "null";                   \
+        size_t wl_ = c_ == 'f' ? 5 : 4;                                                       \
+        if (n - p_ < wl_ || memcmp(s + p_, w_, wl_)) goto bad;                                \
+        if (DOM) {                                                                            \
+          uint32_t x_;                                                                        \
+          NODE(x_, c_ == 't' ? MLT__J_TRUE : c_ == 'f' ? MLT__J_FALSE : MLT__J_NULL, p_);     \
+          (void)x_;                                                                           \
+        }                                                                                     \
+        skip = p_ + wl_;                                                                      \
+        xo = JROW(jafter[xo >> 8]);                                                           \
+        SKIPPED();                                                                            \
+        break;                                                                                \
+      }                                                                                       \
+      case JACT(A_NUM): {                                                                     \
+        size_t e_ = scan_number(str, n, p_);                                                  \
+        if (!e_) goto bad;                                                                    \
+        if (DOM) {                                                                            \
+          uint32_t x_;                                                                        \
+          NODE(x_, MLT__J_NUM, p_);                                                           \
+          d->nodes[x_].len = (uint32_t)(e_ - p_);                                             \
+        }                                                                                     \
+        skip = e_;                                                                            \
+        xo = JROW(jafter[xo >> 8]);                                                           \
+        SKIPPED();                                                                            \
+        break;                                                                                \
+      }                                                                                       \
+      default:                                                                                \
+        goto bad;                                                                             \
+    }                                                                                         \
+  } while (0)
+  while (i < n) {
+    const unsigned char *blk = s + i;
+    size_t blen = 64;
+    if (MLT_UNLIKELY(n - i < 64 + 16)) {
+      blen = n - i < 64 ? n - i : 64;
+      memset(pad, ' ', sizeof pad);
+      pad_copy(pad, s + i, blen);
+      blk = pad;
+    }
+    uint64_t q, sp, spec;
+    masks64(blk, &q, &sp, &spec);
+    if (blen < 64) spec &= (UINT64_C(1) << blen) - 1;
+    /* bit k of ins: byte k is in a string (its opening quote included, its
+     * closing quote not), if none was open at the block's start */
+    uint64_t ins = q ^ (q << 1);
+    ins ^= ins << 2;
+    ins ^= ins << 4;
+    ins ^= ins << 8;
+    ins ^= ins << 16;
+    ins ^= ins << 32;
+    size_t pos = 0;
+    while (pos < blen) {
+      uint64_t rest = pos ? spec & (~UINT64_C(0) << pos) : spec;
+      size_t f = rest ? (size_t)__builtin_ctzll(rest) : blen;
+      if (f > pos) {
+        /* bytes pos..f-1: no special byte */
+        uint64_t range = (f == 64 ? ~UINT64_C(0) : (UINT64_C(1) << f) - 1) & (~UINT64_C(0) << pos);
+        uint64_t flip = in_str ^ (pos ? (uint64_t)0 - ((ins >> (pos - 1)) & 1) : 0);
+        uint64_t in = ins ^ flip;
+        uint64_t tok = ((~in & ~sp & ~q) | (q & in)) & range;
+        /* DOM: the closing quotes too, in order */
+        uint64_t closing = DOM ? q & ~in & range : 0;
+        tok |= closing;
+/* a number or literal: its other bytes are not tokens */
+#define SKIPPED() (tok &= skip - i >= 64 ? 0 : ~UINT64_C(0) << (skip - i))
+        if (MLT_UNLIKELY(skip > i + pos)) SKIPPED();
+        const unsigned char *bs = s + i;
+        while (tok) {
+          size_t k = (size_t)__builtin_ctzll(tok);
+          tok &= tok - 1;
+          if (DOM && ((closing >> k) & 1)) {
+            CLOSE_STR(i + k);
+            continue;
+          }
+          TOKEN(bs[k], i + k);
+        }
+#undef SKIPPED
+        in_str = (uint64_t)0 - ((in >> (f - 1)) & 1);
+        if (OUT) {
+          /* the output: runs between quotes, each quote after a backslash */
+          uint64_t qr = q & range;
+          size_t from = pos;
+          while (qr) {
+            size_t k = (size_t)__builtin_ctzll(qr);
+            qr &= qr - 1;
+            copy_run(o, blk + from, k - from);
+            o += k - from;
+            *o++ = '\\';
+            from = k;
+          }
+          copy_run(o, blk + from, f - from);
+          o += f - from;
+        }
+        pos = f;
+        if (pos >= blen) break;
+      }
+      /* Special bytes, one by one, to the end of their 16-byte lane (an
+       * escape or UTF-8 sequence may run past it, and past the block). */
+      if (OUT && MLT_UNLIKELY((size_t)(b->p + b->cap - o) < 2 * (n - i - pos) + 256)) {
+        size_t at = (size_t)(o - b->p);
+        b->len = at;
+        if (mlt__buf_reserve(b, 2 * (n - i - pos) + 256)) return 0;
+        o = b->p + at;
+      }
+      size_t j = i + pos, end = i + ((pos + 16) & ~(size_t)15);
+      if (end > i + blen) end = i + blen;
+      while (j < end) {
+        unsigned c = s[j];
+        if (in_str) {
+          if (c == '"') {
+            in_str = 0;
+            if (DOM) CLOSE_STR(j);
+            if (OUT) {
+              *o++ = '\\';
+              *o++ = '"';
+            }
+            j++;
+          } else if (c == '\\') {
+            /* an escape: both bytes escaped as they are */
+            if (OUT) {
+              *o++ = '\\';
+              *o++ = '\\';
+            }
+            str_esc = 1;
+            if (++j >= n) goto bad;
+            c = s[j];
+            if (c == 'u') {
+              if (n - j < 5 || !isxdigit(s[j + 1]) || !isxdigit(s[j + 2]) || !isxdigit(s[j + 3]) ||
+                  !isxdigit(s[j + 4]))
+                goto bad;
+            } else if (!(c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' ||
+                         c == 't')) {
+              goto bad;
+            }
+            if (OUT) {
+              if (c == '"' || c == '\\') *o++ = '\\';
+              *o++ = (char)c;
+            }
+            j++;
+          } else if (c < 0x20) {
+            goto bad; /* a raw control character in a string */
+          } else if (c >= 0x80) {
+            if (OUT) {
+              j += escape_one(&o, s, j, n, &ok8);
+            } else {
+              size_t l = mlt__utf8_seq(s + j, n - j);
+              if (!l) ok8 = 0;
+              j += l ? l : 1;
+            }
+          } else {
+            if (OUT) *o++ = (char)c;
+            j++;
+          }
+        } else if (c == ' ') {
+          if (OUT) *o++ = ' ';
+          j++;
+        } else if (c == '\t' || c == '\n' || c == '\r') {
+          if (OUT)
+            j += escape_one(&o, s, j, n, &ok8);
+          else
+            j++;
+        } else {
+          /* a token (anything else outside strings is refused there), or a
+           * byte of the number or literal before */
+#define SKIPPED() ((void)0)
+          if (j >= skip) TOKEN(c, j);
+#undef SKIPPED
+          if (c == '"') {
+            in_str = ~UINT64_C(0);
+            if (OUT) *o++ = '\\';
+          }
+          if (OUT) *o++ = (char)c;
+          j++;
+        }
+      }
+      if (j - i >= blen) { /* past the block: the next one starts there */
+        pos = j - i;
+        break;
+      }
+      /* back to the block's masks: the quotes' parity is taken from here */
+      pos = j - i;
+    }
+    i += pos;
+  }
+#undef TOKEN
+#undef NODE
+#undef CLOSE_STR
+  if (OUT) b->len = (size_t)(o - b->p);
+  *utf8_ok = ok8;
+  return !in_str && xo == JROW(X_AFTER_TOP);
+bad:
+  if (OUT) b->len = (size_t)(o - b->p);
+  *utf8_ok = ok8;
+  return 0;
+}
+
+int mlt__json_escape_text(mlt__buf *b, const char *str, size_t n, int *utf8_ok) {
+  return json_pass(b, str, n, utf8_ok, NULL, 1, 0);
+}
+
 void mlt__json_str(mlt__buf *b, const char *s, size_t n) {
+  if (n <= 16 && plain_short(s, n)) {
+    if (MLT_UNLIKELY(b->cap - b->len < n + 3) && mlt__buf_reserve(b, n + 3)) return;
+    char *o = b->p + b->len;
+    o[0] = '"';
+    memcpy(o + 1, s, n);
+    o[n + 1] = '"';
+    b->len += n + 2;
+    return;
+  }
   mlt__buf_putc(b, '"');
   mlt__json_str_body(b, s, n);
   mlt__buf_putc(b, '"');
@@ -233,33 +957,6 @@ static size_t scan_string(const char *s, size_t n, size_t i, int *utf8_ok) {
     i++;
   }
   return 0;
-}
-
-static size_t scan_number(const char *s, size_t n, size_t i) {
-  size_t start = i;
-  if (i < n && s[i] == '-') i++;
-  if (i >= n) return 0;
-  if (s[i] == '0') {
-    i++;
-  } else if (s[i] >= '1' && s[i] <= '9') {
-    while (i < n && s[i] >= '0' && s[i] <= '9') i++;
-  } else {
-    return 0;
-  }
-  if (i < n && s[i] == '.') {
-    i++;
-    size_t d = i;
-    while (i < n && s[i] >= '0' && s[i] <= '9') i++;
-    if (i == d) return 0;
-  }
-  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-    i++;
-    if (i < n && (s[i] == '+' || s[i] == '-')) i++;
-    size_t d = i;
-    while (i < n && s[i] >= '0' && s[i] <= '9') i++;
-    if (i == d) return 0;
-  }
-  return i > start ? i : 0;
 }
 
 int mlt__json_check(const char *s, size_t n, int *utf8_ok) {
@@ -335,140 +1032,11 @@ void mlt__jdoc_free(mlt__jdoc *d) {
   memset(d, 0, sizeof *d);
 }
 
-static uint32_t jnew(mlt__jdoc *d, int type, size_t off) {
-  if (d->n == d->cap) {
-    size_t cap = d->cap ? d->cap * 2 : 64;
-    mlt__jnode *nn = realloc(d->nodes, cap * sizeof *nn);
-    if (!nn) return UINT32_MAX;
-    d->nodes = nn;
-    d->cap = cap;
-  }
-  mlt__jnode *x = &d->nodes[d->n];
-  memset(x, 0, sizeof *x);
-  x->type = (uint8_t)type;
-  x->off = (uint32_t)off;
-  return (uint32_t)d->n++;
-}
-
-/* Scan a string token at s[i] == '"'; fills off/len of its contents. */
-static size_t jstring(const char *s, size_t n, size_t i, uint32_t *off, uint32_t *len, uint8_t *esc) {
-  int utf8_ok;
-  size_t end = scan_string(s, n, i, &utf8_ok);
-  if (!end) return 0;
-  *off = (uint32_t)(i + 1);
-  *len = (uint32_t)(end - i - 2);
-  *esc = memchr(s + i + 1, '\\', end - i - 2) != NULL;
-  return end;
-}
-
 int mlt__jparse(mlt__jdoc *d, const char *s, size_t n) {
-  enum { MAXD = 1000 };
-  uint32_t stack[MAXD], last[MAXD];
-  int depth = 0;
-  d->n = 0;
-  d->src = s;
-  if (n > UINT32_MAX - 2) return -1;
-  size_t i = skip_ws(s, n, 0);
-  uint32_t pending_key_off = 0, pending_key_len = 0;
-  uint8_t pending_key_esc = 0;
-  for (;;) {
-    if (i >= n) return -1;
-    char c = s[i];
-    uint32_t x;
-    int type;
-    if (c == '{' || c == '[') {
-      type = c == '{' ? MLT__J_OBJ : MLT__J_ARR;
-    } else if (c == '"') {
-      type = MLT__J_STR;
-    } else if (c == 't') {
-      type = MLT__J_TRUE;
-    } else if (c == 'f') {
-      type = MLT__J_FALSE;
-    } else if (c == 'n') {
-      type = MLT__J_NULL;
-    } else {
-      type = MLT__J_NUM;
-    }
-    if ((x = jnew(d, type, i)) == UINT32_MAX) return -1;
-    mlt__jnode *nd = &d->nodes[x];
-    nd->key_off = pending_key_off;
-    nd->key_len = pending_key_len;
-    nd->key_esc = pending_key_esc;
-    /* link into the parent */
-    if (depth) {
-      mlt__jnode *par = &d->nodes[stack[depth - 1]];
-      if (par->count++ == 0)
-        par->child = x;
-      else
-        d->nodes[last[depth - 1]].next = x;
-      last[depth - 1] = x;
-    }
-    if (type == MLT__J_OBJ || type == MLT__J_ARR) {
-      if (depth >= MAXD) return -1;
-      stack[depth++] = x;
-      i = skip_ws(s, n, i + 1);
-      if (i < n && s[i] == (type == MLT__J_OBJ ? '}' : ']')) {
-        d->nodes[x].len = (uint32_t)(i + 1 - d->nodes[x].off);
-        depth--;
-        i++;
-        goto after_value;
-      }
-      if (type == MLT__J_OBJ) {
-        if (i >= n || s[i] != '"') return -1;
-        if (!(i = jstring(s, n, i, &pending_key_off, &pending_key_len, &pending_key_esc))) return -1;
-        i = skip_ws(s, n, i);
-        if (i >= n || s[i] != ':') return -1;
-        i = skip_ws(s, n, i + 1);
-      } else {
-        pending_key_off = pending_key_len = 0;
-        pending_key_esc = 0;
-      }
-      continue;
-    }
-    if (type == MLT__J_STR) {
-      uint32_t o, l;
-      uint8_t e;
-      if (!(i = jstring(s, n, i, &o, &l, &e))) return -1;
-      nd = &d->nodes[x];
-      nd->off = o;
-      nd->len = l;
-      nd->val_esc = e;
-    } else if (type == MLT__J_NUM) {
-      size_t e = scan_number(s, n, i);
-      if (!e) return -1;
-      d->nodes[x].len = (uint32_t)(e - i);
-      i = e;
-    } else {
-      static const char *const lit[] = {"null", "false", "true"};
-      const char *w = lit[type == MLT__J_NULL ? 0 : type == MLT__J_FALSE ? 1 : 2];
-      size_t wl = strlen(w);
-      if (n - i < wl || memcmp(s + i, w, wl)) return -1;
-      i += wl;
-    }
-  after_value:
-    i = skip_ws(s, n, i);
-    if (depth == 0) return i == n ? 0 : -1;
-    if (i >= n) return -1;
-    mlt__jnode *cont = &d->nodes[stack[depth - 1]];
-    if (s[i] == ',') {
-      i = skip_ws(s, n, i + 1);
-      if (cont->type == MLT__J_OBJ) {
-        if (i >= n || s[i] != '"') return -1;
-        if (!(i = jstring(s, n, i, &pending_key_off, &pending_key_len, &pending_key_esc))) return -1;
-        i = skip_ws(s, n, i);
-        if (i >= n || s[i] != ':') return -1;
-        i = skip_ws(s, n, i + 1);
-      }
-      continue;
-    }
-    if (s[i] == (cont->type == MLT__J_OBJ ? '}' : ']')) {
-      cont->len = (uint32_t)(i + 1 - cont->off);
-      depth--;
-      i++;
-      goto after_value;
-    }
-    return -1;
-  }
+  int ok8 = 1;
+  int r = json_pass(NULL, s, n, &ok8, d, 0, 1);
+  d->utf8_ok = ok8;
+  return r ? 0 : -1;
 }
 
 /* Decode JSON string escapes of s[0..n) into out (UTF-8). */
@@ -530,15 +1098,27 @@ void mlt__junescape(mlt__buf *out, const char *s, size_t n) {
   }
 }
 
-uint32_t mlt__jget(const mlt__jdoc *d, uint32_t obj, const char *key) {
-  if (obj >= d->n || d->nodes[obj].type != MLT__J_OBJ) return UINT32_MAX;
-  size_t kl = strlen(key);
+uint32_t mlt__jget_n(const mlt__jdoc *d, uint32_t obj, const char *key, size_t kl) {
+  if (obj >= d->n || d->nodes[obj].type != MLT__J_OBJ || !kl) return UINT32_MAX;
   const mlt__jnode *o = &d->nodes[obj];
   uint32_t c = o->child;
   for (uint32_t k = 0; k < o->count; k++, c = d->nodes[c].next) {
     const mlt__jnode *x = &d->nodes[c];
     /* Keys with escapes are compared raw: MLflow's keys have none. */
-    if (x->key_len == kl && !memcmp(d->src + x->key_off, key, kl)) return c;
+    const char *xk = d->src + x->key_off;
+    if (x->key_len == kl && xk[0] == key[0] && !memcmp(xk, key, kl)) return c;
   }
   return UINT32_MAX;
+}
+
+uint32_t mlt__jget(const mlt__jdoc *d, uint32_t obj, const char *key) {
+  size_t kl = strlen(key);
+  if (!kl) { /* the empty key */
+    if (obj >= d->n || d->nodes[obj].type != MLT__J_OBJ) return UINT32_MAX;
+    uint32_t c = d->nodes[obj].child;
+    for (uint32_t k = 0; k < d->nodes[obj].count; k++, c = d->nodes[c].next)
+      if (d->nodes[c].key_len == 0) return c;
+    return UINT32_MAX;
+  }
+  return mlt__jget_n(d, obj, key, kl);
 }

@@ -24,75 +24,144 @@
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
 /* Varint bytes of |v| into out[10]; returns their count. */
-static int varint_bytes(uint64_t v, char *out) {
+static inline int varint_bytes(uint64_t v, char *out) {
   int n = 0;
-  do {
-    out[n++] = (char)((v & 0x7F) | (v > 0x7F ? 0x80 : 0));
+  while (v > 0x7F) {
+    out[n++] = (char)((v & 0x7F) | 0x80);
     v >>= 7;
-  } while (v);
+  }
+  out[n++] = (char)v;
   return n;
 }
 
-static void pb_varint(mlt__buf *b, uint64_t v) {
-  char tmp[10];
-  mlt__buf_put(b, tmp, (size_t)varint_bytes(v, tmp));
+/* Room for |n| more bytes (and a varint or two) at the end of b. */
+static inline int pb_room(mlt__buf *b, size_t n) {
+  return MLT_LIKELY(b->cap - b->len >= n + 24) || !mlt__buf_reserve(b, n + 24);
 }
 
-static void pb_tag(mlt__buf *b, unsigned field, unsigned wt) { pb_varint(b, ((uint64_t)field << 3) | wt); }
+static inline void pb_varint(mlt__buf *b, uint64_t v) {
+  if (!pb_room(b, 10)) return;
+  b->len += (size_t)varint_bytes(v, b->p + b->len);
+}
+
+/* Fields below 16 with wire types below 8: the tag is one byte. */
+static inline void pb_tag(mlt__buf *b, unsigned field, unsigned wt) { pb_varint(b, ((uint64_t)field << 3) | wt); }
 
 static void pb_fixed64(mlt__buf *b, unsigned field, uint64_t v) {
+  if (!pb_room(b, 8)) return;
   pb_tag(b, field, WT_I64);
   char t[8];
   for (int i = 0; i < 8; i++) t[i] = (char)(v >> (8 * i));
-  mlt__buf_put(b, t, 8);
+  memcpy(b->p + b->len, t, 8);
+  b->len += 8;
 }
 
-static void pb_bytes(mlt__buf *b, unsigned field, const void *p, size_t n) {
-  pb_tag(b, field, WT_LEN);
-  pb_varint(b, n);
-  mlt__buf_put(b, p, n);
+static inline void pb_bytes(mlt__buf *b, unsigned field, const void *p, size_t n) {
+  if (!pb_room(b, n)) return;
+  char *o = b->p + b->len;
+  o += varint_bytes(((uint64_t)field << 3) | WT_LEN, o);
+  o += varint_bytes(n, o);
+  memcpy(o, p, n);
+  b->len = (size_t)(o + n - b->p);
 }
 
-static void pb_uint(mlt__buf *b, unsigned field, uint64_t v) {
-  pb_tag(b, field, WT_VARINT);
-  pb_varint(b, v);
+static inline void pb_uint(mlt__buf *b, unsigned field, uint64_t v) {
+  if (!pb_room(b, 0)) return;
+  char *o = b->p + b->len;
+  o += varint_bytes(((uint64_t)field << 3) | WT_VARINT, o);
+  o += varint_bytes(v, o);
+  b->len = (size_t)(o - b->p);
+}
+
+/* 1 if s[0..n) is all ASCII (16 bytes at a time). */
+static inline int all_ascii(const char *s, size_t n) {
+  uint64_t a, c;
+  if (n >= 8 && n <= 16) { /* two overlapping words */
+    memcpy(&a, s, 8);
+    memcpy(&c, s + n - 8, 8);
+    return !((a | c) & UINT64_C(0x8080808080808080));
+  }
+  if (n >= 4 && n < 8) {
+    uint32_t x, y;
+    memcpy(&x, s, 4);
+    memcpy(&y, s + n - 4, 4);
+    return !((x | y) & 0x80808080u);
+  }
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    memcpy(&a, s + i, 8);
+    memcpy(&c, s + i + 8, 8);
+    if ((a | c) & UINT64_C(0x8080808080808080)) return 0;
+  }
+  for (; i < n; i++)
+    if ((unsigned char)s[i] >= 0x80) return 0;
+  return 1;
 }
 
 /* A string field; invalid UTF-8 replaced (protobuf strings must be UTF-8). */
 static void pb_string(mlt__buf *b, unsigned field, const char *s, size_t n) {
-  for (size_t i = 0; i < n;) {
-    size_t l = (unsigned char)s[i] < 0x80 ? 1 : mlt__utf8_seq((const unsigned char *)s + i, n - i);
-    if (!l) {
-      mlt__buf fixed = {0};
-      mlt__utf8_copy(&fixed, s, n);
-      pb_bytes(b, field, fixed.p ? fixed.p : "", fixed.len);
-      mlt__buf_free(&fixed);
-      return;
+  if (MLT_UNLIKELY(!all_ascii(s, n))) {
+    for (size_t i = 0; i < n;) {
+      size_t l = (unsigned char)s[i] < 0x80 ? 1 : mlt__utf8_seq((const unsigned char *)s + i, n - i);
+      if (!l) {
+        mlt__buf fixed = {0};
+        mlt__utf8_copy(&fixed, s, n);
+        pb_bytes(b, field, fixed.p ? fixed.p : "", fixed.len);
+        mlt__buf_free(&fixed);
+        return;
+      }
+      i += l;
     }
-    i += l;
   }
   pb_bytes(b, field, s, n);
 }
 
-/* Nested messages: open writes the tag and reserves one length byte; close
- * moves the body when its length needs a longer varint. */
-static size_t pb_open(mlt__buf *b, unsigned field) {
+/* Nested messages: open writes the tag and reserves |width| length bytes;
+ * close writes the length, moving the body when it needs another width
+ * (pb_open: 1 byte; pb_open2: 2 bytes, for spans, which are mostly 128 B to
+ * 16 KiB).  pb_open_big reserves 5 bytes and close pads the varint to them
+ * (0x80 continuation bytes, which every protobuf parser reads): no move of
+ * a whole batch. */
+static inline size_t pb_open_w(mlt__buf *b, unsigned field, unsigned width) {
+  if (!pb_room(b, 8)) return b->len;
   pb_tag(b, field, WT_LEN);
-  mlt__buf_putc(b, 0);
+  memset(b->p + b->len, 0, width);
+  b->len += width;
   return b->len;
 }
+static inline size_t pb_open(mlt__buf *b, unsigned field) { return pb_open_w(b, field, 1); }
+static inline size_t pb_open2(mlt__buf *b, unsigned field) { return pb_open_w(b, field, 2); }
+static inline size_t pb_open_big(mlt__buf *b, unsigned field) { return pb_open_w(b, field, 5); }
 
-static void pb_close(mlt__buf *b, size_t start) {
+static void pb_close_w(mlt__buf *b, size_t start, unsigned width) {
   if (b->oom) return;
   size_t len = b->len - start;
   char v[10];
   int n = varint_bytes(len, v);
-  if (n > 1) {
-    if (mlt__buf_reserve(b, (size_t)n - 1)) return;
-    memmove(b->p + start + n - 1, b->p + start, len);
-    b->len += (size_t)n - 1;
+  if ((unsigned)n != width) {
+    if ((unsigned)n > width && mlt__buf_reserve(b, (size_t)n - width)) return;
+    memmove(b->p + start + n - width, b->p + start, len);
+    b->len = b->len + (size_t)n - width;
   }
-  memcpy(b->p + start - 1, v, (size_t)n);
+  memcpy(b->p + start - width, v, (size_t)n);
+}
+static inline void pb_close(mlt__buf *b, size_t start) {
+  /* the common case inline: a body shorter than 128 bytes */
+  if (MLT_LIKELY(!b->oom && b->len - start < 0x80)) {
+    b->p[start - 1] = (char)(b->len - start);
+    return;
+  }
+  pb_close_w(b, start, 1);
+}
+static inline void pb_close2(mlt__buf *b, size_t start) { pb_close_w(b, start, 2); }
+static void pb_close_big(mlt__buf *b, size_t start) {
+  if (b->oom) return;
+  uint64_t len = b->len - start;
+  if (len >> 35) { /* not padded to 5 bytes: a batch over 32 GiB */
+    pb_close_w(b, start, 5);
+    return;
+  }
+  for (int i = 0; i < 5; i++, len >>= 7) b->p[start - 5 + i] = (char)((len & 0x7F) | (i < 4 ? 0x80 : 0));
 }
 
 /* ---- AnyValue -------------------------------------------------------- */
@@ -210,8 +279,23 @@ static void any_from_rec(mlt__buf *b, const mlt__rec *r, mlt__buf *tmp) {
     case MLT__V_BOOL:
       pb_uint(b, 2, r->aux != 0);
       return;
+    case MLT__V_JSON: {
+      /* JSON text: parsed where it is (the parse validates it) */
+      if (!(r->flags & MLT__RF_INVALID)) {
+        const char *txt = v;
+        size_t n = len;
+        while (n && (*txt == ' ' || *txt == '\n' || *txt == '\t' || *txt == '\r')) txt++, n--;
+        while (n && (txt[n - 1] == ' ' || txt[n - 1] == '\n' || txt[n - 1] == '\t' || txt[n - 1] == '\r')) n--;
+        if (mlt__jparse(&g_doc, txt, n) == 0) {
+          any_from_jnode(b, &g_doc, 0, tmp, 0);
+          return;
+        }
+      }
+      any_string(b, v, len); /* not JSON: the text itself */
+      return;
+    }
     default: {
-      /* JSON text, cJSON, fields: go through the JSON text. */
+      /* cJSON, fields: go through the JSON text. */
       mlt__buf_reset(tmp);
       mlt__value_json(tmp, r);
       const char *txt = tmp->p ? tmp->p : "";
@@ -289,7 +373,7 @@ static void encode_span(mlt__buf *b, mlt__prepared *p, uint32_t idx, mlt__buf *t
   mlt__span *s = p->spans[idx];
   mlt__digest *d = mlt__scratch_digest();
   mlt__digest_span(d, s);
-  size_t sp = pb_open(b, 2); /* ScopeSpans.spans */
+  size_t sp = pb_open2(b, 2); /* ScopeSpans.spans */
   uint8_t id[16];
   mlt__be64(p->t->id_hi, id);
   mlt__be64(p->t->id_lo, id + 8);
@@ -399,27 +483,27 @@ static void encode_span(mlt__buf *b, mlt__prepared *p, uint32_t idx, mlt__buf *t
   }
   pb_uint(b, 3, status == MLT_STATUS_ERROR ? 2 : 1);
   pb_close(b, st);
-  pb_close(b, sp);
+  pb_close2(b, sp);
 }
 
 void mlt__otlp_encode(mlt__buf *out, mlt__prepared *const *traces, size_t n, const char *service_name) {
   mlt__buf tmp = {0};
-  size_t rs = pb_open(out, 1); /* resource_spans */
+  size_t rs = pb_open_big(out, 1); /* resource_spans */
   size_t res = pb_open(out, 1);
   if (service_name) kv_str(out, 1, "service.name", service_name, strlen(service_name));
   kv_str(out, 1, "telemetry.sdk.name", "mltrace", 7);
   kv_str(out, 1, "telemetry.sdk.language", "c", 1);
   kv_str(out, 1, "telemetry.sdk.version", MLT_VERSION_STRING, strlen(MLT_VERSION_STRING));
   pb_close(out, res);
-  size_t ss = pb_open(out, 2); /* scope_spans */
+  size_t ss = pb_open_big(out, 2); /* scope_spans */
   size_t sc = pb_open(out, 1);
   pb_string(out, 1, "mltrace", 7);
   pb_string(out, 2, MLT_VERSION_STRING, strlen(MLT_VERSION_STRING));
   pb_close(out, sc);
   for (size_t t = 0; t < n; t++)
     for (uint32_t i = 0; i < traces[t]->n; i++) encode_span(out, traces[t], i, &tmp);
-  pb_close(out, ss);
-  pb_close(out, rs);
+  pb_close_big(out, ss);
+  pb_close_big(out, rs);
   mlt__buf_free(&tmp);
 }
 

@@ -65,11 +65,35 @@ static void digest_func(mlt__digest *d, const mlt__rec *src) {
   digest_attr(d, (const mlt__rec *)(const void *)b->p);
 }
 
+/* Type names with their lengths and MLflow's log level (info for model and
+ * tool types). */
+static struct {
+  const char *name;
+  uint8_t len, level;
+} g_types[MLT__SPAN_TYPE_COUNT + 1];
+static pthread_once_t g_types_once = PTHREAD_ONCE_INIT;
+static void types_init(void) {
+  for (int t = 0; t <= MLT__SPAN_TYPE_COUNT; t++) {
+    const char *n = mlt_span_type_name((mlt_span_type)t);
+    g_types[t].name = n;
+    g_types[t].len = (uint8_t)strlen(n);
+    g_types[t].level = (uint8_t)mlt__span_log_level(n, strlen(n), 0);
+  }
+}
+
+static inline void digest_type(mlt__digest *d, unsigned t) {
+  if (t > MLT__SPAN_TYPE_COUNT) t = MLT__SPAN_TYPE_COUNT; /* "UNKNOWN" */
+  d->type = g_types[t].name;
+  d->type_len = g_types[t].len;
+  d->type_level = g_types[t].level;
+  d->type_custom = 0;
+}
+
 void mlt__digest_span(mlt__digest *d, mlt__span *s) {
+  pthread_once(&g_types_once, types_init);
   d->name = "span";
   d->name_len = 4;
-  d->type = mlt_span_type_name((mlt_span_type)s->type);
-  d->type_len = strlen(d->type);
+  digest_type(d, s->type);
   d->inputs = d->outputs = NULL;
   d->n_attrs = d->n_events = d->n_chunks = 0;
   d->chunks_text_only = 1;
@@ -90,11 +114,11 @@ void mlt__digest_span(mlt__digest *d, mlt__span *s) {
         digest_func(d, r);
         break;
       case MLT__R_TYPE:
-        d->type = mlt_span_type_name((mlt_span_type)r->aux);
-        d->type_len = strlen(d->type);
+        digest_type(d, r->aux);
         break;
       case MLT__R_TYPE_NAME:
         d->type = mlt__rec_value(r, &d->type_len, NULL);
+        d->type_custom = 1;
         break;
       case MLT__R_ATTR:
       case MLT__R_REMOVE_ATTR:
@@ -325,9 +349,9 @@ static uint32_t content_text(const mlt__jdoc *d, uint32_t content) {
   uint32_t part = c->child;
   for (uint32_t k = 0; k < c->count; k++, part = d->nodes[part].next) {
     if (d->nodes[part].type == MLT__J_STR) return part;
-    uint32_t type = mlt__jget(d, part, "type");
+    uint32_t type = MLT__JGET(d, part, "type");
     if (jstr_is(d, type, "text") || jstr_is(d, type, "output_text")) {
-      uint32_t text = mlt__jget(d, part, "text");
+      uint32_t text = MLT__JGET(d, part, "text");
       if (text != UINT32_MAX && d->nodes[text].type == MLT__J_STR) return text;
     }
   }
@@ -335,42 +359,42 @@ static uint32_t content_text(const mlt__jdoc *d, uint32_t content) {
 }
 
 static int is_message(const mlt__jdoc *d, uint32_t m) {
-  return m != UINT32_MAX && d->nodes[m].type == MLT__J_OBJ && mlt__jget(d, m, "role") != UINT32_MAX &&
-         mlt__jget(d, m, "content") != UINT32_MAX;
+  return m != UINT32_MAX && d->nodes[m].type == MLT__J_OBJ && MLT__JGET(d, m, "role") != UINT32_MAX &&
+         MLT__JGET(d, m, "content") != UINT32_MAX;
 }
 
 static uint32_t chat_content(const mlt__jdoc *d, uint32_t obj, const char *role, int depth) {
   if (obj == UINT32_MAX || d->nodes[obj].type != MLT__J_OBJ || depth > 4) return UINT32_MAX;
   uint32_t list = UINT32_MAX, single = UINT32_MAX;
-  uint32_t m = mlt__jget(d, obj, "messages");
+  uint32_t m = MLT__JGET(d, obj, "messages");
   if (m != UINT32_MAX && d->nodes[m].type == MLT__J_ARR && d->nodes[m].count > 0) list = m;
   if (list == UINT32_MAX) {
-    uint32_t ch = mlt__jget(d, obj, "choices");
+    uint32_t ch = MLT__JGET(d, obj, "choices");
     if (ch != UINT32_MAX && d->nodes[ch].type == MLT__J_ARR && d->nodes[ch].count > 0) {
-      uint32_t msg = mlt__jget(d, d->nodes[ch].child, "message");
+      uint32_t msg = MLT__JGET(d, d->nodes[ch].child, "message");
       if (is_message(d, msg)) single = msg;
     }
   }
   if (list == UINT32_MAX && single == UINT32_MAX) {
-    uint32_t in = mlt__jget(d, obj, "input"), outp = mlt__jget(d, obj, "output");
+    uint32_t in = MLT__JGET(d, obj, "input"), outp = MLT__JGET(d, obj, "output");
     if (in != UINT32_MAX && d->nodes[in].type == MLT__J_ARR)
       list = in;
     else if (outp != UINT32_MAX && d->nodes[outp].type == MLT__J_ARR)
       list = outp;
   }
   if (list == UINT32_MAX && single == UINT32_MAX) {
-    uint32_t req = mlt__jget(d, obj, "request");
+    uint32_t req = MLT__JGET(d, obj, "request");
     return req != UINT32_MAX ? chat_content(d, req, role, depth + 1) : UINT32_MAX;
   }
-  if (single != UINT32_MAX) return content_text(d, mlt__jget(d, single, "content"));
+  if (single != UINT32_MAX) return content_text(d, MLT__JGET(d, single, "content"));
   uint32_t last = UINT32_MAX, last_role = UINT32_MAX, it = d->nodes[list].child;
   for (uint32_t k = 0; k < d->nodes[list].count; k++, it = d->nodes[it].next) {
     if (!is_message(d, it)) continue;
     last = it;
-    if (jstr_is(d, mlt__jget(d, it, "role"), role)) last_role = it;
+    if (jstr_is(d, MLT__JGET(d, it, "role"), role)) last_role = it;
   }
   uint32_t pick = last_role != UINT32_MAX ? last_role : last;
-  return pick != UINT32_MAX ? content_text(d, mlt__jget(d, pick, "content")) : UINT32_MAX;
+  return pick != UINT32_MAX ? content_text(d, MLT__JGET(d, pick, "content")) : UINT32_MAX;
 }
 
 /* Cut to |max| code points: s[:max-3] + "..." when longer. */
@@ -395,33 +419,57 @@ static void put_limited(mlt__buf *out, const char *s, size_t n, size_t max, int 
 
 static mlt__jdoc g_jdoc; /* export thread */
 
-static void compute_preview(mlt__buf *out, const mlt__rec *r, const char *role) {
-  mlt__buf raw = {0};
-  mlt__value_json(&raw, r);
-  const char *txt = raw.p ? raw.p : "";
-  size_t n = raw.len;
-  int done = 0;
-  /* Parse only when the text may hold chat messages. */
-  if (n && txt[0] == '{' &&
-      (memmem(txt, n, "\"messages\"", 10) || memmem(txt, n, "\"choices\"", 9) || memmem(txt, n, "\"input\"", 7) ||
-       memmem(txt, n, "\"output\"", 8) || memmem(txt, n, "\"request\"", 9)) &&
-      mlt__jparse(&g_jdoc, txt, n) == 0) {
-    uint32_t c = chat_content(&g_jdoc, 0, role, 0);
-    if (c != UINT32_MAX && g_jdoc.nodes[c].len) {
-      mlt__buf content = {0};
-      mlt__junescape(&content, txt + g_jdoc.nodes[c].off, g_jdoc.nodes[c].len);
-      if (content.len) {
-        put_limited(out, content.p, content.len, 1000, 1);
-        done = 1;
-      }
-      mlt__buf_free(&content);
+static mlt__buf g_prev_raw, g_prev_content; /* export thread */
+
+/* The chat content of JSON text txt[0..n) (parsed, valid) as a preview, or
+ * the text itself. */
+static void preview_from_doc(mlt__buf *out, const char *txt, size_t n, const char *role) {
+  uint32_t c = chat_content(&g_jdoc, 0, role, 0);
+  if (c != UINT32_MAX && g_jdoc.nodes[c].len) {
+    mlt__buf_reset(&g_prev_content);
+    mlt__junescape(&g_prev_content, txt + g_jdoc.nodes[c].off, g_jdoc.nodes[c].len);
+    if (g_prev_content.len) {
+      put_limited(out, g_prev_content.p, g_prev_content.len, 1000, 1);
+      return;
     }
   }
-  if (!done) put_limited(out, txt, n, 1000, 1);
-  mlt__buf_free(&raw);
+  put_limited(out, txt, n, 1000, 1);
 }
 
-void mlt__serialize_shutdown(void) { mlt__jdoc_free(&g_jdoc); }
+static void compute_preview(mlt__buf *out, const mlt__rec *r, const char *role) {
+  if (r->sub == MLT__V_JSON && !(r->flags & (MLT__RF_TRUNC | MLT__RF_INVALID | MLT__RF_BADUTF8))) {
+    /* JSON text straight from the record: an object is parsed once, which
+     * also validates it (the verdict is kept in the record). */
+    size_t n;
+    const char *txt = mlt__rec_value(r, &n, NULL);
+    trim_ws(&txt, &n);
+    if (n && txt[0] == '{') {
+      if (mlt__jparse(&g_jdoc, txt, n) == 0 && g_jdoc.utf8_ok) {
+        ((mlt__rec *)r)->flags |= MLT__RF_CHECKED;
+        preview_from_doc(out, txt, n, role);
+        return;
+      }
+    } else if (r->flags & MLT__RF_CHECKED) {
+      put_limited(out, txt, n, 1000, 1);
+      return;
+    }
+  }
+  /* anything else: the value's JSON text (validated there) */
+  mlt__buf_reset(&g_prev_raw);
+  mlt__value_json(&g_prev_raw, r);
+  const char *txt = g_prev_raw.p ? g_prev_raw.p : "";
+  size_t n = g_prev_raw.len;
+  if (n && txt[0] == '{' && mlt__jparse(&g_jdoc, txt, n) == 0)
+    preview_from_doc(out, txt, n, role);
+  else
+    put_limited(out, txt, n, 1000, 1);
+}
+
+void mlt__serialize_shutdown(void) {
+  mlt__jdoc_free(&g_jdoc);
+  mlt__buf_free(&g_prev_raw);
+  mlt__buf_free(&g_prev_content);
+}
 
 static const char *tinfo_find(mlt__tinfo *i, int kind) {
   for (; i; i = i->next)
@@ -497,22 +545,31 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
   const char *state = tinfo_find(ti->info, MLT__TI_STATE); /* update_current_trace(state=) wins */
   if (state) ti->state_error = state[0] == 'E';
   /* Token usage: tree-aware sum of mlflow.chat.tokenUsage, as MLflow does. */
-  char *flags = calloc(p->n ? p->n : 1, 1);
-  cJSON **usage = calloc(p->n ? p->n : 1, sizeof *usage);
+  /* One look at each span's records for the attribute (last value wins,
+   * a span processor's removal applies); parsed only where present. */
+  char *flags = NULL;
+  cJSON **usage = NULL;
   int any = 0;
-  for (uint32_t i = 0; flags && usage && i < p->n; i++) {
-    mlt__digest_span(d, p->spans[i]);
-    for (size_t a = 0; a < d->n_attrs; a++) {
-      if (!key_eq(d->attrs[a], "mlflow.chat.tokenUsage", 22)) continue;
-      mlt__buf tmp = {0};
-      mlt__value_json(&tmp, d->attrs[a]);
-      usage[i] = cJSON_ParseWithLength(tmp.p ? tmp.p : "", tmp.len);
-      mlt__buf_free(&tmp);
-      if (cJSON_IsObject(usage[i])) {
-        flags[i] = 1;
-        any = 1;
-      }
-      break;
+  for (uint32_t i = 0; i < p->n; i++) {
+    const mlt__rec *u = NULL, *r;
+    mlt__log_iter it;
+    mlt__log_iter_init(&it, p->spans[i]);
+    while ((r = mlt__log_iter_next(&it)) != NULL)
+      if ((r->kind == MLT__R_ATTR || r->kind == MLT__R_REMOVE_ATTR) && key_eq(r, "mlflow.chat.tokenUsage", 22))
+        u = r->kind == MLT__R_ATTR ? r : NULL;
+    if (!u) continue;
+    if (!flags) {
+      flags = calloc(p->n, 1);
+      usage = calloc(p->n, sizeof *usage);
+      if (!flags || !usage) break;
+    }
+    mlt__buf tmp = {0};
+    mlt__value_json(&tmp, u);
+    usage[i] = cJSON_ParseWithLength(tmp.p ? tmp.p : "", tmp.len);
+    mlt__buf_free(&tmp);
+    if (cJSON_IsObject(usage[i])) {
+      flags[i] = 1;
+      any = 1;
     }
   }
   if (any) {
@@ -564,38 +621,165 @@ void mlt__trace_info_free(mlt__trace_info *ti) {
 
 /* ---- JSON writers ---------------------------------------------------- */
 
-static void put_b64_id(mlt__buf *out, const uint8_t *bytes, size_t n) {
-  char tmp[32];
-  size_t l = mlt__base64(bytes, n, tmp);
-  mlt__buf_putc(out, '"');
-  mlt__buf_put(out, tmp, l);
-  mlt__buf_putc(out, '"');
+static const char b64tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* A span id (8 bytes, big-endian) in base64 as a JSON string: 14 bytes. */
+static inline void put_b64_id8(mlt__buf *out, uint64_t v) {
+  char t[14];
+  uint32_t g1 = (uint32_t)(v >> 40), g2 = (uint32_t)(v >> 16) & 0xFFFFFF, g3 = (uint32_t)(v & 0xFFFF) << 2;
+  t[0] = '"';
+  t[1] = b64tab[g1 >> 18];
+  t[2] = b64tab[(g1 >> 12) & 63];
+  t[3] = b64tab[(g1 >> 6) & 63];
+  t[4] = b64tab[g1 & 63];
+  t[5] = b64tab[g2 >> 18];
+  t[6] = b64tab[(g2 >> 12) & 63];
+  t[7] = b64tab[(g2 >> 6) & 63];
+  t[8] = b64tab[g2 & 63];
+  t[9] = b64tab[g3 >> 12];
+  t[10] = b64tab[(g3 >> 6) & 63];
+  t[11] = b64tab[g3 & 63];
+  t[12] = '=';
+  t[13] = '"';
+  mlt__buf_put(out, t, 14);
 }
 
+/* A nanosecond timestamp: the seconds' digits come from a cache (spans of
+ * a batch share their second), the 9 fraction digits are formatted. */
+static int64_t g_ts_sec = -1;
+static char g_ts_digits[24];
+static size_t g_ts_len;
+
+static void put_ts(mlt__buf *out, int64_t ns) {
+  if (ns < 1000000000) {
+    mlt__buf_i64(out, ns);
+    return;
+  }
+  int64_t sec = ns / 1000000000;
+  uint32_t frac = (uint32_t)(ns - sec * 1000000000);
+  if (sec != g_ts_sec) {
+    mlt__buf tmp = {g_ts_digits, 0, sizeof g_ts_digits, 0};
+    mlt__buf_u64(&tmp, (uint64_t)sec);
+    g_ts_len = tmp.len;
+    g_ts_sec = sec;
+  }
+  if (MLT_UNLIKELY(out->cap - out->len < g_ts_len + 10) && mlt__buf_reserve(out, g_ts_len + 10)) return;
+  char *o = out->p + out->len;
+  memcpy(o, g_ts_digits, g_ts_len);
+  o += g_ts_len;
+  *o++ = (char)('0' + frac / 100000000);
+  mlt__digits8(frac % 100000000, o);
+  out->len += g_ts_len + 9;
+}
+
+/* Two decimal digits of v (0..99). */
+static inline void put2(char *p, int v) {
+  p[0] = (char)('0' + v / 10);
+  p[1] = (char)('0' + v % 10);
+}
+
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ" with the quotes (days from the civil calendar,
+ * no libc formatting). */
 static void put_rfc3339_ms(mlt__buf *out, int64_t ns) {
-  time_t sec = (time_t)(ns / 1000000000);
+  int64_t sec = ns / 1000000000;
   int ms = (int)((ns / 1000000) % 1000);
-  struct tm tm;
-  gmtime_r(&sec, &tm);
-  char tmp[40];
-  int n = snprintf(tmp, sizeof tmp, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", tm.tm_year + 1900, tm.tm_mon + 1,
-                   tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-  mlt__buf_put(out, tmp, (size_t)n);
+  if (ms < 0) {
+    ms += 1000;
+    sec--;
+  }
+  int64_t days = sec / 86400, rem = sec % 86400;
+  if (rem < 0) {
+    rem += 86400;
+    days--;
+  }
+  /* H. Hinnant's civil_from_days */
+  int64_t z = days + 719468;
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  int64_t doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t y = yoe + era * 400, doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+  int d = (int)(doy - (153 * mp + 2) / 5 + 1), m = (int)(mp < 10 ? mp + 3 : mp - 9);
+  if (m <= 2) y++;
+  if (y < 0 || y > 9999) y = 0;
+  char t[26];
+  t[0] = '"';
+  put2(t + 1, (int)(y / 100));
+  put2(t + 3, (int)(y % 100));
+  t[5] = '-';
+  put2(t + 6, m);
+  t[8] = '-';
+  put2(t + 9, d);
+  t[11] = 'T';
+  put2(t + 12, (int)(rem / 3600));
+  t[14] = ':';
+  put2(t + 15, (int)(rem / 60 % 60));
+  t[17] = ':';
+  put2(t + 18, (int)(rem % 60));
+  t[20] = '.';
+  t[21] = (char)('0' + ms / 100);
+  put2(t + 22, ms % 100);
+  t[24] = 'Z';
+  t[25] = '"';
+  mlt__buf_put(out, t, 26);
 }
 
 /* "key": "<json string of value>" — an attribute value as MLflow stores it
  * (the JSON text of the value, as a string). */
+/* Where the value of the last put_value_encoded() is in |out| when it was
+ * the escaped JSON text itself (start, length with the quotes), and how long
+ * that text was; 0 otherwise.  The trace's metadata copies the root's. */
+typedef struct enc_range {
+  size_t off, len, text_len;
+} enc_range;
+
+static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, enc_range *rg);
+
 static void put_attr_encoded(mlt__buf *out, mlt__buf *tmp, const char *key, size_t klen, const mlt__rec *r) {
   mlt__json_str(out, key, klen);
   mlt__buf_lit(out, ": ");
-  if (r->sub == MLT__V_JSON && !(r->flags & MLT__RF_TRUNC)) {
-    /* Valid JSON text: escape it straight from the record (one pass; the
-     * escaper also replaces invalid UTF-8). */
+  put_value_encoded(out, tmp, r, NULL);
+}
+
+static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, enc_range *rg) {
+  if (rg) rg->len = 0;
+  if (r->sub == MLT__V_STR && !(r->flags & MLT__RF_TRUNC)) {
+    /* a string: the JSON string of its JSON string; plain text is quoted
+     * twice and copied */
     size_t len;
     const char *v = mlt__rec_value(r, &len, NULL);
-    if (json_rec_ok(r, v, len)) {
-      trim_ws(&v, &len);
+    if (mlt__json_plain(v, len)) {
+      mlt__buf_lit(out, "\"\\\"");
+      mlt__buf_put(out, v, len);
+      mlt__buf_lit(out, "\\\"\"");
+      return;
+    }
+  }
+  if (r->sub == MLT__V_JSON && !(r->flags & MLT__RF_TRUNC)) {
+    /* JSON text: escaped straight from the record.  The first time, one pass
+     * both escapes and validates it (the verdict is kept in the record); if
+     * it is not JSON after all, what was written is taken back. */
+    size_t len;
+    const char *v = mlt__rec_value(r, &len, NULL);
+    trim_ws(&v, &len);
+    if (!(r->flags & MLT__RF_CHECKED)) {
+      mlt__rec *w = (mlt__rec *)r;
+      size_t mark = out->len;
+      int utf8_ok = 1;
+      mlt__buf_putc(out, '"');
+      w->flags |= MLT__RF_CHECKED;
+      if (mlt__json_escape_text(out, v, len, &utf8_ok)) {
+        if (!utf8_ok) w->flags |= MLT__RF_BADUTF8;
+        mlt__buf_putc(out, '"');
+        if (rg) *rg = (enc_range){mark, out->len - mark, len};
+        return;
+      }
+      w->flags |= MLT__RF_INVALID;
+      mlt__count_invalid_json();
+      out->len = mark;
+    } else if (!(r->flags & MLT__RF_INVALID)) {
+      size_t mark = out->len;
       mlt__json_str(out, v, len);
+      if (rg) *rg = (enc_range){mark, out->len - mark, len};
       return;
     }
   }
@@ -612,10 +796,18 @@ static void put_attr_text(mlt__buf *out, const char *key, const char *json_text,
 }
 
 int mlt__reserved_attr_key(const mlt__rec *r) {
-  static const char *const keys[] = {"mlflow.traceRequestId", "mlflow.spanType", "mlflow.spanInputs",
-                                     "mlflow.spanOutputs", "mlflow.spanLogLevel"};
+  /* all begin "mlflow." and are 15..21 bytes long */
+  if (r->key_len < 15 || r->key_len > 21 || memcmp(mlt__rec_key(r), "mlflow.", 7) != 0) return 0;
+  static const struct {
+    const char *k;
+    size_t n;
+  } keys[] = {{"mlflow.traceRequestId", 21},
+              {"mlflow.spanType", 15},
+              {"mlflow.spanInputs", 17},
+              {"mlflow.spanOutputs", 18},
+              {"mlflow.spanLogLevel", 19}};
   for (size_t i = 0; i < MLT_ARRAY_LEN(keys); i++)
-    if (key_eq(r, keys[i], strlen(keys[i]))) return 1;
+    if (key_eq(r, keys[i].k, keys[i].n)) return 1;
   return 0;
 }
 
@@ -642,32 +834,66 @@ int mlt__span_log_level(const char *type, size_t n, int error) {
   return 10;
 }
 
-/* One span in Span.to_dict() form. */
-static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, const char *tid_json, size_t tid_len) {
-  mlt__digest *d = mlt__scratch_digest();
-  mlt__buf *tmp = mlt__scratch_buf(2);
-  mlt__digest_span(d, s);
+/* What every span of a trace shares, formatted once per trace; and where
+ * the root's inputs and outputs went (the trace metadata repeats them). */
+typedef struct span_ctx {
+  enc_range root_in, root_out;
+  char head[64]; /* {"trace_id": "<base64>", "span_id": */
+  size_t head_len;
+  char rid[96]; /* "mlflow.traceRequestId": "\"tr-...\"" */
+  size_t rid_len;
+} span_ctx;
+
+static void span_ctx_init(span_ctx *c, const mlt__prepared *p) {
+  c->root_in.len = c->root_out.len = 0;
   uint8_t idb[16];
   mlt__be64(p->t->id_hi, idb);
   mlt__be64(p->t->id_lo, idb + 8);
-  mlt__buf_lit(out, "{\"trace_id\": ");
-  put_b64_id(out, idb, 16);
-  mlt__buf_lit(out, ", \"span_id\": ");
-  mlt__be64(s->span_id, idb);
-  put_b64_id(out, idb, 8);
+  static const char h1[] = "{\"trace_id\": \"", h2[] = "\", \"span_id\": ";
+  char *o = c->head;
+  memcpy(o, h1, sizeof h1 - 1);
+  o += sizeof h1 - 1;
+  o += mlt__base64(idb, 16, o);
+  memcpy(o, h2, sizeof h2 - 1);
+  o += sizeof h2 - 1;
+  c->head_len = (size_t)(o - c->head);
+  static const char r1[] = "{\"mlflow.traceRequestId\": \"\\\"", r2[] = "\\\"\"";
+  o = c->rid;
+  memcpy(o, r1, sizeof r1 - 1);
+  o += sizeof r1 - 1;
+  memcpy(o, p->trace_id, MLT_TRACE_ID_SIZE - 1);
+  o += MLT_TRACE_ID_SIZE - 1;
+  memcpy(o, r2, sizeof r2 - 1);
+  o += sizeof r2 - 1;
+  c->rid_len = (size_t)(o - c->rid);
+  _Static_assert(sizeof c->rid >= sizeof r1 + MLT_TRACE_ID_SIZE + sizeof r2, "rid room");
+}
+
+/* The spanType attribute and spanLogLevel of the MLflow span types (the
+ * type names need no escaping). */
+static int type_level(const mlt__digest *d, int error) {
+  if (error) return 40;
+  return d->type_custom ? mlt__span_log_level(d->type, d->type_len, 0) : d->type_level;
+}
+
+/* One span in Span.to_dict() form. */
+static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_ctx *sc) {
+  mlt__digest *d = mlt__scratch_digest();
+  mlt__buf *tmp = mlt__scratch_buf(2);
+  mlt__digest_span(d, s);
+  mlt__buf_put(out, sc->head, sc->head_len);
+  put_b64_id8(out, s->span_id);
   mlt__buf_lit(out, ", \"parent_span_id\": ");
-  if (s->parent_id) {
-    mlt__be64(s->parent_id, idb);
-    put_b64_id(out, idb, 8);
-  } else {
+  if (s->parent_id)
+    put_b64_id8(out, s->parent_id);
+  else
     mlt__buf_lit(out, "null");
-  }
   mlt__buf_lit(out, ", \"name\": ");
   mlt__json_str(out, d->name, d->name_len);
   mlt__buf_lit(out, ", \"start_time_unix_nano\": ");
-  mlt__buf_i64(out, s->start_ns);
+  put_ts(out, s->start_ns);
   mlt__buf_lit(out, ", \"end_time_unix_nano\": ");
-  mlt__buf_i64(out, s->end_ns);
+  put_ts(out, s->end_ns);
   mlt__buf_lit(out, ", \"events\": [");
   int first = 1;
   for (size_t e = 0; e < d->n_events; e++) {
@@ -723,19 +949,27 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, const
   } else {
     mlt__buf_lit(out, "\"\"");
   }
-  mlt__buf_lit(out, "}, \"attributes\": {\"mlflow.traceRequestId\": ");
-  mlt__json_str(out, tid_json, tid_len);
-  mlt__buf_lit(out, ", ");
-  mlt__buf_reset(tmp);
-  mlt__json_str(tmp, d->type, d->type_len);
-  put_attr_text(out, "mlflow.spanType", tmp->p, tmp->len);
-  if (d->inputs) {
+  mlt__buf_lit(out, "}, \"attributes\": ");
+  mlt__buf_put(out, sc->rid, sc->rid_len);
+  if (!d->type_custom) {
+    /* a type name from the table: nothing to escape */
+    mlt__buf_lit(out, ", \"mlflow.spanType\": \"\\\"");
+    mlt__buf_put(out, d->type, d->type_len);
+    mlt__buf_lit(out, "\\\"\"");
+  } else {
     mlt__buf_lit(out, ", ");
-    put_attr_encoded(out, tmp, "mlflow.spanInputs", 17, d->inputs);
+    mlt__buf_reset(tmp);
+    mlt__json_str(tmp, d->type, d->type_len);
+    put_attr_text(out, "mlflow.spanType", tmp->p, tmp->len);
+  }
+  int root = s == p->spans[p->root >= 0 ? p->root : 0] && p->root >= 0;
+  if (d->inputs) {
+    mlt__buf_lit(out, ", \"mlflow.spanInputs\": ");
+    put_value_encoded(out, tmp, d->inputs, root ? &sc->root_in : NULL);
   }
   if (d->outputs) {
-    mlt__buf_lit(out, ", ");
-    put_attr_encoded(out, tmp, "mlflow.spanOutputs", 18, d->outputs);
+    mlt__buf_lit(out, ", \"mlflow.spanOutputs\": ");
+    put_value_encoded(out, tmp, d->outputs, root ? &sc->root_out : NULL);
   } else if (d->n_chunks) {
     mlt__buf_lit(out, ", ");
     mlt__buf_reset(tmp);
@@ -755,15 +989,17 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, const
   }
   uint32_t dropped = s->n_events_dropped;
   if (dropped) {
-    char num[24];
-    int nl = snprintf(num, sizeof num, "%u", dropped);
-    mlt__buf_lit(out, ", ");
-    put_attr_text(out, "mltrace.droppedEvents", num, (size_t)nl);
+    mlt__buf_lit(out, ", \"mltrace.droppedEvents\": \"");
+    mlt__buf_u64(out, dropped);
+    mlt__buf_putc(out, '"');
   }
-  int lvl = mlt__span_log_level(d->type, d->type_len, status == MLT_STATUS_ERROR);
-  mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"");
-  mlt__buf_u64(out, (uint64_t)lvl);
-  mlt__buf_lit(out, "\"}, \"links\": []}");
+  int lvl = type_level(d, status == MLT_STATUS_ERROR);
+  if (lvl == 10)
+    mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"10\"}, \"links\": []}");
+  else if (lvl == 20)
+    mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"20\"}, \"links\": []}");
+  else
+    mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"40\"}, \"links\": []}");
 }
 
 /* "key": "value" with MLflow's limits (hard cut, no ellipsis). */
@@ -784,8 +1020,18 @@ static int seen_key(mlt__tinfo *from, mlt__tinfo *upto, int kind, const char *ke
   return 0;
 }
 
-static void put_root_attr_raw(mlt__buf *out, const char *key, const mlt__prepared *p, int is_inputs) {
+static void put_root_attr_raw(mlt__buf *out, const char *key, const mlt__prepared *p, int is_inputs,
+                              const mlt__buf *spans, const enc_range *rg) {
   if (p->root < 0) return;
+  if (spans && rg && rg->len && rg->text_len <= 250) {
+    /* the JSON text fits MLflow's 250 characters: what the root span's
+     * attribute holds, already escaped */
+    mlt__buf_lit(out, ", ");
+    mlt__json_str(out, key, strlen(key));
+    mlt__buf_lit(out, ": ");
+    mlt__buf_put(out, spans->p + rg->off, rg->len);
+    return;
+  }
   mlt__digest *d = mlt__scratch_digest();
   mlt__digest_span(d, p->spans[p->root]);
   const mlt__rec *r = is_inputs ? d->inputs : d->outputs;
@@ -804,8 +1050,32 @@ static void put_root_attr_raw(mlt__buf *out, const char *key, const mlt__prepare
   mlt__buf_free(&tmp2);
 }
 
+/* MLflow's sizeStats of a trace's span JSONs. */
+typedef struct size_stats {
+  int have;
+  size_t total, max, p25, p50, p75;
+  uint32_t n;
+} size_stats;
+
+/* The sizeStats JSON text as a JSON string (escaped as it is written). */
+static void put_size_stats(mlt__buf *out, const size_stats *st) {
+  mlt__buf_lit(out, "\"{\\\"total_size_bytes\\\": ");
+  mlt__buf_u64(out, st->total);
+  mlt__buf_lit(out, ", \\\"num_spans\\\": ");
+  mlt__buf_u64(out, st->n);
+  mlt__buf_lit(out, ", \\\"max\\\": ");
+  mlt__buf_u64(out, st->max);
+  mlt__buf_lit(out, ", \\\"p25\\\": ");
+  mlt__buf_u64(out, st->p25);
+  mlt__buf_lit(out, ", \\\"p50\\\": ");
+  mlt__buf_u64(out, st->p50);
+  mlt__buf_lit(out, ", \\\"p75\\\": ");
+  mlt__buf_u64(out, st->p75);
+  mlt__buf_lit(out, "}\"");
+}
+
 static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti, int for_rest,
-                           const char *size_stats, size_t size_bytes) {
+                           const size_stats *stats, size_t size_bytes, const mlt__buf *spans, const span_ctx *sc) {
   if (!for_rest) mlt__buf_putc(out, '{');
   mlt__buf_lit(out, "\"trace_id\": \"");
   mlt__buf_put(out, ti->trace_id, MLT_TRACE_ID_SIZE - 1);
@@ -839,8 +1109,8 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
   const char *user = user_name();
   mlt__json_str(out, user, strlen(user));
   if (p->root >= 0) {
-    put_root_attr_raw(out, "mlflow.traceInputs", p, 1);
-    put_root_attr_raw(out, "mlflow.traceOutputs", p, 0);
+    put_root_attr_raw(out, "mlflow.traceInputs", p, 1, spans, sc ? &sc->root_in : NULL);
+    put_root_attr_raw(out, "mlflow.traceOutputs", p, 0, spans, sc ? &sc->root_out : NULL);
   }
   if (p->t->flags & MLT__TF_CONTINUATION) mlt__buf_lit(out, ", \"mltrace.continuation\": \"true\"");
   if (p->t->flags & MLT__TF_REMOTE) mlt__buf_lit(out, ", \"mltrace.remoteParent\": \"true\"");
@@ -856,9 +1126,9 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
     mlt__buf_lit(out, ", ");
     put_kv_limited(out, "mlflow.trace.user", 17, ti->user, strlen(ti->user), 250);
   }
-  if (size_stats) {
+  if (stats) {
     mlt__buf_lit(out, ", \"mlflow.trace.sizeStats\": ");
-    mlt__json_str(out, size_stats, strlen(size_stats));
+    put_size_stats(out, stats);
     mlt__buf_lit(out, ", \"mlflow.trace.sizeBytes\": \"");
     mlt__buf_u64(out, size_bytes);
     mlt__buf_putc(out, '"');
@@ -909,27 +1179,23 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
   mlt__buf_putc(out, '}');
 }
 
-static size_t spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt__trace_info *ti, char *stats,
-                              size_t stats_size);
+static size_t spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt__trace_info *ti,
+                              size_stats *stats, span_ctx *sc);
 
 void mlt__json_trace_info(mlt__buf *out, mlt__buf *data, const mlt__prepared *p, const mlt__trace_info *ti) {
   /* sizeStats.num_spans doubles as the server's completeness check (a trace
    * with fewer stored spans is hidden from search): it is exact here, and
    * the MLflow exporter sends this only after the spans were stored. */
-  char stats[200];
+  size_stats stats;
   mlt__buf *spans = mlt__scratch_buf(1);
-  size_t total = spans_and_stats(spans, p, ti, stats, sizeof stats);
-  json_info_body(out, p, ti, 1, p->root >= 0 && stats[0] ? stats : NULL, total);
+  span_ctx sc;
+  size_t total = spans_and_stats(spans, p, ti, &stats, &sc);
+  json_info_body(out, p, ti, 1, p->root >= 0 && stats.have ? &stats : NULL, total, spans, &sc);
   if (data) {
     mlt__buf_lit(data, "{\"spans\": [");
     mlt__buf_put(data, spans->p ? spans->p : "", spans->len);
     mlt__buf_lit(data, "]}");
   }
-}
-
-static int cmp_size(const void *a, const void *b) {
-  size_t x = *(const size_t *)a, y = *(const size_t *)b;
-  return x < y ? -1 : x > y;
 }
 
 static size_t percentile(const size_t *sorted, size_t n, double q) {
@@ -942,35 +1208,42 @@ static size_t percentile(const size_t *sorted, size_t n, double q) {
 }
 
 /* Serialize the spans of |p| as the "spans" array contents into |spans|
- * and format MLflow's sizeStats over them into |stats| (MLflow's formula:
- * sizes of the span JSONs, plus the separators).  Returns that total. */
-static size_t spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt__trace_info *ti, char *stats,
-                              size_t stats_size) {
+ * and compute MLflow's sizeStats over them (MLflow's formula: sizes of the
+ * span JSONs, plus the separators).  Returns that total. */
+static size_t spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt__trace_info *ti,
+                              size_stats *stats, span_ctx *sc) {
+  (void)ti;
   mlt__buf_reset(spans);
-  char tid_json[MLT_TRACE_ID_SIZE + 2];
-  tid_json[0] = '"';
-  memcpy(tid_json + 1, ti->trace_id, MLT_TRACE_ID_SIZE - 1);
-  tid_json[MLT_TRACE_ID_SIZE] = '"';
+  span_ctx_init(sc, p);
   size_t sizes_stack[64];
   size_t *sizes = p->n <= 64 ? sizes_stack : malloc(p->n * sizeof *sizes);
   size_t total = 0, max = 0;
   for (uint32_t i = 0; i < p->n; i++) {
     if (i) mlt__buf_lit(spans, ", ");
     size_t start = spans->len;
-    json_span(spans, p, p->spans[i], tid_json, MLT_TRACE_ID_SIZE + 1);
+    json_span(spans, p, p->spans[i], sc);
     size_t sz = spans->len - start;
     if (sizes) sizes[i] = sz;
     total += sz;
     max = MLT_MAX(max, sz);
   }
-  stats[0] = '\0';
+  stats->have = 0;
   if (p->n) total += (p->n - 1) * 2;
   if (sizes && p->n) {
-    qsort(sizes, p->n, sizeof *sizes, cmp_size);
-    snprintf(stats, stats_size,
-             "{\"total_size_bytes\": %zu, \"num_spans\": %u, \"max\": %zu, \"p25\": %zu, \"p50\": %zu, \"p75\": %zu}",
-             total, p->n, max, percentile(sizes, p->n, 0.25), percentile(sizes, p->n, 0.5),
-             percentile(sizes, p->n, 0.75));
+    /* insertion sort: traces are small, and qsort's calls cost more */
+    for (uint32_t i = 1; i < p->n; i++) {
+      size_t x = sizes[i];
+      uint32_t j = i;
+      for (; j > 0 && sizes[j - 1] > x; j--) sizes[j] = sizes[j - 1];
+      sizes[j] = x;
+    }
+    stats->have = 1;
+    stats->total = total;
+    stats->n = p->n;
+    stats->max = max;
+    stats->p25 = percentile(sizes, p->n, 0.25);
+    stats->p50 = percentile(sizes, p->n, 0.5);
+    stats->p75 = percentile(sizes, p->n, 0.75);
   }
   if (sizes != sizes_stack) free(sizes);
   return total;
@@ -979,10 +1252,11 @@ static size_t spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt
 void mlt__json_trace(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti) {
   /* Spans first (into scratch), so that sizeStats is exact for our bytes. */
   mlt__buf *spans = mlt__scratch_buf(1);
-  char stats[200];
-  size_t total = spans_and_stats(spans, p, ti, stats, sizeof stats);
+  size_stats stats;
+  span_ctx sc;
+  size_t total = spans_and_stats(spans, p, ti, &stats, &sc);
   mlt__buf_lit(out, "{\"info\": ");
-  json_info_body(out, p, ti, 0, p->root >= 0 && stats[0] ? stats : NULL, total);
+  json_info_body(out, p, ti, 0, p->root >= 0 && stats.have ? &stats : NULL, total, spans, &sc);
   mlt__buf_lit(out, ", \"data\": {\"spans\": [");
   mlt__buf_put(out, spans->p ? spans->p : "", spans->len);
   mlt__buf_lit(out, "]}}\n");

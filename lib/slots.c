@@ -1,7 +1,9 @@
 /* lib/slots.c: the span slot table.
  *
- * Slots live in chunks of 1024 that are never freed while the library runs,
- * so a stale handle can always be checked against its slot's generation.
+ * Slots live in one reserved address range, committed 1024 slots at a time
+ * and never released while the library runs, so a stale handle can always be
+ * checked against its slot's generation, and a slot's address is the table's
+ * base plus its index.
  * Free slot indices circulate through per-thread magazines (no lock, no
  * atomic operation on the hot path) and a global pool of batches of
  * MLT__MAG_SIZE / 2 indices, a lock-free stack that magazines refill from and
@@ -13,12 +15,17 @@
 #include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
-mlt__span *_Atomic mlt__g_slot_chunks[MLT__SLOT_MAX_CHUNKS];
+mlt__span *mlt__g_slots;
+_Atomic uint32_t mlt__g_slots_n;
+static size_t g_slots_reserved; /* slots the reserved range holds */
+static size_t g_slots_bytes;    /* its size */
 
 #define BATCH (MLT__MAG_SIZE / 2)
 #define SB_BLOCK 64 /* batch nodes per allocation */
-#define SB_MAX_BLOCKS (MLT__SLOT_MAX_CHUNKS * MLT__SLOT_CHUNK / BATCH / SB_BLOCK * 2)
+#define SB_MAX_BLOCKS (MLT__SLOT_MAX / BATCH / SB_BLOCK * 2)
 
 typedef struct sbatch {
   _Atomic uint32_t next; /* lock-free stack link */
@@ -82,11 +89,32 @@ static uint32_t next_gen(uint32_t gen) {
   return gen;
 }
 
+/* Reserve the table's address range: as large as the address space allows
+ * (no memory is committed until used).  Caller holds grow_mu. */
+static int reserve(void) {
+  for (size_t n = MLT__SLOT_MAX; n >= MLT__SLOT_CHUNK * 16; n /= 4) {
+    size_t bytes = n * sizeof(mlt__span);
+    void *p = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p != MAP_FAILED) {
+      mlt__g_slots = p;
+      g_slots_reserved = n;
+      g_slots_bytes = bytes;
+      return 0;
+    }
+  }
+  return -1;
+}
+
 /* A new chunk of slots, its indices in the pool.  Caller holds grow_mu. */
 static int add_chunk(void) {
-  if (n_chunks >= MLT__SLOT_MAX_CHUNKS) return -1;
-  mlt__span *c = calloc(MLT__SLOT_CHUNK, sizeof *c);
-  if (!c) return -1;
+  if (!mlt__g_slots && reserve() != 0) return -1;
+  if ((size_t)n_chunks * MLT__SLOT_CHUNK + MLT__SLOT_CHUNK > g_slots_reserved) return -1;
+  mlt__span *c = mlt__g_slots + (size_t)n_chunks * MLT__SLOT_CHUNK;
+  /* Commit the pages of this chunk (fresh anonymous memory: zeroed). */
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  uintptr_t lo = (uintptr_t)c & ~(uintptr_t)(page - 1);
+  uintptr_t hi = ((uintptr_t)(c + MLT__SLOT_CHUNK) + page - 1) & ~(uintptr_t)(page - 1);
+  if (mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) != 0) return -1;
   /* Generations start from an epoch-dependent base, so handles kept across
    * mlt_shutdown() + mlt_init() do not match new spans. */
   uint32_t base = (atomic_load(&mlt__g_epoch) * 0x10001u) & 0x7FFFFFFFu;
@@ -102,8 +130,8 @@ static int add_chunk(void) {
     /* reversed, so that low indices are handed out first */
     idx[i] = first + MLT__SLOT_CHUNK - 1 - i;
   }
-  atomic_store_explicit(&mlt__g_slot_chunks[n_chunks], c, memory_order_release);
   n_chunks++;
+  atomic_store_explicit(&mlt__g_slots_n, n_chunks * MLT__SLOT_CHUNK, memory_order_release);
   pool_put_ex(idx, MLT__SLOT_CHUNK, 1);
   return 0;
 }
@@ -206,7 +234,10 @@ void mlt__slot_release(mlt__span *s, mlt__tls *tls) {
  * is the parent's copy-on-write image) so that mlt_init() starts afresh. */
 void mlt__slots_atfork_child(void) {
   pthread_mutex_init(&grow_mu, NULL);
-  for (uint32_t i = 0; i < n_chunks; i++) mlt__forget(atomic_load_explicit(&mlt__g_slot_chunks[i], memory_order_relaxed));
+  /* the slot range stays mapped (the parent's image); forgotten */
+  mlt__g_slots = NULL;
+  g_slots_reserved = g_slots_bytes = 0;
+  atomic_store(&mlt__g_slots_n, 0);
   for (uint32_t i = 0; i < SB_MAX_BLOCKS; i++) {
     mlt__forget(atomic_load_explicit(&sb_blocks[i], memory_order_relaxed));
     atomic_store_explicit(&sb_blocks[i], NULL, memory_order_relaxed);
@@ -214,23 +245,22 @@ void mlt__slots_atfork_child(void) {
   n_chunks = n_sb = 0;
   atomic_store(&g_full, 0);
   atomic_store(&g_empty, 0);
-  for (uint32_t i = 0; i < MLT__SLOT_MAX_CHUNKS; i++) atomic_store_explicit(&mlt__g_slot_chunks[i], NULL, memory_order_relaxed);
 }
 
 void mlt__slots_shutdown(void) {
   pthread_mutex_lock(&grow_mu);
-  for (uint32_t i = 0; i < n_chunks; i++) {
-    mlt__span *c = atomic_load(&mlt__g_slot_chunks[i]);
-    atomic_store(&mlt__g_slot_chunks[i], NULL);
-    /* Spans still allocated here were abandoned (e.g. expired and never
-     * ended by their owner): free their log chunks too. */
-    for (uint32_t k = 0; c && k < MLT__SLOT_CHUNK; k++) {
-      if (MLT__GS_STATE(atomic_load(&c[k].gs)) == MLT__S_FREE) continue;
-      mlt__span_free_payload(&c[k], NULL);
-      if (c[k].ctx) mlt_context_release(c[k].ctx);
-    }
-    free(c);
+  atomic_store(&mlt__g_slots_n, 0);
+  for (size_t i = 0; i < (size_t)n_chunks * MLT__SLOT_CHUNK; i++) {
+    /* Spans still allocated were abandoned (e.g. expired and never ended by
+     * their owner): free their log chunks too. */
+    mlt__span *c = &mlt__g_slots[i];
+    if (MLT__GS_STATE(atomic_load(&c->gs)) == MLT__S_FREE) continue;
+    mlt__span_free_payload(c, NULL);
+    if (c->ctx) mlt_context_release(c->ctx);
   }
+  if (mlt__g_slots) munmap(mlt__g_slots, g_slots_bytes);
+  mlt__g_slots = NULL;
+  g_slots_reserved = g_slots_bytes = 0;
   for (uint32_t i = 0; i < SB_MAX_BLOCKS; i++) {
     sbatch *blk = atomic_load_explicit(&sb_blocks[i], memory_order_relaxed);
     if (!blk) break;

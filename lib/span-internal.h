@@ -1,17 +1,25 @@
 /* lib/span-internal.h: spans, traces, contexts, per-thread state.
  *
- * Memory model in one paragraph.  A span lives in a *slot* of a global slot
- * table that only grows (slots are recycled, never unmapped while the library
- * runs).  A handle is (generation << 32 | index + 1); the slot's atomic word
- * |gs| packs the generation and the span state, so a stale handle is detected
- * by one load, and ending a span is one CAS that also proves the slot was not
- * recycled.  Span data (name, attributes, inputs, events, ...) is an
- * append-only *record log* written only by the thread that owns the span;
- * each log chunk publishes its length with a release store, so the export
- * thread can read a consistent prefix of an open span (trace timeout) without
- * locks.  Traces are reference-counted headers from a type-stable pool; a
- * trace finishes when its counter of open spans and holds drops to zero, and
- * the thread that drops it enqueues the trace on the bounded export queue.
+ * Memory model.  A span lives in a *slot* of the slot table, one reserved
+ * address range that only grows (slots are recycled, never unmapped while
+ * the library runs): a slot's address is base + index.  A handle is
+ * (generation << 32 | index + 1); the slot's atomic word |gs| packs the
+ * generation and the span state, so a stale handle is detected by one load
+ * and compare, and ending a span is one CAS that also proves the slot was not
+ * recycled.  A free slot is clean; starting a span writes only what differs.
+ * Span data (name, attributes, inputs, events, ...) is an append-only
+ * *record log* (8-byte record headers) written only by the thread that owns
+ * the span; each log chunk publishes its length with a release store, so the
+ * export thread can read a consistent prefix of an open span (trace timeout)
+ * without locks.  Span ids, and the low half of the ids of traces started
+ * here, are a keyed bijection of the slot handle, so lookups by id (client
+ * API) invert it instead of searching a shared registry.  Traces are
+ * reference-counted headers from a type-stable pool; a trace finishes when
+ * its counter of open spans and holds drops to zero, and the thread that
+ * drops it enqueues the trace on the bounded export queue.  Free slots and
+ * trace headers circulate through per-thread caches that refill from and
+ * spill to lock-free stacks in batches: start, set, end and finish take no
+ * lock shared across traces (only growing a pool takes a mutex).
  */
 #ifndef MLT_SPAN_INTERNAL_H
 #define MLT_SPAN_INTERNAL_H
@@ -243,7 +251,17 @@ struct mlt_context {
 #define MLT__MAX_ATTACH 64
 #define MLT__MAG_SIZE 256
 #define MLT__CHUNK_CLASSES 8 /* log chunk size classes: 512 B .. 64 KiB */
-#define MLT__CHUNK_CACHE 16  /* per class, per thread */
+#define MLT__CHUNK_CACHE 64  /* per class, per thread, at most (see mlt__chunk_cache_max()) */
+/* A thread's cache of class k holds up to 32 KiB worth (at least 4 chunks). */
+static inline unsigned mlt__chunk_cache_max(int k) { return (64u >> k) < 4 ? 4 : 64u >> k; }
+/* Smallest log chunk class (512 B << k, header included) whose payload
+ * holds |need| bytes, or -1 (larger: a chunk of its own). */
+static inline int mlt__chunk_class(size_t need) {
+  size_t total = need + 16;
+  if (total <= 512) return 0;
+  int k = (int)(64 - __builtin_clzll((unsigned long long)(total - 1))) - 9;
+  return k < MLT__CHUNK_CLASSES ? k : -1;
+}
 
 typedef struct mlt__tls_counters {
   uint64_t spans_started;
@@ -270,13 +288,15 @@ typedef struct mlt__last_trace {
   _Atomic int64_t stamp; /* finish time (ns, realtime); 0: none */
 } mlt__last_trace;
 
+/* Sequence-count write without fences (TSan has none): the data stores are
+ * releases, so a reader that sees new data (acquire) also sees the odd
+ * count and retries; the final even count is a release too. */
 static inline void mlt__last_write(mlt__last_trace *l, uint64_t hi, uint64_t lo, int64_t stamp) {
   uint32_t q = atomic_load_explicit(&l->seq, memory_order_relaxed);
   atomic_store_explicit(&l->seq, q + 1, memory_order_relaxed);
-  atomic_thread_fence(memory_order_release);
-  atomic_store_explicit(&l->hi, hi, memory_order_relaxed);
-  atomic_store_explicit(&l->lo, lo, memory_order_relaxed);
-  atomic_store_explicit(&l->stamp, stamp, memory_order_relaxed);
+  atomic_store_explicit(&l->hi, hi, memory_order_release);
+  atomic_store_explicit(&l->lo, lo, memory_order_release);
+  atomic_store_explicit(&l->stamp, stamp, memory_order_release);
   atomic_store_explicit(&l->seq, q + 2, memory_order_release);
 }
 
@@ -379,38 +399,35 @@ static inline uint32_t mlt__lf_pop(_Atomic uint64_t *top, mlt__lf_next_fn next_o
 }
 
 /* ---- slots (slots.c) ---- */
-#define MLT__SLOT_CHUNK_SHIFT 10
-#define MLT__SLOT_CHUNK (1u << MLT__SLOT_CHUNK_SHIFT)
-#define MLT__SLOT_MAX_CHUNKS 65536u
-extern mlt__span *_Atomic mlt__g_slot_chunks[MLT__SLOT_MAX_CHUNKS];
+/* The slot table is one reserved address range (never moved or unmapped
+ * while the library runs), committed in chunks of MLT__SLOT_CHUNK slots as it
+ * grows: a slot's address is base + index, one multiply.  mlt__g_slots_n
+ * (release-stored after a chunk is committed) bounds every index taken from
+ * a handle. */
+#define MLT__SLOT_CHUNK 1024u
+#define MLT__SLOT_MAX (1u << 26) /* slots reserved at most (fewer when the address space is short) */
+extern mlt__span *mlt__g_slots;
+extern _Atomic uint32_t mlt__g_slots_n;
 
-static inline mlt__span *mlt__slot_at(uint32_t index) {
-  mlt__span *c = atomic_load_explicit(&mlt__g_slot_chunks[index >> MLT__SLOT_CHUNK_SHIFT], memory_order_acquire);
-  return c ? &c[index & (MLT__SLOT_CHUNK - 1)] : NULL;
-}
+/* Slot |index| (taken from a magazine: always committed). */
+static inline mlt__span *mlt__slot_at(uint32_t index) { return &mlt__g_slots[index]; }
 /* Resolve a handle: returns the slot if the generation matches (any state
  * but FREE), with *gs_out = the current gs word. */
 static inline mlt__span *mlt__span_get(mlt_span h, uint64_t *gs_out) {
-  uint32_t idx1 = (uint32_t)h.id_;
-  if (MLT_UNLIKELY(idx1 == 0 || h.id_ >= MLT__H_NONREC_DET)) return NULL;
-  uint32_t idx = idx1 - 1;
-  if (MLT_UNLIKELY(idx >= MLT__SLOT_MAX_CHUNKS * MLT__SLOT_CHUNK)) return NULL;
-  mlt__span *s = mlt__slot_at(idx);
-  if (MLT_UNLIKELY(!s)) return NULL;
+  uint32_t idx = (uint32_t)h.id_ - 1; /* NONE and non-recording handles give an index past the table */
+  if (MLT_UNLIKELY(idx >= atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire))) return NULL;
+  mlt__span *s = &mlt__g_slots[idx];
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_acquire);
   if (MLT_UNLIKELY(MLT__GS_GEN(gs) != (uint32_t)(h.id_ >> 32) || MLT__GS_STATE(gs) == MLT__S_FREE)) return NULL;
   *gs_out = gs;
   return s;
 }
 /* Resolve a handle to an OPEN span in a few instructions (one compare checks
- * generation and state), or NULL: not open, stale, NONE or non-recording
- * (their index is out of range). */
+ * generation and state), or NULL: not open, stale, NONE or non-recording. */
 static inline mlt__span *mlt__span_open_fast(mlt_span h) {
   uint32_t idx = (uint32_t)h.id_ - 1;
-  if (MLT_UNLIKELY(idx >= MLT__SLOT_MAX_CHUNKS * MLT__SLOT_CHUNK)) return NULL;
-  mlt__span *c = atomic_load_explicit(&mlt__g_slot_chunks[idx >> MLT__SLOT_CHUNK_SHIFT], memory_order_acquire);
-  if (MLT_UNLIKELY(!c)) return NULL;
-  mlt__span *s = &c[idx & (MLT__SLOT_CHUNK - 1)];
+  if (MLT_UNLIKELY(idx >= atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire))) return NULL;
+  mlt__span *s = &mlt__g_slots[idx];
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_acquire);
   if (MLT_UNLIKELY(gs != ((h.id_ & UINT64_C(0xFFFFFFFF00000000)) | MLT__S_OPEN))) return NULL;
   return s;
@@ -484,8 +501,23 @@ void mlt__span_init(mlt__span *s, mlt__trace *t, uint64_t span_id, uint64_t pare
 mlt__trace *mlt__trace_pool_get(mlt__tls *tls);
 static inline void mlt__trace_ref(mlt__trace *t) { atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed); }
 void mlt__trace_unref(mlt__trace *t);
-/* Ref the trace of span |s| (handle generation |gen|) if both still live. */
-mlt__trace *mlt__trace_acquire_from_span(mlt__span *s, uint32_t gen);
+/* Ref the trace of span |s| (handle generation |gen|) if both still live.
+ * The header is type-stable: its count is tested even if it is being
+ * recycled, and the span is checked again once the reference is held. */
+static inline mlt__trace *mlt__trace_acquire_from_span(mlt__span *s, uint32_t gen) {
+  mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_acquire);
+  if (!t) return NULL;
+  int32_t r = atomic_load_explicit(&t->refs, memory_order_relaxed);
+  do {
+    if (r <= 0) return NULL;
+  } while (!atomic_compare_exchange_weak(&t->refs, &r, r + 1));
+  uint64_t gs = atomic_load(&s->gs);
+  if (MLT_UNLIKELY(MLT__GS_GEN(gs) != gen || MLT__GS_STATE(gs) == MLT__S_FREE || atomic_load(&s->trace) != t)) {
+    mlt__trace_unref(t);
+    return NULL;
+  }
+  return t;
+}
 /* Try to add one to the open counter (joining a span or a hold). */
 int mlt__trace_join(mlt__trace *t);
 /* Drop one from the open counter; finishes the trace at zero (|now|: the
@@ -545,7 +577,10 @@ mlt_span mlt__span_start_opts(mlt__tls *tls, const mlt__start_opts *o);
 /* ---- spans (span.c) ---- */
 /* Client API (client.c): start per |o| on this thread (NONE when disabled);
  * set the inputs; finish a span as mlt_client_end_span() does. */
-mlt_span mlt__span_client_start(const mlt__start_opts *o);
+/* Start a span named |name| under |parent| (or a new trace) and fill the
+ * ids and handle of |out|; MLT_OK, MLT_ENOTRECORDING (disabled, sampled
+ * out), MLT_ENOTFOUND (parent gone), MLT_ENOMEM. */
+int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out);
 int mlt__span_client_inputs(mlt_span h, const char *inputs_json);
 int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message);
 void mlt__count_misuse(const char *what, int status);

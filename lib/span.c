@@ -46,10 +46,9 @@ static void add_counters(mlt__tls_counters *dst, const mlt__tls_counters *src) {
 static int64_t last_read(mlt__last_trace *l, uint64_t *hi, uint64_t *lo) {
   for (;;) {
     uint32_t s1 = atomic_load_explicit(&l->seq, memory_order_acquire);
-    uint64_t h = atomic_load_explicit(&l->hi, memory_order_relaxed);
-    uint64_t o = atomic_load_explicit(&l->lo, memory_order_relaxed);
-    int64_t st = atomic_load_explicit(&l->stamp, memory_order_relaxed);
-    atomic_thread_fence(memory_order_acquire);
+    uint64_t h = atomic_load_explicit(&l->hi, memory_order_acquire);
+    uint64_t o = atomic_load_explicit(&l->lo, memory_order_acquire);
+    int64_t st = atomic_load_explicit(&l->stamp, memory_order_acquire);
     if (!(s1 & 1) && atomic_load_explicit(&l->seq, memory_order_relaxed) == s1) {
       *hi = h;
       *lo = o;
@@ -221,11 +220,20 @@ char *mlt__log_reserve(mlt__span *s, size_t size) {
   uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
   if (MLT_LIKELY(c->cap - used >= size)) return mlt__chunk_data(c) + used;
   size_t cap = (c == &s->head) ? 512 - sizeof(mlt__chunk) : (size_t)c->cap * 2;
-  if (cap > 65536) cap = 65536;
+  if (cap > 65536 - sizeof(mlt__chunk)) cap = 65536 - sizeof(mlt__chunk);
   if (cap < size) cap = size;
   if (cap > UINT32_MAX - 64) return NULL;
-  mlt__chunk *n = mlt__chunk_alloc(mlt__tls_get(), cap);
-  if (!n) return NULL;
+  mlt__tls *tls = mlt__tls_get();
+  int k = mlt__chunk_class(cap);
+  mlt__chunk *n;
+  if (MLT_LIKELY(tls && k >= 0 && tls->n_chunks[k])) {
+    /* this thread's cache (the export thread refills the pool) */
+    n = tls->chunks[k][--tls->n_chunks[k]];
+    atomic_init(&n->next, NULL);
+    atomic_init(&n->used, 0);
+  } else if (!(n = mlt__chunk_alloc(tls, cap))) {
+    return NULL;
+  }
   atomic_store_explicit(&c->next, n, memory_order_release);
   s->tail = n;
   return mlt__chunk_data(n);
@@ -641,8 +649,8 @@ static MLT_ALWAYS_INLINE mlt_span start_impl(mlt__tls *tls, const mlt__start_opt
   int64_t now = o->start_ns ? o->start_ns : mlt__now_ns();
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
   mlt_span h = mlt__span_handle(s, gs);
-  uint64_t span_id = mlt__id_from_handle(h.id_, 0);
-  if (mint) t->id_lo = mlt__id_from_handle(h.id_, 1);
+  uint64_t span_id = mlt__id_from_handle(h.id_);
+  if (mint) t->id_lo = mlt__trace_lo_from_span_id(span_id);
   span_init_fields(s, t, span_id, parent_id, type, now);
   const char *name = o->name;
   size_t name_len = o->name_len;
@@ -916,12 +924,8 @@ static MLT_NOINLINE int end_slow_get(mlt_span h) {
  * thread's current span restored, the trace's open counter dropped.  The
  * status stays UNSET when none was set: readers take UNSET as OK once the
  * span ended. */
-static MLT_ALWAYS_INLINE int end_impl(mlt_span h) {
-  if (MLT_UNLIKELY(h.id_ >= MLT__H_NONREC_DET)) return end_slow_get(h);
-  /* The clock first: fewer values live across the call. */
-  int64_t now = mlt__now_ns();
-  mlt__span *s = mlt__span_open_fast(h);
-  if (MLT_UNLIKELY(!s)) return end_slow_get(h);
+/* End open span |s| (handle |h|). */
+static MLT_ALWAYS_INLINE int end_open(mlt_span h, mlt__span *s, int64_t now) {
   uint64_t gs = (h.id_ & UINT64_C(0xFFFFFFFF00000000)) | MLT__S_OPEN;
   if (MLT_UNLIKELY(s->reducer != NULL) && s->n_chunks && !(s->flags & MLT__SF_OUTPUTS)) run_reducer(s);
   mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
@@ -944,6 +948,15 @@ static MLT_ALWAYS_INLINE int end_impl(mlt_span h) {
   }
   mlt__trace_leave_at(t, now);
   return MLT_OK;
+}
+
+static MLT_ALWAYS_INLINE int end_impl(mlt_span h) {
+  if (MLT_UNLIKELY(h.id_ >= MLT__H_NONREC_DET)) return end_slow_get(h);
+  /* The clock first: fewer values live across the call. */
+  int64_t now = mlt__now_ns();
+  mlt__span *s = mlt__span_open_fast(h);
+  if (MLT_UNLIKELY(!s)) return end_slow_get(h);
+  return end_open(h, s, now);
 }
 
 int mlt_span_end(mlt_span h) { return end_impl(h); }
@@ -1062,10 +1075,31 @@ static MLT_ALWAYS_INLINE mlt__chunk *attr_room(mlt_span h, size_t key_len, size_
   return c;
 }
 
+/* A string value longer than the fast path takes, of known length: one
+ * copy, into the current chunk or a new one (no step at the inline area's
+ * end but a chunk from this thread's cache). */
+static MLT_NOINLINE int attr_str_big(mlt_span h, const char *key, size_t key_len, const char *value, size_t len) {
+  if (MLT_UNLIKELY(!value || !key)) return attr_str_slow(h, key, key_len, value, len);
+  if (len == MLT_NTS) len = strlen(value);
+  if (MLT_UNLIKELY(key_len > MLT__KEY_MAX || len > mlt__g_cfg.max_value_bytes))
+    return attr_str_slow(h, key, key_len, value, len);
+  mlt__span *s = mlt__span_open_fast(h);
+  if (MLT_UNLIKELY(!s)) return attr_str_slow(h, key, key_len, value, len);
+  if (key_len == MLT_NTS && (key_len = strlen(key)) > MLT__KEY_MAX) return attr_str_slow(h, key, key_len, value, len);
+  size_t size = mlt__rec_size(key_len, len);
+  char *p = mlt__log_reserve(s, size);
+  if (MLT_UNLIKELY(!p)) return MLT_ENOMEM;
+  write_rec(p, MLT__R_ATTR, MLT__V_STR, 0, 0, key_len, len);
+  memcpy(p + sizeof(mlt__rec), key, key_len);
+  memcpy(p + sizeof(mlt__rec) + key_len, value, len);
+  mlt__log_publish(s, size);
+  return MLT_OK;
+}
+
 int mlt__attr_str(mlt_span h, const char *key, size_t key_len, const char *value, size_t len) {
   /* len is MLT_NTS for a NULL value: the general path reports it */
   if (MLT_UNLIKELY(len > atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed)))
-    return attr_str_slow(h, key, key_len, value, len);
+    return attr_str_big(h, key, key_len, value, len);
   uint32_t used;
   size_t size = mlt__rec_size(key_len, len);
   mlt__chunk *c = attr_room(h, key_len, size, &used);
@@ -1274,8 +1308,11 @@ static int register_foreign(mlt__trace *t) {
 }
 
 int mlt__span_ids(mlt__span *s, uint64_t gs, mlt__trace *t, char *trace_id, char *span_id) {
-  if (trace_id) mlt__format_trace_id(t->id_hi, t->id_lo, trace_id);
-  if (span_id) {
+  if (trace_id && span_id) {
+    mlt__format_ids(t->id_hi, t->id_lo, s->span_id, trace_id, span_id);
+  } else if (trace_id) {
+    mlt__format_trace_id(t->id_hi, t->id_lo, trace_id);
+  } else if (span_id) {
     mlt__hex64(s->span_id, span_id);
     span_id[16] = '\0';
   }
@@ -1333,10 +1370,12 @@ int mlt_span_is_recording(mlt_span h) {
 /* ---- client API helpers (client.c) ----------------------------------- */
 
 int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message) {
-  uint64_t gs;
-  mlt__span *s = mlt__span_get(h, &gs);
-  if (!s) return MLT_ENOTFOUND;
-  if (MLT__GS_STATE(gs) != MLT__S_OPEN) return MLT_EENDED;
+  int64_t now = mlt__now_ns();
+  mlt__span *s = mlt__span_open_fast(h);
+  if (MLT_UNLIKELY(!s)) {
+    uint64_t gs;
+    return mlt__span_get(h, &gs) ? MLT_EENDED : MLT_ENOTFOUND;
+  }
   if (outputs_json) set_json(h, MLT__R_OUTPUTS, outputs_json, MLT_NTS, "mlt_client_end_span");
   if (status != MLT_STATUS_UNSET || message) {
     if (!(s->status == MLT_STATUS_ERROR && status != MLT_STATUS_ERROR)) {
@@ -1347,16 +1386,23 @@ int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_statu
       }
     }
   }
-  return end_impl(h);
+  return end_open(h, s, now);
 }
 
 int mlt__span_client_inputs(mlt_span h, const char *inputs_json) {
   return set_json(h, MLT__R_INPUTS, inputs_json, MLT_NTS, "mlt_client_start_span");
 }
 
-mlt_span mlt__span_client_start(const mlt__start_opts *o) {
-  if (MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
+int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out) {
+  if (MLT_UNLIKELY(!enabled_now())) return MLT_ENOTRECORDING;
   mlt__tls *tls = mlt__tls_get();
-  if (MLT_UNLIKELY(!tls)) return (mlt_span){0};
-  return start_impl(tls, o);
+  if (MLT_UNLIKELY(!tls)) return MLT_ENOTRECORDING;
+  mlt__start_opts o = {NULL, parent, name, MLT_NTS, NULL, 0, type, 0};
+  mlt_span h = start_impl(tls, &o);
+  out->span = h;
+  if (h.id_ == 0 || mlt__h_is_nonrec(h)) return MLT_ENOTRECORDING;
+  /* Just started here: open, and nobody else has the handle yet. */
+  mlt__span *s = mlt__slot_at((uint32_t)h.id_ - 1);
+  return mlt__span_ids(s, MLT__GS(h.id_ >> 32, MLT__S_OPEN), atomic_load_explicit(&s->trace, memory_order_relaxed),
+                       out->trace_id, out->span_id);
 }

@@ -168,21 +168,6 @@ void mlt__trace_unref(mlt__trace *t) {
   tpool_put(t);
 }
 
-mlt__trace *mlt__trace_acquire_from_span(mlt__span *s, uint32_t gen) {
-  mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_acquire);
-  if (!t) return NULL;
-  int32_t r = atomic_load_explicit(&t->refs, memory_order_relaxed);
-  do {
-    if (r <= 0) return NULL;
-  } while (!atomic_compare_exchange_weak(&t->refs, &r, r + 1));
-  uint64_t gs = atomic_load(&s->gs);
-  if (MLT__GS_GEN(gs) != gen || MLT__GS_STATE(gs) == MLT__S_FREE || atomic_load(&s->trace) != t) {
-    mlt__trace_unref(t);
-    return NULL;
-  }
-  return t;
-}
-
 int mlt__trace_join(mlt__trace *t) {
   int32_t o = atomic_load_explicit(&t->open, memory_order_relaxed);
   do {
@@ -361,25 +346,22 @@ void mlt__traces_reap(int64_t now_ns, int all) {
   char msg[200];
   snprintf(msg, sizeof msg, "span still open when its trace timed out after %.3f s (MLFLOW_TRACE_TIMEOUT_SECONDS)",
            (double)timeout / 1e9);
-  for (uint32_t ci = 0; ci < MLT__SLOT_MAX_CHUNKS; ci++) {
-    mlt__span *c = atomic_load_explicit(&mlt__g_slot_chunks[ci], memory_order_acquire);
-    if (!c) break;
-    for (uint32_t k = 0; k < MLT__SLOT_CHUNK; k++) {
-      mlt__span *s = &c[k];
-      uint64_t gs = atomic_load_explicit(&s->gs, memory_order_acquire);
-      uint32_t st = MLT__GS_STATE(gs);
-      if (st != MLT__S_OPEN && st != MLT__S_ENDED) continue;
-      if (!atomic_load_explicit(&s->is_root, memory_order_relaxed)) continue;
-      mlt__trace *t = mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
-      if (!t) continue;
-      if (atomic_load(&t->state) == MLT__T_ACTIVE && t->root.id_ == mlt__span_handle(s, gs).id_) {
-        if (all)
-          mlt__trace_force_finish(t, 2, "span still open at shutdown");
-        else if (now_ns - t->start_ns > timeout)
-          mlt__trace_force_finish(t, 1, msg);
-      }
-      mlt__trace_unref(t);
+  uint32_t n = atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire);
+  for (uint32_t k = 0; k < n; k++) {
+    mlt__span *s = mlt__slot_at(k);
+    uint64_t gs = atomic_load_explicit(&s->gs, memory_order_acquire);
+    uint32_t st = MLT__GS_STATE(gs);
+    if (st != MLT__S_OPEN && st != MLT__S_ENDED) continue;
+    if (!atomic_load_explicit(&s->is_root, memory_order_relaxed)) continue;
+    mlt__trace *t = mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
+    if (!t) continue;
+    if (atomic_load(&t->state) == MLT__T_ACTIVE && t->root.id_ == mlt__span_handle(s, gs).id_) {
+      if (all)
+        mlt__trace_force_finish(t, 2, "span still open at shutdown");
+      else if (now_ns - t->start_ns > timeout)
+        mlt__trace_force_finish(t, 1, msg);
     }
+    mlt__trace_unref(t);
   }
 }
 

@@ -132,18 +132,17 @@ uint64_t mlt__rand64(void) {
 
 /* ---- ids ------------------------------------------------------------- */
 
-uint64_t mlt__g_idkey[4];
+uint64_t mlt__g_idkey[3];
 static pthread_once_t idkey_once = PTHREAD_ONCE_INIT;
 
 static void idkeys_make(void) {
-  for (int w = 0; w < 2; w++) {
-    uint64_t k = 0;
-    while (!k) k = mlt__rand64();
-    mlt__g_idkey[2 * w] = k;
-    /* so that handle 0 (never valid) is the one that maps to id 0 */
-    mlt__g_idkey[2 * w + 1] = 0;
-    mlt__g_idkey[2 * w + 1] = mlt__idmix(k);
-  }
+  uint64_t k = 0;
+  while (!k) k = mlt__rand64();
+  mlt__g_idkey[0] = k;
+  /* so that handle 0 (never valid) is the one that maps to id 0 */
+  mlt__g_idkey[1] = mlt__idmix(k);
+  /* the span id of a handle with generation 0 (never valid) */
+  mlt__g_idkey[2] = mlt__id_from_handle(UINT64_C(0xFFFFFFFF));
 }
 
 void mlt__idkeys_init(void) { pthread_once(&idkey_once, idkeys_make); }
@@ -152,6 +151,10 @@ void mlt__idkeys_init(void) { pthread_once(&idkey_once, idkeys_make); }
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define MLT__SWAR_HEX 1
+#endif
+#if defined(__SSE2__) && defined(MLT__SWAR_HEX)
+#include <emmintrin.h>
+#define MLT__SSE_HEX 1
 #endif
 
 #ifdef MLT__SWAR_HEX
@@ -168,13 +171,25 @@ static inline uint64_t hex8(uint32_t x) {
   return __builtin_bswap64(v);
 }
 
-void mlt__hex64(uint64_t v, char out[16]) {
+#ifdef MLT__SSE_HEX
+/* 16 digits at once: the bytes most significant first, split into nibbles,
+ * interleaved, turned into digits. */
+static MLT_ALWAYS_INLINE void hex64(uint64_t v, char out[16]) {
+  __m128i b = _mm_cvtsi64_si128((long long)__builtin_bswap64(v));
+  __m128i mask = _mm_set1_epi8(0x0F);
+  __m128i n = _mm_unpacklo_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), mask), _mm_and_si128(b, mask));
+  __m128i letters = _mm_and_si128(_mm_cmpgt_epi8(n, _mm_set1_epi8(9)), _mm_set1_epi8('a' - '0' - 10));
+  _mm_storeu_si128((__m128i *)(void *)out, _mm_add_epi8(_mm_add_epi8(n, _mm_set1_epi8('0')), letters));
+}
+#else
+static MLT_ALWAYS_INLINE void hex64(uint64_t v, char out[16]) {
   uint64_t a = hex8((uint32_t)(v >> 32)), b = hex8((uint32_t)v);
   memcpy(out, &a, 8);
   memcpy(out + 8, &b, 8);
 }
+#endif
 #else
-void mlt__hex64(uint64_t v, char out[16]) {
+static MLT_ALWAYS_INLINE void hex64(uint64_t v, char out[16]) {
   static const char hexd[] = "0123456789abcdef";
   for (int i = 15; i >= 0; i--) {
     out[i] = hexd[v & 15];
@@ -183,13 +198,25 @@ void mlt__hex64(uint64_t v, char out[16]) {
 }
 #endif
 
+void mlt__hex64(uint64_t v, char out[16]) { hex64(v, out); }
+
 void mlt__format_trace_id(uint64_t hi, uint64_t lo, char out[MLT_TRACE_ID_SIZE]) {
   out[0] = 't';
   out[1] = 'r';
   out[2] = '-';
-  mlt__hex64(hi, out + 3);
-  mlt__hex64(lo, out + 19);
+  hex64(hi, out + 3);
+  hex64(lo, out + 19);
   out[35] = '\0';
+}
+
+void mlt__format_ids(uint64_t hi, uint64_t lo, uint64_t span_id, char trace_out[MLT_TRACE_ID_SIZE],
+                     char span_out[MLT_SPAN_ID_SIZE]) {
+  memcpy(trace_out, "tr-", 3);
+  hex64(hi, trace_out + 3);
+  hex64(lo, trace_out + 19);
+  trace_out[35] = '\0';
+  hex64(span_id, span_out);
+  span_out[16] = '\0';
 }
 
 #ifdef MLT__SWAR_HEX
@@ -214,7 +241,27 @@ static inline int64_t unhex8(const char *s) {
 }
 #endif
 
+#ifdef MLT__SSE_HEX
+/* 16 hex digits (either case) at s, all readable: 0 and the value, or -1. */
+static int unhex16(const char *s, uint64_t *out) {
+  __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+  __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)), _mm_cmpgt_epi8(_mm_set1_epi8('9' + 1), v));
+  __m128i l = _mm_or_si128(v, _mm_set1_epi8(0x20));
+  __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(l, _mm_set1_epi8('a' - 1)), _mm_cmpgt_epi8(_mm_set1_epi8('f' + 1), l));
+  if (_mm_movemask_epi8(_mm_or_si128(digit, letter)) != 0xFFFF) return -1;
+  __m128i val = _mm_add_epi8(_mm_and_si128(v, _mm_set1_epi8(0x0F)), _mm_and_si128(letter, _mm_set1_epi8(9)));
+  /* per 16-bit lane (first digit in the low byte): first << 4 | second */
+  __m128i pairs = _mm_or_si128(_mm_and_si128(_mm_slli_epi16(val, 4), _mm_set1_epi16(0x00F0)), _mm_srli_epi16(val, 8));
+  uint64_t bytes = (uint64_t)_mm_cvtsi128_si64(_mm_packus_epi16(pairs, pairs));
+  *out = __builtin_bswap64(bytes);
+  return 0;
+}
+#endif
+
 int mlt__parse_hex(const char *s, size_t n, uint64_t *out) {
+#ifdef MLT__SSE_HEX
+  if (n == 16) return unhex16(s, out);
+#endif
   uint64_t v = 0;
   size_t i = 0;
 #ifdef MLT__SWAR_HEX

@@ -8,6 +8,20 @@ tests_unit_test_core_SOURCES = tests/unit/test_core.c
 tests_unit_test_core_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_core_LDADD = $(TEST_LDADD)
 TESTS += tests/unit/test_core
+# The hot path's fast paths against the general paths (issue 10).
+check_PROGRAMS += tests/unit/test_hotpath
+tests_unit_test_hotpath_SOURCES = tests/unit/test_hotpath.c
+tests_unit_test_hotpath_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_hotpath_LDADD = $(TEST_LDADD)
+TESTS += tests/unit/test_hotpath
+# The export thread's JSON routines against reference versions (internal:
+# built from the library's sources).
+check_PROGRAMS += tests/unit/test_json
+tests_unit_test_json_SOURCES = tests/unit/test_json.c lib/json.c lib/util.c
+tests_unit_test_json_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/lib
+tests_unit_test_json_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_json_LDADD = $(CJSON_LIBS) $(PTHREAD_LIBS) -lm
+TESTS += tests/unit/test_json
 
 # Worker queues under overload: rejections counted and logged, waiting
 # submitters, teardown.
@@ -66,7 +80,8 @@ check_PROGRAMS += tests/bench/otlp-sink
 tests_bench_otlp_sink_SOURCES = tests/bench/otlp-sink.c
 tests_bench_otlp_sink_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_bench_otlp_sink_LDADD = $(LIBEVENT_LIBS)
-EXTRA_DIST += tests/bench/bench_export.sh tests/bench/bench_callgrind.sh
+EXTRA_DIST += tests/bench/bench_export.sh tests/bench/bench_callgrind.sh tests/bench/mlflow_bytes.py \
+	tests/bench/bench_peers.sh tests/bench/peer_otel.js tests/bench/peer_otel.go
 
 include tests/parity/local.mk
 

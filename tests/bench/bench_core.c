@@ -21,6 +21,12 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static double cpu_clock(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static void start(int enabled, const char *file, uint32_t queue, uint32_t max_spans) {
   mlt_options *o = NULL;
   mlt_options_new(&o);
@@ -356,13 +362,13 @@ static void file_throughput(const char *path) {
   genai_payloads();
   /* Offer a fixed rate for a few seconds, pacing every 1000 traces; the
    * figure is what reached the file, and drops must be 0. */
-  double rates[] = {75000, 100000, 125000, 150000, 200000};
+  double rates[] = {75000, 100000, 150000, 200000, 300000, 400000};
   double best = 0, best_rate = 0;
   unsigned long long best_drops = 0;
   long best_bytes = 0;
   for (size_t ri = 0; ri < sizeof rates / sizeof *rates; ri++) {
     unlink(path);
-    start(1, path, 65536, 0);
+    start(1, path, 0, 0); /* default queue settings */
     double rate = rates[ri], dur = 2.0;
     long n = (long)(rate * dur);
     double t0 = now_s();
@@ -429,6 +435,88 @@ int main(int argc, char **argv) {
   }
   if (argc == 2 && strcmp(argv[1], "--workloads") == 0) {
     workload_cpu_figures();
+    return 0;
+  }
+  if ((argc == 4 || argc == 5) && strcmp(argv[1], "--cg-export") == 0) {
+    /* N GenAI traces through the exporter of argv[2] (file: the JSONL store
+     * on tmpfs, else /tmp; env: whatever the environment configures), in
+     * rounds of 100 with a flush between them (the steady state of an export
+     * thread that keeps up).  Under callgrind, --toggle-collect=export_main
+     * counts the export thread.  Prints bytes written per span and the
+     * CPU time of the threads other than this one (the export thread) per
+     * span.  With a 5th argument, the JSONL file is kept there. */
+    genai_payloads();
+    long n = atol(argv[3]);
+    char path[256] = "";
+    if (!strcmp(argv[2], "file")) {
+      snprintf(path, sizeof path, "%s/mltrace-cg-%d.jsonl", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp",
+               (int)getpid());
+      if (argc == 5) snprintf(path, sizeof path, "%s", argv[4]);
+      unlink(path);
+      start(1, path, 0, 0);
+    } else if (mlt_init(NULL) != MLT_OK) {
+      return 1;
+    }
+    double p0 = cpu_clock(CLOCK_PROCESS_CPUTIME_ID), m0 = cpu_clock(CLOCK_THREAD_CPUTIME_ID);
+    for (long done = 0; done < n; done += 100) {
+      for (long i = done; i < n && i < done + 100; i++) genai_trace(i);
+      mlt_flush(60000);
+    }
+    mlt_stats st;
+    mlt_get_stats(&st, sizeof st);
+    double other = (cpu_clock(CLOCK_PROCESS_CPUTIME_ID) - p0) - (cpu_clock(CLOCK_THREAD_CPUTIME_ID) - m0);
+    mlt_shutdown(60000);
+    if (path[0] && argc != 5) unlink(path);
+    double spans = (double)(st.spans_exported ? st.spans_exported : 1);
+    printf("%.0f %.1f\n", (double)st.export_bytes / spans, other * 1e9 / spans);
+    return 0;
+  }
+  if (argc >= 4 && strcmp(argv[1], "--peer") == 0) {
+    /* The peer comparison's workloads (tests/bench/bench_peers.sh runs the
+     * same ones with other SDKs): "spans N" -- 1-span traces llm.call with
+     * model="gpt-x" and tokens=42, exporter that drops (the span objects
+     * reach it, as an OpenTelemetry no-op exporter); "genai N PATH" -- GenAI
+     * traces to a JSONL file.  Prints wall ns and process CPU ns (every
+     * thread: the export work included) per span, then bytes per span. */
+    long n = atol(argv[3]);
+    int genai = !strcmp(argv[2], "genai");
+    if (genai && argc != 5) return 2;
+    if (genai) {
+      genai_payloads();
+      unlink(argv[4]);
+      start(1, argv[4], 0, 0);
+    } else {
+      start(1, NULL, 0, 0);
+    }
+    if (genai)
+      for (long i = 0; i < n / 10; i++) genai_trace(i);
+    else
+      wl_block1(n / 10); /* warm up */
+    mlt_flush(60000);
+    mlt_stats st0;
+    mlt_get_stats(&st0, sizeof st0);
+    double w0 = now_s(), c0 = cpu_clock(CLOCK_PROCESS_CPUTIME_ID);
+    if (genai)
+      for (long i = 0; i < n; i++) genai_trace(i);
+    else
+      wl_block1(n);
+    mlt_flush(600000);
+    double w = now_s() - w0, c = cpu_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
+    mlt_stats st;
+    mlt_get_stats(&st, sizeof st);
+    mlt_shutdown(60000);
+    double spans = genai ? 5.0 * (double)n : (double)n;
+    unsigned long long exported = st.spans_exported - st0.spans_exported;
+    printf("%.1f %.1f %.0f %llu\n", w * 1e9 / spans, c * 1e9 / spans,
+           exported ? (double)(st.export_bytes - st0.export_bytes) / (double)exported : 0.0,
+           (unsigned long long)st.traces_dropped);
+    if (genai) unlink(argv[4]);
+    return 0;
+  }
+  if (argc == 2 && strcmp(argv[1], "--file") == 0) {
+    /* only the file store's throughput (tmpfs, then the working disk) */
+    if (access("/dev/shm", W_OK) == 0) file_throughput("/dev/shm/mltrace-bench.jsonl");
+    file_throughput("/tmp/mltrace-bench.jsonl");
     return 0;
   }
   if (argc == 3 && strcmp(argv[1], "--file-callgrind") == 0) {

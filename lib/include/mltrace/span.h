@@ -242,11 +242,16 @@ MLT_EXTERN int mlt__attr_bool(mlt_span span, const char *key, size_t key_len, in
  * checks for a NONE handle inline; `(mlt_span_end)(s)` and function pointers
  * reach the exported functions.  Names and keys given as string literals
  * have their length computed by the compiler (MLT__SLEN), so the library
- * does not call strlen for them; anything else passes MLT_NTS. */
+ * does not call strlen for them; anything else (and a NULL pointer, which
+ * the library then reports) passes MLT_NTS.  The NULL test is folded by the
+ * compiler and keeps UBSan's nonnull check away from strlen. */
 #define MLT__SLEN(str)                                                                                   \
   (__extension__({                                                                                     \
-    _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wnonnull\"") size_t mlt__slen_ = \
-        __builtin_constant_p(__builtin_strlen(str)) ? __builtin_strlen(str) : MLT_NTS;                \
+    _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wnonnull\"")                  \
+        _Pragma("GCC diagnostic ignored \"-Waddress\"") size_t mlt__slen_ =                            \
+            __builtin_constant_p(__builtin_strlen((str) ? (str) : ""))                                  \
+                ? ((str) ? __builtin_strlen((str) ? (str) : "") : MLT_NTS)                              \
+                : MLT_NTS;                                                                              \
     _Pragma("GCC diagnostic pop") mlt__slen_;                                                          \
   }))
 static inline mlt_span mlt__fast_start(const char *name, size_t len, mlt_span_type type) {

@@ -68,13 +68,25 @@ MLT_EXTERN int mlt_update_current_trace(const mlt_trace_update *u);
 MLT_EXTERN int mlt_update_trace(mlt_span span_in_trace, const mlt_trace_update *u);
 /** Update the trace of context @p ctx (while the trace is in progress). */
 MLT_EXTERN int mlt_update_trace_ctx(const mlt_context *ctx, const mlt_trace_update *u);
-/** Update a trace in progress by its id ("tr-<32 hex>").  Only traces whose
- *  id was handed out (client API, mlt_span_get_trace_id()) can be found. */
+/** Update a trace in progress by its id ("tr-<32 hex>", hex digits in
+ *  either case).  Traces started in this process are found by their id; a
+ *  trace whose id came from elsewhere (a remote traceparent, or a
+ *  continuation of a finished trace) once its id was handed out (client API,
+ *  mlt_span_get_trace_id()). */
 MLT_EXTERN int mlt_update_trace_by_id(const char *trace_id, const mlt_trace_update *u);
 
 /**
  * The id of the last trace that finished in this process, like
  * mlflow.get_last_active_trace_id().
+ *
+ * Finishing a trace takes no lock shared across traces: each thread keeps
+ * the id and finish time of the last trace it finished in its own record,
+ * written under a per-thread sequence count (a reader retries while a write
+ * is in progress, so it never sees half of one id); a thread that exits
+ * leaves its record behind.  This call returns the id with the latest
+ * finish time over all threads' records, so it is exactly the last trace to
+ * finish (of two finishing in the same nanosecond, either).  Continuations
+ * of finished traces do not count.  mlt_shutdown() forgets it.
  * @return MLT_OK; MLT_ENOTFOUND when none finished yet; MLT_ERANGE when
  *         @p size < MLT_TRACE_ID_SIZE; MLT_EINVAL.
  * Thread-safety: any thread.
