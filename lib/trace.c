@@ -258,7 +258,7 @@ void mlt__trace_leave_slow(mlt__trace *t, int32_t o, int64_t now) {
 void mlt__trace_leave(mlt__trace *t) { mlt__trace_leave_at(t, 0); }
 
 /* Snapshot an open span into a fresh slot, ended with ERROR. */
-static mlt__span *clone_expired(mlt__span *s, mlt__trace *t, const char *message, int64_t now) {
+static mlt__span *clone_expired(mlt__span *s, mlt__trace *t, const char *message, int64_t now, int64_t end_ns) {
   mlt__tls *tls = mlt__tls_get();
   mlt__span *c = mlt__slot_alloc(tls);
   if (!c) return NULL;
@@ -270,18 +270,24 @@ static mlt__span *clone_expired(mlt__span *s, mlt__trace *t, const char *message
     return NULL;
   }
   c->flags |= MLT__SF_CLONE;
-  c->end_ns = now;
+  c->end_ns = end_ns ? MLT_MAX(end_ns, s->start_ns) : now;
+  c->n_links = s->n_links;
+  c->n_links_dropped = s->n_links_dropped;
   c->status = MLT_STATUS_ERROR;
   mlt__append_value(c, MLT__R_STATUS, MLT__V_STR, NULL, 0, message, strlen(message), MLT_STATUS_ERROR);
   mlt_attr a[2] = {{"exception.type", MLT_ATTR_STRING, {.s = "MlflowTracingException"}, MLT_NTS},
                    {"exception.message", MLT_ATTR_STRING, {.s = message}, MLT_NTS}};
-  mlt__append_event(c, "exception", now, a, 2);
+  mlt__append_event(c, "exception", c->end_ns, a, 2);
   uint64_t gs = atomic_load(&c->gs);
   atomic_store(&c->gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_CLAIMED));
   return c;
 }
 
 int mlt__trace_force_finish(mlt__trace *t, int reason, const char *message) {
+  return mlt__trace_force_finish_at(t, reason, message, 0);
+}
+
+int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, int64_t end_ns) {
   int32_t o = atomic_load(&t->open);
   do {
     if (o <= 0) return 0; /* finished (or finishing) already */
@@ -309,7 +315,7 @@ int mlt__trace_force_finish(mlt__trace *t, int reason, const char *message) {
         if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_CLAIMED))) arr[n++] = s;
         else continue; /* the owner moved it: look again */
       } else if (st == MLT__S_OPEN) {
-        mlt__span *c = clone_expired(s, t, message, now);
+        mlt__span *c = clone_expired(s, t, message, now, end_ns);
         if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_EXPIRED))) {
           if (c) arr[n++] = c;
           expired++;
