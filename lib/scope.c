@@ -37,7 +37,7 @@ static long kv_pairs(const char *const *kv) {
   return n % 2 ? -1 : (long)(n / 2);
 }
 
-static int is_key(const char *k, const char *want) { return k && !strcmp(k, want); }
+static int is_key(const char *k, const char *want) { return k && want && !strcmp(k, want); }
 
 /* Is |key| set by a later pair of own[from..n) or by a pair of |own| at all
  * (|from| 0)? */
