@@ -208,6 +208,15 @@ void mlt__tls_reset_counters(void) {
   pthread_mutex_unlock(&reg_mu);
 }
 
+/* An explicit end time before the span's start (the span ended at its
+ * start): counted as misuse, logged. */
+static MLT_NOINLINE void note_clamped(const char *what) {
+  mlt__tls *tls = mlt__tls_get();
+  if (tls) tls->c.misuse++;
+  mlt__log(MLT_LOG_WARN, MLT__LOGK_MISUSE, "%s: end time before the span's start; the span ended at its start",
+           what);
+}
+
 void mlt__count_misuse(const char *what, int status) {
   if (!mlt__running()) return;
   mlt__tls *tls = mlt__tls_get();
@@ -1033,7 +1042,7 @@ int mlt__span_end_at(mlt_span h, int64_t end_ns) {
   int clamped = end_ns < s->start_ns;
   int rc = end_open(h, s, clamped ? s->start_ns : end_ns, now);
   if (clamped && rc == MLT_OK) {
-    mlt__count_misuse("mlt_span_end_at: end time before the span's start (ended at its start)", MLT_ERANGE);
+    note_clamped("mlt_span_end_at");
     return MLT_ERANGE;
   }
   return rc;
@@ -1471,7 +1480,7 @@ static MLT_ALWAYS_INLINE int client_finish(mlt_span h, const char *outputs_json,
   }
   int rc = end_open(h, s, end_ns, now);
   if (clamped && rc == MLT_OK) {
-    mlt__count_misuse("client API: end time before the span's start (ended at its start)", MLT_ERANGE);
+    note_clamped("mlt_client_end_span_at / mlt_client_end_trace_at");
     return MLT_ERANGE;
   }
   return rc;
