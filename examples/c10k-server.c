@@ -6,7 +6,8 @@
  * (mlt_curl_loop) and relays every token to its client as one HTTP chunk.
  *
  *   ./c10k-server --upstream http://127.0.0.1:PORT [--port 0] [--workers 3]
- *                 [--max-pending 32768] [--no-trace] [--discard] [--quiet]
+ *                 [--max-pending 32768] [--max-upstream N] [--no-trace]
+ *                 [--discard] [--quiet]
  *   curl -N 'http://127.0.0.1:PORT/ask?id=1&q=hello'
  *
  * GET /ask?id=ID&q=TEXT: ID names the request (the load generator's, echoed
@@ -46,7 +47,8 @@
  *
  * Sizing (see README "Running at C10k"): a file descriptor per client and
  * one per upstream stream (the server raises its soft RLIMIT_NOFILE to the
- * hard limit), a listen backlog of 65535 (capped by net.core.somaxconn), and
+ * hard limit; --max-upstream caps the upstream connections, calls beyond
+ * wait for one), a listen backlog of 65535 (capped by net.core.somaxconn), and
  * a work queue that holds 3 jobs per request in flight (--max-pending; a
  * refused job is counted in mlt_stats.work_queue_rejected and the request
  * answered 503).  The loop thread never waits for the queue.
@@ -88,6 +90,7 @@ typedef struct server_config {
   int port;
   int workers;
   unsigned max_pending;
+  long max_upstream; /* most upstream connections (0: no limit) */
   int trace;   /* 0: libmltrace not initialized */
   int discard; /* traces dropped by the discard exporter (overhead runs) */
   int quiet;
@@ -299,7 +302,7 @@ static void build_prompt(int status, void *user_data) {
   if (a->easy) {
     curl_easy_setopt(a->easy, CURLOPT_URL, srv->url);
     curl_easy_setopt(a->easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(a->easy, CURLOPT_BUFFERSIZE, 4096L); /* SSE events are small: less memory per stream */
+    curl_easy_setopt(a->easy, CURLOPT_BUFFERSIZE, 1024L); /* curl's minimum: SSE events are small, and each stream holds one */
     curl_easy_setopt(a->easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(a->easy, CURLOPT_LOW_SPEED_LIMIT, 1L); /* a stalled stream times out */
     curl_easy_setopt(a->easy, CURLOPT_LOW_SPEED_TIME, (long)UPSTREAM_STALL_S);
@@ -576,6 +579,10 @@ static int server_run(const server_config *cfg) {
   if (rc == MLT_OK) rc = mlt_work_queue_new((unsigned)cfg->workers, cfg->max_pending, &srv.pool);
   if (rc == MLT_OK) rc = mlt_curl_loop_new(srv.base, &srv.curl);
   if (rc == MLT_OK) rc = mlt_curl_options_new(&srv.curl_opts);
+  /* Past this many upstream connections, calls wait for one (their LLM
+   * spans are open meanwhile: the wait is part of the call). */
+  if (rc == MLT_OK && cfg->max_upstream > 0)
+    curl_multi_setopt(mlt_curl_loop_multi(srv.curl), CURLMOPT_MAX_TOTAL_CONNECTIONS, cfg->max_upstream);
   if (rc != MLT_OK) {
     fprintf(stderr, "c10k-server: set-up failed: %s\n", mlt_strerror(rc));
     goto out;
@@ -637,8 +644,8 @@ out:
 
 static void usage(const char *argv0) {
   fprintf(stderr,
-          "usage: %s --upstream URL [--port N] [--workers N] [--max-pending N] [--no-trace] [--discard] "
-          "[--quiet]\n",
+          "usage: %s --upstream URL [--port N] [--workers N] [--max-pending N] [--max-upstream N] [--no-trace] "
+          "[--discard] [--quiet]\n",
           argv0);
 }
 
@@ -653,6 +660,8 @@ int main(int argc, char **argv) {
       cfg.workers = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--max-pending") && i + 1 < argc)
       cfg.max_pending = (unsigned)strtoul(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--max-upstream") && i + 1 < argc)
+      cfg.max_upstream = atol(argv[++i]);
     else if (!strcmp(argv[i], "--no-trace"))
       cfg.trace = 0;
     else if (!strcmp(argv[i], "--discard"))

@@ -53,17 +53,27 @@ diag() { if [ "$mode" = --bench ]; then echo "$*"; else echo "# $*"; fi; }
 failed=0
 
 # ---- file descriptors -------------------------------------------------------
+# The load generator and the upstream need one per connection, the server
+# two (client and upstream).  Raise the soft limit to the hard one (and the
+# hard one when allowed); when the server still lacks room, cap its upstream
+# connections (calls beyond the cap wait for one, inside their LLM span).
 need=$((2 * conns + 512))
 hard=$(ulimit -Hn)
 if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
-  if ! ulimit -Hn "$need" 2>/dev/null; then
-    msg="open files: the hard limit is $hard, $need needed for $conns connections (raise it: ulimit -Hn, limits.conf)"
+  ulimit -Hn "$need" 2>/dev/null || ulimit -H -n "$need" 2>/dev/null
+  hard=$(ulimit -Hn)
+fi
+ulimit -Sn "$hard" 2>/dev/null || ulimit -S -n "$hard" 2>/dev/null
+max_upstream=0
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
+  max_upstream=$((hard - conns - 512))
+  if [ "$max_upstream" -lt 64 ]; then
+    msg="open files: the hard limit is $hard, about $need needed for $conns connections (raise it: ulimit -Hn, limits.conf)"
     if [ "$mode" = --bench ]; then echo "c10k_skipped 1 ($msg)"; exit 0; fi
     echo "1..0 # SKIP $msg"
     exit 0
   fi
 fi
-ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || ulimit -Sn "$need"
 
 if [ -n "${C10K_DIR:-}" ]; then
   dir=$C10K_DIR
@@ -100,17 +110,18 @@ up_pid=$!
 pids="$up_pid"
 up_port=$(wait_port "$dir/upstream.out") || { echo "Bail out! fake-openai did not start"; exit 1; }
 
+[ "$max_upstream" -gt 0 ] && diag "c10k_upstream_connections_cap $max_upstream connections (open files hard limit $hard)"
 [ "$mode" = --bench ] || echo "# C10k: $conns connections, ${warmup}s warm-up, ${duration}s window, upstream delay ${delay} ms/event, hang-up every $hangup, exporter $export_kind"
 
 # run LABEL TRACE(on|off): one server, one load; leaves $dir/LABEL.*
 run() {
   label=$1
-  args="--upstream http://127.0.0.1:$up_port --quiet"
+  args="--upstream http://127.0.0.1:$up_port --quiet --max-upstream $max_upstream"
   case $2 in
     off) args="$args --no-trace" ;;
     *) [ "$export_kind" = discard ] && args="$args --discard" ;;
   esac
-  rm -f "$dir/$label.jsonl"
+  rm -f "$dir/$label".*
   MLTRACE_FILE="$dir/$label.jsonl" "$B/examples/c10k-server" $args > "$dir/$label.srv" 2> "$dir/$label.srv.err" &
   spid=$!
   pids="$pids $spid"
