@@ -161,6 +161,7 @@ static int err_is(const cJSON *span, const char *type) {
 
 static int is_prefix(const char *p, size_t pn, const char *s, size_t sn) { return pn <= sn && memcmp(p, s, pn) == 0; }
 
+static long g_late_chunks;
 static long g_traces, g_spans, g_llm_cancelled, g_client_disc, g_shutdown, g_overloaded;
 
 static void check_trace(cJSON *t) {
@@ -271,7 +272,7 @@ static void check_trace(cJSON *t) {
     CHECK(F_TRACE, llm && is_ok(llm), "%s: LLM span %s", trace_id, llm ? status_msg(llm) : "missing");
     CHECK(F_TRACE, llm_text && !strcmp(llm_text, o), "%s: LLM content \"%s\" != output \"%s\"", trace_id, llm_text, o);
   } else if (r->outcome == O_OK && r->status == 503) {
-    g_overloaded++;
+    g_overloaded += err_is(root, "Overloaded");
     CHECK(F_TRACE, err_is(root, "Overloaded"), "%s: 503 but span %s", trace_id, status_msg(root));
     CHECK(F_TRACE, n_llm == 0 && n_retrieve < 3, "%s: 503 after %d retrievals and %d LLM calls", trace_id, n_retrieve,
           n_llm);
@@ -283,17 +284,30 @@ static void check_trace(cJSON *t) {
     } else {
       CHECK(F_TRACE, err_is(root, want), "%s: %s request ended %s", trace_id,
             r->outcome == O_HANGUP ? "hung-up" : "server-closed", status_msg(root));
-      if (r->outcome == O_HANGUP)
-        g_client_disc++;
-      else
-        g_shutdown++;
+      if (err_is(root, want)) *(r->outcome == O_HANGUP ? &g_client_disc : &g_shutdown) += 1;
     }
     CHECK(F_TRACE, is_prefix(r->body, r->body_len, o, on), "%s: client received \"%s\", not a prefix of \"%s\"",
           trace_id, r->body, o);
     CHECK(F_TRACE, is_prefix(o, on, answer, answer_len), "%s: output \"%s\" is not a prefix of the answer", trace_id, o);
     if (llm && !is_ok(llm)) {
-      g_llm_cancelled++;
+      g_llm_cancelled += err_is(llm, "CancelledError");
       CHECK(F_TRACE, err_is(llm, "CancelledError"), "%s: LLM span %s", trace_id, status_msg(llm));
+    }
+    if (llm && !is_ok(root)) {
+      /* The upstream call is cancelled as the request span ends: no token
+       * reaches the LLM span after that.  (Times are JSON numbers, parsed
+       * as doubles: 256 ns steps; a token is microseconds apart.) */
+      const cJSON *end = cJSON_GetObjectItemCaseSensitive(root, "end_time_unix_nano"), *ev;
+      long late = 0;
+      cJSON_ArrayForEach(ev, cJSON_GetObjectItemCaseSensitive(llm, "events")) {
+        const char *en = str(ev, "name");
+        const cJSON *tm = cJSON_GetObjectItemCaseSensitive(ev, "time_unix_nano");
+        if (en && !strncmp(en, "mlflow.chunk.item.", 18) && cJSON_IsNumber(tm) && cJSON_IsNumber(end) &&
+            tm->valuedouble > end->valuedouble + 1000)
+          late++;
+      }
+      g_late_chunks += late;
+      CHECK(F_TRACE, late == 0, "%s: %ld LLM chunks after the request span ended", trace_id, late);
     }
     if (llm_text && is_ok(root)) CHECK(F_TRACE, !strcmp(llm_text, o), "%s: LLM content != output", trace_id);
   } else {
@@ -369,6 +383,7 @@ int main(int argc, char **argv) {
   printf("check_server_shutdown_spans %ld spans\n", g_shutdown);
   printf("check_overloaded_spans %ld spans\n", g_overloaded);
   printf("check_llm_cancelled %ld spans\n", g_llm_cancelled);
+  printf("check_llm_chunks_after_request_end %ld chunks\n", g_late_chunks);
   for (int k = 0; k < F_COUNT; k++) printf("check_%s %ld\n", fail_names[k], g_fail_counts[k]);
   return wrong ? 1 : 0;
 }
