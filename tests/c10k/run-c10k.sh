@@ -46,11 +46,15 @@ if [ -n "$san" ]; then off=${C10K_OFF:-0}; else off=${C10K_OFF:-1}; fi
 export_kind=${C10K_EXPORT:-file}
 
 n=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-notok() { n=$((n + 1)); echo "not ok $n - $*"; failed=1; }
+# TAP lines under --tap; under --bench only failures, as figure lines.
+ok() { n=$((n + 1)); [ "$mode" = --bench ] || echo "ok $n - $*"; }
+notok() {
+  n=$((n + 1)); failed=1; nfail=$((nfail + 1))
+  if [ "$mode" = --bench ]; then echo "c10k_FAILED 1 ($*)"; else echo "not ok $n - $*"; fi
+}
 check() { desc=$1; shift; if "$@"; then ok "$desc"; else notok "$desc"; fi; }
 diag() { if [ "$mode" = --bench ]; then echo "$*"; else echo "# $*"; fi; }
-failed=0
+failed=0; nfail=0
 
 # ---- file descriptors -------------------------------------------------------
 # The load generator and the upstream need one per connection, the server
@@ -171,7 +175,7 @@ while [ $r -le "$rounds" ]; do
           "$B/tests/c10k/c10k-check" --traces "$dir/$label.jsonl" --results "$dir/$label.res" \
             --expect-traces "${exported:-0}" > "$dir/$label.check" 2> "$dir/$label.check.err"
           crc=$?
-          sed 's/^/# /' "$dir/$label.check.err" | head -40
+          [ "$mode" = --bench ] || sed 's/^/# /' "$dir/$label.check.err" | head -40
           check "$label: every trace checked: 0 wrong spans, 0 wrong/missing/duplicate/foreign traces" test "$crc" = 0
         fi
         ;;
@@ -181,8 +185,8 @@ while [ $r -le "$rounds" ]; do
 done
 
 # ---- figures --------------------------------------------------------------------
-# calc FORMAT EXPR: awk arithmetic (a zero divisor gives 0).
-calc() { awk -v f="$1" "BEGIN { x = 0; { x = ($2) }; printf(f, x) }" 2>/dev/null || echo 0; }
+# calc FORMAT EXPR: awk arithmetic (NaN and infinities print as 0).
+calc() { awk -v f="$1" "BEGIN { x = ($2); if (x != x || x == x + 1) x = 0; printf(f, x) }" 2>/dev/null || echo 0; }
 # Server CPU time (user + system) per request it handled, in microseconds.
 cpu_per_request() {
   u=$(stat "$1" cpu_user_s); s=$(stat "$1" cpu_sys_s); q=$(stat "$1" requests)
@@ -234,6 +238,9 @@ if [ "$off" = 1 ]; then
   done
   diag "c10k_throughput_ratio_best $(calc "%.3f" "$best_on / $best_off") on/off"
 fi
-[ "$mode" = --bench ] && exit 0
+if [ "$mode" = --bench ]; then
+  echo "c10k_checks_failed $nfail of $n"
+  exit 0
+fi
 echo "1..$n"
 exit $failed
