@@ -43,12 +43,15 @@ typedef struct mlt__prepared {
 const mlt__trace_info *mlt__prepared_info(mlt__prepared *p);
 void mlt__trace_info_free(mlt__trace_info *ti);
 
+/* The exporter interface: one table per exporter kind.  Every function runs
+ * on the export thread unless said otherwise.  Initialize with designated
+ * initializers; optional entries may be left NULL. */
 typedef struct mlt__exporter_ops {
   const char *name;
   /* Called once by mlt_init(), on its caller's thread, before the export
    * thread starts.  Optional. */
   int (*start)(mlt_exporter *e);
-  /* Export |n| traces.  Report each one with mlt__export_done(), now
+  /* Export |n| traces.  Report each one with mlt__export_result(), now
    * (synchronous exporters) or later from poll() (asynchronous ones, which
    * must copy what they need: the traces are freed when this returns). */
   void (*export_batch)(mlt_exporter *e, mlt__prepared *const *traces, size_t n);
@@ -57,12 +60,25 @@ typedef struct mlt__exporter_ops {
   int64_t (*poll)(mlt_exporter *e, int64_t now_mono_ns);
   /* Traces accepted but not yet reported.  Optional (0). */
   size_t (*in_flight)(mlt_exporter *e);
-  /* Report everything still in flight as failed and stop (deadline hit).
-   * Optional. */
+  /* Backpressure: 0 while the exporter cannot take another batch (its
+   * in-flight window is full); the export thread then stops dequeuing and
+   * waits for poll() to make progress.  Optional (always ready). */
+  int (*ready)(mlt_exporter *e);
+  /* The shutdown deadline passed: report everything still in flight (as
+   * spooled when the spool took it, else failed) and stop.  Optional. */
   void (*abandon)(mlt_exporter *e);
   /* Free the exporter (any thread, after the export thread stopped). */
   void (*destroy)(mlt_exporter *e);
 } mlt__exporter_ops;
+
+/* Outcome of one trace at one exporter, from best to worst; a trace's
+ * outcome is the worst its exporters report. */
+enum {
+  MLT__OUT_OK = 0,      /* delivered completely */
+  MLT__OUT_SPOOLED = 1, /* written to the durable spool for a later attempt */
+  MLT__OUT_PARTIAL = 2, /* MLflow: spans stored, TraceInfo not */
+  MLT__OUT_FAILED = 3   /* not delivered (as far as the exporter knows) */
+};
 
 struct mlt_exporter {
   const mlt__exporter_ops *ops;
@@ -70,9 +86,19 @@ struct mlt_exporter {
   int failed_start;
 };
 
-/* Completion of one trace by one exporter (export thread only).  |why| is
- * logged (rate-limited) when !ok. */
+/* Completion of one trace by one exporter (export thread only), with an
+ * MLT__OUT_* outcome.  |why| is logged (rate-limited) for PARTIAL and
+ * FAILED, and kept for the shutdown summary. */
+void mlt__export_result(mlt_exporter *e, uint32_t ticket, int outcome, const char *why);
+/* The same with ok = MLT__OUT_OK, !ok = MLT__OUT_FAILED. */
 void mlt__export_done(mlt_exporter *e, uint32_t ticket, int ok, const char *why);
+/* Memory a finished trace holds (what the export queue's bound counts). */
+size_t mlt__trace_bytes(mlt__trace *t);
+
+/* 1 once mlt_shutdown()'s deadline has passed: synchronous exporters stop
+ * in the middle of a batch and report the rest as failed. */
+int mlt__pipeline_deadline_passed(void);
+#define MLT__DEADLINE_REASON "shutdown deadline reached before the trace was exported"
 
 /* Wake the export thread (e.g. from a curl multi socket callback). */
 void mlt__pipeline_wakeup(void);
@@ -98,6 +124,7 @@ typedef struct mlt__digest {
   int status;         /* from the span (ended) */
   const mlt__rec *status_msg;
   int64_t first_chunk_ns;
+  int have_func; /* mlflow.spanFunctionName made (in scratch buffer 3) */
   /* scratch capacity */
   size_t cap_attrs, cap_events, cap_chunks;
 } mlt__digest;

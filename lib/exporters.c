@@ -1,6 +1,6 @@
 /* lib/exporters.c: the local JSONL file store, the in-memory store, and the
  * callback exporter. */
-#include "exporter-internal.h"
+#include "assess-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -90,7 +90,7 @@ static void file_destroy(mlt_exporter *e) {
   free(f);
 }
 
-static const mlt__exporter_ops file_ops = {"file", NULL, file_export, NULL, NULL, NULL, file_destroy};
+static const mlt__exporter_ops file_ops = {.name = "file", .export_batch = file_export, .destroy = file_destroy};
 
 int mlt__exporter_file_new(const char *path, mlt_exporter **out) {
   if (!out) return MLT_EINVAL;
@@ -109,6 +109,11 @@ int mlt__exporter_file_new(const char *path, mlt_exporter **out) {
 }
 
 int mlt_exporter_file_new(const char *path, mlt_exporter **out) { return mlt__exporter_file_new(path, out); }
+
+/* For lib/assess.c (update lines of trace operations). */
+const char *mlt__exporter_file_path(const mlt_exporter *e) {
+  return e->ops == &file_ops ? ((const file_exp *)e)->path : NULL;
+}
 
 /* ---- in-memory store ------------------------------------------------- */
 
@@ -192,6 +197,10 @@ typedef struct cb_exp {
 static void cb_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n) {
   cb_exp *c = (cb_exp *)e;
   for (size_t i = 0; i < n; i++) {
+    if (mlt__pipeline_deadline_passed()) {
+      mlt__export_done(e, traces[i]->ticket, 0, MLT__DEADLINE_REASON);
+      continue;
+    }
     mlt__buf_reset(&c->buf);
     mlt__json_trace(&c->buf, traces[i], mlt__prepared_info(traces[i]));
     if (c->buf.oom) {
@@ -214,8 +223,8 @@ static void cb_destroy(mlt_exporter *e) {
   free(c);
 }
 
-static const mlt__exporter_ops cb_ops = {"callback", NULL, cb_export, NULL, NULL, NULL, cb_destroy};
-static const mlt__exporter_ops mem_ops = {"memory", NULL, cb_export, NULL, NULL, NULL, cb_destroy};
+static const mlt__exporter_ops cb_ops = {.name = "callback", .export_batch = cb_export, .destroy = cb_destroy};
+static const mlt__exporter_ops mem_ops = {.name = "memory", .export_batch = cb_export, .destroy = cb_destroy};
 
 int mlt_exporter_callback_new(mlt_export_fn fn, void *ud, mlt_exporter **out) {
   if (!out) return MLT_EINVAL;
@@ -251,7 +260,8 @@ static void discard_export(mlt_exporter *e, mlt__prepared *const *traces, size_t
 
 static void discard_destroy(mlt_exporter *e) { free(e); }
 
-static const mlt__exporter_ops discard_ops = {"discard", NULL, discard_export, NULL, NULL, NULL, discard_destroy};
+static const mlt__exporter_ops discard_ops = {
+    .name = "discard", .export_batch = discard_export, .destroy = discard_destroy};
 
 int mlt_exporter_discard_new(mlt_exporter **out) {
   if (!out) return MLT_EINVAL;

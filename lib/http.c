@@ -4,8 +4,9 @@
  * reused across requests (the multi's connection cache), at most
  * MAX_PARALLEL requests run at once, transient failures (connection errors,
  * timeouts, HTTP 408, 429, 500, 502, 503, 504) are retried with exponential
- * backoff and jitter (honouring Retry-After) until the retry budget is spent,
- * and request bodies held at once are bounded (MLT__HTTP_MAX_BACKLOG).
+ * backoff and jitter (honouring Retry-After) until the retry budget is spent.
+ * The bytes held are bounded by the exporters' windows (backpressure, see
+ * MLT__NET_WINDOW_BYTES), not here.
  * The export thread waits in curl_multi_poll(), and application threads wake
  * it with curl_multi_wakeup() (only on batch thresholds, flush, shutdown).
  * mlt_init() opens the transport and may queue a first request before the
@@ -70,6 +71,126 @@ void mlt__url_for_log(const char *url, char *out, size_t size) {
   if (at && *at == '@') host = at + 1; /* drop user info */
   size_t hl = strcspn(host, "/?#");
   snprintf(out, size, "%.*s%s%.*s", p ? (int)(p - url) : 0, url, p ? "://" : "", (int)hl, host);
+}
+
+/* ---- redaction of what goes to the log ------------------------------ */
+
+static int word_char(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+
+/* Keys whose values are secrets, wherever they appear (a header echoed in an
+ * error body, a JSON field, a query parameter). */
+static const char *const secret_keys[] = {"authorization", "proxy-authorization", "x-api-key", "api-key", "api_key",
+                                          "apikey", "token", "password", "passwd", "secret", "cookie",
+                                          "x-mlflow-token", "credential"};
+
+static size_t match_ci(const char *s, size_t n, const char *word) {
+  size_t l = strlen(word);
+  return l <= n && strncasecmp(s, word, l) == 0 ? l : 0;
+}
+
+/* Length of a secret value starting at |s| (up to a quote, comma, semicolon,
+ * ampersand, whitespace or bracket); an auth scheme word ("Bearer",
+ * "Basic", "Token") takes the next word with it. */
+static size_t value_len(const char *s, size_t n) {
+  size_t i = 0;
+  size_t sch = match_ci(s, n, "bearer ");
+  if (!sch) sch = match_ci(s, n, "basic ");
+  if (!sch) sch = match_ci(s, n, "token ");
+  if (!sch) sch = match_ci(s, n, "digest ");
+  i = sch;
+  while (i < n && s[i] != '"' && s[i] != '\'' && s[i] != ',' && s[i] != ';' && s[i] != '&' && s[i] != ' ' &&
+         s[i] != '\t' && s[i] != '\r' && s[i] != '\n' && s[i] != '}' && s[i] != ']' && s[i] != '\\')
+    i++;
+  return i;
+}
+
+/* Secret values configured for this process (token, password, OTLP header
+ * values): redacted wherever they appear verbatim. */
+static int known_secret_at(const char *s, size_t n) {
+  const mlt__config *c = &mlt__g_cfg;
+  const char *vals[3] = {c->tracking_token, c->tracking_password, NULL};
+  for (int i = 0; i < 2; i++) {
+    size_t l = vals[i] ? strlen(vals[i]) : 0;
+    if (l >= 4 && l <= n && !memcmp(s, vals[i], l)) return (int)l;
+  }
+  /* OTLP header values: "k=v,k2=v2" (the raw configured text). */
+  const char *h = c->otlp_headers;
+  while (h && *h) {
+    const char *end = strchr(h, ',');
+    if (!end) end = h + strlen(h);
+    const char *eq = memchr(h, '=', (size_t)(end - h));
+    if (eq) {
+      const char *v = eq + 1;
+      while (v < end && *v == ' ') v++;
+      size_t l = (size_t)(end - v);
+      while (l && v[l - 1] == ' ') l--;
+      if (l >= 4 && l <= n && !memcmp(s, v, l)) return (int)l;
+    }
+    h = *end ? end + 1 : end;
+  }
+  return 0;
+}
+
+void mlt__redact(const char *in, size_t n, char *out, size_t size) {
+  static const char mask[] = "[REDACTED]";
+  size_t k = 0;
+  if (!size) return;
+#define PUT(c)                      \
+  do {                              \
+    if (k + 1 < size) out[k++] = (c); \
+  } while (0)
+  for (size_t i = 0; i < n;) {
+    /* user info in a URL: scheme://user:password@host */
+    if (i + 3 <= n && !memcmp(in + i, "://", 3)) {
+      size_t j = i + 3;
+      while (j < n && in[j] != '@' && in[j] != '/' && in[j] != ' ' && in[j] != '"' && in[j] != '?' && in[j] != '#')
+        j++;
+      if (j < n && in[j] == '@') {
+        for (const char *m = "://"; *m; m++) PUT(*m);
+        for (const char *m = mask; *m; m++) PUT(*m);
+        PUT('@');
+        i = j + 1;
+        continue;
+      }
+    }
+    int ks = known_secret_at(in + i, n - i);
+    if (ks) {
+      for (const char *m = mask; *m; m++) PUT(*m);
+      i += (size_t)ks;
+      continue;
+    }
+    size_t kl = 0;
+    if (i == 0 || !word_char(in[i - 1]))
+      for (size_t w = 0; w < MLT_ARRAY_LEN(secret_keys) && !kl; w++) kl = match_ci(in + i, n - i, secret_keys[w]);
+    if (kl && (i + kl == n || !word_char(in[i + kl]))) {
+      /* the key, then its separator (quotes, ':', '=', spaces), then the value */
+      size_t j = i + kl;
+      while (j < n && (in[j] == '"' || in[j] == '\'' || in[j] == ':' || in[j] == '=' || in[j] == ' ' || in[j] == '\\'))
+        j++;
+      size_t vl = j > i + kl ? value_len(in + j, n - j) : 0;
+      for (size_t q = i; q < j; q++) PUT(in[q]);
+      if (vl) {
+        for (const char *m = mask; *m; m++) PUT(*m);
+      }
+      i = j + vl;
+      continue;
+    }
+    size_t sch = (i == 0 || !word_char(in[i - 1])) ? match_ci(in + i, n - i, "bearer ") : 0;
+    if (!sch && (i == 0 || !word_char(in[i - 1]))) sch = match_ci(in + i, n - i, "basic ");
+    if (sch) {
+      size_t vl = value_len(in + i, n - i);
+      if (vl > sch) {
+        for (size_t q = i; q < i + sch; q++) PUT(in[q]);
+        for (const char *m = mask; *m; m++) PUT(*m);
+        i += vl;
+        continue;
+      }
+    }
+    PUT(in[i]);
+    i++;
+  }
+#undef PUT
+  out[k] = '\0';
 }
 
 mlt__http_req *mlt__http_req_new(const char *url, int method, const mlt__http_cfg *cfg) {
@@ -159,10 +280,11 @@ static int start(mlt__http *h, mlt__http_req *r) {
     curl_easy_setopt(e, CURLOPT_USERPWD, c->userpwd);
   }
   if (r->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-  if (r->method == MLT__HTTP_POST || r->method == MLT__HTTP_PUT) {
+  if (r->method != MLT__HTTP_GET) { /* POST, PUT, PATCH, DELETE: all with a body */
+    static const char *const verb[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.p ? r->body.p : "");
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
-    if (r->method == MLT__HTTP_PUT) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+    if (r->method >= MLT__HTTP_PUT) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, verb[r->method]);
   } else {
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
   }
@@ -190,11 +312,8 @@ static void enqueue_wait(mlt__http *h, mlt__http_req *r) {
 }
 
 void mlt__http_submit(mlt__http *h, mlt__http_req *r) {
-  const char *refused = !h ? "no HTTP transport (not started, or shut down)"
-                        : r->body.len && h->body_bytes + r->body.len > MLT__HTTP_MAX_BACKLOG ? MLT__HTTP_BACKLOG_FULL
-                                                                                             : NULL;
-  if (refused) {
-    r->done(r, 0, 0, "", 0, refused, r->ud);
+  if (!h) {
+    r->done(r, 0, 0, "", 0, "no HTTP transport (not started, or shut down)", r->ud);
     mlt__http_req_free(r);
     return;
   }
@@ -252,9 +371,10 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
     return;
   }
   char why[CURL_ERROR_SIZE + 96];
-  if (code != CURLE_OK)
-    snprintf(why, sizeof why, "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(code));
-  else
+  if (code != CURLE_OK) {
+    const char *m = r->errbuf[0] ? r->errbuf : curl_easy_strerror(code);
+    mlt__redact(m, strlen(m), why, sizeof why);
+  } else
     snprintf(why, sizeof why, "HTTP %ld", status);
   int transient = code != CURLE_OK ? transient_curl(code) : transient_http(status);
   int64_t now = mlt__mono_ns();
@@ -345,6 +465,18 @@ void mlt__http_shutdown(void) {
   while (h->n_idle) curl_easy_cleanup(h->idle[--h->n_idle]);
   curl_multi_cleanup(h->multi);
   free(h);
+}
+
+/* ---- health ---------------------------------------------------------- */
+
+void mlt__net_failure(mlt__net_health *h) {
+  if (!h->down) h->down_since_ns = mlt__mono_ns();
+  h->down = 1;
+}
+
+void mlt__net_success(mlt__net_health *h) {
+  h->down = 0;
+  h->successes++;
 }
 
 /* ---- configuration --------------------------------------------------- */

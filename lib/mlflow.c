@@ -17,8 +17,8 @@
  * Everything runs on the export thread through the shared HTTP transport
  * (lib/http.c): nothing blocks an application thread.
  */
+#include "assess-internal.h"
 #include "options-internal.h"
-#include "otlp-internal.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -61,43 +61,72 @@ static char *url_join(const char *base, const char *path) {
 }
 
 /* An error body ({"error_code":..,"message":..} or {"detail":..}) shortened
- * for a log line. */
+ * for a log line, with secrets redacted (a server or proxy may echo the
+ * request's headers). */
 static void describe(char *out, size_t size, long status, const char *err, const char *body, size_t len) {
   if (err && status == 0) {
-    snprintf(out, size, "%s", err);
+    mlt__redact(err, strlen(err), out, size);
     return;
   }
-  size_t bl = MLT_MIN(len, (size_t)160);
-  char tmp[200];
-  size_t k = 0;
-  for (size_t i = 0; i < bl && k + 1 < sizeof tmp; i++) tmp[k++] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
-  tmp[k] = '\0';
-  snprintf(out, size, "%s%sHTTP %ld%s%s", err ? err : "", err ? ", " : "", status, k ? ": " : "", tmp);
+  /* Redact the whole body first (a secret may be long, e.g. a JWT), then
+   * shorten it. */
+  char *tmp = malloc(len + 1), *red = malloc(len + 64);
+  char small[8] = "";
+  if (tmp && red) {
+    for (size_t i = 0; i < len; i++) tmp[i] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
+    mlt__redact(tmp, len, red, len + 64);
+    if (strlen(red) > 200) memcpy(red + 197, "...", 4);
+  }
+  const char *shown = tmp && red ? red : small;
+  snprintf(out, size, "%s%sHTTP %ld%s%s", err ? err : "", err ? ", " : "", status, shown[0] ? ": " : "", shown);
+  free(tmp);
+  free(red);
 }
 
 /* ---- the MLflow exporter --------------------------------------------- */
 
+/* Delivery.  A trace counts as exported once the server acknowledged its
+ * spans (OTLP) and, when it has a local root, its TraceInfo (StartTraceV3):
+ * what the Python SDK stores.  A request whose outcome is unknown (timeout,
+ * connection reset) is sent again: both writes are idempotent on MLflow's
+ * SQL store (spans are upserted on (trace_id, span_id) and trace-level
+ * aggregates recomputed, not added; StartTraceV3 on an existing trace
+ * merges), so at-least-once delivery stores each trace once.  When the
+ * spans are stored but the TraceInfo never is, the trace is counted
+ * partial.  With the spool on, whatever fails for a transient reason
+ * (server down or too slow past the retry budget, shutdown deadline) is
+ * written to the spool -- the whole OTLP request, or just the TraceInfo --
+ * and delivered later. */
+
 enum { MODE_UNKNOWN = 0, MODE_OTLP, MODE_ARTIFACT };
 enum { EXP_READY = 0, EXP_RESOLVING, EXP_UNRESOLVED };
+#define NO_TICKET UINT32_MAX
+/* Largest OTLP request we build: traces of a batch are split by the memory
+ * they held in the queue (a good estimate of their encoded size). */
+#define UNIT_MAX_BYTES ((size_t)8 << 20)
+#define UNIT_MAX_JOBS 512
 
 typedef struct mlflow_exp mlflow_exp;
+typedef struct unit unit;
 
 typedef struct tjob {
-  mlflow_exp *owner;
-  uint32_t ticket;
-  uint8_t needs_start; /* has a local root: StartTraceV3 after the spans */
-  mlt__buf info_rest;  /* StartTraceV3 trace_info, minus its opening and location */
+  unit *u;
+  uint32_t ticket;     /* NO_TICKET: a trace replayed from the spool */
+  mlt__buf info_rest;  /* StartTraceV3 trace_info, minus its opening and location; empty: spans only */
   mlt__buf data;       /* traces.json body (artifact mode, or mode unknown) */
   size_t held;         /* bytes counted in the exporter's held_bytes */
 } tjob;
 
-typedef struct batch {
-  struct batch *next; /* waiting for the experiment id */
+/* Traces whose spans travel in one OTLP request (and, when spooled, one
+ * spool record). */
+struct unit {
+  unit *next; /* waiting for the experiment id */
   mlflow_exp *x;
   tjob **jobs;
-  size_t n;
-  mlt__buf otlp; /* counted in held_bytes until handed to the transport */
-} batch;
+  size_t n, open;
+  mlt__buf otlp;        /* counted in held_bytes until handed to the transport */
+  mlt__spool_rec *rec;  /* the spool record this replays, or NULL */
+};
 
 struct mlflow_exp {
   mlt_exporter base;
@@ -108,25 +137,67 @@ struct mlflow_exp {
   int mode;
   int exp_state;
   int stopping;
-  size_t in_flight;    /* traces accepted, not yet reported */
-  size_t held_bytes;   /* serialized bytes held for them outside the transport */
-  batch *pending_head; /* batches waiting for the experiment id */
+  size_t in_flight;   /* traces accepted (or replayed), not yet reported */
+  size_t held_bytes;  /* serialized bytes held for them outside the transport */
+  unit *pending_head; /* units waiting for the experiment id */
+  mlt__spool *spool;  /* NULL: off */
+  mlt__net_health health;
 };
 
-static void job_done(mlflow_exp *x, tjob *j, int ok, const char *why) {
-  mlt__export_done(&x->base, j->ticket, ok, why);
+static int transient_failure(long status) { return status == 0 || status == 408 || status == 429 || status >= 500; }
+
+static void unit_free(unit *u) {
+  u->x->held_bytes -= u->otlp.len;
+  mlt__buf_free(&u->otlp);
+  free(u->jobs);
+  free(u);
+}
+
+/* A trace is done at this exporter. */
+static void job_end(tjob *j, int outcome, const char *why) {
+  unit *u = j->u;
+  mlflow_exp *x = u->x;
+  if (j->ticket != NO_TICKET)
+    mlt__export_result(&x->base, j->ticket, outcome, why);
+  else
+    mlt__spool_replayed_outcome(x->spool, outcome, why);
   x->held_bytes -= j->held;
   mlt__buf_free(&j->info_rest);
   mlt__buf_free(&j->data);
   free(j);
   x->in_flight--;
+  if (--u->open == 0) {
+    if (u->rec) mlt__spool_done(x->spool, u->rec);
+    u->rec = NULL;
+    unit_free(u);
+  }
 }
 
-static void batch_free(batch *b) {
-  b->x->held_bytes -= b->otlp.len;
-  mlt__buf_free(&b->otlp);
-  free(b->jobs);
-  free(b);
+/* The spans of |u| could not be delivered (|body|: the OTLP request, or
+ * NULL when it was never built): spool the whole unit when the failure is
+ * transient and the spool is on, else fail its traces. */
+static void unit_fail(unit *u, const mlt__buf *body, int transient, const char *why) {
+  mlflow_exp *x = u->x;
+  int outcome = MLT__OUT_FAILED;
+  if (transient && x->spool) {
+    const mlt__buf *infos[UNIT_MAX_JOBS];
+    size_t k = 0;
+    for (size_t i = 0; i < u->n && k < UNIT_MAX_JOBS; i++) infos[k++] = &u->jobs[i]->info_rest;
+    if (mlt__spool_put(x->spool, body ? body->p : NULL, body ? body->len : 0, (uint32_t)u->n, infos, k) == 0)
+      outcome = MLT__OUT_SPOOLED;
+  }
+  for (size_t i = u->n; i-- > 0;) job_end(u->jobs[i], outcome, why);
+}
+
+/* The spans of |j| are stored; its TraceInfo could not be. */
+static void job_fail_info(tjob *j, int transient, const char *why) {
+  mlflow_exp *x = j->u->x;
+  int outcome = MLT__OUT_PARTIAL;
+  if (transient && x->spool) {
+    const mlt__buf *infos[1] = {&j->info_rest};
+    if (mlt__spool_put(x->spool, NULL, 0, 1, infos, 1) == 0) outcome = MLT__OUT_SPOOLED;
+  }
+  job_end(j, outcome, why);
 }
 
 static struct curl_slist *base_headers(mlflow_exp *x, const char *content_type) {
@@ -137,23 +208,23 @@ static struct curl_slist *base_headers(mlflow_exp *x, const char *content_type) 
   return h;
 }
 
-static void send_start(mlflow_exp *x, tjob *j);
-static void send_otlp(mlflow_exp *x, batch *b);
+static void send_start(tjob *j);
+static void send_otlp(unit *u);
 
 /* ---- experiment resolution ---- */
 
 static void resolve_experiment(mlflow_exp *x);
 
-static void flush_pending(mlflow_exp *x, int ok, const char *why) {
-  batch *b;
-  while ((b = x->pending_head) != NULL) {
-    x->pending_head = b->next;
-    if (ok) {
-      send_otlp(x, b);
-    } else {
-      for (size_t i = 0; i < b->n; i++) job_done(x, b->jobs[i], 0, why);
-      batch_free(b);
-    }
+/* Units waiting for the experiment id: send them, or (|ok| 0) spool them
+ * when |transient| (server unreachable) or fail them. */
+static void flush_pending(mlflow_exp *x, int ok, int transient, const char *why) {
+  unit *u;
+  while ((u = x->pending_head) != NULL) {
+    x->pending_head = u->next;
+    if (ok)
+      send_otlp(u);
+    else
+      unit_fail(u, u->otlp.len ? &u->otlp : NULL, transient, why);
   }
 }
 
@@ -171,7 +242,7 @@ static void on_created(mlt__http_req *r, int ok, long status, const char *body, 
       mlt__log(MLT_LOG_INFO, MLT__LOGK_EXPORT2, "created MLflow experiment '%s' (id %s)", x->experiment_name,
                id->valuestring);
       cJSON_Delete(j);
-      flush_pending(x, x->exp_state == EXP_READY, "out of memory");
+      flush_pending(x, x->exp_state == EXP_READY, 0, "out of memory");
       return;
     }
     cJSON_Delete(j);
@@ -183,7 +254,10 @@ static void on_created(mlt__http_req *r, int ok, long status, const char *body, 
   describe(why, sizeof why, status, err, body, len);
   x->exp_state = EXP_UNRESOLVED;
   mlt__log(MLT_LOG_ERROR, MLT__LOGK_EXPORT, "cannot create MLflow experiment '%s': %s", x->experiment_name, why);
-  flush_pending(x, 0, "MLflow experiment could not be resolved");
+  char msg[480];
+  snprintf(msg, sizeof msg, "cannot create MLflow experiment '%.80s': %s", x->experiment_name, why);
+  if (!ok && transient_failure(status)) mlt__net_failure(&x->health);
+  flush_pending(x, 0, !ok && transient_failure(status), msg);
 }
 
 static void on_lookup(mlt__http_req *r, int ok, long status, const char *body, size_t len, const char *err, void *ud) {
@@ -200,7 +274,7 @@ static void on_lookup(mlt__http_req *r, int ok, long status, const char *body, s
       x->exp_state = EXP_UNRESOLVED;
       mlt__log(MLT_LOG_ERROR, MLT__LOGK_EXPORT, "MLflow experiment '%s' is deleted; restore it or pick another",
                x->experiment_name);
-      flush_pending(x, 0, "MLflow experiment is deleted");
+      flush_pending(x, 0, 0, "MLflow experiment is deleted");
       return;
     }
     if (cJSON_IsString(id) && id->valuestring[0]) {
@@ -208,7 +282,7 @@ static void on_lookup(mlt__http_req *r, int ok, long status, const char *body, s
       x->experiment_id = strdup(id->valuestring);
       x->exp_state = x->experiment_id ? EXP_READY : EXP_UNRESOLVED;
       cJSON_Delete(j);
-      flush_pending(x, x->exp_state == EXP_READY, "out of memory");
+      flush_pending(x, x->exp_state == EXP_READY, 0, "out of memory");
       return;
     }
     cJSON_Delete(j);
@@ -237,7 +311,10 @@ static void on_lookup(mlt__http_req *r, int ok, long status, const char *body, s
   describe(why, sizeof why, status, err, body, len);
   x->exp_state = EXP_UNRESOLVED;
   mlt__log(MLT_LOG_ERROR, MLT__LOGK_EXPORT, "cannot look up MLflow experiment '%s': %s", x->experiment_name, why);
-  flush_pending(x, 0, "MLflow experiment could not be resolved");
+  char msg[480];
+  snprintf(msg, sizeof msg, "cannot look up MLflow experiment '%.80s': %s", x->experiment_name, why);
+  if (!ok && transient_failure(status)) mlt__net_failure(&x->health);
+  flush_pending(x, 0, !ok && transient_failure(status), msg);
 }
 
 static void resolve_experiment(mlflow_exp *x) {
@@ -252,7 +329,7 @@ static void resolve_experiment(mlflow_exp *x) {
   free(url);
   if (!r) {
     x->exp_state = EXP_UNRESOLVED;
-    flush_pending(x, 0, "out of memory");
+    flush_pending(x, 0, 0, "out of memory");
     return;
   }
   r->headers = base_headers(x, NULL);
@@ -268,7 +345,7 @@ static void on_put(mlt__http_req *r, int ok, long status, const char *body, size
   tjob *j = ud;
   char why[300];
   if (!ok) describe(why, sizeof why, status, err, body, len);
-  job_done(j->owner, j, ok, ok ? NULL : why);
+  job_end(j, ok ? MLT__OUT_OK : MLT__OUT_FAILED, ok ? NULL : why);
 }
 
 /* The HTTP URL of a trace's traces.json from its mlflow.artifactLocation. */
@@ -301,15 +378,20 @@ static char *artifact_url(mlflow_exp *x, const char *loc) {
 static void on_start(mlt__http_req *r, int ok, long status, const char *body, size_t len, const char *err, void *ud) {
   (void)r;
   tjob *j = ud;
-  mlflow_exp *x = j->owner;
+  mlflow_exp *x = j->u->x;
   char why[300];
   if (!ok) {
     describe(why, sizeof why, status, err, body, len);
-    job_done(x, j, 0, why);
+    if (transient_failure(status)) mlt__net_failure(&x->health);
+    if (x->mode == MODE_ARTIFACT)
+      job_end(j, MLT__OUT_FAILED, why); /* nothing stored yet */
+    else
+      job_fail_info(j, transient_failure(status), why);
     return;
   }
+  mlt__net_success(&x->health);
   if (x->mode != MODE_ARTIFACT) {
-    job_done(x, j, 1, NULL);
+    job_end(j, MLT__OUT_OK, NULL);
     return;
   }
   /* Fallback: upload the spans as the traces.json artifact. */
@@ -322,16 +404,18 @@ static void on_start(mlt__http_req *r, int ok, long status, const char *body, si
     snprintf(why, sizeof why, "the server gave no usable artifact location (%s); spans not uploaded",
              cJSON_IsString(loc) ? loc->valuestring : "none");
     cJSON_Delete(resp);
-    job_done(x, j, 0, why);
+    job_end(j, MLT__OUT_FAILED, why);
     return;
   }
   cJSON_Delete(resp);
   mlt__http_req *p = mlt__http_req_new(url, MLT__HTTP_PUT, &x->cfg);
   free(url);
   if (!p) {
-    job_done(x, j, 0, "out of memory");
+    job_end(j, MLT__OUT_FAILED, "out of memory");
     return;
   }
+  x->held_bytes -= j->data.len;
+  j->held -= j->data.len;
   p->body = j->data;
   memset(&j->data, 0, sizeof j->data);
   p->headers = base_headers(x, "Content-Type: application/json");
@@ -340,12 +424,13 @@ static void on_start(mlt__http_req *r, int ok, long status, const char *body, si
   mlt__http_submit(mlt__http_get(), p);
 }
 
-static void send_start(mlflow_exp *x, tjob *j) {
+static void send_start(tjob *j) {
+  mlflow_exp *x = j->u->x;
   char *url = url_join(x->base_url, "/api/3.0/mlflow/traces");
   mlt__http_req *r = url ? mlt__http_req_new(url, MLT__HTTP_POST, &x->cfg) : NULL;
   free(url);
   if (!r) {
-    job_done(x, j, 0, "out of memory");
+    job_fail_info(j, 0, "out of memory");
     return;
   }
   mlt__buf_lit(&r->body, "{\"trace\": {\"trace_info\": {\"trace_location\": {\"type\": \"MLFLOW_EXPERIMENT\", "
@@ -356,7 +441,7 @@ static void send_start(mlflow_exp *x, tjob *j) {
   mlt__buf_lit(&r->body, "}}");
   if (r->body.oom) {
     mlt__http_req_free(r);
-    job_done(x, j, 0, "out of memory");
+    job_fail_info(j, 0, "out of memory");
     return;
   }
   r->headers = base_headers(x, "Content-Type: application/json");
@@ -365,22 +450,31 @@ static void send_start(mlflow_exp *x, tjob *j) {
   mlt__http_submit(mlt__http_get(), r);
 }
 
+/* The spans of |u| are stored: its traces' TraceInfos follow. */
+static void spans_stored(unit *u) {
+  mlflow_exp *x = u->x;
+  for (size_t i = u->n; i-- > 0;) {
+    tjob *j = u->jobs[i];
+    x->held_bytes -= j->data.len; /* not needed on the OTLP path */
+    j->held -= j->data.len;
+    mlt__buf_free(&j->data);
+    if (!j->info_rest.len)
+      job_end(j, MLT__OUT_OK, NULL);
+    else if (x->stopping)
+      job_fail_info(j, 1, "shutdown deadline reached before the TraceInfo was sent");
+    else
+      send_start(j);
+  }
+}
+
 static void on_otlp(mlt__http_req *r, int ok, long status, const char *body, size_t len, const char *err, void *ud) {
-  (void)r;
-  batch *b = ud;
-  mlflow_exp *x = b->x;
+  unit *u = ud;
+  mlflow_exp *x = u->x;
   char why[300];
   if (ok) {
     if (x->mode == MODE_UNKNOWN) x->mode = MODE_OTLP;
-    for (size_t i = 0; i < b->n; i++) {
-      tjob *j = b->jobs[i];
-      mlt__buf_free(&j->data); /* not needed on the OTLP path */
-      if (j->needs_start && !x->stopping)
-        send_start(x, j);
-      else
-        job_done(x, j, !j->needs_start, j->needs_start ? "shutting down" : NULL);
-    }
-    batch_free(b);
+    mlt__net_success(&x->health);
+    spans_stored(u);
     return;
   }
   if ((status == 404 || status == 501) && x->mode != MODE_OTLP) {
@@ -389,121 +483,156 @@ static void on_otlp(mlt__http_req *r, int ok, long status, const char *body, siz
     x->mode = MODE_ARTIFACT;
     mlt__log(MLT_LOG_INFO, MLT__LOGK_EXPORT2,
              "MLflow server has no OTLP span ingestion (HTTP %ld): uploading traces.json artifacts instead", status);
-    for (size_t i = 0; i < b->n; i++) {
-      tjob *j = b->jobs[i];
-      if (j->needs_start && j->data.len && !x->stopping)
-        send_start(x, j);
+    for (size_t i = u->n; i-- > 0;) {
+      tjob *j = u->jobs[i];
+      if (j->info_rest.len && j->data.len && !x->stopping)
+        send_start(j);
       else
-        job_done(x, j, 0,
-                 j->needs_start ? "server has no OTLP endpoint" : "spans of a continued or remote trace need the "
-                                                                  "server's OTLP endpoint (/v1/traces)");
+        job_end(j, MLT__OUT_FAILED,
+                j->info_rest.len ? "server has no OTLP endpoint"
+                                 : "spans of a continued or remote trace need the server's OTLP endpoint (/v1/traces)");
     }
-    batch_free(b);
     return;
   }
   describe(why, sizeof why, status, err, body, len);
-  for (size_t i = 0; i < b->n; i++) job_done(x, b->jobs[i], 0, why);
-  batch_free(b);
+  int transient = transient_failure(status);
+  if (transient) mlt__net_failure(&x->health);
+  unit_fail(u, &r->body, transient, why);
 }
 
-static void send_otlp(mlflow_exp *x, batch *b) {
+static void send_otlp(unit *u) {
+  mlflow_exp *x = u->x;
   if (x->mode == MODE_ARTIFACT) {
     /* No OTLP: straight to StartTraceV3 + artifact. */
-    for (size_t i = 0; i < b->n; i++) {
-      tjob *j = b->jobs[i];
-      if (j->needs_start && j->data.len)
-        send_start(x, j);
+    for (size_t i = u->n; i-- > 0;) {
+      tjob *j = u->jobs[i];
+      if (j->info_rest.len && j->data.len)
+        send_start(j);
       else
-        job_done(x, j, 0, "spans of a continued or remote trace need the server's OTLP endpoint (/v1/traces)");
+        job_end(j, MLT__OUT_FAILED, "spans of a continued or remote trace need the server's OTLP endpoint (/v1/traces)");
     }
-    batch_free(b);
+    return;
+  }
+  if (!u->otlp.len) { /* a spooled TraceInfo whose spans are stored already */
+    spans_stored(u);
     return;
   }
   char *url = url_join(x->base_url, "/v1/traces");
   mlt__http_req *r = url ? mlt__http_req_new(url, MLT__HTTP_POST, &x->cfg) : NULL;
   free(url);
   if (!r) {
-    for (size_t i = 0; i < b->n; i++) job_done(x, b->jobs[i], 0, "out of memory");
-    batch_free(b);
+    unit_fail(u, &u->otlp, 0, "out of memory");
     return;
   }
-  x->held_bytes -= b->otlp.len; /* the transport counts it from here */
-  r->body = b->otlp;
-  memset(&b->otlp, 0, sizeof b->otlp);
+  x->held_bytes -= u->otlp.len; /* the transport counts it from here */
+  r->body = u->otlp;
+  memset(&u->otlp, 0, sizeof u->otlp);
   r->headers = base_headers(x, "Content-Type: application/x-protobuf");
   char hdr[300];
   snprintf(hdr, sizeof hdr, "x-mlflow-experiment-id: %s", x->experiment_id);
   r->headers = curl_slist_append(r->headers, hdr);
   r->done = on_otlp;
-  r->ud = b;
+  r->ud = u;
   mlt__http_submit(mlt__http_get(), r);
+}
+
+/* Send |u| now, or queue it until the experiment id is known. */
+static void dispatch(unit *u) {
+  mlflow_exp *x = u->x;
+  if (x->exp_state != EXP_READY) {
+    if (x->exp_state == EXP_UNRESOLVED && x->experiment_name) resolve_experiment(x);
+    unit **pp = &x->pending_head;
+    while (*pp) pp = &(*pp)->next;
+    u->next = NULL;
+    *pp = u;
+    return;
+  }
+  send_otlp(u);
+}
+
+static unit *unit_new(mlflow_exp *x, size_t cap) {
+  unit *u = calloc(1, sizeof *u);
+  if (u) u->jobs = calloc(cap ? cap : 1, sizeof *u->jobs);
+  if (!u || !u->jobs) {
+    free(u);
+    return NULL;
+  }
+  u->x = x;
+  return u;
+}
+
+/* Encode the spans of |ps| (the traces of |u|, in order) and send. */
+static void unit_go(unit *u, mlt__prepared **ps) {
+  mlflow_exp *x = u->x;
+  if (x->mode != MODE_ARTIFACT && u->n) {
+    mlt__otlp_encode(&u->otlp, ps, u->n, NULL);
+    x->held_bytes += u->otlp.len;
+    if (u->otlp.oom) {
+      unit_fail(u, NULL, 0, "out of memory while encoding spans");
+      return;
+    }
+  }
+  u->open = u->n;
+  dispatch(u);
 }
 
 static void mlflow_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n) {
   mlflow_exp *x = (mlflow_exp *)e;
-  if (x->exp_state == EXP_UNRESOLVED && x->experiment_name) resolve_experiment(x);
-  if (x->stopping || x->held_bytes + mlt__http_backlog_bytes(mlt__http_get()) > MLT__HTTP_MAX_BACKLOG) {
-    for (size_t i = 0; i < n; i++)
-      mlt__export_done(e, traces[i]->ticket, 0, x->stopping ? "shutting down" : MLT__HTTP_BACKLOG_FULL);
+  if (x->stopping) {
+    for (size_t i = 0; i < n; i++) mlt__export_done(e, traces[i]->ticket, 0, "shutting down");
     return;
   }
-  batch *b = calloc(1, sizeof *b);
-  tjob **jobs = b ? calloc(n, sizeof *jobs) : NULL;
-  mlt__prepared **ps = calloc(n, sizeof *ps); /* the traces that got a job */
-  if (!b || !jobs || !ps) {
-    free(b);
-    free(jobs);
+  mlt__prepared **ps = calloc(n ? n : 1, sizeof *ps);
+  unit *u = ps ? unit_new(x, MLT_MIN(n, (size_t)UNIT_MAX_JOBS)) : NULL;
+  if (!u) {
     free(ps);
     for (size_t i = 0; i < n; i++) mlt__export_done(e, traces[i]->ticket, 0, "out of memory");
     return;
   }
-  b->x = x;
-  b->jobs = jobs;
-  size_t k = 0;
+  size_t est = 0;
   for (size_t i = 0; i < n; i++) {
     mlt__prepared *p = traces[i];
+    size_t sz = p->t->qbytes;
+    if (u->n && (u->n == UNIT_MAX_JOBS || est + sz > UNIT_MAX_BYTES)) {
+      /* This request is full: send it and start the next one. */
+      unit *nu = unit_new(x, MLT_MIN(n - i, (size_t)UNIT_MAX_JOBS));
+      if (!nu) {
+        for (size_t k = i; k < n; k++) mlt__export_done(e, traces[k]->ticket, 0, "out of memory");
+        break;
+      }
+      unit_go(u, ps);
+      u = nu;
+      est = 0;
+    }
     tjob *j = calloc(1, sizeof *j);
     if (!j) {
       mlt__export_done(e, p->ticket, 0, "out of memory");
       continue;
     }
-    j->owner = x;
+    j->u = u;
     j->ticket = p->ticket;
-    j->needs_start = p->root >= 0 && !(p->t->flags & (MLT__TF_CONTINUATION | MLT__TF_REMOTE));
-    if (j->needs_start)
+    int needs_start = p->root >= 0 && !(p->t->flags & (MLT__TF_CONTINUATION | MLT__TF_REMOTE));
+    if (needs_start)
       mlt__json_trace_info(&j->info_rest, x->mode != MODE_OTLP ? &j->data : NULL, p, mlt__prepared_info(p));
+    if (j->info_rest.oom || j->data.oom) {
+      mlt__buf_free(&j->info_rest);
+      mlt__buf_free(&j->data);
+      free(j);
+      mlt__export_done(e, p->ticket, 0, "out of memory while serializing");
+      continue;
+    }
     j->held = j->info_rest.len + j->data.len;
     x->held_bytes += j->held;
     x->in_flight++;
-    if (j->info_rest.oom || j->data.oom) {
-      job_done(x, j, 0, "out of memory while serializing");
-      continue;
-    }
-    ps[k] = p;
-    jobs[k++] = j;
+    ps[u->n] = p;
+    u->jobs[u->n++] = j;
+    est += sz;
   }
-  b->n = k;
-  /* One OTLP request for the whole batch (the spans of every trace). */
-  if (x->mode != MODE_ARTIFACT && k) {
-    mlt__otlp_encode(&b->otlp, ps, k, NULL);
-    x->held_bytes += b->otlp.len;
-  }
+  if (u->n)
+    unit_go(u, ps);
+  else
+    unit_free(u);
   free(ps);
-  if (b->otlp.oom) {
-    for (size_t i = 0; i < k; i++) job_done(x, jobs[i], 0, "out of memory while encoding spans");
-    b->n = 0;
-  }
-  if (!b->n) {
-    batch_free(b);
-    return;
-  }
-  if (x->exp_state != EXP_READY) {
-    /* Wait for the experiment id. */
-    b->next = x->pending_head;
-    x->pending_head = b;
-    return;
-  }
-  send_otlp(x, b);
 }
 
 static int mlflow_start(mlt_exporter *e) {
@@ -525,16 +654,25 @@ static int64_t net_poll(mlt_exporter *e, int64_t now) {
 
 static size_t mlflow_in_flight(mlt_exporter *e) { return ((mlflow_exp *)e)->in_flight; }
 
+/* Backpressure: a new batch waits while this exporter holds a full window
+ * of traces or bytes (its own buffers plus the shared transport's). */
+static int mlflow_ready(mlt_exporter *e) {
+  mlflow_exp *x = (mlflow_exp *)e;
+  return x->in_flight < MLT__NET_WINDOW_TRACES &&
+         x->held_bytes + mlt__http_backlog_bytes(mlt__http_get()) < MLT__NET_WINDOW_BYTES;
+}
+
 static void mlflow_abandon(mlt_exporter *e) {
   mlflow_exp *x = (mlflow_exp *)e;
   x->stopping = 1;
   mlt__http_abandon(mlt__http_get(), ABANDONED);
-  flush_pending(x, 0, "shutdown deadline reached while resolving the MLflow experiment");
+  flush_pending(x, 0, 1, "shutdown deadline reached while resolving the MLflow experiment");
 }
 
 static void mlflow_destroy(mlt_exporter *e) {
   mlflow_exp *x = (mlflow_exp *)e;
-  flush_pending(x, 0, "exporter destroyed");
+  flush_pending(x, 0, 0, "exporter destroyed");
+  mlt__spool_close(x->spool);
   free(x->base_url);
   free(x->experiment_id);
   free(x->experiment_name);
@@ -543,8 +681,14 @@ static void mlflow_destroy(mlt_exporter *e) {
   curl_global_cleanup();
 }
 
-static const mlt__exporter_ops mlflow_ops = {"mlflow",        mlflow_start,   mlflow_export, net_poll,
-                                             mlflow_in_flight, mlflow_abandon, mlflow_destroy};
+static const mlt__exporter_ops mlflow_ops = {.name = "mlflow",
+                                             .start = mlflow_start,
+                                             .export_batch = mlflow_export,
+                                             .poll = net_poll,
+                                             .in_flight = mlflow_in_flight,
+                                             .ready = mlflow_ready,
+                                             .abandon = mlflow_abandon,
+                                             .destroy = mlflow_destroy};
 
 int mlt_exporter_mlflow_new(const char *tracking_uri, const char *experiment_id, const char *experiment_name,
                             mlt_exporter **out) {
@@ -580,6 +724,16 @@ int mlt_exporter_mlflow_new(const char *tracking_uri, const char *experiment_id,
   return MLT_OK;
 }
 
+/* For lib/assess-mlflow.c (trace operations go to the same server, with the
+ * same credentials). */
+int mlt__exporter_mlflow_target(const mlt_exporter *e, const char **base_url, const mlt__http_cfg **cfg) {
+  if (e->ops != &mlflow_ops) return -1;
+  const mlflow_exp *x = (const mlflow_exp *)e;
+  *base_url = x->base_url;
+  *cfg = &x->cfg;
+  return 0;
+}
+
 int mlt__exporter_mlflow_from_config(mlt_exporter **out) {
   /* An experiment id given (option or MLFLOW_EXPERIMENT_ID) wins over a
    * name; with neither, the exporter uses "0". */
@@ -598,24 +752,76 @@ typedef struct otlp_exp {
   mlt__http_cfg cfg;
   size_t in_flight;
   int stopping;
+  mlt__spool *spool; /* NULL: off */
+  mlt__net_health health;
 } otlp_exp;
 
+/* The traces of one request. */
 typedef struct obatch {
   otlp_exp *x;
-  uint32_t *tickets;
+  uint32_t *tickets; /* NULL for a record replayed from the spool */
   size_t n;
+  mlt__spool_rec *rec;
 } obatch;
+
+static void obatch_end(obatch *b, int outcome, const char *why) {
+  otlp_exp *x = b->x;
+  for (size_t i = 0; i < b->n; i++) {
+    if (b->tickets)
+      mlt__export_result(&x->base, b->tickets[i], outcome, why);
+    else
+      mlt__spool_replayed_outcome(x->spool, outcome, why);
+  }
+  if (b->rec) mlt__spool_done(x->spool, b->rec);
+  x->in_flight -= b->n;
+  free(b->tickets);
+  free(b);
+}
 
 static void on_otlp_generic(mlt__http_req *r, int ok, long status, const char *body, size_t len, const char *err,
                             void *ud) {
-  (void)r;
   obatch *b = ud;
+  otlp_exp *x = b->x;
   char why[300];
-  if (!ok) describe(why, sizeof why, status, err, body, len);
-  for (size_t i = 0; i < b->n; i++) mlt__export_done(&b->x->base, b->tickets[i], ok, ok ? NULL : why);
-  b->x->in_flight -= b->n;
-  free(b->tickets);
-  free(b);
+  if (ok) {
+    mlt__net_success(&x->health);
+    obatch_end(b, MLT__OUT_OK, NULL);
+    return;
+  }
+  describe(why, sizeof why, status, err, body, len);
+  int outcome = MLT__OUT_FAILED;
+  if (transient_failure(status)) {
+    mlt__net_failure(&x->health);
+    /* The body as sent (gzip or not: replay tells them apart). */
+    if (x->spool && mlt__spool_put(x->spool, r->body.p, r->body.len, (uint32_t)b->n, NULL, 0) == 0)
+      outcome = MLT__OUT_SPOOLED;
+  }
+  obatch_end(b, outcome, why);
+}
+
+static void otlp_send(otlp_exp *x, obatch *b, mlt__buf *body) {
+  mlt__http_req *r = mlt__http_req_new(x->endpoint, MLT__HTTP_POST, &x->cfg);
+  if (!r) {
+    mlt__buf_free(body);
+    obatch_end(b, MLT__OUT_FAILED, "out of memory");
+    return;
+  }
+  for (struct curl_slist *h = x->headers; h; h = h->next) r->headers = curl_slist_append(r->headers, h->data);
+  r->headers = curl_slist_append(r->headers, "Content-Type: application/x-protobuf");
+  r->headers = curl_slist_append(r->headers, "Expect:");
+  int gz = body->len >= 2 && (unsigned char)body->p[0] == 0x1f && (unsigned char)body->p[1] == 0x8b;
+  if (!gz && x->gzip && gzip_buf(body, &r->body) == 0) {
+    mlt__buf_free(body);
+    gz = 1;
+  } else {
+    mlt__buf_free(&r->body);
+    r->body = *body;
+    memset(body, 0, sizeof *body);
+  }
+  if (gz) r->headers = curl_slist_append(r->headers, "Content-Encoding: gzip");
+  r->done = on_otlp_generic;
+  r->ud = b;
+  mlt__http_submit(mlt__http_get(), r);
 }
 
 static void otlp_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n) {
@@ -625,14 +831,12 @@ static void otlp_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n)
     return;
   }
   obatch *b = calloc(1, sizeof *b);
-  mlt__http_req *r = mlt__http_req_new(x->endpoint, MLT__HTTP_POST, &x->cfg);
   if (b) b->tickets = calloc(n, sizeof *b->tickets);
   mlt__buf raw = {0};
-  if (b && b->tickets && r) mlt__otlp_encode(&raw, traces, n, x->service_name);
-  if (!b || !b->tickets || !r || raw.oom) {
+  if (b && b->tickets) mlt__otlp_encode(&raw, traces, n, x->service_name);
+  if (!b || !b->tickets || raw.oom) {
     if (b) free(b->tickets);
     free(b);
-    if (r) mlt__http_req_free(r);
     mlt__buf_free(&raw);
     for (size_t i = 0; i < n; i++) mlt__export_done(e, traces[i]->ticket, 0, "out of memory");
     return;
@@ -640,20 +844,8 @@ static void otlp_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n)
   for (size_t i = 0; i < n; i++) b->tickets[i] = traces[i]->ticket;
   b->n = n;
   b->x = x;
-  for (struct curl_slist *h = x->headers; h; h = h->next) r->headers = curl_slist_append(r->headers, h->data);
-  r->headers = curl_slist_append(r->headers, "Content-Type: application/x-protobuf");
-  r->headers = curl_slist_append(r->headers, "Expect:");
-  if (x->gzip && gzip_buf(&raw, &r->body) == 0) {
-    mlt__buf_free(&raw);
-    r->headers = curl_slist_append(r->headers, "Content-Encoding: gzip");
-  } else {
-    mlt__buf_free(&r->body);
-    r->body = raw;
-  }
-  r->done = on_otlp_generic;
-  r->ud = b;
   x->in_flight += n;
-  mlt__http_submit(mlt__http_get(), r);
+  otlp_send(x, b, &raw);
 }
 
 static int otlp_start(mlt_exporter *e) {
@@ -674,6 +866,11 @@ static int otlp_start(mlt_exporter *e) {
 
 static size_t otlp_in_flight(mlt_exporter *e) { return ((otlp_exp *)e)->in_flight; }
 
+static int otlp_ready(mlt_exporter *e) {
+  otlp_exp *x = (otlp_exp *)e;
+  return x->in_flight < MLT__NET_WINDOW_TRACES && mlt__http_backlog_bytes(mlt__http_get()) < MLT__NET_WINDOW_BYTES;
+}
+
 static void otlp_abandon(mlt_exporter *e) {
   otlp_exp *x = (otlp_exp *)e;
   x->stopping = 1;
@@ -682,6 +879,7 @@ static void otlp_abandon(mlt_exporter *e) {
 
 static void otlp_destroy(mlt_exporter *e) {
   otlp_exp *x = (otlp_exp *)e;
+  mlt__spool_close(x->spool);
   free(x->endpoint);
   free(x->service_name);
   curl_slist_free_all(x->headers);
@@ -690,8 +888,14 @@ static void otlp_destroy(mlt_exporter *e) {
   curl_global_cleanup();
 }
 
-static const mlt__exporter_ops otlp_ops = {"otlp",         otlp_start,   otlp_export, net_poll,
-                                           otlp_in_flight, otlp_abandon, otlp_destroy};
+static const mlt__exporter_ops otlp_ops = {.name = "otlp",
+                                           .start = otlp_start,
+                                           .export_batch = otlp_export,
+                                           .poll = net_poll,
+                                           .in_flight = otlp_in_flight,
+                                           .ready = otlp_ready,
+                                           .abandon = otlp_abandon,
+                                           .destroy = otlp_destroy};
 
 /* OTEL_EXPORTER_OTLP_HEADERS: "k1=v1,k2=v2" with URL-encoded values.  An
  * entry without '=' or a key, or whose decoded value holds CR, LF or NUL,

@@ -21,8 +21,17 @@ enum {
   MLT__O_MAXVAL = 1u << 12,
   MLT__O_MAXSPANS = 1u << 13,
   MLT__O_MAXEVENTS = 1u << 14,
-  MLT__O_LOG = 1u << 15
+  MLT__O_LOG = 1u << 15,
+  MLT__O_QBYTES = 1u << 16,
+  MLT__O_SPOOL_DIR = 1u << 17,
+  MLT__O_SPOOL_ON = 1u << 18,
+  MLT__O_SPOOL_MAX = 1u << 19
 };
+
+/* Defaults of the delivery settings (README "Configuration"). */
+#define MLT__DEFAULT_QUEUE_MAX_BYTES ((uint64_t)1 << 30) /* or memory / 8 when less */
+#define MLT__DEFAULT_SPOOL_MAX_BYTES ((uint64_t)1 << 30)
+#define MLT__MAX_TRACE_TIMEOUT_MS (INT64_MAX / 1000000)
 
 struct mlt_options {
   unsigned set;
@@ -38,6 +47,9 @@ struct mlt_options {
   mlt_span_processor_fn processor;
   void *processor_ud;
   mlt_exporter *exporters;
+  uint64_t queue_max_bytes, spool_max_bytes;
+  int spool_enabled;
+  char *spool_dir;
 };
 
 typedef struct mlt__resolved {

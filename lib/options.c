@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <unistd.h>
 
 int mlt_options_new(mlt_options **out) {
   if (!out) return MLT_EINVAL;
@@ -27,6 +28,7 @@ void mlt_options_free(mlt_options *o) {
   free(o->tracking_uri);
   free(o->otlp_endpoint);
   free(o->file_path);
+  free(o->spool_dir);
   mlt_exporter *e = o->exporters;
   while (e) {
     mlt_exporter *n = e->next;
@@ -81,7 +83,8 @@ int mlt_options_set_enabled(mlt_options *o, int enabled) {
   return MLT_OK;
 }
 int mlt_options_set_trace_timeout_ms(mlt_options *o, int64_t ms) {
-  if (!o || ms < 0) return MLT_EINVAL;
+  /* Kept in nanoseconds: larger values would overflow. */
+  if (!o || ms < 0 || ms > MLT__MAX_TRACE_TIMEOUT_MS) return MLT_EINVAL;
   o->trace_timeout_ms = ms;
   o->set |= MLT__O_TIMEOUT;
   return MLT_OK;
@@ -90,6 +93,27 @@ int mlt_options_set_queue_size(mlt_options *o, uint32_t n) {
   if (!o || n < 16 || n > 1048576) return MLT_EINVAL;
   o->queue_size = n;
   o->set |= MLT__O_QUEUE;
+  return MLT_OK;
+}
+int mlt_options_set_queue_max_bytes(mlt_options *o, uint64_t bytes) {
+  if (!o || bytes < ((uint64_t)1 << 20) || bytes > ((uint64_t)1 << 40)) return MLT_EINVAL;
+  o->queue_max_bytes = bytes;
+  o->set |= MLT__O_QBYTES;
+  return MLT_OK;
+}
+int mlt_options_set_spool_dir(mlt_options *o, const char *dir) {
+  return o ? set_str(o, &o->spool_dir, &o->set, MLT__O_SPOOL_DIR, dir) : MLT_EINVAL;
+}
+int mlt_options_set_spool_enabled(mlt_options *o, int enabled) {
+  if (!o) return MLT_EINVAL;
+  o->spool_enabled = enabled ? 1 : 0;
+  o->set |= MLT__O_SPOOL_ON;
+  return MLT_OK;
+}
+int mlt_options_set_spool_max_bytes(mlt_options *o, uint64_t bytes) {
+  if (!o || bytes < ((uint64_t)1 << 20) || bytes > ((uint64_t)1 << 40)) return MLT_EINVAL;
+  o->spool_max_bytes = bytes;
+  o->set |= MLT__O_SPOOL_MAX;
   return MLT_OK;
 }
 int mlt_options_set_schedule_delay_ms(mlt_options *o, uint32_t ms) {
@@ -183,7 +207,49 @@ static double env_double(const char *name, double lo, double hi, double dflt) {
   return d;
 }
 
+/* A number where values past either end of [lo, hi] are clamped to it (with
+ * a warning): a "too large" deadline means "as long as allowed", not the
+ * default. */
+static double env_clamped(const char *name, double lo, double hi, double dflt) {
+  const char *v = mlt__getenv(name);
+  if (!v) return dflt;
+  char *end;
+  errno = 0;
+  double d = strtod(v, &end);
+  while (*end == ' ') end++;
+  if ((errno && errno != ERANGE) || *end || end == v || d != d) {
+    mlt__log(MLT_LOG_WARN, MLT__LOGK_ENV, "%s='%s' is not a number; using %g", name, v, dflt);
+    return dflt;
+  }
+  if (d < lo || d > hi) {
+    double c = d < lo ? lo : hi;
+    mlt__log(MLT_LOG_WARN, MLT__LOGK_ENV, "%s='%s' is outside [%g, %g]; using %g", name, v, lo, hi, c);
+    return c;
+  }
+  return d;
+}
+
 static char *dup_env(const char *name) { return mlt__strdup(mlt__getenv(name)); }
+
+/* Default byte bound of the export queue: 1 GiB (a 100k-trace burst of
+ * GenAI traces holds ~650 MB when the export thread gets no CPU), or an
+ * eighth of the memory available to the process when that is less (the
+ * cgroup v2 limit, else physical memory).  A cap, not a reservation. */
+static uint64_t default_queue_bytes(void) {
+  uint64_t mem = 0;
+  long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && psz > 0) mem = (uint64_t)pages * (uint64_t)psz;
+  FILE *f = fopen("/sys/fs/cgroup/memory.max", "re");
+  if (f) {
+    unsigned long long lim;
+    if (fscanf(f, "%llu", &lim) == 1 && lim > 0 && (!mem || lim < mem)) mem = lim;
+    fclose(f);
+  }
+  uint64_t b = MLT__DEFAULT_QUEUE_MAX_BYTES;
+  if (mem && mem / 8 < b) b = mem / 8;
+  if (b < ((uint64_t)16 << 20)) b = (uint64_t)16 << 20;
+  return b;
+}
 
 int mlt__options_resolve(const mlt_options *o, mlt__resolved *r) {
   memset(r, 0, sizeof *r);
@@ -195,18 +261,27 @@ int mlt__options_resolve(const mlt_options *o, mlt__resolved *r) {
                       : env ? env_double("MLFLOW_TRACE_SAMPLING_RATIO", 0, 1, 1.0)
                             : 1.0;
   c->enabled = (set & MLT__O_ENABLED) ? o->enabled : env ? env_bool("MLFLOW_TRACING_ENABLED", 1) : 1;
-  c->trace_timeout_ns = (set & MLT__O_TIMEOUT) ? o->trace_timeout_ms * 1000000
+  c->trace_timeout_ns = (set & MLT__O_TIMEOUT) ? o->trace_timeout_ms * 1000000 /* bounded by the setter */
                         : env ? (int64_t)(env_double("MLFLOW_TRACE_TIMEOUT_SECONDS", 0, 1e9, 0) * 1e9)
                               : 0;
-  uint32_t q = (set & MLT__O_QUEUE) ? o->queue_size
-               : env ? (uint32_t)env_double("MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE", 16, 1048576, 4096)
-                     : 4096;
-  uint32_t pow2 = 16;
-  while (pow2 < q) pow2 <<= 1;
-  c->queue_size = pow2;
+  /* The queue is bounded in bytes; MLflow's variable, when set, keeps its
+   * meaning (a number of entries) as an extra bound. */
+  c->queue_size = (set & MLT__O_QUEUE) ? o->queue_size
+                  : env && mlt__getenv("MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE")
+                      ? (uint32_t)env_clamped("MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE", 16, 1048576, 0)
+                      : 0;
+  uint64_t qdef = (set & MLT__O_QBYTES) ? 0 : default_queue_bytes();
+  c->queue_max_bytes = (set & MLT__O_QBYTES) ? o->queue_max_bytes
+                       : env ? (uint64_t)env_clamped("MLTRACE_QUEUE_MAX_BYTES", 1048576.0, 1099511627776.0, (double)qdef)
+                             : qdef;
+  c->spool_enabled = (set & MLT__O_SPOOL_ON) ? o->spool_enabled : env ? env_bool("MLTRACE_SPOOL", 1) : 1;
+  c->spool_max_bytes = (set & MLT__O_SPOOL_MAX) ? o->spool_max_bytes
+                       : env ? (uint64_t)env_clamped("MLTRACE_SPOOL_MAX_BYTES", 1048576.0, 1099511627776.0,
+                                                     (double)MLT__DEFAULT_SPOOL_MAX_BYTES)
+                             : MLT__DEFAULT_SPOOL_MAX_BYTES;
   c->schedule_delay_ms = (set & MLT__O_DELAY) ? o->schedule_delay_ms : 200;
   c->shutdown_timeout_ms = (set & MLT__O_SHUTDOWN) ? o->shutdown_timeout_ms
-                           : env ? (uint32_t)env_double("MLTRACE_SHUTDOWN_TIMEOUT_MS", 0, 600000, 5000)
+                           : env ? (uint32_t)env_clamped("MLTRACE_SHUTDOWN_TIMEOUT_MS", 0, 600000, 5000)
                                  : 5000;
   c->max_value_bytes = (set & MLT__O_MAXVAL) ? o->max_value_bytes
                        : env ? (uint32_t)env_double("MLTRACE_MAX_VALUE_BYTES", 64, 1073741824.0, 1048576)
@@ -223,6 +298,7 @@ int mlt__options_resolve(const mlt_options *o, mlt__resolved *r) {
   c->tracking_uri = PICK(MLT__O_URI, tracking_uri, "MLFLOW_TRACKING_URI");
   c->otlp_endpoint = PICK(MLT__O_OTLP, otlp_endpoint, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
   c->file_path = PICK(MLT__O_FILE, file_path, "MLTRACE_FILE");
+  c->spool_dir = PICK(MLT__O_SPOOL_DIR, spool_dir, "MLTRACE_SPOOL_DIR");
 #undef PICK
   if (!c->otlp_endpoint && env && !(set & MLT__O_OTLP)) {
     const char *base = mlt__getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
@@ -236,18 +312,20 @@ int mlt__options_resolve(const mlt_options *o, mlt__resolved *r) {
       }
     }
   }
-  /* Network exporters: MLflow's and OpenTelemetry's variables. */
-  c->mlflow_timeout_ms = 10000;
+  /* Network exporters: MLflow's and OpenTelemetry's variables, with their
+   * documented defaults (MLflow: 120 s per request, 500 s of retries;
+   * OpenTelemetry: 10 s per request). */
+  c->mlflow_timeout_ms = 120000;
   c->otlp_timeout_ms = 10000;
-  c->retry_budget_ms = 60000;
+  c->retry_budget_ms = 500000;
   if (env) {
-    c->mlflow_timeout_ms = (int64_t)(env_double("MLFLOW_HTTP_REQUEST_TIMEOUT", 0.001, 86400, 10) * 1000);
+    c->mlflow_timeout_ms = (int64_t)(env_double("MLFLOW_HTTP_REQUEST_TIMEOUT", 0.001, 86400, 120) * 1000);
     const char *ot = mlt__getenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") ? "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
                                                                        : "OTEL_EXPORTER_OTLP_TIMEOUT";
     c->otlp_timeout_ms = (int64_t)env_double(ot, 1, 86400000, 10000);
     c->retry_budget_ms = mlt__getenv("MLTRACE_EXPORT_RETRY_BUDGET_MS")
-                             ? (int64_t)env_double("MLTRACE_EXPORT_RETRY_BUDGET_MS", 1, 86400000, 60000)
-                             : (int64_t)(env_double("MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT", 0.001, 86400, 60) * 1000);
+                             ? (int64_t)env_double("MLTRACE_EXPORT_RETRY_BUDGET_MS", 1, 86400000, 500000)
+                             : (int64_t)(env_double("MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT", 0.001, 86400, 500) * 1000);
     c->insecure_tls = env_bool("MLFLOW_TRACKING_INSECURE_TLS", 0);
     c->ca_path = dup_env("MLFLOW_TRACKING_SERVER_CERT_PATH");
     c->tracking_token = dup_env("MLFLOW_TRACKING_TOKEN");
@@ -292,5 +370,6 @@ void mlt__config_free(mlt__config *c) {
   free(c->tracking_uri);
   free(c->otlp_endpoint);
   free(c->file_path);
+  free(c->spool_dir);
   memset(c, 0, sizeof *c);
 }

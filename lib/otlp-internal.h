@@ -4,6 +4,7 @@
 #define MLT_OTLP_INTERNAL_H
 
 #include "exporter-internal.h"
+#include "spool-internal.h"
 
 #include <curl/curl.h>
 
@@ -12,9 +13,23 @@
  * data on each root span (mlflow.traceTag.*, session.id, user.id). */
 void mlt__otlp_encode(mlt__buf *out, mlt__prepared *const *traces, size_t n, const char *service_name);
 
+/* ---- server health (both network exporters) --------------------------- */
+
+/* Whether the destination answers: a request that gave up on a transient
+ * error (unreachable, timeouts, 5xx past the retry budget) marks it down;
+ * any success marks it up.  While it is down and the spool is on, new
+ * traces go to the spool at once instead of waiting in memory. */
+typedef struct mlt__net_health {
+  int down;
+  int64_t down_since_ns;
+  uint64_t successes;
+} mlt__net_health;
+void mlt__net_failure(mlt__net_health *h);
+void mlt__net_success(mlt__net_health *h);
+
 /* ---- HTTP transport (curl multi on the export thread) ---------------- */
 
-enum { MLT__HTTP_GET = 0, MLT__HTTP_POST = 1, MLT__HTTP_PUT = 2 };
+enum { MLT__HTTP_GET = 0, MLT__HTTP_POST = 1, MLT__HTTP_PUT = 2, MLT__HTTP_PATCH = 3, MLT__HTTP_DELETE = 4 };
 
 typedef struct mlt__http_req mlt__http_req;
 /* Completion: |ok| when a 2xx arrived; otherwise |status| is the last HTTP
@@ -60,12 +75,14 @@ typedef struct mlt__http mlt__http;
 mlt__http *mlt__http_open(void);
 /* The transport opened by mlt__http_open(), or NULL. */
 mlt__http *mlt__http_get(void);
-/* Request bodies the transport may hold (queued, running or waiting for a
- * retry) before it refuses new ones with MLT__HTTP_BACKLOG_FULL. */
-#define MLT__HTTP_MAX_BACKLOG ((size_t)64 << 20)
-#define MLT__HTTP_BACKLOG_FULL "export backlog full (server too slow or down)"
+/* The in-flight window of a network exporter: traces accepted and not yet
+ * reported, and request bytes held (queued, running or waiting for a
+ * retry).  While it is full the exporter is not ready() and the export
+ * thread stops dequeuing (backpressure): nothing fails for lack of room. */
+#define MLT__NET_WINDOW_TRACES ((size_t)8192)
+#define MLT__NET_WINDOW_BYTES ((size_t)64 << 20)
 /* Queue |r| (takes ownership; |r->done| is called exactly once: at once,
- * with an error, when |h| is NULL or the backlog is full). */
+ * with an error, when |h| is NULL). */
 void mlt__http_submit(mlt__http *h, mlt__http_req *r);
 /* Bytes of request bodies held now (0 for NULL). */
 size_t mlt__http_backlog_bytes(const mlt__http *h);
@@ -83,6 +100,13 @@ void mlt__http_req_free(mlt__http_req *r);
  * from the exporters' start(), once mlt_init() resolved the options. */
 void mlt__http_cfg_init(mlt__http_cfg *c, int otlp);
 void mlt__http_cfg_free(mlt__http_cfg *c);
+/* Copy |n| bytes of |in| to |out| (NUL-terminated, cut to |size|) with
+ * secrets replaced by "[REDACTED]": the configured token, password and OTLP
+ * header values wherever they appear, the values of authorization / token /
+ * password / api-key / cookie fields (as headers, JSON or query text), the
+ * word after "Bearer" or "Basic", and the user info of URLs.  For anything
+ * a server sent back that goes to the log. */
+void mlt__redact(const char *in, size_t n, char *out, size_t size);
 /* "scheme://host[:port]" of a URL without user info, path or query: safe to
  * log. */
 void mlt__url_for_log(const char *url, char *out, size_t size);

@@ -1,17 +1,27 @@
-/* lib/pipeline.c: life cycle (init, shutdown, flush), counters, the bounded
- * export queue and the export thread.
+/* lib/pipeline.c: life cycle (init, shutdown, flush), counters, the export
+ * queue and the export thread.
  *
- * App threads hand finished traces to a bounded lock-free MPMC ring (one CAS
- * per trace).  They never block: a full ring drops the trace and counts it.
- * The single export thread wakes when the ring passes a fill threshold (one
+ * App threads hand finished traces to an intrusive MPSC list (one atomic
+ * exchange per trace).  The queue is bounded in bytes -- the memory the
+ * queued traces hold -- and, when configured, in traces.  App threads never
+ * block: a trace that finds the queue full is dropped and counted.
+ * The single export thread wakes when the queue passes a fill threshold (one
  * wake-up per batch, never per span), when flushed, or every
  * schedule_delay_ms; it orders spans, runs the span processor, hands each
- * batch to every exporter, and frees the spans.
+ * batch to every exporter, and frees the spans.  Network exporters apply
+ * backpressure here: while one cannot take a batch (its in-flight window is
+ * full) the export thread stops dequeuing, so traces wait in the queue (or
+ * go to the spool) instead of failing.
+ *
+ * Every finished trace ends in exactly one bucket:
+ *   finished = exported + partial + failed + dropped + spooled + pending
+ * (pending: queued or in flight; 0 after shutdown).
  */
-#include "exporter-internal.h"
+#include "assess-internal.h"
 #include "options-internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,18 +47,19 @@ void mlt__count_invalid_json(void) {
 
 /* ---- queue ----------------------------------------------------------- */
 
-typedef struct qcell {
-  _Atomic size_t seq;
-  mlt__trace *t;
-} qcell;
-
-static qcell *g_q;
-static size_t g_qmask;
-static _Atomic size_t g_qhead; /* enqueue position */
-static _Atomic size_t g_qtail; /* dequeue position (export thread) */
-static size_t g_wake_threshold;
+/* Vyukov's intrusive MPSC list: producers exchange the push end; the export
+ * thread pops from the other end past a stub node. */
+static mlt__trace g_qstub;
+static mlt__trace *_Atomic g_qpush;
+static mlt__trace *g_qpop;
+static _Atomic uint64_t g_qbytes;   /* bytes held by queued traces (until freed) */
+static _Atomic uint64_t g_qbytes_peak;
+static uint64_t g_qmax_bytes;       /* byte bound */
+static uint64_t g_qmax_traces;      /* trace bound, 0 for none */
+static uint64_t g_wake_bytes;       /* fill at which producers wake the export thread */
 static _Atomic uint64_t g_enqueued; /* traces accepted (for flush) */
-static _Atomic uint64_t g_done;     /* traces fully exported or failed */
+static _Atomic uint64_t g_dequeued; /* traces taken by the export thread */
+static _Atomic uint64_t g_done;     /* traces with a final outcome */
 
 /* ---- export thread state --------------------------------------------- */
 
@@ -56,7 +67,8 @@ static pthread_t g_thread;
 static int g_thread_started;
 static pthread_mutex_t g_wake_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_wake_cond;
-static _Atomic int g_sleeping;
+static _Atomic int g_sleeping;   /* waiting for queue work (app threads may wake it) */
+static _Atomic int g_wake_sent;  /* one wake-up per sleep */
 static int g_wake_pending;
 static _Atomic int g_stop;
 static int64_t g_stop_deadline_mono;
@@ -65,6 +77,9 @@ static pthread_cond_t g_flush_cond;
 static mlt_exporter *g_exporters;
 static int g_n_exporters;
 static int g_timed_out_shutdown;
+/* Losses and spooled traces as of the previous mlt_flush() (under
+ * g_flush_mu): a flush reports what happened since. */
+static uint64_t g_flush_mark_loss, g_flush_mark_spool;
 
 static struct {
   int (*wait)(void *ud, int timeout_ms);
@@ -95,6 +110,8 @@ void mlt__pipeline_wakeup(void) {
  * reference.  |spans| NULL: walk the trace's own list. */
 static void release_trace(mlt__trace *t, mlt__span **spans, uint32_t n) {
   mlt__tls *tls = mlt__tls_get();
+  size_t qb = t->qbytes;
+  t->qbytes = 0;
   if (spans) {
     for (uint32_t i = 0; i < n; i++) mlt__slot_release(spans[i], tls);
   } else if (t->export_spans) {
@@ -109,6 +126,7 @@ static void release_trace(mlt__trace *t, mlt__span **spans, uint32_t n) {
   }
   atomic_store(&t->spans, NULL);
   mlt__trace_unref(t);
+  if (qb) atomic_fetch_sub_explicit(&g_qbytes, qb, memory_order_relaxed);
 }
 
 static uint32_t count_spans(mlt__trace *t) {
@@ -118,62 +136,130 @@ static uint32_t count_spans(mlt__trace *t) {
   return n;
 }
 
-void mlt__pipeline_enqueue(mlt__trace *t) {
-  size_t pos = atomic_load_explicit(&g_qhead, memory_order_relaxed);
-  qcell *c;
-  for (;;) {
-    c = &g_q[pos & g_qmask];
-    size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
-    intptr_t dif = (intptr_t)seq - (intptr_t)pos;
-    if (dif == 0) {
-      if (atomic_compare_exchange_weak_explicit(&g_qhead, &pos, pos + 1, memory_order_relaxed,
-                                                memory_order_relaxed))
-        break;
-    } else if (dif < 0) {
-      /* Full: drop and count, never block. */
-      uint32_t n = count_spans(t);
-      mlt__stats_add(MLT__ST_TRACES_DROPPED, 1);
-      mlt__stats_add(MLT__ST_SPANS_DROPPED, n);
-      mlt__stats_add(MLT__ST_TRACES_FINISHED, 1);
-      mlt__log(MLT_LOG_WARN, MLT__LOGK_DROP,
-               "export queue full (%zu traces): trace dropped; raise the queue size or lower the load",
-               g_qmask + 1);
-      if (atomic_load(&t->registered)) {
-        mlt__registry_del(t->id_hi, t->id_lo, 0);
-        if (t->export_spans) {
-          for (uint32_t i = 0; i < t->n_export; i++) mlt__registry_del(t->id_hi, t->id_lo, t->export_spans[i]->span_id);
-        } else {
-          for (mlt__span *s = atomic_load(&t->spans); s; s = s->next) mlt__registry_del(t->id_hi, t->id_lo, s->span_id);
-        }
-      }
-      release_trace(t, NULL, 0);
-      return;
+/* Memory a finished trace holds: its header, span slots and their log
+ * chunks (what the queue bound counts).  Called once per trace, by the
+ * thread that finished it; the spans are immutable by then. */
+static size_t span_bytes(mlt__span *s) {
+  size_t b = sizeof *s;
+  for (mlt__chunk *c = atomic_load_explicit(&s->head.next, memory_order_relaxed); c;
+       c = atomic_load_explicit(&c->next, memory_order_relaxed))
+    b += sizeof *c + c->cap;
+  return b;
+}
+
+static size_t trace_bytes(mlt__trace *t, uint32_t *nspans) {
+  size_t b = sizeof *t;
+  uint32_t n = 0;
+  if (t->export_spans) {
+    b += t->n_export * sizeof *t->export_spans;
+    for (uint32_t i = 0; i < t->n_export; i++) b += span_bytes(t->export_spans[i]);
+    n = t->n_export;
+  } else {
+    for (mlt__span *s = atomic_load(&t->spans); s; s = s->next, n++) b += span_bytes(s);
+  }
+  *nspans = n;
+  return b;
+}
+
+size_t mlt__trace_bytes(mlt__trace *t) {
+  uint32_t n;
+  return trace_bytes(t, &n);
+}
+
+static void qpush(mlt__trace *t) {
+  atomic_store_explicit(&t->qnext, NULL, memory_order_relaxed);
+  mlt__trace *prev = atomic_exchange_explicit(&g_qpush, t, memory_order_acq_rel);
+  atomic_store_explicit(&prev->qnext, t, memory_order_release);
+}
+
+static uint64_t queue_depth(void) {
+  uint64_t e = atomic_load(&g_enqueued), d = atomic_load(&g_dequeued);
+  return e > d ? e - d : 0;
+}
+
+static void drop_trace(mlt__trace *t, uint32_t n, int over_count) {
+  mlt__stats_add(MLT__ST_TRACES_DROPPED, 1);
+  mlt__stats_add(MLT__ST_SPANS_DROPPED, n);
+  mlt__stats_add(MLT__ST_TRACES_FINISHED, 1);
+  if (over_count)
+    mlt__log(MLT_LOG_WARN, MLT__LOGK_DROP,
+             "export queue full (%llu traces, MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE): trace dropped",
+             (unsigned long long)g_qmax_traces);
+  else
+    mlt__log(MLT_LOG_WARN, MLT__LOGK_DROP,
+             "export queue full (%llu MiB, MLTRACE_QUEUE_MAX_BYTES): trace dropped; the exporters cannot keep up",
+             (unsigned long long)(g_qmax_bytes >> 20));
+  if (atomic_load(&t->registered)) {
+    mlt__registry_del(t->id_hi, t->id_lo, 0);
+    if (t->export_spans) {
+      for (uint32_t i = 0; i < t->n_export; i++) mlt__registry_del(t->id_hi, t->id_lo, t->export_spans[i]->span_id);
     } else {
-      pos = atomic_load_explicit(&g_qhead, memory_order_relaxed);
+      for (mlt__span *s = atomic_load(&t->spans); s; s = s->next) mlt__registry_del(t->id_hi, t->id_lo, s->span_id);
     }
   }
-  c->t = t;
-  atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
-  atomic_fetch_add_explicit(&g_enqueued, 1, memory_order_relaxed);
+  t->qbytes = 0;
+  release_trace(t, NULL, 0);
+}
+
+#define WAKE_TRACES 256 /* queued traces at which producers wake the export thread */
+
+void mlt__pipeline_enqueue(mlt__trace *t) {
+  uint32_t n;
+  size_t b = trace_bytes(t, &n);
+  uint64_t cur = atomic_load_explicit(&g_qbytes, memory_order_relaxed);
+  /* An empty queue takes any trace, so that one larger than the bound is
+   * not lost for good. */
+  if (cur && cur + b > g_qmax_bytes) {
+    drop_trace(t, n, 0);
+    return;
+  }
+  if (g_qmax_traces && queue_depth() >= g_qmax_traces) {
+    drop_trace(t, n, 1);
+    return;
+  }
+  t->qbytes = b;
+  cur = atomic_fetch_add_explicit(&g_qbytes, b, memory_order_relaxed) + b;
+  uint64_t peak = atomic_load_explicit(&g_qbytes_peak, memory_order_relaxed);
+  while (cur > peak && !atomic_compare_exchange_weak_explicit(&g_qbytes_peak, &peak, cur, memory_order_relaxed,
+                                                              memory_order_relaxed)) {
+  }
+  uint64_t depth = atomic_fetch_add(&g_enqueued, 1) + 1 - atomic_load_explicit(&g_dequeued, memory_order_relaxed);
   mlt__stats_add(MLT__ST_TRACES_FINISHED, 1);
-  size_t depth = pos + 1 - atomic_load_explicit(&g_qtail, memory_order_relaxed);
-  if (depth >= g_wake_threshold && atomic_load_explicit(&g_sleeping, memory_order_relaxed)) mlt__pipeline_wakeup();
+  qpush(t);
+  if ((depth >= WAKE_TRACES || cur >= g_wake_bytes) && atomic_load(&g_sleeping) && !atomic_exchange(&g_wake_sent, 1))
+    mlt__pipeline_wakeup();
 }
 
+/* Export thread (and mlt_shutdown() after it stopped).  NULL when empty --
+ * or, briefly, while a producer is between its two steps. */
 static mlt__trace *dequeue(void) {
-  size_t pos = atomic_load_explicit(&g_qtail, memory_order_relaxed);
-  qcell *c = &g_q[pos & g_qmask];
-  size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
-  if ((intptr_t)seq - (intptr_t)(pos + 1) < 0) return NULL;
-  mlt__trace *t = c->t;
-  atomic_store_explicit(&c->seq, pos + g_qmask + 1, memory_order_release);
-  atomic_store_explicit(&g_qtail, pos + 1, memory_order_relaxed);
-  return t;
+  mlt__trace *tail = g_qpop;
+  mlt__trace *next = atomic_load_explicit(&tail->qnext, memory_order_acquire);
+  if (tail == &g_qstub) {
+    if (!next) return NULL;
+    g_qpop = tail = next;
+    next = atomic_load_explicit(&tail->qnext, memory_order_acquire);
+  }
+  if (!next) {
+    if (tail != atomic_load_explicit(&g_qpush, memory_order_acquire)) return NULL;
+    qpush(&g_qstub);
+    next = atomic_load_explicit(&tail->qnext, memory_order_acquire);
+    if (!next) return NULL;
+  }
+  g_qpop = next;
+  atomic_fetch_add(&g_dequeued, 1);
+  return tail;
 }
 
-static size_t queue_depth(void) {
-  size_t h = atomic_load(&g_qhead), t = atomic_load(&g_qtail);
-  return h >= t ? h - t : 0;
+static void queue_init(void) {
+  atomic_store(&g_qstub.qnext, NULL);
+  atomic_store(&g_qpush, &g_qstub);
+  g_qpop = &g_qstub;
+  atomic_store(&g_qbytes, 0);
+  atomic_store(&g_qbytes_peak, 0);
+  atomic_store(&g_enqueued, 0);
+  atomic_store(&g_dequeued, 0);
+  atomic_store(&g_done, 0);
 }
 
 /* ---- tickets: completion of a trace across exporters ----------------- */
@@ -181,17 +267,18 @@ static size_t queue_depth(void) {
 typedef struct ticket {
   uint32_t remaining;
   uint32_t n_spans;
-  uint8_t failed;
+  uint8_t worst; /* MLT__OUT_*: the worst outcome reported so far */
   uint32_t next_free;
 } ticket;
 
 static ticket *g_tickets;
 static uint32_t g_n_tickets, g_ticket_free = UINT32_MAX;
 
-static uint32_t ticket_new(uint32_t n_spans) {
+__attribute__((noinline)) static uint32_t ticket_new(uint32_t n_spans) {
   if (g_ticket_free == UINT32_MAX) {
+    if (g_n_tickets > (1u << 30)) return UINT32_MAX;
     uint32_t n = g_n_tickets ? g_n_tickets * 2 : 256;
-    ticket *nt = realloc(g_tickets, n * sizeof *nt);
+    ticket *nt = realloc(g_tickets, (size_t)n * sizeof *nt);
     if (!nt) return UINT32_MAX;
     for (uint32_t i = n; i > g_n_tickets; i--) {
       nt[i - 1].next_free = g_ticket_free;
@@ -201,8 +288,12 @@ static uint32_t ticket_new(uint32_t n_spans) {
     g_n_tickets = n;
   }
   uint32_t id = g_ticket_free;
-  g_ticket_free = g_tickets[id].next_free;
-  g_tickets[id] = (ticket){(uint32_t)g_n_exporters, n_spans, 0, UINT32_MAX};
+  ticket *k = &g_tickets[id];
+  g_ticket_free = k->next_free;
+  k->remaining = (uint32_t)g_n_exporters;
+  k->n_spans = n_spans;
+  k->worst = MLT__OUT_OK;
+  k->next_free = UINT32_MAX;
   return id;
 }
 
@@ -219,32 +310,88 @@ static void publish_done(uint64_t n) {
   pthread_mutex_unlock(&g_flush_mu);
 }
 
+static void count_done(uint64_t n) {
+  if (g_in_batch)
+    g_batch_done += n;
+  else
+    publish_done(n);
+}
+
+/* Why traces were lost, for the shutdown summary: a few distinct reasons
+ * with their counts (export thread, then mlt_shutdown() after it stopped). */
+#define N_REASONS 8
+static struct {
+  char text[160];
+  uint64_t n;
+} g_reasons[N_REASONS];
+
+static void note_reason(const char *why) {
+  if (!why) why = "unknown error";
+  size_t cmp = MLT_MIN(strlen(why), (size_t)40); /* messages differ in their details */
+  int free_i = -1, min_i = 0;
+  for (int i = 0; i < N_REASONS; i++) {
+    if (!g_reasons[i].n) {
+      if (free_i < 0) free_i = i;
+      continue;
+    }
+    if (!strncmp(g_reasons[i].text, why, cmp)) {
+      g_reasons[i].n++;
+      return;
+    }
+    if (g_reasons[i].n < g_reasons[min_i].n) min_i = i;
+  }
+  int i = free_i >= 0 ? free_i : min_i;
+  snprintf(g_reasons[i].text, sizeof g_reasons[i].text, "%s", why);
+  g_reasons[i].n = 1;
+}
+
+static const char *main_reason(void) {
+  int best = -1;
+  for (int i = 0; i < N_REASONS; i++)
+    if (g_reasons[i].n && (best < 0 || g_reasons[i].n > g_reasons[best].n)) best = i;
+  return best >= 0 ? g_reasons[best].text : NULL;
+}
+
 static void ticket_complete(uint32_t id) {
   ticket *k = &g_tickets[id];
-  if (k->failed) {
-    mlt__stats_add(MLT__ST_TRACES_FAILED, 1);
-    mlt__stats_add(MLT__ST_SPANS_FAILED, k->n_spans);
-  } else {
-    mlt__stats_add(MLT__ST_TRACES_EXPORTED, 1);
-    mlt__stats_add(MLT__ST_SPANS_EXPORTED, k->n_spans);
+  switch (k->worst) {
+    case MLT__OUT_FAILED:
+      mlt__stats_add(MLT__ST_TRACES_FAILED, 1);
+      mlt__stats_add(MLT__ST_SPANS_FAILED, k->n_spans);
+      break;
+    case MLT__OUT_PARTIAL:
+      mlt__stats_add(MLT__ST_TRACES_PARTIAL, 1);
+      mlt__stats_add(MLT__ST_SPANS_PARTIAL, k->n_spans);
+      break;
+    case MLT__OUT_SPOOLED:
+      mlt__stats_add(MLT__ST_TRACES_SPOOLED, 1);
+      break;
+    default:
+      mlt__stats_add(MLT__ST_TRACES_EXPORTED, 1);
+      mlt__stats_add(MLT__ST_SPANS_EXPORTED, k->n_spans);
   }
   k->next_free = g_ticket_free;
   g_ticket_free = id;
-  if (g_in_batch)
-    g_batch_done++;
-  else
-    publish_done(1);
+  count_done(1);
+}
+
+void mlt__export_result(mlt_exporter *e, uint32_t id, int outcome, const char *why) {
+  if (id >= g_n_tickets) return;
+  ticket *k = &g_tickets[id];
+  if (outcome == MLT__OUT_FAILED || outcome == MLT__OUT_PARTIAL) {
+    note_reason(why);
+    mlt__log(MLT_LOG_WARN, MLT__LOGK_EXPORT, "exporter %s could not export a trace%s: %s", e->ops->name,
+             outcome == MLT__OUT_PARTIAL ? " completely (its spans are stored, its TraceInfo is not)" : "",
+             why ? why : "unknown error");
+  } else if (outcome == MLT__OUT_SPOOLED) {
+    note_reason(why);
+  }
+  if (outcome > k->worst) k->worst = (uint8_t)outcome;
+  if (--k->remaining == 0) ticket_complete(id);
 }
 
 void mlt__export_done(mlt_exporter *e, uint32_t id, int ok, const char *why) {
-  if (id >= g_n_tickets) return;
-  ticket *k = &g_tickets[id];
-  if (!ok) {
-    k->failed = 1;
-    mlt__log(MLT_LOG_WARN, MLT__LOGK_EXPORT, "exporter %s could not export a trace: %s", e->ops->name,
-             why ? why : "unknown error");
-  }
-  if (--k->remaining == 0) ticket_complete(id);
+  mlt__export_result(e, id, ok ? MLT__OUT_OK : MLT__OUT_FAILED, why);
 }
 
 /* ---- preparing a batch ----------------------------------------------- */
@@ -461,11 +608,9 @@ static void fail_trace(mlt__trace *t, uint32_t ns) {
   mlt__stats_add(MLT__ST_TRACES_FAILED, 1);
   mlt__stats_add(MLT__ST_SPANS_FAILED, ns);
   mlt__log(MLT_LOG_ERROR, MLT__LOGK_EXPORT, "out of memory preparing a trace for export: trace lost");
+  note_reason("out of memory preparing a trace for export");
   release_trace(t, NULL, 0);
-  if (g_in_batch)
-    g_batch_done++;
-  else
-    publish_done(1);
+  count_done(1);
 }
 
 static void process_batch_inner(mlt__trace **batch, size_t n);
@@ -518,8 +663,12 @@ static void process_batch_inner(mlt__trace **batch, size_t n) {
       fail_trace(batch[i], g_batch.counts[i]);
       continue;
     }
-    off += g_batch.counts[i];
     p->ticket = ticket_new(p->n);
+    if (p->ticket == UINT32_MAX) {
+      fail_trace(batch[i], g_batch.counts[i]);
+      continue;
+    }
+    off += g_batch.counts[i];
     g_batch.ptrs[k++] = p;
   }
   for (mlt_exporter *e = g_exporters; e && k; e = e->next) {
@@ -544,6 +693,39 @@ static size_t exporters_in_flight(void) {
   return n;
 }
 
+int mlt__pipeline_deadline_passed(void) {
+  if (!atomic_load(&g_stop) || mlt__mono_ns() < g_stop_deadline_mono) return 0;
+  g_timed_out_shutdown = 1; /* the caller cuts its work short */
+  return 1;
+}
+
+/* Backpressure: 0 while some exporter cannot take another batch (its
+ * in-flight window is full). */
+static int exporters_ready(void) {
+  for (mlt_exporter *e = g_exporters; e; e = e->next)
+    if (!e->failed_start && e->ops->ready && !e->ops->ready(e)) return 0;
+  return 1;
+}
+
+/* The shutdown deadline passed: exporters give up what they hold (failed,
+ * or spooled when the spool is on), and what is still queued is counted. */
+static void finish_at_deadline(void) {
+  for (mlt_exporter *e = g_exporters; e; e = e->next)
+    if (e->ops->abandon) e->ops->abandon(e);
+  g_timed_out_shutdown = 1;
+  mlt__trace *t;
+  uint64_t lost = 0;
+  while (queue_depth() && (t = dequeue()) != NULL) {
+    uint32_t n = count_spans(t);
+    mlt__stats_add(MLT__ST_TRACES_FAILED, 1);
+    mlt__stats_add(MLT__ST_SPANS_FAILED, n);
+    note_reason(MLT__DEADLINE_REASON);
+    release_trace(t, NULL, 0);
+    lost++;
+  }
+  if (lost) publish_done(lost);
+}
+
 static void *export_main(void *arg) {
   (void)arg;
   sigset_t all;
@@ -557,7 +739,9 @@ static void *export_main(void *arg) {
   int final_reap_done = 0;
   for (;;) {
     size_t n = 0;
-    while (n < BATCH_MAX && (batch[n] = dequeue()) != NULL) n++;
+    int ready = exporters_ready();
+    if (ready)
+      while (n < BATCH_MAX && (batch[n] = dequeue()) != NULL) n++;
     if (n) process_batch(batch, n);
     int64_t now = mlt__mono_ns();
     int stopping = atomic_load(&g_stop);
@@ -577,28 +761,39 @@ static void *export_main(void *arg) {
       int64_t w = e->ops->poll(e, now);
       if (w > 0 && w < wake_at) wake_at = w;
     }
+    int64_t ow = mlt__ops_poll(now); /* feedback and tags on finished traces (assess.c) */
+    if (ow > 0 && ow < wake_at) wake_at = ow;
     if (n == BATCH_MAX) continue;
     if (stopping) {
-      if (queue_depth() == 0 && exporters_in_flight() == 0) break;
+      /* Drain for as long as the deadline allows. */
+      if (queue_depth() == 0 && exporters_in_flight() == 0 && mlt__ops_idle()) break;
       if (mlt__mono_ns() >= g_stop_deadline_mono) {
-        for (mlt_exporter *e = g_exporters; e; e = e->next)
-          if (e->ops->abandon) e->ops->abandon(e);
-        g_timed_out_shutdown = 1;
+        finish_at_deadline();
+        mlt__ops_abandon();
         break;
       }
       if (wake_at > g_stop_deadline_mono) wake_at = g_stop_deadline_mono;
-      if (queue_depth()) continue;
     }
     if (next_reap < wake_at) wake_at = next_reap;
     int64_t wait_ns = wake_at - mlt__mono_ns();
     if (wait_ns <= 0) continue;
-    if (queue_depth()) continue;
-    atomic_store(&g_sleeping, 1);
+    ready = exporters_ready();
+    if (ready && queue_depth()) {
+      if (!n) sched_yield(); /* a producer is between its two steps */
+      continue;
+    }
+    /* App threads wake the thread only when it waits for queue work; while
+     * backpressure holds it, only the exporters' progress wakes it. */
+    if (ready) {
+      atomic_store(&g_sleeping, 1);
+      atomic_store(&g_wake_sent, 0);
+    }
+    int work = ready && queue_depth();
     if (g_waiter.wait) {
-      if (!queue_depth() && !atomic_load(&g_stop)) g_waiter.wait(g_waiter.ud, (int)(wait_ns / 1000000) + 1);
+      if (!work && !atomic_load(&g_stop)) g_waiter.wait(g_waiter.ud, (int)(wait_ns / 1000000) + 1);
     } else {
       pthread_mutex_lock(&g_wake_mu);
-      if (!g_wake_pending && !queue_depth() && !atomic_load(&g_stop)) {
+      if (!g_wake_pending && !work && !atomic_load(&g_stop)) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         int64_t abs = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + wait_ns;
@@ -693,17 +888,16 @@ static void atfork_child(void) {
   atomic_store(&mlt__g_state, MLT__G_OFF);
   atomic_store(&mlt__g_epoch, atomic_load(&mlt__g_epoch) + 1);
   g_thread_started = 0;
-  void *roots[] = {g_q, g_exporters, g_tickets, g_batch.preps, g_batch.ptrs, g_batch.counts, g_batch.spans,
+  void *roots[] = {g_exporters, g_tickets, g_batch.preps, g_batch.ptrs, g_batch.counts, g_batch.spans,
                    g_batch.parent, g_ord.hmap, g_ord.first, g_ord.next, g_ord.stack, g_ord.newpos, g_ord.out,
                    g_ord.seen, (void *)g_digest.attrs, (void *)g_digest.events, (void *)g_digest.chunks,
                    g_scratch[0].p, g_scratch[1].p, g_scratch[2].p, g_scratch[3].p, mlt__g_cfg.service_name,
                    mlt__g_cfg.experiment_id, mlt__g_cfg.experiment_name, mlt__g_cfg.tracking_uri,
                    mlt__g_cfg.otlp_endpoint, mlt__g_cfg.file_path, mlt__g_cfg.ca_path, mlt__g_cfg.tracking_token,
                    mlt__g_cfg.tracking_user, mlt__g_cfg.tracking_password, mlt__g_cfg.otlp_headers,
-                   mlt__g_cfg.otlp_compression};
+                   mlt__g_cfg.otlp_compression, mlt__g_cfg.spool_dir};
   for (size_t i = 0; i < MLT_ARRAY_LEN(roots); i++) mlt__forget(roots[i]);
-  g_q = NULL;
-  g_qmask = 0;
+  queue_init(); /* queued traces are the parent's */
   g_exporters = NULL;
   g_n_exporters = 0;
   g_tickets = NULL;
@@ -722,6 +916,7 @@ static void atfork_child(void) {
   mlt__registry_atfork_child();
   mlt__chunks_atfork_child();
   mlt__tls_atfork_child();
+  mlt__ops_atfork_child();
 }
 
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
@@ -734,6 +929,12 @@ int mlt_init(mlt_options *opts) {
     pthread_mutex_unlock(&life_mu);
     return MLT_EALREADY;
   }
+  /* The caller's log settings first, so that warnings about the environment
+   * go where the caller asked. */
+  if (opts && (opts->set & MLT__O_LOG))
+    mlt__log_configure(opts->log_level, opts->log_fn, opts->log_ud);
+  else
+    mlt__log_configure(mlt__log_level_from_env(MLT_LOG_WARN), NULL, NULL);
   mlt__resolved r;
   int rc = mlt__options_resolve(opts, &r);
   if (rc) {
@@ -753,22 +954,12 @@ int mlt_init(mlt_options *opts) {
   }
   g_n_exporters = 0;
   for (mlt_exporter *e = g_exporters; e; e = e->next) g_n_exporters++;
-  size_t qn = mlt__g_cfg.queue_size;
-  g_q = calloc(qn, sizeof *g_q);
-  if (!g_q) {
-    free_exporters(g_exporters);
-    g_exporters = NULL;
-    mlt__config_free(&mlt__g_cfg);
-    pthread_mutex_unlock(&life_mu);
-    return MLT_ENOMEM;
-  }
-  for (size_t i = 0; i < qn; i++) atomic_init(&g_q[i].seq, i);
-  g_qmask = qn - 1;
-  atomic_store(&g_qhead, 0);
-  atomic_store(&g_qtail, 0);
-  g_wake_threshold = MLT_MAX(qn / 8, (size_t)1);
-  atomic_store(&g_enqueued, 0);
-  atomic_store(&g_done, 0);
+  queue_init();
+  g_qmax_bytes = mlt__g_cfg.queue_max_bytes;
+  g_qmax_traces = mlt__g_cfg.queue_size;
+  g_wake_bytes = MLT_MAX(g_qmax_bytes / 16, (uint64_t)1);
+  memset(g_reasons, 0, sizeof g_reasons);
+  g_flush_mark_loss = g_flush_mark_spool = 0;
   for (int i = 0; i < MLT__ST_COUNT; i++) atomic_store(&g_stats[i], 0);
   mlt__tls_reset_counters();
   mlt__workq_reset_counters();
@@ -787,6 +978,7 @@ int mlt_init(mlt_options *opts) {
    * any application thread can look at it. */
   for (mlt_exporter *e = g_exporters; e; e = e->next)
     if (e->ops->start && e->ops->start(e) != 0) e->failed_start = 1;
+  mlt__ops_start(g_exporters);
   uint32_t ep = atomic_load(&mlt__g_epoch) + 1;
   if (ep == 0) ep = 1;
   atomic_store(&mlt__g_epoch, ep);
@@ -795,8 +987,6 @@ int mlt_init(mlt_options *opts) {
   if (pthread_create(&g_thread, NULL, export_main, NULL) != 0) {
     MLT__SET_ENABLED(0);
     atomic_store(&mlt__g_state, MLT__G_OFF);
-    free(g_q);
-    g_q = NULL;
     mlt__http_shutdown(); /* its requests point at the exporters */
     free_exporters(g_exporters);
     g_exporters = NULL;
@@ -834,10 +1024,21 @@ static void snapshot_stats(mlt_stats *s) {
   s->export_requests = G(MLT__ST_EXPORT_REQUESTS);
   s->export_retries = G(MLT__ST_EXPORT_RETRIES);
   s->export_bytes = G(MLT__ST_EXPORT_BYTES);
+  s->traces_partial = G(MLT__ST_TRACES_PARTIAL);
+  s->spans_partial = G(MLT__ST_SPANS_PARTIAL);
+  s->traces_spooled = G(MLT__ST_TRACES_SPOOLED);
+  s->traces_replayed = G(MLT__ST_TRACES_REPLAYED);
+  s->traces_evicted = G(MLT__ST_TRACES_EVICTED);
+  s->queue_capacity = g_qmax_traces;
+  s->queue_depth = queue_depth();
+  s->queue_bytes = atomic_load(&g_qbytes);
+  s->queue_max_bytes = g_qmax_bytes;
+  s->queue_bytes_peak = atomic_load(&g_qbytes_peak);
 #undef G
-  s->queue_capacity = g_q ? g_qmask + 1 : 0;
-  s->queue_depth = g_q ? queue_depth() : 0;
+  uint64_t acc = atomic_load(&g_enqueued), done = atomic_load(&g_done);
+  s->traces_pending = acc > done ? acc - done : 0;
   s->work_queue_rejected = mlt__workq_rejected();
+  mlt__ops_stats(s);
 }
 
 int mlt_get_stats(mlt_stats *out, size_t size) {
@@ -859,6 +1060,11 @@ int mlt_get_stats(mlt_stats *out, size_t size) {
 }
 
 static int64_t deadline_after(int timeout_ms) { return mlt__mono_ns() + (int64_t)timeout_ms * 1000000; }
+
+static uint64_t losses_now(void) {
+  return atomic_load(&g_stats[MLT__ST_TRACES_FAILED]) + atomic_load(&g_stats[MLT__ST_TRACES_DROPPED]) +
+         atomic_load(&g_stats[MLT__ST_TRACES_PARTIAL]);
+}
 
 int mlt_flush(int timeout_ms) {
   if (!mlt__running()) return MLT_ENOTINIT;
@@ -883,10 +1089,39 @@ int mlt_flush(int timeout_ms) {
     pthread_cond_timedwait(&g_flush_cond, &g_flush_mu, &ts);
     mlt__pipeline_wakeup();
   }
+  uint64_t loss = losses_now(), spool = atomic_load(&g_stats[MLT__ST_TRACES_SPOOLED]);
+  if (loss > g_flush_mark_loss)
+    rc = MLT_EIO;
+  else if (rc == MLT_OK && spool > g_flush_mark_spool)
+    rc = MLT_EPENDING;
+  if (loss > g_flush_mark_loss) g_flush_mark_loss = loss;
+  if (spool > g_flush_mark_spool) g_flush_mark_spool = spool;
   pthread_mutex_unlock(&g_flush_mu);
+  /* Operations queued before the flush (assess.c), within the same deadline. */
+  int orc = mlt__ops_flush(deadline);
+  if (rc == MLT_OK) rc = orc;
   return rc;
 }
 
+/* One warning line when anything was not delivered, with the counts and the
+ * main reason (mlt_shutdown(), after the export thread stopped). */
+static void report_losses(const mlt_stats *s) {
+  uint64_t bad = s->traces_dropped + s->traces_failed + s->traces_partial + s->traces_spooled;
+  if (!bad) return;
+  char why[200];
+  const char *top = main_reason();
+  if (s->traces_dropped > s->traces_failed + s->traces_partial + s->traces_spooled || !top)
+    snprintf(why, sizeof why, "export queue full (MLTRACE_QUEUE_MAX_BYTES=%llu)",
+             (unsigned long long)s->queue_max_bytes);
+  else
+    snprintf(why, sizeof why, "%s", top);
+  mlt__log(MLT_LOG_WARN, MLT__LOGK_SUMMARY,
+           "%llu of %llu finished trace(s) not delivered: %llu dropped, %llu failed, %llu partial (spans stored, "
+           "TraceInfo not), %llu spooled (delivered by a later run); main reason: %s",
+           (unsigned long long)bad, (unsigned long long)s->traces_finished, (unsigned long long)s->traces_dropped,
+           (unsigned long long)s->traces_failed, (unsigned long long)s->traces_partial,
+           (unsigned long long)s->traces_spooled, why);
+}
 
 int mlt_shutdown(int timeout_ms) {
   pthread_mutex_lock(&life_mu);
@@ -903,22 +1138,24 @@ int mlt_shutdown(int timeout_ms) {
   if (g_thread_started) pthread_join(g_thread, NULL);
   g_thread_started = 0;
   int rc = g_timed_out_shutdown ? MLT_ETIMEDOUT : MLT_OK;
-  /* Whatever is still queued could not be exported before the deadline. */
+  /* Only when the export thread never ran: what is queued was not exported. */
   mlt__trace *t;
   uint64_t lost = 0;
-  while ((t = dequeue()) != NULL) {
+  while (queue_depth() && (t = dequeue()) != NULL) {
     uint32_t n = count_spans(t);
     mlt__stats_add(MLT__ST_TRACES_FAILED, 1);
     mlt__stats_add(MLT__ST_SPANS_FAILED, n);
+    note_reason("shutdown before the trace was exported");
     release_trace(t, NULL, 0);
     lost++;
     rc = MLT_ETIMEDOUT;
   }
-  if (lost)
-    mlt__log(MLT_LOG_WARN, MLT__LOGK_EXPORT, "shutdown deadline reached: %llu trace(s) not exported",
-             (unsigned long long)lost);
+  if (lost) publish_done(lost);
+  mlt__ops_stop(); /* trace operations still waiting are counted failed (assess.c) */
   snapshot_stats(&g_final);
   g_have_final = 1;
+  report_losses(&g_final);
+  mlt__log_flush_suppressed();
   /* Everything below frees memory that other threads' stale handles and
    * thread-local pointers may still name: the epoch bump makes them dead. */
   atomic_store(&mlt__g_epoch, atomic_load(&mlt__g_epoch) + 1);
@@ -933,8 +1170,7 @@ int mlt_shutdown(int timeout_ms) {
   mlt__traces_shutdown();
   mlt__slots_shutdown();
   mlt__chunks_shutdown();
-  free(g_q);
-  g_q = NULL;
+  queue_init();
   free(g_tickets);
   g_tickets = NULL;
   g_n_tickets = 0;
@@ -961,3 +1197,27 @@ void mlt_set_enabled(int enabled) {
 }
 
 int mlt_is_enabled(void) { return mlt__running() && MLT__ENABLED(); }
+
+int mlt_stats_format(const mlt_stats *stats, char *buf, size_t size) {
+  if (!buf && size) return MLT_EINVAL;
+  mlt_stats cur;
+  if (!stats) {
+    mlt_get_stats(&cur, sizeof cur);
+    stats = &cur;
+  }
+  const mlt_stats *s = stats;
+  int n = snprintf(buf, size,
+                   "finished=%llu exported=%llu partial=%llu failed=%llu dropped=%llu spooled=%llu pending=%llu "
+                   "replayed=%llu evicted=%llu retries=%llu",
+                   (unsigned long long)s->traces_finished, (unsigned long long)s->traces_exported,
+                   (unsigned long long)s->traces_partial, (unsigned long long)s->traces_failed,
+                   (unsigned long long)s->traces_dropped, (unsigned long long)s->traces_spooled,
+                   (unsigned long long)s->traces_pending, (unsigned long long)s->traces_replayed,
+                   (unsigned long long)s->traces_evicted, (unsigned long long)s->export_retries);
+  return n < 0 ? MLT_EINVAL : n;
+}
+
+/* For lib/assess.c: operations on finished traces wait for the traces
+ * accepted before them. */
+uint64_t mlt__pipeline_enqueued(void) { return atomic_load(&g_enqueued); }
+uint64_t mlt__pipeline_done(void) { return atomic_load(&g_done); }

@@ -17,6 +17,12 @@ tests_unit_test_thread_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_thread_LDADD = $(TEST_LDADD)
 TESTS += tests/unit/test_thread
 
+check_PROGRAMS += tests/unit/test_delivery
+tests_unit_test_delivery_SOURCES = tests/unit/test_delivery.c
+tests_unit_test_delivery_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_delivery_LDADD = $(TEST_LDADD)
+TESTS += tests/unit/test_delivery
+
 EXTRA_DIST += tests/summary.sh tests/run-python.sh tests/sanitize.sh
 
 # Memcheck of the core and SSE tests (skipped without valgrind).
@@ -28,6 +34,12 @@ check_PROGRAMS += tests/bench/bench_core
 tests_bench_bench_core_SOURCES = tests/bench/bench_core.c
 tests_bench_bench_core_CFLAGS = $(TEST_CFLAGS)
 tests_bench_bench_core_LDADD = $(TEST_LDADD)
+
+# Delivery figures: queue bytes per trace, 100k-trace burst with defaults.
+check_PROGRAMS += tests/bench/bench_delivery
+tests_bench_bench_delivery_SOURCES = tests/bench/bench_delivery.c
+tests_bench_bench_delivery_CFLAGS = $(TEST_CFLAGS)
+tests_bench_bench_delivery_LDADD = $(TEST_LDADD)
 
 # The mltrace CLI: list/show on recorded and hand-made stores.
 TESTS += tests/cli/test_cli.sh
@@ -47,14 +59,16 @@ check_PROGRAMS += tests/mlflow/emit
 tests_mlflow_emit_SOURCES = tests/mlflow/emit.c
 tests_mlflow_emit_CFLAGS = $(TEST_CFLAGS)
 tests_mlflow_emit_LDADD = $(TEST_LDADD)
-TESTS += tests/mlflow/test_server.py
-EXTRA_DIST += tests/mlflow/test_server.py
+TESTS += tests/mlflow/test_server.py tests/mlflow/test_faults.py
+EXTRA_DIST += tests/mlflow/test_server.py tests/mlflow/test_faults.py tests/mlflow/harness.py
 
 check_PROGRAMS += tests/bench/otlp-sink
 tests_bench_otlp_sink_SOURCES = tests/bench/otlp-sink.c
 tests_bench_otlp_sink_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_bench_otlp_sink_LDADD = $(LIBEVENT_LIBS)
 EXTRA_DIST += tests/bench/bench_export.sh tests/bench/bench_callgrind.sh
+
+include tests/parity/local.mk
 
 # Public headers documented; exported symbols = declared symbols.
 TESTS += tests/check-headers.sh

@@ -9,6 +9,13 @@
  *   emit api_otlp URL     one trace through an OTLP exporter built in code
  *                         (service name set in the options, headers given
  *                         to mlt_exporter_otlp_new(), one with a 2000-byte key)
+ *   emit session          commands on stdin, one JSON line out per command:
+ *                           rich N    N traces with everything MLflow's
+ *                                     TraceInfo holds (tags, metadata,
+ *                                     client_request_id, previews, token
+ *                                     usage), 3 spans each -> {"ids": [...]}
+ *                           flush MS  -> {"rc": rc, "stats": {...}}
+ *                           exit MS   shut down -> the result line below
  * Every mode ends with one JSON line on stdout:
  *   {"traces": {name: trace_id, ...}, "stats": {...}, "ns_per_span": x,
  *    "shutdown_ms": y, "shutdown_rc": z}
@@ -97,19 +104,82 @@ static void client_api(void) {
   mlt_client_end_trace(root.trace_id, "{\"done\": true}", MLT_STATUS_OK, NULL);
 }
 
-static void print_result(double ns_per_span, double shutdown_ms, int rc) {
+static void print_stats(void) {
   mlt_stats st;
   mlt_get_stats(&st, sizeof st);
-  printf("{\"traces\": {");
-  for (int i = 0; i < n_ids; i++) printf("%s\"%s\": \"%s\"", i ? ", " : "", names[i], ids[i]);
-  printf("}, \"stats\": {\"traces_started\": %llu, \"traces_exported\": %llu, \"traces_failed\": %llu, "
+  printf("\"stats\": {\"traces_started\": %llu, \"traces_exported\": %llu, \"traces_failed\": %llu, "
          "\"traces_dropped\": %llu, \"spans_exported\": %llu, \"spans_failed\": %llu, \"export_retries\": %llu, "
-         "\"export_requests\": %llu}, \"ns_per_span\": %.1f, \"shutdown_ms\": %.1f, \"shutdown_rc\": %d}\n",
+         "\"export_requests\": %llu, \"traces_finished\": %llu, \"traces_partial\": %llu, "
+         "\"traces_spooled\": %llu, \"traces_replayed\": %llu, \"traces_evicted\": %llu, \"traces_pending\": %llu}",
          (unsigned long long)st.traces_started, (unsigned long long)st.traces_exported,
          (unsigned long long)st.traces_failed, (unsigned long long)st.traces_dropped,
          (unsigned long long)st.spans_exported, (unsigned long long)st.spans_failed,
-         (unsigned long long)st.export_retries, (unsigned long long)st.export_requests, ns_per_span, shutdown_ms, rc);
+         (unsigned long long)st.export_retries, (unsigned long long)st.export_requests,
+         (unsigned long long)st.traces_finished, (unsigned long long)st.traces_partial,
+         (unsigned long long)st.traces_spooled, (unsigned long long)st.traces_replayed,
+         (unsigned long long)st.traces_evicted, (unsigned long long)st.traces_pending);
+}
+
+static void print_result(double ns_per_span, double shutdown_ms, int rc) {
+  printf("{\"traces\": {");
+  for (int i = 0; i < n_ids; i++) printf("%s\"%s\": \"%s\"", i ? ", " : "", names[i], ids[i]);
+  printf("}, ");
+  print_stats();
+  printf(", \"ns_per_span\": %.1f, \"shutdown_ms\": %.1f, \"shutdown_rc\": %d}\n", ns_per_span, shutdown_ms, rc);
   fflush(stdout);
+}
+
+/* A trace with everything the TraceInfo holds; |i| makes the request id
+ * unique. */
+static void rich_trace(int i, char *id_out) {
+  char req[32];
+  snprintf(req, sizeof req, "req-%d", i);
+  MLT_SPAN_SCOPE(root, "rich_root", MLT_SPAN_AGENT);
+  mlt_span_set_inputs_json(root, "{\"question\": \"What is MLflow?\"}");
+  mlt_update_current_trace(MLT_TRACE_UPDATE(.tags = MLT_KV("suite", "fault"), .metadata = MLT_KV("app.version", "9.9"),
+                                            .client_request_id = req, .session_id = "s-1", .user_id = "u-1"));
+  {
+    MLT_SPAN_SCOPE(r, "retrieve", MLT_SPAN_RETRIEVER);
+    mlt_span_set_outputs_json(r, "[{\"id\": \"d1\"}]");
+  }
+  {
+    MLT_SPAN_SCOPE(l, "llm", MLT_SPAN_CHAT_MODEL);
+    mlt_span_set_attr_json(l, "mlflow.chat.tokenUsage", "{\"input_tokens\": 3, \"output_tokens\": 2, \"total_tokens\": 5}");
+    mlt_span_set_outputs_json(l, "\"Hello\"");
+  }
+  mlt_span_set_outputs_json(root, "{\"answer\": \"Hello\"}");
+  mlt_span_get_trace_id(root, id_out, MLT_TRACE_ID_SIZE);
+}
+
+static int session(void) {
+  char line[256];
+  while (fgets(line, sizeof line, stdin)) {
+    int n = 0;
+    if (sscanf(line, "rich %d", &n) == 1) {
+      static int seq;
+      printf("{\"ids\": [");
+      for (int i = 0; i < n; i++) {
+        char id[MLT_TRACE_ID_SIZE] = "";
+        rich_trace(seq++, id);
+        printf("%s\"%s\"", i ? ", " : "", id);
+      }
+      printf("]}\n");
+    } else if (sscanf(line, "flush %d", &n) == 1) {
+      int rc = mlt_flush(n);
+      printf("{\"rc\": %d, ", rc);
+      print_stats();
+      printf("}\n");
+    } else if (sscanf(line, "exit %d", &n) == 1) {
+      double t0 = now_s();
+      int rc = mlt_shutdown(n);
+      print_result(0, (now_s() - t0) * 1000, rc);
+      return 0;
+    } else {
+      printf("{\"error\": \"bad command\"}\n");
+    }
+    fflush(stdout);
+  }
+  return 0;
 }
 
 static int init_api_otlp(const char *url) {
@@ -135,6 +205,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   double ns = 0;
+  if (!strcmp(argv[1], "session")) return session();
   if (!strcmp(argv[1], "all")) {
     function_scope();
     remember("fn_root");

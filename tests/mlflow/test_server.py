@@ -358,17 +358,19 @@ t.ok(st.get("export_retries", 0) > 0, "HTTP 500: retried before giving up")
 t.equal(res.get("shutdown_rc"), 0, "HTTP 500: clean shutdown")
 srv.shutdown()
 
-# 9. Volume: more than the 64 MiB backlog bound goes through a receiver that
-# keeps up (the bound counts what waits, not what was ever sent).
+# 9. Volume: more than the exporter's 64 MiB in-flight window, through a
+# receiver that answers every request 20 ms late.  The window fills; the
+# export thread stops dequeuing (backpressure) and the queue holds the rest:
+# nothing fails for lack of room, however busy the machine is.
 SINK = os.path.join(BUILD, "tests", "bench", "otlp-sink")
-sink = subprocess.Popen([SINK], stdout=subprocess.PIPE, text=True, start_new_session=True)
+sink = subprocess.Popen([SINK, "--delay-ms", "20"], stdout=subprocess.PIPE, text=True, start_new_session=True)
 line = sink.stdout.readline()
 sink_url = "http://" + line.split()[-1] if line.startswith("listening on") else None
-res = emit(["big", "1200", "64", "1"], {"MLFLOW_TRACKING_URI": sink_url or "http://127.0.0.1:9",
+res = emit(["big", "1200", "64", "0"], {"MLFLOW_TRACKING_URI": sink_url or "http://127.0.0.1:9",
                                         "EMIT_SHUTDOWN_MS": "30000"})
 st = res.get("stats", {})
 t.equal((st.get("traces_exported"), st.get("traces_failed"), st.get("traces_dropped")), (1200, 0, 0),
-        "75 MiB through a fast receiver: every trace exported, none failed")
+        "75 MiB through a slow receiver: every trace exported, none failed or dropped (backpressure)")
 sink.terminate()
 sink.wait()
 

@@ -52,14 +52,15 @@ extern "C" {
   X(EPARSE, -14, "malformed input")                                            \
   X(ERANGE, -15, "output buffer too small")                                    \
   X(EHTTP, -16, "the server answered with an error")                          \
-  X(ECANCELED, -17, "operation cancelled")
+  X(ECANCELED, -17, "operation cancelled")                                     \
+  X(EPENDING, -18, "not delivered yet: kept in the durable spool for a later attempt")
 
 /** Status codes returned by libmltrace functions. */
 typedef enum mlt_status {
 #define MLT__STATUS_ENUM(name, value, msg) MLT_##name = value,
   MLT_STATUS_MAP(MLT__STATUS_ENUM)
 #undef MLT__STATUS_ENUM
-  MLT__STATUS_LAST = -18
+  MLT__STATUS_LAST = -19
 } mlt_status;
 
 /** Human-readable message for a status code (e.g. "invalid argument").

@@ -99,11 +99,34 @@ MLT_EXTERN int mlt_options_set_enabled(mlt_options *opts, int enabled);
  *  Spans still open that long after their trace started are ended with status
  *  ERROR and a message, and the trace is exported. */
 MLT_EXTERN int mlt_options_set_trace_timeout_ms(mlt_options *opts, int64_t ms);
-/** Capacity of the queue of finished traces waiting for export, 16..1048576
- *  (rounded up to a power of two; default 4096, or
- *  MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE).  Traces that find it full are
- *  dropped and counted. */
+/** Most finished traces waiting for export, 16..1048576 (default: no limit
+ *  in traces, only the byte bound of mlt_options_set_queue_max_bytes();
+ *  MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE sets it from the environment).
+ *  A trace that finds the queue full is dropped and counted
+ *  (mlt_stats.traces_dropped); the application thread never waits. */
 MLT_EXTERN int mlt_options_set_queue_size(mlt_options *opts, uint32_t traces);
+/** Bound of the export queue in bytes: the memory finished traces hold while
+ *  they wait for the export thread (spans, their values and events),
+ *  1 MiB..1 TiB (default 256 MiB, or MLTRACE_QUEUE_MAX_BYTES).  It is a cap,
+ *  not a reservation: memory is used only while traces wait.  A trace that
+ *  would pass it is dropped and counted. */
+MLT_EXTERN int mlt_options_set_queue_max_bytes(mlt_options *opts, uint64_t bytes);
+/** Durable spool of the network exporters (MLflow, OTLP): finished traces
+ *  they cannot deliver (server down or too slow, shutdown deadline) are
+ *  written to append-only files under @p dir and delivered when the server
+ *  is back, by this process or by the next one that starts with the same
+ *  directory and destination.  @p dir NULL: the default (MLTRACE_SPOOL_DIR,
+ *  else $XDG_STATE_HOME/mltrace/spool, else ~/.local/state/mltrace/spool).
+ *  The directory is created when first needed. */
+MLT_EXTERN int mlt_options_set_spool_dir(mlt_options *opts, const char *dir);
+/** 1 (default, or MLTRACE_SPOOL=on) to use the spool with network
+ *  exporters, 0 to turn it off (undeliverable traces are then counted as
+ *  failed). */
+MLT_EXTERN int mlt_options_set_spool_enabled(mlt_options *opts, int enabled);
+/** Most bytes the spool keeps per destination, 1 MiB..1 TiB (default 1 GiB,
+ *  or MLTRACE_SPOOL_MAX_BYTES); past it the oldest records are evicted and
+ *  counted (mlt_stats.traces_evicted). */
+MLT_EXTERN int mlt_options_set_spool_max_bytes(mlt_options *opts, uint64_t bytes);
 /** Longest time a finished trace waits before the export thread picks it up,
  *  1..60000 ms (default 200). */
 MLT_EXTERN int mlt_options_set_schedule_delay_ms(mlt_options *opts, uint32_t ms);
@@ -168,7 +191,12 @@ MLT_EXTERN int mlt_shutdown(int timeout_ms);
 /**
  * Export everything finished so far and wait until it is written/sent or
  * @p timeout_ms passes.  Traces still in progress are not touched.
- * @return MLT_OK; MLT_ETIMEDOUT; MLT_ENOTINIT.
+ * @return MLT_OK when every trace finished since the previous mlt_flush()
+ *         (or mlt_init()) was delivered; MLT_EIO when any of them was
+ *         dropped, failed, or stored only partially (see mlt_get_stats());
+ *         MLT_ETIMEDOUT when the deadline came first; MLT_EPENDING when
+ *         some went to the durable spool instead (delivered later);
+ *         MLT_ENOTINIT.
  * Thread-safety: any thread (blocks the caller; never call it from a
  * latency-sensitive loop).
  */
@@ -203,13 +231,44 @@ typedef struct mlt_stats {
   uint64_t values_truncated;   /* values cut to max_value_bytes */
   uint64_t invalid_json;       /* JSON texts that did not parse (exported as strings) */
   uint64_t misuse;             /* API misuse reported with an error code */
-  uint64_t queue_capacity;     /* size of the export queue */
+  uint64_t queue_capacity;     /* most traces the export queue holds; 0: bounded in bytes only */
   uint64_t queue_depth;        /* traces waiting in the queue now */
   uint64_t export_requests;    /* writes/requests made by exporters */
   uint64_t export_retries;     /* retried requests */
   uint64_t export_bytes;       /* bytes written/sent by exporters */
+  /* Delivery (appended).  Every finished trace ends in exactly one of
+   *   traces_exported + traces_partial + traces_failed + traces_dropped
+   *   + traces_spooled + traces_pending  (= traces_finished)
+   * exactly so once quiescent (after mlt_flush() returned MLT_OK or after
+   * mlt_shutdown()); traces_pending is 0 after mlt_shutdown(). */
+  uint64_t traces_partial;     /* MLflow: spans stored, TraceInfo (tags, metadata, previews) not */
+  uint64_t spans_partial;      /* spans of those traces */
+  uint64_t traces_spooled;     /* not delivered yet: written to the durable spool instead */
+  uint64_t traces_replayed;    /* traces delivered from the spool (this run's or an earlier run's) */
+  uint64_t traces_evicted;     /* traces removed unsent from a full spool (oldest first) */
+  uint64_t traces_pending;     /* queued or in flight now */
+  uint64_t queue_bytes;        /* memory held by the queued traces now */
+  uint64_t queue_max_bytes;    /* the queue's byte bound */
+  uint64_t queue_bytes_peak;   /* highest queue_bytes since mlt_init() */
   uint64_t work_queue_rejected; /* jobs mlt_work_queue_submit*() refused (full, timed out, stopping) */
+  /* Operations on finished traces (<mltrace/assessment.h>: feedback,
+   * expectations, tags set or deleted); after mlt_shutdown(),
+   * trace_ops_queued == trace_ops_delivered + trace_ops_failed. */
+  uint64_t trace_ops_queued;    /* accepted for the export thread */
+  uint64_t trace_ops_delivered; /* applied by every exporter that takes them */
+  uint64_t trace_ops_failed;    /* not applied: unknown trace, server error, shutdown deadline */
+  uint64_t trace_ops_dropped;   /* refused with MLT_EFULL: too many were waiting */
 } mlt_stats;
+
+/** Format @p stats as one line of "name=value" pairs for a log or an exit
+ *  summary, e.g. "finished=10 exported=9 partial=0 failed=1 dropped=0
+ *  spooled=0 pending=0 replayed=0 evicted=0 retries=3".  Counters that are
+ *  0 are written too, so the line always has the same fields.
+ *  @p stats NULL: the current counters (mlt_get_stats()).
+ *  @return the length of the full line (like snprintf; the output is cut
+ *  to @p size - 1 bytes and NUL-terminated when @p size > 0), or MLT_EINVAL
+ *  when @p buf is NULL with @p size > 0.  Thread-safety: any thread. */
+MLT_EXTERN int mlt_stats_format(const mlt_stats *stats, char *buf, size_t size);
 
 /** Read the counters into @p out.  @p size must be sizeof(mlt_stats) as the
  *  caller knows it (older callers get a prefix).

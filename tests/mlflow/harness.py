@@ -1,0 +1,258 @@
+"""Shared pieces of the MLflow server tests: a real `mlflow server` started
+and stopped by the test, the C emitter (tests/mlflow/emit) in one-shot and
+session mode, a fault-injecting HTTP proxy in front of the server, and the
+trace-by-trace check of what the server holds.
+"""
+import http.client
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+BUILD = os.environ.get("top_builddir", ".")
+EMIT = os.path.join(BUILD, "tests", "mlflow", "emit")
+MLFLOW_BIN = os.path.join(os.path.dirname(sys.executable), "mlflow")
+TMP = tempfile.mkdtemp(prefix="mlt-mlflow-")
+servers = []
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Server:
+    """`mlflow server` on 127.0.0.1 (sqlite store unless told otherwise)."""
+
+    def __init__(self, name, backend=None, port=None, env=None, workers=1):
+        self.name, self.port = name, port or free_port()
+        self.backend = backend or f"sqlite:///{TMP}/{name}.db"
+        self.env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", **(env or {}))
+        self.proc = None
+        self.workers = workers
+        self.url = f"http://127.0.0.1:{self.port}"
+        servers.append(self)
+
+    def start(self, wait=True):
+        log = open(os.path.join(TMP, f"{self.name}.log"), "ab")
+        art = os.path.join(TMP, f"{self.name}-artifacts")
+        self.proc = subprocess.Popen(
+            [MLFLOW_BIN, "server", "--backend-store-uri", self.backend, "--host", "127.0.0.1", "--port",
+             str(self.port), "--workers", str(self.workers), "--artifacts-destination", art],
+            stdout=log, stderr=log, env=self.env, start_new_session=True)
+        if wait:
+            return self.wait()
+        return True
+
+    def wait(self, timeout=180):
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return True
+            except Exception:  # noqa: BLE001
+                time.sleep(0.3)
+        return False
+
+    def log_tail(self, n=2000):
+        try:
+            return open(os.path.join(TMP, f"{self.name}.log")).read()[-n:]
+        except OSError:
+            return ""
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(timeout=15)
+            except Exception:  # noqa: BLE001
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait(timeout=10)
+                except Exception:  # noqa: BLE001
+                    pass
+        self.proc = None
+
+
+def cleanup(*_):
+    for s in servers:
+        s.stop()
+
+
+def clean_env(env):
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_", "MLTRACE_"))}
+    e.update(env)
+    return e
+
+
+class Session:
+    """tests/mlflow/emit in session mode: commands in, one JSON line out."""
+
+    def __init__(self, env):
+        self.p = subprocess.Popen([EMIT, "session"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=clean_env(env), start_new_session=True)
+        self.stderr = ""
+
+    def cmd(self, line):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        out = self.p.stdout.readline()
+        try:
+            return json.loads(out)
+        except ValueError:
+            return {"error": out}
+
+    def rich(self, n):
+        return self.cmd(f"rich {n}").get("ids", [])
+
+    def flush(self, ms):
+        return self.cmd(f"flush {ms}")
+
+    def exit(self, ms):
+        r = self.cmd(f"exit {ms}")
+        try:
+            _, err = self.p.communicate(timeout=60)
+        except Exception:  # noqa: BLE001
+            err = ""
+        self.stderr = err or ""
+        r["stderr"] = self.stderr
+        return r
+
+    def kill9(self):
+        os.killpg(self.p.pid, signal.SIGKILL)
+        self.p.wait()
+
+
+class FaultProxy:
+    """An HTTP proxy in front of a real server.  `rule(kind, n)` decides for
+    the n-th request (from 1) of a kind -- "otlp" (POST /v1/traces), "start"
+    (POST /api/3.0/mlflow/traces), "other" -- what happens: "forward";
+    ("late", s): forward, then answer s seconds late (the request lands, the
+    client times out); ("status", code): answer code without forwarding;
+    ("echo_auth", code): answer code with the request's Authorization header
+    in the body."""
+
+    def __init__(self, upstream_port, rule):
+        self.upstream_port, self.rule = upstream_port, rule
+        self.counts = {}
+        self.lock = threading.Lock()
+        proxy = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self):
+                n_body = int(self.headers.get("Content-Length", 0) or 0)
+                body = self.rfile.read(n_body) if n_body else b""
+                kind = ("otlp" if self.path.startswith("/v1/traces") else
+                        "start" if self.command == "POST" and self.path.rstrip("/") == "/api/3.0/mlflow/traces"
+                        else "other")
+                with proxy.lock:
+                    proxy.counts[kind] = proxy.counts.get(kind, 0) + 1
+                    n = proxy.counts[kind]
+                action = proxy.rule(kind, n)
+                if isinstance(action, tuple) and action[0] == "status":
+                    return self._reply(action[1], b'{"error_code": "INTERNAL_ERROR", "message": "injected"}',
+                                       "application/json")
+                if isinstance(action, tuple) and action[0] == "echo_auth":
+                    msg = json.dumps({"error_code": "BAD_REQUEST",
+                                      "message": "rejected; request headers: Authorization: "
+                                                 + str(self.headers.get("Authorization"))})
+                    return self._reply(action[1], msg.encode(), "application/json")
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=300)
+                    hdrs = {k: v for k, v in self.headers.items()
+                            if k.lower() not in ("host", "connection", "content-length")}
+                    c.request(self.command, self.path, body=body, headers=hdrs)
+                    r = c.getresponse()
+                    data = r.read()
+                    status, ctype = r.status, r.getheader("Content-Type", "application/json")
+                    c.close()
+                except Exception:  # noqa: BLE001  (upstream down)
+                    self.close_connection = True
+                    return
+                if isinstance(action, tuple) and action[0] == "late":
+                    time.sleep(action[1])
+                try:
+                    self._reply(status, data, ctype)
+                except OSError:
+                    pass
+
+            def _reply(self, status, data, ctype):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_POST = do_GET = do_PUT = do_PATCH = _handle  # noqa: N815
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def classify(client, tid, n_spans=3):
+    """What the server holds of one trace of `emit session` (rich):
+    "complete" (spans and every TraceInfo field the Python SDK would store),
+    "spans_only" (spans, but not the TraceInfo), "absent", or a string
+    saying what is wrong."""
+    try:
+        tr = client.get_trace(tid)
+    except Exception:  # noqa: BLE001
+        return "absent"
+    if tr is None:
+        return "absent"
+    spans = tr.data.spans
+    if len(spans) != n_spans:
+        return f"{len(spans)} spans, expected {n_spans}"
+    info = tr.info
+    md, tags = info.trace_metadata, info.tags
+    usage = md.get("mlflow.trace.tokenUsage")
+    if usage and json.loads(usage).get("total_tokens") != 5:
+        return f"token usage counted twice or wrong: {usage}"
+    if md.get("app.version") is None:
+        if str(info.state).split(".")[-1] != "OK":
+            return f"spans only, state {info.state}"
+        return "spans_only"
+    want = {"client_request_id": info.client_request_id and info.client_request_id.startswith("req-"),
+            "tag suite": tags.get("suite") == "fault",
+            "trace name": tags.get("mlflow.traceName") == "rich_root",
+            "session": md.get("mlflow.trace.session") == "s-1",
+            "user": md.get("mlflow.trace.user") == "u-1",
+            "schema version": md.get("mlflow.trace_schema.version") == "3",
+            "request preview": info.request_preview == '{"question": "What is MLflow?"}',
+            "response preview": info.response_preview == '{"answer": "Hello"}',
+            "state": str(info.state).split(".")[-1] == "OK",
+            "token usage": usage is not None}
+    bad = [k for k, ok in want.items() if not ok]
+    return "complete" if not bad else "incomplete: " + ", ".join(bad)
+
+
+def tally(client, ids):
+    out = {}
+    for tid in ids:
+        c = classify(client, tid)
+        out[c] = out.get(c, 0) + 1
+    return out
