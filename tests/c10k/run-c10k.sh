@@ -82,6 +82,7 @@ fi
 if [ -n "${C10K_DIR:-}" ]; then
   dir=$C10K_DIR
   mkdir -p "$dir"
+  rm -f "$dir"/*.rc
 else
   dir=$(mktemp -d "${TMPDIR:-/tmp}/mlt-c10k-XXXXXX")
 fi
@@ -104,6 +105,8 @@ wait_port() {
   return 1
 }
 
+# calc FORMAT EXPR: awk arithmetic (NaN and infinities print as 0).
+calc() { awk -v f="$1" "BEGIN { x = ($2); if (x != x || x == x + 1) x = 0; printf(f, x) }" 2>/dev/null || echo 0; }
 # "name=value" of the server's counter line in file $1.
 stat() { sed -n "s/^c10k-server:.*[ :]$2=\([^ ]*\).*/\1/p" "$1" | tail -1; }
 # "value" of the load generator's "label_name value unit" line.
@@ -117,21 +120,25 @@ up_port=$(wait_port "$dir/upstream.out") || { echo "Bail out! fake-openai did no
 [ "$max_upstream" -gt 0 ] && diag "c10k_upstream_connections_cap $max_upstream connections (open files hard limit $hard)"
 [ "$mode" = --bench ] || echo "# C10k: $conns connections, ${warmup}s warm-up, ${duration}s window, upstream delay ${delay} ms/event, hang-up every $hangup, exporter $export_kind"
 
-# run LABEL TRACE(on|off): one server, one load; leaves $dir/LABEL.*
+# run LABEL TRACE(on|off) HANGUP_EVERY [SERVER_ARGS...]: one server, one
+# load; leaves $dir/LABEL.*
 run() {
   label=$1
+  every=$3
   args="--upstream http://127.0.0.1:$up_port --quiet --max-upstream $max_upstream"
   case $2 in
     off) args="$args --no-trace" ;;
     *) [ "$export_kind" = discard ] && args="$args --discard" ;;
   esac
+  shift 3
+  args="$args $*"
   rm -f "$dir/$label".*
   MLTRACE_FILE="$dir/$label.jsonl" "$B/examples/c10k-server" $args > "$dir/$label.srv" 2> "$dir/$label.srv.err" &
   spid=$!
   pids="$pids $spid"
   sport=$(wait_port "$dir/$label.srv") || { echo "Bail out! c10k-server did not start"; cat "$dir/$label.srv.err"; exit 1; }
   "$B/tests/c10k/c10k-load" --port "$sport" --conns "$conns" --warmup "$warmup" --duration "$duration" \
-    --hangup-every "$hangup" --header "X-Fake-Delay-Ms: $delay" --sigterm "$spid" --out "$dir/$label.res" \
+    --hangup-every "$every" --header "X-Fake-Delay-Ms: $delay" --sigterm "$spid" --out "$dir/$label.res" \
     --label "$label" > "$dir/$label.load" 2> "$dir/$label.load.err"
   lrc=$?
   wait "$spid"
@@ -142,18 +149,28 @@ run() {
 
 r=1
 while [ $r -le "$rounds" ]; do
-  run "on$r" on
-  [ "$off" = 1 ] && run "off$r" off
+  run "on$r" on "$hangup"
+  [ "$off" = 1 ] && run "off$r" off "$hangup"
   r=$((r + 1))
 done
+# Overload (make test only): one worker, 8 queue slots, retrievals that take
+# 500 us: the queue refuses jobs, each request so refused is answered 503,
+# and every rejection must be counted.
+busy=0
+if [ "$mode" = --tap ] && [ "${C10K_BUSY:-1}" = 1 ]; then
+  busy=1
+  run busy on 0 --workers 1 --max-pending 8 --job-us 500
+fi
 
 kill "$up_pid" 2>/dev/null
 wait "$up_pid" 2>/dev/null
 
 # ---- results ------------------------------------------------------------------
+labels=""
 r=1
-while [ $r -le "$rounds" ]; do
-  for label in "on$r" "off$r"; do
+while [ $r -le "$rounds" ]; do labels="$labels on$r off$r"; r=$((r + 1)); done
+[ "$busy" = 1 ] && labels="$labels busy"
+for label in $labels; do
     [ -f "$dir/$label.rc" ] || continue
     read -r lrc src < "$dir/$label.rc"
     srv=$dir/$label.srv
@@ -162,31 +179,38 @@ while [ $r -le "$rounds" ]; do
     check "$label: server stopped cleanly on SIGTERM" test "$src" = 0
     sent=$(fig "$load" "$label" sent); oks=$(fig "$load" "$label" ok)
     check "$label: every connection sent requests ($sent sent)" test "${sent:-0}" -ge "$conns"
-    check "$label: no HTTP errors, no upstream errors, no connect failures" \
-      test "$(fig "$load" "$label" http_errors)" = 0 -a "$(stat "$srv" upstream_errors)" = 0 \
-      -a "$(fig "$load" "$label" connect_failures)" = 0
-    check "$label: no work queue rejection" test "$(stat "$srv" work_queue_rejected)" = 0
+    rejected=$(stat "$srv" work_queue_rejected)
+    if [ "$label" = busy ]; then
+      check "$label: the full queue refused jobs ($rejected), those requests got 503 ($(fig "$load" "$label" http_errors))" \
+        test "${rejected:-0}" -gt 0 -a "$(fig "$load" "$label" http_errors)" -gt 0 -a "$(stat "$srv" busy)" -ge "$(fig "$load" "$label" http_errors)"
+      warns=$(grep -c "work queue full" "$dir/$label.srv.err")
+      rt=$(fig "$load" "$label" run_time)
+      check "$label: rejections logged at most once a second ($warns warnings in ${rt}s)" \
+        test "$warns" -ge 1 -a "$warns" -le "$(calc "%.0f" "${rt:-0} + 2")"
+    else
+      check "$label: no HTTP errors, no upstream errors, no connect failures" \
+        test "$(fig "$load" "$label" http_errors)" = 0 -a "$(stat "$srv" upstream_errors)" = 0 \
+        -a "$(fig "$load" "$label" connect_failures)" = 0
+      check "$label: no work queue rejection" test "$rejected" = 0
+    fi
     case $label in
-      on*)
+      on*|busy)
         if [ "$export_kind" = file ]; then
           exported=$(stat "$srv" traces_exported)
           check "$label: traces flushed, none dropped or failed" \
             test "$(stat "$srv" flush)" = ok -a "$(stat "$srv" traces_dropped)" = 0 -a "$(stat "$srv" traces_failed)" = 0
           "$B/tests/c10k/c10k-check" --traces "$dir/$label.jsonl" --results "$dir/$label.res" \
-            --expect-traces "${exported:-0}" > "$dir/$label.check" 2> "$dir/$label.check.err"
+            --expect-traces "${exported:-0}" --expect-rejected "${rejected:-0}" > "$dir/$label.check" \
+            2> "$dir/$label.check.err"
           crc=$?
           [ "$mode" = --bench ] || sed 's/^/# /' "$dir/$label.check.err" | head -40
-          check "$label: every trace checked: 0 wrong spans, 0 wrong/missing/duplicate/foreign traces" test "$crc" = 0
+          check "$label: every trace checked: 0 wrong spans, 0 wrong/missing/duplicate/foreign traces, every rejection counted" test "$crc" = 0
         fi
         ;;
     esac
-  done
-  r=$((r + 1))
 done
 
 # ---- figures --------------------------------------------------------------------
-# calc FORMAT EXPR: awk arithmetic (NaN and infinities print as 0).
-calc() { awk -v f="$1" "BEGIN { x = ($2); if (x != x || x == x + 1) x = 0; printf(f, x) }" 2>/dev/null || echo 0; }
 # Server CPU time (user + system) per request it handled, in microseconds.
 cpu_per_request() {
   u=$(stat "$1" cpu_user_s); s=$(stat "$1" cpu_sys_s); q=$(stat "$1" requests)
