@@ -13,8 +13,9 @@
 #
 # Environment (defaults: --tap / --bench):
 #   C10K_CONNS         connections (1000, 200 under sanitizers / 10000)
-#   C10K_WARMUP        seconds before the window (1 / 3)
-#   C10K_DURATION      seconds of the measured window (3 / 10)
+#   C10K_WARMUP        seconds before the window (1 / 10: several latencies
+#                      at 10,000 connections, so the window sees steady state)
+#   C10K_DURATION      seconds of the measured window (3 / 30)
 #   C10K_DELAY_MS      upstream delay before each SSE event (X-Fake-Delay-Ms)
 #                      (20 / 0)
 #   C10K_HANGUP_EVERY  every Nth request is abandoned by its client (50)
@@ -25,8 +26,9 @@
 #
 # File descriptors: the server needs two per request in flight (client and
 # upstream), the load generator and the upstream one each.  The soft
-# RLIMIT_NOFILE is raised to the hard limit; when the hard limit is too low
-# it is raised too if allowed (root), else the run stops with a message.
+# RLIMIT_NOFILE is raised to the hard limit (and the hard one when allowed);
+# when the server still lacks room, its upstream connections are capped
+# (c10k-server --max-upstream: calls beyond wait for a connection).
 set -u
 mode=${1:---tap}
 : "${top_builddir:=.}"
@@ -34,7 +36,7 @@ B=$top_builddir
 san=${MLT_SANITIZED:-}
 
 if [ "$mode" = --bench ]; then
-  conns=${C10K_CONNS:-10000}; warmup=${C10K_WARMUP:-3}; duration=${C10K_DURATION:-10}
+  conns=${C10K_CONNS:-10000}; warmup=${C10K_WARMUP:-10}; duration=${C10K_DURATION:-30}
   delay=${C10K_DELAY_MS:-0}; rounds=${C10K_ROUNDS:-2}
 else
   if [ -n "$san" ]; then conns=${C10K_CONNS:-200}; else conns=${C10K_CONNS:-1000}; fi
