@@ -6,7 +6,8 @@
  * (mlt_curl_loop) and relays every token to its client as one HTTP chunk.
  *
  *   ./c10k-server --upstream http://127.0.0.1:PORT [--port 0] [--workers 3]
- *                 [--max-pending 32768] [--no-trace] [--discard] [--quiet]
+ *                 [--max-pending 32768] [--max-upstream N] [--job-us N]
+ *                 [--no-trace] [--discard] [--quiet]
  *   curl -N 'http://127.0.0.1:PORT/ask?id=1&q=hello'
  *
  * GET /ask?id=ID&q=TEXT: ID names the request (the load generator's, echoed
@@ -46,10 +47,12 @@
  *
  * Sizing (see README "Running at C10k"): a file descriptor per client and
  * one per upstream stream (the server raises its soft RLIMIT_NOFILE to the
- * hard limit), a listen backlog of 65535 (capped by net.core.somaxconn), and
+ * hard limit; --max-upstream caps the upstream connections, calls beyond
+ * wait for one), a listen backlog of 65535 (capped by net.core.somaxconn), and
  * a work queue that holds 3 jobs per request in flight (--max-pending; a
  * refused job is counted in mlt_stats.work_queue_rejected and the request
- * answered 503).  The loop thread never waits for the queue.
+ * answered 503).  The loop thread never waits for the queue.  --job-us makes
+ * every retrieval wait that long (a slow store: the queue fills up).
  */
 #include <mltrace/curl.h>
 #include <mltrace/event.h>
@@ -66,6 +69,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -88,6 +92,8 @@ typedef struct server_config {
   int port;
   int workers;
   unsigned max_pending;
+  long max_upstream; /* most upstream connections (0: no limit) */
+  long job_us;       /* each retrieval waits this long (a slow store) */
   int trace;   /* 0: libmltrace not initialized */
   int discard; /* traces dropped by the discard exporter (overhead runs) */
   int quiet;
@@ -299,7 +305,7 @@ static void build_prompt(int status, void *user_data) {
   if (a->easy) {
     curl_easy_setopt(a->easy, CURLOPT_URL, srv->url);
     curl_easy_setopt(a->easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(a->easy, CURLOPT_BUFFERSIZE, 4096L); /* SSE events are small: less memory per stream */
+    curl_easy_setopt(a->easy, CURLOPT_BUFFERSIZE, 1024L); /* curl's minimum: SSE events are small, and each stream holds one */
     curl_easy_setopt(a->easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(a->easy, CURLOPT_LOW_SPEED_LIMIT, 1L); /* a stalled stream times out */
     curl_easy_setopt(a->easy, CURLOPT_LOW_SPEED_TIME, (long)UPSTREAM_STALL_S);
@@ -367,7 +373,12 @@ static void retrieve_job(void *arg) {
   ask *a = job->a;
   mlt_span sp = mlt_span_start("retrieve", MLT_SPAN_RETRIEVER);
   mlt_span_set_inputs_fields(sp, (mlt_attr[]){MLT_ATTR_STR("id", a->id), MLT_ATTR_INT("shard", job->shard)}, 2);
-  /* Stand-in for a lookup: a few microseconds of hashing. */
+  /* Stand-in for a lookup: a few microseconds of hashing (and, with
+   * --job-us, a wait for a slow store). */
+  if (a->srv->cfg.job_us > 0) {
+    struct timespec ts = {a->srv->cfg.job_us / 1000000, a->srv->cfg.job_us % 1000000 * 1000};
+    nanosleep(&ts, NULL);
+  }
   uint32_t h = 2166136261u ^ (uint32_t)job->shard;
   for (int round = 0; round < 64; round++)
     for (const char *p = a->q; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
@@ -576,6 +587,10 @@ static int server_run(const server_config *cfg) {
   if (rc == MLT_OK) rc = mlt_work_queue_new((unsigned)cfg->workers, cfg->max_pending, &srv.pool);
   if (rc == MLT_OK) rc = mlt_curl_loop_new(srv.base, &srv.curl);
   if (rc == MLT_OK) rc = mlt_curl_options_new(&srv.curl_opts);
+  /* Past this many upstream connections, calls wait for one (their LLM
+   * spans are open meanwhile: the wait is part of the call). */
+  if (rc == MLT_OK && cfg->max_upstream > 0)
+    curl_multi_setopt(mlt_curl_loop_multi(srv.curl), CURLMOPT_MAX_TOTAL_CONNECTIONS, cfg->max_upstream);
   if (rc != MLT_OK) {
     fprintf(stderr, "c10k-server: set-up failed: %s\n", mlt_strerror(rc));
     goto out;
@@ -637,8 +652,8 @@ out:
 
 static void usage(const char *argv0) {
   fprintf(stderr,
-          "usage: %s --upstream URL [--port N] [--workers N] [--max-pending N] [--no-trace] [--discard] "
-          "[--quiet]\n",
+          "usage: %s --upstream URL [--port N] [--workers N] [--max-pending N] [--max-upstream N] [--job-us N] "
+          "[--no-trace] [--discard] [--quiet]\n",
           argv0);
 }
 
@@ -653,6 +668,10 @@ int main(int argc, char **argv) {
       cfg.workers = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--max-pending") && i + 1 < argc)
       cfg.max_pending = (unsigned)strtoul(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--max-upstream") && i + 1 < argc)
+      cfg.max_upstream = atol(argv[++i]);
+    else if (!strcmp(argv[i], "--job-us") && i + 1 < argc)
+      cfg.job_us = atol(argv[++i]);
     else if (!strcmp(argv[i], "--no-trace"))
       cfg.trace = 0;
     else if (!strcmp(argv[i], "--discard"))

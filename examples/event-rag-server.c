@@ -143,7 +143,11 @@ static void finish(rag_request *rr) {
 static void send_token(int status, void *arg) {
   rag_request *rr = arg;
   if (status != MLT_OK || rr->disconnected || rr->next_token == rr->n_tokens) {
-    if (status != MLT_OK) mlt_span_record_error(rr->gen, "Cancelled", "server stopping");
+    /* Generation stops when the client goes: the span says so. */
+    if (status != MLT_OK)
+      mlt_span_record_error(rr->gen, "CancelledError", "server stopping");
+    else if (rr->disconnected && rr->next_token < rr->n_tokens)
+      mlt_span_record_error(rr->gen, "CancelledError", "the client went away");
     finish(rr);
     return;
   }
@@ -242,9 +246,13 @@ static void on_done(struct evhttp_request *req, int disconnected, void *request_
 }
 
 static void on_sigint(evutil_socket_t fd, short what, void *arg) {
+  rag_server *srv = arg;
   (void)fd;
   (void)what;
-  event_base_loopexit(arg, NULL);
+  /* Requests still in flight when the server closes them end
+   * "ServerShutdown", not "ClientDisconnected". */
+  mlt_evhttp_begin_shutdown(srv->inst);
+  event_base_loopexit(srv->base, NULL);
 }
 
 static int rag_server_run(const rag_server_config *cfg) {
@@ -287,7 +295,7 @@ static int rag_server_run(const rag_server_config *cfg) {
     fprintf(stderr, "set-up failed: %s\n", mlt_strerror(rc));
     return 1;
   }
-  struct event *sig = evsignal_new(srv.base, SIGINT, on_sigint, srv.base);
+  struct event *sig = evsignal_new(srv.base, SIGINT, on_sigint, &srv);
   event_add(sig, NULL);
 
   struct sockaddr_storage ss;

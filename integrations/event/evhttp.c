@@ -563,8 +563,8 @@ static req_state *request_start(mlt_evhttp *inst, struct evhttp_request *req, co
   if (!uri) uri = "";
   size_t path_len = strcspn(uri, "?#");
   char name[MAX_NAME_PATH + 16];
-  const char *span_name = o->span_name;
-  if (!span_name && enabled) {
+  const char *span_name = o->span_name ? o->span_name : ""; /* (no span when disabled) */
+  if (!o->span_name && enabled) {
     int plen = (int)(path_len > MAX_NAME_PATH ? MAX_NAME_PATH : path_len);
     snprintf(name, sizeof name, "%s %.*s", method, plen, uri);
     span_name = name;
@@ -621,6 +621,7 @@ fail:
  * |disconnected|: 0, or CLOSED_BY_* when the connection closed first. */
 static void request_end(req_state *st, struct evhttp_request *req, int disconnected) {
   mlt_evhttp *inst = st->inst;
+  uint64_t written = 0; /* read by cut_reducer() inside mlt_span_end() below */
   map_remove(st);
   live_unlink(st);
   if (st->recording) {
@@ -633,7 +634,7 @@ static void request_end(req_state *st, struct evhttp_request *req, int disconnec
       if (cl) size = strtoull(cl, NULL, 10);
     }
     /* The connection closed first: what reached the socket is the reply. */
-    uint64_t written = size;
+    written = size;
     int cut = disconnected && st->tracking && !st->ledger_broken && st->body_written_at_close < st->reply_bytes;
     if (cut) written = st->body_written_at_close;
     mlt_attr attrs[4];

@@ -2,6 +2,7 @@
  * against what its clients saw (tests/c10k/c10k-load's --out file).
  *
  *   c10k-check --traces traces.jsonl --results results.txt [--expect-traces N]
+ *              [--expect-rejected N]
  *
  * For each trace: exactly one root, the request span "GET /ask"; every
  * other span in the same trace id, a child of that root, of a known kind
@@ -23,6 +24,9 @@
  * at most one (it may never have reached the handler); no trace without a
  * request.  --expect-traces: the number of traces the server says it
  * exported (mlt_stats.traces_exported) must be the number in the file.
+ * --expect-rejected: the work queue rejections the server counted
+ * (mlt_stats.work_queue_rejected) must be the jobs missing from the traces
+ * (3 retrieve spans per request, less one per refused job).
  *
  * Prints "name value unit" lines and every failure (the first 20 of each
  * kind); exits 1 when anything is wrong.
@@ -161,6 +165,7 @@ static int err_is(const cJSON *span, const char *type) {
 
 static int is_prefix(const char *p, size_t pn, const char *s, size_t sn) { return pn <= sn && memcmp(p, s, pn) == 0; }
 
+static long g_late_chunks, g_refused_jobs;
 static long g_traces, g_spans, g_llm_cancelled, g_client_disc, g_shutdown, g_overloaded;
 
 static void check_trace(cJSON *t) {
@@ -201,7 +206,6 @@ static void check_trace(cJSON *t) {
   CHECK(F_DUP, r->traces == 1, "request %s has %d traces", id, r->traces);
   char answer[256];
   snprintf(answer, sizeof answer, "Echo: id=%s q=%s \xE2\x9C\x93", id, q);
-  size_t answer_len = strlen(answer);
 
   const char *root_tid = str(root, "trace_id"), *root_id = str(root, "span_id");
   int n_retrieve = 0, n_gather = 0, n_build = 0, n_llm = 0, shards = 0;
@@ -249,6 +253,9 @@ static void check_trace(cJSON *t) {
   CHECK(F_TRACE, n_retrieve <= 3 && n_gather <= 3 && n_build <= 1 && n_llm <= 1, "%s: %d/%d/%d/%d spans", trace_id,
         n_retrieve, n_gather, n_build, n_llm);
   CHECK(F_TRACE, n_retrieve == __builtin_popcount(shards), "%s: shards repeated", trace_id);
+  /* A job the queue accepted always runs (the queue drains at shutdown) and
+   * records its retrieve span; a refused one never does. */
+  g_refused_jobs += 3 - n_retrieve;
 
   /* The request span's output (the reply text as written). */
   cJSON *out = attr_json(root, "mlflow.spanOutputs");
@@ -259,6 +266,10 @@ static void check_trace(cJSON *t) {
   cJSON *msg = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(lo, "choices"), 0),
                                                 "message");
   llm_text = str(msg, "content");
+  /* The reply the client should get: the LLM's answer, or "busy" when the
+   * work queue refused one of its jobs (some retrieve span is missing). */
+  if (n_retrieve < 3 && n_llm == 0) snprintf(answer, sizeof answer, "busy\n");
+  size_t answer_len = strlen(answer);
 
   if (r->outcome == O_OK && r->status == 200) {
     CHECK(F_TRACE, is_ok(root), "%s: request %s complete but span %s", trace_id, id, status_msg(root));
@@ -271,10 +282,12 @@ static void check_trace(cJSON *t) {
     CHECK(F_TRACE, llm && is_ok(llm), "%s: LLM span %s", trace_id, llm ? status_msg(llm) : "missing");
     CHECK(F_TRACE, llm_text && !strcmp(llm_text, o), "%s: LLM content \"%s\" != output \"%s\"", trace_id, llm_text, o);
   } else if (r->outcome == O_OK && r->status == 503) {
-    g_overloaded++;
+    g_overloaded += err_is(root, "Overloaded");
     CHECK(F_TRACE, err_is(root, "Overloaded"), "%s: 503 but span %s", trace_id, status_msg(root));
     CHECK(F_TRACE, n_llm == 0 && n_retrieve < 3, "%s: 503 after %d retrievals and %d LLM calls", trace_id, n_retrieve,
           n_llm);
+    CHECK(F_TRACE, on == r->body_len && memcmp(o, r->body, on) == 0 && !strcmp(o, "busy\n"),
+          "%s: 503 output \"%s\", the client received \"%s\"", trace_id, o, r->body);
   } else if (r->outcome == O_HANGUP || r->outcome == O_CLOSED) {
     const char *want = r->outcome == O_HANGUP ? "ClientDisconnected" : "ServerShutdown";
     if (r->outcome == O_HANGUP && is_ok(root)) {
@@ -283,17 +296,30 @@ static void check_trace(cJSON *t) {
     } else {
       CHECK(F_TRACE, err_is(root, want), "%s: %s request ended %s", trace_id,
             r->outcome == O_HANGUP ? "hung-up" : "server-closed", status_msg(root));
-      if (r->outcome == O_HANGUP)
-        g_client_disc++;
-      else
-        g_shutdown++;
+      if (err_is(root, want)) *(r->outcome == O_HANGUP ? &g_client_disc : &g_shutdown) += 1;
     }
     CHECK(F_TRACE, is_prefix(r->body, r->body_len, o, on), "%s: client received \"%s\", not a prefix of \"%s\"",
           trace_id, r->body, o);
     CHECK(F_TRACE, is_prefix(o, on, answer, answer_len), "%s: output \"%s\" is not a prefix of the answer", trace_id, o);
     if (llm && !is_ok(llm)) {
-      g_llm_cancelled++;
+      g_llm_cancelled += err_is(llm, "CancelledError");
       CHECK(F_TRACE, err_is(llm, "CancelledError"), "%s: LLM span %s", trace_id, status_msg(llm));
+    }
+    if (llm && !is_ok(root)) {
+      /* The upstream call is cancelled as the request span ends: no token
+       * reaches the LLM span after that.  (Times are JSON numbers, parsed
+       * as doubles: 256 ns steps; a token is microseconds apart.) */
+      const cJSON *end = cJSON_GetObjectItemCaseSensitive(root, "end_time_unix_nano"), *ev;
+      long late = 0;
+      cJSON_ArrayForEach(ev, cJSON_GetObjectItemCaseSensitive(llm, "events")) {
+        const char *en = str(ev, "name");
+        const cJSON *tm = cJSON_GetObjectItemCaseSensitive(ev, "time_unix_nano");
+        if (en && !strncmp(en, "mlflow.chunk.item.", 18) && cJSON_IsNumber(tm) && cJSON_IsNumber(end) &&
+            tm->valuedouble > end->valuedouble + 1000)
+          late++;
+      }
+      g_late_chunks += late;
+      CHECK(F_TRACE, late == 0, "%s: %ld LLM chunks after the request span ended", trace_id, late);
     }
     if (llm_text && is_ok(root)) CHECK(F_TRACE, !strcmp(llm_text, o), "%s: LLM content != output", trace_id);
   } else {
@@ -306,7 +332,7 @@ static void check_trace(cJSON *t) {
 
 int main(int argc, char **argv) {
   const char *traces = NULL, *results = NULL;
-  long expect = -1;
+  long expect = -1, expect_rejected = -1;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--traces"))
       traces = argv[i + 1];
@@ -314,9 +340,11 @@ int main(int argc, char **argv) {
       results = argv[i + 1];
     else if (!strcmp(argv[i], "--expect-traces"))
       expect = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--expect-rejected"))
+      expect_rejected = atol(argv[i + 1]);
   }
   if (!traces || !results) {
-    fprintf(stderr, "usage: c10k-check --traces FILE --results FILE [--expect-traces N]\n");
+    fprintf(stderr, "usage: c10k-check --traces FILE --results FILE [--expect-traces N] [--expect-rejected N]\n");
     return 2;
   }
   if (load_results(results) != 0) return 2;
@@ -356,6 +384,10 @@ int main(int argc, char **argv) {
   }
   free(g_tab);
   if (expect >= 0) CHECK(F_MISSING, expect == g_traces, "the server exported %ld traces, the file has %ld", expect, g_traces);
+  if (expect_rejected >= 0)
+    CHECK(F_MISSING, expect_rejected == g_refused_jobs,
+          "the server counted %ld work queue rejections, the traces show %ld refused jobs", expect_rejected,
+          g_refused_jobs);
   long wrong = 0;
   for (int k = 0; k < F_COUNT; k++) wrong += g_fail_counts[k];
   printf("check_traces %ld traces\n", g_traces);
@@ -369,6 +401,8 @@ int main(int argc, char **argv) {
   printf("check_server_shutdown_spans %ld spans\n", g_shutdown);
   printf("check_overloaded_spans %ld spans\n", g_overloaded);
   printf("check_llm_cancelled %ld spans\n", g_llm_cancelled);
+  printf("check_llm_chunks_after_request_end %ld chunks\n", g_late_chunks);
+  printf("check_refused_jobs %ld jobs\n", g_refused_jobs);
   for (int k = 0; k < F_COUNT; k++) printf("check_%s %ld\n", fail_names[k], g_fail_counts[k]);
   return wrong ? 1 : 0;
 }

@@ -69,6 +69,7 @@ typedef struct conn {
   int status, keepalive;
   uint64_t id;
   int plan;
+  int retry; /* the timer is a connect retry */
   double t0;
   unsigned char body[MAX_BODY];
   size_t body_len, body_total;
@@ -81,7 +82,7 @@ typedef struct load {
   conn *conns;
   int opened;
   double warmup, duration;
-  double t_ramped, t_win0, t_win1, t_first;
+  double t_start, t_ramped, t_win0, t_win1, t_first;
   int phase; /* 0 ramp, 1 warmup, 2 window, 3 ending */
   int issuing;
   long hangup_every;
@@ -343,9 +344,15 @@ static void flush_out(conn *c) {
   if (c->plan == PLAN_AFTER_SEND) hang_up(c);
 }
 
-static void on_hangup_timer(evutil_socket_t fd, short what, void *arg) {
+/* The connection's timer: a planned hang-up, or a connect retry. */
+static void on_conn_timer(evutil_socket_t fd, short what, void *arg) {
   (void)fd, (void)what;
   conn *c = arg;
+  if (c->retry) {
+    c->retry = 0;
+    if (L.issuing && c->fd < 0) conn_open(c);
+    return;
+  }
   if (c->in_flight) hang_up(c);
 }
 
@@ -385,7 +392,11 @@ static void on_write(evutil_socket_t fd, short what, void *arg) {
     if (err) {
       L.n_connect_fail++;
       conn_close(c);
-      if (L.issuing) conn_open(c); /* (the server's backlog overflowed: retry) */
+      if (L.issuing) { /* retry a little later (a full backlog, say) */
+        struct timeval tv = {0, 20000};
+        c->retry = 1;
+        evtimer_add(c->timer, &tv);
+      }
       return;
     }
     event_add(c->rev, NULL);
@@ -447,7 +458,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
     L.t_win0 = t + L.warmup;
     L.t_win1 = L.t_win0 + L.duration;
   }
-  if (L.phase == 0 && L.t_first && t - L.t_first > 60) {
+  if (L.phase == 0 && t - L.t_start > 60) {
     fprintf(stderr, "c10k-load: only %ld of %d connections have a request in flight after 60 s\n", L.in_flight,
             L.n_conns);
     L.phase = 1;
@@ -552,7 +563,7 @@ int main(int argc, char **argv) {
     c->fd = -1;
     c->rev = event_new(L.base, -1, 0, on_read, c);
     c->wev = event_new(L.base, -1, 0, on_write, c);
-    c->timer = evtimer_new(L.base, on_hangup_timer, c);
+    c->timer = evtimer_new(L.base, on_conn_timer, c);
   }
   L.issuing = 1;
   L.ramp = evtimer_new(L.base, on_ramp, NULL);
@@ -561,6 +572,7 @@ int main(int argc, char **argv) {
   event_add(L.tick, &tick);
   evtimer_add(L.ramp, &zero);
   double t_start = now_s();
+  L.t_start = t_start;
   event_base_dispatch(L.base);
   double t_end = now_s();
 
