@@ -24,8 +24,7 @@ typedef struct mlt__scope {
   char **tags;             /* key, value, ..., NULL (owned) */
   char **meta;             /* key, value, ..., NULL (owned) */
   char *session, *user;    /* or NULL (owned) */
-  mlt_trace_update update; /* the above, as applied to a new trace */
-  int empty;               /* nothing to apply (only |enabled|) */
+  uint32_t n_entries;      /* trace entries it makes: tag and metadata pairs, session, user */
 } mlt__scope;
 
 static inline int mlt__scope_off(const mlt__scope *sc) { return sc->enabled == MLT__SCOPE_OFF; }
@@ -37,7 +36,7 @@ void mlt__scope_release(mlt__scope *sc);
 /* A span |h| was just started under scope |sc| (on this thread): when it is
  * the root of a new trace, the scope's tags, metadata, session and user go
  * to the trace (before anything the application updates, which wins). */
-void mlt__scope_started(const mlt__scope *sc, mlt_span h);
+void mlt__scope_started(mlt__scope *sc, mlt_span h);
 /* Push a scope frame on this thread's attach stack (context.c): |sc| (its
  * reference moves to the frame) is in effect until the frame is popped. */
 int mlt__scope_frame_push(mlt__scope *sc, mlt_attach_token *tok);

@@ -111,12 +111,8 @@ static int scope_new(const mlt__scope *outer, const mlt_trace_scope *in, mlt__sc
     mlt__scope_release(sc);
     return MLT_ENOMEM;
   }
-  sc->update = (mlt_trace_update){.struct_size = sizeof(mlt_trace_update),
-                                  .tags = (const char *const *)sc->tags,
-                                  .metadata = (const char *const *)sc->meta,
-                                  .session_id = sc->session,
-                                  .user_id = sc->user};
-  sc->empty = !sc->tags && !sc->meta && !sc->session && !sc->user;
+  sc->n_entries = (uint32_t)(kv_pairs((const char *const *)sc->tags) + kv_pairs((const char *const *)sc->meta)) +
+                  (sc->session != NULL) + (sc->user != NULL);
   *out = sc;
   return MLT_OK;
 }
@@ -151,13 +147,45 @@ mlt_attach_token mlt__trace_scope_begin(const mlt_trace_scope *in) {
   return tok;
 }
 
-void mlt__scope_started(const mlt__scope *sc, mlt_span h) {
-  if (sc->empty || h.id_ == 0 || mlt__h_is_nonrec(h)) return;
+static mlt__tinfo *entry(mlt__tinfo *e, int kind, char *key, char *value) {
+  e->kind = (uint8_t)kind;
+  e->borrowed = 1;
+  e->key = key;
+  e->value = value;
+  e->next = e + 1;
+  return e + 1;
+}
+
+/* The scope's entries go to the new trace as one block (one allocation):
+ * entries whose strings are the scope's (borrowed), then the TI_SCOPE entry
+ * that holds a reference on the scope and frees the block with the trace.
+ * They are the trace's oldest entries, so anything the application updates
+ * later wins, as with MLflow's context(). */
+void mlt__scope_started(mlt__scope *sc, mlt_span h) {
+  if (!sc->n_entries || h.id_ == 0 || mlt__h_is_nonrec(h)) return;
   /* Just started on this thread: open, and nobody else has the handle. */
   mlt__span *s = mlt__slot_at((uint32_t)h.id_ - 1);
   if (!atomic_load_explicit(&s->is_root, memory_order_relaxed)) return; /* joined a trace */
   mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
-  int rc = mlt__trace_update(t, &sc->update);
+  uint32_t n = sc->n_entries;
+  mlt__tinfo *blk = calloc(n + 1, sizeof *blk);
+  int rc = MLT_ENOMEM;
+  if (blk) {
+    mlt__tinfo *e = blk + 1;
+    for (char **kv = sc->tags; kv && *kv; kv += 2) e = entry(e, MLT__TI_TAG, kv[0], kv[1]);
+    for (char **kv = sc->meta; kv && *kv; kv += 2) e = entry(e, MLT__TI_META, kv[0], kv[1]);
+    if (sc->session) e = entry(e, MLT__TI_SESSION, NULL, sc->session);
+    if (sc->user) e = entry(e, MLT__TI_USER, NULL, sc->user);
+    e[-1].next = blk; /* the owner last */
+    blk->kind = MLT__TI_SCOPE;
+    blk->scope = mlt__scope_retain(sc);
+    rc = mlt__trace_info_link(t, blk + 1, blk, n + 1);
+    if (rc != MLT_OK) {
+      blk->next = NULL;
+      mlt__scope_release(sc);
+      free(blk);
+    }
+  }
   if (rc != MLT_OK)
     mlt__log(MLT_LOG_WARN, MLT__LOGK_GENERIC, "scoped context not applied to a new trace: %s", mlt_strerror(rc));
 }

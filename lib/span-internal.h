@@ -192,15 +192,24 @@ enum {
   MLT__TI_CLIENT_REQ_ID,
   MLT__TI_SESSION,
   MLT__TI_USER,
-  MLT__TI_STATE,     /* value "OK" / "ERROR" (update_current_trace state) */
-  MLT__TI_ASSESSMENT /* value: one Assessment JSON object (lib/assess.c) */
+  MLT__TI_STATE,      /* value "OK" / "ERROR" (update_current_trace state) */
+  MLT__TI_ASSESSMENT, /* value: one Assessment JSON object (lib/assess.c) */
+  MLT__TI_SCOPE       /* owns the block of a scope's entries (lib/scope.c); no data */
 };
 typedef struct mlt__tinfo {
   struct mlt__tinfo *next;
   uint8_t kind;
+  uint8_t borrowed; /* key/value are a scope's strings and the entry is in its TI_SCOPE entry's block */
   char *key;
   char *value;
+  struct mlt__scope *scope; /* TI_SCOPE: the scope the block borrows from (reference held) */
 } mlt__tinfo;
+/* Free a list of entries (borrowed ones go with their TI_SCOPE block). */
+void mlt__tinfo_free(mlt__tinfo *i);
+/* Prepend the prepared chain head..tail (|n| entries) to trace |t|'s
+ * entries if it is in progress and stays within MLT__TINFO_MAX: MLT_OK, or
+ * MLT_EENDED / MLT_EFULL (the chain is the caller's again). */
+int mlt__trace_info_link(mlt__trace *t, mlt__tinfo *head, mlt__tinfo *tail, uint32_t n);
 
 struct mlt__trace {
   _Atomic int32_t refs;

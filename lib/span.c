@@ -832,7 +832,7 @@ mlt_span mlt__span_start_ex(int mode, const mlt_context *parent_ctx, mlt_span pa
   if (MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
   mlt__tls *tls = mlt__tls_get();
   if (MLT_UNLIKELY(!tls)) return (mlt_span){0};
-  const mlt__scope *sc = tls->scope;
+  mlt__scope *sc = tls->scope;
   if (sc && mlt__scope_off(sc)) return (mlt_span){0}; /* context(enabled=False): a NoOpSpan */
   mlt_span h;
   o->parent_ctx = NULL;
@@ -1511,7 +1511,7 @@ static int client_ids(mlt_span h, mlt_client_span *out) {
 /* With start options (lib/spanopts.c) or under a scoped context (lib/scope.c). */
 static MLT_NOINLINE int client_start_slow(mlt__tls *tls, mlt__start_opts *o, const mlt__start_opts *x,
                                           mlt_client_span *out) {
-  const mlt__scope *sc = tls->scope;
+  mlt__scope *sc = tls->scope;
   if (sc && mlt__scope_off(sc)) return MLT_ENOTRECORDING;
   if (x) {
     o->start_ns = x->start_ns;

@@ -19,7 +19,7 @@
  * finds them through their root spans in the slot table, so starting and
  * finishing a trace touch no shared list.
  */
-#include "span-internal.h"
+#include "scope-internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,12 +153,19 @@ mlt__trace *mlt__trace_pool_get(mlt__tls *tls) { return tpool_get(tls); }
 static void tinfo_free(mlt__tinfo *i) {
   while (i) {
     mlt__tinfo *n = i->next;
-    free(i->key);
-    free(i->value);
-    free(i);
+    if (MLT_UNLIKELY(i->kind == MLT__TI_SCOPE)) { /* the block of a scope's entries (lib/scope.c) */
+      mlt__scope_release(i->scope);
+      free(i);
+    } else if (MLT_LIKELY(!i->borrowed)) {
+      free(i->key);
+      free(i->value);
+      free(i);
+    }
     i = n;
   }
 }
+
+void mlt__tinfo_free(mlt__tinfo *i) { tinfo_free(i); }
 
 void mlt__trace_unref(mlt__trace *t) {
   if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1) return;
@@ -568,6 +575,23 @@ static int tinfo_add(mlt__tinfo **head, int kind, const char *key, const char *v
   }
   i->next = *head;
   *head = i;
+  return MLT_OK;
+}
+
+int mlt__trace_info_link(mlt__trace *t, mlt__tinfo *head, mlt__tinfo *tail, uint32_t n) {
+  tlock(t);
+  if (atomic_load(&t->state) != MLT__T_ACTIVE) {
+    tunlock(t);
+    return MLT_EENDED;
+  }
+  if (t->n_info + n > MLT__TINFO_MAX) {
+    tunlock(t);
+    return MLT_EFULL;
+  }
+  tail->next = t->info;
+  t->info = head;
+  t->n_info += n;
+  tunlock(t);
   return MLT_OK;
 }
 

@@ -57,6 +57,10 @@ TEST(scope_tags_metadata_session_user_and_nesting) {
   CHECK_EQ_INT(mlt_trace_scope_exit(a), MLT_EMISMATCH); /* not the innermost */
   CHECK_EQ_INT(mlt_trace_scope_exit(b), MLT_OK);
   mlt_span r4 = mlt_span_start_in(NULL, "r4", MLT_SPAN_CHAIN);
+  char r4_id[MLT_TRACE_ID_SIZE];
+  mlt_span_get_trace_id(r4, r4_id, sizeof r4_id);
+  CHECK_EQ_INT(mlt_delete_trace_tag(r4_id, "project"), MLT_OK); /* a scope's tag, deleted in progress */
+  CHECK_EQ_INT(mlt_set_trace_tag(r4_id, "k", "set"), MLT_OK);
   mlt_span_end(r4);
   CHECK_EQ_INT(mlt_trace_scope_exit(a), MLT_OK);
   CHECK_EQ_INT(mlt_trace_scope_exit(a), MLT_EMISMATCH);
@@ -94,7 +98,8 @@ TEST(scope_tags_metadata_session_user_and_nesting) {
   CHECK_EQ_STR(meta("r3", "mlflow.trace.session"), "s-upd");
   CHECK_EQ_STR(meta("r3", "mlflow.trace.user"), "ann");
   CHECK_EQ_STR(tag("client", "k"), "inner");
-  CHECK_EQ_STR(tag("r4", "k"), "outer");
+  CHECK_EQ_STR(tag("r4", "k"), "set");
+  CHECK(tag("r4", "project") == NULL);
   CHECK(meta("r4", "mlflow.trace.user") == NULL);
   CHECK(tag("r5", "project") == NULL);
   CHECK(meta("r5", "mlflow.trace.session") == NULL);
