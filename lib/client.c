@@ -130,7 +130,8 @@ static MLT_ALWAYS_INLINE int start_trace(const char *name, mlt_span_type type, c
   mlt__start_opts x = {0};
   if (so && mlt__span_options_read(so, &x, 1) != MLT_OK) return MLT_EINVAL;
   if (!mlt__running()) return MLT_ENOTINIT;
-  int rc = mlt__span_client_start(name ? name : "trace", type, NULL, out, so ? &x : NULL);
+  int rc = so ? mlt__span_client_start_with(name ? name : "trace", type, NULL, out, &x)
+              : mlt__span_client_start(name ? name : "trace", type, NULL, out);
   if (rc != MLT_OK && rc != MLT_ENOMEM) return rc;
   if (inputs_json) mlt__span_client_inputs(out->span, inputs_json);
   if (so) mlt__span_options_apply(out->span, so);
@@ -169,7 +170,9 @@ static MLT_ALWAYS_INLINE int start_span(const char *trace_id, const char *parent
   }
   uint64_t gs;
   mlt__span *p = mlt__span_get(parent, &gs);
-  rc = p ? mlt__span_client_start(name ? name : "span", type, p, out, so ? &x : NULL) : MLT_ENOTFOUND;
+  rc = !p ? MLT_ENOTFOUND
+     : so ? mlt__span_client_start_with(name ? name : "span", type, p, out, &x)
+          : mlt__span_client_start(name ? name : "span", type, p, out);
   mlt__trace_unref(t);
   if (rc != MLT_OK && rc != MLT_ENOMEM) return rc;
   if (inputs_json) mlt__span_client_inputs(out->span, inputs_json);

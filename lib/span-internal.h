@@ -615,9 +615,10 @@ int mlt__span_end_at(mlt_span h, int64_t end_ns);
 /* Start a span named |name| under |parent| (or a new trace) and fill the
  * ids and handle of |out|; MLT_OK, MLT_ENOTRECORDING (disabled, sampled
  * out), MLT_ENOTFOUND (parent gone), MLT_ENOMEM. */
-/* |x| (may be NULL): start time and sampling of the start (lib/spanopts.c). */
-int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out,
-                           const mlt__start_opts *x);
+int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out);
+/* The same with |x|'s start time and sampling (lib/spanopts.c). */
+int mlt__span_client_start_with(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out,
+                                const mlt__start_opts *x);
 int mlt__span_client_inputs(mlt_span h, const char *inputs_json);
 int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message);
 /* The same at |end_ns| (explicit end time; 0: now; clamped to the start:

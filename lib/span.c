@@ -781,8 +781,11 @@ static MLT_ALWAYS_INLINE mlt_span start_in(const mlt_context *parent, const char
   if (MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
   mlt__tls *tls = mlt__tls_get();
   if (MLT_UNLIKELY(!tls)) return (mlt_span){0};
+  if (MLT_UNLIKELY(tls->scope != NULL)) { /* a scoped context is in effect (lib/scope.c) */
+    mlt__start_opts x = {parent, NULL, name, name_len, NULL, 0, type, 0};
+    return mlt__span_start_ex(MLT__SM_IN, parent, (mlt_span){0}, &x);
+  }
   mlt__start_opts o = {parent, NULL, name, name_len, NULL, 0, type, 0};
-  if (MLT_UNLIKELY(tls->scope != NULL)) return mlt__span_start_ex(MLT__SM_IN, parent, (mlt_span){0}, &o);
   return start_impl(tls, &o);
 }
 
@@ -1499,7 +1502,7 @@ int mlt__span_client_inputs(mlt_span h, const char *inputs_json) {
   return set_json(h, MLT__R_INPUTS, inputs_json, MLT_NTS, "mlt_client_start_span");
 }
 
-static int client_ids(mlt_span h, mlt_client_span *out) {
+static MLT_ALWAYS_INLINE int client_ids(mlt_span h, mlt_client_span *out) {
   out->span = h;
   if (h.id_ == 0 || mlt__h_is_nonrec(h)) return MLT_ENOTRECORDING;
   /* Just started here: open, and nobody else has the handle yet. */
@@ -1509,29 +1512,34 @@ static int client_ids(mlt_span h, mlt_client_span *out) {
 }
 
 /* With start options (lib/spanopts.c) or under a scoped context (lib/scope.c). */
-static MLT_NOINLINE int client_start_slow(mlt__tls *tls, mlt__start_opts *o, const mlt__start_opts *x,
-                                          mlt_client_span *out) {
+static MLT_NOINLINE int client_start_slow(mlt__tls *tls, const char *name, mlt_span_type type, mlt__span *parent,
+                                          const mlt__start_opts *x, mlt_client_span *out) {
   mlt__scope *sc = tls->scope;
   if (sc && mlt__scope_off(sc)) return MLT_ENOTRECORDING;
+  mlt__start_opts o = {NULL, parent, name, MLT_NTS, NULL, 0, type, 0};
   if (x) {
-    o->start_ns = x->start_ns;
-    o->flags |= x->flags & MLT__SO_SAMPLE;
-    o->sample_threshold = x->sample_threshold;
+    o.start_ns = x->start_ns;
+    o.flags |= x->flags & MLT__SO_SAMPLE;
+    o.sample_threshold = x->sample_threshold;
   }
-  mlt_span h = mlt__span_start_opts(tls, o);
+  mlt_span h = mlt__span_start_opts(tls, &o);
   if (sc) mlt__scope_started(sc, h);
   return client_ids(h, out);
 }
 
-int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out,
-                           const mlt__start_opts *x) {
+int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out) {
   if (MLT_UNLIKELY(!enabled_now())) return MLT_ENOTRECORDING;
   mlt__tls *tls = mlt__tls_get();
   if (MLT_UNLIKELY(!tls)) return MLT_ENOTRECORDING;
-  if (MLT_UNLIKELY(x != NULL || tls->scope != NULL)) {
-    mlt__start_opts o = {NULL, parent, name, MLT_NTS, NULL, 0, type, 0};
-    return client_start_slow(tls, &o, x, out);
-  }
+  if (MLT_UNLIKELY(tls->scope != NULL)) return client_start_slow(tls, name, type, parent, NULL, out);
   mlt__start_opts o = {NULL, parent, name, MLT_NTS, NULL, 0, type, 0};
   return client_ids(start_impl(tls, &o), out);
+}
+
+int mlt__span_client_start_with(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out,
+                                const mlt__start_opts *x) {
+  if (MLT_UNLIKELY(!enabled_now())) return MLT_ENOTRECORDING;
+  mlt__tls *tls = mlt__tls_get();
+  if (MLT_UNLIKELY(!tls)) return MLT_ENOTRECORDING;
+  return client_start_slow(tls, name, type, parent, x, out);
 }
