@@ -481,6 +481,40 @@ static void end_sse_reply(proxy_req *p, int status, const char *error) {
   end_reply(p);
 }
 
+/* An upstream that ignored "stream": true answered one JSON object: relay
+ * it to a streaming client as one event (a chat.completion.chunk whose
+ * deltas are the messages; a response.completed event), so the client
+ * still gets the answer. */
+static void relay_json_as_event(proxy_req *p, const char *json, size_t len) {
+  cJSON *j = json ? cJSON_ParseWithLength(json, len) : NULL, *ev = NULL;
+  const cJSON *choices = cJSON_GetObjectItemCaseSensitive(j, "choices");
+  cJSON *c;
+  if (p->api == API_RESPONSES && cJSON_IsObject(j)) {
+    ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "type", "response.completed");
+    cJSON_AddNumberToObject(ev, "sequence_number", 0);
+    cJSON_AddItemToObject(ev, "response", cJSON_Duplicate(j, 1));
+  } else if (cJSON_IsArray(choices)) {
+    ev = cJSON_Duplicate(j, 1);
+    set_member(ev, "object", cJSON_CreateString("chat.completion.chunk"));
+    if (!p->client_usage) cJSON_DeleteItemFromObjectCaseSensitive(ev, "usage");
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(ev, "choices")) {
+      cJSON *msg = cJSON_DetachItemFromObjectCaseSensitive(c, "message"), *tc;
+      int i = 0;
+      cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(msg, "tool_calls")) {
+        if (!cJSON_HasObjectItem(tc, "index")) cJSON_AddNumberToObject(tc, "index", i);
+        i++;
+      }
+      cJSON_AddItemToObject(c, "delta", msg ? msg : cJSON_CreateObject());
+    }
+  }
+  char *text = ev ? cJSON_PrintUnformatted(ev) : NULL;
+  if (text) send_event(p, p->api == API_RESPONSES ? "response.completed" : NULL, text, strlen(text));
+  cJSON_free(text);
+  cJSON_Delete(ev);
+  cJSON_Delete(j);
+}
+
 /* Reply to a client that failed before any event reached it: the
  * upstream's status and error JSON when it sent one, else 502/503/504 and
  * an error JSON.  After a mid-stream failure (a non-streaming client) the
@@ -538,7 +572,12 @@ static void on_upstream_done(mlt_curl_call *call, int status, void *user_data) {
     if (p->client_stream && (p->reply_started || status == MLT_OK)) {
       /* Streamed (or an empty stream): end it, with [DONE] or an error
        * event. */
-      if (!p->reply_started) start_sse_reply(p);
+      if (!p->reply_started) {
+        start_sse_reply(p);
+        size_t len = 0;
+        const char *json = mlt_curl_call_result_json(call, &len);
+        if (status == MLT_OK && !mlt_curl_call_chunk_count(call)) relay_json_as_event(p, json, len);
+      }
       end_sse_reply(p, status, error);
     } else if (status == MLT_OK) {
       /* Not streaming: the assembled chat.completion / Response. */
@@ -769,6 +808,7 @@ static void on_signal(evutil_socket_t fd, short what, void *arg) {
     return;
   }
   px->draining = 1;
+  mlt_evhttp_begin_shutdown(px->inst); /* connections we close: "ServerShutdown" */
   if (px->listener) evhttp_del_accept_socket(px->http, px->listener);
   px->listener = NULL;
   for (;;) {
@@ -913,12 +953,10 @@ out:
     mlt_get_stats(&st, sizeof st); /* readable after mlt_shutdown() */
     fprintf(stderr, "chat-proxy: %lu requests: %lu ok, %lu upstream errors, %lu client disconnects, %lu rejected\n",
             px.n_requests, px.n_ok, px.n_upstream_errors, px.n_disconnects, px.n_rejected);
-    fprintf(stderr,
-            "chat-proxy: traces: %llu started, %llu exported, %llu dropped (queue full), %llu failed, "
-            "%llu timed out; %llu spans exported, %llu events dropped, %llu values truncated\n",
-            (unsigned long long)st.traces_started, (unsigned long long)st.traces_exported,
-            (unsigned long long)st.traces_dropped, (unsigned long long)st.traces_failed,
-            (unsigned long long)st.traces_timed_out, (unsigned long long)st.spans_exported,
+    char line[512];
+    mlt_stats_format(&st, line, sizeof line);
+    fprintf(stderr, "chat-proxy: traces: started=%llu %s timed_out=%llu events_dropped=%llu values_truncated=%llu\n",
+            (unsigned long long)st.traces_started, line, (unsigned long long)st.traces_timed_out,
             (unsigned long long)st.events_dropped, (unsigned long long)st.values_truncated);
   }
   return status;

@@ -1660,6 +1660,8 @@ static void handle_chat(struct evhttp_request *req, enum api api)
 				     -1);
 	p->write_bytes = header_long(hdrs, "X-Fake-Write-Bytes", 1, 65536, 0);
 	p->framing = header_framing(hdrs);
+	if (header_true(hdrs, "X-Fake-Ignore-Stream"))
+		stream = 0; /* a server that cannot stream */
 	if (stream) {
 		start_stream(p, req);
 		return;

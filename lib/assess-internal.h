@@ -76,7 +76,8 @@ int mlt__ops_idle(void);
 /* Shutdown deadline reached (export thread): fail what is left. */
 void mlt__ops_abandon(void);
 /* mlt_flush(): wait until the operations submitted before the call were
- * delivered or failed, or |deadline_mono_ns| passes.  MLT_OK / MLT_ETIMEDOUT. */
+ * delivered or failed, or |deadline_mono_ns| passes.  MLT_OK; MLT_ETIMEDOUT;
+ * MLT_EIO when an operation failed or was dropped since the previous flush. */
 int mlt__ops_flush(int64_t deadline_mono_ns);
 /* mlt_shutdown(), after the export thread stopped: count what is left as
  * failed and free everything. */

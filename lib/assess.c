@@ -662,6 +662,8 @@ void mlt__ops_abandon(void) {
   fail_all("shutdown deadline reached");
 }
 
+static uint64_t g_flush_mark; /* failed + dropped at the previous flush (under g_flush_mu) */
+
 int mlt__ops_flush(int64_t deadline) {
   uint64_t target = atomic_load(&g_queued);
   int rc = MLT_OK;
@@ -684,6 +686,12 @@ int mlt__ops_flush(int64_t deadline) {
     if (atomic_load(&g_delivered) + atomic_load(&g_failed) < target)
       pthread_cond_timedwait(&g_flush_cond, &g_flush_mu, &ts);
   }
+  /* As for traces: MLT_EIO when something was lost since the last flush. */
+  uint64_t lost = atomic_load(&g_failed) + atomic_load(&g_dropped);
+  if (lost > g_flush_mark) {
+    if (rc == MLT_OK) rc = MLT_EIO;
+    g_flush_mark = lost;
+  }
   pthread_mutex_unlock(&g_flush_mu);
   return rc;
 }
@@ -701,6 +709,7 @@ void mlt__ops_start(mlt_exporter *exporters) {
   atomic_store(&g_failed, 0);
   atomic_store(&g_dropped, 0);
   atomic_store(&g_waiting, 0);
+  g_flush_mark = 0;
 }
 
 void mlt__ops_stop(void) {

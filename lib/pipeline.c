@@ -1099,7 +1099,7 @@ int mlt_flush(int timeout_ms) {
   pthread_mutex_unlock(&g_flush_mu);
   /* Operations queued before the flush (assess.c), within the same deadline. */
   int orc = mlt__ops_flush(deadline);
-  if (rc == MLT_OK) rc = orc;
+  if (orc != MLT_OK && (rc == MLT_OK || rc == MLT_EPENDING)) rc = orc;
   return rc;
 }
 

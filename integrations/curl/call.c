@@ -714,21 +714,20 @@ static cJSON *finish_body(mlt_curl_call *c) {
   return NULL;
 }
 
-/* The assembled stream as outputs; model and usage from it. */
+/* The assembled stream as outputs (built here only when the span records
+ * them; otherwise on the first mlt_curl_call_result_json()); model and
+ * usage from the aggregator. */
 static void finish_stream(mlt_curl_call *c) {
   if (!mlt_chat_stream_chunk_count(c->stream)) return;
-  c->result_json = mlt_chat_stream_result_json(c->stream, &c->result_len);
-  if (!c->result_json) return;
-  mlt_span_set_outputs_json_n(c->span, c->result_json, c->result_len);
+  c->result_lazy = 1;
+  if (mlt_span_is_recording(c->span)) {
+    c->result_lazy = 0;
+    c->result_json = mlt_chat_stream_result_json(c->stream, &c->result_len);
+    if (c->result_json) mlt_span_set_outputs_json_n(c->span, c->result_json, c->result_len);
+  }
   const char *model = mlt_chat_stream_model(c->stream);
   if (*model) c->model = strdup(model);
-  char *usage = mlt_chat_stream_usage_json(c->stream);
-  if (usage) { /* the raw usage object, for the optional cache counts */
-    free(usage);
-    cJSON *r = cJSON_ParseWithLength(c->result_json, c->result_len);
-    c->usage_json = usage_text(cJSON_GetObjectItemCaseSensitive(r, "usage"));
-    cJSON_Delete(r);
-  }
+  c->usage_json = usage_text(mlt__chat_stream_usage(c->stream)); /* the raw object: cache counts too */
 }
 
 static void record_error(mlt_curl_call *c, const char *type, const char *msg) {
@@ -910,6 +909,11 @@ const char *mlt_curl_call_content(const mlt_curl_call *call, size_t *len) {
 }
 
 const char *mlt_curl_call_result_json(const mlt_curl_call *call, size_t *len) {
+  if (call && call->result_lazy) { /* built on first use (not recording) */
+    mlt_curl_call *c = (mlt_curl_call *)call;
+    c->result_lazy = 0;
+    c->result_json = mlt_chat_stream_result_json(c->stream, &c->result_len);
+  }
   if (len) *len = call && call->result_json ? call->result_len : 0;
   return call ? call->result_json : NULL;
 }

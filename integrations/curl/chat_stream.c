@@ -360,6 +360,18 @@ static int merge_response_event(mlt_chat_stream *s, const cJSON *j, const char *
     if (!strcmp(name, "completed") || !strcmp(name, "incomplete")) {
       s->terminal = 1;
       s->done = 1;
+      /* No text deltas came (a stream of the final event only): the text
+       * of the Response's output_text parts. */
+      const cJSON *item, *part;
+      if (!rc && !s->rtext.len)
+        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(r, "output")) {
+          const char *it = get_string(item, "type");
+          if (!it || strcmp(it, "message") != 0) continue;
+          cJSON_ArrayForEach(part, cJSON_GetObjectItemCaseSensitive(item, "content")) {
+            const char *pt = get_string(part, "type"), *text = get_string(part, "text");
+            if (!rc && pt && !strcmp(pt, "output_text") && text) rc = str_append(&s->rtext, text, strlen(text));
+          }
+        }
     } else if (!strcmp(name, "failed")) {
       const cJSON *err = cJSON_GetObjectItemCaseSensitive(r, "error");
       const char *msg = cJSON_IsObject(err) ? get_string(err, "message") : NULL;
@@ -731,3 +743,5 @@ void mlt__chat_stream_set_json_hook(mlt_chat_stream *s, mlt__chat_json_hook fn) 
 }
 
 int mlt__chat_stream_is_responses(const mlt_chat_stream *s) { return s && s->responses; }
+
+const struct cJSON *mlt__chat_stream_usage(const mlt_chat_stream *s) { return s ? s->usage : NULL; }

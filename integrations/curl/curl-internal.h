@@ -71,6 +71,7 @@ struct mlt_curl_call {
   char *error;
   char *result_json;
   size_t result_len;
+  int result_lazy; /* result_json not built yet (span not recording) */
   char *usage_json;
   char *model;
   char *content; /* non-streamed answer */
@@ -96,6 +97,8 @@ struct mlt_curl_call {
 typedef void (*mlt__chat_json_hook)(const char *event, size_t event_len, const char *data, size_t len,
                                     const struct cJSON *chunk, const char *delta0, void *user_data);
 void mlt__chat_stream_set_json_hook(mlt_chat_stream *s, mlt__chat_json_hook fn);
+/* The usage object of the stream (borrowed), NULL when none came. */
+const struct cJSON *mlt__chat_stream_usage(const mlt_chat_stream *s);
 /* 1 once the stream is a Responses API event stream. */
 int mlt__chat_stream_is_responses(const mlt_chat_stream *s);
 

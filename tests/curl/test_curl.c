@@ -550,6 +550,243 @@ TEST(easy_max_chunk_events_and_body_limit) {
   tu_done();
 }
 
+/* ---- the chunk callback: choices and tool calls kept apart -------------- */
+
+typedef struct chunk_log {
+  ct_buf text[4];         /* content per choice index */
+  ct_buf args[2][4];      /* tool-call arguments per (choice 0..1, call 0..3) */
+  char ids[4][32], names[4][32];
+  int chunks, usage_chunks, empty_chunks, finish[4];
+  ct_buf events;          /* event types, one per line */
+  int api;
+  ct_buf delta0;          /* what the old delta callback got */
+} chunk_log;
+
+static int on_chunk_cb(mlt_curl_call *call, const mlt_curl_chunk *ch, void *ud) {
+  chunk_log *l = ud;
+  (void)call;
+  CHECK(ch->data_len > 0 && ch->data[0] == '{');
+  CHECK(ch->event[ch->event_len] == '\0');
+  l->chunks++;
+  l->api = ch->api;
+  ct_add(&l->events, ch->event, ch->event_len);
+  ct_add(&l->events, "\n", 1);
+  if (ch->has_usage) l->usage_chunks++;
+  if (!ch->n_choices) l->empty_chunks++;
+  for (size_t i = 0; i < ch->n_choices; i++) {
+    const mlt_curl_choice_delta *d = &ch->choices[i];
+    REQUIRE(d->index >= 0 && d->index < 4);
+    ct_add(&l->text[d->index], d->content, d->content_len);
+    if (*d->finish_reason) l->finish[d->index]++;
+    for (size_t k = 0; k < d->n_tool_calls; k++) {
+      const mlt_curl_tool_delta *t = &d->tool_calls[k];
+      REQUIRE(t->index >= 0 && t->index < 4 && d->index < 2);
+      ct_add(&l->args[d->index][t->index], t->arguments, t->arguments_len);
+      if (*t->id) snprintf(l->ids[t->index], sizeof l->ids[0], "%s", t->id);
+      if (*t->name) snprintf(l->names[t->index], sizeof l->names[0], "%s", t->name);
+    }
+  }
+  return 0;
+}
+
+static int on_delta0(mlt_curl_call *call, const char *json, size_t len, const char *delta, size_t dlen, void *ud) {
+  chunk_log *l = ud;
+  (void)call, (void)json, (void)len;
+  ct_add(&l->delta0, delta, dlen);
+  return 0;
+}
+
+static void chunk_log_free(chunk_log *l) {
+  for (int i = 0; i < 4; i++) {
+    free(l->text[i].p);
+    free(l->args[0][i].p);
+    free(l->args[1][i].p);
+  }
+  free(l->events.p);
+  free(l->delta0.p);
+}
+
+/* One streamed call to @p path with both callbacks logging. */
+static int logged_call(const char *path, const char *body, const char *header, chunk_log *l, char **result) {
+  char url[256];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d%s", ct_fake_port, path);
+  CURL *h = ct_easy();
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  struct curl_slist *hdr = header ? curl_slist_append(NULL, header) : NULL;
+  mlt_curl_call *call = NULL;
+  REQUIRE_EQ_INT(mlt_curl_call_new(h, NULL, NULL, body, MLT_NTS, hdr, &call), MLT_OK);
+  curl_slist_free_all(hdr);
+  CHECK_EQ_INT(mlt_curl_call_set_chunk_fn(call, on_chunk_cb, l), MLT_OK);
+  CHECK_EQ_INT(mlt_curl_call_set_delta_fn(call, on_delta0, l), MLT_OK);
+  mlt_curl_perform(call);
+  int status = mlt_curl_call_status(call);
+  if (result) *result = dup_or_null(mlt_curl_call_result_json(call, NULL));
+  CHECK_EQ_INT(mlt_curl_call_set_chunk_fn(call, NULL, NULL), MLT_EENDED);
+  mlt_curl_call_free(call);
+  curl_easy_cleanup(h);
+  return status;
+}
+
+TEST(chunk_callback_keeps_choices_apart) {
+  NEED_FAKE();
+  tu_init();
+  const char *body = "{\"model\":\"m\",\"stream\":true,\"n\":2,\"stream_options\":{\"include_usage\":true},"
+                     "\"messages\":[{\"role\":\"user\",\"content\":\"h\xC3\xA9 w\xC3\xB6\"}]}";
+  chunk_log l = {0};
+  CHECK_EQ_INT(logged_call("/v1/chat/completions", body, NULL, &l, NULL), MLT_OK);
+  CHECK_EQ_INT(l.api, MLT_CURL_API_CHAT);
+  CHECK_EQ_STR(l.text[0].p, "Echo: h\xC3\xA9 w\xC3\xB6 \xE2\x9C\x93");
+  CHECK_EQ_STR(l.text[1].p, "Echo #2: h\xC3\xA9 w\xC3\xB6 \xE2\x9C\x93");
+  CHECK_EQ_INT(l.finish[0], 1);
+  CHECK_EQ_INT(l.finish[1], 1);
+  CHECK_EQ_INT(l.usage_chunks, 1);
+  CHECK_EQ_INT(l.empty_chunks, 1); /* the usage chunk has no choices */
+  CHECK(l.events.p && strstr(l.events.p, "message\n") == l.events.p && !strstr(l.events.p, "response."));
+  /* The old delta callback: choice 0 only, no longer interleaved. */
+  CHECK_EQ_STR(l.delta0.p, l.text[0].p);
+  /* The span: one assembled choice per index. */
+  cJSON *sp = only_span(NULL);
+  cJSON *choices = cJSON_GetObjectItem(tu_attr_json(sp, "mlflow.spanOutputs"), "choices");
+  REQUIRE_EQ_INT(cJSON_GetArraySize(choices), 2);
+  CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(cJSON_GetArrayItem(choices, 1), "message"), "content"), l.text[1].p);
+  CHECK_EQ_INT(ct_nevents_named(sp, "mlflow.chunk.item."), l.chunks);
+  chunk_log_free(&l);
+  tu_done();
+}
+
+TEST(chunk_callback_reports_tool_call_deltas) {
+  NEED_FAKE();
+  tu_init();
+  const char *body =
+      "{\"model\":\"m\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}],"
+      "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}},"
+      "{\"type\":\"function\",\"function\":{\"name\":\"get_time\"}}]}";
+  chunk_log l = {0};
+  CHECK_EQ_INT(logged_call("/v1/chat/completions", body, NULL, &l, NULL), MLT_OK);
+  CHECK_EQ_STR(l.ids[0], "call_0");
+  CHECK_EQ_STR(l.names[0], "get_weather");
+  CHECK_EQ_STR(l.args[0][0].p, "{\"city\": \"Paris\"}");
+  CHECK_EQ_STR(l.ids[1], "call_1");
+  CHECK_EQ_STR(l.names[1], "get_time");
+  CHECK_EQ_STR(l.args[0][1].p, "{\"city\": \"London\"}");
+  CHECK(l.text[0].p == NULL || !*l.text[0].p);
+  CHECK_EQ_INT(l.finish[0], 1);
+  cJSON *sp = only_span(NULL);
+  CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_OK");
+  chunk_log_free(&l);
+  tu_done();
+}
+
+/* ---- the Responses API ------------------------------------------------- */
+
+TEST(responses_stream_recorded_as_mlflow_autolog_does) {
+  NEED_FAKE();
+  tu_init();
+  const char *body = "{\"model\":\"m\",\"stream\":true,\"input\":\"h\xC3\xA9llo\","
+                     "\"tools\":[{\"type\":\"function\",\"name\":\"get_weather\",\"parameters\":{}},"
+                     "{\"type\":\"web_search_preview\"}]}";
+  chunk_log l = {0};
+  char *result = NULL;
+  CHECK_EQ_INT(logged_call("/v1/responses", body, NULL, &l, &result), MLT_OK); /* no [DONE] needed */
+  CHECK_EQ_INT(l.api, MLT_CURL_API_RESPONSES);
+  CHECK_EQ_STR(l.text[0].p, "Echo: h\xC3\xA9llo \xE2\x9C\x93");
+  CHECK_EQ_STR(l.delta0.p, l.text[0].p);
+  CHECK(l.events.p && strncmp(l.events.p, "response.created\n", 17) == 0);
+  CHECK(l.events.p && strstr(l.events.p, "response.completed\n") != NULL);
+  CHECK_EQ_INT(l.usage_chunks, 1);
+  cJSON *sp = only_span(NULL);
+  CHECK_EQ_STR(tu_str(sp, "name"), "responses");
+  CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_OK");
+  /* Outputs: the final Response object (what response.completed carried). */
+  cJSON *out = tu_attr_json(sp, "mlflow.spanOutputs");
+  CHECK_EQ_STR(tu_str(out, "object"), "response");
+  CHECK_EQ_STR(tu_str(out, "status"), "completed");
+  cJSON *part = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(out, "output"), 0), "content"), 0);
+  CHECK_EQ_STR(tu_str(part, "text"), l.text[0].p);
+  cJSON *res = result ? cJSON_Parse(result) : NULL;
+  CHECK(cJSON_Compare(res, out, 1));
+  cJSON_Delete(res);
+  /* Usage as MLflow records a Response's (cached tokens included). */
+  CHECK_EQ_STR(tu_attr(sp, "mlflow.chat.tokenUsage"),
+               "{\"input_tokens\": 1, \"output_tokens\": 5, \"total_tokens\": 6, \"cache_read_input_tokens\": 0}");
+  /* Tools in the Chat Completions form MLflow converts them to. */
+  cJSON *tools = tu_attr_json(sp, "mlflow.chat.tools");
+  REQUIRE_EQ_INT(cJSON_GetArraySize(tools), 2);
+  CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(cJSON_GetArrayItem(tools, 0), "function"), "name"), "get_weather");
+  CHECK(cJSON_IsObject(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(tools, 0), "function"), "parameters")));
+  CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(cJSON_GetArrayItem(tools, 1), "function"), "name"), "web_search_preview");
+  CHECK_EQ_STR(tu_attr(sp, "mlflow.llm.model"), "\"m\"");
+  CHECK_EQ_INT(ct_nevents_named(sp, "mlflow.chunk.item."), l.chunks);
+  free(result);
+  chunk_log_free(&l);
+  tu_done();
+}
+
+TEST(responses_function_calls_cuts_and_errors) {
+  NEED_FAKE();
+  tu_init();
+  /* Function calls: reported by output_index, with call id and name. */
+  chunk_log l = {0};
+  const char *tools = "{\"model\":\"m\",\"stream\":true,\"input\":\"weather?\","
+                      "\"tools\":[{\"type\":\"function\",\"name\":\"get_weather\"}]}";
+  CHECK_EQ_INT(logged_call("/v1/responses", tools, NULL, &l, NULL), MLT_OK);
+  CHECK_EQ_STR(l.ids[0], "call_0");
+  CHECK_EQ_STR(l.ids[1], "call_1");
+  CHECK_EQ_STR(l.names[1], "get_weather");
+  CHECK_EQ_STR(l.args[0][0].p, "{\"city\": \"Paris\"}");
+  CHECK_EQ_STR(l.args[0][1].p, "{\"city\": \"London\"}");
+  chunk_log_free(&l);
+  /* Cut mid-stream: ERROR, the Response assembled so far as outputs. */
+  memset(&l, 0, sizeof l);
+  const char *text = "{\"model\":\"m\",\"stream\":true,\"input\":\"a story\"}";
+  CHECK_EQ_INT(logged_call("/v1/responses", text, "X-Fake-Disconnect-After: 6", &l, NULL), MLT_EIO);
+  chunk_log_free(&l);
+  /* An error event: APIError with the upstream's message. */
+  memset(&l, 0, sizeof l);
+  CHECK_EQ_INT(logged_call("/v1/responses", text, "X-Fake-Error-After: 6", &l, NULL), MLT_EHTTP);
+  chunk_log_free(&l);
+  /* Not streamed: the Response as outputs, its text as the content. */
+  sync_result r = {0};
+  char url[256];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/responses", ct_fake_port);
+  CURL *h = ct_easy();
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  mlt_curl_call *call = NULL;
+  REQUIRE_EQ_INT(mlt_curl_call_new(h, NULL, NULL, "{\"model\":\"m\",\"input\":\"hi\"}", MLT_NTS, NULL, &call), MLT_OK);
+  mlt_curl_call_set_write_fn(call, ct_write, &r.bytes);
+  CHECK_EQ_INT(mlt_curl_perform(call), CURLE_OK);
+  CHECK_EQ_STR(mlt_curl_call_content(call, NULL), "Echo: hi \xE2\x9C\x93");
+  CHECK_EQ_STR(mlt_curl_call_finish_reason(call), "completed");
+  CHECK_EQ_STR(mlt_curl_call_usage_json(call),
+               "{\"input_tokens\": 0, \"output_tokens\": 3, \"total_tokens\": 3, \"cache_read_input_tokens\": 0}");
+  mlt_curl_call_free(call);
+  curl_easy_cleanup(h);
+  sync_free(&r);
+
+  REQUIRE_EQ_INT(tu_flush_count(), 4);
+  for (int i = 0; i < 4; i++) {
+    cJSON *sp = cJSON_GetArrayItem(tu_spans(tu_trace(i)), 0);
+    CHECK_EQ_STR(tu_str(sp, "name"), "responses");
+    cJSON *out = tu_attr_json(sp, "mlflow.spanOutputs");
+    const char *msg = tu_str(cJSON_GetObjectItem(sp, "status"), "message");
+    if (i == 1) {
+      CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_ERROR");
+      CHECK(msg && strncmp(msg, "CurlError", 9) == 0);
+      CHECK_EQ_STR(tu_str(out, "status"), "in_progress");
+      cJSON *part = cJSON_GetArrayItem(
+          cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(out, "output"), 0), "content"), 0);
+      CHECK_EQ_STR(tu_str(part, "text"), "Echo: a "); /* the partial text */
+    } else if (i == 2) {
+      CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_ERROR");
+      CHECK(msg && strstr(msg, "APIError: ") && strstr(msg, "injected by X-Fake-Error-After"));
+    } else {
+      CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_OK");
+      CHECK_EQ_STR(tu_str(out, "status"), "completed");
+    }
+  }
+  tu_done();
+}
+
 /* ---- raw fixtures: malformed events, error events, truncation ---------- */
 
 static void run_fixture(const char *name, sync_result *r, int *port_out) {
@@ -1350,6 +1587,10 @@ int main(int argc, char **argv) {
       TAP_ENTRY(easy_delta_hook_relays_tokens),
       TAP_ENTRY(easy_delta_hook_abort_is_cancel),
       TAP_ENTRY(easy_max_chunk_events_and_body_limit),
+      TAP_ENTRY(chunk_callback_keeps_choices_apart),
+      TAP_ENTRY(chunk_callback_reports_tool_call_deltas),
+      TAP_ENTRY(responses_stream_recorded_as_mlflow_autolog_does),
+      TAP_ENTRY(responses_function_calls_cuts_and_errors),
       TAP_ENTRY(fixture_malformed_event_is_event_and_skipped),
       TAP_ENTRY(fixture_error_event_is_error),
       TAP_ENTRY(fixture_truncated_stream_is_error),

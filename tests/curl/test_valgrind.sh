@@ -13,7 +13,8 @@ prog=tests/curl/test_curl
 tests="easy_stream_span_and_previews easy_disconnect_mid_stream_keeps_partial_output
   easy_delta_hook_abort_is_cancel fixture_malformed_event_is_event_and_skipped own_multi_handle
   loop_fifty_concurrent_streams loop_cancel_from_delta_hook_is_deferred loop_free_with_transfers_in_flight
-  loop_free_from_done_callback_and_disconnect"
+  loop_free_from_done_callback_and_disconnect chunk_callback_keeps_choices_apart
+  responses_function_calls_cuts_and_errors"
 echo "1..$(echo $tests | wc -w)"
 n=0
 for t in $tests; do

@@ -130,7 +130,7 @@ try:
     bad = {k: v for k, v in rc.items() if v != ("MLT_ENOTFOUND" if k == "live_delete_missing" else "MLT_OK")}
     t.ok(r.returncode == 0 and not bad, "every call returns MLT_OK (ENOTFOUND for a tag the live trace lacks)",
          json.dumps(bad) + r.stderr[-500:])
-    t.equal(out["flush"], "MLT_OK", "mlt_flush waits for the queued operations")
+    t.equal(out["flush"], "MLT_EIO", "mlt_flush waits for the queued operations (EIO: the ghost's failed)")
     t.equal(st["traces_exported"], 4, "4 traces exported")
     t.equal((st["ops_queued"], st["ops_delivered"], st["ops_failed"], st["ops_dropped"]), (11, 10, 1, 0),
          "counters: 11 operations on finished traces, 10 delivered, the unknown trace's failed")

@@ -18,3 +18,10 @@ tests_proxy_test_proxy_SOURCES = tests/proxy/test_proxy.c tests/proxy/proxytest.
 tests_proxy_test_proxy_CFLAGS = $(TEST_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_proxy_test_proxy_LDADD = $(CJSON_LIBS) $(LIBEVENT_LIBS)
 TESTS += tests/proxy/test_proxy
+
+# The official openai Python client (pinned in tests/venv.sh) through the
+# gateway, over real HTTP: both APIs, streamed and not, n=2, tools, usage,
+# upstream errors and cuts, framing quirks, fakellm (PyPI) as a second
+# upstream, and MLflow's own autolog as the reference for the Responses span.
+TESTS += tests/proxy/test_openai_client.py
+EXTRA_DIST += tests/proxy/test_openai_client.py

@@ -1068,6 +1068,54 @@ TEST(empty_answer_is_empty_string_and_models_pass_through) {
   pt_store_free(&s);
 }
 
+/* ---- 10. an upstream that cannot stream ------------------------------ */
+
+TEST(upstream_json_reply_relayed_to_streaming_client) {
+  NEED_FAKE();
+  char path[64];
+  int port;
+  pid_t px = start_proxy(g_upstream, path, sizeof path, &port);
+  REQUIRE(px > 0);
+  const char *prompt = "no stream here";
+  char *body = chat_body(prompt, 1), *expected = echo_answer(prompt);
+  pt_batch b = {event_base_new(), 0, 0};
+  pt_client c[2] = {{0}};
+  const char *h[] = {"X-Fake-Ignore-Stream", "1", NULL};
+  pt_request(&b, &c[0], port, EVHTTP_REQ_POST, CHAT, body, h);
+  pt_request(&b, &c[1], port, EVHTTP_REQ_POST, "/v1/responses", "{\"model\":\"m\",\"stream\":true,\"input\":\"hi\"}", h);
+  pt_run(&b, 20);
+  pt_store s;
+  stop_proxy(px, SIGTERM, path, &s);
+  REQUIRE_EQ_INT(s.n, 2);
+  /* Chat: one chunk carrying the whole message, then [DONE]. */
+  sse_reply r;
+  parse_sse_reply(c[0].body.p, c[0].body.len, &r);
+  CHECK_EQ_INT(c[0].code, 200);
+  CHECK_EQ_INT(r.bad, 0);
+  CHECK(r.done);
+  CHECK_EQ_INT(r.chunks, 1);
+  CHECK_EQ_INT(r.usage_chunks, 0); /* not asked for */
+  CHECK_EQ_STR(r.text[0].p, expected);
+  cJSON *t = trace_for_prompt(&s, prompt), *root, *llm;
+  REQUIRE(t != NULL);
+  proxy_spans(t, &root, &llm);
+  CHECK_EQ_STR(pt_status_code(root), "STATUS_CODE_OK");
+  CHECK_EQ_STR(pt_output_text(&s, root), expected);
+  CHECK_EQ_STR(pt_llm_content(&s, llm), expected);
+  /* Responses: one response.completed event carrying the Response. */
+  CHECK_EQ_INT(c[1].code, 200);
+  CHECK(c[1].body.p && strncmp(c[1].body.p, "event: response.completed\ndata: {", 33) == 0);
+  cJSON *rt = trace_for_prompt(&s, "hi");
+  REQUIRE(rt != NULL);
+  CHECK_EQ_STR(pt_output_text(&s, pt_root(rt)), "Echo: hi " CHECK_MARK);
+  sse_reply_free(&r);
+  for (int i = 0; i < 2; i++) pt_client_free(&c[i]);
+  free(expected);
+  cJSON_free(body);
+  event_base_free(b.base);
+  pt_store_free(&s);
+}
+
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   atexit(pt_kill_children); /* inherited by each forked test */
@@ -1093,6 +1141,7 @@ int main(int argc, char **argv) {
       TAP_ENTRY(two_choices_kept_apart_and_usage_on_request),
       TAP_ENTRY(upstream_framing_quirks_reach_client_as_valid_sse),
       TAP_ENTRY(empty_answer_is_empty_string_and_models_pass_through),
+      TAP_ENTRY(upstream_json_reply_relayed_to_streaming_client),
       TAP_END,
   };
   int rc = tap_main(argc, argv, tests);

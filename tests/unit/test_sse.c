@@ -82,7 +82,10 @@ static char *read_fixture(const char *name, const char *ext, size_t *len) {
 static const char *const fixtures[] = {"plain_content",  "content_usage",    "parallel_tool_calls",
                                        "crlf_keepalive", "event_id_fields",  "multiline_data",
                                        "malformed_middle", "error_chunk",    "truncated",
-                                       "n2_choices",     "bom_cr_only"};
+                                       "n2_choices",     "bom_cr_only",
+                                       /* Responses API streams (examples/fake-openai) */
+                                       "responses_text", "responses_tools",  "responses_error",
+                                       "responses_truncated"};
 #define NFIXTURES (sizeof fixtures / sizeof fixtures[0])
 
 /* ---- SSE parser: recording events ----------------------------------------- */

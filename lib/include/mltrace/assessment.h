@@ -11,8 +11,8 @@
  * from mlt_span_get_trace_id() / mlt_context_get_trace_id()), or a span
  * handle, and never block:
  *
- *  - a trace still in progress in this process (found by its handle, or by
- *    an id the library handed out) gets the change in memory, as Python's
+ *  - a trace still in progress in this process (found by its id or a span
+ *    handle) gets the change in memory, as Python's
  *    SDK does: the feedback or tag is exported with the trace itself
  *    (TraceInfo.assessments / tags of the file store line and of the
  *    MLflow server's StartTraceV3);
@@ -35,7 +35,9 @@
  *
  * Counters (mlt_get_stats()): trace_ops_queued / _delivered / _failed /
  * _dropped count the operations that went through the queue; after
- * mlt_shutdown() queued == delivered + failed.  Changes made in memory on a
+ * mlt_shutdown() queued == delivered + failed.  mlt_flush() also waits for
+ * the operations queued before it, and returns MLT_EIO when one failed or
+ * was dropped since the previous flush.  Changes made in memory on a
  * trace in progress travel with that trace and are counted with it.
  */
 #ifndef MLTRACE_ASSESSMENT_H

@@ -19,9 +19,10 @@
  *     mlt_curl_call_free(call);
  *     curl_easy_cleanup(h);
  *
- * The span (type CHAT_MODEL by default, name "chat.completions") is a child
- * of the given context (NULL: the root of a new trace; never the thread's
- * current span).  It records:
+ * The span (type CHAT_MODEL by default, name "chat.completions", or
+ * "responses" for a Responses API request: a body with "input" and no
+ * "messages") is a child of the given context (NULL: the root of a new
+ * trace; never the thread's current span).  It records:
  *  - inputs: the request body (JSON text; a body that is not JSON is recorded
  *    as a JSON string);
  *  - attributes: the request's top-level parameters except "messages" and
@@ -29,16 +30,24 @@
  *    MLflow's OpenAI autolog records them), mlflow.message.format = "openai",
  *    mlflow.llm.model (the response's model, else the request's),
  *    mlflow.llm.provider (when set in the options), mlflow.chat.tools (the
- *    request's "tools"), mlflow.chat.tokenUsage (from the response's
- *    "usage": the usage chunk of a stream, sent when the request has
- *    "stream_options": {"include_usage": true}; taken once, never summed),
+ *    request's "tools", Responses API tools converted to the Chat
+ *    Completions form as MLflow converts them), mlflow.chat.tokenUsage
+ *    (from the response's "usage": the usage chunk of a stream, sent when
+ *    the request has "stream_options": {"include_usage": true}, or the
+ *    Response of response.completed; Responses usage input_tokens /
+ *    output_tokens / input_tokens_details.cached_tokens map as MLflow maps
+ *    them; taken once, never summed),
  *    http.request.method, http.response.status_code, url.full (without user
  *    name, password, query string or fragment);
  *  - for a streamed response (Server-Sent Events): one event
  *    "mlflow.chunk.item.<i>" per chat.completion.chunk (see
  *    mlt_span_add_chunk_json()), gen_ai.response.time_to_first_chunk, and as
  *    outputs the assembled chat.completion (role, content, tool calls
- *    assembled from their deltas, finish_reason, usage); malformed events are
+ *    assembled from their deltas, finish_reason, usage; one choice per
+ *    index), or for a Responses API stream the final Response object that
+ *    response.completed carried (what MLflow's OpenAI autolog records;
+ *    a stream cut before it: the latest Response announced, with the output
+ *    items assembled so far from their deltas); malformed events are
  *    recorded as events "mltrace.sse.malformed" (attributes
  *    mltrace.sse.reason, mltrace.sse.data: the first 256 bytes) and skipped;
  *  - for any other response: the body as outputs (JSON when it parses, else a
@@ -49,14 +58,17 @@
  *
  * Outcome (the span's status and the call's status):
  *  - MLT_OK: the transfer completed, HTTP status < 400, and a stream ended
- *    with "data: [DONE]" and carried no error event;
+ *    with "data: [DONE]" (a Responses stream: with response.completed or
+ *    response.incomplete) and carried no error event;
  *  - MLT_ETIMEDOUT / MLT_EIO: curl failed (timeout / anything else: refused or
  *    reset connection, truncated body, ...): ERROR "CurlError: <curl message>
  *    (curl error N)";
  *  - MLT_EHTTP: HTTP status >= 400 ("HTTPError: HTTP 500: <error.message of
- *    the body>"), or an error event inside a stream ("APIError: <message>");
+ *    the body>"), or an error event inside a stream ("APIError: <message>";
+ *    also a Responses "error" event or response.failed);
  *  - MLT_EPARSE: a stream that ended without "data: [DONE]" ("StreamError:
- *    stream ended without [DONE]"; see mlt_curl_options_set_require_done());
+ *    stream ended without [DONE]", or "... without response.completed"; see
+ *    mlt_curl_options_set_require_done());
  *  - MLT_CURL_CANCELLED: cancelled, freed before completing, or aborted by the
  *    delta callback ("CancelledError: ...").
  * ERROR spans keep the partial output received so far.
@@ -423,9 +435,10 @@ MLT_EXTERN const char *mlt_curl_call_error(const mlt_curl_call *call);
 MLT_EXTERN CURLcode mlt_curl_call_curl_result(const mlt_curl_call *call);
 /** The HTTP status of the response (0 before one arrived). */
 MLT_EXTERN long mlt_curl_call_http_status(const mlt_curl_call *call);
-/** The answer text (content of choice 0): assembled so far for a stream,
- *  from the response body after completion otherwise; "" when none.  May
- *  contain invalid UTF-8.  @p len (may be NULL) receives its length. */
+/** The answer text (content of choice 0; a Responses API call: its
+ *  output_text): assembled so far for a stream, from the response body
+ *  after completion otherwise; "" when none.  May contain invalid UTF-8.
+ *  @p len (may be NULL) receives its length. */
 MLT_EXTERN const char *mlt_curl_call_content(const mlt_curl_call *call, size_t *len);
 /** After completion: the span's outputs as JSON text (the assembled
  *  chat.completion of a stream, or the response body), or NULL when there
@@ -437,8 +450,9 @@ MLT_EXTERN const char *mlt_curl_call_result_json(const mlt_curl_call *call, size
 MLT_EXTERN const char *mlt_curl_call_usage_json(const mlt_curl_call *call);
 /** The model: the response's once known, else the request's; "" if none. */
 MLT_EXTERN const char *mlt_curl_call_model(const mlt_curl_call *call);
-/** finish_reason of choice 0 ("" if none; after completion for a
- *  non-streamed response). */
+/** finish_reason of choice 0 (a Responses API call: the Response's final
+ *  status, e.g. "completed"); "" if none; after completion for a
+ *  non-streamed response. */
 MLT_EXTERN const char *mlt_curl_call_finish_reason(const mlt_curl_call *call);
 /** Number of valid chunks of a stream so far. */
 MLT_EXTERN size_t mlt_curl_call_chunk_count(const mlt_curl_call *call);

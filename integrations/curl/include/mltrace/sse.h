@@ -13,7 +13,9 @@
  *  - mlt_chat_stream: feeds an mlt_sse_parser and assembles the
  *    "chat.completion.chunk" objects of an OpenAI-compatible
  *    /v1/chat/completions stream ("stream": true) into the chat.completion
- *    object the same request would have returned without streaming.
+ *    object the same request would have returned without streaming.  It
+ *    also assembles an OpenAI Responses API stream (POST /v1/responses,
+ *    "stream": true): see "Responses API streams" below.
  *
  * Bytes are passed through as they are: input need not be NUL-terminated, and
  * invalid UTF-8 is neither rejected nor repaired (libmltrace replaces it with
@@ -139,13 +141,41 @@ MLT_EXTERN const char *mlt_sse_parser_last_event_id(const mlt_sse_parser *p, siz
 
 typedef struct mlt_chat_stream mlt_chat_stream;
 
+/*
+ * Responses API streams.  When an event's data is a JSON object whose
+ * "type" starts with "response." (and that has no "choices"), the
+ * aggregator switches to the Responses API for the rest of the stream:
+ *  - every such event is a chunk (counted, passed to the chunk hook; the
+ *    delta text is the "delta" of response.output_text.delta events);
+ *  - response.created / in_progress / completed / incomplete / failed keep
+ *    their "response" object (id, model, usage taken from it);
+ *    response.output_item.added / done keep each output item by its
+ *    output_index; output_text and function_call_arguments deltas are
+ *    concatenated per item;
+ *  - the stream is done at response.completed or response.incomplete (no
+ *    "data: [DONE]" is expected; one is ignored);
+ *  - an event with "type": "error", an "event: error" event, and
+ *    response.failed (its response.error.message) are errors, as above;
+ *  - mlt_chat_stream_result_json() gives the final Response object as
+ *    response.completed carried it, or, before that, the latest Response
+ *    announced with "output" = the items so far (an unfinished message
+ *    item gets one output_text part with the text so far, an unfinished
+ *    function call its arguments so far);
+ *  - mlt_chat_stream_content() gives the output text (every output_text
+ *    delta, in order; a stream without deltas: the final Response's
+ *    output_text parts), mlt_chat_stream_finish_reason() the final status,
+ *    mlt_chat_stream_usage_json() the Response's usage (input_tokens,
+ *    output_tokens, total_tokens).
+ */
+
 /**
  * Called for every valid chunk (a JSON object without "error"), in stream
  * order.
  * @param chunk_json the chunk's JSON text, as received (borrowed).
- * @param delta_text the text it carried: choices[0].delta.content of the
- *        chunk (whatever that choice's index); empty when none (borrowed,
- *        NUL-terminated).
+ * @param delta_text the text it carried for the choice with index 0 (its
+ *        delta.content; a Responses stream: the delta of an output_text
+ *        delta event); empty when none, e.g. a chunk of another choice
+ *        (borrowed, NUL-terminated).
  */
 typedef void (*mlt_chat_chunk_fn)(const char *chunk_json, size_t chunk_len, const char *delta_text,
                                   size_t delta_len, void *user_data);
@@ -250,7 +280,8 @@ MLT_EXTERN int mlt_chat_stream_is_done(const mlt_chat_stream *s);
  * Choices and tool calls are sorted by index; unknown id/model give "",
  * unknown created gives 0, role defaults to "assistant", type to "function";
  * bracketed members are omitted when never seen.  Works at any time, also on
- * a partial stream.
+ * a partial stream.  A Responses API stream gives its Response object
+ * instead (see "Responses API streams" above).
  * @param len receives strlen() of the result (may be NULL).
  * @return malloc'd NUL-terminated text the caller frees with free(); NULL on
  *         NULL s or out of memory.
@@ -261,7 +292,8 @@ MLT_EXTERN char *mlt_chat_stream_result_json(const mlt_chat_stream *s, size_t *l
 /**
  * MLflow token usage {"input_tokens":N,"output_tokens":N,"total_tokens":N}
  * from the last chunk that carried a "usage" object (prompt_tokens,
- * completion_tokens, total_tokens; a missing total is their sum; missing
+ * completion_tokens, total_tokens, or the Responses API's input_tokens,
+ * output_tokens, total_tokens; a missing total is their sum; missing
  * counts are 0).  Usage is never summed across chunks.
  * @return malloc'd text the caller frees with free(); NULL when no usage was
  *         seen, on NULL s, or out of memory.
@@ -272,13 +304,14 @@ MLT_EXTERN char *mlt_chat_stream_usage_json(const mlt_chat_stream *s);
  *  until the next feed/add_data/finish/free. */
 MLT_EXTERN const char *mlt_chat_stream_model(const mlt_chat_stream *s);
 
-/** Assembled content of the choice with index 0 ("" if none); NUL-terminated
+/** Assembled content of the choice with index 0 (a Responses stream: its
+ *  output text; "" if none); NUL-terminated
  *  but may contain invalid UTF-8.  @p len receives its length (may be NULL).
  *  Borrowed: valid until the next feed/add_data/finish/free. */
 MLT_EXTERN const char *mlt_chat_stream_content(const mlt_chat_stream *s, size_t *len);
 
-/** finish_reason of the choice with index 0, "" if none.  Borrowed, as
- *  above. */
+/** finish_reason of the choice with index 0 (a Responses stream: the final
+ *  Response's status), "" if none.  Borrowed, as above. */
 MLT_EXTERN const char *mlt_chat_stream_finish_reason(const mlt_chat_stream *s);
 
 /** Number of valid chunks (0 for NULL). */
