@@ -144,7 +144,8 @@ MLT_EXTERN mlt_span mlt__span_start_fn_with(const char *func, size_t func_len, c
  * End @p span at @p end_time_ns (LiveSpan.end(end_time_ns=...)), otherwise as
  * mlt_span_end().
  * @return MLT_OK; MLT_ERANGE when @p end_time_ns is before the span's start
- *         (it ended at its start: zero duration); MLT_EINVAL when
+ *         (it ended at its start: zero duration; logged and counted in
+ *         mlt_stats.misuse); MLT_EINVAL when
  *         @p end_time_ns < 0 (nothing done; 0 means now); MLT_EENDED;
  *         MLT_ESTALE; MLT_ENOTRECORDING (as mlt_span_end()).
  * Thread-safety: as mlt_span_end().
