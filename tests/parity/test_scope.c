@@ -312,6 +312,11 @@ TEST(scope_in_evhttp_curl_and_evloop) {
   mlt_attach_token loop_tok;
   REQUIRE_EQ_INT(mlt_trace_scope_enter(MLT_TRACE_SCOPE(.tags = MLT_KV("side", "server", "loop", "1")), &loop_tok),
                  MLT_OK);
+  /* a deferred callback scheduled inside another scope runs in that one */
+  mlt_attach_token dtok;
+  REQUIRE_EQ_INT(mlt_trace_scope_enter(MLT_TRACE_SCOPE(.tags = MLT_KV("side", "deferred")), &dtok), MLT_OK);
+  REQUIRE_EQ_INT(mlt_evloop_defer(g_loop, NULL, NULL, cb_root, "cb-deferred", NULL), MLT_OK);
+  CHECK_EQ_INT(mlt_trace_scope_exit(dtok), MLT_OK);
   client_job c1 = {"client", "call-1"};
   run_client(&c1); /* client thread in its own scope */
   client_job c2 = {NULL, "call-2"};
@@ -329,9 +334,10 @@ TEST(scope_in_evhttp_curl_and_evloop) {
   event_base_free(g_base);
   curl_global_cleanup();
 
-  /* call-1, server 1, cb-client-scope, call-2, server 2, cb-no-scope,
-   * call-3, cb-no-scope (off on the loop: nothing) */
-  REQUIRE_EQ_INT(tu_flush_count(), 7);
+  /* cb-deferred, call-1, server 1, cb-client-scope, call-2, server 2,
+   * cb-no-scope, call-3, cb-no-scope (off on the loop: nothing) */
+  REQUIRE_EQ_INT(tu_flush_count(), 8);
+  CHECK_EQ_STR(tag("cb-deferred", "side"), "deferred");
   CHECK_EQ_STR(tag("call-1", "side"), "client");
   CHECK_EQ_STR(meta("call-1", "mlflow.trace.session"), "s-client");
   CHECK(tag("call-2", "side") == NULL);
