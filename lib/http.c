@@ -365,6 +365,7 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
       break;
     }
   if (code == CURLE_OK && status >= 200 && status < 300) {
+    if (r->health) mlt__net_success(r->health);
     mlt__stats_add(MLT__ST_EXPORT_BYTES, r->body.len);
     finish(h, r, 1, status, NULL);
     return;
@@ -377,6 +378,7 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
     snprintf(why, sizeof why, "HTTP %ld", status);
   int transient = code != CURLE_OK ? transient_curl(code) : transient_http(status);
   int64_t now = mlt__mono_ns();
+  if (transient && r->health) mlt__net_failure(r->health);
   if (transient) {
     /* Exponential backoff with full jitter around the nominal delay. */
     int64_t base = (int64_t)200 * 1000000 << MLT_MIN(r->attempts - 1, 5);

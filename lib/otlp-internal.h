@@ -56,6 +56,7 @@ struct mlt__http_req {
   mlt__http_done_fn done;
   void *ud;
   const mlt__http_cfg *cfg;    /* borrowed; outlives the request */
+  struct mlt__net_health *health; /* borrowed or NULL: told of every attempt's outcome */
   /* transport state */
   CURL *easy;
   mlt__buf resp;
