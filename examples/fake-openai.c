@@ -29,6 +29,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -41,6 +42,8 @@
 #include <cjson/cJSON.h>
 
 #define CHAT_PATH "/v1/chat/completions"
+#define RESPONSES_PATH "/v1/responses"
+#define MODELS_PATH "/v1/models"
 #define DEFAULT_MODEL "fake-gpt"
 #define FINGERPRINT "fp_fake"
 #define TOKEN_BYTES 4 /* a "token" is at most this many bytes */
@@ -52,6 +55,8 @@
 #define MAX_DELAY_MS 3600000L      /* one hour */
 #define MAX_FAKE_TOKENS 100000000L
 #define MAX_BATCH 1024
+#define MAX_CHOICES 8              /* "n" of a chat request */
+#define MAX_RESPONSES_TOKENS 100000L /* X-Fake-Tokens on /v1/responses */
 #define LISTEN_BACKLOG 1024
 
 /* ------------------------------------------------------------------ */
@@ -68,6 +73,7 @@ struct config {
 struct stats {
 	unsigned long requests;          /* every HTTP request */
 	unsigned long chat;              /* POST /v1/chat/completions */
+	unsigned long responses;         /* POST /v1/responses */
 	unsigned long streams;           /* streaming responses started */
 	unsigned long streams_done;      /* streams that reached [DONE] */
 	unsigned long non_stream;        /* chat.completion objects sent */
@@ -92,6 +98,12 @@ static int g_shutting_down;
 enum body_kind { BODY_ECHO, BODY_REPEAT, BODY_TOOLS };
 enum pending_kind { PK_STREAM, PK_DELAYED, PK_HANG };
 enum phase { PH_ROLE, PH_BODY, PH_FINISH, PH_USAGE, PH_DONE };
+enum api { API_CHAT, API_RESPONSES };
+
+/* X-Fake-Framing flags: how stream events are written. */
+#define FR_CRLF 1     /* lines end with CRLF */
+#define FR_COMMENTS 2 /* comment lines before and inside every event */
+#define FR_SPLIT 4    /* each write split inside a multi-byte UTF-8 sequence */
 
 #define MAX_TOOL_CALLS 2
 
@@ -115,7 +127,14 @@ struct pending {
 	long delay_ms;
 	long batch;            /* data events per timer tick */
 	long disconnect_after; /* -1: never */
+	long error_after;      /* -1: never; else an error event after K events */
 	int aborting;          /* close the connection once output drained */
+	int framing;           /* FR_* flags */
+	long write_bytes;      /* 0: whole events per write; else at most N */
+	struct evbuffer *outq; /* framed bytes not written yet */
+	int outq_last;         /* outq ends the stream */
+	int split_done;        /* FR_SPLIT: this tick's write was split */
+	int errored;           /* the stream ended with an injected error */
 
 	/* PK_DELAYED */
 	struct evbuffer *reply;
@@ -129,9 +148,14 @@ struct pending {
 	long completion_tokens;
 	enum phase phase;
 	long data_sent; /* "data:" events queued so far */
+	enum api api;
 	enum body_kind body;
-	char *text; /* BODY_ECHO */
-	size_t text_len, pos;
+	int nchoices;                   /* BODY_ECHO: "n" (1..MAX_CHOICES) */
+	char *text[MAX_CHOICES];        /* BODY_ECHO: each choice's answer */
+	size_t text_len[MAX_CHOICES], pos[MAX_CHOICES];
+	int role_idx, finish_idx, rr;   /* choices done in each phase */
+	char **events;                  /* API_RESPONSES: the whole stream */
+	size_t nevents, event_idx;
 	long repeat_total, repeat_idx; /* BODY_REPEAT */
 	struct tool_call calls[MAX_TOOL_CALLS]; /* BODY_TOOLS */
 	int ncalls, call_idx, call_header_sent;
@@ -156,9 +180,15 @@ static void pending_free(struct pending *p)
 		event_free(p->timer);
 	if (p->reply)
 		evbuffer_free(p->reply);
+	if (p->outq)
+		evbuffer_free(p->outq);
 	for (i = 0; i < p->ncalls; i++)
 		free(p->calls[i].name);
-	free(p->text);
+	for (i = 0; i < MAX_CHOICES; i++)
+		free(p->text[i]);
+	for (size_t e = 0; e < p->nevents; e++)
+		free(p->events[e]);
+	free(p->events);
 	free(p->model);
 	free(p);
 }
@@ -510,7 +540,9 @@ static long body_token_count(const struct pending *p)
 
 	switch (p->body) {
 	case BODY_ECHO:
-		return count_tokens(p->text, p->text_len);
+		for (i = 0; i < p->nchoices; i++)
+			n += count_tokens(p->text[i], p->text_len[i]);
+		return n;
 	case BODY_REPEAT:
 		return p->repeat_total;
 	case BODY_TOOLS:
@@ -526,11 +558,33 @@ static long body_token_count(const struct pending *p)
 /* Request parsing -> struct pending                                   */
 /* ------------------------------------------------------------------ */
 
+/* Choice @k's answer: "Echo: <user> ✓", or "Echo #<k+1>: <user> ✓". */
+static void set_echo_answer(struct pending *p, int k, const char *user,
+			    size_t ulen)
+{
+	char prefix[32];
+	size_t plen;
+
+	if (k == 0)
+		snprintf(prefix, sizeof(prefix), "%s", ANSWER_PREFIX);
+	else
+		snprintf(prefix, sizeof(prefix), "Echo #%d: ", k + 1);
+	plen = strlen(prefix);
+	p->text_len[k] = plen + ulen + strlen(ANSWER_SUFFIX);
+	p->text[k] = xcalloc(1, p->text_len[k] + 1);
+	memcpy(p->text[k], prefix, plen);
+	memcpy(p->text[k] + plen, user, ulen);
+	memcpy(p->text[k] + plen + ulen, ANSWER_SUFFIX, strlen(ANSWER_SUFFIX));
+}
+
 /*
  * Validates the body and fills in the answer.  Returns NULL after having
- * replied with a 400 itself.
+ * replied with a 400 itself.  @api: a chat completions request
+ * ("messages") or a Responses request ("input": a string or a list of
+ * items with a role).
  */
-static struct pending *parse_chat(struct evhttp_request *req, int *stream)
+static struct pending *parse_chat(struct evhttp_request *req, enum api api,
+				  int *stream)
 {
 	struct evkeyvalq *hdrs = evhttp_request_get_input_headers(req);
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -565,23 +619,47 @@ static struct pending *parse_chat(struct evhttp_request *req, int *stream)
 				      "valid JSON.)");
 		return NULL;
 	}
-	messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
+	if (api == API_RESPONSES) {
+		/* "input": a string is one user message; a list holds items
+		 * (messages have a role; other items, e.g. function call
+		 * outputs, do not count). */
+		messages = cJSON_GetObjectItemCaseSensitive(root, "input");
+		if (cJSON_IsString(messages)) {
+			cJSON *m = cJSON_CreateObject();
+
+			cJSON_AddStringToObject(m, "role", "user");
+			cJSON_AddStringToObject(m, "content",
+						messages->valuestring);
+			messages = cJSON_AddArrayToObject(root, "mlt_input");
+			cJSON_AddItemToArray(messages, m);
+		}
+	} else {
+		messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
+	}
 	if (!messages) {
 		cJSON_Delete(root);
-		send_bad_request(req, "Missing required parameter: "
-				      "'messages'.");
+		send_bad_request(req, api == API_RESPONSES
+				 ? "Missing required parameter: 'input'."
+				 : "Missing required parameter: 'messages'.");
 		return NULL;
 	}
 	if (!cJSON_IsArray(messages) || cJSON_GetArraySize(messages) == 0) {
 		cJSON_Delete(root);
-		send_bad_request(req, "Invalid 'messages': expected a "
-				      "non-empty array of messages.");
+		send_bad_request(req, api == API_RESPONSES
+				 ? "Invalid 'input': expected a string or a "
+				   "non-empty array of items."
+				 : "Invalid 'messages': expected a "
+				   "non-empty array of messages.");
 		return NULL;
 	}
 	cJSON_ArrayForEach(msg, messages) {
 		const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
 		char ebuf[96];
 
+		if (api == API_RESPONSES && cJSON_IsObject(msg) && !role) {
+			idx++;
+			continue;
+		}
 		if (!cJSON_IsObject(msg) || !cJSON_IsString(role)) {
 			snprintf(ebuf, sizeof(ebuf),
 				 "Invalid 'messages[%d]': expected an object "
@@ -598,7 +676,10 @@ static struct pending *parse_chat(struct evhttp_request *req, int *stream)
 	}
 
 	p = xcalloc(1, sizeof(*p));
+	p->api = api;
+	p->nchoices = 1;
 	p->disconnect_after = -1;
+	p->error_after = -1;
 	*stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "stream"));
 	model = cJSON_GetObjectItemCaseSensitive(root, "model");
 	p->model = xstrdup(cJSON_IsString(model) && model->valuestring[0]
@@ -608,7 +689,9 @@ static struct pending *parse_chat(struct evhttp_request *req, int *stream)
 		cJSON_GetObjectItemCaseSensitive(opts, "include_usage"));
 	p->prompt_tokens = (long)(total / 4);
 	p->created = (long long)time(NULL);
-	snprintf(p->id, sizeof(p->id), "chatcmpl-fake-%lu", ++g_completion_seq);
+	snprintf(p->id, sizeof(p->id), "%s%lu",
+		 api == API_RESPONSES ? "resp_fake_" : "chatcmpl-fake-",
+		 ++g_completion_seq);
 
 	/* last user message text */
 	ulen = last_user ? content_len(cJSON_GetObjectItemCaseSensitive(
@@ -618,9 +701,11 @@ static struct pending *parse_chat(struct evhttp_request *req, int *stream)
 		content_copy(cJSON_GetObjectItemCaseSensitive(last_user,
 							      "content"), user);
 
-	fake_tokens = header_long(hdrs, "X-Fake-Tokens", 1, MAX_FAKE_TOKENS, 0);
+	fake_tokens = header_long(hdrs, "X-Fake-Tokens", 0,
+				  api == API_RESPONSES ? MAX_RESPONSES_TOKENS
+						       : MAX_FAKE_TOKENS, -1);
 	tools = cJSON_GetObjectItemCaseSensitive(root, "tools");
-	if (fake_tokens > 0) {
+	if (fake_tokens >= 0) { /* 0: an empty answer */
 		p->body = BODY_REPEAT;
 		p->repeat_total = fake_tokens;
 	} else if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0 &&
@@ -635,14 +720,15 @@ static struct pending *parse_chat(struct evhttp_request *req, int *stream)
 		p->calls[0].args = tool_args[0];
 		p->calls[1].args = tool_args[1];
 	} else {
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(root, "n");
+
 		p->body = BODY_ECHO;
-		p->text_len = strlen(ANSWER_PREFIX) + ulen +
-			      strlen(ANSWER_SUFFIX);
-		p->text = xcalloc(1, p->text_len + 1);
-		memcpy(p->text, ANSWER_PREFIX, strlen(ANSWER_PREFIX));
-		memcpy(p->text + strlen(ANSWER_PREFIX), user, ulen);
-		memcpy(p->text + strlen(ANSWER_PREFIX) + ulen, ANSWER_SUFFIX,
-		       strlen(ANSWER_SUFFIX));
+		p->nchoices = 1;
+		if (p->api == API_CHAT && cJSON_IsNumber(n) &&
+		    n->valuedouble >= 1 && n->valuedouble <= MAX_CHOICES)
+			p->nchoices = (int)n->valuedouble;
+		for (idx = 0; idx < p->nchoices; idx++)
+			set_echo_answer(p, idx, user, ulen);
 	}
 	p->completion_tokens = body_token_count(p);
 	free(user);
@@ -675,7 +761,7 @@ static cJSON *completion_object(const struct pending *p)
 	char tok[TOKEN_BYTES + 1];
 	char *text;
 	long i;
-	int c;
+	int c, k;
 
 	cJSON_AddStringToObject(root, "id", p->id);
 	cJSON_AddStringToObject(root, "object", "chat.completion");
@@ -689,10 +775,10 @@ static cJSON *completion_object(const struct pending *p)
 	cJSON_AddStringToObject(message, "role", "assistant");
 	switch (p->body) {
 	case BODY_ECHO:
-		cJSON_AddStringToObject(message, "content", p->text);
+		cJSON_AddStringToObject(message, "content", p->text[0]);
 		break;
 	case BODY_REPEAT:
-		text = xcalloc((size_t)p->repeat_total, TOKEN_BYTES + 1);
+		text = xcalloc((size_t)p->repeat_total + 1, TOKEN_BYTES + 1);
 		for (i = 0; i < p->repeat_total; i++) {
 			repeat_token(i, p->repeat_total, tok);
 			memcpy(text + (size_t)i * TOKEN_BYTES, tok,
@@ -722,6 +808,17 @@ static cJSON *completion_object(const struct pending *p)
 	cJSON_AddNullToObject(message, "refusal");
 	cJSON_AddNullToObject(choice, "logprobs");
 	cJSON_AddStringToObject(choice, "finish_reason", finish_reason(p));
+	for (k = 1; p->body == BODY_ECHO && k < p->nchoices; k++) {
+		choice = cJSON_CreateObject();
+		cJSON_AddItemToArray(choices, choice);
+		cJSON_AddNumberToObject(choice, "index", k);
+		message = cJSON_AddObjectToObject(choice, "message");
+		cJSON_AddStringToObject(message, "role", "assistant");
+		cJSON_AddStringToObject(message, "content", p->text[k]);
+		cJSON_AddNullToObject(message, "refusal");
+		cJSON_AddNullToObject(choice, "logprobs");
+		cJSON_AddStringToObject(choice, "finish_reason", "stop");
+	}
 	add_usage(root, p);
 	cJSON_AddStringToObject(root, "system_fingerprint", FINGERPRINT);
 	return root;
@@ -757,14 +854,14 @@ static void add_event(struct evbuffer *buf, cJSON *obj)
 
 /* Appends a chat.completion.chunk event; takes ownership of delta. */
 static void add_delta_event(struct evbuffer *buf, const struct pending *p,
-			    cJSON *delta, const char *finish)
+			    int index, cJSON *delta, const char *finish)
 {
 	cJSON *o = chunk_header(p);
 	cJSON *choices = cJSON_AddArrayToObject(o, "choices");
 	cJSON *choice = cJSON_CreateObject();
 
 	cJSON_AddItemToArray(choices, choice);
-	cJSON_AddNumberToObject(choice, "index", 0);
+	cJSON_AddNumberToObject(choice, "index", index);
 	cJSON_AddItemToObject(choice, "delta", delta);
 	cJSON_AddNullToObject(choice, "logprobs");
 	if (finish)
@@ -787,21 +884,31 @@ static void add_usage_event(struct evbuffer *buf, const struct pending *p)
 	cJSON_Delete(o);
 }
 
-/* Next content / tool-call delta, or NULL when the body is exhausted. */
-static cJSON *next_body_delta(struct pending *p)
+/* Next content / tool-call delta (of choice *index), or NULL when the body
+ * is exhausted.  The choices of an echo answer take turns, one token each. */
+static cJSON *next_body_delta(struct pending *p, int *index)
 {
 	char tok[TOKEN_BYTES * 2 + 1];
 	cJSON *delta, *calls, *call, *fn;
 	size_t n;
+	int k, c = 0;
 
+	*index = 0;
 	switch (p->body) {
 	case BODY_ECHO:
-		if (p->pos >= p->text_len)
+		for (k = 0; k < p->nchoices; k++) {
+			c = (p->rr + k) % p->nchoices;
+			if (p->pos[c] < p->text_len[c])
+				break;
+		}
+		if (k == p->nchoices)
 			return NULL;
-		n = next_token_len(p->text, p->text_len, p->pos);
-		memcpy(tok, p->text + p->pos, n);
+		p->rr = (c + 1) % p->nchoices;
+		*index = c;
+		n = next_token_len(p->text[c], p->text_len[c], p->pos[c]);
+		memcpy(tok, p->text[c] + p->pos[c], n);
 		tok[n] = '\0';
-		p->pos += n;
+		p->pos[c] += n;
 		delta = cJSON_CreateObject();
 		cJSON_AddStringToObject(delta, "content", tok);
 		return delta;
@@ -912,16 +1019,308 @@ static void finish_stream(struct pending *p, struct evbuffer *buf)
 	if (evcon)
 		evhttp_connection_set_closecb(evcon, NULL, NULL);
 	set_timeouts(req, 1);
-	g_stats.streams_done++;
+	if (!p->errored)
+		g_stats.streams_done++;
 	pending_free(p);
 	evhttp_send_reply_end(req);
 }
 
-/* Appends the next data event to buf; returns 1 if it was [DONE]. */
+/* ------------------------------------------------------------------ */
+/* Responses API (POST /v1/responses)                                  */
+/* ------------------------------------------------------------------ */
+
+/* The whole answer text of an echo or repeat body (malloc'ed). */
+static char *answer_text(const struct pending *p)
+{
+	char tok[TOKEN_BYTES + 1];
+	char *text;
+	long i;
+
+	if (p->body == BODY_ECHO)
+		return xstrdup(p->text[0]);
+	text = xcalloc((size_t)p->repeat_total + 1, TOKEN_BYTES + 1);
+	for (i = 0; p->body == BODY_REPEAT && i < p->repeat_total; i++) {
+		repeat_token(i, p->repeat_total, tok);
+		memcpy(text + (size_t)i * TOKEN_BYTES, tok, TOKEN_BYTES);
+	}
+	return text;
+}
+
+static void item_id(const struct pending *p, int k, char *out, size_t size)
+{
+	const char *seq = p->id + strlen("resp_fake_");
+
+	if (p->body == BODY_TOOLS)
+		snprintf(out, size, "fc_fake_%s_%d", seq, k);
+	else
+		snprintf(out, size, "msg_fake_%s", seq);
+}
+
+/* Output item @k: complete (the final text or arguments) or as it starts. */
+static cJSON *output_item(const struct pending *p, int k, int complete)
+{
+	cJSON *item = cJSON_CreateObject(), *content, *part;
+	char id[48], cid[24];
+	char *text;
+
+	item_id(p, k, id, sizeof(id));
+	cJSON_AddStringToObject(item, "id", id);
+	if (p->body == BODY_TOOLS) {
+		snprintf(cid, sizeof(cid), "call_%d", k);
+		cJSON_AddStringToObject(item, "type", "function_call");
+		cJSON_AddStringToObject(item, "status",
+					complete ? "completed" : "in_progress");
+		cJSON_AddStringToObject(item, "call_id", cid);
+		cJSON_AddStringToObject(item, "name", p->calls[k].name);
+		cJSON_AddStringToObject(item, "arguments",
+					complete ? p->calls[k].args : "");
+		return item;
+	}
+	cJSON_AddStringToObject(item, "type", "message");
+	cJSON_AddStringToObject(item, "status",
+				complete ? "completed" : "in_progress");
+	cJSON_AddStringToObject(item, "role", "assistant");
+	content = cJSON_AddArrayToObject(item, "content");
+	if (complete) {
+		part = cJSON_CreateObject();
+		text = answer_text(p);
+		cJSON_AddStringToObject(part, "type", "output_text");
+		cJSON_AddStringToObject(part, "text", text);
+		cJSON_AddArrayToObject(part, "annotations");
+		cJSON_AddArrayToObject(part, "logprobs");
+		cJSON_AddItemToArray(content, part);
+		free(text);
+	}
+	return item;
+}
+
+/* A Response object: the final one, or the one of response.created. */
+static cJSON *response_object(const struct pending *p, int complete)
+{
+	cJSON *r = cJSON_CreateObject(), *out, *u, *d;
+	int k, nitems = p->body == BODY_TOOLS ? p->ncalls : 1;
+
+	cJSON_AddStringToObject(r, "id", p->id);
+	cJSON_AddStringToObject(r, "object", "response");
+	cJSON_AddNumberToObject(r, "created_at", (double)p->created);
+	cJSON_AddStringToObject(r, "status",
+				complete ? "completed" : "in_progress");
+	cJSON_AddNullToObject(r, "error");
+	cJSON_AddNullToObject(r, "incomplete_details");
+	cJSON_AddNullToObject(r, "instructions");
+	cJSON_AddNullToObject(r, "max_output_tokens");
+	cJSON_AddStringToObject(r, "model", p->model);
+	out = cJSON_AddArrayToObject(r, "output");
+	for (k = 0; complete && k < nitems; k++)
+		cJSON_AddItemToArray(out, output_item(p, k, 1));
+	cJSON_AddTrueToObject(r, "parallel_tool_calls");
+	cJSON_AddNullToObject(r, "previous_response_id");
+	d = cJSON_AddObjectToObject(r, "reasoning");
+	cJSON_AddNullToObject(d, "effort");
+	cJSON_AddNullToObject(d, "summary");
+	cJSON_AddTrueToObject(r, "store");
+	cJSON_AddNumberToObject(r, "temperature", 1.0);
+	d = cJSON_AddObjectToObject(cJSON_AddObjectToObject(r, "text"),
+				    "format");
+	cJSON_AddStringToObject(d, "type", "text");
+	cJSON_AddStringToObject(r, "tool_choice", "auto");
+	cJSON_AddArrayToObject(r, "tools");
+	cJSON_AddNumberToObject(r, "top_p", 1.0);
+	cJSON_AddStringToObject(r, "truncation", "disabled");
+	if (complete) {
+		u = cJSON_AddObjectToObject(r, "usage");
+		cJSON_AddNumberToObject(u, "input_tokens",
+					(double)p->prompt_tokens);
+		d = cJSON_AddObjectToObject(u, "input_tokens_details");
+		cJSON_AddNumberToObject(d, "cached_tokens", 0);
+		cJSON_AddNumberToObject(u, "output_tokens",
+					(double)p->completion_tokens);
+		d = cJSON_AddObjectToObject(u, "output_tokens_details");
+		cJSON_AddNumberToObject(d, "reasoning_tokens", 0);
+		cJSON_AddNumberToObject(u, "total_tokens",
+					(double)(p->prompt_tokens +
+						 p->completion_tokens));
+	} else {
+		cJSON_AddNullToObject(r, "usage");
+	}
+	cJSON_AddNullToObject(r, "user");
+	cJSON_AddObjectToObject(r, "metadata");
+	return r;
+}
+
+/* Appends "event: <type>\ndata: <json>\n\n" (takes ownership of ev, whose
+ * "type" and "sequence_number" are set here) to the event list. */
+static void push_response_event(struct pending *p, const char *type,
+				cJSON *ev, size_t *cap)
+{
+	char *json, *line;
+	size_t n;
+
+	cJSON_AddStringToObject(ev, "type", type);
+	cJSON_AddNumberToObject(ev, "sequence_number", (double)p->nevents);
+	json = cJSON_PrintUnformatted(ev);
+	if (!json)
+		oom();
+	n = strlen(type) + strlen(json) + 20;
+	line = xcalloc(1, n);
+	snprintf(line, n, "event: %s\ndata: %s\n\n", type, json);
+	cJSON_free(json);
+	cJSON_Delete(ev);
+	if (p->nevents == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		p->events = realloc(p->events, *cap * sizeof(*p->events));
+		if (!p->events)
+			oom();
+	}
+	p->events[p->nevents++] = line;
+}
+
+static cJSON *item_event(const struct pending *p, int k, int with_content)
+{
+	cJSON *ev = cJSON_CreateObject();
+	char id[48];
+
+	item_id(p, k, id, sizeof(id));
+	cJSON_AddStringToObject(ev, "item_id", id);
+	cJSON_AddNumberToObject(ev, "output_index", k);
+	if (with_content)
+		cJSON_AddNumberToObject(ev, "content_index", 0);
+	return ev;
+}
+
+/* The whole Responses stream, as OpenAI sends it: response.created,
+ * response.in_progress, per output item its added / delta... / done
+ * events, response.completed (with usage).  No [DONE]. */
+static void build_response_events(struct pending *p)
+{
+	cJSON *ev, *part;
+	char tok[TOKEN_BYTES * 2 + 1];
+	size_t cap = 0, n, pos, len;
+	char *text;
+	int k;
+
+	ev = cJSON_CreateObject();
+	cJSON_AddItemToObject(ev, "response", response_object(p, 0));
+	push_response_event(p, "response.created", ev, &cap);
+	ev = cJSON_CreateObject();
+	cJSON_AddItemToObject(ev, "response", response_object(p, 0));
+	push_response_event(p, "response.in_progress", ev, &cap);
+	if (p->body == BODY_TOOLS) {
+		for (k = 0; k < p->ncalls; k++) {
+			const char *a = p->calls[k].args;
+
+			ev = cJSON_CreateObject();
+			cJSON_AddNumberToObject(ev, "output_index", k);
+			cJSON_AddItemToObject(ev, "item", output_item(p, k, 0));
+			push_response_event(p, "response.output_item.added",
+					    ev, &cap);
+			for (pos = 0, len = strlen(a); pos < len; pos += n) {
+				n = next_token_len(a, len, pos);
+				memcpy(tok, a + pos, n);
+				tok[n] = '\0';
+				ev = item_event(p, k, 0);
+				cJSON_AddStringToObject(ev, "delta", tok);
+				push_response_event(
+					p, "response.function_call_arguments.delta",
+					ev, &cap);
+			}
+			ev = item_event(p, k, 0);
+			cJSON_AddStringToObject(ev, "name", p->calls[k].name);
+			cJSON_AddStringToObject(ev, "arguments", a);
+			push_response_event(
+				p, "response.function_call_arguments.done", ev,
+				&cap);
+			ev = cJSON_CreateObject();
+			cJSON_AddNumberToObject(ev, "output_index", k);
+			cJSON_AddItemToObject(ev, "item", output_item(p, k, 1));
+			push_response_event(p, "response.output_item.done", ev,
+					    &cap);
+		}
+	} else {
+		text = answer_text(p);
+		ev = cJSON_CreateObject();
+		cJSON_AddNumberToObject(ev, "output_index", 0);
+		cJSON_AddItemToObject(ev, "item", output_item(p, 0, 0));
+		push_response_event(p, "response.output_item.added", ev, &cap);
+		ev = item_event(p, 0, 1);
+		part = cJSON_AddObjectToObject(ev, "part");
+		cJSON_AddStringToObject(part, "type", "output_text");
+		cJSON_AddStringToObject(part, "text", "");
+		cJSON_AddArrayToObject(part, "annotations");
+		push_response_event(p, "response.content_part.added", ev, &cap);
+		for (pos = 0, len = strlen(text); pos < len; pos += n) {
+			n = next_token_len(text, len, pos);
+			memcpy(tok, text + pos, n);
+			tok[n] = '\0';
+			ev = item_event(p, 0, 1);
+			cJSON_AddStringToObject(ev, "delta", tok);
+			cJSON_AddArrayToObject(ev, "logprobs");
+			push_response_event(p, "response.output_text.delta", ev,
+					    &cap);
+		}
+		ev = item_event(p, 0, 1);
+		cJSON_AddStringToObject(ev, "text", text);
+		cJSON_AddArrayToObject(ev, "logprobs");
+		push_response_event(p, "response.output_text.done", ev, &cap);
+		ev = item_event(p, 0, 1);
+		part = cJSON_AddObjectToObject(ev, "part");
+		cJSON_AddStringToObject(part, "type", "output_text");
+		cJSON_AddStringToObject(part, "text", text);
+		cJSON_AddArrayToObject(part, "annotations");
+		push_response_event(p, "response.content_part.done", ev, &cap);
+		ev = cJSON_CreateObject();
+		cJSON_AddNumberToObject(ev, "output_index", 0);
+		cJSON_AddItemToObject(ev, "item", output_item(p, 0, 1));
+		push_response_event(p, "response.output_item.done", ev, &cap);
+		free(text);
+	}
+	ev = cJSON_CreateObject();
+	cJSON_AddItemToObject(ev, "response", response_object(p, 1));
+	push_response_event(p, "response.completed", ev, &cap);
+}
+
+/* The error a stream carries after X-Fake-Error-After events: a chat
+ * completions error chunk, or a Responses "error" event. */
+static void add_stream_error(struct evbuffer *buf, const struct pending *p)
+{
+	static const char msg[] = "The server had an error while processing "
+				  "your request. (injected by "
+				  "X-Fake-Error-After)";
+	cJSON *o = p->api == API_RESPONSES ? cJSON_CreateObject()
+					    : error_object(msg, "server_error",
+							   NULL);
+	char *s;
+
+	if (p->api == API_RESPONSES) {
+		cJSON_AddStringToObject(o, "type", "error");
+		cJSON_AddStringToObject(o, "code", "server_error");
+		cJSON_AddStringToObject(o, "message", msg);
+		cJSON_AddNullToObject(o, "param");
+		cJSON_AddNumberToObject(o, "sequence_number",
+					(double)p->event_idx);
+		evbuffer_add(buf, "event: error\n", 13);
+	}
+	s = cJSON_PrintUnformatted(o);
+	if (!s)
+		oom();
+	evbuffer_add_printf(buf, "data: %s\n\n", s);
+	cJSON_free(s);
+	cJSON_Delete(o);
+}
+
+/* Appends the next data event to buf; returns 1 if it was the last one
+ * ([DONE], or response.completed). */
 static int add_next_event(struct pending *p, struct evbuffer *buf)
 {
 	cJSON *delta;
+	int index;
 
+	if (p->api == API_RESPONSES) {
+		const char *e = p->events[p->event_idx++];
+
+		evbuffer_add(buf, e, strlen(e));
+		return p->event_idx >= p->nevents;
+	}
 	switch (p->phase) {
 	case PH_ROLE:
 		delta = cJSON_CreateObject();
@@ -930,20 +1329,23 @@ static int add_next_event(struct pending *p, struct evbuffer *buf)
 			cJSON_AddNullToObject(delta, "content");
 		else
 			cJSON_AddStringToObject(delta, "content", "");
-		add_delta_event(buf, p, delta, NULL);
-		p->phase = PH_BODY;
+		add_delta_event(buf, p, p->role_idx, delta, NULL);
+		if (++p->role_idx >= p->nchoices)
+			p->phase = PH_BODY;
 		return 0;
 	case PH_BODY:
-		delta = next_body_delta(p);
+		delta = next_body_delta(p, &index);
 		if (delta) {
-			add_delta_event(buf, p, delta, NULL);
+			add_delta_event(buf, p, index, delta, NULL);
 			return 0;
 		}
 		p->phase = PH_FINISH;
 		/* fall through */
 	case PH_FINISH:
-		add_delta_event(buf, p, cJSON_CreateObject(), finish_reason(p));
-		p->phase = p->include_usage ? PH_USAGE : PH_DONE;
+		add_delta_event(buf, p, p->finish_idx, cJSON_CreateObject(),
+				finish_reason(p));
+		if (++p->finish_idx >= p->nchoices)
+			p->phase = p->include_usage ? PH_USAGE : PH_DONE;
 		return 0;
 	case PH_USAGE:
 		add_usage_event(buf, p);
@@ -956,6 +1358,87 @@ static int add_next_event(struct pending *p, struct evbuffer *buf)
 	return 1;
 }
 
+/* Appends @ev (complete events, lines ending in LF) to the stream's output
+ * queue, framed as X-Fake-Framing asks: CRLF line endings, a comment block
+ * before and a comment line inside every event. */
+static void frame_events(struct pending *p, struct evbuffer *ev)
+{
+	const char *nl = (p->framing & FR_CRLF) ? "\r\n" : "\n";
+	size_t len = evbuffer_get_length(ev), i = 0, j;
+	const char *s = (const char *)evbuffer_pullup(ev, -1);
+	int start = 1;
+
+	if (!(p->framing & (FR_CRLF | FR_COMMENTS))) {
+		evbuffer_add_buffer(p->outq, ev);
+		return;
+	}
+	while (i < len) {
+		for (j = i; j < len && s[j] != '\n'; j++)
+			;
+		if (j == i) { /* blank line: the end of an event */
+			if (p->framing & FR_COMMENTS)
+				evbuffer_add_printf(p->outq, ": inside%s", nl);
+			evbuffer_add_printf(p->outq, "%s", nl);
+			start = 1;
+		} else {
+			if (start && (p->framing & FR_COMMENTS))
+				evbuffer_add_printf(p->outq, ": keep-alive%s%s",
+						    nl, nl);
+			start = 0;
+			evbuffer_add(p->outq, s + i, j - i);
+			evbuffer_add_printf(p->outq, "%s", nl);
+		}
+		i = j + 1;
+	}
+	evbuffer_drain(ev, len);
+}
+
+/* A piece of the output queue has been written: write the next one. */
+static void on_piece_drained(struct evhttp_connection *evcon, void *arg)
+{
+	struct pending *p = arg;
+
+	(void)evcon;
+	if (!evtimer_pending(p->timer, NULL))
+		arm_timer(p, 0);
+}
+
+/*
+ * Writes the output queue: all of it, or (X-Fake-Write-Bytes, FR_SPLIT)
+ * one piece now and the next once it has been written, so that each piece
+ * is a write of its own.
+ */
+static void write_piece(struct pending *p)
+{
+	struct evbuffer *buf = evbuffer_new();
+	size_t len = evbuffer_get_length(p->outq), take = len, i;
+	const unsigned char *s;
+
+	if (!buf)
+		oom();
+	if (p->write_bytes > 0 && take > (size_t)p->write_bytes) {
+		take = (size_t)p->write_bytes;
+	} else if ((p->framing & FR_SPLIT) && !p->split_done) {
+		s = evbuffer_pullup(p->outq, -1);
+		for (i = 0; i + 1 < len; i++) {
+			if (s[i] >= 0xC0) { /* a multi-byte lead byte */
+				take = i + 1;
+				p->split_done = 1;
+				break;
+			}
+		}
+	}
+	evbuffer_remove_buffer(p->outq, buf, take);
+	if (evbuffer_get_length(p->outq) > 0)
+		evhttp_send_reply_chunk_with_cb(p->req, buf, on_piece_drained,
+						p);
+	else if (p->outq_last && !p->aborting)
+		finish_stream(p, buf);
+	else
+		send_stream_chunk(p, buf);
+	evbuffer_free(buf);
+}
+
 static void stream_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct pending *p = arg;
@@ -965,6 +1448,10 @@ static void stream_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (evbuffer_get_length(p->outq) > 0) { /* pieces left to write */
+		write_piece(p);
+		return;
+	}
 	if (p->aborting) {
 		abort_connection(p);
 		return;
@@ -973,17 +1460,24 @@ static void stream_tick(evutil_socket_t fd, short what, void *arg)
 	if (!buf)
 		oom();
 	for (i = 0; i < p->batch && !last && !p->aborting; i++) {
-		last = add_next_event(p, buf);
+		if (p->error_after >= 0 && p->data_sent >= p->error_after) {
+			add_stream_error(buf, p);
+			g_stats.injected_errors++;
+			p->errored = 1;
+			last = 1;
+		} else {
+			last = add_next_event(p, buf);
+		}
+		frame_events(p, buf);
 		p->data_sent++;
 		if (p->disconnect_after >= 0 &&
 		    p->data_sent >= p->disconnect_after)
 			p->aborting = 1;
 	}
-	if (last && !p->aborting)
-		finish_stream(p, buf);
-	else
-		send_stream_chunk(p, buf);
 	evbuffer_free(buf);
+	p->outq_last = last;
+	p->split_done = 0;
+	write_piece(p);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1078,28 +1572,70 @@ static void start_stream(struct pending *p, struct evhttp_request *req)
 		oom();
 	g_stats.streams++;
 	pending_attach(p, req, PK_STREAM, stream_tick);
-	snprintf(rid, sizeof(rid), "req_fake_%s", p->id + strlen("chatcmpl-fake-"));
+	p->outq = evbuffer_new();
+	if (!p->outq)
+		oom();
+	if (p->api == API_RESPONSES)
+		build_response_events(p);
+	snprintf(rid, sizeof(rid), "req_fake_%s", strrchr(p->id, p->api == API_RESPONSES ? '_' : '-') + 1);
 	evhttp_add_header(out, "Content-Type", "text/event-stream");
 	evhttp_add_header(out, "Cache-Control", "no-cache");
 	evhttp_add_header(out, "X-Request-Id", rid);
 	evhttp_send_reply_start(req, 200, "OK");
+	/* every event is its own write, sent at once (no Nagle delay) */
+	if (req_bev(req)) {
+		int one = 1;
+
+		setsockopt(bufferevent_getfd(req_bev(req)), IPPROTO_TCP,
+			   TCP_NODELAY, &one, sizeof(one));
+	}
 	/* no read timeout while streaming: a slow stream is not idle */
 	set_timeouts(req, 0);
-	evbuffer_add(buf, ": keep-alive\n\n", 14);
+	if (p->framing & FR_CRLF)
+		evbuffer_add(buf, ": keep-alive\r\n\r\n", 16);
+	else
+		evbuffer_add(buf, ": keep-alive\n\n", 14);
 	if (p->disconnect_after == 0)
 		p->aborting = 1;
 	send_stream_chunk(p, buf);
 	evbuffer_free(buf);
 }
 
-static void handle_chat(struct evhttp_request *req)
+/* X-Fake-Framing: a comma-separated list of crlf, comments, split-utf8. */
+static int header_framing(struct evkeyvalq *hdrs)
+{
+	const char *v = evhttp_find_header(hdrs, "X-Fake-Framing");
+	int f = 0;
+
+	if (!v)
+		return 0;
+	if (strcasestr(v, "crlf"))
+		f |= FR_CRLF;
+	if (strcasestr(v, "comments"))
+		f |= FR_COMMENTS;
+	if (strcasestr(v, "split-utf8"))
+		f |= FR_SPLIT;
+	return f;
+}
+
+/* The object a non-streaming request gets. */
+static cJSON *reply_object(const struct pending *p)
+{
+	return p->api == API_RESPONSES ? response_object(p, 1)
+				       : completion_object(p);
+}
+
+static void handle_chat(struct evhttp_request *req, enum api api)
 {
 	struct evkeyvalq *hdrs = evhttp_request_get_input_headers(req);
 	struct pending *p;
 	long status, delay, disconnect, batch;
 	int stream = 0;
 
-	g_stats.chat++;
+	if (api == API_RESPONSES)
+		g_stats.responses++;
+	else
+		g_stats.chat++;
 	if (header_true(hdrs, "X-Fake-Hang")) {
 		start_hang(req);
 		return;
@@ -1114,12 +1650,16 @@ static void handle_chat(struct evhttp_request *req)
 	disconnect = header_long(hdrs, "X-Fake-Disconnect-After", 0, LONG_MAX,
 				 -1);
 	batch = header_long(hdrs, "X-Fake-Batch", 1, MAX_BATCH, 1);
-	p = parse_chat(req, &stream);
+	p = parse_chat(req, api, &stream);
 	if (!p)
 		return;
 	p->delay_ms = delay;
 	p->disconnect_after = disconnect;
 	p->batch = batch;
+	p->error_after = header_long(hdrs, "X-Fake-Error-After", 0, LONG_MAX,
+				     -1);
+	p->write_bytes = header_long(hdrs, "X-Fake-Write-Bytes", 1, 65536, 0);
+	p->framing = header_framing(hdrs);
 	if (stream) {
 		start_stream(p, req);
 		return;
@@ -1127,7 +1667,7 @@ static void handle_chat(struct evhttp_request *req)
 
 	g_stats.non_stream++;
 	if (delay > 0 || disconnect >= 0) {
-		cJSON *obj = completion_object(p);
+		cJSON *obj = reply_object(p);
 		char *s = cJSON_PrintUnformatted(obj);
 
 		p->reply = evbuffer_new();
@@ -1141,7 +1681,7 @@ static void handle_chat(struct evhttp_request *req)
 		watch_for_close(req);
 		arm_timer(p, delay);
 	} else {
-		cJSON *obj = completion_object(p);
+		cJSON *obj = reply_object(p);
 
 		send_json(req, 200, obj);
 		cJSON_Delete(obj);
@@ -1163,6 +1703,23 @@ static const char *method_name(enum evhttp_cmd_type cmd)
 	case EVHTTP_REQ_PATCH: return "PATCH";
 	default: return "?";
 	}
+}
+
+/* GET /v1/models: the default model, as OpenAI lists models. */
+static void send_models(struct evhttp_request *req)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *data = cJSON_AddArrayToObject(root, "data");
+	cJSON *m = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(root, "object", "list");
+	cJSON_AddStringToObject(m, "id", DEFAULT_MODEL);
+	cJSON_AddStringToObject(m, "object", "model");
+	cJSON_AddNumberToObject(m, "created", 1700000000);
+	cJSON_AddStringToObject(m, "owned_by", "fake-openai");
+	cJSON_AddItemToArray(data, m);
+	send_json(req, 200, root);
+	cJSON_Delete(root);
 }
 
 static void handle_request(struct evhttp_request *req, void *arg)
@@ -1190,11 +1747,21 @@ static void handle_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (strcmp(path, CHAT_PATH) == 0 && cmd == EVHTTP_REQ_POST) {
-		handle_chat(req);
+		handle_chat(req, API_CHAT);
+		return;
+	}
+	if (strcmp(path, RESPONSES_PATH) == 0 && cmd == EVHTTP_REQ_POST) {
+		handle_chat(req, API_RESPONSES);
+		return;
+	}
+	if (strcmp(path, MODELS_PATH) == 0 && cmd == EVHTTP_REQ_GET) {
+		send_models(req);
 		return;
 	}
 	g_stats.not_found++;
-	if (strcmp(path, CHAT_PATH) == 0 || strcmp(path, "/health") == 0) {
+	if (strcmp(path, CHAT_PATH) == 0 || strcmp(path, "/health") == 0 ||
+	    strcmp(path, RESPONSES_PATH) == 0 ||
+	    strcmp(path, MODELS_PATH) == 0) {
 		snprintf(msg, sizeof(msg),
 			 "Method not allowed for %.200s.", path);
 		send_error(req, 405, msg, "invalid_request_error",
@@ -1421,11 +1988,12 @@ int main(int argc, char **argv)
 
 	if (!g_cfg.quiet)
 		fprintf(stderr,
-			"fake-openai: %lu requests: %lu chat (%lu streamed, "
+			"fake-openai: %lu requests: %lu chat, %lu responses (%lu streamed, "
 			"%lu streams completed, %lu non-streaming), %lu client "
 			"disconnects, %lu injected disconnects, %lu injected "
 			"errors, %lu hangs, %lu bad requests, %lu not found%s\n",
-			g_stats.requests, g_stats.chat, g_stats.streams,
+			g_stats.requests, g_stats.chat, g_stats.responses,
+			g_stats.streams,
 			g_stats.streams_done, g_stats.non_stream,
 			g_stats.client_disconnects,
 			g_stats.injected_disconnects, g_stats.injected_errors,

@@ -8,4 +8,5 @@ if HAVE_LIBEVENT
 include integrations/event/local.mk
 include integrations/curl/local.mk
 include tests/proxy/local.mk
+include tests/c10k/local.mk
 endif

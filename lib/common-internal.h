@@ -21,6 +21,8 @@
 #define MLT_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MLT_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MLT_UNUSED __attribute__((unused))
+#define MLT_NOINLINE __attribute__((noinline))
+#define MLT_ALWAYS_INLINE inline __attribute__((always_inline))
 #define MLT_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define MLT_TLS __thread __attribute__((tls_model("initial-exec")))
 
@@ -53,6 +55,7 @@ enum {
   MLT__LOGK_ENV,
   MLT__LOGK_TIMEOUT,
   MLT__LOGK_JSON,
+  MLT__LOGK_WORKQ, /* thread.c: work queue rejections */
   MLT__LOGK_SUMMARY, /* shutdown summary (pipeline.c) */
   MLT__LOGK_SPOOL,   /* durable spool (spool.c) */
   MLT__LOGK_COUNT
@@ -67,6 +70,29 @@ void mlt__log_flush_suppressed(void);
 
 /* ---- random (util.c): per-thread generator, seeded once per thread ---- */
 uint64_t mlt__rand64(void);
+
+/* Span ids and the low half of the trace ids this process mints are a keyed
+ * permutation (bijection, secret per-process key) of the span slot handle:
+ * they look random, never repeat among live spans, and a client API call by
+ * id finds its span by inverting the permutation, with no registry.  0 maps
+ * to 0, so no valid handle gives a 0 id.  (util.c) */
+extern uint64_t mlt__g_idkey[4];
+void mlt__idkeys_init(void);
+static inline uint64_t mlt__idmix(uint64_t x) {
+  x *= UINT64_C(0xd6e8feb86659fd93);
+  return x ^ (x >> 32);
+}
+static inline uint64_t mlt__idunmix(uint64_t x) {
+  x ^= x >> 32;
+  return x * UINT64_C(0xcfee444d8b59a89b); /* inverse of 0xd6e8feb86659fd93 mod 2^64 */
+}
+/* which 0: span ids; 1: trace ids (low half). */
+static inline uint64_t mlt__id_from_handle(uint64_t h, int which) {
+  return mlt__idmix(h ^ mlt__g_idkey[2 * which]) ^ mlt__g_idkey[2 * which + 1];
+}
+static inline uint64_t mlt__handle_from_id(uint64_t id, int which) {
+  return mlt__idunmix(id ^ mlt__g_idkey[2 * which + 1]) ^ mlt__g_idkey[2 * which];
+}
 
 /* ---- encoding helpers (util.c) ---- */
 void mlt__hex64(uint64_t v, char out[16]);
@@ -104,6 +130,9 @@ void mlt__registry_atfork_child(void); /* trace.c */
 void mlt__chunks_atfork_child(void);   /* chunks.c */
 void mlt__tls_atfork_child(void);      /* span.c */
 void mlt__tls_reset_counters(void);    /* span.c: zero the counters of retired threads */
+/* Work queue rejections since mlt_init() (thread.c; mlt_stats.work_queue_rejected). */
+uint64_t mlt__workq_rejected(void);
+void mlt__workq_reset_counters(void);
 
 /* ---- env helpers (util.c) ---- */
 const char *mlt__getenv(const char *name); /* NULL when unset or empty */

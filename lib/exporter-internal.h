@@ -127,6 +127,7 @@ typedef struct mlt__digest {
   int status;         /* from the span (ended) */
   const mlt__rec *status_msg;
   int64_t first_chunk_ns;
+  int have_func; /* mlflow.spanFunctionName made (in scratch buffer 3) */
   /* scratch capacity */
   size_t cap_attrs, cap_events, cap_chunks;
 } mlt__digest;

@@ -1,6 +1,6 @@
 /* lib/exporters.c: the local JSONL file store, the in-memory store, and the
  * callback exporter. */
-#include "exporter-internal.h"
+#include "assess-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -109,6 +109,11 @@ int mlt__exporter_file_new(const char *path, mlt_exporter **out) {
 }
 
 int mlt_exporter_file_new(const char *path, mlt_exporter **out) { return mlt__exporter_file_new(path, out); }
+
+/* For lib/assess.c (update lines of trace operations). */
+const char *mlt__exporter_file_path(const mlt_exporter *e) {
+  return e->ops == &file_ops ? ((const file_exp *)e)->path : NULL;
+}
 
 /* ---- in-memory store ------------------------------------------------- */
 

@@ -280,10 +280,11 @@ static int start(mlt__http *h, mlt__http_req *r) {
     curl_easy_setopt(e, CURLOPT_USERPWD, c->userpwd);
   }
   if (r->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-  if (r->method == MLT__HTTP_POST || r->method == MLT__HTTP_PUT) {
+  if (r->method != MLT__HTTP_GET) { /* POST, PUT, PATCH, DELETE: all with a body */
+    static const char *const verb[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.p ? r->body.p : "");
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
-    if (r->method == MLT__HTTP_PUT) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+    if (r->method >= MLT__HTTP_PUT) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, verb[r->method]);
   } else {
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
   }

@@ -2,6 +2,8 @@
 
 lib_LTLIBRARIES += lib/libmltrace.la
 lib_libmltrace_la_SOURCES = \
+  lib/assess.c \
+  lib/assess-mlflow.c \
   lib/chunks.c \
   lib/client.c \
   lib/context.c \
@@ -22,6 +24,7 @@ lib_libmltrace_la_SOURCES = \
   lib/util.c \
   lib/view.c
 noinst_HEADERS += \
+  lib/assess-internal.h \
   lib/common-internal.h \
   lib/exporter-internal.h \
   lib/json-internal.h \
@@ -37,6 +40,7 @@ lib_libmltrace_la_LDFLAGS = -no-undefined \
 
 mltraceincludedir = $(includedir)/mltrace
 mltraceinclude_HEADERS = \
+  lib/include/mltrace/assessment.h \
   lib/include/mltrace/common.h \
   lib/include/mltrace/context.h \
   lib/include/mltrace/exporter.h \
@@ -49,8 +53,10 @@ nodist_mltraceinclude_HEADERS = lib/include/mltrace/version.h
 EXTRA_DIST += lib/include/mltrace/version.h.in lib/mltrace.pc.in
 pkgconfig_DATA += lib/mltrace.pc
 
-# The mltrace command-line tool: show and list traces of a JSONL file.
+# The mltrace command-line tool: list, show and merge the traces of a JSONL
+# file; list and show those of an MLflow tracking server.
 bin_PROGRAMS += lib/cli/mltrace
-lib_cli_mltrace_SOURCES = lib/cli/mltrace.c
-lib_cli_mltrace_CFLAGS = $(AM_CFLAGS) $(CJSON_CFLAGS)
-lib_cli_mltrace_LDADD = $(CJSON_LIBS)
+lib_cli_mltrace_SOURCES = lib/cli/cli.h lib/cli/main.c lib/cli/text.c lib/cli/json.c lib/cli/store.c \
+  lib/cli/server.c lib/cli/render.c lib/cli/merge.c
+lib_cli_mltrace_CFLAGS = $(AM_CFLAGS) $(CJSON_CFLAGS) $(CURL_CFLAGS)
+lib_cli_mltrace_LDADD = $(CJSON_LIBS) $(CURL_LIBS)

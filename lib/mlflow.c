@@ -17,8 +17,8 @@
  * Everything runs on the export thread through the shared HTTP transport
  * (lib/http.c): nothing blocks an application thread.
  */
+#include "assess-internal.h"
 #include "options-internal.h"
-#include "otlp-internal.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -828,6 +828,16 @@ int mlt_exporter_mlflow_new(const char *tracking_uri, const char *experiment_id,
   }
   *out = &x->base;
   return MLT_OK;
+}
+
+/* For lib/assess-mlflow.c (trace operations go to the same server, with the
+ * same credentials). */
+int mlt__exporter_mlflow_target(const mlt_exporter *e, const char **base_url, const mlt__http_cfg **cfg) {
+  if (e->ops != &mlflow_ops) return -1;
+  const mlflow_exp *x = (const mlflow_exp *)e;
+  *base_url = x->base_url;
+  *cfg = &x->cfg;
+  return 0;
 }
 
 int mlt__exporter_mlflow_from_config(mlt_exporter **out) {

@@ -29,7 +29,7 @@ void mlt__net_success(mlt__net_health *h);
 
 /* ---- HTTP transport (curl multi on the export thread) ---------------- */
 
-enum { MLT__HTTP_GET = 0, MLT__HTTP_POST = 1, MLT__HTTP_PUT = 2 };
+enum { MLT__HTTP_GET = 0, MLT__HTTP_POST = 1, MLT__HTTP_PUT = 2, MLT__HTTP_PATCH = 3, MLT__HTTP_DELETE = 4 };
 
 typedef struct mlt__http_req mlt__http_req;
 /* Completion: |ok| when a 2xx arrived; otherwise |status| is the last HTTP

@@ -207,12 +207,9 @@ static void any_from_rec(mlt__buf *b, const mlt__rec *r, mlt__buf *tmp) {
       pb_fixed64(b, 4, bits);
       return;
     }
-    case MLT__V_BOOL: {
-      int64_t x;
-      memcpy(&x, v, 8);
-      pb_uint(b, 2, x != 0);
+    case MLT__V_BOOL:
+      pb_uint(b, 2, r->aux != 0);
       return;
-    }
     default: {
       /* JSON text, cJSON, fields: go through the JSON text. */
       mlt__buf_reset(tmp);

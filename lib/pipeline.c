@@ -17,7 +17,7 @@
  *   finished = exported + partial + failed + dropped + spooled + pending
  * (pending: queued or in flight; 0 after shutdown).
  */
-#include "exporter-internal.h"
+#include "assess-internal.h"
 #include "options-internal.h"
 #include "spool-internal.h"
 
@@ -779,12 +779,15 @@ static void *export_main(void *arg) {
       int64_t w = e->ops->poll(e, now);
       if (w > 0 && w < wake_at) wake_at = w;
     }
+    int64_t ow = mlt__ops_poll(now); /* feedback and tags on finished traces (assess.c) */
+    if (ow > 0 && ow < wake_at) wake_at = ow;
     if (n == BATCH_MAX) continue;
     if (stopping) {
       /* Drain for as long as the deadline allows. */
-      if (queue_depth() == 0 && exporters_in_flight() == 0) break;
+      if (queue_depth() == 0 && exporters_in_flight() == 0 && mlt__ops_idle()) break;
       if (mlt__mono_ns() >= g_stop_deadline_mono) {
         finish_at_deadline();
+        mlt__ops_abandon();
         break;
       }
       if (wake_at > g_stop_deadline_mono) wake_at = g_stop_deadline_mono;
@@ -932,6 +935,7 @@ static void atfork_child(void) {
   mlt__registry_atfork_child();
   mlt__chunks_atfork_child();
   mlt__tls_atfork_child();
+  mlt__ops_atfork_child();
 }
 
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
@@ -977,6 +981,7 @@ int mlt_init(mlt_options *opts) {
   g_flush_mark_loss = g_flush_mark_spool = 0;
   for (int i = 0; i < MLT__ST_COUNT; i++) atomic_store(&g_stats[i], 0);
   mlt__tls_reset_counters();
+  mlt__workq_reset_counters();
   g_have_final = 0;
   g_timed_out_shutdown = 0;
   atomic_store(&g_stop, 0);
@@ -992,6 +997,7 @@ int mlt_init(mlt_options *opts) {
    * any application thread can look at it. */
   for (mlt_exporter *e = g_exporters; e; e = e->next)
     if (e->ops->start && e->ops->start(e) != 0) e->failed_start = 1;
+  mlt__ops_start(g_exporters);
   uint32_t ep = atomic_load(&mlt__g_epoch) + 1;
   if (ep == 0) ep = 1;
   atomic_store(&mlt__g_epoch, ep);
@@ -1050,6 +1056,8 @@ static void snapshot_stats(mlt_stats *s) {
 #undef G
   uint64_t acc = atomic_load(&g_enqueued), done = atomic_load(&g_done);
   s->traces_pending = acc > done ? acc - done : 0;
+  s->work_queue_rejected = mlt__workq_rejected();
+  mlt__ops_stats(s);
 }
 
 int mlt_get_stats(mlt_stats *out, size_t size) {
@@ -1108,6 +1116,9 @@ int mlt_flush(int timeout_ms) {
   if (loss > g_flush_mark_loss) g_flush_mark_loss = loss;
   if (spool > g_flush_mark_spool) g_flush_mark_spool = spool;
   pthread_mutex_unlock(&g_flush_mu);
+  /* Operations queued before the flush (assess.c), within the same deadline. */
+  int orc = mlt__ops_flush(deadline);
+  if (rc == MLT_OK) rc = orc;
   return rc;
 }
 
@@ -1160,6 +1171,7 @@ int mlt_shutdown(int timeout_ms) {
     rc = MLT_ETIMEDOUT;
   }
   if (lost) publish_done(lost);
+  mlt__ops_stop(); /* trace operations still waiting are counted failed (assess.c) */
   snapshot_stats(&g_final);
   g_have_final = 1;
   report_losses(&g_final);
@@ -1224,3 +1236,8 @@ int mlt_stats_format(const mlt_stats *stats, char *buf, size_t size) {
                    (unsigned long long)s->traces_evicted, (unsigned long long)s->export_retries);
   return n < 0 ? MLT_EINVAL : n;
 }
+
+/* For lib/assess.c: operations on finished traces wait for the traces
+ * accepted before them. */
+uint64_t mlt__pipeline_enqueued(void) { return atomic_load(&g_enqueued); }
+uint64_t mlt__pipeline_done(void) { return atomic_load(&g_done); }

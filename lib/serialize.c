@@ -1,7 +1,7 @@
 /* lib/serialize.c: span digests and MLflow's Trace JSON (the form of
  * Trace.to_json(), loadable with Trace.from_json(); also traces.json and the
  * StartTraceV3 TraceInfo).  Runs on the export thread only. */
-#include "exporter-internal.h"
+#include "assess-internal.h"
 
 #include <cjson/cJSON.h>
 
@@ -27,6 +27,44 @@ static int key_eq(const mlt__rec *a, const char *key, size_t klen) {
   return a->key_len == klen && memcmp(mlt__rec_key(a), key, klen) == 0;
 }
 
+/* Last value per key, in first-set order; removals applied. */
+static void digest_attr(mlt__digest *d, const mlt__rec *r) {
+  const char *k = mlt__rec_key(r);
+  size_t i;
+  for (i = 0; i < d->n_attrs; i++)
+    if (key_eq(d->attrs[i], k, r->key_len)) break;
+  if (r->kind == MLT__R_REMOVE_ATTR) {
+    if (i < d->n_attrs) {
+      memmove(&d->attrs[i], &d->attrs[i + 1], (d->n_attrs - i - 1) * sizeof *d->attrs);
+      d->n_attrs--;
+    }
+  } else if (i < d->n_attrs) {
+    d->attrs[i] = r;
+  } else if (grow(&d->attrs, &d->cap_attrs, d->n_attrs + 1) == 0) {
+    d->attrs[d->n_attrs++] = r;
+  }
+}
+
+/* Function scope records its function name once (a NAME record flagged
+ * FUNC, or a FUNC record): the attribute mlflow.spanFunctionName is made
+ * here, in scratch memory that lives as long as this digest. */
+static void digest_func(mlt__digest *d, const mlt__rec *src) {
+  static const char key[] = "mlflow.spanFunctionName";
+  if (d->have_func) return; /* one per span (the scratch record must not move) */
+  mlt__buf *b = mlt__scratch_buf(3);
+  mlt__buf_reset(b);
+  size_t klen = sizeof key - 1, size = mlt__rec_size(klen, src->val_len);
+  if (mlt__buf_reserve(b, size)) return;
+  mlt__rec r = {.kind = MLT__R_ATTR, .sub = MLT__V_STR, .flags = src->flags & MLT__RF_TRUNC, .key_len = klen,
+                .val_len = src->val_len};
+  memcpy(b->p, &r, sizeof r);
+  memcpy(b->p + sizeof r, key, klen);
+  memcpy(b->p + sizeof r + klen, mlt__rec_val(src), src->val_len);
+  b->len = size;
+  d->have_func = 1;
+  digest_attr(d, (const mlt__rec *)(const void *)b->p);
+}
+
 void mlt__digest_span(mlt__digest *d, mlt__span *s) {
   d->name = "span";
   d->name_len = 4;
@@ -38,6 +76,7 @@ void mlt__digest_span(mlt__digest *d, mlt__span *s) {
   d->status = s->status;
   d->status_msg = NULL;
   d->first_chunk_ns = 0;
+  d->have_func = 0;
   mlt__log_iter it;
   mlt__log_iter_init(&it, s);
   const mlt__rec *r;
@@ -45,6 +84,10 @@ void mlt__digest_span(mlt__digest *d, mlt__span *s) {
     switch (r->kind) {
       case MLT__R_NAME:
         d->name = mlt__rec_value(r, &d->name_len, NULL);
+        if (r->flags & MLT__RF_FUNC) digest_func(d, r);
+        break;
+      case MLT__R_FUNC:
+        digest_func(d, r);
         break;
       case MLT__R_TYPE:
         d->type = mlt_span_type_name((mlt_span_type)r->aux);
@@ -54,23 +97,9 @@ void mlt__digest_span(mlt__digest *d, mlt__span *s) {
         d->type = mlt__rec_value(r, &d->type_len, NULL);
         break;
       case MLT__R_ATTR:
-      case MLT__R_REMOVE_ATTR: {
-        const char *k = mlt__rec_key(r);
-        size_t i;
-        for (i = 0; i < d->n_attrs; i++)
-          if (key_eq(d->attrs[i], k, r->key_len)) break;
-        if (r->kind == MLT__R_REMOVE_ATTR) {
-          if (i < d->n_attrs) {
-            memmove(&d->attrs[i], &d->attrs[i + 1], (d->n_attrs - i - 1) * sizeof *d->attrs);
-            d->n_attrs--;
-          }
-        } else if (i < d->n_attrs) {
-          d->attrs[i] = r;
-        } else if (grow(&d->attrs, &d->cap_attrs, d->n_attrs + 1) == 0) {
-          d->attrs[d->n_attrs++] = r;
-        }
+      case MLT__R_REMOVE_ATTR:
+        digest_attr(d, r);
         break;
-      }
       case MLT__R_INPUTS:
         d->inputs = r->sub == MLT__V_NONE ? NULL : r;
         break;
@@ -206,9 +235,7 @@ void mlt__value_json(mlt__buf *out, const mlt__rec *r) {
       return;
     }
     case MLT__V_BOOL: {
-      int64_t b;
-      memcpy(&b, v, 8);
-      if (b)
+      if (r->aux)
         mlt__buf_lit(out, "true");
       else
         mlt__buf_lit(out, "false");
@@ -467,6 +494,8 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
     }
     if (!p->n) ti->start_ns = ti->end_ns = 0;
   }
+  const char *state = tinfo_find(ti->info, MLT__TI_STATE); /* update_current_trace(state=) wins */
+  if (state) ti->state_error = state[0] == 'E';
   /* Token usage: tree-aware sum of mlflow.chat.tokenUsage, as MLflow does. */
   char *flags = calloc(p->n ? p->n : 1, 1);
   cJSON **usage = calloc(p->n ? p->n : 1, sizeof *usage);
@@ -866,6 +895,7 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
     mlt__buf_lit(out, ", \"response_preview\": ");
     mlt__json_str(out, ti->response_preview.p ? ti->response_preview.p : "", ti->response_preview.len);
   }
+  mlt__assessments_json(out, ti->info); /* lib/assess.c: ", \"assessments\": [...]" when any */
   int64_t dur_ms = ti->end_ns > ti->start_ns ? (ti->end_ns - ti->start_ns) / 1000000 : 0;
   if (for_rest) {
     char d[48];

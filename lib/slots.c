@@ -2,24 +2,79 @@
  *
  * Slots live in chunks of 1024 that are never freed while the library runs,
  * so a stale handle can always be checked against its slot's generation.
- * Free slot indices circulate through per-thread magazines (no lock on the
- * hot path) and a global pool that magazines refill from and spill to in
- * batches of MLT__MAG_SIZE / 2 (one lock per 64 spans at most).
+ * Free slot indices circulate through per-thread magazines (no lock, no
+ * atomic operation on the hot path) and a global pool of batches of
+ * MLT__MAG_SIZE / 2 indices, a lock-free stack that magazines refill from and
+ * spill to: one compare-and-swap per 128 spans.  Only growing the table (a
+ * new chunk of slots) takes a mutex.
  */
 #include "span-internal.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 mlt__span *_Atomic mlt__g_slot_chunks[MLT__SLOT_MAX_CHUNKS];
 
-static atomic_flag pool_mu = ATOMIC_FLAG_INIT;
-static uint32_t *pool;
-static size_t pool_n, pool_cap;
-static uint32_t n_chunks;
-static _Atomic int64_t in_use;
-
 #define BATCH (MLT__MAG_SIZE / 2)
+#define SB_BLOCK 64 /* batch nodes per allocation */
+#define SB_MAX_BLOCKS (MLT__SLOT_MAX_CHUNKS * MLT__SLOT_CHUNK / BATCH / SB_BLOCK * 2)
+
+typedef struct sbatch {
+  _Atomic uint32_t next; /* lock-free stack link */
+  uint32_t n;
+  uint32_t idx[BATCH];
+} sbatch;
+
+static pthread_mutex_t grow_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t n_chunks;                     /* under grow_mu */
+static sbatch *_Atomic sb_blocks[SB_MAX_BLOCKS];
+static uint32_t n_sb;                         /* batch nodes made, under grow_mu */
+static _Atomic uint64_t g_full, g_empty;      /* stacks of full and empty batch nodes */
+
+static sbatch *sb_at(uint32_t num) {
+  sbatch *blk = atomic_load_explicit(&sb_blocks[(num - 1) / SB_BLOCK], memory_order_acquire);
+  return &blk[(num - 1) % SB_BLOCK];
+}
+static _Atomic uint32_t *sb_next(uint32_t num) { return &sb_at(num)->next; }
+
+/* A new batch node (0: out of memory).  Caller holds grow_mu. */
+static uint32_t sb_new_locked(void) {
+  if (n_sb % SB_BLOCK == 0) {
+    if (n_sb / SB_BLOCK >= SB_MAX_BLOCKS) return 0;
+    sbatch *blk = calloc(SB_BLOCK, sizeof *blk);
+    if (!blk) return 0;
+    atomic_store_explicit(&sb_blocks[n_sb / SB_BLOCK], blk, memory_order_release);
+  }
+  return ++n_sb;
+}
+
+/* A batch node: a recycled one, or a new one (0: out of memory). */
+static uint32_t sb_node(int locked) {
+  uint32_t num = mlt__lf_pop(&g_empty, sb_next);
+  if (num) return num;
+  if (!locked) pthread_mutex_lock(&grow_mu);
+  num = sb_new_locked();
+  if (!locked) pthread_mutex_unlock(&grow_mu);
+  return num;
+}
+
+/* Hand |n| indices to the pool, in batches.  Returns how many were taken
+ * (fewer only when out of memory: those slots stay unused until shutdown). */
+static size_t pool_put_ex(const uint32_t *idx, size_t n, int locked) {
+  size_t done = 0;
+  while (done < n) {
+    uint32_t num = sb_node(locked);
+    if (!num) break;
+    sbatch *b = sb_at(num);
+    b->n = (uint32_t)MLT_MIN((size_t)BATCH, n - done);
+    memcpy(b->idx, idx + done, b->n * sizeof *idx);
+    done += b->n;
+    mlt__lf_push(&g_full, num, sb_next);
+  }
+  return done;
+}
+static size_t pool_put(const uint32_t *idx, size_t n) { return pool_put_ex(idx, n, 0); }
 
 static uint32_t next_gen(uint32_t gen) {
   gen++;
@@ -27,21 +82,9 @@ static uint32_t next_gen(uint32_t gen) {
   return gen;
 }
 
-static int pool_reserve(size_t need) {
-  if (need <= pool_cap) return 0;
-  size_t cap = pool_cap ? pool_cap * 2 : 4096;
-  while (cap < need) cap *= 2;
-  uint32_t *p = realloc(pool, cap * sizeof *p);
-  if (!p) return -1;
-  pool = p;
-  pool_cap = cap;
-  return 0;
-}
-
-/* Caller holds pool_mu. */
+/* A new chunk of slots, its indices in the pool.  Caller holds grow_mu. */
 static int add_chunk(void) {
   if (n_chunks >= MLT__SLOT_MAX_CHUNKS) return -1;
-  if (pool_reserve(pool_n + MLT__SLOT_CHUNK)) return -1;
   mlt__span *c = calloc(MLT__SLOT_CHUNK, sizeof *c);
   if (!c) return -1;
   /* Generations start from an epoch-dependent base, so handles kept across
@@ -49,28 +92,49 @@ static int add_chunk(void) {
   uint32_t base = (atomic_load(&mlt__g_epoch) * 0x10001u) & 0x7FFFFFFFu;
   if (base == 0) base = 1;
   uint32_t first = n_chunks * MLT__SLOT_CHUNK;
+  uint32_t idx[MLT__SLOT_CHUNK];
   for (uint32_t i = 0; i < MLT__SLOT_CHUNK; i++) {
     c[i].index = first + i;
+    c[i].head.cap = MLT__INLINE_LOG;
+    c[i].tail = &c[i].head;
+    c[i].flags = MLT__SF_TEXT_ONLY;
     atomic_init(&c[i].gs, MLT__GS(base, MLT__S_FREE));
+    /* reversed, so that low indices are handed out first */
+    idx[i] = first + MLT__SLOT_CHUNK - 1 - i;
   }
   atomic_store_explicit(&mlt__g_slot_chunks[n_chunks], c, memory_order_release);
   n_chunks++;
-  /* Push in reverse so that low indices are handed out first. */
-  for (uint32_t i = MLT__SLOT_CHUNK; i > 0; i--) pool[pool_n++] = first + i - 1;
+  pool_put_ex(idx, MLT__SLOT_CHUNK, 1);
   return 0;
 }
 
-static int refill(mlt__tls *tls) {
-  mlt__spin_lock(&pool_mu);
-  if (pool_n == 0 && add_chunk() != 0) {
-    mlt__spin_unlock(&pool_mu);
-    return -1;
+/* Move one batch of indices to |out| (room for BATCH), growing the table
+ * when the pool is empty; returns how many (0: out of memory). */
+static uint32_t take_batch(uint32_t *out) {
+  uint32_t num = mlt__lf_pop(&g_full, sb_next);
+  while (!num) {
+    pthread_mutex_lock(&grow_mu);
+    num = mlt__lf_pop(&g_full, sb_next);
+    int rc = num ? 0 : add_chunk();
+    pthread_mutex_unlock(&grow_mu);
+    if (rc) return 0;
+    if (!num) num = mlt__lf_pop(&g_full, sb_next);
   }
-  uint32_t take = (uint32_t)MLT_MIN((size_t)BATCH, pool_n);
-  for (uint32_t i = 0; i < take; i++) tls->mag[tls->n_mag++] = pool[--pool_n];
-  mlt__spin_unlock(&pool_mu);
-  return 0;
+  sbatch *b = sb_at(num);
+  uint32_t n = b->n;
+  memcpy(out, b->idx, n * sizeof *b->idx);
+  mlt__lf_push(&g_empty, num, sb_next);
+  return n;
 }
+
+/* Fill an empty magazine from the pool. */
+static int refill(mlt__tls *tls) {
+  uint32_t n = take_batch(tls->mag + tls->n_mag);
+  tls->n_mag += n;
+  return n ? 0 : -1;
+}
+
+int mlt__slot_refill(mlt__tls *tls) { return refill(tls); }
 
 mlt__span *mlt__slot_alloc(mlt__tls *tls) {
   uint32_t idx;
@@ -78,25 +142,14 @@ mlt__span *mlt__slot_alloc(mlt__tls *tls) {
     if (MLT_UNLIKELY(tls->n_mag == 0) && refill(tls) != 0) return NULL;
     idx = tls->mag[--tls->n_mag];
   } else {
-    mlt__spin_lock(&pool_mu);
-    if (pool_n == 0 && add_chunk() != 0) {
-      mlt__spin_unlock(&pool_mu);
-      return NULL;
-    }
-    idx = pool[--pool_n];
-    mlt__spin_unlock(&pool_mu);
+    /* No thread state: take one batch, return the rest. */
+    uint32_t tmp[BATCH];
+    uint32_t n = take_batch(tmp);
+    if (!n) return NULL;
+    idx = tmp[--n];
+    if (n) pool_put(tmp, n);
   }
-  atomic_fetch_add_explicit(&in_use, 1, memory_order_relaxed);
   return mlt__slot_at(idx);
-}
-
-static void pool_put(const uint32_t *idx, size_t n) {
-  mlt__spin_lock(&pool_mu);
-  if (pool_reserve(pool_n + n) == 0) {
-    memcpy(pool + pool_n, idx, n * sizeof *idx);
-    pool_n += n;
-  } /* else: the slots leak until shutdown; never reached in practice */
-  mlt__spin_unlock(&pool_mu);
 }
 
 void mlt__slots_put_indices(const uint32_t *idx, size_t n) { pool_put(idx, n); }
@@ -130,40 +183,42 @@ void mlt__slot_release(mlt__span *s, mlt__tls *tls) {
     mlt_context_release(s->ctx);
     s->ctx = NULL;
   }
+  /* Clean, so that the next start writes only what differs. */
+  s->status = MLT_STATUS_UNSET;
+  s->flags = MLT__SF_TEXT_ONLY;
+  atomic_store_explicit(&s->is_root, 0, memory_order_relaxed);
+  s->end_ns = 0;
+  s->n_events = s->n_events_dropped = s->n_chunks = 0;
+  s->reducer = NULL;
+  atomic_store_explicit(&s->head.used, 0, memory_order_relaxed);
+  s->tail = &s->head;
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
   atomic_store_explicit(&s->gs, MLT__GS(next_gen(MLT__GS_GEN(gs)), MLT__S_FREE), memory_order_release);
-  atomic_fetch_sub_explicit(&in_use, 1, memory_order_relaxed);
   if (tls) {
-    if (tls->n_mag == MLT__MAG_SIZE) {
-      pool_put(tls->mag + BATCH, BATCH);
-      tls->n_mag = BATCH;
-    }
-    tls->mag[tls->n_mag++] = s->index;
+    if (tls->n_mag == MLT__MAG_SIZE) tls->n_mag -= (uint32_t)pool_put(tls->mag + BATCH, BATCH);
+    if (MLT_LIKELY(tls->n_mag < MLT__MAG_SIZE)) tls->mag[tls->n_mag++] = s->index;
   } else {
     pool_put(&s->index, 1);
   }
 }
 
-size_t mlt__slots_in_use(void) {
-  int64_t v = atomic_load_explicit(&in_use, memory_order_relaxed);
-  return v > 0 ? (size_t)v : 0;
-}
-
 /* In the child of fork(): forget the parent's slots (not freed: the memory
  * is the parent's copy-on-write image) so that mlt_init() starts afresh. */
 void mlt__slots_atfork_child(void) {
-  atomic_flag_clear(&pool_mu);
-  mlt__forget(pool);
+  pthread_mutex_init(&grow_mu, NULL);
   for (uint32_t i = 0; i < n_chunks; i++) mlt__forget(atomic_load_explicit(&mlt__g_slot_chunks[i], memory_order_relaxed));
-  pool = NULL;
-  pool_n = pool_cap = 0;
-  n_chunks = 0;
+  for (uint32_t i = 0; i < SB_MAX_BLOCKS; i++) {
+    mlt__forget(atomic_load_explicit(&sb_blocks[i], memory_order_relaxed));
+    atomic_store_explicit(&sb_blocks[i], NULL, memory_order_relaxed);
+  }
+  n_chunks = n_sb = 0;
+  atomic_store(&g_full, 0);
+  atomic_store(&g_empty, 0);
   for (uint32_t i = 0; i < MLT__SLOT_MAX_CHUNKS; i++) atomic_store_explicit(&mlt__g_slot_chunks[i], NULL, memory_order_relaxed);
-  atomic_store(&in_use, 0);
 }
 
 void mlt__slots_shutdown(void) {
-  mlt__spin_lock(&pool_mu);
+  pthread_mutex_lock(&grow_mu);
   for (uint32_t i = 0; i < n_chunks; i++) {
     mlt__span *c = atomic_load(&mlt__g_slot_chunks[i]);
     atomic_store(&mlt__g_slot_chunks[i], NULL);
@@ -176,10 +231,14 @@ void mlt__slots_shutdown(void) {
     }
     free(c);
   }
-  n_chunks = 0;
-  free(pool);
-  pool = NULL;
-  pool_n = pool_cap = 0;
-  atomic_store(&in_use, 0);
-  mlt__spin_unlock(&pool_mu);
+  for (uint32_t i = 0; i < SB_MAX_BLOCKS; i++) {
+    sbatch *blk = atomic_load_explicit(&sb_blocks[i], memory_order_relaxed);
+    if (!blk) break;
+    free(blk);
+    atomic_store_explicit(&sb_blocks[i], NULL, memory_order_relaxed);
+  }
+  n_chunks = n_sb = 0;
+  atomic_store(&g_full, 0);
+  atomic_store(&g_empty, 0);
+  pthread_mutex_unlock(&grow_mu);
 }

@@ -35,7 +35,8 @@ enum {
   MLT__R_STATUS,        /* flags = status; val = message */
   MLT__R_REMOVE_ATTR,   /* key (span processor) */
   MLT__R_DROP_EVENTS,   /* (span processor) */
-  MLT__R_FIELD          /* child of EVENT / FIELDS: key, sub = value type */
+  MLT__R_FIELD,         /* child of EVENT / FIELDS: key, sub = value type */
+  MLT__R_FUNC           /* val = function name (mlflow.spanFunctionName) */
 };
 
 /* Value types (rec.sub). */
@@ -55,18 +56,20 @@ enum {
 #define MLT__RF_CHECKED 0x02 /* JSON text validated (export thread) */
 #define MLT__RF_INVALID 0x04 /* ... and found invalid */
 #define MLT__RF_BADUTF8 0x08 /* ... valid JSON with invalid UTF-8 in strings */
+#define MLT__RF_FUNC 0x10    /* NAME record: the name is also the function name */
 
+/* An 8-byte record header (one store on the hot path).  Keys are at most
+ * 1024 bytes (11 bits); aux holds a span type or a status (< 32). */
 typedef struct mlt__rec {
-  uint8_t kind;
-  uint8_t sub;
-  uint8_t flags;
-  uint8_t aux; /* kind-specific small value (type enum, status) */
-  uint16_t key_len;
-  uint16_t pad_;
+  uint32_t kind : 4;
+  uint32_t sub : 4;
+  uint32_t flags : 8;
+  uint32_t aux : 5; /* kind-specific small value (type enum, status) */
+  uint32_t key_len : 11;
   uint32_t val_len;
-  uint32_t pad2_;
   /* key bytes, then value bytes, then padding to 8 */
 } mlt__rec;
+#define MLT__KEY_MAX 1024
 
 #define MLT__REC_ALIGN 8
 static inline size_t mlt__rec_size(size_t key_len, size_t val_len) {
@@ -84,7 +87,14 @@ typedef struct mlt__chunk {
   _Atomic uint32_t used; /* published with release by the owner */
   /* aligned data follows */
 } mlt__chunk;
-static inline char *mlt__chunk_data(mlt__chunk *c) { return (char *)(c + 1); }
+/* The data after a chunk header.  For the inline chunk the data is the
+ * slot's inline_log, beyond the |head| member: the empty asm hides that from
+ * the compiler's object-size checks. */
+static inline char *mlt__chunk_data(mlt__chunk *c) {
+  char *p = (char *)(c + 1);
+  __asm__("" : "+r"(p));
+  return p;
+}
 
 /* ---- span slot ------------------------------------------------------- */
 
@@ -108,7 +118,7 @@ static inline int mlt__h_is_nonrec(mlt_span h) {
 
 /* Span slot flags. */
 #define MLT__SF_CURRENT 0x01    /* made current on its owner thread */
-#define MLT__SF_REGISTERED 0x02 /* reachable by id (client registry) */
+#define MLT__SF_ROOT 0x02       /* the local root of its trace */
 #define MLT__SF_CLONE 0x04      /* a snapshot made for a forced finish */
 #define MLT__SF_HAS_CHUNKS 0x08
 #define MLT__SF_OUTPUTS 0x10    /* outputs set explicitly */
@@ -119,13 +129,17 @@ static inline int mlt__h_is_nonrec(mlt_span h) {
 
 typedef struct mlt__trace mlt__trace;
 
+/* A FREE slot is clean (mlt__slot_release() makes it so, on the thread that
+ * frees it, usually the export thread): empty log (head.used 0, head.next
+ * NULL, tail = &head), counters 0, no reducer, no context, status UNSET,
+ * flags TEXT_ONLY, end_ns 0.  Starting a span writes only what differs. */
 typedef struct mlt__span {
   _Atomic uint64_t gs;
   uint32_t index;
   uint8_t type; /* start type (later changes are records) */
   uint8_t status;
   uint8_t flags;
-  uint8_t pad_;
+  _Atomic uint8_t is_root; /* the trace's root (set at start; read by the reaper) */
   uint64_t span_id;
   uint64_t parent_id;
   int64_t start_ns;
@@ -166,7 +180,9 @@ enum {
   MLT__TI_RESP_PREVIEW,
   MLT__TI_CLIENT_REQ_ID,
   MLT__TI_SESSION,
-  MLT__TI_USER
+  MLT__TI_USER,
+  MLT__TI_STATE,     /* value "OK" / "ERROR" (update_current_trace state) */
+  MLT__TI_ASSESSMENT /* value: one Assessment JSON object (lib/assess.c) */
 };
 typedef struct mlt__tinfo {
   struct mlt__tinfo *next;
@@ -196,9 +212,11 @@ struct mlt__trace {
   /* filled for export */
   mlt__span **export_spans;
   uint32_t n_export;
-  /* linkage */
-  mlt__trace *next_active; /* active shard list (owned by the list) */
-  mlt__trace *next_free;   /* pool free list */
+  /* pool linkage */
+  mlt__trace *next_free;      /* next in a chain of free headers */
+  _Atomic uint32_t chain_next; /* chain heads: the next chain in the pool's stack */
+  uint32_t chain_n;           /* chain heads: headers in the chain */
+  uint32_t pool_num;          /* this header's number (1-based, fixed) */
   /* export queue (pipeline.c): link while queued, bytes it holds */
   mlt__trace *_Atomic qnext;
   size_t qbytes;
@@ -223,7 +241,7 @@ struct mlt_context {
 
 #define MLT__TINFO_MAX 4096 /* trace-level entries (tags, metadata, ...) per trace */
 #define MLT__MAX_ATTACH 64
-#define MLT__MAG_SIZE 128
+#define MLT__MAG_SIZE 256
 #define MLT__CHUNK_CLASSES 8 /* log chunk size classes: 512 B .. 64 KiB */
 #define MLT__CHUNK_CACHE 16  /* per class, per thread */
 
@@ -244,6 +262,24 @@ typedef struct mlt__attach_frame {
   uint32_t serial;
 } mlt__attach_frame;
 
+/* The last trace this thread finished (mlt_get_last_active_trace_id()):
+ * written only by its thread, read by others under a sequence count. */
+typedef struct mlt__last_trace {
+  _Atomic uint32_t seq; /* odd while being written */
+  _Atomic uint64_t hi, lo;
+  _Atomic int64_t stamp; /* finish time (ns, realtime); 0: none */
+} mlt__last_trace;
+
+static inline void mlt__last_write(mlt__last_trace *l, uint64_t hi, uint64_t lo, int64_t stamp) {
+  uint32_t q = atomic_load_explicit(&l->seq, memory_order_relaxed);
+  atomic_store_explicit(&l->seq, q + 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+  atomic_store_explicit(&l->hi, hi, memory_order_relaxed);
+  atomic_store_explicit(&l->lo, lo, memory_order_relaxed);
+  atomic_store_explicit(&l->stamp, stamp, memory_order_relaxed);
+  atomic_store_explicit(&l->seq, q + 2, memory_order_release);
+}
+
 typedef struct mlt__tls {
   mlt_span cur;
   uint32_t nonrec_depth;
@@ -252,9 +288,10 @@ typedef struct mlt__tls {
   uint32_t serial;
   uint32_t n_mag;
   struct mlt_context *attached; /* frames[depth-1].ctx, or NULL */
-  uint64_t rng;
+  uint64_t rng;                 /* wyrand state (seeded with the thread state) */
   uint32_t mag[MLT__MAG_SIZE]; /* free slot indices */
   mlt__tls_counters c;
+  mlt__last_trace last;
   mlt__attach_frame frames[MLT__MAX_ATTACH];
   uint32_t overflow_attach; /* attaches past MLT__MAX_ATTACH (not tracked) */
   mlt__trace *tfree;        /* cache of free trace headers */
@@ -306,10 +343,39 @@ extern _Atomic int mlt__g_state;   /* MLT__G_* */
 #define MLT__ENABLED() __atomic_load_n(&mlt__enabled_flag, __ATOMIC_RELAXED)
 #define MLT__SET_ENABLED(v) __atomic_store_n(&mlt__enabled_flag, (v), __ATOMIC_RELAXED)
 extern mlt__config mlt__g_cfg;
+/* min(32, max_value_bytes), set when a thread makes its state (span.c). */
+extern _Atomic size_t mlt__g_tiny_value;
 extern _Atomic uint32_t mlt__g_epoch;
 
 static inline int mlt__running(void) {
   return atomic_load_explicit(&mlt__g_state, memory_order_acquire) == MLT__G_RUNNING;
+}
+
+/* ---- lock-free stacks of numbered nodes (slots.c, trace.c) ----------- */
+/* The pools' global free lists: a Treiber stack whose top word packs a
+ * change count (the ABA guard: it would have to wrap 2^32 times between a
+ * read and the compare-and-swap) with the top node's number (1-based; 0 =
+ * empty).  Nodes are type-stable (never freed while the library runs) and
+ * keep the number of the next node in an atomic field, found by |next_of|. */
+typedef _Atomic uint32_t *(*mlt__lf_next_fn)(uint32_t num);
+static inline void mlt__lf_push(_Atomic uint64_t *top, uint32_t num, mlt__lf_next_fn next_of) {
+  _Atomic uint32_t *nx = next_of(num);
+  uint64_t old = atomic_load_explicit(top, memory_order_relaxed);
+  do {
+    atomic_store_explicit(nx, (uint32_t)old, memory_order_relaxed);
+  } while (!atomic_compare_exchange_weak_explicit(top, &old, (((old >> 32) + 1) << 32) | num, memory_order_release,
+                                                  memory_order_relaxed));
+}
+static inline uint32_t mlt__lf_pop(_Atomic uint64_t *top, mlt__lf_next_fn next_of) {
+  uint64_t old = atomic_load_explicit(top, memory_order_acquire);
+  for (;;) {
+    uint32_t num = (uint32_t)old;
+    if (!num) return 0;
+    uint32_t next = atomic_load_explicit(next_of(num), memory_order_relaxed);
+    if (atomic_compare_exchange_weak_explicit(top, &old, (((old >> 32) + 1) << 32) | next, memory_order_acquire,
+                                              memory_order_acquire))
+      return num;
+  }
 }
 
 /* ---- slots (slots.c) ---- */
@@ -336,12 +402,27 @@ static inline mlt__span *mlt__span_get(mlt_span h, uint64_t *gs_out) {
   *gs_out = gs;
   return s;
 }
+/* Resolve a handle to an OPEN span in a few instructions (one compare checks
+ * generation and state), or NULL: not open, stale, NONE or non-recording
+ * (their index is out of range). */
+static inline mlt__span *mlt__span_open_fast(mlt_span h) {
+  uint32_t idx = (uint32_t)h.id_ - 1;
+  if (MLT_UNLIKELY(idx >= MLT__SLOT_MAX_CHUNKS * MLT__SLOT_CHUNK)) return NULL;
+  mlt__span *c = atomic_load_explicit(&mlt__g_slot_chunks[idx >> MLT__SLOT_CHUNK_SHIFT], memory_order_acquire);
+  if (MLT_UNLIKELY(!c)) return NULL;
+  mlt__span *s = &c[idx & (MLT__SLOT_CHUNK - 1)];
+  uint64_t gs = atomic_load_explicit(&s->gs, memory_order_acquire);
+  if (MLT_UNLIKELY(gs != ((h.id_ & UINT64_C(0xFFFFFFFF00000000)) | MLT__S_OPEN))) return NULL;
+  return s;
+}
 static inline mlt_span mlt__span_handle(const mlt__span *s, uint64_t gs) {
   mlt_span h = {((uint64_t)MLT__GS_GEN(gs) << 32) | (uint64_t)(s->index + 1)};
   return h;
 }
 
 mlt__span *mlt__slot_alloc(mlt__tls *tls);
+/* Refill this thread's slot magazine from the pool (0, or -1: no memory). */
+int mlt__slot_refill(mlt__tls *tls);
 /* Free the span's log chunks and cJSON values, bump the generation and give
  * the slot back (to the caller's magazine when |tls| is not NULL, else to a
  * batch that mlt__slot_free_flush() returns to the pool). */
@@ -359,7 +440,6 @@ void mlt__chunks_shutdown(void);
 void mlt__spin_lock(atomic_flag *f);
 void mlt__spin_unlock(atomic_flag *f);
 void mlt__slots_shutdown(void);
-size_t mlt__slots_in_use(void);
 
 /* ---- per-thread state (span.c) ---- */
 mlt__tls *mlt__tls_get_slow(void);
@@ -372,6 +452,9 @@ static inline mlt__tls *mlt__tls_get(void) {
   return mlt__tls_get_slow();
 }
 void mlt__tls_sum_counters(mlt__tls_counters *out);
+/* The newest last-finished trace over all threads (1 when there is one). */
+int mlt__tls_last_trace(uint64_t *hi, uint64_t *lo);
+void mlt__tls_last_reset(void);
 void mlt__tls_shutdown(void);
 
 /* ---- span log (span.c) ---- */
@@ -396,27 +479,40 @@ void mlt__span_init(mlt__span *s, mlt__trace *t, uint64_t span_id, uint64_t pare
                     mlt_span_type type, int64_t start_ns);
 
 /* ---- traces (trace.c) ---- */
-mlt__trace *mlt__trace_new(uint64_t hi, uint64_t lo);
+/* A clean header from this thread's cache or the pool (NULL: out of
+ * memory); the caller sets refs (2), open (1), n_spans and the ids. */
+mlt__trace *mlt__trace_pool_get(mlt__tls *tls);
 static inline void mlt__trace_ref(mlt__trace *t) { atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed); }
 void mlt__trace_unref(mlt__trace *t);
 /* Ref the trace of span |s| (handle generation |gen|) if both still live. */
 mlt__trace *mlt__trace_acquire_from_span(mlt__span *s, uint32_t gen);
 /* Try to add one to the open counter (joining a span or a hold). */
 int mlt__trace_join(mlt__trace *t);
-/* Drop one from the open counter; finishes the trace at zero. */
+/* Drop one from the open counter; finishes the trace at zero (|now|: the
+ * finish time when the caller has read the clock, else 0). */
 void mlt__trace_leave(mlt__trace *t);
+void mlt__trace_finish(mlt__trace *t, int64_t now);
+void mlt__trace_leave_slow(mlt__trace *t, int32_t o, int64_t now);
+static inline void mlt__trace_leave_at(mlt__trace *t, int64_t now) {
+  int32_t o = atomic_fetch_sub_explicit(&t->open, 1, memory_order_acq_rel);
+  if (o == 1)
+    mlt__trace_finish(t, now);
+  else if (MLT_UNLIKELY(o == 1 - MLT__OPEN_BIAS))
+    mlt__trace_leave_slow(t, o, now);
+}
 /* Force-finish: end open spans with ERROR and |message|, queue the trace.
  * Returns 1 if this call finished it. */
 int mlt__trace_force_finish(mlt__trace *t, int reason, const char *message);
 void mlt__trace_push_span(mlt__trace *t, mlt__span *s);
-void mlt__traces_active_add(mlt__trace *t);
-/* Walk active traces: prune finished ones, expire timed-out ones, or (when
- * |all| is set) force-finish every trace still active. */
+/* Force-finish the traces in progress that timed out, or (when |all| is
+ * set) every one still in progress. */
 void mlt__traces_reap(int64_t now_mono_ns, int all);
 void mlt__traces_shutdown(void);
 /* Give a thread's cached trace headers back to the pool. */
 void mlt__traces_put_cache(mlt__trace *list, uint32_t n);
-void mlt__trace_set_last(const mlt__trace *t);
+/* Remember |t| as this thread's last finished trace (|stamp|: finish time,
+ * 0 reads the clock). */
+void mlt__trace_set_last(const mlt__trace *t, int64_t stamp);
 /* Registry (client API by id). */
 int mlt__registry_put(uint64_t hi, uint64_t lo, uint64_t span_id, mlt_span h);
 int mlt__registry_get(uint64_t hi, uint64_t lo, uint64_t span_id, mlt_span *out);
@@ -427,13 +523,45 @@ int mlt__trace_update(mlt__trace *t, const mlt_trace_update *u);
 /* The trace-level list, read under the trace lock (export thread). */
 mlt__tinfo *mlt__trace_take_info(mlt__trace *t);
 
-/* ---- spans (span.c) ---- */
-/* Start a span in trace |t| (already joined: open counter includes it) or a
- * new trace when t is NULL (ids from |ctx_hi/lo|, or random). */
-mlt_span mlt__span_start_common(mlt__tls *tls, const struct mlt_context *parent, mlt__span *parent_span,
-                                const char *name, mlt_span_type type, int make_current);
-void mlt__count_misuse(const char *what, int status);
+/* ---- span start (span.c) ---- */
+/* Everything a span start can be told; zero-initialize and set what
+ * applies.  One internal start function takes it, so that new start
+ * options (explicit start time, links, ...) extend this struct. */
+typedef struct mlt__start_opts {
+  const struct mlt_context *parent_ctx; /* parent context, or NULL */
+  mlt__span *parent_span;               /* parent span (trace already referenced by the caller), or NULL */
+  const char *name;                     /* NULL: "span" */
+  size_t name_len;                      /* MLT_NTS: NUL-terminated */
+  const char *func;                     /* function scope: mlflow.spanFunctionName, or NULL */
+  size_t func_len;
+  mlt_span_type type;
+  unsigned flags;   /* MLT__SO_* */
+  int64_t start_ns; /* start time (ns since the epoch, realtime); 0: now */
+} mlt__start_opts;
+#define MLT__SO_CURRENT 0x01   /* becomes this thread's current span */
+#define MLT__SO_FUNC_NAME 0x02 /* |func| is also the name (one record for both) */
+mlt_span mlt__span_start_opts(mlt__tls *tls, const mlt__start_opts *o);
 
+/* ---- spans (span.c) ---- */
+/* Client API (client.c): start per |o| on this thread (NONE when disabled);
+ * set the inputs; finish a span as mlt_client_end_span() does. */
+mlt_span mlt__span_client_start(const mlt__start_opts *o);
+int mlt__span_client_inputs(mlt_span h, const char *inputs_json);
+int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message);
+void mlt__count_misuse(const char *what, int status);
+/* Format the trace id ("tr-...", MLT_TRACE_ID_SIZE) and/or the span id (16
+ * hex + NUL) of open or ended span |s| (handle state |gs|) in trace |t|, and
+ * make a trace with a foreign id reachable by id.  Returns MLT_OK or
+ * MLT_ENOMEM. */
+int mlt__span_ids(mlt__span *s, uint64_t gs, mlt__trace *t, char *trace_id, char *span_id);
+
+/* ---- per-thread random numbers and ids (span.c / util.c) ---- */
+/* wyrand on the thread's state: one call per random id. */
+static inline uint64_t mlt__tls_rand(mlt__tls *tls) {
+  tls->rng += UINT64_C(0xa0761d6478bd642f);
+  __uint128_t m = (__uint128_t)tls->rng * (tls->rng ^ UINT64_C(0xe7037ed1a0b428db));
+  return (uint64_t)(m >> 64) ^ (uint64_t)m;
+}
 /* ---- pipeline (pipeline.c) ---- */
 /* Hand a finished trace to the export queue (drops and counts when full). */
 void mlt__pipeline_enqueue(mlt__trace *t);
@@ -459,6 +587,11 @@ enum {
   MLT__ST_TRACES_EVICTED,  /* removed from a full spool unsent */
   MLT__ST_COUNT
 };
+
+/* ---- lookups by id (client.c) ---- */
+/* The trace (hi, lo) while it is in memory (in progress, or finished and
+ * not yet exported), referenced; NULL when unknown. */
+mlt__trace *mlt__trace_find(uint64_t hi, uint64_t lo);
 
 /* ---- contexts (context.c) ---- */
 struct mlt_context *mlt__context_new(mlt__trace *t, uint64_t hi, uint64_t lo, uint64_t span_id, int flags);

@@ -7,8 +7,13 @@
 #include "span-internal.h"
 
 #include <cjson/cJSON.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
+#ifdef HAVE_GETRANDOM
+#include <sys/random.h>
+#endif
 
 _Static_assert(offsetof(mlt__span, inline_log) == offsetof(mlt__span, head) + sizeof(mlt__chunk),
                "inline log must follow its chunk header");
@@ -24,6 +29,8 @@ static mlt__tls *reg_head;
 static pthread_key_t tls_key;
 static int tls_key_ok;
 static mlt__tls_counters dead_counters; /* folded from exited threads */
+static uint64_t dead_last_hi, dead_last_lo;   /* newest last trace of exited threads */
+static int64_t dead_last_stamp;
 
 static void add_counters(mlt__tls_counters *dst, const mlt__tls_counters *src) {
   dst->spans_started += src->spans_started;
@@ -35,9 +42,38 @@ static void add_counters(mlt__tls_counters *dst, const mlt__tls_counters *src) {
   dst->misuse += src->misuse;
 }
 
+/* Read a thread's last-trace record (any thread). */
+static int64_t last_read(mlt__last_trace *l, uint64_t *hi, uint64_t *lo) {
+  for (;;) {
+    uint32_t s1 = atomic_load_explicit(&l->seq, memory_order_acquire);
+    uint64_t h = atomic_load_explicit(&l->hi, memory_order_relaxed);
+    uint64_t o = atomic_load_explicit(&l->lo, memory_order_relaxed);
+    int64_t st = atomic_load_explicit(&l->stamp, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    if (!(s1 & 1) && atomic_load_explicit(&l->seq, memory_order_relaxed) == s1) {
+      *hi = h;
+      *lo = o;
+      return st;
+    }
+    sched_yield();
+  }
+}
+
+/* Caller holds reg_mu. */
+static void fold_last(uint64_t hi, uint64_t lo, int64_t stamp) {
+  if (stamp && stamp >= dead_last_stamp) {
+    dead_last_hi = hi;
+    dead_last_lo = lo;
+    dead_last_stamp = stamp;
+  }
+}
+
 /* Caller holds reg_mu; |t| is registered. */
 static void tls_retire(mlt__tls *t) {
   add_counters(&dead_counters, &t->c);
+  uint64_t hi, lo;
+  int64_t st = last_read(&t->last, &hi, &lo);
+  fold_last(hi, lo, st);
   mlt__chunks_return_cache(t);
   for (uint32_t i = 0; i < t->depth && i < MLT__MAX_ATTACH; i++)
     if (t->frames[i].ctx) mlt_context_release(t->frames[i].ctx);
@@ -65,11 +101,28 @@ static void tls_destructor(void *p) {
   mlt__tls_epoch = 0;
 }
 
+static uint64_t seed_rng(mlt__tls *t) {
+  uint64_t seed = 0;
+#ifdef HAVE_GETRANDOM
+  if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed) seed = 0;
+#endif
+  seed ^= (uint64_t)mlt__now_ns() * UINT64_C(0x9E3779B97F4A7C15);
+  seed ^= (uint64_t)(uintptr_t)t;
+  seed ^= (uint64_t)getpid() << 32;
+  return seed;
+}
+
 mlt__tls *mlt__tls_get_slow(void) {
   uint32_t ep = atomic_load(&mlt__g_epoch);
   if (ep == 0 || atomic_load(&mlt__g_state) == MLT__G_OFF) return NULL;
+  mlt__idkeys_init();
+  /* Every span is started after some thread made its state in this epoch,
+   * when the configuration is final. */
+  atomic_store_explicit(&mlt__g_tiny_value, MLT_MIN((size_t)32, (size_t)mlt__g_cfg.max_value_bytes),
+                        memory_order_relaxed);
   mlt__tls *t = calloc(1, sizeof *t);
   if (!t) return NULL;
+  t->rng = seed_rng(t);
   pthread_mutex_lock(&reg_mu);
   if (!tls_key_ok) {
     if (pthread_key_create(&tls_key, tls_destructor) != 0) {
@@ -119,6 +172,33 @@ void mlt__tls_atfork_child(void) {
   mlt__forget(reg_head);
   reg_head = NULL;
   memset(&dead_counters, 0, sizeof dead_counters);
+  dead_last_stamp = 0;
+}
+
+/* The newest of every thread's last finished trace. */
+int mlt__tls_last_trace(uint64_t *hi, uint64_t *lo) {
+  pthread_mutex_lock(&reg_mu);
+  uint64_t bh = dead_last_hi, bl = dead_last_lo;
+  int64_t best = dead_last_stamp;
+  for (mlt__tls *t = reg_head; t; t = t->next_reg) {
+    uint64_t h, l;
+    int64_t st = last_read(&t->last, &h, &l);
+    if (st && st >= best) {
+      best = st;
+      bh = h;
+      bl = l;
+    }
+  }
+  pthread_mutex_unlock(&reg_mu);
+  *hi = bh;
+  *lo = bl;
+  return best != 0;
+}
+
+void mlt__tls_last_reset(void) {
+  pthread_mutex_lock(&reg_mu);
+  dead_last_stamp = 0; /* called after mlt__tls_shutdown(): no live records left */
+  pthread_mutex_unlock(&reg_mu);
 }
 
 void mlt__tls_reset_counters(void) {
@@ -140,7 +220,7 @@ char *mlt__log_reserve(mlt__span *s, size_t size) {
   mlt__chunk *c = s->tail;
   uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
   if (MLT_LIKELY(c->cap - used >= size)) return mlt__chunk_data(c) + used;
-  size_t cap = (c == &s->head) ? 512 : (size_t)c->cap * 2;
+  size_t cap = (c == &s->head) ? 512 - sizeof(mlt__chunk) : (size_t)c->cap * 2;
   if (cap > 65536) cap = 65536;
   if (cap < size) cap = size;
   if (cap > UINT32_MAX - 64) return NULL;
@@ -179,8 +259,11 @@ const mlt__rec *mlt__log_iter_next(mlt__log_iter *it) {
   return NULL;
 }
 
-static void write_rec(char *p, int kind, int sub, int flags, int aux, size_t key_len, size_t val_len) {
-  mlt__rec r = {(uint8_t)kind, (uint8_t)sub, (uint8_t)flags, (uint8_t)aux, (uint16_t)key_len, 0, (uint32_t)val_len, 0};
+/* One 8-byte store: the compiler folds the constant fields. */
+static inline void write_rec(char *p, unsigned kind, unsigned sub, unsigned flags, unsigned aux, size_t key_len,
+                             size_t val_len) {
+  mlt__rec r = {.kind = kind, .sub = sub, .flags = flags, .aux = aux, .key_len = (uint32_t)key_len,
+                .val_len = (uint32_t)val_len};
   memcpy(p, &r, sizeof r);
 }
 
@@ -207,16 +290,16 @@ static void put_value(char *p, int trunc, const char *val, size_t kept, size_t o
   if (kept) memcpy(p, val, kept);
 }
 
-static int append_slow(mlt__span *s, int kind, int sub, const char *key, size_t key_len, const char *val,
-                       size_t val_len, int aux) {
-  if (key_len > 1024) key_len = mlt__utf8_cut(key, 1024);
+static MLT_NOINLINE int append_slow(mlt__span *s, int kind, int sub, unsigned flags, const char *key,
+                                    size_t key_len, const char *val, size_t val_len, int aux) {
+  if (key_len > MLT__KEY_MAX) key_len = mlt__utf8_cut(key, MLT__KEY_MAX);
   int trunc;
   size_t kept = value_cut(sub, val, val_len, &trunc);
   size_t vlen = kept + (trunc ? 8 : 0);
   size_t size = mlt__rec_size(key_len, vlen);
   char *p = mlt__log_reserve(s, size);
   if (MLT_UNLIKELY(!p)) return MLT_ENOMEM;
-  write_rec(p, kind, sub, trunc ? MLT__RF_TRUNC : 0, aux, key_len, vlen);
+  write_rec(p, (unsigned)kind, (unsigned)sub, flags | (trunc ? MLT__RF_TRUNC : 0), (unsigned)aux, key_len, vlen);
   if (key_len) memcpy(p + sizeof(mlt__rec), key, key_len);
   put_value(p + sizeof(mlt__rec) + key_len, trunc, val, kept, val_len);
   mlt__log_publish(s, size);
@@ -224,48 +307,105 @@ static int append_slow(mlt__span *s, int kind, int sub, const char *key, size_t 
 }
 
 /* Copy n bytes without a libc call for the short keys and values that make
- * up most attributes. */
+ * up most attributes (overlapping word moves). */
 static inline void small_copy(char *dst, const char *src, size_t n) {
-  if (n >= 8 && n <= 16) {
-    uint64_t a, b;
-    memcpy(&a, src, 8);
-    memcpy(&b, src + n - 8, 8);
-    memcpy(dst, &a, 8);
-    memcpy(dst + n - 8, &b, 8);
-  } else if (n >= 4 && n < 8) {
+  if (n >= 8) {
+    if (n <= 16) {
+      uint64_t a, b;
+      memcpy(&a, src, 8);
+      memcpy(&b, src + n - 8, 8);
+      memcpy(dst, &a, 8);
+      memcpy(dst + n - 8, &b, 8);
+    } else if (n <= 32) {
+      uint64_t a, b, c, d;
+      memcpy(&a, src, 8);
+      memcpy(&b, src + 8, 8);
+      memcpy(&c, src + n - 16, 8);
+      memcpy(&d, src + n - 8, 8);
+      memcpy(dst, &a, 8);
+      memcpy(dst + 8, &b, 8);
+      memcpy(dst + n - 16, &c, 8);
+      memcpy(dst + n - 8, &d, 8);
+    } else {
+      memcpy(dst, src, n);
+    }
+  } else if (n >= 4) {
     uint32_t a, b;
     memcpy(&a, src, 4);
     memcpy(&b, src + n - 4, 4);
     memcpy(dst, &a, 4);
     memcpy(dst + n - 4, &b, 4);
-  } else if (n < 4) {
-    for (size_t i = 0; i < n; i++) dst[i] = src[i];
-  } else {
-    memcpy(dst, src, n);
+  } else if (n) {
+    /* 1..3 bytes: first, middle, last */
+    dst[0] = src[0];
+    dst[n / 2] = src[n / 2];
+    dst[n - 1] = src[n - 1];
   }
 }
 
+/* Up to 32 bytes with word moves and no call (the attribute fast paths). */
+static MLT_ALWAYS_INLINE void tiny_copy(char *dst, const char *src, size_t n) {
+  if (n >= 8) {
+    uint64_t a, b;
+    if (n > 16) {
+      uint64_t c, d;
+      memcpy(&a, src, 8);
+      memcpy(&b, src + 8, 8);
+      memcpy(&c, src + n - 16, 8);
+      memcpy(&d, src + n - 8, 8);
+      memcpy(dst, &a, 8);
+      memcpy(dst + 8, &b, 8);
+      memcpy(dst + n - 16, &c, 8);
+      memcpy(dst + n - 8, &d, 8);
+      return;
+    }
+    memcpy(&a, src, 8);
+    memcpy(&b, src + n - 8, 8);
+    memcpy(dst, &a, 8);
+    memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    memcpy(&a, src, 4);
+    memcpy(&b, src + n - 4, 4);
+    memcpy(dst, &a, 4);
+    memcpy(dst + n - 4, &b, 4);
+  } else if (n) {
+    dst[0] = src[0];
+    dst[n / 2] = src[n / 2];
+    dst[n - 1] = src[n - 1];
+  }
+}
+#define MLT__TINY 32
+/* min(MLT__TINY, max_value_bytes): values up to this take the fast paths
+ * (0, the general path, until a thread of this library epoch set it). */
+_Atomic size_t mlt__g_tiny_value;
+
 /* The hot path: a record that fits the current chunk and needs no
- * truncation is written in place; everything else takes append_slow(). */
-static inline int append_fast(mlt__span *s, int kind, int sub, const char *key, size_t key_len, const char *val,
-                              size_t val_len, int aux) {
-  if (MLT_UNLIKELY(key_len > 1024 || val_len > mlt__g_cfg.max_value_bytes))
-    return append_slow(s, kind, sub, key, key_len, val, val_len, aux);
+ * truncation is written in place (header, key, value, one release store);
+ * everything else takes append_slow(). */
+static MLT_ALWAYS_INLINE int append_rec(mlt__span *s, unsigned kind, unsigned sub, unsigned flags,
+                                        const char *key, size_t key_len, const void *val, size_t val_len,
+                                        unsigned aux) {
+  if (MLT_UNLIKELY(key_len > MLT__KEY_MAX || val_len > mlt__g_cfg.max_value_bytes))
+    return append_slow(s, (int)kind, (int)sub, flags, key, key_len, val, val_len, (int)aux);
   size_t size = mlt__rec_size(key_len, val_len);
   mlt__chunk *c = s->tail;
   uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
-  if (MLT_UNLIKELY(c->cap - used < size)) return append_slow(s, kind, sub, key, key_len, val, val_len, aux);
+  if (MLT_UNLIKELY(c->cap - used < size))
+    return append_slow(s, (int)kind, (int)sub, flags, key, key_len, val, val_len, (int)aux);
   char *p = mlt__chunk_data(c) + used;
-  write_rec(p, kind, sub, 0, aux, key_len, val_len);
+  write_rec(p, kind, sub, flags, aux, key_len, val_len);
   small_copy(p + sizeof(mlt__rec), key, key_len);
   small_copy(p + sizeof(mlt__rec) + key_len, val, val_len);
   atomic_store_explicit(&c->used, used + (uint32_t)size, memory_order_release);
   return MLT_OK;
 }
+#define append_fast(s, kind, sub, key, key_len, val, val_len, aux) \
+  append_rec((s), (kind), (sub), 0, (key), (key_len), (val), (val_len), (aux))
 
 int mlt__append_value(mlt__span *s, int kind, int sub, const char *key, size_t key_len, const char *val,
                       size_t val_len, int aux) {
-  return append_fast(s, kind, sub, key, key_len, val, val_len, aux);
+  return append_fast(s, (unsigned)kind, (unsigned)sub, key, key_len, val, val_len, (unsigned)aux);
 }
 
 static size_t attr_val_len(const mlt_attr *a) {
@@ -274,6 +414,8 @@ static size_t attr_val_len(const mlt_attr *a) {
     case MLT_ATTR_JSON:
       if (!a->v.s) return 0;
       return a->len == MLT_NTS ? strlen(a->v.s) : a->len;
+    case MLT_ATTR_BOOL:
+      return 0; /* the value is in the header (aux) */
     default:
       return 8;
   }
@@ -298,13 +440,13 @@ static int attr_sub(const mlt_attr *a) {
 /* Stored key length and value length of an attribute record. */
 static void attr_lens(const mlt_attr *a, size_t *klen, size_t *kept, int *trunc) {
   *klen = a->key ? strlen(a->key) : 0;
-  if (*klen > 1024) *klen = mlt__utf8_cut(a->key, 1024);
+  if (*klen > MLT__KEY_MAX) *klen = mlt__utf8_cut(a->key, MLT__KEY_MAX);
   int sub = attr_sub(a);
   *trunc = 0;
   if (sub == MLT__V_STR || sub == MLT__V_JSON)
     *kept = value_cut(sub, a->v.s ? a->v.s : "", attr_val_len(a), trunc);
   else
-    *kept = 8;
+    *kept = attr_val_len(a);
 }
 
 static size_t attr_rec_size(const mlt_attr *a) {
@@ -322,19 +464,18 @@ static size_t put_attr_rec(char *p, int kind, const mlt_attr *a) {
   int sub = attr_sub(a);
   char num[8];
   const char *src = num;
+  unsigned aux = 0;
   if (sub == MLT__V_STR || sub == MLT__V_JSON) {
     src = a->v.s ? a->v.s : "";
-  } else {
-    int64_t b = a->v.b ? 1 : 0;
-    if (sub == MLT__V_I64)
-      memcpy(num, &a->v.i, 8);
-    else if (sub == MLT__V_F64)
-      memcpy(num, &a->v.d, 8);
-    else
-      memcpy(num, &b, 8);
+  } else if (sub == MLT__V_I64) {
+    memcpy(num, &a->v.i, 8);
+  } else if (sub == MLT__V_F64) {
+    memcpy(num, &a->v.d, 8);
+  } else if (sub == MLT__V_BOOL) {
+    aux = a->v.b ? 1 : 0;
   }
   size_t vlen = kept + (trunc ? 8 : 0);
-  write_rec(p, kind, sub, trunc ? MLT__RF_TRUNC : 0, 0, klen, vlen);
+  write_rec(p, (unsigned)kind, (unsigned)sub, trunc ? MLT__RF_TRUNC : 0, aux, klen, vlen);
   if (klen) memcpy(p + sizeof(mlt__rec), a->key, klen);
   put_value(p + sizeof(mlt__rec) + klen, trunc, src, kept, attr_val_len(a));
   return mlt__rec_size(klen, vlen);
@@ -343,12 +484,12 @@ static size_t put_attr_rec(char *p, int kind, const mlt_attr *a) {
 /* A header record followed by |n| FIELD children, reserved as one block. */
 static int append_group(mlt__span *s, int kind, int sub, const char *key, size_t key_len, const char *hdr_val,
                         size_t hdr_len, const mlt_attr *attrs, size_t n) {
-  if (key_len > 1024) key_len = mlt__utf8_cut(key, 1024);
+  if (key_len > MLT__KEY_MAX) key_len = mlt__utf8_cut(key, MLT__KEY_MAX);
   size_t size = mlt__rec_size(key_len, hdr_len);
   for (size_t i = 0; i < n; i++) size += attr_rec_size(&attrs[i]);
   char *p = mlt__log_reserve(s, size);
   if (!p) return MLT_ENOMEM;
-  write_rec(p, kind, sub, 0, 0, key_len, hdr_len);
+  write_rec(p, (unsigned)kind, (unsigned)sub, 0, 0, key_len, hdr_len);
   if (key_len) memcpy(p + sizeof(mlt__rec), key, key_len);
   memcpy(p + sizeof(mlt__rec) + key_len, hdr_val, hdr_len);
   size_t off = mlt__rec_size(key_len, hdr_len);
@@ -392,30 +533,30 @@ int mlt__log_copy(mlt__span *dst, mlt__span *src) {
 
 /* ---- span life cycle ------------------------------------------------- */
 
-void mlt__span_init(mlt__span *s, mlt__trace *t, uint64_t span_id, uint64_t parent_id, const char *name,
-                    mlt_span_type type, int64_t start_ns) {
+/* The fields of a fresh span that differ from a clean slot (see
+ * mlt__span in span-internal.h; its state is still FREE). */
+static MLT_ALWAYS_INLINE void span_init_fields(mlt__span *s, mlt__trace *t, uint64_t span_id, uint64_t parent_id,
+                                               mlt_span_type type, int64_t start_ns) {
   s->type = (uint8_t)type;
-  s->status = MLT_STATUS_UNSET;
-  s->flags = MLT__SF_TEXT_ONLY;
   s->span_id = span_id;
   s->parent_id = parent_id;
   s->start_ns = start_ns;
-  s->end_ns = 0;
   atomic_store_explicit(&s->trace, t, memory_order_relaxed);
-  s->next = NULL;
+}
+
+/* OPEN, with a release store: the fields and records above are visible to
+ * whoever resolves the handle. */
+static MLT_ALWAYS_INLINE void span_publish_open(mlt__span *s, uint64_t gs) {
+  atomic_store_explicit(&s->gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_OPEN), memory_order_release);
+}
+
+void mlt__span_init(mlt__span *s, mlt__trace *t, uint64_t span_id, uint64_t parent_id, const char *name,
+                    mlt_span_type type, int64_t start_ns) {
+  span_init_fields(s, t, span_id, parent_id, type, start_ns);
   s->saved_current.id_ = 0;
-  s->ctx = NULL;
-  s->n_events = s->n_events_dropped = s->n_chunks = 0;
-  s->reducer = NULL;
-  s->reducer_ud = NULL;
-  atomic_store_explicit(&s->head.next, NULL, memory_order_relaxed);
-  s->head.cap = MLT__INLINE_LOG;
-  atomic_store_explicit(&s->head.used, 0, memory_order_relaxed);
-  s->tail = &s->head;
   if (!name) name = "span";
   append_fast(s, MLT__R_NAME, MLT__V_STR, NULL, 0, name, strlen(name), 0);
-  uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
-  atomic_store_explicit(&s->gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_OPEN), memory_order_release);
+  span_publish_open(s, atomic_load_explicit(&s->gs, memory_order_relaxed));
 }
 
 static mlt_span nonrec(mlt__tls *tls, int make_current, int limit) {
@@ -426,12 +567,18 @@ static mlt_span nonrec(mlt__tls *tls, int make_current, int limit) {
   return (mlt_span){MLT__H_NONREC_DET};
 }
 
-mlt_span mlt__span_start_common(mlt__tls *tls, const struct mlt_context *parent, mlt__span *parent_span,
-                                const char *name, mlt_span_type type, int make_current) {
-  if ((unsigned)type >= MLT__SPAN_TYPE_COUNT) type = MLT_SPAN_UNKNOWN;
+/* The one span start.  A new trace gets a random high half of its id (one
+ * random number, which also decides sampling) and, once the root's slot is
+ * known, a low half that encodes the root's handle (see mlt__id_from_handle);
+ * a span id encodes the span's handle. */
+static MLT_ALWAYS_INLINE mlt_span start_impl(mlt__tls *tls, const mlt__start_opts *o) {
+  mlt_span_type type = (unsigned)o->type < MLT__SPAN_TYPE_COUNT ? o->type : MLT_SPAN_UNKNOWN;
+  int make_current = (o->flags & MLT__SO_CURRENT) != 0;
+  mlt__span *parent_span = o->parent_span;
+  const struct mlt_context *parent = o->parent_ctx;
   mlt__trace *t = NULL;
   uint64_t hi = 0, lo = 0, parent_id = 0;
-  int tflags = 0, new_trace = 0;
+  int tflags = 0, new_trace = 0, mint = 0;
   if (parent_span) {
     mlt__trace *pt = atomic_load_explicit(&parent_span->trace, memory_order_relaxed);
     parent_id = parent_span->span_id;
@@ -461,40 +608,77 @@ mlt_span mlt__span_start_common(mlt__tls *tls, const struct mlt_context *parent,
     }
   } else {
     if (!parent_id) {
-      hi = mlt__rand64();
-      lo = mlt__rand64();
-      if (MLT_UNLIKELY(!(hi | lo))) lo = 1;
-      if (MLT_UNLIKELY((lo >> 11) >= mlt__g_cfg.sample_threshold)) {
+      hi = mlt__tls_rand(tls);
+      if (MLT_UNLIKELY((hi >> 11) >= mlt__g_cfg.sample_threshold)) {
         tls->c.traces_sampled_out++;
         return nonrec(tls, make_current, 0);
       }
+      mint = 1;
     }
-    t = mlt__trace_new(hi, lo);
-    if (MLT_UNLIKELY(!t)) return (mlt_span){0};
+    t = tls->tfree;
+    if (MLT_LIKELY(t != NULL)) {
+      tls->tfree = t->next_free;
+      tls->n_tfree--;
+    } else if (MLT_UNLIKELY((t = mlt__trace_pool_get(tls)) == NULL)) {
+      return (mlt_span){0};
+    }
+    atomic_store_explicit(&t->refs, 1, memory_order_relaxed);
+    atomic_store_explicit(&t->open, 1, memory_order_relaxed);
+    atomic_store_explicit(&t->n_spans, 1, memory_order_relaxed);
+    t->id_hi = hi;
+    t->id_lo = lo;
     t->flags = (uint8_t)tflags;
     t->remote_parent = parent_id;
     new_trace = 1;
     tls->c.traces_started++;
   }
-  mlt__span *s = mlt__slot_alloc(tls);
-  if (MLT_UNLIKELY(!s)) {
+  if (MLT_UNLIKELY(tls->n_mag == 0) && mlt__slot_refill(tls) != 0) {
     mlt__trace_leave(t);
     return (mlt_span){0};
   }
+  mlt__span *s = mlt__slot_at(tls->mag[--tls->n_mag]);
   /* The clock is read only for spans that are recorded. */
-  int64_t now = mlt__now_ns();
-  if (new_trace) t->start_ns = now;
-  uint64_t span_id = mlt__rand64();
-  if (MLT_UNLIKELY(!span_id)) span_id = 1;
-  mlt__span_init(s, t, span_id, parent_id, name, type, now);
+  int64_t now = o->start_ns ? o->start_ns : mlt__now_ns();
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
   mlt_span h = mlt__span_handle(s, gs);
+  uint64_t span_id = mlt__id_from_handle(h.id_, 0);
+  if (mint) t->id_lo = mlt__id_from_handle(h.id_, 1);
+  span_init_fields(s, t, span_id, parent_id, type, now);
+  const char *name = o->name;
+  size_t name_len = o->name_len;
+  if (MLT_UNLIKELY(!name)) {
+    name = "span";
+    name_len = 4;
+  } else if (name_len == MLT_NTS) {
+    name_len = strlen(name);
+  }
+  unsigned nflags = (o->flags & MLT__SO_FUNC_NAME) ? MLT__RF_FUNC : 0;
+  if (MLT_LIKELY(name_len <= atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed))) {
+    /* The first record of an empty log: it fits the inline area. */
+    char *p = s->inline_log;
+    write_rec(p, MLT__R_NAME, MLT__V_STR, nflags, 0, 0, name_len);
+    tiny_copy(p + sizeof(mlt__rec), name, name_len);
+    atomic_store_explicit(&s->head.used, (uint32_t)mlt__rec_size(0, name_len), memory_order_relaxed);
+  } else {
+    append_rec(s, MLT__R_NAME, MLT__V_STR, nflags, NULL, 0, name, name_len, 0);
+  }
+  if (MLT_UNLIKELY(o->func != NULL) && !(o->flags & MLT__SO_FUNC_NAME)) {
+    size_t fl = o->func_len == MLT_NTS ? strlen(o->func) : o->func_len;
+    append_fast(s, MLT__R_FUNC, MLT__V_STR, NULL, 0, o->func, fl, 0);
+  }
   if (new_trace) {
+    t->start_ns = now;
     t->root = h;
     t->root_id = span_id;
-    mlt__traces_active_add(t);
+    atomic_store_explicit(&s->is_root, 1, memory_order_relaxed);
+    /* nobody else knows the trace yet */
+    s->next = NULL;
+    atomic_store_explicit(&t->spans, s, memory_order_relaxed);
+    span_publish_open(s, gs);
+  } else {
+    span_publish_open(s, gs);
+    mlt__trace_push_span(t, s);
   }
-  mlt__trace_push_span(t, s);
   if (make_current) {
     s->saved_current = tls->cur;
     s->flags |= MLT__SF_CURRENT;
@@ -503,6 +687,8 @@ mlt_span mlt__span_start_common(mlt__tls *tls, const struct mlt_context *parent,
   tls->c.spans_started++;
   return h;
 }
+
+mlt_span mlt__span_start_opts(mlt__tls *tls, const mlt__start_opts *o) { return start_impl(tls, o); }
 
 static int enabled_now(void) { return MLT__ENABLED(); }
 
@@ -520,7 +706,10 @@ static mlt__span *current_parent(mlt__tls *tls) {
   return NULL;
 }
 
-mlt_span mlt_span_start(const char *name, mlt_span_type type) {
+/* Start a span current on this thread, under its current span (or the
+ * attached context). */
+static MLT_ALWAYS_INLINE mlt_span start_here(const char *name, size_t name_len, mlt_span_type type, const char *func,
+                                             size_t func_len, unsigned flags) {
   if (MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
   mlt__tls *tls = mlt__tls_get();
   if (MLT_UNLIKELY(!tls)) return (mlt_span){0};
@@ -530,22 +719,43 @@ mlt_span mlt_span_start(const char *name, mlt_span_type type) {
     return (mlt_span){MLT__H_NONREC_CUR};
   }
   mlt__span *p = tls->cur.id_ ? current_parent(tls) : NULL;
-  return mlt__span_start_common(tls, p ? NULL : tls->attached, p, name, type, 1);
+  mlt__start_opts o = {p ? NULL : tls->attached, p, name, name_len, func, func_len, type, flags | MLT__SO_CURRENT};
+  return start_impl(tls, &o);
+}
+
+mlt_span mlt_span_start(const char *name, mlt_span_type type) { return start_here(name, MLT_NTS, type, NULL, 0, 0); }
+
+mlt_span mlt__span_start_n(const char *name, size_t name_len, mlt_span_type type) {
+  return start_here(name, name_len, type, NULL, 0, 0);
+}
+
+mlt_span mlt__span_start_fn(const char *func, size_t func_len, const char *name, size_t name_len,
+                            mlt_span_type type) {
+  if (!func) return start_here(name, name_len, type, NULL, 0, 0);
+  if (func_len == MLT_NTS) func_len = strlen(func);
+  if (!name) return start_here(func, func_len, type, func, func_len, MLT__SO_FUNC_NAME);
+  return start_here(name, name_len, type, func, func_len, 0);
 }
 
 mlt_span mlt__span_start_function(const char *func, const char *name, mlt_span_type type) {
-  mlt_span h = mlt_span_start(name ? name : func, type);
-  uint64_t gs;
-  mlt__span *s = mlt__span_get(h, &gs);
-  if (s && func) mlt__append_value(s, MLT__R_ATTR, MLT__V_STR, "mlflow.spanFunctionName", 23, func, strlen(func), 0);
-  return h;
+  return mlt__span_start_fn(func, MLT_NTS, name, MLT_NTS, type);
 }
 
-mlt_span mlt_span_start_in(const mlt_context *parent, const char *name, mlt_span_type type) {
+static MLT_ALWAYS_INLINE mlt_span start_in(const mlt_context *parent, const char *name, size_t name_len,
+                                           mlt_span_type type) {
   if (MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
   mlt__tls *tls = mlt__tls_get();
   if (MLT_UNLIKELY(!tls)) return (mlt_span){0};
-  return mlt__span_start_common(tls, parent, NULL, name, type, 0);
+  mlt__start_opts o = {parent, NULL, name, name_len, NULL, 0, type, 0};
+  return start_impl(tls, &o);
+}
+
+mlt_span mlt_span_start_in(const mlt_context *parent, const char *name, mlt_span_type type) {
+  return start_in(parent, name, MLT_NTS, type);
+}
+
+mlt_span mlt__span_start_in_n(const mlt_context *parent, const char *name, size_t name_len, mlt_span_type type) {
+  return start_in(parent, name, name_len, type);
 }
 
 mlt_span mlt_span_start_child(mlt_span parent, const char *name, mlt_span_type type) {
@@ -555,15 +765,17 @@ mlt_span mlt_span_start_child(mlt_span parent, const char *name, mlt_span_type t
   if (mlt__h_is_nonrec(parent)) return nonrec(tls, 0, 0);
   uint64_t gs;
   mlt__span *p = mlt__span_get(parent, &gs);
+  mlt__start_opts o = {NULL, NULL, name, MLT_NTS, NULL, 0, type, 0};
   if (!p) {
     if (parent.id_) mlt__count_misuse("mlt_span_start_child: parent handle", MLT_ESTALE);
-    return mlt__span_start_common(tls, NULL, NULL, name, type, 0);
+    return mlt__span_start_opts(tls, &o);
   }
   /* Keep the parent's trace alive while joining (the parent may have ended
    * on another thread). */
   mlt__trace *t = mlt__trace_acquire_from_span(p, MLT__GS_GEN(gs));
-  if (!t) return mlt__span_start_common(tls, NULL, NULL, name, type, 0);
-  mlt_span h = mlt__span_start_common(tls, NULL, p, name, type, 0);
+  if (!t) return mlt__span_start_opts(tls, &o);
+  o.parent_span = p;
+  mlt_span h = mlt__span_start_opts(tls, &o);
   mlt__trace_unref(t);
   return h;
 }
@@ -668,10 +880,10 @@ out:
   return rc;
 }
 
-int mlt_span_end(mlt_span h) {
-  uint64_t gs;
-  mlt__span *s = mlt__span_get(h, &gs);
-  if (MLT_UNLIKELY(!s)) {
+/* End a span that is not (or no longer) plain OPEN: not recording, stale,
+ * already ended, or expired by a forced finish. */
+static MLT_NOINLINE int end_slow(mlt_span h, mlt__span *s, uint64_t gs) {
+  if (!s) {
     if (h.id_ == MLT__H_NONREC_CUR) {
       if (mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed) && mlt__tls_ptr &&
           mlt__tls_ptr->nonrec_depth)
@@ -681,38 +893,9 @@ int mlt_span_end(mlt_span h) {
     if (h.id_ == 0 || h.id_ == MLT__H_NONREC_DET) return MLT_ENOTRECORDING;
     return report("mlt_span_end", MLT_ESTALE);
   }
-  uint32_t state = MLT__GS_STATE(gs);
-  if (MLT_UNLIKELY(state != MLT__S_OPEN)) {
-    if (state == MLT__S_EXPIRED) goto expired;
-    return report("mlt_span_end (already ended)", MLT_EENDED);
-  }
-  if (MLT_UNLIKELY(s->reducer != NULL) && s->n_chunks && !(s->flags & MLT__SF_OUTPUTS)) run_reducer(s);
-  mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
-  mlt_span saved = s->saved_current;
-  int was_current = s->flags & MLT__SF_CURRENT;
-  s->end_ns = mlt__now_ns();
-  if (s->status == MLT_STATUS_UNSET) s->status = MLT_STATUS_OK;
-  uint64_t expect = gs;
-  if (MLT_UNLIKELY(!atomic_compare_exchange_strong(&s->gs, &expect, MLT__GS(MLT__GS_GEN(gs), MLT__S_ENDED)))) {
-    if (MLT__GS_STATE(expect) == MLT__S_EXPIRED) goto expired;
-    return MLT_EENDED;
-  }
-  if (was_current && mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed)) {
-    mlt__tls *tls = mlt__tls_ptr;
-    if (tls && tls->cur.id_ == h.id_) tls->cur = saved;
-  }
-  /* A forced finish (timeout, shutdown, end_trace) that did not see this span
-   * as ended leaves it to us: claim and free it. */
-  if (MLT_UNLIKELY(atomic_load(&t->state) != MLT__T_ACTIVE)) {
-    uint64_t e2 = MLT__GS(MLT__GS_GEN(gs), MLT__S_ENDED);
-    if (atomic_compare_exchange_strong(&s->gs, &e2, MLT__GS(MLT__GS_GEN(gs), MLT__S_EXPIRED)))
-      mlt__slot_release(s, mlt__tls_get());
-  }
-  mlt__trace_leave(t);
-  return MLT_OK;
-expired : {
-  /* The trace timeout already ended and exported this span; it is ours to
-   * free now. */
+  if (MLT__GS_STATE(gs) != MLT__S_EXPIRED) return report("mlt_span_end (already ended)", MLT_EENDED);
+  /* The trace timeout (or a forced finish) already ended and exported this
+   * span; it is ours to free now. */
   mlt__trace *te = atomic_load_explicit(&s->trace, memory_order_relaxed);
   if (s->flags & MLT__SF_CURRENT && mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed)) {
     mlt__tls *tls = mlt__tls_ptr;
@@ -722,7 +905,48 @@ expired : {
   if (te) mlt__trace_leave(te);
   return MLT_EENDED;
 }
+
+static MLT_NOINLINE int end_slow_get(mlt_span h) {
+  uint64_t gs = 0;
+  mlt__span *s = mlt__span_get(h, &gs);
+  return end_slow(h, s, gs);
 }
+
+/* The end of a span: one compare-and-swap (a forced finish may race), the
+ * thread's current span restored, the trace's open counter dropped.  The
+ * status stays UNSET when none was set: readers take UNSET as OK once the
+ * span ended. */
+static MLT_ALWAYS_INLINE int end_impl(mlt_span h) {
+  if (MLT_UNLIKELY(h.id_ >= MLT__H_NONREC_DET)) return end_slow_get(h);
+  /* The clock first: fewer values live across the call. */
+  int64_t now = mlt__now_ns();
+  mlt__span *s = mlt__span_open_fast(h);
+  if (MLT_UNLIKELY(!s)) return end_slow_get(h);
+  uint64_t gs = (h.id_ & UINT64_C(0xFFFFFFFF00000000)) | MLT__S_OPEN;
+  if (MLT_UNLIKELY(s->reducer != NULL) && s->n_chunks && !(s->flags & MLT__SF_OUTPUTS)) run_reducer(s);
+  mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
+  s->end_ns = now;
+  uint64_t expect = gs;
+  if (MLT_UNLIKELY(!atomic_compare_exchange_strong_explicit(&s->gs, &expect, MLT__GS(MLT__GS_GEN(gs), MLT__S_ENDED),
+                                                            memory_order_acq_rel, memory_order_acquire)))
+    return MLT__GS_STATE(expect) == MLT__S_EXPIRED ? end_slow(h, s, expect) : MLT_EENDED;
+  if (s->flags & MLT__SF_CURRENT) {
+    mlt__tls *tls = mlt__tls_ptr;
+    if (mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed) && tls && tls->cur.id_ == h.id_)
+      tls->cur = s->saved_current;
+  }
+  /* A forced finish (timeout, shutdown, end_trace) that did not see this span
+   * as ended leaves it to us: claim and free it. */
+  if (MLT_UNLIKELY(atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE)) {
+    uint64_t e2 = MLT__GS(MLT__GS_GEN(gs), MLT__S_ENDED);
+    if (atomic_compare_exchange_strong(&s->gs, &e2, MLT__GS(MLT__GS_GEN(gs), MLT__S_EXPIRED)))
+      mlt__slot_release(s, mlt__tls_get());
+  }
+  mlt__trace_leave_at(t, now);
+  return MLT_OK;
+}
+
+int mlt_span_end(mlt_span h) { return end_impl(h); }
 
 /* ---- setters --------------------------------------------------------- */
 
@@ -796,34 +1020,119 @@ int mlt_span_set_outputs_text(mlt_span h, const char *text, size_t len) {
   return mlt__append_value(s, MLT__R_OUTPUTS, MLT__V_STR, NULL, 0, text, len, 0);
 }
 
-static int set_attr_raw(mlt_span h, const char *key, int sub, const char *val, size_t len, const char *what) {
+/* An attribute record; |key_len| may be MLT_NTS (the inline fast paths of
+ * <mltrace/span.h> pass the length when the compiler knows it). */
+static MLT_ALWAYS_INLINE int set_attr(mlt_span h, const char *key, size_t key_len, unsigned sub, const void *val,
+                                      size_t val_len, unsigned aux, const char *what) {
   if (MLT_UNLIKELY(!key)) return report(what, MLT_EINVAL);
   GET_OPEN_OR_RETURN(s, h, what);
-  return append_fast(s, MLT__R_ATTR, sub, key, strlen(key), val, len, 0);
+  if (key_len == MLT_NTS) key_len = strlen(key);
+  return append_rec(s, MLT__R_ATTR, sub, 0, key, key_len, val, val_len, aux);
+}
+
+/* The attribute fast paths below handle the common case (open span, short
+ * key of known length, room in the current log chunk) with no call and no
+ * stack frame; anything else is a tail call to the general path. */
+static MLT_NOINLINE int attr_str_slow(mlt_span h, const char *key, size_t key_len, const char *value, size_t len) {
+  if (MLT_UNLIKELY(!value)) return report("mlt_span_set_attr_str", MLT_EINVAL);
+  if (len == MLT_NTS) len = strlen(value);
+  return set_attr(h, key, key_len, MLT__V_STR, value, len, 0, "mlt_span_set_attr_str");
+}
+static MLT_NOINLINE int attr_i64_slow(mlt_span h, const char *key, size_t key_len, int64_t value) {
+  return set_attr(h, key, key_len, MLT__V_I64, &value, 8, 0, "mlt_span_set_attr_int");
+}
+static MLT_NOINLINE int attr_f64_slow(mlt_span h, const char *key, size_t key_len, double value) {
+  return set_attr(h, key, key_len, MLT__V_F64, &value, 8, 0, "mlt_span_set_attr_double");
+}
+static MLT_NOINLINE int attr_bool_slow(mlt_span h, const char *key, size_t key_len, int value) {
+  return set_attr(h, key, key_len, MLT__V_BOOL, NULL, 0, value != 0, "mlt_span_set_attr_bool");
+}
+
+/* The current log chunk of open span |h| when it has room for |size|
+ * bytes and the key is short (NULL: take the general path). */
+static MLT_ALWAYS_INLINE mlt__chunk *attr_room(mlt_span h, size_t key_len, size_t size, uint32_t *usedp) {
+  /* key_len is MLT_NTS when the caller did not know it (a NULL key
+   * included): the general path checks and measures. */
+  mlt__span *s = mlt__span_open_fast(h);
+  if (MLT_UNLIKELY(!s || key_len > MLT__TINY)) return NULL;
+  mlt__chunk *c = s->tail;
+  uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
+  if (MLT_UNLIKELY(c->cap - used < size)) return NULL;
+  *usedp = used;
+  return c;
+}
+
+int mlt__attr_str(mlt_span h, const char *key, size_t key_len, const char *value, size_t len) {
+  /* len is MLT_NTS for a NULL value: the general path reports it */
+  if (MLT_UNLIKELY(len > atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed)))
+    return attr_str_slow(h, key, key_len, value, len);
+  uint32_t used;
+  size_t size = mlt__rec_size(key_len, len);
+  mlt__chunk *c = attr_room(h, key_len, size, &used);
+  if (MLT_UNLIKELY(!c)) return attr_str_slow(h, key, key_len, value, len);
+  char *p = mlt__chunk_data(c) + used;
+  write_rec(p, MLT__R_ATTR, MLT__V_STR, 0, 0, key_len, len);
+  tiny_copy(p + sizeof(mlt__rec), key, key_len);
+  tiny_copy(p + sizeof(mlt__rec) + key_len, value, len);
+  atomic_store_explicit(&c->used, used + (uint32_t)size, memory_order_release);
+  return MLT_OK;
+}
+
+static MLT_ALWAYS_INLINE int attr_word(mlt_span h, const char *key, size_t key_len, unsigned sub, uint64_t bits,
+                                       int has_value, unsigned aux) {
+  uint32_t used;
+  size_t size = mlt__rec_size(key_len, has_value ? 8 : 0);
+  mlt__chunk *c = attr_room(h, key_len, size, &used);
+  if (MLT_UNLIKELY(!c)) return 1;
+  char *p = mlt__chunk_data(c) + used;
+  write_rec(p, MLT__R_ATTR, sub, 0, aux, key_len, has_value ? 8 : 0);
+  tiny_copy(p + sizeof(mlt__rec), key, key_len);
+  if (has_value) memcpy(p + sizeof(mlt__rec) + key_len, &bits, 8);
+  atomic_store_explicit(&c->used, used + (uint32_t)size, memory_order_release);
+  return 0;
+}
+
+int mlt__attr_i64(mlt_span h, const char *key, size_t key_len, int64_t value) {
+  if (MLT_UNLIKELY(attr_word(h, key, key_len, MLT__V_I64, (uint64_t)value, 1, 0)))
+    return attr_i64_slow(h, key, key_len, value);
+  return MLT_OK;
+}
+
+int mlt__attr_f64(mlt_span h, const char *key, size_t key_len, double value) {
+  uint64_t bits;
+  memcpy(&bits, &value, 8);
+  if (MLT_UNLIKELY(attr_word(h, key, key_len, MLT__V_F64, bits, 1, 0))) return attr_f64_slow(h, key, key_len, value);
+  return MLT_OK;
+}
+
+/* A bool is all header: the value is in aux. */
+int mlt__attr_bool(mlt_span h, const char *key, size_t key_len, int value) {
+  if (MLT_UNLIKELY(attr_word(h, key, key_len, MLT__V_BOOL, 0, 0, value != 0)))
+    return attr_bool_slow(h, key, key_len, value);
+  return MLT_OK;
 }
 
 int mlt_span_set_attr_str(mlt_span h, const char *key, const char *value) {
-  if (!value) return report("mlt_span_set_attr_str", MLT_EINVAL);
-  return set_attr_raw(h, key, MLT__V_STR, value, strlen(value), "mlt_span_set_attr_str");
+  return mlt__attr_str(h, key, MLT_NTS, value, MLT_NTS);
 }
 int mlt_span_set_attr_str_n(mlt_span h, const char *key, const char *value, size_t len) {
   if (!value && len) return report("mlt_span_set_attr_str_n", MLT_EINVAL);
-  if (len == MLT_NTS) len = value ? strlen(value) : 0;
-  return set_attr_raw(h, key, MLT__V_STR, value ? value : "", len, "mlt_span_set_attr_str_n");
+  if (!value) value = "";
+  if (len == MLT_NTS) len = strlen(value);
+  return set_attr(h, key, MLT_NTS, MLT__V_STR, value, len, 0, "mlt_span_set_attr_str_n");
 }
 int mlt_span_set_attr_int(mlt_span h, const char *key, int64_t value) {
-  return set_attr_raw(h, key, MLT__V_I64, (const char *)&value, 8, "mlt_span_set_attr_int");
+  return mlt__attr_i64(h, key, MLT_NTS, value);
 }
 int mlt_span_set_attr_double(mlt_span h, const char *key, double value) {
-  return set_attr_raw(h, key, MLT__V_F64, (const char *)&value, 8, "mlt_span_set_attr_double");
+  return mlt__attr_f64(h, key, MLT_NTS, value);
 }
 int mlt_span_set_attr_bool(mlt_span h, const char *key, int value) {
-  int64_t b = value ? 1 : 0;
-  return set_attr_raw(h, key, MLT__V_BOOL, (const char *)&b, 8, "mlt_span_set_attr_bool");
+  return mlt__attr_bool(h, key, MLT_NTS, value);
 }
 int mlt_span_set_attr_json(mlt_span h, const char *key, const char *json) {
   if (!json) return report("mlt_span_set_attr_json", MLT_EINVAL);
-  return set_attr_raw(h, key, MLT__V_JSON, json, strlen(json), "mlt_span_set_attr_json");
+  return set_attr(h, key, MLT_NTS, MLT__V_JSON, json, strlen(json), 0, "mlt_span_set_attr_json");
 }
 
 int mlt_span_set_attrs(mlt_span h, const mlt_attr *attrs, size_t n) {
@@ -883,6 +1192,8 @@ int mlt_span_set_status(mlt_span h, mlt_span_status status, const char *message)
   GET_OPEN_OR_RETURN(s, h, "mlt_span_set_status");
   if (s->status == MLT_STATUS_ERROR && status != MLT_STATUS_ERROR) return MLT_OK;
   s->status = (uint8_t)status;
+  /* Only an ERROR's description is exported (OTel drops it otherwise). */
+  if (status != MLT_STATUS_ERROR) return MLT_OK;
   if (!message) message = "";
   return mlt__append_value(s, MLT__R_STATUS, MLT__V_STR, NULL, 0, message, strlen(message), (int)status);
 }
@@ -952,14 +1263,24 @@ int mlt_span_set_output_reducer(mlt_span h, mlt_output_reducer_fn fn, void *user
 
 /* ---- ids ------------------------------------------------------------- */
 
-static int register_span(mlt__span *s, mlt__trace *t, mlt_span h) {
-  if (!(s->flags & MLT__SF_REGISTERED)) {
-    if (mlt__registry_put(t->id_hi, t->id_lo, s->span_id, h) != 0) return MLT_ENOMEM;
-    s->flags |= MLT__SF_REGISTERED;
+/* The ids of spans and of traces started here map back to their slots (see
+ * mlt__id_from_handle), so a lookup by id needs no registry.  A trace whose
+ * id came from elsewhere (a remote parent, or a continuation of a finished
+ * trace) is entered in the registry once its id is handed out. */
+static int register_foreign(mlt__trace *t) {
+  if (!(t->flags & (MLT__TF_CONTINUATION | MLT__TF_REMOTE))) return MLT_OK;
+  if (atomic_load_explicit(&t->registered, memory_order_relaxed) || atomic_exchange(&t->registered, 1)) return MLT_OK;
+  return mlt__registry_put(t->id_hi, t->id_lo, 0, t->root) != 0 ? MLT_ENOMEM : MLT_OK;
+}
+
+int mlt__span_ids(mlt__span *s, uint64_t gs, mlt__trace *t, char *trace_id, char *span_id) {
+  if (trace_id) mlt__format_trace_id(t->id_hi, t->id_lo, trace_id);
+  if (span_id) {
+    mlt__hex64(s->span_id, span_id);
+    span_id[16] = '\0';
   }
-  if (!atomic_exchange(&t->registered, 1)) {
-    if (mlt__registry_put(t->id_hi, t->id_lo, 0, t->root) != 0) return MLT_ENOMEM;
-  }
+  if (MLT__GS_STATE(gs) == MLT__S_OPEN && atomic_load_explicit(&t->state, memory_order_acquire) == MLT__T_ACTIVE)
+    return register_foreign(t);
   return MLT_OK;
 }
 
@@ -972,9 +1293,7 @@ int mlt_span_get_trace_id(mlt_span h, char *buf, size_t size) {
   if (!s) return h.id_ && !mlt__h_is_nonrec(h) ? MLT_ESTALE : MLT_ENOTRECORDING;
   mlt__trace *t = mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
   if (!t) return MLT_ESTALE;
-  mlt__format_trace_id(t->id_hi, t->id_lo, buf);
-  int rc = MLT_OK;
-  if (atomic_load(&t->state) == MLT__T_ACTIVE && MLT__GS_STATE(gs) == MLT__S_OPEN) rc = register_span(s, t, h);
+  int rc = mlt__span_ids(s, gs, t, buf, NULL);
   mlt__trace_unref(t);
   return rc;
 }
@@ -988,11 +1307,11 @@ int mlt_span_get_span_id(mlt_span h, char *buf, size_t size) {
   if (!s) return h.id_ && !mlt__h_is_nonrec(h) ? MLT_ESTALE : MLT_ENOTRECORDING;
   mlt__hex64(s->span_id, buf);
   buf[16] = '\0';
-  int rc = MLT_OK;
-  if (MLT__GS_STATE(gs) == MLT__S_OPEN) {
-    mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
-    if (atomic_load(&t->state) == MLT__T_ACTIVE) rc = register_span(s, t, h);
-  }
+  if (MLT__GS_STATE(gs) != MLT__S_OPEN) return MLT_OK;
+  mlt__trace *t = mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
+  if (!t) return MLT_OK;
+  int rc = mlt__span_ids(s, gs, t, NULL, NULL);
+  mlt__trace_unref(t);
   return rc;
 }
 
@@ -1000,6 +1319,8 @@ int mlt_span_get_status(mlt_span h) {
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
   if (!s) return h.id_ && !mlt__h_is_nonrec(h) ? (mlt__running() ? MLT_ESTALE : MLT_ENOTINIT) : MLT_ENOTRECORDING;
+  /* UNSET becomes OK when the span ends (left to the readers). */
+  if (s->status == MLT_STATUS_UNSET && MLT__GS_STATE(gs) != MLT__S_OPEN) return MLT_STATUS_OK;
   return s->status;
 }
 
@@ -1007,4 +1328,35 @@ int mlt_span_is_recording(mlt_span h) {
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
   return s && MLT__GS_STATE(gs) == MLT__S_OPEN;
+}
+
+/* ---- client API helpers (client.c) ----------------------------------- */
+
+int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message) {
+  uint64_t gs;
+  mlt__span *s = mlt__span_get(h, &gs);
+  if (!s) return MLT_ENOTFOUND;
+  if (MLT__GS_STATE(gs) != MLT__S_OPEN) return MLT_EENDED;
+  if (outputs_json) set_json(h, MLT__R_OUTPUTS, outputs_json, MLT_NTS, "mlt_client_end_span");
+  if (status != MLT_STATUS_UNSET || message) {
+    if (!(s->status == MLT_STATUS_ERROR && status != MLT_STATUS_ERROR)) {
+      s->status = (uint8_t)status;
+      if (status == MLT_STATUS_ERROR) {
+        if (!message) message = "";
+        mlt__append_value(s, MLT__R_STATUS, MLT__V_STR, NULL, 0, message, strlen(message), (int)status);
+      }
+    }
+  }
+  return end_impl(h);
+}
+
+int mlt__span_client_inputs(mlt_span h, const char *inputs_json) {
+  return set_json(h, MLT__R_INPUTS, inputs_json, MLT_NTS, "mlt_client_start_span");
+}
+
+mlt_span mlt__span_client_start(const mlt__start_opts *o) {
+  if (MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
+  mlt__tls *tls = mlt__tls_get();
+  if (MLT_UNLIKELY(!tls)) return (mlt_span){0};
+  return start_impl(tls, o);
 }

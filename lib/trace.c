@@ -2,14 +2,22 @@
  * end_trace), the active-trace lists, the id registry, trace-level data.
  *
  * Reference counts on a trace header:
- *   1 for its open counter (dropped when the counter drains: to 0 normally,
- *     to -MLT__OPEN_BIAS after a forced finish);
- *   1 for the export pipeline (dropped once exported or dropped);
- *   1 for the active list (dropped when the reaper prunes it);
- *   1 per context that links to it.
+ *   1 for its open counter; when the counter drains to 0 the finishing
+ *     thread hands this reference to the export pipeline (dropped once
+ *     exported or dropped); after a forced finish (which takes a reference
+ *     of its own for the pipeline) it is dropped when the counter drains to
+ *     -MLT__OPEN_BIAS;
+ *   1 per context that links to it, and 1 per caller that holds it briefly
+ *     (mlt__trace_acquire_from_span()).
  * Headers come from a type-stable pool (never unmapped while the library
  * runs), so mlt__trace_acquire_from_span() may test a header's count even
- * when it races with the trace being recycled.
+ * when it races with the trace being recycled.  A header goes back to the
+ * pool clean (see mlt__trace_unref()): taking one writes only what differs
+ * per trace.
+ *
+ * There is no list of active traces: the reaper (trace timeout, shutdown)
+ * finds them through their root spans in the slot table, so starting and
+ * finishing a trace touch no shared list.
  */
 #include "span-internal.h"
 
@@ -18,29 +26,88 @@
 
 /* ---- header pool ----------------------------------------------------- */
 
+/* Headers circulate in chains of up to CHAIN (linked by next_free): a
+ * thread's cache is one chain; the global pool is a lock-free stack of
+ * chains (mlt__lf_push/pop, one compare-and-swap per chain).  The export
+ * thread frees every trace; each time its cache holds CHAIN headers it
+ * pushes them as one chain, and an app thread whose cache ran out pops one.
+ * Only making new headers takes a mutex. */
 #define TPOOL_BLOCK 256
-#define TCACHE_MAX 64
+#define TPOOL_MAX_BLOCKS 65536
+#define CHAIN 128
 
-typedef struct tblock {
-  struct tblock *next;
-  mlt__trace t[TPOOL_BLOCK];
-} tblock;
+static pthread_mutex_t tgrow_mu = PTHREAD_MUTEX_INITIALIZER;
+static mlt__trace *_Atomic tblocks[TPOOL_MAX_BLOCKS];
+static uint32_t n_tblocks; /* under tgrow_mu */
+static _Atomic uint64_t g_chains;
 
-static atomic_flag tpool_mu = ATOMIC_FLAG_INIT;
-static tblock *tblocks;
-static mlt__trace *tpool_free;
+static mlt__trace *th_at(uint32_t num) {
+  mlt__trace *blk = atomic_load_explicit(&tblocks[(num - 1) / TPOOL_BLOCK], memory_order_acquire);
+  return &blk[(num - 1) % TPOOL_BLOCK];
+}
+static _Atomic uint32_t *th_next(uint32_t num) { return &th_at(num)->chain_next; }
 
-void mlt__traces_put_cache(mlt__trace *list, uint32_t n) {
-  (void)n;
-  if (!list) return;
-  mlt__trace *tail = list;
-  while (tail->next_free) tail = tail->next_free;
-  mlt__spin_lock(&tpool_mu);
-  tail->next_free = tpool_free;
-  tpool_free = list;
-  mlt__spin_unlock(&tpool_mu);
+/* A clean header (see mlt__trace_unref()). */
+static void trace_clean(mlt__trace *t) {
+  atomic_store_explicit(&t->state, MLT__T_ACTIVE, memory_order_relaxed);
+  t->flags = 0;
+  atomic_store_explicit(&t->registered, 0, memory_order_relaxed);
+  t->forced_reason = 0;
+  atomic_store_explicit(&t->spans, NULL, memory_order_relaxed);
+  atomic_flag_clear(&t->lock);
+  t->info = NULL;
+  t->n_info = 0;
+  t->export_spans = NULL;
+  t->n_export = 0;
 }
 
+/* Push the chain |head| (|n| headers linked by next_free). */
+static void chain_push(mlt__trace *head, uint32_t n) {
+  head->chain_n = n;
+  mlt__lf_push(&g_chains, head->pool_num, th_next);
+}
+
+/* A new block of headers, pushed as chains.  0 or -1 (out of memory). */
+static int tpool_grow(void) {
+  pthread_mutex_lock(&tgrow_mu);
+  int rc = -1;
+  if (n_tblocks < TPOOL_MAX_BLOCKS) {
+    mlt__trace *blk = calloc(TPOOL_BLOCK, sizeof *blk);
+    if (blk) {
+      uint32_t base = n_tblocks * TPOOL_BLOCK;
+      for (uint32_t i = 0; i < TPOOL_BLOCK; i++) {
+        trace_clean(&blk[i]);
+        blk[i].pool_num = base + i + 1;
+        blk[i].next_free = (i + 1) % CHAIN ? &blk[i + 1] : NULL;
+      }
+      atomic_store_explicit(&tblocks[n_tblocks], blk, memory_order_release);
+      n_tblocks++;
+      for (uint32_t i = 0; i < TPOOL_BLOCK; i += CHAIN) chain_push(&blk[i], CHAIN);
+      rc = 0;
+    }
+  }
+  pthread_mutex_unlock(&tgrow_mu);
+  return rc;
+}
+
+/* One chain from the pool (NULL: out of memory); *n gets its length. */
+static mlt__trace *chain_pop(uint32_t *n) {
+  for (;;) {
+    uint32_t num = mlt__lf_pop(&g_chains, th_next);
+    if (num) {
+      mlt__trace *head = th_at(num);
+      *n = head->chain_n;
+      return head;
+    }
+    if (tpool_grow() != 0) return NULL;
+  }
+}
+
+void mlt__traces_put_cache(mlt__trace *list, uint32_t n) {
+  if (list && n) chain_push(list, n);
+}
+
+/* A clean header: from this thread's cache, else a chain from the pool. */
 static mlt__trace *tpool_get(mlt__tls *tls) {
   if (tls && tls->tfree) {
     mlt__trace *t = tls->tfree;
@@ -48,74 +115,40 @@ static mlt__trace *tpool_get(mlt__tls *tls) {
     tls->n_tfree--;
     return t;
   }
-  mlt__spin_lock(&tpool_mu);
-  if (!tpool_free) {
-    tblock *b = calloc(1, sizeof *b);
-    if (!b) {
-      mlt__spin_unlock(&tpool_mu);
-      return NULL;
-    }
-    b->next = tblocks;
-    tblocks = b;
-    for (int i = TPOOL_BLOCK - 1; i >= 0; i--) {
-      b->t[i].next_free = tpool_free;
-      tpool_free = &b->t[i];
-    }
+  uint32_t n;
+  mlt__trace *t = chain_pop(&n);
+  if (!t) return NULL;
+  if (tls) {
+    tls->tfree = t->next_free;
+    tls->n_tfree = n - 1;
+  } else if (t->next_free) {
+    chain_push(t->next_free, n - 1);
   }
-  /* Take a batch for this thread's cache. */
-  mlt__trace *t = tpool_free;
-  tpool_free = t->next_free;
-  for (int i = 0; tls && i < TCACHE_MAX / 2 && tpool_free; i++) {
-    mlt__trace *c = tpool_free;
-    tpool_free = c->next_free;
-    c->next_free = tls->tfree;
-    tls->tfree = c;
-    tls->n_tfree++;
-  }
-  mlt__spin_unlock(&tpool_mu);
   return t;
 }
 
 static void tpool_put(mlt__trace *t) {
   mlt__tls *tls = mlt__running() || atomic_load(&mlt__g_state) == MLT__G_STOPPING ? mlt__tls_get() : NULL;
-  if (tls && tls->n_tfree < TCACHE_MAX) {
-    t->next_free = tls->tfree;
-    tls->tfree = t;
-    tls->n_tfree++;
+  if (!tls) {
+    t->next_free = NULL;
+    chain_push(t, 1);
     return;
   }
-  mlt__spin_lock(&tpool_mu);
-  t->next_free = tpool_free;
-  tpool_free = t;
-  mlt__spin_unlock(&tpool_mu);
+  t->next_free = tls->tfree;
+  tls->tfree = t;
+  if (++tls->n_tfree >= 2 * CHAIN) {
+    /* Full (the export thread frees every trace): one chain to the pool. */
+    mlt__trace *tail = t;
+    for (int i = 1; i < CHAIN; i++) tail = tail->next_free;
+    mlt__trace *head = tls->tfree;
+    tls->tfree = tail->next_free;
+    tail->next_free = NULL;
+    tls->n_tfree -= CHAIN;
+    chain_push(head, CHAIN);
+  }
 }
 
-mlt__trace *mlt__trace_new(uint64_t hi, uint64_t lo) {
-  mlt__tls *tls = mlt__tls_get();
-  mlt__trace *t = tpool_get(tls);
-  if (!t) return NULL;
-  atomic_store_explicit(&t->refs, 3, memory_order_relaxed);
-  atomic_store_explicit(&t->open, 1, memory_order_relaxed);
-  atomic_store_explicit(&t->state, MLT__T_ACTIVE, memory_order_relaxed);
-  t->flags = 0;
-  atomic_store_explicit(&t->registered, 0, memory_order_relaxed);
-  t->forced_reason = 0;
-  atomic_store_explicit(&t->n_spans, 1, memory_order_relaxed);
-  t->id_hi = hi;
-  t->id_lo = lo;
-  t->remote_parent = 0;
-  t->start_ns = 0;
-  t->root.id_ = 0;
-  t->root_id = 0;
-  atomic_store_explicit(&t->spans, NULL, memory_order_relaxed);
-  atomic_flag_clear(&t->lock);
-  t->info = NULL;
-  t->export_spans = NULL;
-  t->n_export = 0;
-  t->next_active = NULL;
-  t->next_free = NULL;
-  return t;
-}
+mlt__trace *mlt__trace_pool_get(mlt__tls *tls) { return tpool_get(tls); }
 
 static void tinfo_free(mlt__tinfo *i) {
   while (i) {
@@ -130,11 +163,8 @@ static void tinfo_free(mlt__tinfo *i) {
 void mlt__trace_unref(mlt__trace *t) {
   if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1) return;
   tinfo_free(t->info);
-  t->info = NULL;
-  t->n_info = 0;
   free(t->export_spans);
-  t->export_spans = NULL;
-  t->n_export = 0;
+  trace_clean(t);
   tpool_put(t);
 }
 
@@ -170,26 +200,43 @@ void mlt__trace_push_span(mlt__trace *t, mlt__span *s) {
 
 /* ---- last finished trace id ------------------------------------------ */
 
-static pthread_mutex_t last_mu = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t last_hi, last_lo;
-static int have_last;
+/* No lock: each thread remembers the last trace it finished, with the finish
+ * time, in its own record (a sequence count lets readers see a consistent
+ * copy); mlt_get_last_active_trace_id() returns the newest of all threads'
+ * records (span.c, mlt__tls_last_trace()).  Without thread state (out of
+ * memory) a global record under a mutex takes it. */
+static pthread_mutex_t orphan_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t orphan_hi, orphan_lo;
+static int64_t orphan_stamp;
 
-void mlt__trace_set_last(const mlt__trace *t) {
+void mlt__trace_set_last(const mlt__trace *t, int64_t stamp) {
   if (t->flags & MLT__TF_CONTINUATION) return;
-  pthread_mutex_lock(&last_mu);
-  last_hi = t->id_hi;
-  last_lo = t->id_lo;
-  have_last = 1;
-  pthread_mutex_unlock(&last_mu);
+  if (!stamp) stamp = mlt__now_ns();
+  if (stamp <= 0) stamp = 1;
+  mlt__tls *tls = mlt__tls_get();
+  if (MLT_UNLIKELY(!tls)) {
+    pthread_mutex_lock(&orphan_mu);
+    orphan_hi = t->id_hi;
+    orphan_lo = t->id_lo;
+    orphan_stamp = stamp;
+    pthread_mutex_unlock(&orphan_mu);
+    return;
+  }
+  mlt__last_write(&tls->last, t->id_hi, t->id_lo, stamp);
 }
 
 int mlt_get_last_active_trace_id(char *buf, size_t size) {
   if (!buf) return MLT_EINVAL;
   if (size < MLT_TRACE_ID_SIZE) return MLT_ERANGE;
-  pthread_mutex_lock(&last_mu);
-  int have = have_last;
-  uint64_t hi = last_hi, lo = last_lo;
-  pthread_mutex_unlock(&last_mu);
+  uint64_t hi = 0, lo = 0;
+  int have = mlt__tls_last_trace(&hi, &lo);
+  pthread_mutex_lock(&orphan_mu);
+  if (orphan_stamp && !have) {
+    hi = orphan_hi;
+    lo = orphan_lo;
+    have = 1;
+  }
+  pthread_mutex_unlock(&orphan_mu);
   if (!have) {
     buf[0] = '\0';
     return MLT_ENOTFOUND;
@@ -200,22 +247,30 @@ int mlt_get_last_active_trace_id(char *buf, size_t size) {
 
 /* ---- completion ------------------------------------------------------ */
 
-static void finish_normal(mlt__trace *t) {
-  uint8_t expect = MLT__T_ACTIVE;
-  if (!atomic_compare_exchange_strong(&t->state, &expect, MLT__T_FINISHED)) return;
-  mlt__trace_set_last(t);
+/* The open counter reached 0: only this caller can get here (a forced
+ * finish needs the counter above 0, and it never rises from 0), so a plain
+ * store marks the trace finished; the counter's reference goes with the
+ * trace to the pipeline. */
+void mlt__trace_finish(mlt__trace *t, int64_t now) {
+  atomic_store_explicit(&t->state, MLT__T_FINISHED, memory_order_release);
+  if (!(t->flags & MLT__TF_CONTINUATION)) {
+    mlt__tls *tls = mlt__tls_get();
+    if (MLT_LIKELY(tls != NULL) && now > 0)
+      mlt__last_write(&tls->last, t->id_hi, t->id_lo, now);
+    else
+      mlt__trace_set_last(t, now);
+  }
   mlt__pipeline_enqueue(t);
 }
 
-void mlt__trace_leave(mlt__trace *t) {
-  int32_t o = atomic_fetch_sub(&t->open, 1);
-  if (o == 1) {
-    finish_normal(t);
+void mlt__trace_leave_slow(mlt__trace *t, int32_t o, int64_t now) {
+  if (o == 1)
+    mlt__trace_finish(t, now);
+  else if (o == 1 - MLT__OPEN_BIAS)
     mlt__trace_unref(t);
-  } else if (o == 1 - MLT__OPEN_BIAS) {
-    mlt__trace_unref(t);
-  }
 }
+
+void mlt__trace_leave(mlt__trace *t) { mlt__trace_leave_at(t, 0); }
 
 /* Snapshot an open span into a fresh slot, ended with ERROR. */
 static mlt__span *clone_expired(mlt__span *s, mlt__trace *t, const char *message, int64_t now) {
@@ -289,90 +344,75 @@ int mlt__trace_force_finish(mlt__trace *t, int reason, const char *message) {
              (unsigned long long)expired, message);
   }
   if (reason == 1) mlt__stats_add(MLT__ST_TRACES_TIMED_OUT, 1);
-  mlt__trace_set_last(t);
+  mlt__trace_set_last(t, now);
+  mlt__trace_ref(t); /* the pipeline's (the open counter keeps its own) */
   mlt__pipeline_enqueue(t);
   return 1;
 }
 
-/* ---- active lists ---------------------------------------------------- */
+/* ---- reaper ---------------------------------------------------------- */
 
-#define ASHARDS 64
-static mlt__trace *_Atomic g_active[ASHARDS];
-
-void mlt__traces_active_add(mlt__trace *t) {
-  unsigned shard = (unsigned)(((uintptr_t)mlt__tls_ptr >> 6) & (ASHARDS - 1));
-  mlt__trace *head = atomic_load_explicit(&g_active[shard], memory_order_relaxed);
-  do {
-    t->next_active = head;
-  } while (!atomic_compare_exchange_weak(&g_active[shard], &head, t));
-}
-
+/* Every trace in progress has its root span's slot allocated (slots are
+ * freed only after their trace finished), so walking the slot table's roots
+ * finds them all.  Only done when a trace timeout is set, and at shutdown. */
 void mlt__traces_reap(int64_t now_ns, int all) {
   int64_t timeout = mlt__g_cfg.trace_timeout_ns;
+  if (!all && timeout <= 0) return;
   char msg[200];
-  for (int i = 0; i < ASHARDS; i++) {
-    mlt__trace *list = atomic_exchange(&g_active[i], NULL);
-    mlt__trace *keep = NULL, *keep_tail = NULL;
-    while (list) {
-      mlt__trace *t = list;
-      list = t->next_active;
-      if (atomic_load(&t->state) != MLT__T_ACTIVE) {
-        mlt__trace_unref(t);
-        continue;
+  snprintf(msg, sizeof msg, "span still open when its trace timed out after %.3f s (MLFLOW_TRACE_TIMEOUT_SECONDS)",
+           (double)timeout / 1e9);
+  for (uint32_t ci = 0; ci < MLT__SLOT_MAX_CHUNKS; ci++) {
+    mlt__span *c = atomic_load_explicit(&mlt__g_slot_chunks[ci], memory_order_acquire);
+    if (!c) break;
+    for (uint32_t k = 0; k < MLT__SLOT_CHUNK; k++) {
+      mlt__span *s = &c[k];
+      uint64_t gs = atomic_load_explicit(&s->gs, memory_order_acquire);
+      uint32_t st = MLT__GS_STATE(gs);
+      if (st != MLT__S_OPEN && st != MLT__S_ENDED) continue;
+      if (!atomic_load_explicit(&s->is_root, memory_order_relaxed)) continue;
+      mlt__trace *t = mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
+      if (!t) continue;
+      if (atomic_load(&t->state) == MLT__T_ACTIVE && t->root.id_ == mlt__span_handle(s, gs).id_) {
+        if (all)
+          mlt__trace_force_finish(t, 2, "span still open at shutdown");
+        else if (now_ns - t->start_ns > timeout)
+          mlt__trace_force_finish(t, 1, msg);
       }
-      if (all) {
-        mlt__trace_force_finish(t, 2, "span still open at shutdown");
-        mlt__trace_unref(t);
-        continue;
-      }
-      if (timeout > 0 && now_ns - t->start_ns > timeout) {
-        snprintf(msg, sizeof msg,
-                 "span still open when its trace timed out after %.3f s (MLFLOW_TRACE_TIMEOUT_SECONDS)",
-                 (double)timeout / 1e9);
-        mlt__trace_force_finish(t, 1, msg);
-        mlt__trace_unref(t);
-        continue;
-      }
-      t->next_active = keep;
-      if (!keep) keep_tail = t;
-      keep = t;
-    }
-    if (keep) {
-      mlt__trace *head = atomic_load(&g_active[i]);
-      do {
-        keep_tail->next_active = head;
-      } while (!atomic_compare_exchange_weak(&g_active[i], &head, keep));
+      mlt__trace_unref(t);
     }
   }
 }
 
 void mlt__traces_atfork_child(void) {
-  atomic_flag_clear(&tpool_mu);
-  mlt__forget(tblocks);
-  tblocks = NULL;
-  tpool_free = NULL;
-  for (int i = 0; i < ASHARDS; i++) atomic_store(&g_active[i], NULL);
-  pthread_mutex_init(&last_mu, NULL);
-  have_last = 0;
+  pthread_mutex_init(&tgrow_mu, NULL);
+  for (uint32_t i = 0; i < n_tblocks; i++) {
+    mlt__forget(atomic_load_explicit(&tblocks[i], memory_order_relaxed));
+    atomic_store_explicit(&tblocks[i], NULL, memory_order_relaxed);
+  }
+  n_tblocks = 0;
+  atomic_store(&g_chains, 0);
+  pthread_mutex_init(&orphan_mu, NULL);
+  orphan_stamp = 0;
 }
 
 void mlt__traces_shutdown(void) {
-  for (int i = 0; i < ASHARDS; i++) atomic_store(&g_active[i], NULL);
-  mlt__spin_lock(&tpool_mu);
-  while (tblocks) {
-    tblock *b = tblocks;
-    tblocks = b->next;
+  pthread_mutex_lock(&tgrow_mu);
+  for (uint32_t i = 0; i < n_tblocks; i++) {
+    mlt__trace *b = atomic_load_explicit(&tblocks[i], memory_order_relaxed);
     for (int k = 0; k < TPOOL_BLOCK; k++) {
-      tinfo_free(b->t[k].info);
-      free(b->t[k].export_spans);
+      tinfo_free(b[k].info);
+      free(b[k].export_spans);
     }
     free(b);
+    atomic_store_explicit(&tblocks[i], NULL, memory_order_relaxed);
   }
-  tpool_free = NULL;
-  mlt__spin_unlock(&tpool_mu);
-  pthread_mutex_lock(&last_mu);
-  have_last = 0;
-  pthread_mutex_unlock(&last_mu);
+  n_tblocks = 0;
+  atomic_store(&g_chains, 0);
+  pthread_mutex_unlock(&tgrow_mu);
+  mlt__tls_last_reset();
+  pthread_mutex_lock(&orphan_mu);
+  orphan_stamp = 0;
+  pthread_mutex_unlock(&orphan_mu);
 }
 
 /* ---- id registry (client API) ---------------------------------------- */
@@ -567,8 +607,10 @@ int mlt__trace_update(mlt__trace *t, const mlt_trace_update *u) {
   if (kv_len(tags, &ntag) || kv_len(meta, &nmeta)) return MLT_EINVAL;
 #define UFIELD(f) (u->struct_size >= offsetof(mlt_trace_update, f) + sizeof(u->f) ? u->f : NULL)
   const char *req = UFIELD(request_preview), *resp = UFIELD(response_preview), *crid = UFIELD(client_request_id),
-             *sess = UFIELD(session_id), *user = UFIELD(user_id);
+             *sess = UFIELD(session_id), *user = UFIELD(user_id), *model = UFIELD(model_id);
 #undef UFIELD
+  int state = u->struct_size >= offsetof(mlt_trace_update, state) + sizeof(u->state) ? (int)u->state : 0;
+  if (state < MLT_TRACE_STATE_UNSET || state > MLT_TRACE_STATE_ERROR) return MLT_EINVAL;
   mlt__tinfo *add = NULL;
   int rc = MLT_OK;
   for (size_t i = 0; i + 1 < ntag && !rc; i += 2) rc = tinfo_add(&add, MLT__TI_TAG, tags[i], tags[i + 1]);
@@ -578,6 +620,8 @@ int mlt__trace_update(mlt__trace *t, const mlt_trace_update *u) {
   if (crid && !rc) rc = tinfo_add(&add, MLT__TI_CLIENT_REQ_ID, NULL, crid);
   if (sess && !rc) rc = tinfo_add(&add, MLT__TI_SESSION, NULL, sess);
   if (user && !rc) rc = tinfo_add(&add, MLT__TI_USER, NULL, user);
+  if (model && !rc) rc = tinfo_add(&add, MLT__TI_META, "mlflow.modelId", model);
+  if (state && !rc) rc = tinfo_add(&add, MLT__TI_STATE, NULL, state == MLT_TRACE_STATE_ERROR ? "ERROR" : "OK");
   if (rc) {
     tinfo_free(add);
     return rc;

@@ -130,16 +130,58 @@ uint64_t mlt__rand64(void) {
   return (uint64_t)(m >> 64) ^ (uint64_t)m;
 }
 
+/* ---- ids ------------------------------------------------------------- */
+
+uint64_t mlt__g_idkey[4];
+static pthread_once_t idkey_once = PTHREAD_ONCE_INIT;
+
+static void idkeys_make(void) {
+  for (int w = 0; w < 2; w++) {
+    uint64_t k = 0;
+    while (!k) k = mlt__rand64();
+    mlt__g_idkey[2 * w] = k;
+    /* so that handle 0 (never valid) is the one that maps to id 0 */
+    mlt__g_idkey[2 * w + 1] = 0;
+    mlt__g_idkey[2 * w + 1] = mlt__idmix(k);
+  }
+}
+
+void mlt__idkeys_init(void) { pthread_once(&idkey_once, idkeys_make); }
+
 /* ---- hex / base64 ---------------------------------------------------- */
 
-static const char hexd[] = "0123456789abcdef";
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define MLT__SWAR_HEX 1
+#endif
+
+#ifdef MLT__SWAR_HEX
+/* 8 lowercase hex digits of x, most significant first: each nibble spread
+ * to a byte, then turned into a digit, 8 at a time. */
+static inline uint64_t hex8(uint32_t x) {
+  uint64_t v = x;
+  v = (v | v << 16) & UINT64_C(0x0000FFFF0000FFFF);
+  v = (v | v << 8) & UINT64_C(0x00FF00FF00FF00FF);
+  v = (v | v << 4) & UINT64_C(0x0F0F0F0F0F0F0F0F);
+  /* byte i holds nibble i (least significant first): digits, then reverse */
+  uint64_t letters = ((v + UINT64_C(0x0606060606060606)) >> 4) & UINT64_C(0x0101010101010101);
+  v += UINT64_C(0x3030303030303030) + letters * ('a' - '0' - 10);
+  return __builtin_bswap64(v);
+}
 
 void mlt__hex64(uint64_t v, char out[16]) {
+  uint64_t a = hex8((uint32_t)(v >> 32)), b = hex8((uint32_t)v);
+  memcpy(out, &a, 8);
+  memcpy(out + 8, &b, 8);
+}
+#else
+void mlt__hex64(uint64_t v, char out[16]) {
+  static const char hexd[] = "0123456789abcdef";
   for (int i = 15; i >= 0; i--) {
     out[i] = hexd[v & 15];
     v >>= 4;
   }
 }
+#endif
 
 void mlt__format_trace_id(uint64_t hi, uint64_t lo, char out[MLT_TRACE_ID_SIZE]) {
   out[0] = 't';
@@ -150,9 +192,39 @@ void mlt__format_trace_id(uint64_t hi, uint64_t lo, char out[MLT_TRACE_ID_SIZE])
   out[35] = '\0';
 }
 
+#ifdef MLT__SWAR_HEX
+/* 8 hex digits (either case) at s to their value; -1 when one is not a hex
+ * digit.  Bytes are checked in parallel: each must be a digit or (with the
+ * case bit set) a letter a-f. */
+static inline int64_t unhex8(const char *s) {
+  uint64_t w;
+  memcpy(&w, s, 8);
+  const uint64_t hi = UINT64_C(0x8080808080808080), ones = UINT64_C(0x0101010101010101);
+  if (w & hi) return -1;
+  uint64_t digit = (w + ones * (0x80 - '0')) & ~(w + ones * (0x80 - '9' - 1)) & hi;
+  uint64_t l = w | ones * 0x20;
+  uint64_t letter = (l + ones * (0x80 - 'a')) & ~(l + ones * (0x80 - 'f' - 1)) & hi;
+  if ((digit | letter) != hi) return -1;
+  uint64_t v = (w & ones * 0x0F) + (letter >> 7) * 9;
+  /* byte 0 (the first digit) is the most significant nibble */
+  v = ((v & UINT64_C(0x000F000F000F000F)) << 4) | ((v >> 8) & UINT64_C(0x000F000F000F000F));
+  v = ((v & UINT64_C(0x000000FF000000FF)) << 8) | ((v >> 16) & UINT64_C(0x000000FF000000FF));
+  v = ((v & UINT64_C(0x000000000000FFFF)) << 16) | (v >> 32);
+  return (int64_t)v;
+}
+#endif
+
 int mlt__parse_hex(const char *s, size_t n, uint64_t *out) {
   uint64_t v = 0;
-  for (size_t i = 0; i < n; i++) {
+  size_t i = 0;
+#ifdef MLT__SWAR_HEX
+  for (; i + 8 <= n; i += 8) {
+    int64_t x = unhex8(s + i);
+    if (x < 0) return -1;
+    v = v << 32 | (uint64_t)x;
+  }
+#endif
+  for (; i < n; i++) {
     char c = s[i];
     int d;
     if (c >= '0' && c <= '9')
@@ -171,14 +243,15 @@ int mlt__parse_hex(const char *s, size_t n, uint64_t *out) {
 
 int mlt__parse_trace_id(const char *s, uint64_t *hi, uint64_t *lo) {
   if (!s) return -1;
-  if (strncmp(s, "tr-", 3) == 0) s += 3;
-  if (strlen(s) != 32) return -1;
+  if (s[0] == 't' && s[1] == 'r' && s[2] == '-') s += 3;
+  /* strnlen: never reads past the terminator */
+  if (strnlen(s, 33) != 32) return -1;
   if (mlt__parse_hex(s, 16, hi) || mlt__parse_hex(s + 16, 16, lo)) return -1;
   return (*hi | *lo) ? 0 : -1;
 }
 
 int mlt__parse_span_id(const char *s, uint64_t *id) {
-  if (!s || strlen(s) != 16) return -1;
+  if (!s || strnlen(s, 17) != 16) return -1;
   if (mlt__parse_hex(s, 16, id)) return -1;
   return *id ? 0 : -1;
 }

@@ -9,6 +9,14 @@ tests_unit_test_core_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_core_LDADD = $(TEST_LDADD)
 TESTS += tests/unit/test_core
 
+# Worker queues under overload: rejections counted and logged, waiting
+# submitters, teardown.
+check_PROGRAMS += tests/unit/test_thread
+tests_unit_test_thread_SOURCES = tests/unit/test_thread.c
+tests_unit_test_thread_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_thread_LDADD = $(TEST_LDADD)
+TESTS += tests/unit/test_thread
+
 check_PROGRAMS += tests/unit/test_delivery
 tests_unit_test_delivery_SOURCES = tests/unit/test_delivery.c
 tests_unit_test_delivery_CFLAGS = $(TEST_CFLAGS)
@@ -59,6 +67,8 @@ tests_bench_otlp_sink_SOURCES = tests/bench/otlp-sink.c
 tests_bench_otlp_sink_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_bench_otlp_sink_LDADD = $(LIBEVENT_LIBS)
 EXTRA_DIST += tests/bench/bench_export.sh tests/bench/bench_callgrind.sh
+
+include tests/parity/local.mk
 
 # Public headers documented; exported symbols = declared symbols.
 TESTS += tests/check-headers.sh

@@ -21,6 +21,7 @@
 #endif
 
 #define DEFAULT_SPAN_NAME "chat.completions"
+#define RESPONSES_SPAN_NAME "responses"
 #define DEFAULT_MAX_BODY ((size_t)1 << 20)
 #define MAX_MAX_BODY ((size_t)1 << 30)
 #define DEFAULT_MAX_CHUNK_EVENTS 1000u
@@ -186,12 +187,15 @@ static int usage_count(const cJSON *obj, const char *key, long long *out) {
 static char *usage_text(const cJSON *usage) {
   if (!cJSON_IsObject(usage)) return NULL;
   long long in = 0, out = 0, total = 0, cached = 0, created = 0;
-  usage_count(usage, "prompt_tokens", &in);
-  usage_count(usage, "completion_tokens", &out);
+  /* Responses API usage: input_tokens, output_tokens, input_tokens_details */
+  int responses = !cJSON_HasObjectItem(usage, "prompt_tokens") && cJSON_HasObjectItem(usage, "input_tokens");
+  usage_count(usage, responses ? "input_tokens" : "prompt_tokens", &in);
+  usage_count(usage, responses ? "output_tokens" : "completion_tokens", &out);
   if (!usage_count(usage, "total_tokens", &total)) total = in + out;
-  int has_cached = usage_count(cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens_details"), "cached_tokens",
-                               &cached) ||
-                   usage_count(usage, "cache_read_input_tokens", &cached);
+  int has_cached =
+      usage_count(cJSON_GetObjectItemCaseSensitive(usage, responses ? "input_tokens_details" : "prompt_tokens_details"),
+                  "cached_tokens", &cached) ||
+      usage_count(usage, "cache_read_input_tokens", &cached);
   int has_created = usage_count(usage, "cache_creation_input_tokens", &created);
   char buf[256];
   int n = snprintf(buf, sizeof buf, "{\"input_tokens\": %lld, \"output_tokens\": %lld, \"total_tokens\": %lld", in,
@@ -233,21 +237,63 @@ static char *sanitized_url(const char *url) {
 
 /* ==== request ========================================================= */
 
+/* A Responses API request: "input" and no "messages". */
+static int is_responses_request(const cJSON *req) {
+  return cJSON_IsObject(req) && cJSON_HasObjectItem(req, "input") && !cJSON_HasObjectItem(req, "messages");
+}
+
+/* mlflow.chat.tools: the request's "tools" in the Chat Completions form
+ * ({"type":"function","function":{...}}), as MLflow converts Responses API
+ * tools ({"type":"function","name":...}; built-in tools become a function
+ * named after their type).  NULL when there is nothing to record. */
+static char *chat_tools_text(const cJSON *tools) {
+  const cJSON *t;
+  int convert = 0;
+  cJSON_ArrayForEach(t, tools) {
+    if (!cJSON_IsObject(t) || !cJSON_HasObjectItem(t, "function")) convert = 1;
+  }
+  if (!convert) return print_json(tools, NULL);
+  cJSON *out = cJSON_CreateArray();
+  cJSON_ArrayForEach(t, tools) {
+    if (!cJSON_IsObject(t) || !out) continue;
+    const char *type = json_string(t, "type");
+    cJSON *o = cJSON_CreateObject(), *fn = NULL;
+    if (!o || !cJSON_AddItemToArray(out, o)) {
+      cJSON_Delete(o);
+      break;
+    }
+    cJSON_AddStringToObject(o, "type", "function");
+    if (cJSON_HasObjectItem(t, "function")) {
+      cJSON_AddItemToObject(o, "function", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(t, "function"), 1));
+    } else if (!type || !strcmp(type, "function")) {
+      fn = cJSON_AddObjectToObject(o, "function");
+      const cJSON *m;
+      cJSON_ArrayForEach(m, t) {
+        if (fn && m->string && strcmp(m->string, "type") != 0)
+          cJSON_AddItemToObject(fn, m->string, cJSON_Duplicate(m, 1));
+      }
+    } else if ((fn = cJSON_AddObjectToObject(o, "function")) != NULL) {
+      cJSON_AddStringToObject(fn, "name", type);
+    }
+  }
+  char *txt = print_json(out, NULL);
+  cJSON_Delete(out);
+  return txt;
+}
+
 /* Record the request: inputs, parameters as attributes (as MLflow's OpenAI
- * autolog does), tools, model; decide whether a stream is expected. */
-static void record_request(mlt_curl_call *c, const mlt_curl_options *o, const char *body, size_t len) {
+ * autolog does), tools, model; decide whether a stream is expected.
+ * @p req: the body parsed (NULL when it is not JSON). */
+static void record_request(mlt_curl_call *c, const mlt_curl_options *o, const char *body, size_t len,
+                           const cJSON *req) {
   int recording = mlt_span_is_recording(c->span);
-  cJSON *req = parse_exact(body, len);
   c->streaming = o->stream == MLT_CURL_STREAM_ON;
   if (cJSON_IsObject(req)) {
     if (o->stream == MLT_CURL_STREAM_AUTO) c->streaming = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "stream"));
     const char *model = json_string(req, "model");
     if (model && *model) c->req_model = strdup(model);
   }
-  if (!recording) {
-    cJSON_Delete(req);
-    return;
-  }
+  if (!recording) return;
   if (req) {
     mlt_span_set_inputs_json_n(c->span, body, len);
   } else if (body) {
@@ -264,12 +310,14 @@ static void record_request(mlt_curl_call *c, const mlt_curl_options *o, const ch
       if (!k || strcmp(k, "messages") == 0 || strcmp(k, "input") == 0) continue;
       char *txt = print_json(item, NULL);
       if (txt) mlt_span_set_attr_json(c->span, k, txt);
-      if (txt && strcmp(k, "tools") == 0 && cJSON_IsArray(item)) mlt_span_set_attr_json(c->span, "mlflow.chat.tools", txt);
       free(txt);
+      if (strcmp(k, "tools") == 0 && cJSON_IsArray(item) && (txt = chat_tools_text(item)) != NULL) {
+        mlt_span_set_attr_json(c->span, "mlflow.chat.tools", txt);
+        free(txt);
+      }
     }
     if (c->req_model) mlt_span_set_attr_str(c->span, "mlflow.llm.model", c->req_model);
   }
-  cJSON_Delete(req);
 }
 
 /* Copy the caller's headers (minus any traceparent when injecting) and add
@@ -308,14 +356,143 @@ static void add_traceparent(mlt_curl_call *c, const mlt_context *parent) {
 
 /* ==== response: the write path ======================================== */
 
-static void on_chunk(const char *json, size_t len, const char *delta, size_t delta_len, void *ud) {
+/* Room for @p n choices and @p ntools tool deltas in the call's scratch. */
+static int reserve_scratch(mlt_curl_call *c, size_t n, size_t ntools) {
+  if (n > c->sc_choices_cap) {
+    void *q = realloc(c->sc_choices, n * sizeof *c->sc_choices);
+    if (!q) return MLT_ENOMEM;
+    c->sc_choices = q;
+    c->sc_choices_cap = n;
+  }
+  if (ntools > c->sc_tools_cap) {
+    void *q = realloc(c->sc_tools, ntools * sizeof *c->sc_tools);
+    if (!q) return MLT_ENOMEM;
+    c->sc_tools = q;
+    c->sc_tools_cap = ntools;
+  }
+  return MLT_OK;
+}
+
+static const char *str_or_empty(const cJSON *obj, const char *key, size_t *len) {
+  const char *v = json_string(obj, key);
+  if (len) *len = v ? strlen(v) : 0;
+  return v ? v : "";
+}
+
+static void tool_delta_from(mlt_curl_tool_delta *t, const cJSON *tc, int dflt_index) {
+  const cJSON *idx = cJSON_GetObjectItemCaseSensitive(tc, "index");
+  const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
+  t->index = cJSON_IsNumber(idx) ? idx->valueint : dflt_index;
+  t->id = str_or_empty(tc, "id", NULL);
+  t->name = str_or_empty(fn, "name", NULL);
+  t->arguments = str_or_empty(fn, "arguments", &t->arguments_len);
+}
+
+/* The chunk callback's view of a chat.completion.chunk. */
+static int chat_chunk_view(mlt_curl_call *c, const cJSON *j, mlt_curl_chunk *out) {
+  const cJSON *choices = cJSON_GetObjectItemCaseSensitive(j, "choices"), *ch;
+  size_t n = 0, ntools = 0;
+  cJSON_ArrayForEach(ch, choices) {
+    const cJSON *calls = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ch, "delta"), "tool_calls");
+    n++;
+    if (cJSON_IsArray(calls)) ntools += (size_t)cJSON_GetArraySize(calls);
+  }
+  if (reserve_scratch(c, n, ntools) != MLT_OK) return MLT_ENOMEM;
+  size_t i = 0, k = 0;
+  cJSON_ArrayForEach(ch, choices) {
+    mlt_curl_choice_delta *d = &c->sc_choices[i];
+    const cJSON *idx = cJSON_GetObjectItemCaseSensitive(ch, "index");
+    const cJSON *delta = cJSON_GetObjectItemCaseSensitive(ch, "delta");
+    const cJSON *calls = cJSON_GetObjectItemCaseSensitive(delta, "tool_calls"), *tc;
+    d->index = cJSON_IsNumber(idx) ? idx->valueint : (int)i;
+    d->role = str_or_empty(delta, "role", NULL);
+    d->content = str_or_empty(delta, "content", &d->content_len);
+    d->refusal = str_or_empty(delta, "refusal", &d->refusal_len);
+    d->finish_reason = str_or_empty(ch, "finish_reason", NULL);
+    d->tool_calls = NULL;
+    d->n_tool_calls = 0;
+    if (cJSON_IsArray(calls)) {
+      d->tool_calls = c->sc_tools + k;
+      int pos = 0;
+      cJSON_ArrayForEach(tc, calls) { tool_delta_from(&c->sc_tools[k++], tc, pos++); }
+      d->n_tool_calls = (size_t)pos;
+      if (!pos) d->tool_calls = NULL;
+    }
+    i++;
+  }
+  const cJSON *usage = cJSON_GetObjectItemCaseSensitive(j, "usage");
+  out->api = MLT_CURL_API_CHAT;
+  out->choices = n ? c->sc_choices : NULL;
+  out->n_choices = n;
+  out->has_usage = cJSON_IsObject(usage);
+  return MLT_OK;
+}
+
+/* The chunk callback's view of a Responses API event: text and function
+ * call data as one choice (index 0), function calls by output_index. */
+static int responses_chunk_view(mlt_curl_call *c, const cJSON *j, mlt_curl_chunk *out) {
+  const char *type = json_string(j, "type");
+  const cJSON *oi = cJSON_GetObjectItemCaseSensitive(j, "output_index");
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(j, "item");
+  const char *item_type = json_string(item, "type");
+  int index = cJSON_IsNumber(oi) ? oi->valueint : 0;
+  out->api = MLT_CURL_API_RESPONSES;
+  out->choices = NULL;
+  out->n_choices = 0;
+  out->has_usage = 0;
+  if (!type) return MLT_OK;
+  if (!strcmp(type, "response.completed") || !strcmp(type, "response.incomplete"))
+    out->has_usage = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "response"), "usage"));
+  int text = !strcmp(type, "response.output_text.delta");
+  int args = !strcmp(type, "response.function_call_arguments.delta");
+  int call = !strcmp(type, "response.output_item.added") && item_type && !strcmp(item_type, "function_call");
+  if (!text && !args && !call) return MLT_OK;
+  if (reserve_scratch(c, 1, 1) != MLT_OK) return MLT_ENOMEM;
+  mlt_curl_choice_delta *d = c->sc_choices;
+  memset(d, 0, sizeof *d);
+  d->role = d->refusal = d->finish_reason = d->content = "";
+  if (text) {
+    d->content = str_or_empty(j, "delta", &d->content_len);
+  } else {
+    mlt_curl_tool_delta *t = c->sc_tools;
+    t->index = index;
+    if (args) {
+      t->id = t->name = "";
+      t->arguments = str_or_empty(j, "delta", &t->arguments_len);
+    } else {
+      t->id = str_or_empty(item, "call_id", NULL);
+      t->name = str_or_empty(item, "name", NULL);
+      t->arguments = str_or_empty(item, "arguments", &t->arguments_len);
+    }
+    d->tool_calls = t;
+    d->n_tool_calls = 1;
+  }
+  out->choices = d;
+  out->n_choices = 1;
+  return MLT_OK;
+}
+
+/* Every valid chunk: record it on the span, then the application's chunk
+ * and delta callbacks. */
+static void on_chunk_json(const char *event, size_t event_len, const char *json, size_t len,
+                          const struct cJSON *chunk, const char *delta, void *ud) {
   mlt_curl_call *c = ud;
   if (c->chunk_events < c->max_chunk_events && !mlt_span_is_none(c->span)) {
     c->chunk_events++;
     mlt_span_add_chunk_json(c->span, json, len);
   }
-  if (c->delta_fn && c->in_write && !c->hook_stop && !c->cancelled) {
-    if (c->delta_fn(c, json, len, delta, delta_len, c->delta_ud) != 0) c->hook_stop = 1;
+  if (!c->in_write || c->hook_stop || c->cancelled) return;
+  if (c->chunk_fn) {
+    mlt_curl_chunk view = {json, len, event, event_len, MLT_CURL_API_CHAT, NULL, 0, 0};
+    int rc = mlt__chat_stream_is_responses(c->stream) ? responses_chunk_view(c, chunk, &view)
+                                                       : chat_chunk_view(c, chunk, &view);
+    if (rc == MLT_OK && c->chunk_fn(c, &view, c->chunk_ud) != 0) {
+      c->hook_stop = 1;
+      return;
+    }
+  }
+  if (c->delta_fn) {
+    if (c->delta_fn(c, json, len, delta ? delta : "", delta ? strlen(delta) : 0, c->delta_ud) != 0) c->hook_stop = 1;
   }
 }
 
@@ -428,13 +605,17 @@ int mlt_curl_call_new(CURL *easy, const mlt_context *parent, const mlt_curl_opti
     mlt__curl_call_destroy(c);
     return rc;
   }
-  mlt_chat_stream_set_hooks(c->stream, on_chunk, on_malformed, c);
+  mlt_chat_stream_set_hooks(c->stream, NULL, on_malformed, c);
+  mlt__chat_stream_set_json_hook(c->stream, on_chunk_json);
 
-  c->span = mlt_span_start_in(parent, o->span_name ? o->span_name : DEFAULT_SPAN_NAME, o->type);
+  cJSON *req = parse_exact(body, body_len);
+  const char *name = o->span_name ? o->span_name : is_responses_request(req) ? RESPONSES_SPAN_NAME : DEFAULT_SPAN_NAME;
+  c->span = mlt_span_start_in(parent, name, o->type);
   c->ctx = mlt_context_capture(c->span);
   c->parent = mlt_context_retain((mlt_context *)parent);
   if (o->inject) add_traceparent(c, parent);
-  record_request(c, o, body, body_len);
+  record_request(c, o, body, body_len, req);
+  cJSON_Delete(req);
 
   char *prev = NULL;
   curl_easy_getinfo(easy, CURLINFO_PRIVATE, &prev);
@@ -465,6 +646,32 @@ int mlt_curl_call_set_delta_fn(mlt_curl_call *call, mlt_curl_delta_fn fn, void *
   return MLT_OK;
 }
 
+int mlt_curl_call_set_chunk_fn(mlt_curl_call *call, mlt_curl_chunk_fn fn, void *user_data) {
+  if (!call) return MLT_EINVAL;
+  if (call->done) return MLT_EENDED;
+  call->chunk_fn = fn;
+  call->chunk_ud = user_data;
+  return MLT_OK;
+}
+
+/* The output text of a Responses API Response: the "text" of every
+ * output_text part of its message items, concatenated (malloc'ed). */
+static char *response_output_text(const cJSON *resp, size_t *len) {
+  mlt__curl_buf b = {0};
+  const cJSON *item, *part;
+  cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(resp, "output")) {
+    const char *type = json_string(item, "type");
+    if (!type || strcmp(type, "message") != 0) continue;
+    cJSON_ArrayForEach(part, cJSON_GetObjectItemCaseSensitive(item, "content")) {
+      const char *pt = json_string(part, "type"), *text = json_string(part, "text");
+      if (pt && !strcmp(pt, "output_text") && text) buf_append(&b, text, strlen(text));
+    }
+  }
+  if (!b.p) buf_append(&b, "", 0);
+  *len = b.p ? b.len : 0;
+  return b.p;
+}
+
 /* The non-streamed body as outputs; model, usage, content from it. */
 static cJSON *finish_body(mlt_curl_call *c) {
   if (!c->body.len) return NULL;
@@ -483,8 +690,11 @@ static cJSON *finish_body(mlt_curl_call *c) {
     if (content) {
       c->content_len = strlen(content);
       c->content = dup_n(content, c->content_len);
+    } else if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(j, "output"))) {
+      c->content = response_output_text(j, &c->content_len); /* Responses API */
     }
     const char *fr = json_string(choice, "finish_reason");
+    if (!fr && !choice) fr = json_string(j, "status"); /* Responses API */
     if (fr) c->finish_reason = strdup(fr);
     const char *model = json_string(j, "model");
     if (model && *model) c->model = strdup(model);
@@ -597,7 +807,9 @@ int mlt__curl_call_complete(mlt_curl_call *c, CURLcode result, const char *cance
   } else if (c->streaming && c->require_done && c->mode == MLT__CURL_SSE && stream_rc != MLT_OK) {
     c->status = MLT_EPARSE;
     record_error(c, "StreamError",
-                 mlt_chat_stream_is_done(c->stream) ? "stream ended inside an event" : "stream ended without [DONE]");
+                 mlt_chat_stream_is_done(c->stream)           ? "stream ended inside an event"
+                 : mlt__chat_stream_is_responses(c->stream) ? "stream ended without response.completed"
+                                                              : "stream ended without [DONE]");
   } else {
     c->status = MLT_OK;
   }
@@ -612,6 +824,8 @@ void mlt__curl_call_destroy(mlt_curl_call *c) {
   mlt_context_release(c->ctx);
   mlt_context_release(c->parent);
   curl_slist_free_all(c->headers);
+  free(c->sc_choices);
+  free(c->sc_tools);
   free(c->req_model);
   free(c->body.p);
   free(c->error);

@@ -1,6 +1,9 @@
 /* chat_stream.c: assembles an OpenAI-compatible chat.completion.chunk stream
- * into a chat.completion object.  See <mltrace/sse.h>.
+ * into a chat.completion object, or an OpenAI Responses API event stream
+ * into its Response object.  See <mltrace/sse.h>.
  */
+#include "curl-internal.h"
+
 #include <mltrace/sse.h>
 
 #include <cjson/cJSON.h>
@@ -32,11 +35,29 @@ typedef struct cs_choice {
   long last_call; /* index of the call a delta without "index" continues */
 } cs_choice;
 
+/* One output item of a Responses stream, by output_index. */
+typedef struct rs_item {
+  long index;
+  cJSON *item;    /* the item as last announced (added, then done) */
+  int done;       /* response.output_item.done seen */
+  cs_str text;    /* output_text deltas (message items) */
+  cs_str args;    /* function call argument deltas */
+  int has_args;
+} rs_item;
+
 struct mlt_chat_stream {
   mlt_sse_parser *parser;
   mlt_chat_chunk_fn on_chunk;
   mlt_chat_malformed_fn on_malformed;
   void *user_data;
+  mlt__chat_json_hook json_hook;
+  /* Responses API mode (the first event was a "response.*" event) */
+  int responses;
+  cJSON *response;     /* the Response object of the latest response.* event */
+  int terminal;        /* response.completed / incomplete / failed seen */
+  rs_item *items;      /* sorted by output_index */
+  size_t nitems, cap_items;
+  cs_str rtext;        /* output_text deltas, all items, in stream order */
   cs_str id, model, fingerprint, error;
   int has_fingerprint, has_error, done, finished, finish_rc;
   double created;
@@ -70,6 +91,10 @@ static int str_set(cs_str *s, const char *b, size_t n) {
 }
 
 static const char *str_get(const cs_str *s) { return s->p ? s->p : ""; }
+
+static cJSON *add_str(cJSON *obj, const char *key, const cs_str *v) {
+  return cJSON_AddStringToObject(obj, key, str_get(v));
+}
 
 /* The string value of member @p key of @p obj, or NULL. */
 static const char *get_string(const cJSON *obj, const char *key) {
@@ -124,6 +149,7 @@ static void free_choice(cs_choice *c) {
 /* find_or_insert() reads the index of an element as its first member. */
 _Static_assert(offsetof(cs_choice, index) == 0, "index first");
 _Static_assert(offsetof(cs_tool_call, index) == 0, "index first");
+_Static_assert(offsetof(rs_item, index) == 0, "index first");
 
 /* Find or insert (keeping the array sorted by index) the element of
  * @p *arr with index @p index.  Returns its position, -1 when the array is
@@ -224,7 +250,7 @@ static int merge_choice(mlt_chat_stream *s, const cJSON *ch, long dflt_index, in
   const cJSON *delta = cJSON_GetObjectItemCaseSensitive(ch, "delta");
   if (cJSON_IsObject(delta)) {
     const char *content = get_string(delta, "content");
-    if (content && delta_text) *delta_text = content;
+    if (content && delta_text && index == 0) *delta_text = content;
     rc = set_nonempty(&c->role, delta, "role");
     if (!rc) rc = append_string(&c->content, delta, "content", &c->has_content);
     if (!rc) rc = append_string(&c->refusal, delta, "refusal", &c->has_refusal);
@@ -263,11 +289,156 @@ static int merge_chunk(mlt_chat_stream *s, const cJSON *j, int *bad, const char 
   const cJSON *ch;
   if (cJSON_IsArray(choices))
     cJSON_ArrayForEach(ch, choices) {
-      rc = merge_choice(s, ch, i, bad, i == 0 ? delta_text : NULL);
+      rc = merge_choice(s, ch, i, bad, delta_text);
       if (rc) return rc;
       i++;
     }
   return MLT_OK;
+}
+
+/* ---- Responses API events --------------------------------------------- */
+
+static void free_items(mlt_chat_stream *s) {
+  for (size_t i = 0; i < s->nitems; i++) {
+    cJSON_Delete(s->items[i].item);
+    free(s->items[i].text.p);
+    free(s->items[i].args.p);
+  }
+  free(s->items);
+}
+
+/* The item with output_index @p index (created when new), or NULL with
+ * *rc set (MLT_ENOMEM) or *bad set (unusable index, too many items). */
+static rs_item *get_item(mlt_chat_stream *s, const cJSON *ev, int *bad, int *rc) {
+  const cJSON *oi = cJSON_GetObjectItemCaseSensitive(ev, "output_index");
+  long index;
+  if (!cJSON_IsNumber(oi) || !(oi->valuedouble >= 0 && oi->valuedouble <= 2147483647.0) ||
+      oi->valuedouble != (double)(long)oi->valuedouble) {
+    *bad = 1;
+    return NULL;
+  }
+  index = (long)oi->valuedouble;
+  int nomem;
+  void *arr = s->items;
+  long pos = find_or_insert(&arr, &s->nitems, &s->cap_items, sizeof *s->items, CS_MAX_CHOICES, index, &nomem);
+  s->items = arr;
+  if (pos < 0) {
+    if (nomem)
+      *rc = MLT_ENOMEM;
+    else
+      *bad = 1;
+    return NULL;
+  }
+  return &s->items[pos];
+}
+
+/* Keep a copy of member @p key of @p ev in *dst (replacing the old one). */
+static int keep_object(cJSON **dst, const cJSON *ev, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, key);
+  if (!cJSON_IsObject(v)) return MLT_OK;
+  cJSON *copy = cJSON_Duplicate(v, 1);
+  if (!copy) return MLT_ENOMEM;
+  cJSON_Delete(*dst);
+  *dst = copy;
+  return MLT_OK;
+}
+
+/* Merge one Responses API event (a JSON object whose "type" is
+ * "response.*").  *delta_text: the text an output_text delta carried. */
+static int merge_response_event(mlt_chat_stream *s, const cJSON *j, const char *type, int *bad,
+                                const char **delta_text) {
+  int rc = MLT_OK;
+  const char *name = type + 9; /* after "response." */
+  if (!strcmp(name, "created") || !strcmp(name, "in_progress") || !strcmp(name, "queued") ||
+      !strcmp(name, "completed") || !strcmp(name, "incomplete") || !strcmp(name, "failed")) {
+    rc = keep_object(&s->response, j, "response");
+    const cJSON *r = s->response;
+    if (!rc) rc = set_nonempty(&s->id, r, "id");
+    if (!rc) rc = set_nonempty(&s->model, r, "model");
+    if (!rc && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(r, "usage")))
+      rc = keep_object(&s->usage, r, "usage");
+    if (!strcmp(name, "completed") || !strcmp(name, "incomplete")) {
+      s->terminal = 1;
+      s->done = 1;
+    } else if (!strcmp(name, "failed")) {
+      const cJSON *err = cJSON_GetObjectItemCaseSensitive(r, "error");
+      const char *msg = cJSON_IsObject(err) ? get_string(err, "message") : NULL;
+      if (!msg) msg = "response failed";
+      s->terminal = 1;
+      s->has_error = 1;
+      if (!rc) rc = str_set(&s->error, msg, strlen(msg));
+    }
+    return rc;
+  }
+  int is_added = !strcmp(name, "output_item.added"), is_done = !strcmp(name, "output_item.done");
+  int is_text = !strcmp(name, "output_text.delta"), is_args = !strcmp(name, "function_call_arguments.delta");
+  if (!is_added && !is_done && !is_text && !is_args) return MLT_OK; /* other events: nothing to assemble */
+  rs_item *it = get_item(s, j, bad, &rc);
+  if (!it) return rc;
+  const char *delta = get_string(j, "delta");
+  if (is_added || is_done) {
+    rc = keep_object(&it->item, j, "item");
+    if (is_done) it->done = 1;
+  } else if (is_text && delta) {
+    rc = str_append(&it->text, delta, strlen(delta));
+    if (!rc) rc = str_append(&s->rtext, delta, strlen(delta));
+    *delta_text = delta;
+  } else if (is_args && delta) {
+    it->has_args = 1;
+    rc = str_append(&it->args, delta, strlen(delta));
+  }
+  return rc;
+}
+
+/* An item as the result shows it: as done, or as assembled so far. */
+static cJSON *item_result(const rs_item *it) {
+  cJSON *o = it->item ? cJSON_Duplicate(it->item, 1) : cJSON_CreateObject();
+  if (!o || it->done) return o;
+  const char *type = get_string(o, "type");
+  if (type && !strcmp(type, "function_call")) {
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "arguments");
+    if (!cJSON_AddStringToObject(o, "arguments", str_get(&it->args))) goto fail;
+  } else if (it->text.len || !type || !strcmp(type, "message")) {
+    if (!type && !cJSON_AddStringToObject(o, "type", "message")) goto fail;
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "content");
+    cJSON *content = cJSON_AddArrayToObject(o, "content"), *part = cJSON_CreateObject();
+    if (!content || !part || !cJSON_AddItemToArray(content, part)) {
+      cJSON_Delete(part);
+      goto fail;
+    }
+    if (!cJSON_AddStringToObject(part, "type", "output_text") || !add_str(part, "text", &it->text) ||
+        !cJSON_AddArrayToObject(part, "annotations"))
+      goto fail;
+  }
+  return o;
+fail:
+  cJSON_Delete(o);
+  return NULL;
+}
+
+/* The Response object: the final one when the stream reached it, else the
+ * latest one announced with the items assembled so far as its output. */
+static cJSON *response_result(const mlt_chat_stream *s) {
+  if (s->terminal && s->response) return cJSON_Duplicate(s->response, 1);
+  cJSON *r = s->response ? cJSON_Duplicate(s->response, 1) : cJSON_CreateObject();
+  if (!r) return NULL;
+  if (!s->response &&
+      (!add_str(r, "id", &s->id) || !cJSON_AddStringToObject(r, "object", "response") || !add_str(r, "model", &s->model)))
+    goto fail;
+  cJSON_DeleteItemFromObjectCaseSensitive(r, "output");
+  cJSON *out = cJSON_AddArrayToObject(r, "output");
+  if (!out) goto fail;
+  for (size_t i = 0; i < s->nitems; i++) {
+    cJSON *o = item_result(&s->items[i]);
+    if (!o || !cJSON_AddItemToArray(out, o)) {
+      cJSON_Delete(o);
+      goto fail;
+    }
+  }
+  return r;
+fail:
+  cJSON_Delete(r);
+  return NULL;
 }
 
 /* ---- events ------------------------------------------------------------ */
@@ -288,13 +459,14 @@ static int keep_error(mlt_chat_stream *s, const cJSON *j, const char *data, size
   return msg ? str_set(&s->error, msg, strlen(msg)) : str_set(&s->error, data, len);
 }
 
-static int handle_event(mlt_chat_stream *s, int error_event, const char *data, size_t len) {
+static int handle_event(mlt_chat_stream *s, const char *event, size_t event_len, const char *data, size_t len) {
+  int error_event = event_len == 5 && memcmp(event, "error", 5) == 0;
   size_t a = 0, b = len;
   while (a < b && is_ws(data[a])) a++;
   while (b > a && is_ws(data[b - 1])) b--;
   if (a == b) return MLT_OK;
   if (!error_event && b - a == 6 && memcmp(data + a, "[DONE]", 6) == 0) {
-    s->done = 1;
+    if (!s->responses) s->done = 1; /* (a Responses stream ends with response.completed) */
     return MLT_OK;
   }
   const char *end = NULL;
@@ -305,7 +477,26 @@ static int handle_event(mlt_chat_stream *s, int error_event, const char *data, s
   }
   int rc = MLT_OK;
   const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
-  if (error_event) {
+  /* A Responses API event: "type": "response.*" (or "error"), no choices. */
+  const char *type = cJSON_IsObject(j) && !cJSON_GetObjectItemCaseSensitive(j, "choices") ? get_string(j, "type") : NULL;
+  int resp_event = type && strncmp(type, "response.", 9) == 0;
+  if (resp_event) s->responses = 1;
+  if (type && !strcmp(type, "error") && !error_event) {
+    /* {"type":"error","code":...,"message":...} */
+    rc = keep_error(s, j, data + a, b - a);
+    malformed(s, "error object", data, len);
+  } else if (resp_event && (!err || cJSON_IsNull(err) || !strcmp(type, "response.failed"))) {
+    int bad = 0;
+    const char *delta = NULL;
+    rc = merge_response_event(s, j, type, &bad, &delta);
+    if (!rc && bad) {
+      malformed(s, "invalid chunk", data, len);
+    } else if (!rc) {
+      s->chunks++;
+      if (s->json_hook) s->json_hook(event, event_len, data, len, j, delta, s->user_data);
+      if (s->on_chunk) s->on_chunk(data, len, delta ? delta : "", delta ? strlen(delta) : 0, s->user_data);
+    }
+  } else if (error_event) {
     rc = keep_error(s, j, data + a, b - a);
     malformed(s, "error event", data, len);
   } else if (!j) {
@@ -323,6 +514,7 @@ static int handle_event(mlt_chat_stream *s, int error_event, const char *data, s
       malformed(s, "invalid chunk", data, len);
     } else if (!rc) {
       s->chunks++;
+      if (s->json_hook) s->json_hook(event, event_len, data, len, j, delta, s->user_data);
       if (s->on_chunk) s->on_chunk(data, len, delta ? delta : "", delta ? strlen(delta) : 0, s->user_data);
     }
   }
@@ -334,8 +526,7 @@ static int on_sse_event(const char *event, size_t event_len, const char *data, s
                         size_t id_len, void *user_data) {
   (void)id;
   (void)id_len;
-  int error_event = event_len == 5 && memcmp(event, "error", 5) == 0;
-  return handle_event(user_data, error_event, data, data_len);
+  return handle_event(user_data, event, event_len, data, data_len);
 }
 
 static void on_sse_discard(size_t event_bytes, void *user_data) {
@@ -365,6 +556,9 @@ void mlt_chat_stream_free(mlt_chat_stream *s) {
   mlt_sse_parser_free(s->parser);
   for (size_t i = 0; i < s->nchoices; i++) free_choice(&s->choices[i]);
   free(s->choices);
+  free_items(s);
+  cJSON_Delete(s->response);
+  free(s->rtext.p);
   free(s->id.p);
   free(s->model.p);
   free(s->fingerprint.p);
@@ -380,7 +574,7 @@ int mlt_chat_stream_feed(mlt_chat_stream *s, const char *bytes, size_t len) {
 
 int mlt_chat_stream_add_data(mlt_chat_stream *s, const char *data, size_t len) {
   if (!s || (!data && len) || s->finished) return MLT_EINVAL;
-  return len ? handle_event(s, 0, data, len) : MLT_OK;
+  return len ? handle_event(s, "message", 7, data, len) : MLT_OK;
 }
 
 int mlt_chat_stream_finish(mlt_chat_stream *s) {
@@ -421,9 +615,6 @@ static char *print_and_delete(cJSON *root, size_t *len) {
   return out;
 }
 
-static cJSON *add_str(cJSON *obj, const char *key, const cs_str *v) {
-  return cJSON_AddStringToObject(obj, key, str_get(v));
-}
 
 static int build_choice(cJSON *arr, const cs_choice *c) {
   cJSON *o = cJSON_CreateObject(), *msg;
@@ -460,6 +651,7 @@ static int build_choice(cJSON *arr, const cs_choice *c) {
 char *mlt_chat_stream_result_json(const mlt_chat_stream *s, size_t *len) {
   if (len) *len = 0;
   if (!s) return NULL;
+  if (s->responses) return print_and_delete(response_result(s), len);
   cJSON *root = cJSON_CreateObject(), *choices;
   int ok = root && add_str(root, "id", &s->id) &&
            cJSON_AddStringToObject(root, "object", "chat.completion") &&
@@ -489,9 +681,10 @@ static long long token_count(const cJSON *usage, const char *key, int *found) {
 
 char *mlt_chat_stream_usage_json(const mlt_chat_stream *s) {
   if (!s || !s->usage) return NULL;
-  int has_total = 0, unused = 0;
-  long long in = token_count(s->usage, "prompt_tokens", &unused);
-  long long out = token_count(s->usage, "completion_tokens", &unused);
+  int has_total = 0, unused = 0, responses = !cJSON_HasObjectItem(s->usage, "prompt_tokens") &&
+                                           cJSON_HasObjectItem(s->usage, "input_tokens");
+  long long in = token_count(s->usage, responses ? "input_tokens" : "prompt_tokens", &unused);
+  long long out = token_count(s->usage, responses ? "output_tokens" : "completion_tokens", &unused);
   long long total = token_count(s->usage, "total_tokens", &has_total);
   if (!has_total) total = in + out;
   char buf[128];
@@ -505,12 +698,20 @@ char *mlt_chat_stream_usage_json(const mlt_chat_stream *s) {
 const char *mlt_chat_stream_model(const mlt_chat_stream *s) { return s ? str_get(&s->model) : ""; }
 
 const char *mlt_chat_stream_content(const mlt_chat_stream *s, size_t *len) {
+  if (s && s->responses) {
+    if (len) *len = s->rtext.len;
+    return str_get(&s->rtext);
+  }
   const cs_choice *c = find_choice(s, 0);
   if (len) *len = c ? c->content.len : 0;
   return c ? str_get(&c->content) : "";
 }
 
 const char *mlt_chat_stream_finish_reason(const mlt_chat_stream *s) {
+  if (s && s->responses) {
+    const char *st = s->terminal ? get_string(s->response, "status") : NULL;
+    return st ? st : "";
+  }
   const cs_choice *c = find_choice(s, 0);
   return c ? str_get(&c->finish_reason) : "";
 }
@@ -522,3 +723,11 @@ size_t mlt_chat_stream_malformed_count(const mlt_chat_stream *s) { return s ? s-
 const char *mlt_chat_stream_error_message(const mlt_chat_stream *s) {
   return s && s->has_error ? str_get(&s->error) : NULL;
 }
+
+/* ---- internal (curl-internal.h) ---------------------------------------- */
+
+void mlt__chat_stream_set_json_hook(mlt_chat_stream *s, mlt__chat_json_hook fn) {
+  if (s) s->json_hook = fn;
+}
+
+int mlt__chat_stream_is_responses(const mlt_chat_stream *s) { return s && s->responses; }

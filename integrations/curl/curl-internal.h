@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct cJSON;
+
 /* Response handling, decided at the first body byte. */
 enum { MLT__CURL_UNDECIDED = 0, MLT__CURL_SSE = 1, MLT__CURL_BODY = 2 };
 
@@ -42,6 +44,13 @@ struct mlt_curl_call {
   void *user_wd;
   mlt_curl_delta_fn delta_fn;
   void *delta_ud;
+  mlt_curl_chunk_fn chunk_fn;
+  void *chunk_ud;
+  /* scratch for the chunk callback's arrays (grown as needed) */
+  mlt_curl_choice_delta *sc_choices;
+  size_t sc_choices_cap;
+  mlt_curl_tool_delta *sc_tools;
+  size_t sc_tools_cap;
 
   /* response */
   int mode;
@@ -79,6 +88,16 @@ struct mlt_curl_call {
   int in_done;
   int free_requested;
 };
+
+/* chat_stream.c: called for every valid chunk with its parsed JSON (a
+ * cJSON object), the SSE event type ("message" when none), and the text
+ * delta of choice 0 (NULL when none), before the public chunk hook; the
+ * user data is the hooks' (mlt_chat_stream_set_hooks()). */
+typedef void (*mlt__chat_json_hook)(const char *event, size_t event_len, const char *data, size_t len,
+                                    const struct cJSON *chunk, const char *delta0, void *user_data);
+void mlt__chat_stream_set_json_hook(mlt_chat_stream *s, mlt__chat_json_hook fn);
+/* 1 once the stream is a Responses API event stream. */
+int mlt__chat_stream_is_responses(const mlt_chat_stream *s);
 
 /* End the call: record the outcome, end the span, give the handle's options
  * back.  |cancel_msg| non-NULL: the call was cancelled (that message).

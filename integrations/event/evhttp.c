@@ -11,6 +11,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -144,6 +149,7 @@ struct mlt_evhttp {
   struct binding *bindings; /* per-path callbacks */
   struct binding *gen;      /* the generic callback */
   req_state *live;          /* requests whose span is open */
+  int shutting_down;        /* mlt_evhttp_begin_shutdown() */
 };
 
 typedef struct binding {
@@ -153,6 +159,12 @@ typedef struct binding {
   void *arg;
   struct binding *next;
 } binding;
+
+/* Reply body bytes [end - len, end) in the stream of bytes added to the
+ * connection's output buffer (see the ledger below). */
+typedef struct body_seg {
+  uint64_t end, len;
+} body_seg;
 
 struct req_state {
   req_state *map_next;
@@ -166,10 +178,26 @@ struct req_state {
   int code;         /* status code given to the reply wrappers */
   uint64_t reply_bytes;
   size_t recorded_bytes;
+  /* The ledger: what of the reply body reached the socket.  Positions count
+   * the bytes added to the connection's output buffer since the first body
+   * write; the buffer holds the last evbuffer_get_length() of them, so what
+   * lies before that was written to the socket (libevent drains the buffer
+   * only as it writes, and evhttp calls the close callback before it drops
+   * what is left). */
+  uint64_t out_pos;   /* position of the output buffer's tail */
+  uint64_t body_sent; /* body bytes of the segments known written */
+  uint64_t body_written_at_close;
+  body_seg *segs; /* segments possibly still buffered, oldest first */
+  size_t seg_head, seg_n, seg_cap;
   unsigned recording : 1;
   unsigned via_wrapper : 1;
   unsigned reply_cut : 1;
+  unsigned tracking : 1;       /* the ledger is in use */
+  unsigned ledger_broken : 1;  /* the buffer shrank under a wrapper call: unknown */
+  unsigned closed_by : 2;      /* CLOSED_BY_* when the connection closed first */
 };
+
+enum { CLOSED_BY_PEER = 1, CLOSED_BY_SERVER = 2 };
 
 /* Requests are looked up from the reply wrappers, which get only the
  * evhttp_request (libevent 2.1 has no per-request user data).  Several
@@ -378,7 +406,135 @@ static void on_close(struct evhttp_connection *evcon, void *arg);
 
 static void state_free(req_state *st) {
   mlt_context_release(st->ctx);
+  free(st->segs);
   free(st);
+}
+
+/* ==== the ledger of written reply bytes =============================== */
+
+static struct evbuffer *conn_output(struct evhttp_connection *evcon) {
+  struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+  return bev ? bufferevent_get_output(bev) : NULL;
+}
+
+/* Before a wrapper adds body bytes: the output buffer's length now, after
+ * moving the segments already written to body_sent. */
+static size_t ledger_before(req_state *st, struct evbuffer *out) {
+  size_t len = evbuffer_get_length(out);
+  if (!st->tracking) {
+    st->tracking = 1;
+    st->out_pos = len;
+    return len;
+  }
+  uint64_t written = st->out_pos > len ? st->out_pos - len : 0;
+  while (st->seg_head < st->seg_n && st->segs[st->seg_head].end <= written) st->body_sent += st->segs[st->seg_head++].len;
+  if (st->seg_head == st->seg_n) st->seg_head = st->seg_n = 0;
+  return len;
+}
+
+/* After the wrapper's libevent call: |body_len| body bytes were added,
+ * followed by |trail| framing bytes (the CRLF closing an HTTP chunk). */
+static void ledger_after(req_state *st, struct evbuffer *out, size_t before, size_t body_len, size_t trail) {
+  size_t after = evbuffer_get_length(out);
+  if (after < before + body_len + trail) {
+    st->ledger_broken = 1; /* not a socket bufferevent that writes later */
+    return;
+  }
+  st->out_pos += after - before;
+  if (st->seg_n == st->seg_cap) {
+    if (st->seg_head > 0) {
+      memmove(st->segs, st->segs + st->seg_head, (st->seg_n - st->seg_head) * sizeof *st->segs);
+      st->seg_n -= st->seg_head;
+      st->seg_head = 0;
+    } else {
+      size_t cap = st->seg_cap ? st->seg_cap * 2 : 8;
+      body_seg *n = realloc(st->segs, cap * sizeof *n);
+      if (!n) {
+        st->ledger_broken = 1;
+        return;
+      }
+      st->segs = n;
+      st->seg_cap = cap;
+    }
+  }
+  st->segs[st->seg_n++] = (body_seg){st->out_pos - trail, body_len};
+}
+
+/* Body bytes written to the socket, the output buffer holding the rest. */
+static uint64_t ledger_written(const req_state *st, struct evbuffer *out) {
+  size_t len = out ? evbuffer_get_length(out) : 0;
+  uint64_t written = st->out_pos > len ? st->out_pos - len : 0;
+  uint64_t total = st->body_sent;
+  for (size_t i = st->seg_head; i < st->seg_n; i++) {
+    uint64_t end = st->segs[i].end, start = end - st->segs[i].len;
+    if (written >= end)
+      total += st->segs[i].len;
+    else if (written > start)
+      total += written - start;
+  }
+  return total;
+}
+
+/* Who closed the connection: the peer (it sent FIN or RST: the kernel's TCP
+ * state is no longer ESTABLISHED), or this server (still established: a
+ * timeout, evhttp_free(), a connection freed by the application). */
+static int closed_by(struct evhttp_connection *evcon) {
+  struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+  evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+  if (fd < 0) return CLOSED_BY_PEER;
+#ifdef TCP_INFO
+  struct tcp_info ti;
+  socklen_t tl = sizeof ti;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 && tl >= sizeof ti.tcpi_state)
+    return ti.tcpi_state == 1 /* TCP_ESTABLISHED */ ? CLOSED_BY_SERVER : CLOSED_BY_PEER;
+#endif
+  /* Not TCP (a UNIX socket): EOF or a reset shows when peeking. */
+  char c;
+  ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return CLOSED_BY_PEER;
+  return CLOSED_BY_SERVER;
+}
+
+/* Output reducer of a request span whose client went away: the text of its
+ * chunks cut to the body bytes that reached the socket. */
+static char *cut_reducer(const char *const *chunks, const size_t *lens, size_t n, size_t *out_len, void *ud) {
+  uint64_t keep = *(const uint64_t *)ud;
+  size_t have = 0, cap = 256;
+  char *buf = malloc(cap);
+  if (!buf) return NULL;
+  for (size_t i = 0; i < n && have < keep; i++) {
+    cJSON *j = cJSON_ParseWithLength(chunks[i], lens[i]);
+    if (!cJSON_IsString(j)) { /* not a text chunk of ours: keep the default */
+      cJSON_Delete(j);
+      free(buf);
+      return NULL;
+    }
+    size_t len = strlen(j->valuestring);
+    if (len > keep - have) len = (size_t)(keep - have);
+    if (have + len + 1 > cap) {
+      while (have + len + 1 > cap) cap *= 2;
+      char *nb = realloc(buf, cap);
+      if (!nb) {
+        cJSON_Delete(j);
+        free(buf);
+        return NULL;
+      }
+      buf = nb;
+    }
+    memcpy(buf + have, j->valuestring, len);
+    have += len;
+    cJSON_Delete(j);
+  }
+  buf[have] = '\0';
+  cJSON *str = cJSON_CreateString(buf);
+  free(buf);
+  char *text = str ? cJSON_PrintUnformatted(str) : NULL;
+  cJSON_Delete(str);
+  if (!text) return NULL;
+  char *out = strdup(text); /* the library frees with free() */
+  cJSON_free(text);
+  if (out) *out_len = strlen(out);
+  return out;
 }
 
 static void live_unlink(req_state *st) {
@@ -461,7 +617,8 @@ fail:
 
 /* ==== span end ======================================================== */
 
-/* End the span of |st|, unregister it, tell the application, free it. */
+/* End the span of |st|, unregister it, tell the application, free it.
+ * |disconnected|: 0, or CLOSED_BY_* when the connection closed first. */
 static void request_end(req_state *st, struct evhttp_request *req, int disconnected) {
   mlt_evhttp *inst = st->inst;
   map_remove(st);
@@ -475,14 +632,26 @@ static void request_end(req_state *st, struct evhttp_request *req, int disconnec
       const char *cl = evhttp_find_header(evhttp_request_get_output_headers(req), "Content-Length");
       if (cl) size = strtoull(cl, NULL, 10);
     }
-    mlt_attr attrs[3];
+    /* The connection closed first: what reached the socket is the reply. */
+    uint64_t written = size;
+    int cut = disconnected && st->tracking && !st->ledger_broken && st->body_written_at_close < st->reply_bytes;
+    if (cut) written = st->body_written_at_close;
+    mlt_attr attrs[4];
     size_t n = 0;
     if (code) attrs[n++] = MLT_ATTR_INT("http.response.status_code", code);
-    attrs[n++] = MLT_ATTR_INT("http.response.body.size", (int64_t)size);
+    attrs[n++] = MLT_ATTR_INT("http.response.body.size", (int64_t)written);
+    if (cut) attrs[n++] = MLT_ATTR_INT("mltrace.http.reply_unsent_bytes", (int64_t)(st->reply_bytes - written));
     if (st->reply_cut) attrs[n++] = MLT_ATTR_BOOL("mltrace.http.reply_truncated", 1);
     mlt_span_set_attrs(st->span, attrs, n);
-    if (disconnected) {
-      mlt_span_record_error(st->span, "ClientDisconnected", "connection closed before the reply was complete");
+    if (cut && written < st->recorded_bytes) mlt_span_set_output_reducer(st->span, cut_reducer, &written);
+    if (disconnected == CLOSED_BY_PEER) {
+      mlt_span_record_error(st->span, "ClientDisconnected", "the client closed the connection before the reply was complete");
+    } else if (disconnected && st->inst->shutting_down) {
+      mlt_span_record_error(st->span, "ServerShutdown", "the server shut down before the reply was complete");
+    } else if (disconnected) {
+      mlt_span_record_error(st->span, "ServerClosed",
+                            "the server closed the connection before the reply was complete (a timeout, or the "
+                            "connection was freed)");
     } else if (code >= 500 && mlt_span_get_status(st->span) != MLT_STATUS_ERROR) {
       /* (An error the application recorded keeps its description.) */
       char msg[32];
@@ -490,8 +659,8 @@ static void request_end(req_state *st, struct evhttp_request *req, int disconnec
       mlt_span_set_status(st->span, MLT_STATUS_ERROR, msg);
     }
   }
-  mlt_span_end(st->span);
-  if (req && inst->opts.done_cb) inst->opts.done_cb(req, disconnected, st->data, inst->opts.done_ud);
+  mlt_span_end(st->span); /* (runs cut_reducer, which reads |written|) */
+  if (req && inst->opts.done_cb) inst->opts.done_cb(req, disconnected ? 1 : 0, st->data, inst->opts.done_ud);
   state_free(st);
 }
 
@@ -504,12 +673,13 @@ static void on_complete(struct evhttp_request *req, void *arg) {
 
 static void on_close(struct evhttp_connection *evcon, void *arg) {
   req_state *st = arg;
-  (void)evcon;
   /* The request outlives its connection here (the application still owns
-   * it until it ends the reply); it can no longer complete. */
+   * it until it ends the reply); it can no longer complete.  The socket and
+   * the unsent output are still there: evhttp drops them after this. */
   evhttp_request_set_on_complete_cb(st->req, NULL, NULL);
   evhttp_connection_set_closecb(evcon, NULL, NULL);
-  request_end(st, st->req, 1);
+  if (st->recording && st->tracking) st->body_written_at_close = ledger_written(st, conn_output(evcon));
+  request_end(st, st->req, closed_by(evcon));
 }
 
 /* ==== handlers ======================================================== */
@@ -598,7 +768,10 @@ void mlt_evhttp_free(mlt_evhttp *inst) {
     st->recording = 0; /* no attributes from the freed request */
     map_remove(st);
     live_unlink(st);
-    mlt_span_record_error(st->span, "ServerClosed", "server freed before the reply was complete");
+    if (inst->shutting_down)
+      mlt_span_record_error(st->span, "ServerShutdown", "the server shut down before the reply was complete");
+    else
+      mlt_span_record_error(st->span, "ServerClosed", "server freed before the reply was complete");
     mlt_span_end(st->span);
     state_free(st);
   }
@@ -616,6 +789,12 @@ void mlt_evhttp_free(mlt_evhttp *inst) {
   pthread_mutex_lock(&g_inst_mu);
   if (--g_instances == 0) shards_release_tables();
   pthread_mutex_unlock(&g_inst_mu);
+}
+
+int mlt_evhttp_begin_shutdown(mlt_evhttp *inst) {
+  if (!inst) return MLT_EINVAL;
+  inst->shutting_down = 1;
+  return MLT_OK;
 }
 
 int mlt_evhttp_set_cb(mlt_evhttp *inst, const char *path, void (*cb)(struct evhttp_request *, void *), void *arg) {
@@ -701,11 +880,15 @@ static int reply_is_json(struct evhttp_request *req, const char *data, size_t le
 
 void mlt_evhttp_send_reply(struct evhttp_request *req, int code, const char *reason, struct evbuffer *body) {
   req_state *st = map_find(req);
+  size_t len = body ? evbuffer_get_length(body) : 0;
+  struct evbuffer *out = NULL;
+  size_t before = 0;
   if (st) {
-    size_t len = body ? evbuffer_get_length(body) : 0;
     st->via_wrapper = 1;
     st->code = code;
     if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) st->reply_bytes += len;
+    if (st->recording && len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD && (out = conn_output(st->evcon)))
+      before = ledger_before(st, out);
     size_t max = st->inst->opts.max_body;
     if (st->recording && len && max) {
       size_t take = len < max ? len : max;
@@ -718,7 +901,14 @@ void mlt_evhttp_send_reply(struct evhttp_request *req, int code, const char *rea
       }
     }
   }
-  evhttp_send_reply(req, code, reason, body); /* may complete: |st| is gone */
+  if (!out) {
+    evhttp_send_reply(req, code, reason, body); /* may complete: |st| is gone */
+    return;
+  }
+  /* Headers, then the body (the request cannot complete inside this call:
+   * the socket is written from the loop). */
+  evhttp_send_reply(req, code, reason, body);
+  if (map_find(req) == st) ledger_after(st, out, before, len, 0);
 }
 
 void mlt_evhttp_send_reply_start(struct evhttp_request *req, int code, const char *reason) {
@@ -732,11 +922,20 @@ void mlt_evhttp_send_reply_start(struct evhttp_request *req, int code, const cha
 
 void mlt_evhttp_send_reply_chunk(struct evhttp_request *req, struct evbuffer *chunk) {
   req_state *st = map_find(req);
+  struct evbuffer *out = NULL;
+  size_t before = 0, len = 0, trail = 0;
   if (st && chunk) {
-    size_t len = evbuffer_get_length(chunk);
+    len = evbuffer_get_length(chunk);
     st->via_wrapper = 1;
     /* libevent sends nothing for an empty chunk or a HEAD request */
     if (len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+      if (st->recording && (out = conn_output(st->evcon))) {
+        /* A chunked reply frames each chunk "<hex length>\r\n<data>\r\n";
+         * an HTTP/1.0 one (or one with a Content-Length) sends data only. */
+        const char *te = evhttp_find_header(evhttp_request_get_output_headers(req), "Transfer-Encoding");
+        trail = te && strstr(te, "chunked") ? 2 : 0;
+        before = ledger_before(st, out);
+      }
       st->reply_bytes += len;
       size_t max = st->inst->opts.max_body;
       size_t room = max > st->recorded_bytes ? max - st->recorded_bytes : 0;
@@ -752,10 +951,27 @@ void mlt_evhttp_send_reply_chunk(struct evhttp_request *req, struct evbuffer *ch
     }
   }
   evhttp_send_reply_chunk(req, chunk);
+  if (out) ledger_after(st, out, before, len, trail);
 }
 
 void mlt_evhttp_send_reply_end(struct evhttp_request *req) {
-  evhttp_send_reply_end(req); /* may complete (and free the state) at once */
+  req_state *st = map_find(req);
+  struct evbuffer *out = st && st->tracking && !st->ledger_broken ? conn_output(st->evcon) : NULL;
+  const char *te = out ? evhttp_find_header(evhttp_request_get_output_headers(req), "Transfer-Encoding") : NULL;
+  if (!te || !strstr(te, "chunked")) {
+    evhttp_send_reply_end(req); /* may complete (and free the state) at once */
+    return;
+  }
+  /* A chunked reply ends with "0\r\n\r\n" (written later, from the loop):
+   * the ledger counts those bytes too, or a close before they are written
+   * would seem to cut the last chunk. */
+  size_t before = evbuffer_get_length(out);
+  evhttp_send_reply_end(req);
+  size_t after = evbuffer_get_length(out);
+  if (after >= before)
+    st->out_pos += after - before;
+  else
+    st->ledger_broken = 1;
 }
 
 /* ==== outbound ======================================================== */

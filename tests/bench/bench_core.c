@@ -70,6 +70,133 @@ static void workload_roots(long spans) {
   }
 }
 
+/* ---- named workloads: one per figure of the performance goals ---------
+ * Each runs N spans; under callgrind, --toggle-collect=wl_<name> counts the
+ * calling thread only.  "start + 2 attributes + end" unless named
+ * otherwise; a 1-span workload makes every span its own trace. */
+#define NOINLINE __attribute__((noinline))
+
+/* Block scope, 1-span traces (the shape of the <= 400 instructions goal). */
+static NOINLINE void wl_block1(long n) {
+  for (long i = 0; i < n; i++) {
+    MLT_SPAN_SCOPE(s, "llm.call", MLT_SPAN_LLM);
+    mlt_span_set_attr_str(s, "model", "gpt-x");
+    mlt_span_set_attr_int(s, "tokens", 42);
+  }
+}
+
+/* Root + 4 children (the project's original span workload). */
+static NOINLINE void wl_tree5(long n) { workload(n); }
+
+/* Function scope (the decorator), 1-span traces. */
+static NOINLINE int traced_fn(int x) {
+  MLT_TRACE_FUNCTION(MLT_SPAN_LLM);
+  mlt_span_set_attr_str(mlt_fn_span, "model", "gpt-x");
+  mlt_span_set_attr_int(mlt_fn_span, "tokens", 42);
+  return x + 1;
+}
+static NOINLINE void wl_func1(long n) {
+  volatile int acc = 0;
+  for (long i = 0; i < n; i++) acc = traced_fn(acc);
+}
+
+/* Client API by ids, 1-span traces: start_trace, 2 attributes, end_trace. */
+static NOINLINE void wl_client1(long n) {
+  for (long i = 0; i < n; i++) {
+    mlt_client_span cs;
+    mlt_client_start_trace("llm.call", MLT_SPAN_LLM, NULL, &cs);
+    mlt_span_set_attr_str(cs.span, "model", "gpt-x");
+    mlt_span_set_attr_int(cs.span, "tokens", 42);
+    mlt_client_end_trace(cs.trace_id, NULL, MLT_STATUS_OK, NULL);
+  }
+}
+
+/* Client API by ids, root + 4 children started and ended by id. */
+static NOINLINE void wl_client5(long n) {
+  for (long i = 0; i < n; i += 5) {
+    mlt_client_span r, c;
+    mlt_client_start_trace("llm.call", MLT_SPAN_CHAIN, NULL, &r);
+    mlt_span_set_attr_str(r.span, "model", "gpt-x");
+    mlt_span_set_attr_int(r.span, "tokens", 42);
+    for (int k = 0; k < 4; k++) {
+      mlt_client_start_span(r.trace_id, r.span_id, "llm.call", MLT_SPAN_LLM, NULL, &c);
+      mlt_span_set_attr_str(c.span, "model", "gpt-x");
+      mlt_span_set_attr_int(c.span, "tokens", 42);
+      mlt_client_end_span(c.trace_id, c.span_id, NULL, MLT_STATUS_UNSET, NULL);
+    }
+    mlt_client_end_trace(r.trace_id, NULL, MLT_STATUS_OK, NULL);
+  }
+}
+
+/* One string value of 100 B / 1 KiB / 10 KiB instead of the small one. */
+static char g_v100[101], g_v1k[1025], g_v10k[10241];
+static void fill_values(void) {
+  memset(g_v100, 'a', sizeof g_v100 - 1);
+  memset(g_v1k, 'b', sizeof g_v1k - 1);
+  memset(g_v10k, 'c', sizeof g_v10k - 1);
+}
+static inline void value_span(const char *v) {
+  MLT_SPAN_SCOPE(s, "llm.call", MLT_SPAN_LLM);
+  mlt_span_set_attr_str(s, "model", v);
+  mlt_span_set_attr_int(s, "tokens", 42);
+}
+static NOINLINE void wl_val100(long n) {
+  for (long i = 0; i < n; i++) value_span(g_v100);
+}
+static NOINLINE void wl_val1k(long n) {
+  for (long i = 0; i < n; i++) value_span(g_v1k);
+}
+static NOINLINE void wl_val10k(long n) {
+  for (long i = 0; i < n; i++) value_span(g_v10k);
+}
+
+/* Attribute cost by type: 1-span traces with 0 or 2 attributes of one type. */
+static NOINLINE void wl_attr0(long n) {
+  for (long i = 0; i < n; i++) {
+    MLT_SPAN_SCOPE(s, "llm.call", MLT_SPAN_LLM);
+  }
+}
+static NOINLINE void wl_attr2_str(long n) {
+  for (long i = 0; i < n; i++) {
+    MLT_SPAN_SCOPE(s, "llm.call", MLT_SPAN_LLM);
+    mlt_span_set_attr_str(s, "model", "gpt-x");
+    mlt_span_set_attr_str(s, "route", "chat");
+  }
+}
+static NOINLINE void wl_attr2_int(long n) {
+  for (long i = 0; i < n; i++) {
+    MLT_SPAN_SCOPE(s, "llm.call", MLT_SPAN_LLM);
+    mlt_span_set_attr_int(s, "tokens", 42);
+    mlt_span_set_attr_int(s, "retries", 1);
+  }
+}
+static NOINLINE void wl_attr2_bool(long n) {
+  for (long i = 0; i < n; i++) {
+    MLT_SPAN_SCOPE(s, "llm.call", MLT_SPAN_LLM);
+    mlt_span_set_attr_bool(s, "cached", 1);
+    mlt_span_set_attr_bool(s, "stream", 0);
+  }
+}
+
+/* Tracing disabled at run time (same code as block1). */
+static NOINLINE void wl_disabled(long n) { wl_block1(n); }
+
+typedef struct named_wl {
+  const char *name;
+  void (*fn)(long);
+} named_wl;
+static const named_wl g_wls[] = {
+    {"block1", wl_block1},     {"tree5", wl_tree5},         {"func1", wl_func1},         {"client1", wl_client1},
+    {"client5", wl_client5},   {"val100", wl_val100},       {"val1k", wl_val1k},         {"val10k", wl_val10k},
+    {"attr0", wl_attr0},       {"attr2_str", wl_attr2_str}, {"attr2_int", wl_attr2_int}, {"attr2_bool", wl_attr2_bool},
+    {"disabled", wl_disabled},
+};
+static const named_wl *find_wl(const char *name) {
+  for (size_t i = 0; i < sizeof g_wls / sizeof *g_wls; i++)
+    if (!strcmp(g_wls[i].name, name)) return &g_wls[i];
+  return NULL;
+}
+
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -152,6 +279,37 @@ static void export_capacity(void) {
   fprintf(stderr, "# produced in %.3fs, drained in %.3fs, dropped %llu\n", produced, el,
           (unsigned long long)st.traces_dropped);
   mlt_shutdown(10000);
+}
+
+/* CPU time of the calling thread per span for a named workload, median of
+ * RUNS runs of n spans (the export thread's work is not in it). */
+static double cpu_ns_per_span(void (*fn)(long), long n) {
+  double r[RUNS];
+  for (int i = 0; i < RUNS; i++) {
+    double t0 = thread_cpu_s();
+    fn(n);
+    r[i] = (thread_cpu_s() - t0) * 1e9 / (double)n;
+    mlt_flush(30000);
+  }
+  return median(r, RUNS);
+}
+
+/* span_cpu_ns_<name> for every named workload (tracing on, discard
+ * exporter; "disabled" with tracing off). */
+static void workload_cpu_figures(void) {
+  fill_values();
+  start(1, NULL, 131072, 0);
+  wl_tree5(100000); /* warm up */
+  mlt_flush(30000);
+  for (size_t i = 0; i < sizeof g_wls / sizeof *g_wls; i++) {
+    if (!strcmp(g_wls[i].name, "disabled")) continue;
+    long n = strncmp(g_wls[i].name, "val10k", 6) == 0 ? 50000 : 200000;
+    printf("span_cpu_ns_%s %.1f ns/span\n", g_wls[i].name, cpu_ns_per_span(g_wls[i].fn, n));
+  }
+  mlt_shutdown(30000);
+  start(0, NULL, 0, 0);
+  printf("span_cpu_ns_disabled %.2f ns/span\n", cpu_ns_per_span(wl_disabled, 10000000));
+  mlt_shutdown(1000);
 }
 
 static long rss_kb(void) {
@@ -245,6 +403,32 @@ int main(int argc, char **argv) {
     start(1, NULL, 65536, 0);
     workload(atol(argv[2]));
     mlt_shutdown(30000);
+    return 0;
+  }
+  if (argc == 4 && strcmp(argv[1], "--cg") == 0) {
+    /* One named workload of N spans, for callgrind (bench_callgrind.sh). */
+    const named_wl *w = find_wl(argv[2]);
+    if (!w) {
+      fprintf(stderr, "unknown workload %s\n", argv[2]);
+      return 2;
+    }
+    fill_values();
+    start(strcmp(argv[2], "disabled") != 0, NULL, 1048576, 0);
+    /* In rounds of 1000 spans with a flush between them (not counted: the
+     * toggle is on the workload function): under valgrind the threads take
+     * turns, so without it the export thread would fall behind and the app
+     * thread would measure pool growth instead of the steady state two
+     * cores give. */
+    long n = atol(argv[3]);
+    for (long done = 0; done < n; done += 1000) {
+      w->fn(n - done < 1000 ? n - done : 1000);
+      mlt_flush(60000);
+    }
+    mlt_shutdown(60000);
+    return 0;
+  }
+  if (argc == 2 && strcmp(argv[1], "--workloads") == 0) {
+    workload_cpu_figures();
     return 0;
   }
   if (argc == 3 && strcmp(argv[1], "--file-callgrind") == 0) {
@@ -343,6 +527,7 @@ int main(int argc, char **argv) {
   mlt_span_end(root);
   mlt_shutdown(30000);
   export_capacity();
+  workload_cpu_figures();
   if (only_hot) return 0;
 
   /* tmpfs: our side alone; the working disk: what the kernel's writeback

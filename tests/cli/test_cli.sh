@@ -97,16 +97,20 @@ check "empty store: nothing printed, exit 1" eval 'rc_is 1 && out_lines 0 && err
 # --- list on MLflow-generated traces ---------------------------------------
 run list "$data/sample.jsonl"
 check "list sample: exit 0, one line per trace" eval 'rc_is 0 && out_lines 4 && [ ! -s "$tmp/err" ]'
-check "list: id, time, state, duration, spans, name, preview" \
-  grep -q '^  tr-25452476bf262605e4345b329863dc9b  2026-11-24T04:28:56.207Z  OK  *47 ms  5 spans  rag_agent  *{"question": "What' "$tmp/out"
-check "list: error trace marked with ! and ERROR" \
-  grep -q '^! tr-f763512a3e49c573b1e4e5d66d26eff9 .* ERROR .*failing_pipeline' "$tmp/out"
-check "list: only the error trace is marked" eval '[ "$(grep -c "^!" "$tmp/out")" -eq 1 ]'
+check "list: mark, id, time, state, duration, spans, name, preview" \
+  grep -q '^✓ tr-25452476bf262605e4345b329863dc9b  2026-11-24T04:28:56.207Z  OK  *47 ms  5 spans  rag_agent  *{"question": "What' "$tmp/out"
+check "list: error trace marked with ✗ and ERROR" \
+  grep -q '^✗ tr-f763512a3e49c573b1e4e5d66d26eff9 .* ERROR .*failing_pipeline' "$tmp/out"
+check "list: only the error trace is marked as an error" eval '[ "$(grep -c "^✗" "$tmp/out")" -eq 1 ]'
+check "list: columns never shift (field 2 is the id, field 4 the state, on every line)" eval \
+  '[ "$(awk "{print \$2, \$4}" "$tmp/out" | grep -c "^tr-[0-9a-f]\{32\} [A-Z]")" -eq 4 ]'
 check "list: file order kept (newest last)" eval \
-  '[ "$(awk "{print \$NF == \"\" ? \"\" : \$0}" "$tmp/out" | sed -n "s/^[! ] \(tr-[0-9a-f]*\).*/\1/p" | tr "\n" " ")" = "tr-25452476bf262605e4345b329863dc9b tr-03b4bdd7bb368363ba1a2b2a7f438900 tr-f763512a3e49c573b1e4e5d66d26eff9 tr-0d87282058e5638e5726501171a7e759 " ]'
+  '[ "$(awk "{print \$2}" "$tmp/out" | tr "\n" " ")" = "tr-25452476bf262605e4345b329863dc9b tr-03b4bdd7bb368363ba1a2b2a7f438900 tr-f763512a3e49c573b1e4e5d66d26eff9 tr-0d87282058e5638e5726501171a7e759 " ]'
 check "list: long previews truncated with an ellipsis" grep -q 'chat_stream  *{"prompt": "Dis bon…$' "$tmp/out"
 check "list: lines fit about 120 columns" eval \
   '[ "$(LC_ALL=C awk "{ if (length(\$0) > m) m = length(\$0) } END { print m + 0 }" "$tmp/out")" -le 132 ]'
+run --ascii list "$data/sample.jsonl"
+check "list --ascii: marks ! and +" eval '[ "$(cut -c1 "$tmp/out" | tr -d "\n")" = "++!+" ]'
 
 # --- show on MLflow-generated traces ---------------------------------------
 run show "$data/sample.jsonl"
@@ -177,10 +181,43 @@ check "show - TRACE_ID reads a pipe" eval 'rc_is 0 && same_file "$tmp/out" "$dat
 rc=$?
 check "stdin errors name <stdin>" eval 'rc_is 1 && err_has "<stdin>: line 2:"'
 
+# --- update lines: feedback and tags given after the trace (assessment.h) ------------
+run show --no-color "$data/updates.jsonl" tr-2545
+check "show: update lines applied (tag set, tag set then deleted)" eval \
+  'rc_is 0 && head -1 "$tmp/out" | grep -q "tags: env=prod$"'
+check "show: trace-level assessments under the header, oldest first (one logged before the trace line)" eval \
+  'sed -n 2p "$tmp/out" | grep -q "^  feedback early = true (HUMAN alice): logged before" && sed -n 3p "$tmp/out" | grep -q "^  expectation truth = {.city.:.Paris.} (CODE ci)" && sed -n 4p "$tmp/out" | grep -q "^  feedback judge: error TIMEOUT: slow judge (LLM_JUDGE gpt)"'
+check "show: a span's assessment under that span" eval \
+  'grep -A3 "retrieve \[RETRIEVER\]" "$tmp/out" | grep -q "feedback relevant = 0.5 (LLM_JUDGE judge-1)"'
+run list "$data/updates.jsonl"
+check "list: update lines are not traces; an orphan update is listed unmarked" eval \
+  'rc_is 0 && out_lines 2 && grep -q "^✓ tr-25452476bf262605e4345b329863dc9b .* 5 spans" "$tmp/out" && grep -q "^· tr-000000000000000000000000000000ff " "$tmp/out"'
+run merge "$data/updates.jsonl"
+check "merge: one line per trace" eval 'rc_is 0 && out_lines 2 && [ ! -s "$tmp/err" ]'
+check "merge: assessments and tags merged into the trace's line" eval \
+  'head -1 "$tmp/out" | grep -q "\"env\": \"prod\"" && ! head -1 "$tmp/out" | grep -q "\"tmp\"" && [ "$(head -1 "$tmp/out" | grep -o "\"assessment_name\"" | wc -l)" -eq 4 ] && ! head -1 "$tmp/out" | grep -q mltrace.update'
+check "merge: 19-digit times keep their exact text" eval \
+  '[ "$(head -1 "$data/sample.jsonl" | grep -o "\"start_time_unix_nano\": [0-9]*" | head -1)" = "$(head -1 "$tmp/out" | grep -o "\"start_time_unix_nano\": [0-9]*" | head -1)" ]'
+check "merge: the orphan update line is kept" eval 'tail -1 "$tmp/out" | grep -q "\"mltrace.update\": \"assessment\""'
+run merge "$data/malformed.jsonl"
+check "merge: malformed lines skipped with a message, exit 1" eval 'rc_is 1 && out_lines 2 && err_has "not a trace"'
+run merge "$tmp/nope.jsonl"
+check "merge: unreadable file, exit 2" eval 'rc_is 2 && err_has "cannot open"'
+run list --experiment 1 "$data/sample.jsonl"
+check "--experiment without --tracking-uri: usage error" eval 'rc_is 2 && err_has "need --tracking-uri"'
+run show --tracking-uri ftp://x tr-1
+check "--tracking-uri wants http(s)" eval 'rc_is 2 && err_has "http:// or https://"'
+run list --tracking-uri http://127.0.0.1:1
+check "list --tracking-uri on a closed port: exit 2, says why" eval 'rc_is 2 && err_has "cannot reach http://127.0.0.1:1"'
+run show --tracking-uri http://user:secret@127.0.0.1:1 tr-00000000000000000000000000000001
+check "server errors never print credentials" eval 'rc_is 2 && ! grep -q secret "$tmp/err"'
+run show --tracking-uri http://127.0.0.1:1 tr-0123
+check "show --tracking-uri wants a whole id" eval 'rc_is 2 && err_has "prefixes work on files only"'
+
 # --- continuations: one trace over several lines -----------------------------------
 run list "$data/continuation.jsonl"
 check "list merges lines with the same trace id" eval \
-  'rc_is 0 && out_lines 2 && grep -q "^  tr-aaaa1111000000000000000000000001 .* OK  *50 ms  5 spans  client" "$tmp/out"'
+  'rc_is 0 && out_lines 2 && grep -q "^✓ tr-aaaa1111000000000000000000000001 .* OK  *50 ms  5 spans  client" "$tmp/out"'
 run show --no-color "$data/continuation.jsonl" tr-aaaa1
 cat >"$tmp/expect" <<'EOF'
 tr-aaaa1111000000000000000000000001  client  OK  50 ms  2025-06-15T15:06:40.000Z  5 spans
@@ -284,8 +321,12 @@ elif [ -n "$VALGRIND" ] && command -v "${VALGRIND%% *}" >/dev/null 2>&1; then
   check "valgrind: list malformed clean (exit 1)" rc_is 1
   vg_run show "$data/continuation.jsonl" aaaa
   check "valgrind: ambiguous lookup clean (exit 2)" rc_is 2
+  vg_run show "$data/updates.jsonl"
+  check "valgrind: show with update lines clean" rc_is 0
+  vg_run merge "$data/updates.jsonl"
+  check "valgrind: merge clean" rc_is 0
 else
-  for d in "show sample" "show missing-keys" "list malformed" "ambiguous lookup"; do
+  for d in "show sample" "show missing-keys" "list malformed" "ambiguous lookup" "show updates" "merge"; do
     skip "valgrind: $d" "VALGRIND not set"
   done
 fi

@@ -639,6 +639,148 @@ TEST(client_leaving_before_the_reply_is_noticed_at_once) {
   tu_done();
 }
 
+/* ---- who closed the connection ---------------------------------------- */
+
+/* Connect a raw client, send GET |path|, run the loop until the handler has
+ * parked the request. */
+static int park_client(const char *path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                           .sin_port = htons((uint16_t)F.port)};
+  REQUIRE(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  char rq[128];
+  snprintf(rq, sizeof rq, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+  REQUIRE(send(fd, rq, strlen(rq), 0) == (ssize_t)strlen(rq));
+  g_parked = NULL;
+  while (!g_parked) event_base_loop(F.base, EVLOOP_ONCE);
+  return fd;
+}
+
+static void stream_parked_then_free(int shutdown) {
+  tu_init();
+  fixture_start(NULL);
+  REQUIRE_EQ_INT(mlt_evhttp_set_cb(F.inst, "/park", h_park, NULL), MLT_OK);
+  int fd = park_client("/park");
+  /* The reply is under way (headers and one chunk out) when the server
+   * goes; the client is still there, reading nothing. */
+  mlt_evhttp_send_reply_start(g_parked, HTTP_OK, "OK");
+  struct evbuffer *b = evbuffer_new();
+  evbuffer_add(b, "partial", 7);
+  mlt_evhttp_send_reply_chunk(g_parked, b);
+  evbuffer_free(b);
+  for (int i = 0; i < 5; i++) event_base_loop(F.base, EVLOOP_NONBLOCK);
+  if (shutdown) CHECK_EQ_INT(mlt_evhttp_begin_shutdown(F.inst), MLT_OK);
+  evhttp_free(F.http); /* closes the connection: the span ends here */
+  F.http = NULL;
+  CHECK_EQ_INT(F.disconnects, 1);
+  mlt_evloop_free(F.loop);
+  mlt_evhttp_free(F.inst);
+  event_base_free(F.base);
+  close(fd);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *root = tu_span(tu_trace(0), "GET /park");
+  REQUIRE(root != NULL);
+  cJSON *status = cJSON_GetObjectItem(root, "status");
+  CHECK_EQ_STR(tu_str(status, "code"), "STATUS_CODE_ERROR");
+  const char *msg = tu_str(status, "message");
+  CHECK(strstr(msg, shutdown ? "ServerShutdown: " : "ServerClosed: ") == msg);
+  CHECK(strstr(msg, "ClientDisconnected") == NULL);
+  cJSON *out = tu_attr_json(root, "mlflow.spanOutputs");
+  REQUIRE(cJSON_IsString(out));
+  CHECK_EQ_STR(out->valuestring, "partial"); /* written before the close */
+  CHECK_EQ_STR(tu_attr(root, "http.response.body.size"), "7");
+  tu_done();
+}
+
+TEST(server_shutdown_is_not_a_client_disconnect) { stream_parked_then_free(1); }
+TEST(server_closing_without_shutdown_is_server_closed) { stream_parked_then_free(0); }
+
+/* ---- a client that hangs up with the reply backed up ------------------- */
+
+#define BIG_CHUNKS 64
+#define BIG_CHUNK 16384
+
+static void fill_chunk(char *buf, int i) {
+  for (int k = 0; k < BIG_CHUNK; k++) buf[k] = (char)('a' + (i + k / 1000) % 26);
+}
+
+TEST(hangup_output_is_what_reached_the_socket) {
+  tu_init();
+  mlt_evhttp_options *o = NULL;
+  REQUIRE_EQ_INT(mlt_evhttp_options_new(&o), MLT_OK);
+  REQUIRE_EQ_INT(mlt_evhttp_options_set_max_body_bytes(o, 4 << 20), MLT_OK);
+  fixture_start_done(o, park_done);
+  mlt_evhttp_options_free(o);
+  REQUIRE_EQ_INT(mlt_evhttp_set_cb(F.inst, "/park", h_park, NULL), MLT_OK);
+  /* Small socket buffers on both ends: most of the reply stays queued in
+   * the server's output buffer. */
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                           .sin_port = htons((uint16_t)F.port)};
+  REQUIRE(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  const char *rq = "GET /park HTTP/1.1\r\nHost: x\r\n\r\n";
+  REQUIRE(send(fd, rq, strlen(rq), 0) == (ssize_t)strlen(rq));
+  g_parked = NULL;
+  while (!g_parked) event_base_loop(F.base, EVLOOP_ONCE);
+  struct evhttp_connection *evcon = evhttp_request_get_connection(g_parked);
+  setsockopt(bufferevent_getfd(evhttp_connection_get_bufferevent(evcon)), SOL_SOCKET, SO_SNDBUF, &small,
+             sizeof small);
+  mlt_evhttp_send_reply_start(g_parked, HTTP_OK, "OK");
+  static char chunk[BIG_CHUNK];
+  for (int i = 0; i < BIG_CHUNKS; i++) {
+    fill_chunk(chunk, i);
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, chunk, BIG_CHUNK);
+    mlt_evhttp_send_reply_chunk(g_parked, b);
+    evbuffer_free(b);
+  }
+  /* Let the server write what the socket takes, then read a little and hang
+   * up with unread data (a reset). */
+  for (int i = 0; i < 20; i++) event_base_loop(F.base, EVLOOP_NONBLOCK);
+  char got[2048];
+  ssize_t n = recv(fd, got, sizeof got, 0);
+  CHECK(n > 0);
+  for (int i = 0; i < 20; i++) event_base_loop(F.base, EVLOOP_NONBLOCK);
+  close(fd);
+  struct timeval limit = {10, 0};
+  struct event *guard = evtimer_new(F.base, give_up, F.base);
+  evtimer_add(guard, &limit);
+  event_base_dispatch(F.base); /* until park_done */
+  event_free(guard);
+  CHECK_EQ_INT(F.disconnects, 1);
+  evhttp_send_reply_end(g_parked); /* frees the detached request */
+  fixture_stop();
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *root = tu_span(tu_trace(0), "GET /park");
+  REQUIRE(root != NULL);
+  CHECK(strstr(tu_str(cJSON_GetObjectItem(root, "status"), "message"), "ClientDisconnected: ") != NULL);
+  cJSON *out = tu_attr_json(root, "mlflow.spanOutputs");
+  REQUIRE(cJSON_IsString(out));
+  size_t written = strlen(out->valuestring);
+  const char *unsent = tu_attr(root, "mltrace.http.reply_unsent_bytes");
+  REQUIRE(unsent != NULL);
+  tap_diag("queued %d bytes, written %zu, unsent %s", BIG_CHUNKS * BIG_CHUNK, written, unsent);
+  CHECK(written > 0);
+  CHECK(written < (size_t)BIG_CHUNKS * BIG_CHUNK);
+  CHECK_EQ_INT((long long)written + atoll(unsent), BIG_CHUNKS * BIG_CHUNK);
+  char size[24];
+  snprintf(size, sizeof size, "%zu", written);
+  CHECK_EQ_STR(tu_attr(root, "http.response.body.size"), size);
+  /* The outputs are exactly the first |written| bytes of the reply. */
+  int prefix_ok = 1;
+  for (size_t off = 0; off < written && prefix_ok; off += BIG_CHUNK) {
+    fill_chunk(chunk, (int)(off / BIG_CHUNK));
+    size_t take = written - off < BIG_CHUNK ? written - off : BIG_CHUNK;
+    prefix_ok = memcmp(out->valuestring + off, chunk, take) == 0;
+  }
+  CHECK(prefix_ok);
+  /* Every chunk the application sent is still an event. */
+  CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(root, "events")), BIG_CHUNKS + 1 /* exception */);
+  tu_done();
+}
+
 static void h_app_error(struct evhttp_request *req, void *arg) {
   (void)arg;
   mlt_span_record_error(mlt_evhttp_request_span(req), "UpstreamError", "model server refused");
@@ -881,6 +1023,9 @@ static const tap_test tests[] = {
     TAP_ENTRY(async_chunked_reply_output_equals_what_client_received),
     TAP_ENTRY(client_disconnect_mid_reply_ends_span_with_error),
     TAP_ENTRY(client_leaving_before_the_reply_is_noticed_at_once),
+    TAP_ENTRY(server_shutdown_is_not_a_client_disconnect),
+    TAP_ENTRY(server_closing_without_shutdown_is_server_closed),
+    TAP_ENTRY(hangup_output_is_what_reached_the_socket),
     TAP_ENTRY(application_error_keeps_its_description_on_5xx),
     TAP_ENTRY(untraced_when_not_initialized),
     TAP_ENTRY_TIMEOUT(concurrent_requests_fan_out_each_in_its_own_trace, 120),

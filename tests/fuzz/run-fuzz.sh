@@ -49,7 +49,7 @@ rm -f "$work/probe" "$work/probe.c"
 echo "1..3"
 # shellcheck disable=SC2086
 if "$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -I"$srcdir/lib/include" -I"$srcdir/integrations/curl/include" \
+  -I"$srcdir/lib/include" -I"${top_builddir:-.}/lib/include" -I"$srcdir/integrations/curl/include" \
   "$srcdir/tests/fuzz/fuzz_sse.c" "$srcdir/integrations/curl/sse.c" "$srcdir/integrations/curl/chat_stream.c" \
   $cjson -o "$work/fuzz_sse" >>"$log" 2>&1; then
   echo "ok 1 - build fuzz_sse with $cc -fsanitize=fuzzer,address,undefined"

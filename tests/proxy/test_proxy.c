@@ -1,13 +1,16 @@
-/* tests/proxy/test_proxy.c: the streaming chat proxy (examples/chat-proxy)
- * end to end.  main() starts examples/fake-openai as the upstream; each test
- * starts its own proxy (port 0, MLTRACE_FILE = a fresh file), drives it with
+/* tests/proxy/test_proxy.c: the LLM gateway (examples/chat-proxy) end to
+ * end.  main() starts examples/fake-openai as the upstream; each test starts
+ * its own proxy (port 0, MLTRACE_FILE = a fresh file), drives it with
  * libevent clients that keep the exact bytes they receive (or a raw socket
  * that hangs up mid-reply), stops it with SIGTERM (it flushes its traces and
  * must exit 0), then reads the JSONL store and checks every trace: the
- * request span as root with the LLM span under it, the request span's output
- * byte-identical to what its client received, the LLM span's assembled
- * answer equal to it, token usage recorded once, the previews, and the
- * ERROR outcomes of upstream failures, client disconnects and shutdown.
+ * request span as root with the LLM span under it, the replies valid
+ * OpenAI Chat Completions (strict SSE framing, JSON chunks, [DONE] or an
+ * error event), the request span's output equal to what its client
+ * assembled, byte for byte, the LLM span's assembled answer equal to it,
+ * token usage recorded once, the previews, and the ERROR outcomes of
+ * upstream failures, client disconnects and shutdown.  The official openai
+ * Python client is tested in tests/proxy/test_openai_client.py.
  *
  * $MLT_PROXY_WRAPPER (e.g. "valgrind -q --error-exitcode=99") runs the
  * proxy under a wrapper; a non-zero exit then fails the test. */
@@ -69,6 +72,116 @@ static char *first_tokens(const char *s, int k) {
   size_t len = 0;
   for (int i = 0; i < k && s[len]; i++) len += token_len(s + len);
   return strndup(s, len);
+}
+
+/* ---- what the client received ---------------------------------------- */
+
+#define MAX_N 4
+
+/* A streamed reply, parsed strictly as OpenAI's protocol: events separated
+ * by one blank line, lines ending in LF only, no comments, only "event:"
+ * and "data:" fields (one data line per event here), every data a JSON
+ * chat.completion.chunk (or an {"error":...} object, or [DONE]). */
+typedef struct sse_reply {
+  int events;         /* data events (chunks, errors, [DONE]) */
+  int chunks;         /* chat.completion.chunk events */
+  int done;           /* [DONE] seen (and it was the last event) */
+  int error_events;   /* "event: error" with {"error": {...}} */
+  char error_msg[512];
+  int usage_chunks;   /* chunks with a non-null usage */
+  int bad;            /* framing or JSON violations */
+  int nchoices;       /* 1 + the largest choice index seen */
+  pt_buf text[MAX_N]; /* assembled content per choice index */
+  int has_text[MAX_N];
+  char id[64];
+} sse_reply;
+
+static void sse_bad(sse_reply *r, const char *why, const char *at) {
+  if (!r->bad) tap_diag("invalid SSE reply: %s at \"%.80s\"", why, at);
+  r->bad++;
+}
+
+static void parse_sse_reply(const char *body, size_t len, sse_reply *r) {
+  memset(r, 0, sizeof *r);
+  if (!body) return;
+  if (memchr(body, '\r', len)) sse_bad(r, "CR in the stream", body);
+  const char *p = body, *end = body + len;
+  while (p < end) {
+    const char *sep = strstr(p, "\n\n");
+    if (!sep) {
+      sse_bad(r, "unterminated event", p);
+      break;
+    }
+    char *ev = strndup(p, (size_t)(sep - p));
+    p = sep + 2;
+    char *event = NULL, *data = NULL, *save = NULL;
+    for (char *line = strtok_r(ev, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+      if (strncmp(line, "event: ", 7) == 0 && !event)
+        event = line + 7;
+      else if (strncmp(line, "data: ", 6) == 0 && !data)
+        data = line + 6;
+      else
+        sse_bad(r, "unexpected line", line);
+    }
+    if (!data) {
+      sse_bad(r, "event without data", ev);
+      free(ev);
+      continue;
+    }
+    if (r->done) sse_bad(r, "event after [DONE]", data);
+    r->events++;
+    if (strcmp(data, "[DONE]") == 0) {
+      if (event) sse_bad(r, "[DONE] with an event type", event);
+      r->done = 1;
+      free(ev);
+      continue;
+    }
+    cJSON *j = cJSON_Parse(data);
+    cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
+    if (!cJSON_IsObject(j)) {
+      sse_bad(r, "data is not a JSON object", data);
+    } else if (event && strcmp(event, "error") == 0 && cJSON_IsObject(err)) {
+      r->error_events++;
+      snprintf(r->error_msg, sizeof r->error_msg, "%s", pt_str(err, "message") ? pt_str(err, "message") : "");
+    } else if (event) {
+      sse_bad(r, "unexpected event type", event);
+    } else if (!pt_str(j, "object") || strcmp(pt_str(j, "object"), "chat.completion.chunk") != 0) {
+      sse_bad(r, "not a chat.completion.chunk", data);
+    } else {
+      r->chunks++;
+      snprintf(r->id, sizeof r->id, "%s", pt_str(j, "id") ? pt_str(j, "id") : "");
+      cJSON *u = cJSON_GetObjectItemCaseSensitive(j, "usage");
+      if (cJSON_IsObject(u)) r->usage_chunks++;
+      cJSON *ch;
+      cJSON_ArrayForEach(ch, cJSON_GetObjectItemCaseSensitive(j, "choices")) {
+        cJSON *idx = cJSON_GetObjectItemCaseSensitive(ch, "index");
+        int i = cJSON_IsNumber(idx) ? idx->valueint : -1;
+        if (i < 0 || i >= MAX_N) {
+          sse_bad(r, "choice index", data);
+          continue;
+        }
+        if (i + 1 > r->nchoices) r->nchoices = i + 1;
+        const char *c = pt_str(cJSON_GetObjectItemCaseSensitive(ch, "delta"), "content");
+        if (c) {
+          pt_add_str(&r->text[i], c);
+          r->has_text[i] = 1;
+        }
+      }
+    }
+    cJSON_Delete(j);
+    free(ev);
+  }
+  for (int i = 0; i < MAX_N; i++) pt_add(&r->text[i], "", 0);
+}
+
+static void sse_reply_free(sse_reply *r) {
+  for (int i = 0; i < MAX_N; i++) pt_buf_free(&r->text[i]);
+}
+
+/* choices[i].message.content of a chat.completion JSON (NULL if none). */
+static const char *completion_content(cJSON *completion, int i) {
+  cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(completion, "choices"), i);
+  return pt_str(cJSON_GetObjectItemCaseSensitive(c, "message"), "content");
 }
 
 /* ---- requests -------------------------------------------------------- */
@@ -194,8 +307,9 @@ static char *make_prompt(int i) {
   return strdup(p);
 }
 
-/* Everything a successful proxied trace must be. */
-static void check_ok_trace(pt_store *s, cJSON *t, const char *prompt, const pt_client *c) {
+/* Everything a successful proxied trace must be.  @p streamed: the client
+ * asked for a stream (without usage). */
+static void check_ok_trace(pt_store *s, cJSON *t, const char *prompt, const pt_client *c, int streamed) {
   char *expected = echo_answer(prompt);
   cJSON *info = pt_info(t), *root, *llm;
   CHECK_EQ_STR(pt_str(info, "state"), "OK");
@@ -203,21 +317,47 @@ static void check_ok_trace(pt_store *s, cJSON *t, const char *prompt, const pt_c
   CHECK_EQ_STR(pt_status_code(root), "STATUS_CODE_OK");
   CHECK_EQ_STR(pt_status_code(llm), "STATUS_CODE_OK");
   CHECK_EQ_STR(pt_attr(root, "http.response.status_code"), "200");
-
-  /* What the client received, byte for byte: the request span's output. */
   CHECK_EQ_INT(c->code, 200);
   CHECK(!c->failed);
-  CHECK_EQ_STR(c->content_type, "text/plain; charset=utf-8");
-  CHECK_EQ_STR(c->body.p, expected);
-  const char *out = pt_output_text(s, root);
-  REQUIRE(out != NULL);
-  CHECK_EQ_INT(strlen(out), c->body.len);
-  CHECK(memcmp(out, c->body.p, c->body.len) == 0);
-  /* ... relayed one token per chunk ... */
   int tokens = count_tokens(expected);
-  CHECK_EQ_INT(pt_nevents(root, "mlflow.chunk.item."), tokens);
-  /* ... and the LLM span's assembled answer. */
-  CHECK_EQ_STR(pt_llm_content(s, llm), c->body.p);
+  char *client_text = NULL;
+  if (streamed) {
+    /* A valid Chat Completions stream: role, one chunk per token, finish,
+     * no usage chunk (not asked for), [DONE]. */
+    CHECK_EQ_STR(c->content_type, "text/event-stream; charset=utf-8");
+    sse_reply r;
+    parse_sse_reply(c->body.p, c->body.len, &r);
+    CHECK_EQ_INT(r.bad, 0);
+    CHECK(r.done);
+    CHECK_EQ_INT(r.error_events, 0);
+    CHECK_EQ_INT(r.usage_chunks, 0);
+    CHECK_EQ_INT(r.chunks, tokens + 2);
+    CHECK_EQ_INT(r.nchoices, 1);
+    CHECK_EQ_STR(r.text[0].p, expected);
+    /* What the client assembled, byte for byte: the request span's output. */
+    const char *out = pt_output_text(s, root);
+    REQUIRE(out != NULL);
+    CHECK_EQ_INT(strlen(out), r.text[0].len);
+    CHECK(memcmp(out, r.text[0].p, r.text[0].len) == 0);
+    /* ... one chunk event per relayed event ([DONE] included). */
+    CHECK_EQ_INT(pt_nevents(root, "mlflow.chunk.item."), tokens + 3);
+    client_text = strdup(r.text[0].p);
+    sse_reply_free(&r);
+  } else {
+    /* One chat.completion, assembled by the proxy from the stream. */
+    CHECK_EQ_STR(c->content_type, "application/json");
+    cJSON *body = pt_decode(s, c->body.p);
+    REQUIRE(body != NULL);
+    CHECK_EQ_STR(pt_str(body, "object"), "chat.completion");
+    CHECK_EQ_STR(pt_str(body, "system_fingerprint"), "fp_fake");
+    CHECK_EQ_STR(completion_content(body, 0), expected);
+    CHECK_EQ_INT(usage_field(cJSON_GetObjectItemCaseSensitive(body, "usage"), "completion_tokens"), tokens);
+    CHECK(cJSON_Compare(pt_decode(s, pt_attr(root, "mlflow.spanOutputs")), body, 1));
+    CHECK_EQ_INT(pt_nevents(root, "mlflow.chunk.item."), 0);
+    client_text = strdup(completion_content(body, 0) ? completion_content(body, 0) : "");
+  }
+  /* The LLM span's assembled answer. */
+  CHECK_EQ_STR(pt_llm_content(s, llm), client_text);
 
   /* The upstream got the client's request with streaming forced. */
   CHECK_EQ_STR(pt_attr(llm, "stream"), "true");
@@ -243,7 +383,8 @@ static void check_ok_trace(pt_store *s, cJSON *t, const char *prompt, const pt_c
 
   /* Previews: the last user message and the answer. */
   CHECK_EQ_STR(pt_str(info, "request_preview"), prompt);
-  CHECK_EQ_STR(pt_str(info, "response_preview"), c->body.p);
+  CHECK_EQ_STR(pt_str(info, "response_preview"), client_text);
+  free(client_text);
   free(expected);
 }
 
@@ -284,7 +425,7 @@ TEST(fifty_concurrent_streams_one_trace_each) {
       continue;
     }
     matched[i]++;
-    check_ok_trace(&s, t, prompts[i], &c[i]);
+    check_ok_trace(&s, t, prompts[i], &c[i], i % 2);
   }
   for (int i = 0; i < N_CONCURRENT; i++) {
     CHECK_EQ_INT(matched[i], 1);
@@ -304,38 +445,99 @@ TEST(upstream_disconnect_mid_stream) {
   int port;
   pid_t px = start_proxy(g_upstream, path, sizeof path, &port);
   REQUIRE(px > 0);
-  const char *prompt = "tell me a story";
-  char *body = chat_body(prompt, 1);
+  const char *prompts[2] = {"tell me a story", "tell me a JSON story"};
+  char *bodies[2] = {chat_body(prompts[0], 1), chat_body(prompts[1], 0)}; /* streamed, not */
   pt_batch b = {event_base_new(), 0, 0};
-  pt_client c = {0};
+  pt_client c[2] = {{0}};
   /* Three events (role, two tokens), then the upstream hangs up. */
   const char *h[] = {"X-Fake-Disconnect-After", "3", NULL};
+  for (int i = 0; i < 2; i++) pt_request(&b, &c[i], port, EVHTTP_REQ_POST, CHAT, bodies[i], h);
+  pt_run(&b, 20);
+  pt_store s;
+  stop_proxy(px, SIGTERM, path, &s);
+  REQUIRE_EQ_INT(s.n, 2);
+
+  for (int i = 0; i < 2; i++) {
+    char *answer = echo_answer(prompts[i]), *partial = first_tokens(answer, 2);
+    cJSON *t = trace_for_prompt(&s, prompts[i]), *root, *llm;
+    REQUIRE(t != NULL);
+    CHECK_EQ_STR(pt_str(pt_info(t), "state"), "ERROR");
+    proxy_spans(t, &root, &llm);
+    CHECK_EQ_STR(pt_status_code(root), "STATUS_CODE_ERROR");
+    CHECK(strncmp(pt_status_msg(root), "UpstreamError: CurlError", 24) == 0);
+    CHECK_EQ_STR(pt_status_code(llm), "STATUS_CODE_ERROR");
+    CHECK(strstr(pt_status_msg(llm), "CurlError") != NULL);
+    CHECK_EQ_STR(pt_llm_content(&s, llm), partial); /* the partial output */
+    CHECK(pt_attr(llm, "mlflow.chat.tokenUsage") == NULL); /* no usage chunk came */
+    CHECK(pt_meta(t, "mlflow.trace.tokenUsage") == NULL);
+    CHECK_EQ_STR(pt_str(pt_info(t), "request_preview"), prompts[i]);
+    CHECK_EQ_STR(pt_str(pt_info(t), "response_preview"), partial);
+    if (i == 0) {
+      /* Streamed: the partial answer, then an error event and no [DONE]:
+       * a client cannot take it for a complete answer. */
+      CHECK_EQ_INT(c[i].code, 200);
+      CHECK(!c[i].failed);
+      sse_reply r;
+      parse_sse_reply(c[i].body.p, c[i].body.len, &r);
+      CHECK_EQ_INT(r.bad, 0);
+      CHECK(!r.done);
+      CHECK_EQ_INT(r.error_events, 1);
+      CHECK(strstr(r.error_msg, "CurlError") != NULL);
+      CHECK_EQ_STR(r.text[0].p, partial);
+      CHECK_EQ_STR(pt_output_text(&s, root), r.text[0].p);
+      CHECK_EQ_INT(pt_nevents(root, "mlflow.chunk.item."), 4); /* role, 2 tokens, error */
+      sse_reply_free(&r);
+    } else {
+      /* Not streamed: no answer at all, a 502 and an error JSON. */
+      CHECK_EQ_INT(c[i].code, 502);
+      CHECK_EQ_STR(c[i].content_type, "application/json");
+      cJSON *body = pt_decode(&s, c[i].body.p);
+      cJSON *err = cJSON_GetObjectItemCaseSensitive(body, "error");
+      CHECK(strstr(pt_str(err, "message") ? pt_str(err, "message") : "", "CurlError") != NULL);
+      CHECK(cJSON_Compare(pt_decode(&s, pt_attr(root, "mlflow.spanOutputs")), body, 1));
+    }
+    free(answer);
+    free(partial);
+    cJSON_free(bodies[i]);
+    pt_client_free(&c[i]);
+  }
+  event_base_free(b.base);
+  pt_store_free(&s);
+}
+
+TEST(upstream_error_event_mid_stream) {
+  NEED_FAKE();
+  char path[64];
+  int port;
+  pid_t px = start_proxy(g_upstream, path, sizeof path, &port);
+  REQUIRE(px > 0);
+  const char *prompt = "an error in the stream";
+  char *body = chat_body(prompt, 1), *partial = first_tokens("Echo: an error in the stream", 2);
+  pt_batch b = {event_base_new(), 0, 0};
+  pt_client c = {0};
+  /* Role, two tokens, then the upstream sends an error chunk. */
+  const char *h[] = {"X-Fake-Error-After", "3", NULL};
   pt_request(&b, &c, port, EVHTTP_REQ_POST, CHAT, body, h);
   pt_run(&b, 20);
   pt_store s;
   stop_proxy(px, SIGTERM, path, &s);
-
-  /* The client got a complete 200 reply with the truncated answer. */
-  char *answer = echo_answer(prompt), *partial = first_tokens(answer, 2);
   CHECK_EQ_INT(c.code, 200);
-  CHECK(!c.failed);
-  CHECK_EQ_STR(c.body.p, partial);
-
+  sse_reply r;
+  parse_sse_reply(c.body.p, c.body.len, &r);
+  CHECK_EQ_INT(r.bad, 0);
+  CHECK(!r.done);
+  CHECK_EQ_INT(r.error_events, 1);
+  CHECK(strstr(r.error_msg, "injected by X-Fake-Error-After") != NULL); /* the upstream's message */
+  CHECK_EQ_STR(r.text[0].p, partial);
   REQUIRE_EQ_INT(s.n, 1);
-  cJSON *t = s.trace[0], *root, *llm;
-  CHECK_EQ_STR(pt_str(pt_info(t), "state"), "ERROR");
-  proxy_spans(t, &root, &llm);
+  cJSON *root, *llm;
+  proxy_spans(s.trace[0], &root, &llm);
   CHECK_EQ_STR(pt_status_code(root), "STATUS_CODE_ERROR");
-  CHECK(strncmp(pt_status_msg(root), "UpstreamError: CurlError", 24) == 0);
-  CHECK_EQ_STR(pt_output_text(&s, root), c.body.p);
+  CHECK_EQ_STR(pt_output_text(&s, root), r.text[0].p);
   CHECK_EQ_STR(pt_status_code(llm), "STATUS_CODE_ERROR");
-  CHECK(strstr(pt_status_msg(llm), "CurlError") != NULL);
-  CHECK_EQ_STR(pt_llm_content(&s, llm), c.body.p); /* the partial output */
-  CHECK(pt_attr(llm, "mlflow.chat.tokenUsage") == NULL); /* no usage chunk came */
-  CHECK(pt_meta(t, "mlflow.trace.tokenUsage") == NULL);
-  CHECK_EQ_STR(pt_str(pt_info(t), "request_preview"), prompt);
-  CHECK_EQ_STR(pt_str(pt_info(t), "response_preview"), c.body.p);
-  free(answer);
+  CHECK(strncmp(pt_status_msg(llm), "APIError: ", 10) == 0);
+  CHECK_EQ_STR(pt_llm_content(&s, llm), partial);
+  sse_reply_free(&r);
   free(partial);
   cJSON_free(body);
   pt_client_free(&c);
@@ -353,7 +555,9 @@ static void check_still_serving(int port, const char *prompt) {
   pt_request(&b, &c, port, EVHTTP_REQ_POST, CHAT, body, NULL);
   pt_run(&b, 20);
   CHECK_EQ_INT(c.code, 200);
-  CHECK_EQ_STR(c.body.p, answer);
+  cJSON *json = cJSON_Parse(c.body.p ? c.body.p : "");
+  CHECK_EQ_STR(completion_content(json, 0), answer);
+  cJSON_Delete(json);
   pt_client_free(&c);
   event_base_free(b.base);
   free(answer);
@@ -373,11 +577,19 @@ TEST(client_disconnect_mid_stream_cancels_upstream) {
   pt_raw_post(fd, body, h);
   pt_buf raw = {0};
   /* The headers and the first token ("The "), then hang up. */
-  CHECK_EQ_INT(pt_raw_read_until(fd, &raw, "\r\n\r\n4\r\nThe \r\n", 10000), 0);
+  CHECK_EQ_INT(pt_raw_read_until(fd, &raw, "\"content\":\"The \"", 10000), 0);
   close(fd);
-  pt_buf got = {0};
-  pt_dechunk(raw.p, raw.len, &got);
+  pt_buf sse = {0};
+  pt_dechunk(raw.p, raw.len, &sse);
   CHECK(strncmp(raw.p, "HTTP/1.1 200", 12) == 0);
+  char *last = sse.p ? strstr(sse.p, "\n\n") : NULL; /* complete events only */
+  for (char *q = last; q; q = strstr(q + 2, "\n\n")) last = q;
+  sse_reply r;
+  parse_sse_reply(sse.p, last ? (size_t)(last + 2 - sse.p) : 0, &r);
+  CHECK_EQ_INT(r.bad, 0);
+  pt_buf got = {0};
+  pt_add_str(&got, r.text[0].p);
+  sse_reply_free(&r);
   CHECK(pt_prefix_of("The ", got.p) && pt_prefix_of(got.p, full)); /* a slow proxy may send more at once */
   check_still_serving(port, "still there?");
   pt_store s;
@@ -409,6 +621,7 @@ TEST(client_disconnect_mid_stream_cancels_upstream) {
   free(full);
   cJSON_free(body);
   pt_buf_free(&raw);
+  pt_buf_free(&sse);
   pt_buf_free(&got);
   pt_store_free(&s);
 }
@@ -586,8 +799,8 @@ static void term_when_all_streaming(pt_client *unused, void *arg) {
   inflight *f = arg;
   (void)unused;
   if (f->signalled) return;
-  for (int i = 0; i < N_INFLIGHT; i++)
-    if (f->c[i].body.len == 0) return;
+  for (int i = 0; i < N_INFLIGHT; i++) /* the first token, not just the role chunk */
+    if (!f->c[i].body.p || !strstr(f->c[i].body.p, "\"content\":\"The \"")) return;
   f->signalled = 1;
   kill(f->proxy, SIGTERM);
 }
@@ -607,7 +820,7 @@ TEST(sigterm_cancels_streams_in_flight_and_flushes) {
   for (int i = 0; i < N_INFLIGHT; i++) {
     char prompt[32];
     snprintf(prompt, sizeof prompt, "long %d", i);
-    bodies[i] = chat_body(prompt, i);
+    bodies[i] = chat_body(prompt, 1); /* streamed */
     c[i].on_chunk = term_when_all_streaming;
     c[i].hook_arg = &f;
     pt_request(&b, &c[i], port, EVHTTP_REQ_POST, CHAT, bodies[i], h);
@@ -624,10 +837,17 @@ TEST(sigterm_cancels_streams_in_flight_and_flushes) {
   char *full = tokens_answer(50);
   REQUIRE_EQ_INT(s.n, N_INFLIGHT);
   for (int i = 0; i < N_INFLIGHT; i++) {
-    /* Each client got its reply ended after a truncated answer. */
+    /* Each client got its reply ended after a truncated answer and an
+     * error event. */
     CHECK_EQ_INT(c[i].code, 200);
     CHECK(!c[i].failed);
-    CHECK(c[i].body.len > 0 && c[i].body.len < strlen(full) && pt_prefix_of(c[i].body.p, full));
+    sse_reply r;
+    parse_sse_reply(c[i].body.p, c[i].body.len, &r);
+    CHECK_EQ_INT(r.bad, 0);
+    CHECK(!r.done);
+    CHECK_EQ_INT(r.error_events, 1);
+    CHECK(strstr(r.error_msg, "shutting down") != NULL);
+    CHECK(r.text[0].len > 0 && r.text[0].len < strlen(full) && pt_prefix_of(r.text[0].p, full));
     char prompt[32];
     snprintf(prompt, sizeof prompt, "long %d", i);
     cJSON *t = trace_for_prompt(&s, prompt), *root, *llm;
@@ -635,14 +855,215 @@ TEST(sigterm_cancels_streams_in_flight_and_flushes) {
     proxy_spans(t, &root, &llm);
     CHECK_EQ_STR(pt_status_code(root), "STATUS_CODE_ERROR");
     CHECK(strncmp(pt_status_msg(root), "ServerShutdown", 14) == 0);
-    CHECK_EQ_STR(pt_output_text(&s, root), c[i].body.p);
+    CHECK_EQ_STR(pt_output_text(&s, root), r.text[0].p);
     CHECK_EQ_STR(pt_status_code(llm), "STATUS_CODE_ERROR");
     CHECK(strncmp(pt_status_msg(llm), "CancelledError", 14) == 0);
-    CHECK_EQ_STR(pt_llm_content(&s, llm), c[i].body.p);
+    CHECK_EQ_STR(pt_llm_content(&s, llm), r.text[0].p);
+    sse_reply_free(&r);
     pt_client_free(&c[i]);
     cJSON_free(bodies[i]);
   }
   free(full);
+  event_base_free(b.base);
+  pt_store_free(&s);
+}
+
+/* ---- 7. several choices, usage on request ---------------------------- */
+
+/* A request for @p n choices, streamed (with usage) or not. */
+static char *n_body(const char *prompt, int n, int stream) {
+  cJSON *r = cJSON_CreateObject();
+  cJSON_AddStringToObject(r, "model", "test-model");
+  cJSON_AddNumberToObject(r, "n", n);
+  if (stream) {
+    cJSON_AddTrueToObject(r, "stream");
+    cJSON_AddTrueToObject(cJSON_AddObjectToObject(r, "stream_options"), "include_usage");
+  }
+  cJSON *m = cJSON_CreateObject();
+  cJSON_AddStringToObject(m, "role", "user");
+  cJSON_AddStringToObject(m, "content", prompt);
+  cJSON_AddItemToArray(cJSON_AddArrayToObject(r, "messages"), m);
+  char *t = cJSON_PrintUnformatted(r);
+  cJSON_Delete(r);
+  return t;
+}
+
+TEST(two_choices_kept_apart_and_usage_on_request) {
+  NEED_FAKE();
+  char path[64];
+  int port;
+  pid_t px = start_proxy(g_upstream, path, sizeof path, &port);
+  REQUIRE(px > 0);
+  const char *prompt = "h\xC3\xA9llo w\xC3\xB6rld";
+  char want[2][64];
+  snprintf(want[0], sizeof want[0], "Echo: %s " CHECK_MARK, prompt);
+  snprintf(want[1], sizeof want[1], "Echo #2: %s " CHECK_MARK, prompt);
+  char *bodies[2] = {n_body(prompt, 2, 1), n_body(prompt, 2, 0)};
+  pt_batch b = {event_base_new(), 0, 0};
+  pt_client c[2] = {{0}};
+  for (int i = 0; i < 2; i++) pt_request(&b, &c[i], port, EVHTTP_REQ_POST, CHAT, bodies[i], NULL);
+  pt_run(&b, 20);
+  pt_store s;
+  stop_proxy(px, SIGTERM, path, &s);
+  REQUIRE_EQ_INT(s.n, 2);
+
+  /* Streamed: each choice's tokens under its own index, one usage chunk. */
+  sse_reply r;
+  parse_sse_reply(c[0].body.p, c[0].body.len, &r);
+  CHECK_EQ_INT(c[0].code, 200);
+  CHECK_EQ_INT(r.bad, 0);
+  CHECK(r.done);
+  CHECK_EQ_INT(r.nchoices, 2);
+  CHECK_EQ_STR(r.text[0].p, want[0]);
+  CHECK_EQ_STR(r.text[1].p, want[1]);
+  CHECK_EQ_INT(r.usage_chunks, 1);
+  /* Not streamed: one chat.completion with both choices. */
+  cJSON *json = pt_decode(&s, c[1].body.p);
+  CHECK_EQ_INT(c[1].code, 200);
+  CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(json, "choices")), 2);
+  CHECK_EQ_STR(completion_content(json, 0), want[0]);
+  CHECK_EQ_STR(completion_content(json, 1), want[1]);
+
+  for (int i = 0; i < 2; i++) {
+    const char *tid = c[i].trace_id;
+    cJSON *t = NULL, *root, *llm;
+    for (int k = 0; k < s.n; k++)
+      if (strcmp(pt_str(pt_info(s.trace[k]), "trace_id"), tid) == 0) t = s.trace[k];
+    REQUIRE(t != NULL);
+    proxy_spans(t, &root, &llm);
+    /* The request span: what the client assembled (several choices: the
+     * chat.completion); the LLM span: one assembled choice per index. */
+    cJSON *out = pt_decode(&s, pt_attr(root, "mlflow.spanOutputs"));
+    cJSON *llm_out = pt_decode(&s, pt_attr(llm, "mlflow.spanOutputs"));
+    for (int k = 0; k < 2; k++) {
+      CHECK_EQ_STR(completion_content(out, k), want[k]);
+      CHECK_EQ_STR(completion_content(llm_out, k), want[k]);
+    }
+    if (i == 1) CHECK(cJSON_Compare(out, json, 1));
+    CHECK_EQ_INT(pt_nevents(root, "mlflow.chunk.item."), i == 0 ? r.events : 0);
+    cJSON *u = pt_decode(&s, pt_attr(llm, "mlflow.chat.tokenUsage"));
+    CHECK_EQ_INT(usage_field(u, "output_tokens"), count_tokens(want[0]) + count_tokens(want[1]));
+    pt_client_free(&c[i]);
+    cJSON_free(bodies[i]);
+  }
+  sse_reply_free(&r);
+  event_base_free(b.base);
+  pt_store_free(&s);
+}
+
+/* ---- 8. upstream framing quirks -------------------------------------- */
+
+#define N_QUIRKS 6
+
+TEST(upstream_framing_quirks_reach_client_as_valid_sse) {
+  NEED_FAKE();
+  char path[64];
+  int port;
+  pid_t px = start_proxy(g_upstream, path, sizeof path, &port);
+  REQUIRE(px > 0);
+  /* Multi-byte UTF-8 of every length, split across writes by the quirks. */
+  const char *prompt = "h\xC3\xA9llo \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9D\x84\x9E w\xC3\xB6rld";
+  static const char *const quirks[N_QUIRKS][4] = {
+      {"X-Fake-Framing", "crlf", NULL, NULL},
+      {"X-Fake-Framing", "comments", NULL, NULL},
+      {"X-Fake-Framing", "split-utf8", NULL, NULL},
+      {"X-Fake-Write-Bytes", "1", NULL, NULL},
+      {"X-Fake-Write-Bytes", "3", "X-Fake-Framing", "crlf,comments"},
+      {"X-Fake-Write-Bytes", "1", "X-Fake-Framing", "crlf,comments,split-utf8"},
+  };
+  char *body = chat_body(prompt, 1), *expected = echo_answer(prompt);
+  pt_batch b = {event_base_new(), 0, 0};
+  pt_client c[N_QUIRKS] = {{0}};
+  for (int i = 0; i < N_QUIRKS; i++) {
+    const char *h[] = {quirks[i][0], quirks[i][1], quirks[i][2], quirks[i][3], NULL};
+    pt_request(&b, &c[i], port, EVHTTP_REQ_POST, CHAT, body, h);
+  }
+  pt_run(&b, 30);
+  pt_store s;
+  stop_proxy(px, SIGTERM, path, &s);
+  REQUIRE_EQ_INT(s.n, N_QUIRKS);
+  for (int i = 0; i < N_QUIRKS; i++) {
+    sse_reply r;
+    parse_sse_reply(c[i].body.p, c[i].body.len, &r);
+    if (r.bad) tap_diag("quirk %s: %s", quirks[i][1], quirks[i][3] ? quirks[i][3] : "");
+    CHECK_EQ_INT(c[i].code, 200);
+    CHECK_EQ_INT(r.bad, 0); /* LF only, no comments, one data line per event */
+    CHECK(r.done);
+    CHECK_EQ_INT(r.chunks, count_tokens(expected) + 2);
+    CHECK_EQ_STR(r.text[0].p, expected); /* byte-exact */
+    cJSON *t = NULL, *root, *llm;
+    for (int k = 0; k < s.n; k++)
+      if (strcmp(pt_str(pt_info(s.trace[k]), "trace_id"), c[i].trace_id) == 0) t = s.trace[k];
+    REQUIRE(t != NULL);
+    proxy_spans(t, &root, &llm);
+    CHECK_EQ_STR(pt_status_code(root), "STATUS_CODE_OK");
+    CHECK_EQ_STR(pt_output_text(&s, root), expected);
+    CHECK_EQ_STR(pt_llm_content(&s, llm), expected);
+    CHECK(pt_attr(llm, "mltrace.sse.malformed") == NULL);
+    sse_reply_free(&r);
+    pt_client_free(&c[i]);
+  }
+  free(expected);
+  cJSON_free(body);
+  event_base_free(b.base);
+  pt_store_free(&s);
+}
+
+/* ---- 9. an empty answer; the model list ------------------------------ */
+
+TEST(empty_answer_is_empty_string_and_models_pass_through) {
+  NEED_FAKE();
+  char path[64];
+  int port;
+  pid_t px = start_proxy(g_upstream, path, sizeof path, &port);
+  REQUIRE(px > 0);
+  char *bodies[2] = {chat_body("say nothing", 1), chat_body("say nothing", 0)};
+  pt_batch b = {event_base_new(), 0, 0};
+  pt_client c[3] = {{0}};
+  const char *h[] = {"X-Fake-Tokens", "0", NULL};
+  for (int i = 0; i < 2; i++) pt_request(&b, &c[i], port, EVHTTP_REQ_POST, CHAT, bodies[i], h);
+  pt_request(&b, &c[2], port, EVHTTP_REQ_GET, "/v1/models", NULL, NULL);
+  pt_run(&b, 20);
+  pt_store s;
+  stop_proxy(px, SIGTERM, path, &s);
+  REQUIRE_EQ_INT(s.n, 3);
+  for (int i = 0; i < 3; i++) {
+    cJSON *t = NULL, *root, *llm;
+    for (int k = 0; k < s.n; k++)
+      if (strcmp(pt_str(pt_info(s.trace[k]), "trace_id"), c[i].trace_id) == 0) t = s.trace[k];
+    REQUIRE(t != NULL);
+    CHECK_EQ_INT(c[i].code, 200);
+    CHECK_EQ_STR(pt_str(pt_info(t), "state"), "OK");
+    if (i == 0) {
+      /* Streamed: role and finish chunks, [DONE]; the output is "". */
+      sse_reply r;
+      parse_sse_reply(c[i].body.p, c[i].body.len, &r);
+      CHECK_EQ_INT(r.bad, 0);
+      CHECK(r.done);
+      CHECK_EQ_STR(r.text[0].p, "");
+      proxy_spans(t, &root, &llm);
+      const char *out = pt_output_text(&s, root);
+      CHECK(out != NULL && *out == '\0');
+      sse_reply_free(&r);
+    } else if (i == 1) {
+      proxy_spans(t, &root, &llm);
+      cJSON *json = pt_decode(&s, c[i].body.p);
+      CHECK_EQ_STR(completion_content(json, 0), "");
+      CHECK(cJSON_Compare(pt_decode(&s, pt_attr(root, "mlflow.spanOutputs")), json, 1));
+    } else {
+      /* GET /v1/models: the upstream's list, as it is. */
+      cJSON *json = pt_decode(&s, c[i].body.p);
+      cJSON *m0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(json, "data"), 0);
+      CHECK_EQ_STR(pt_str(json, "object"), "list");
+      CHECK_EQ_STR(pt_str(m0, "id"), "fake-gpt");
+      root = pt_root(t);
+      REQUIRE(root != NULL);
+      CHECK_EQ_STR(pt_str(root, "name"), "GET /v1/models");
+      CHECK(cJSON_Compare(pt_decode(&s, pt_attr(root, "mlflow.spanOutputs")), json, 1));
+    }
+    pt_client_free(&c[i]);
+    if (i < 2) cJSON_free(bodies[i]);
+  }
   event_base_free(b.base);
   pt_store_free(&s);
 }
@@ -662,12 +1083,16 @@ int main(int argc, char **argv) {
   static const tap_test tests[] = {
       TAP_ENTRY(fifty_concurrent_streams_one_trace_each),
       TAP_ENTRY(upstream_disconnect_mid_stream),
+      TAP_ENTRY(upstream_error_event_mid_stream),
       TAP_ENTRY(client_disconnect_mid_stream_cancels_upstream),
       TAP_ENTRY(client_disconnect_before_first_token_cancels_upstream),
       TAP_ENTRY(upstream_http_error_before_first_token),
       TAP_ENTRY(upstream_down_is_502),
       TAP_ENTRY(bad_requests_are_refused_without_llm_call),
       TAP_ENTRY(sigterm_cancels_streams_in_flight_and_flushes),
+      TAP_ENTRY(two_choices_kept_apart_and_usage_on_request),
+      TAP_ENTRY(upstream_framing_quirks_reach_client_as_valid_sse),
+      TAP_ENTRY(empty_answer_is_empty_string_and_models_pass_through),
       TAP_END,
   };
   int rc = tap_main(argc, argv, tests);

@@ -6,6 +6,7 @@
  *   span.h      spans; MLT_TRACE_FUNCTION and MLT_SPAN_SCOPE
  *   context.h   explicit context for async code and threads, traceparent
  *   trace.h     update_current_trace, last trace id, client API by ids
+ *   assessment.h  feedback, expectations and tags on finished traces
  *   exporter.h  file store, in-memory store, callbacks, span processor view
  *   thread.h    threads and worker queues that carry a context
  *
@@ -21,6 +22,7 @@
 #include <mltrace/span.h>
 #include <mltrace/context.h>
 #include <mltrace/trace.h>
+#include <mltrace/assessment.h>
 #include <mltrace/exporter.h>
 #include <mltrace/thread.h>
 

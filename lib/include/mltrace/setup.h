@@ -250,6 +250,14 @@ typedef struct mlt_stats {
   uint64_t queue_bytes;        /* memory held by the queued traces now */
   uint64_t queue_max_bytes;    /* the queue's byte bound */
   uint64_t queue_bytes_peak;   /* highest queue_bytes since mlt_init() */
+  uint64_t work_queue_rejected; /* jobs mlt_work_queue_submit*() refused (full, timed out, stopping) */
+  /* Operations on finished traces (<mltrace/assessment.h>: feedback,
+   * expectations, tags set or deleted); after mlt_shutdown(),
+   * trace_ops_queued == trace_ops_delivered + trace_ops_failed. */
+  uint64_t trace_ops_queued;    /* accepted for the export thread */
+  uint64_t trace_ops_delivered; /* applied by every exporter that takes them */
+  uint64_t trace_ops_failed;    /* not applied: unknown trace, server error, shutdown deadline */
+  uint64_t trace_ops_dropped;   /* refused with MLT_EFULL: too many were waiting */
 } mlt_stats;
 
 /** Format @p stats as one line of "name=value" pairs for a log or an exit

@@ -208,36 +208,82 @@ MLT_EXTERN int mlt_span_is_recording(mlt_span span);
  *  a branch, not a function call.  Never write it. */
 MLT_EXTERN extern int mlt__enabled_flag;
 
+/** @internal mlt_span_start() with the byte length of @p name (MLT_NTS: NUL-
+ *  terminated); the inline fast path passes it when the compiler knows it.
+ *  Same contract as mlt_span_start(). */
+MLT_EXTERN mlt_span mlt__span_start_n(const char *name, size_t name_len, mlt_span_type type);
+/** @internal mlt_span_start_in() with the byte length of @p name (or MLT_NTS).
+ *  Same contract as mlt_span_start_in(). */
+MLT_EXTERN mlt_span mlt__span_start_in_n(const mlt_context *parent, const char *name, size_t name_len,
+                                         mlt_span_type type);
+/** @internal Function scope (MLT_TRACE_FUNCTION): start a span current on this
+ *  thread, named @p name (@p name_len bytes or MLT_NTS) or, when @p name is
+ *  NULL, @p func (@p func_len bytes or MLT_NTS), recording
+ *  mlflow.spanFunctionName = @p func.  Strings copied.  Same contract as
+ *  mlt_span_start(). */
+MLT_EXTERN mlt_span mlt__span_start_fn(const char *func, size_t func_len, const char *name, size_t name_len,
+                                       mlt_span_type type);
+/** @internal mlt_span_set_attr_str() with the byte lengths of @p key and
+ *  @p value (each may be MLT_NTS).  Same contract and return codes. */
+MLT_EXTERN int mlt__attr_str(mlt_span span, const char *key, size_t key_len, const char *value, size_t len);
+/** @internal mlt_span_set_attr_int() with the byte length of @p key (or
+ *  MLT_NTS).  Same contract and return codes. */
+MLT_EXTERN int mlt__attr_i64(mlt_span span, const char *key, size_t key_len, int64_t value);
+/** @internal mlt_span_set_attr_double() with the byte length of @p key (or
+ *  MLT_NTS).  Same contract and return codes. */
+MLT_EXTERN int mlt__attr_f64(mlt_span span, const char *key, size_t key_len, double value);
+/** @internal mlt_span_set_attr_bool() with the byte length of @p key (or
+ *  MLT_NTS).  Same contract and return codes. */
+MLT_EXTERN int mlt__attr_bool(mlt_span span, const char *key, size_t key_len, int value);
+
 #if defined(__GNUC__) && !defined(MLT__BUILDING_LIB) && !defined(MLT_NO_INLINE_FAST_PATHS)
+#define MLT__FAST_PATHS 1
 /* Function-like macros with the functions' own names: `mlt_span_end(s)`
  * checks for a NONE handle inline; `(mlt_span_end)(s)` and function pointers
- * reach the exported functions. */
-static inline mlt_span mlt__fast_start(const char *name, mlt_span_type type) {
+ * reach the exported functions.  Names and keys given as string literals
+ * have their length computed by the compiler (MLT__SLEN), so the library
+ * does not call strlen for them; anything else passes MLT_NTS. */
+#define MLT__SLEN(str)                                                                                   \
+  (__extension__({                                                                                     \
+    _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wnonnull\"") size_t mlt__slen_ = \
+        __builtin_constant_p(__builtin_strlen(str)) ? __builtin_strlen(str) : MLT_NTS;                \
+    _Pragma("GCC diagnostic pop") mlt__slen_;                                                          \
+  }))
+static inline mlt_span mlt__fast_start(const char *name, size_t len, mlt_span_type type) {
   if (!__atomic_load_n(&mlt__enabled_flag, __ATOMIC_RELAXED)) {
     mlt_span none = {0};
     return none;
   }
-  return (mlt_span_start)(name, type);
+  return mlt__span_start_n(name, len, type);
 }
-static inline mlt_span mlt__fast_start_in(const mlt_context *parent, const char *name, mlt_span_type type) {
+static inline mlt_span mlt__fast_start_in(const mlt_context *parent, const char *name, size_t len,
+                                          mlt_span_type type) {
   if (!__atomic_load_n(&mlt__enabled_flag, __ATOMIC_RELAXED)) {
     mlt_span none = {0};
     return none;
   }
-  return (mlt_span_start_in)(parent, name, type);
+  return mlt__span_start_in_n(parent, name, len, type);
+}
+static inline mlt_span mlt__fast_start_fn(const char *func, size_t func_len, const char *name, size_t len,
+                                          mlt_span_type type) {
+  if (!__atomic_load_n(&mlt__enabled_flag, __ATOMIC_RELAXED)) {
+    mlt_span none = {0};
+    return none;
+  }
+  return mlt__span_start_fn(func, func_len, name, len, type);
 }
 static inline int mlt__fast_end(mlt_span s) { return s.id_ ? (mlt_span_end)(s) : MLT_ENOTRECORDING; }
-static inline int mlt__fast_attr_str(mlt_span s, const char *k, const char *v) {
-  return s.id_ ? (mlt_span_set_attr_str)(s, k, v) : MLT_ENOTRECORDING;
+static inline int mlt__fast_attr_str(mlt_span s, const char *k, size_t kl, const char *v, size_t vl) {
+  return s.id_ ? mlt__attr_str(s, k, kl, v, vl) : MLT_ENOTRECORDING;
 }
-static inline int mlt__fast_attr_int(mlt_span s, const char *k, int64_t v) {
-  return s.id_ ? (mlt_span_set_attr_int)(s, k, v) : MLT_ENOTRECORDING;
+static inline int mlt__fast_attr_int(mlt_span s, const char *k, size_t kl, int64_t v) {
+  return s.id_ ? mlt__attr_i64(s, k, kl, v) : MLT_ENOTRECORDING;
 }
-static inline int mlt__fast_attr_double(mlt_span s, const char *k, double v) {
-  return s.id_ ? (mlt_span_set_attr_double)(s, k, v) : MLT_ENOTRECORDING;
+static inline int mlt__fast_attr_double(mlt_span s, const char *k, size_t kl, double v) {
+  return s.id_ ? mlt__attr_f64(s, k, kl, v) : MLT_ENOTRECORDING;
 }
-static inline int mlt__fast_attr_bool(mlt_span s, const char *k, int v) {
-  return s.id_ ? (mlt_span_set_attr_bool)(s, k, v) : MLT_ENOTRECORDING;
+static inline int mlt__fast_attr_bool(mlt_span s, const char *k, size_t kl, int v) {
+  return s.id_ ? mlt__attr_bool(s, k, kl, v) : MLT_ENOTRECORDING;
 }
 static inline int mlt__fast_inputs_json(mlt_span s, const char *j) {
   return s.id_ ? (mlt_span_set_inputs_json)(s, j) : MLT_ENOTRECORDING;
@@ -245,41 +291,54 @@ static inline int mlt__fast_inputs_json(mlt_span s, const char *j) {
 static inline int mlt__fast_outputs_json(mlt_span s, const char *j) {
   return s.id_ ? (mlt_span_set_outputs_json)(s, j) : MLT_ENOTRECORDING;
 }
-#define mlt_span_start(name, type) mlt__fast_start((name), (type))
-#define mlt_span_start_in(parent, name, type) mlt__fast_start_in((parent), (name), (type))
+#define mlt_span_start(name, type) mlt__fast_start((name), MLT__SLEN(name), (type))
+#define mlt_span_start_in(parent, name, type) mlt__fast_start_in((parent), (name), MLT__SLEN(name), (type))
 #define mlt_span_end(s) mlt__fast_end(s)
-#define mlt_span_set_attr_str(s, k, v) mlt__fast_attr_str((s), (k), (v))
-#define mlt_span_set_attr_int(s, k, v) mlt__fast_attr_int((s), (k), (v))
-#define mlt_span_set_attr_double(s, k, v) mlt__fast_attr_double((s), (k), (v))
-#define mlt_span_set_attr_bool(s, k, v) mlt__fast_attr_bool((s), (k), (v))
+#define mlt_span_set_attr_str(s, k, v) mlt__fast_attr_str((s), (k), MLT__SLEN(k), (v), MLT__SLEN(v))
+#define mlt_span_set_attr_int(s, k, v) mlt__fast_attr_int((s), (k), MLT__SLEN(k), (v))
+#define mlt_span_set_attr_double(s, k, v) mlt__fast_attr_double((s), (k), MLT__SLEN(k), (v))
+#define mlt_span_set_attr_bool(s, k, v) mlt__fast_attr_bool((s), (k), MLT__SLEN(k), (v))
 #define mlt_span_set_inputs_json(s, j) mlt__fast_inputs_json((s), (j))
 #define mlt_span_set_outputs_json(s, j) mlt__fast_outputs_json((s), (j))
 #endif
 
 /* ---- Scopes: the decorator and the context manager ------------------- */
 
-/** @internal Used by MLT_TRACE_FUNCTION: start a span named @p name (or
- *  @p func when NULL) recording mlflow.spanFunctionName = @p func. */
+/** @internal Used by MLT_TRACE_FUNCTION in earlier releases: start a span
+ *  named @p name (or @p func when NULL) recording mlflow.spanFunctionName =
+ *  @p func.  Kept for binary compatibility; see mlt__span_start_fn(). */
 MLT_EXTERN mlt_span mlt__span_start_function(const char *func, const char *name, mlt_span_type type);
 /** @internal Cleanup handler of the scope macros. */
 static inline void mlt__scope_end(mlt_span *s) { (void)mlt_span_end(*s); }
 
 /**
- * Trace the enclosing function, like MLflow's @mlflow.trace decorator: starts
+ * Trace the enclosing function, like the \@mlflow.trace decorator of MLflow: starts
  * a span named after the function (type @p type, attribute
  * mlflow.spanFunctionName), current on this thread, and ends it on every exit
  * from the function, early return included (GCC/Clang cleanup attribute).
  * Place it at the top of the function body.  The span is reachable as
  * `mlt_fn_span`.
  */
+#ifdef MLT__FAST_PATHS
 #define MLT_TRACE_FUNCTION(type)                                                              \
   mlt_span mlt_fn_span __attribute__((cleanup(mlt__scope_end), unused)) =                     \
-      mlt__span_start_function(__func__, NULL, (type))
+      mlt__fast_start_fn(__func__, sizeof(__func__) - 1, NULL, 0, (type))
+#else
+#define MLT_TRACE_FUNCTION(type)                                                              \
+  mlt_span mlt_fn_span __attribute__((cleanup(mlt__scope_end), unused)) =                     \
+      mlt__span_start_fn(__func__, sizeof(__func__) - 1, NULL, 0, (type))
+#endif
 
 /** MLT_TRACE_FUNCTION with an explicit span name. */
+#ifdef MLT__FAST_PATHS
 #define MLT_TRACE_FUNCTION_NAMED(name, type)                                                  \
   mlt_span mlt_fn_span __attribute__((cleanup(mlt__scope_end), unused)) =                     \
-      mlt__span_start_function(__func__, (name), (type))
+      mlt__fast_start_fn(__func__, sizeof(__func__) - 1, (name), MLT__SLEN(name), (type))
+#else
+#define MLT_TRACE_FUNCTION_NAMED(name, type)                                                  \
+  mlt_span mlt_fn_span __attribute__((cleanup(mlt__scope_end), unused)) =                     \
+      mlt__span_start_fn(__func__, sizeof(__func__) - 1, (name), MLT_NTS, (type))
+#endif
 
 /**
  * Block scope, like `with mlflow.start_span(name, span_type) as var:` — declares

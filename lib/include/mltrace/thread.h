@@ -12,6 +12,7 @@
 #define MLTRACE_THREAD_H
 
 #include <pthread.h>
+#include <stdint.h>
 #include <mltrace/common.h>
 
 #ifdef __cplusplus
@@ -50,24 +51,78 @@ MLT_EXTERN void mlt_job_run(mlt_job *job);
  *  is a no-op. */
 MLT_EXTERN void mlt_job_cancel(mlt_job *job);
 
-/** A fixed pool of worker threads fed by a bounded FIFO queue. */
+/**
+ * A fixed pool of worker threads fed by a bounded FIFO queue.
+ *
+ * Sizing.  A queue holds at most max_pending jobs waiting for a worker
+ * (jobs being run do not count).  A job submitted to a full queue is
+ * rejected: it never runs, the submitter gets MLT_EFULL (or MLT_ETIMEDOUT
+ * from mlt_work_queue_submit_wait()), and the rejection is counted in
+ * mlt_stats.work_queue_rejected and per queue (mlt_work_queue_rejected()),
+ * with a warning logged at most once a second.  Choose:
+ *  - threads: the number of cores for CPU-bound jobs; more (cores x the
+ *    ratio of waiting time to CPU time) for jobs that block;
+ *  - max_pending: at least the jobs your peak load has in flight at once
+ *    (concurrent requests x jobs per request: a server fanning each request
+ *    out to 3 jobs at 10,000 concurrent requests needs 30,000 to never
+ *    reject), bounded by the queueing delay you accept: a job waits about
+ *    max_pending x (mean job time) / threads before it runs.  A waiting job
+ *    costs about 48 bytes plus its trace, which stays open until the job
+ *    has run (see mlt_context_hold()).
+ * Rejecting is the backpressure signal: answer 503 (or shed the request)
+ * rather than queue without bound.  Producers that can block (not an event
+ * loop) may wait for room with mlt_work_queue_submit_wait() instead.
+ */
 typedef struct mlt_work_queue mlt_work_queue;
 
 /**
  * Start @p threads workers (1..256) with room for @p max_pending jobs (>= 1).
+ * @param out receives the queue (free it with mlt_work_queue_free()); NULL on
+ *        failure.
  * @return MLT_OK; MLT_EINVAL; MLT_ENOMEM; MLT_EIO (thread creation failed).
+ * Thread-safety: any thread.
  */
 MLT_EXTERN int mlt_work_queue_new(unsigned threads, unsigned max_pending, mlt_work_queue **out);
 /**
  * Queue @p fn(@p arg) to run on a worker under @p ctx (NULL: the context
  * current on the submitting thread, captured now).
- * @return MLT_OK; MLT_EFULL when max_pending jobs are waiting (the job is not
- *         queued; @p fn will not run); MLT_EINVAL; MLT_ENOMEM.
- * Thread-safety: any thread.  Never blocks.
+ * @param ctx borrowed; a holding reference is taken (see mlt_context_hold()).
+ * @param arg passed to @p fn; never dereferenced or freed by the queue.
+ * @return MLT_OK; MLT_EFULL when max_pending jobs are waiting or the queue is
+ *         being freed (the job is not queued, @p fn will not run, and the
+ *         rejection is counted in mlt_stats.work_queue_rejected); MLT_EINVAL
+ *         (@p q or @p fn NULL); MLT_ENOMEM.
+ * Thread-safety: any thread.  Never blocks (one short mutex section shared
+ * with the workers of @p q; a full queue is refused before any allocation).
  */
 MLT_EXTERN int mlt_work_queue_submit(mlt_work_queue *q, mlt_context *ctx, void (*fn)(void *arg), void *arg);
-/** Run every queued job, stop the workers, join them, free the queue.  NULL
- *  is a no-op.  Must not be called from a worker of @p q. */
+/**
+ * mlt_work_queue_submit() that waits up to @p timeout_ms for room instead of
+ * failing at once (backpressure for producers that may block: never call it
+ * on an event loop thread, and beware of a worker waiting on its own queue).
+ * The context is captured when this is called, before any wait.
+ * @param timeout_ms 0: do not wait (as mlt_work_queue_submit()); > 0: the
+ *        longest wait, in milliseconds.
+ * @return MLT_OK; MLT_ETIMEDOUT (still full at the deadline) and MLT_EFULL
+ *         (@p timeout_ms 0 and full, or the queue is being freed): the job is
+ *         not queued, @p fn will not run, the rejection is counted as for
+ *         mlt_work_queue_submit(); MLT_EINVAL (@p q or @p fn NULL, negative
+ *         @p timeout_ms); MLT_ENOMEM.
+ * Thread-safety: any thread.  Blocks up to @p timeout_ms.
+ */
+MLT_EXTERN int mlt_work_queue_submit_wait(mlt_work_queue *q, mlt_context *ctx, void (*fn)(void *arg), void *arg,
+                                          int timeout_ms);
+/** Jobs of @p q rejected so far (full, timed out, or freed), since it was
+ *  created; 0 for NULL.  Thread-safety: any thread (a relaxed read). */
+MLT_EXTERN uint64_t mlt_work_queue_rejected(const mlt_work_queue *q);
+/** Jobs of @p q waiting for a worker now (a snapshot); 0 for NULL.
+ *  Thread-safety: any thread. */
+MLT_EXTERN unsigned mlt_work_queue_pending(const mlt_work_queue *q);
+/** Run every queued job, stop the workers, join them, free the queue.
+ *  Submitters blocked in mlt_work_queue_submit_wait() are woken and get
+ *  MLT_EFULL; jobs run meanwhile that submit get MLT_EFULL.  No other call on
+ *  @p q may be in progress (but those waits) or start.  NULL is a no-op.
+ *  Must not be called from a worker of @p q.  Thread-safety: one thread. */
 MLT_EXTERN void mlt_work_queue_free(mlt_work_queue *q);
 
 #ifdef __cplusplus

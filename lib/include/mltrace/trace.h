@@ -16,6 +16,13 @@ typedef struct mlt_context mlt_context;
 
 /* ---- update_current_trace -------------------------------------------- */
 
+/** Trace state set by update_current_trace (mlflow.entities.TraceState). */
+typedef enum mlt_trace_state {
+  MLT_TRACE_STATE_UNSET = 0, /* leave it: ERROR when the root span ended with ERROR, else OK */
+  MLT_TRACE_STATE_OK = 1,
+  MLT_TRACE_STATE_ERROR = 2
+} mlt_trace_state;
+
 /**
  * Trace-level data, as in mlflow.update_current_trace().  Every member is
  * optional (NULL = leave unchanged); strings are copied.  MLflow's limits are
@@ -32,6 +39,8 @@ typedef struct mlt_trace_update {
   const char *client_request_id; /* TraceInfo.client_request_id */
   const char *session_id;        /* metadata mlflow.trace.session, root attribute session.id */
   const char *user_id;           /* metadata mlflow.trace.user, root attribute user.id */
+  const char *model_id;          /* metadata mlflow.modelId (a LoggedModel id, "m-...") */
+  mlt_trace_state state;         /* overrides the state derived from the root span */
 } mlt_trace_update;
 
 /** Compound literal of an mlt_trace_update with struct_size set, e.g.
@@ -46,7 +55,7 @@ typedef struct mlt_trace_update {
  * Update the trace of this thread's current span (or attached context).
  * @return MLT_OK; MLT_ENOTFOUND when there is no current trace; MLT_EENDED
  *         when it already finished; MLT_EINVAL (NULL @p u, bad struct_size,
- *         odd key/value list); MLT_ENOTRECORDING when sampled out;
+ *         odd key/value list, state out of range); MLT_ENOTRECORDING when sampled out;
  *         MLT_EFULL when the update would take the trace past 4096 entries
  *         (each tag, metadata pair, preview or id counts one; a repeated
  *         key counts again): the whole update is refused, the trace keeps

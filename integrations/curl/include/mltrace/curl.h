@@ -178,15 +178,19 @@ MLT_EXTERN int mlt_curl_options_set_max_chunk_events(mlt_curl_options *opts, uin
 typedef struct mlt_curl_call mlt_curl_call;
 
 /**
- * Delta callback: called for every chat.completion.chunk of a stream, in
- * stream order, after the chunk has been recorded, from inside curl's write
- * path (so inside curl_easy_perform() or curl_multi_socket_action()).
+ * Delta callback: called for every chat.completion.chunk of a stream (and
+ * every event of a Responses API stream), in stream order, after the chunk
+ * has been recorded, from inside curl's write path (so inside
+ * curl_easy_perform() or curl_multi_socket_action()).  For choice indexes
+ * and tool-call deltas, use the chunk callback (mlt_curl_chunk_fn) instead.
  * @param call the call.
  * @param chunk_json the chunk's JSON text as received (borrowed for the
  *        call; not NUL-terminated): a proxy can relay it as
  *        "data: <chunk_json>\n\n".
- * @param delta the text the chunk carried (choices[0].delta.content), ""
- *        for a chunk without text (role, tool-call and finish chunks);
+ * @param delta the text the chunk carried for the choice with index 0
+ *        (its delta.content; a Responses stream: the delta of a
+ *        response.output_text.delta event), "" for a chunk without such
+ *        text (role, tool-call and finish chunks, chunks of other choices);
  *        borrowed, NUL-terminated, @p delta_len bytes.
  * @return 0 to continue; non-zero to abort the transfer (curl then fails
  *         with CURLE_WRITE_ERROR and the call ends as cancelled, keeping the
@@ -196,6 +200,99 @@ typedef struct mlt_curl_call mlt_curl_call;
  */
 typedef int (*mlt_curl_delta_fn)(mlt_curl_call *call, const char *chunk_json, size_t chunk_len, const char *delta,
                                  size_t delta_len, void *user_data);
+
+/** Which API a streamed chunk belongs to (mlt_curl_chunk.api). */
+typedef enum mlt_curl_api {
+  /** Chat Completions: "chat.completion.chunk" objects, "data: [DONE]". */
+  MLT_CURL_API_CHAT = 0,
+  /** Responses API: "response.*" events, ending with response.completed. */
+  MLT_CURL_API_RESPONSES = 1
+} mlt_curl_api;
+
+/** One tool-call delta of a choice (mlt_curl_choice_delta.tool_calls).
+ *  Strings are borrowed for the callback, NUL-terminated, "" when the
+ *  delta does not carry them. */
+typedef struct mlt_curl_tool_delta {
+  /** The tool call's index within its choice (Chat Completions), or the
+   *  function call item's output_index (Responses). */
+  int index;
+  /** The call id (the first delta of a call carries it), else "". */
+  const char *id;
+  /** The function name (first delta), else "". */
+  const char *name;
+  /** A fragment of the JSON arguments, to concatenate; "" when none. */
+  const char *arguments;
+  size_t arguments_len;
+} mlt_curl_tool_delta;
+
+/** What one chunk carried for one choice (mlt_curl_chunk.choices). */
+typedef struct mlt_curl_choice_delta {
+  /** The choice's "index" (its position in the chunk when absent).  A
+   *  Responses stream has one choice, index 0. */
+  int index;
+  /** delta.role, "" when absent. */
+  const char *role;
+  /** delta.content (a Responses stream: the output_text delta), "" when
+   *  absent; @p content_len bytes. */
+  const char *content;
+  size_t content_len;
+  /** delta.refusal, "" when absent. */
+  const char *refusal;
+  size_t refusal_len;
+  /** finish_reason, "" when absent or null. */
+  const char *finish_reason;
+  /** The tool-call deltas of this choice (@p n_tool_calls of them; NULL
+   *  when none).  A Responses stream reports a function call item as a
+   *  delta with id (call_id) and name when the item is added, then one
+   *  per response.function_call_arguments.delta. */
+  const mlt_curl_tool_delta *tool_calls;
+  size_t n_tool_calls;
+} mlt_curl_choice_delta;
+
+/**
+ * One chunk of a stream as the chunk callback sees it (see
+ * mlt_curl_call_set_chunk_fn()).  Everything is borrowed for the duration
+ * of the callback.  The library allocates it: fields may be appended in
+ * later versions.
+ */
+typedef struct mlt_curl_chunk {
+  /** The event's data as received (the chunk's JSON text; not
+   *  NUL-terminated): a relay sends it as "data: <data>\n\n". */
+  const char *data;
+  size_t data_len;
+  /** The SSE event type: the "event:" field, or "message" when the event
+   *  had none (Chat Completions streams have none; Responses streams name
+   *  each event, e.g. "response.output_text.delta").  NUL-terminated. */
+  const char *event;
+  size_t event_len;
+  /** MLT_CURL_API_CHAT or MLT_CURL_API_RESPONSES. */
+  mlt_curl_api api;
+  /** Per-choice deltas, in the chunk's order (@p n_choices; NULL when
+   *  none, e.g. a usage-only chunk, or a Responses event without text or
+   *  function-call data). */
+  const mlt_curl_choice_delta *choices;
+  size_t n_choices;
+  /** 1 when the chunk carries token usage (a non-null "usage" object; a
+   *  Responses stream: response.completed with usage). */
+  int has_usage;
+} mlt_curl_chunk;
+
+/**
+ * Chunk callback: called for every valid chunk of a stream (every
+ * chat.completion.chunk, every Responses API event), in stream order,
+ * after the chunk has been recorded on the span and before the delta
+ * callback, from inside curl's write path.  Unlike the delta callback it
+ * reports each choice's index, role, text, refusal, finish_reason and
+ * tool-call deltas, so a relay can keep choices apart.  Error events are
+ * not chunks: they end the call with an error.
+ * @param call the call.
+ * @param chunk the chunk (borrowed for the call).
+ * @return 0 to continue; non-zero to abort the transfer, as the delta
+ *         callback (no further chunk or delta calls follow).
+ * Same rules as the delta callback: do not free the call or clean up its
+ * easy handle; mlt_curl_loop_cancel() is fine.
+ */
+typedef int (*mlt_curl_chunk_fn)(mlt_curl_call *call, const mlt_curl_chunk *chunk, void *user_data);
 
 /**
  * Instrument @p easy for one transfer: start the span, record the request,
@@ -243,6 +340,13 @@ MLT_EXTERN int mlt_curl_call_set_write_fn(mlt_curl_call *call, curl_write_callba
  *  @return MLT_OK; MLT_EINVAL (@p call NULL); MLT_EENDED (completed).
  *  Thread-safety: one thread at a time per call. */
 MLT_EXTERN int mlt_curl_call_set_delta_fn(mlt_curl_call *call, mlt_curl_delta_fn fn, void *user_data);
+
+/** Set the chunk callback (see mlt_curl_chunk_fn); @p fn NULL removes it.
+ *  It may be set together with a delta callback (the chunk callback runs
+ *  first for each chunk).  @p user_data is borrowed, passed to @p fn.
+ *  @return MLT_OK; MLT_EINVAL (@p call NULL); MLT_EENDED (completed).
+ *  Thread-safety: one thread at a time per call. */
+MLT_EXTERN int mlt_curl_call_set_chunk_fn(mlt_curl_call *call, mlt_curl_chunk_fn fn, void *user_data);
 
 /**
  * curl_easy_perform() the call's handle, then end the span (see

@@ -208,8 +208,10 @@ typedef struct mlt_evhttp_options mlt_evhttp_options;
  *        after, unless the application still has to end the reply, below).
  *        Do not reply from here.
  * @param disconnected 0 when the reply was sent completely; 1 when the
- *        connection closed first (the client went away, or evhttp_free()):
- *        the span ended with status ERROR.  The application should then stop
+ *        connection closed first (the client went away, a timeout, or
+ *        evhttp_free()): the span ended with status ERROR
+ *        (ClientDisconnected, ServerShutdown or ServerClosed, see
+ *        mlt_evhttp_instrument()).  The application should then stop
  *        producing the reply.  After a client disconnect libevent still
  *        expects the call that would have ended the reply
  *        (evhttp_send_reply() or evhttp_send_reply_end(), or the mlt_
@@ -276,11 +278,30 @@ MLT_EXTERN int mlt_evhttp_options_set_done_cb(mlt_evhttp_options *opts, mlt_evht
  * mlt_evhttp_request_context() gives the context to hand on).  The span ends
  * when libevent reports the reply complete (attributes
  * http.response.status_code and http.response.body.size; status ERROR for
- * 5xx), or when the connection closes first (status ERROR, exception event
- * "ClientDisconnected").  Reply bodies and chunks sent through the
- * mlt_evhttp_send_reply*() wrappers become the span outputs (chunks: one
+ * 5xx), or when the connection closes first (status ERROR, and an exception
+ * event naming who closed it, from the kernel's TCP state at that moment:
+ * "ClientDisconnected" when the client closed or reset it;
+ * "ServerShutdown" when the server closed it after
+ * mlt_evhttp_begin_shutdown(), e.g. evhttp_free() at SIGTERM; "ServerClosed"
+ * when the server closed it otherwise: an evhttp timeout, or the
+ * application freed the connection).  Reply bodies and chunks sent through
+ * the mlt_evhttp_send_reply*() wrappers become the span outputs (chunks: one
  * chunk event each, outputs = their concatenation); replies sent with plain
  * evhttp_send_*() still record status and size.
+ *
+ * When the connection closes before the reply is complete, the span records
+ * what reached the socket, not what the application queued: libevent
+ * writes a reply from the connection's output buffer, and the wrappers
+ * keep track of where each body byte lies in it, so at the close what has
+ * left the buffer was written to the socket (handed to the kernel: a
+ * client that hung up may have read less of it).  Then
+ * http.response.body.size is the number of body bytes written, attribute
+ * mltrace.http.reply_unsent_bytes the bytes queued but never written, and
+ * the outputs of a chunked reply are the written prefix of the chunks' text
+ * (a partly written chunk is cut at the byte).  The chunk events stay as
+ * the application sent them.  A reply sent whole with
+ * mlt_evhttp_send_reply() keeps the whole body as outputs; the two
+ * attributes tell how much of it was written.
  *
  * The instrumentation owns two libevent hooks of each request it handles:
  * the request's on-complete callback and its connection's close callback.
@@ -307,6 +328,18 @@ MLT_EXTERN int mlt_evhttp_instrument(struct evhttp *http, const mlt_evhttp_optio
  * no-op.  Thread-safety: loop thread only.
  */
 MLT_EXTERN void mlt_evhttp_free(mlt_evhttp *inst);
+
+/**
+ * Say that the server is shutting down (call it before evhttp_free(), e.g.
+ * on SIGTERM): from now on a request whose connection the server closes
+ * before its reply is complete ends with ERROR "ServerShutdown" instead of
+ * "ServerClosed".  A request whose client closed the connection first is
+ * still "ClientDisconnected".  Nothing else changes: requests in flight may
+ * still complete.
+ * @return MLT_OK; MLT_EINVAL (@p inst NULL).
+ * Thread-safety: loop thread only.
+ */
+MLT_EXTERN int mlt_evhttp_begin_shutdown(mlt_evhttp *inst);
 
 /** Traced evhttp_set_cb(): @p cb(@p req, @p arg) handles @p path (copied).
  *  @return MLT_OK; MLT_EINVAL; MLT_EALREADY (a callback for @p path exists);

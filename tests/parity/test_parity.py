@@ -1,0 +1,286 @@
+"""MLflow 3.17 parity: feedback, expectations and tags on traces, and
+update_current_trace(state=, model_id=), read back from a real MLflow server
+with MLflow's own client and from the JSONL file store with Trace.from_json.
+
+One `mlflow server` (pinned MLflow, sqlite, 127.0.0.1, free port) serves
+every check.  tests/parity/parity_emit exports to the server and the file
+store at once (dual export), so the same assessment ids must show up in
+both.  The MLflow UI's trace view reads GET ajax-api/3.0/mlflow/traces/{id}
+and its Assessments pane renders trace.trace_info.assessments (valid ones,
+grouped by assessment_name): that URL is checked too.  Then `mltrace` reads
+the same traces from the server (list / show --tracking-uri) and from the
+file.  Prints TAP.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from tap import Tap
+
+t = Tap()
+
+import mlflow  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import Trace  # noqa: E402
+
+BUILD = os.environ.get("top_builddir", ".")
+EMIT = os.path.join(BUILD, "tests", "parity", "parity_emit")
+MLTRACE = os.path.join(BUILD, "lib", "cli", "mltrace")
+MLFLOW_BIN = os.path.join(os.path.dirname(sys.executable), "mlflow")
+TMP = tempfile.mkdtemp(prefix="mlt-parity-")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+PORT = free_port()
+URL = f"http://127.0.0.1:{PORT}"
+server = subprocess.Popen(
+    [MLFLOW_BIN, "server", "--backend-store-uri", f"sqlite:///{TMP}/db.sqlite", "--host", "127.0.0.1", "--port",
+     str(PORT), "--workers", "1", "--artifacts-destination", f"{TMP}/artifacts"],
+    stdout=open(f"{TMP}/server.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+    env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true"))
+
+
+def stop_server(*_):
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+signal.signal(signal.SIGTERM, lambda *a: (stop_server(), sys.exit(1)))
+
+
+def wait_up(timeout=180):
+    end = time.time() + timeout
+    while time.time() < end and server.poll() is None:
+        try:
+            with urllib.request.urlopen(URL + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except Exception:  # noqa: BLE001
+            time.sleep(0.3)
+    return False
+
+
+def clean_env(**extra):
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_", "MLTRACE_"))}
+    e.update(extra)
+    return e
+
+
+def merge_jsonl(path):
+    """The documented reader: Trace.from_json per line, update lines
+    (trace_metadata "mltrace.update") merged into their trace in file order."""
+    traces, updates = {}, []
+    for line in open(path):
+        tr = Trace.from_json(line)
+        if tr.info.trace_metadata.get("mltrace.update"):
+            updates.append(tr)
+        else:
+            traces.setdefault(tr.info.trace_id, tr)
+    for u in updates:
+        base = traces.get(u.info.trace_id)
+        if base is None:
+            continue
+        kind = u.info.trace_metadata["mltrace.update"]
+        if kind == "assessment":
+            base.info.assessments.extend(u.info.assessments)
+        elif kind == "set_tag":
+            base.info.tags.update(u.info.tags)
+        elif kind == "delete_tag":
+            base.info.tags.pop(u.info.trace_metadata["mltrace.deletedTag"], None)
+    return traces, updates
+
+
+def run(args, **env):
+    r = subprocess.run(args, capture_output=True, text=True, env=clean_env(**env), timeout=120)
+    return r.returncode, r.stdout, r.stderr
+
+
+try:
+    up = wait_up()
+    t.ok(up, "mlflow server up")
+    if not up:
+        stop_server()
+        t.done()
+    mlflow.set_tracking_uri(URL)
+    client = MlflowClient()
+    store = os.path.join(TMP, "traces.jsonl")
+
+    # ---- one run, exported to the server and the file store -------------
+    r = subprocess.run([EMIT, "ghost"], capture_output=True, text=True, timeout=180,
+                       env=clean_env(MLFLOW_TRACKING_URI=URL, MLTRACE_FILE=store, MLTRACE_EXPORT_RETRY_BUDGET_MS="3000"))
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    ids, rc, st = out["traces"], out["rc"], out["stats"]
+    bad = {k: v for k, v in rc.items() if v != ("MLT_ENOTFOUND" if k == "live_delete_missing" else "MLT_OK")}
+    t.ok(r.returncode == 0 and not bad, "every call returns MLT_OK (ENOTFOUND for a tag the live trace lacks)",
+         json.dumps(bad) + r.stderr[-500:])
+    t.equal(out["flush"], "MLT_OK", "mlt_flush waits for the queued operations")
+    t.equal(st["traces_exported"], 4, "4 traces exported")
+    t.equal((st["ops_queued"], st["ops_delivered"], st["ops_failed"], st["ops_dropped"]), (11, 10, 1, 0),
+         "counters: 11 operations on finished traces, 10 delivered, the unknown trace's failed")
+    t.ok("has no trace tr-00000000000000000000000000c0ffee" in r.stderr, "the failure is logged with its reason",
+         r.stderr[-300:])
+
+    done = client.get_trace(ids["done"])
+    by_name = {a.name: a for a in done.info.assessments}
+    t.equal(sorted(by_name), ["expected_answer", "facts", "feedback", "judge", "thumbs"],
+         "server: the finished trace holds the five assessments")
+    th = by_name.get("thumbs")
+    t.ok(th is not None and th.value is True and th.source.source_type == "HUMAN" and th.source.source_id == "alice"
+         and th.rationale == "quick and right" and th.metadata == {"channel": "web"} and th.span_id == ids["child_span"],
+         "server: feedback value, source, rationale, metadata and span id", repr(th))
+    fa = by_name.get("facts")
+    t.ok(fa is not None and fa.value == {"city": "Paris", "alts": [1, 2.5, None]} and fa.source.source_type == "CODE",
+         "server: expectation with a JSON object value", repr(fa))
+    ea = by_name.get("expected_answer")
+    t.ok(ea is not None and ea.value == "Paris" and ea.source.source_type == "HUMAN" and ea.source.source_id == "default",
+         "server: expectation with a scalar value, MLflow's default source (HUMAN)", repr(ea))
+    ju = by_name.get("judge")
+    t.ok(ju is not None and ju.error is not None and ju.error.error_code == "TIMEOUT"
+         and ju.source.source_type == "LLM_JUDGE", "server: feedback carrying an error from an LLM judge", repr(ju))
+    fb = by_name.get("feedback")
+    t.ok(fb is not None and fb.value == 0.75 and fb.source.source_type == "CODE", "server: defaults (name feedback, "
+         "source CODE)", repr(fb))
+    tags = {k: v for k, v in done.info.tags.items() if not k.startswith("mlflow.")}
+    t.equal(tags, {"reviewed": "yes", "env": "prod"},
+         "server: tags set after the fact (env overwritten), app and tmp deleted")
+
+    live = client.get_trace(ids["live"])
+    t.equal(sorted(a.name for a in live.info.assessments), ["live_expected", "live_thumbs"],
+         "server: assessments on a trace in progress travel with it (StartTraceV3)")
+    le = [a for a in live.info.assessments if a.name == "live_expected"]
+    t.ok(le and le[0].value == ["a", "b"] and le[0].span_id == ids["live_child_span"],
+         "server: the span handle's expectation, on its span")
+    t.equal({k: v for k, v in live.info.tags.items() if not k.startswith("mlflow.")}, {"kept": "1", "live": "1"},
+         "server: tag set and tag deleted while in progress")
+    se, so = client.get_trace(ids["state_error"]), client.get_trace(ids["state_ok"])
+    t.ok(se.info.state.value == "ERROR" and se.info.trace_metadata.get("mlflow.modelId") == "m-0123456789",
+         "server: update_current_trace(state=ERROR, model_id=...)", f"{se.info.state} {se.info.trace_metadata}")
+    t.equal(so.info.state.value, "OK", "server: state=OK overrides a root span that ended with ERROR")
+
+    # The MLflow UI's trace view: GET ajax-api/3.0/mlflow/traces/{id}, its
+    # Assessments pane shows trace_info.assessments with valid != false.
+    with urllib.request.urlopen(f"{URL}/ajax-api/3.0/mlflow/traces/{ids['done']}", timeout=10) as resp:
+        ui = json.load(resp)
+    shown = sorted(a["assessment_name"] for a in ui["trace"]["trace_info"].get("assessments", [])
+                   if a.get("valid") is not False)
+    t.equal(shown, ["expected_answer", "facts", "feedback", "judge", "thumbs"],
+         "UI data (ajax-api/3.0/mlflow/traces/{id}): the Assessments pane's five entries")
+    found = client.search_traces(locations=["0"], filter_string="tag.reviewed = 'yes'")
+    t.equal([x.info.trace_id for x in found], [ids["done"]], "search_traces finds the trace by the tag set afterwards")
+
+    # ---- the same run's file store ---------------------------------------
+    traces, updates = merge_jsonl(store)
+    t.equal(len(traces), 4, "file: every line loads with Trace.from_json; 4 traces")
+    t.equal(len(updates), 11, "file: 11 update lines (the ghost's too: the file cannot know)")
+    fd = traces[ids["done"]]
+    t.equal(sorted(a.name for a in fd.info.assessments), sorted(by_name),
+         "file: merged, the finished trace has the same assessments")
+    t.equal(sorted(a.assessment_id for a in fd.info.assessments), sorted(a.assessment_id for a in done.info.assessments),
+         "file and server hold the same assessment ids (made by the client)")
+    t.equal({k: v for k, v in fd.info.tags.items() if not k.startswith("mlflow.")}, {"reviewed": "yes", "env": "prod"},
+         "file: merged tags equal the server's")
+    fl = traces[ids["live"]]
+    t.equal(sorted(a.name for a in fl.info.assessments), ["live_expected", "live_thumbs"],
+         "file: the live trace's line carries its assessments itself")
+    t.ok(traces[ids["state_error"]].info.state.value == "ERROR"
+         and traces[ids["state_error"]].info.trace_metadata.get("mlflow.modelId") == "m-0123456789",
+         "file: state and model id")
+    lines = [json.loads(x) for x in open(store)]
+    first = {}
+    for i, x in enumerate(lines):
+        first.setdefault(x["info"]["trace_id"], i)
+    t.ok(all(first[x["info"]["trace_id"]] <= i for i, x in enumerate(lines)
+             if x["info"]["trace_metadata"].get("mltrace.update") and x["info"]["trace_id"] != ids["ghost"]),
+         "file: every update line comes after its trace's line")
+
+    # `mltrace merge`: one complete trace per line, for plain Trace.from_json readers.
+    code, merged, err = run([MLTRACE, "merge", store])
+    mt = {}
+    for line in merged.splitlines():
+        tr = Trace.from_json(line)
+        mt[tr.info.trace_id] = tr
+    t.ok(code == 0 and len(mt) == 5 and sorted(a.name for a in mt[ids["done"]].info.assessments) == sorted(by_name)
+         and {k: v for k, v in mt[ids["done"]].info.tags.items() if not k.startswith("mlflow.")}
+         == {"reviewed": "yes", "env": "prod"} and len(mt[ids["done"]].data.spans) == 2,
+         "mltrace merge: Trace.from_json of each line gives the merged trace (and the ghost's update)", err)
+
+    # ---- mltrace reads the server -----------------------------------------
+    code, out_list, err = run([MLTRACE, "--no-color", "list", "--tracking-uri", URL])
+    rows = [ln.split() for ln in out_list.splitlines()]
+    # (The four traces share one millisecond: the server's order among them is its own.)
+    want = {ids["done"]: ("✓", "OK", "2"), ids["live"]: ("✓", "OK", "2"), ids["state_error"]: ("✗", "ERROR", "1"),
+            ids["state_ok"]: ("✓", "OK", "1")}
+    t.ok(code == 0 and sorted(r[1] for r in rows) == sorted(want),
+         "mltrace list --tracking-uri: the experiment's traces", out_list + err)
+    t.ok(all(len(r) >= 8 and (r[0], r[3], r[6]) == want.get(r[1]) for r in rows),
+         "mltrace list --tracking-uri: a mark on every row, columns in place, span counts from sizeStats", out_list)
+    code2, out2, err2 = run([MLTRACE, "--no-color", "list", "--tracking-uri", URL, "--experiment", "Default",
+                             "--max", "2"])
+    got2 = [ln.split()[1] for ln in out2.splitlines()]
+    t.ok(code2 == 0 and len(got2) == 2 and set(got2) <= set(want), "--experiment by name, --max 2", out2 + err2)
+    code, shown, err = run([MLTRACE, "--no-color", "show", "--tracking-uri", URL, ids["done"]])
+    code_f, shown_f, _ = run([MLTRACE, "--no-color", "show", store, ids["done"]])
+    t.ok(code == 0 and "feedback thumbs = true (HUMAN alice): quick and right" in shown
+         and "expectation facts = {\"city\":\"Paris\",\"alts\":[1,2.5,null]} (CODE ci)" in shown
+         and "env=prod" in shown.splitlines()[0] and "reviewed=yes" in shown.splitlines()[0] and "└─ llm [LLM]" in shown,
+         "mltrace show --tracking-uri: header, assessments, span tree", shown + err)
+    strip = lambda txt: [ln.split("  ")[0] if i == 0 else ln.split(" [")[0] + (" " + ln.split("] ")[1].split(" ")[-1]
+                         if "] " in ln else "") for i, ln in enumerate(txt.splitlines())]
+    ui = [ln for ln in shown.splitlines() if ln.startswith("  ui: ")]
+    t.equal(ui, [f"  ui: {URL}/#/experiments/0/traces?selectedEvaluationId={ids['done']}&traceId={ids['done']}"],
+            "mltrace show --tracking-uri: the trace's page in the MLflow UI")
+    shown = "\n".join(ln for ln in shown.splitlines() if not ln.startswith("  ui: "))
+    t.equal(strip(shown), strip(shown_f), "the same tree from the server and from the file store (durations aside)")
+    code, _, err = run([MLTRACE, "show", "--tracking-uri", URL, "tr-0000000000000000000000000000beef"])
+    t.ok(code == 2 and "trace not found" in err, "show --tracking-uri of an unknown id: exit 2", err)
+    code, _, err = run([MLTRACE, "list", "--tracking-uri", URL, "--experiment", "no-such-experiment"])
+    t.ok(code == 2 and "no experiment named" in err, "list --experiment with an unknown name: exit 2", err)
+
+    # The same credentials as the exporter: a server that wants them.
+    import http.server
+    import threading
+    seen = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"error_code": "UNAUTHENTICATED", "message": "credentials needed"}')
+
+        def log_message(self, *a):
+            pass
+
+    hs = http.server.HTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=hs.serve_forever, daemon=True).start()
+    auth_url = f"http://127.0.0.1:{hs.server_address[1]}"
+    code, _, err = run([MLTRACE, "list", "--tracking-uri", auth_url], MLFLOW_TRACKING_TOKEN="tok-123")
+    code2, _, err2 = run([MLTRACE, "list", "--tracking-uri", auth_url], MLFLOW_TRACKING_USERNAME="ann",
+                         MLFLOW_TRACKING_PASSWORD="pw-456")
+    hs.shutdown()
+    t.ok(seen == ["Bearer tok-123", "Basic YW5uOnB3LTQ1Ng=="] and code == 2 and code2 == 2
+         and "credentials needed" in err and "MLFLOW_TRACKING_TOKEN" in err and "tok-123" not in err + err2
+         and "pw-456" not in err + err2, "mltrace sends MLFLOW_TRACKING_TOKEN / USERNAME+PASSWORD, never prints them",
+         f"{seen} {err} {err2}")
+
+finally:
+    stop_server()
+t.done()
