@@ -146,7 +146,10 @@ struct mlflow_exp {
   size_t replay_traces; /* their traces (counted in in_flight) */
 };
 
-static int transient_failure(long status) { return status == 0 || status == 408 || status == 429 || status >= 500; }
+/* Whether a failure (after the transport's retries) is worth keeping in the
+ * spool for later: the server did not answer, or answered that it could
+ * not cope right now. */
+#define transient_failure(status) mlt__http_transient((status), body, len)
 
 static void unit_free(unit *u) {
   u->x->held_bytes -= u->otlp.len;

@@ -6,6 +6,13 @@
 : "${PYTHON3:=python3}"
 MLT_VENV="$top_builddir/tests/.venv"
 export MLT_VENV
+# psycopg2 for the PostgreSQL scale runs (`make soak`, tests/bench/bench_mlflow.py);
+# installed into the venv on demand by mlt_venv_pg, not by `make test`.
+: "${MLT_PSYCOPG2_VERSION:=2.9.13}"
+mlt_venv_pg() {
+  "$MLT_VENV/bin/python" -c "import psycopg2" 2>/dev/null ||
+    "$MLT_VENV/bin/pip" install -q --disable-pip-version-check "psycopg2-binary==$MLT_PSYCOPG2_VERSION" >&2
+}
 stamp="$MLT_VENV/.mlflow-$MLFLOW_VERSION"
 if [ ! -f "$stamp" ]; then
   lock="$top_builddir/tests/.venv.lock"
