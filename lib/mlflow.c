@@ -104,7 +104,7 @@ enum { EXP_READY = 0, EXP_RESOLVING, EXP_UNRESOLVED };
 /* Largest OTLP request we build: traces of a batch are split by the memory
  * they held in the queue (a good estimate of their encoded size). */
 #define UNIT_MAX_BYTES ((size_t)8 << 20)
-#define UNIT_MAX_JOBS 512
+#define UNIT_MAX_JOBS 128
 
 typedef struct mlflow_exp mlflow_exp;
 typedef struct unit unit;

@@ -19,7 +19,7 @@ drain time (server back -> everything delivered).  Exit status 1 when a
 trace is missing or incomplete, or the counters do not add up.
 
 Options (environment): SOAK_PROCS (8), SOAK_TRACES (500 per process),
-SOAK_INTERVAL_MS (10), SOAK_DOWN_S (20, time the server stays down),
+SOAK_INTERVAL_MS (40), SOAK_DOWN_S (20, time the server stays down),
 SOAK_BUDGET_S (8, the processes' retry budget), SOAK_WORKERS (4).
 """
 import json
@@ -38,7 +38,7 @@ from pg import Postgres  # noqa: E402
 
 PROCS = int(os.environ.get("SOAK_PROCS", 8))
 TRACES = int(os.environ.get("SOAK_TRACES", 500))
-INTERVAL = int(os.environ.get("SOAK_INTERVAL_MS", 10))
+INTERVAL = int(os.environ.get("SOAK_INTERVAL_MS", 40))
 DOWN = float(os.environ.get("SOAK_DOWN_S", 20))
 BUDGET = float(os.environ.get("SOAK_BUDGET_S", 8))
 WORKERS = int(os.environ.get("SOAK_WORKERS", 4))
