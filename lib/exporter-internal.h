@@ -84,6 +84,7 @@ struct mlt_exporter {
   const mlt__exporter_ops *ops;
   mlt_exporter *next;
   int failed_start;
+  int spooling; /* keeps what it cannot deliver in the durable spool */
 };
 
 /* Completion of one trace by one exporter (export thread only), with an
@@ -98,6 +99,8 @@ size_t mlt__trace_bytes(mlt__trace *t);
 /* 1 once mlt_shutdown()'s deadline has passed: synchronous exporters stop
  * in the middle of a batch and report the rest as failed. */
 int mlt__pipeline_deadline_passed(void);
+/* 1 once mlt_shutdown() began (exporters start no new optional work). */
+int mlt__pipeline_stopping(void);
 #define MLT__DEADLINE_REASON "shutdown deadline reached before the trace was exported"
 
 /* Wake the export thread (e.g. from a curl multi socket callback). */

@@ -2,7 +2,11 @@
  *
  * One curl multi handle on the export thread: keep-alive connections are
  * reused across requests (the multi's connection cache), at most
- * MAX_PARALLEL requests run at once, transient failures (connection errors,
+ * requests run at once within a congestion window (additive increase on
+ * every success, halved on every timeout, 429 or 5xx -- an overloaded
+ * server, SQLite's single writer above all, gets fewer requests, not more
+ * retries), up to mlt__g_cfg.max_requests (MLflow's
+ * MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS, default 10); transient failures (connection errors,
  * timeouts, HTTP 408, 429, 500, 502, 503, 504) are retried with exponential
  * backoff and jitter (honouring Retry-After) until the retry budget is spent.
  * The bytes held are bounded by the exporters' windows (backpressure, see
@@ -24,14 +28,15 @@ struct mlt__http {
   mlt__http_req *run_head;              /* attached to the multi handle */
   size_t running;
   size_t body_bytes; /* bodies of queued + running requests */
-  CURL *idle[8];
+  size_t max_running; /* the configured bound */
+  double window;      /* requests allowed in flight now (congestion control) */
+  CURL *idle[16];
   int n_idle;
 };
 
 /* The time budget is the bound on retries; the attempt cap only stops a
  * pathological loop (backoff reaches 5 s after 6 attempts). */
 #define MAX_ATTEMPTS 1000
-#define MAX_PARALLEL 4
 
 static mlt__http *g_http;
 
@@ -58,7 +63,9 @@ mlt__http *mlt__http_open(void) {
     free(h);
     return NULL;
   }
-  curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 8L);
+  h->max_running = mlt__g_cfg.max_requests ? mlt__g_cfg.max_requests : 10;
+  h->window = MLT_MIN(2.0, (double)h->max_running);
+  curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)h->max_running + 4);
   g_http = h;
   mlt__pipeline_set_waiter(http_wait, http_wake, h);
   return h;
@@ -345,6 +352,23 @@ static int transient_curl(CURLcode c) {
 
 static int transient_http(long s) { return s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504; }
 
+/* MLflow's server answers some capacity and concurrency conditions of its
+ * database with HTTP 400 (it maps every SQLAlchemy error but OperationalError
+ * to BAD_REQUEST): its connection pool exhausted under load, a unique
+ * constraint hit by two concurrent writes of the same trace.  Retrying those
+ * is right, and safe -- our writes are idempotent. */
+static const char *const transient_400[] = {"QueuePool limit", "connection timed out", "UNIQUE constraint failed",
+                                            "duplicate key value violates unique constraint", "database is locked",
+                                            "could not serialize access", "deadlock detected"};
+
+int mlt__http_transient(long status, const char *body, size_t len) {
+  if (status == 0 || transient_http(status) || (status >= 500 && status != 501)) return 1;
+  if (status == 400 && body && len)
+    for (size_t i = 0; i < MLT_ARRAY_LEN(transient_400); i++)
+      if (memmem(body, len, transient_400[i], strlen(transient_400[i]))) return 1;
+  return 0;
+}
+
 static void finish(mlt__http *h, mlt__http_req *r, int ok, long status, const char *err) {
   h->body_bytes -= r->body.len;
   r->done(r, ok, status, r->resp.p ? r->resp.p : "", r->resp.len, err, r->ud);
@@ -366,6 +390,8 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
       break;
     }
   if (code == CURLE_OK && status >= 200 && status < 300) {
+    if (r->health) mlt__net_success(r->health);
+    h->window = MLT_MIN(h->window + 1.0 / h->window, (double)h->max_running);
     mlt__stats_add(MLT__ST_EXPORT_BYTES, r->body.len);
     finish(h, r, 1, status, NULL);
     return;
@@ -376,8 +402,11 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
     mlt__redact(m, strlen(m), why, sizeof why);
   } else
     snprintf(why, sizeof why, "HTTP %ld", status);
-  int transient = code != CURLE_OK ? transient_curl(code) : transient_http(status);
+  int transient =
+      code != CURLE_OK ? transient_curl(code) : mlt__http_transient(status, r->resp.p, r->resp.len);
   int64_t now = mlt__mono_ns();
+  if (transient && r->health) mlt__net_failure(r->health);
+  if (transient) h->window = MLT_MAX(h->window / 2, 1.0);
   if (transient) {
     /* Exponential backoff with full jitter around the nominal delay. */
     int64_t base = (int64_t)200 * 1000000 << MLT_MIN(r->attempts - 1, 5);
@@ -408,7 +437,7 @@ int64_t mlt__http_poll(mlt__http *h, int64_t now) {
   mlt__http_req **pp = &h->wait_head, *prev = NULL;
   while (*pp) {
     mlt__http_req *r = *pp;
-    if (r->next_ns > now || h->running >= MAX_PARALLEL) {
+    if (r->next_ns > now || (double)h->running >= h->window) {
       if (r->next_ns > now && (!next || r->next_ns < next)) next = r->next_ns;
       prev = r;
       pp = &r->next;

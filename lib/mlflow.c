@@ -104,7 +104,7 @@ enum { EXP_READY = 0, EXP_RESOLVING, EXP_UNRESOLVED };
 /* Largest OTLP request we build: traces of a batch are split by the memory
  * they held in the queue (a good estimate of their encoded size). */
 #define UNIT_MAX_BYTES ((size_t)8 << 20)
-#define UNIT_MAX_JOBS 512
+#define UNIT_MAX_JOBS 128
 
 typedef struct mlflow_exp mlflow_exp;
 typedef struct unit unit;
@@ -142,9 +142,14 @@ struct mlflow_exp {
   unit *pending_head; /* units waiting for the experiment id */
   mlt__spool *spool;  /* NULL: off */
   mlt__net_health health;
+  size_t replaying;     /* units replayed from the spool, in flight */
+  size_t replay_traces; /* their traces (counted in in_flight) */
 };
 
-static int transient_failure(long status) { return status == 0 || status == 408 || status == 429 || status >= 500; }
+/* Whether a failure (after the transport's retries) is worth keeping in the
+ * spool for later: the server did not answer, or answered that it could
+ * not cope right now. */
+#define transient_failure(status) mlt__http_transient((status), body, len)
 
 static void unit_free(unit *u) {
   u->x->held_bytes -= u->otlp.len;
@@ -157,17 +162,22 @@ static void unit_free(unit *u) {
 static void job_end(tjob *j, int outcome, const char *why) {
   unit *u = j->u;
   mlflow_exp *x = u->x;
-  if (j->ticket != NO_TICKET)
+  if (j->ticket != NO_TICKET) {
     mlt__export_result(&x->base, j->ticket, outcome, why);
-  else
+  } else {
     mlt__spool_replayed_outcome(x->spool, outcome, why);
+    x->replay_traces--;
+  }
   x->held_bytes -= j->held;
   mlt__buf_free(&j->info_rest);
   mlt__buf_free(&j->data);
   free(j);
   x->in_flight--;
   if (--u->open == 0) {
-    if (u->rec) mlt__spool_done(x->spool, u->rec);
+    if (u->rec) {
+      mlt__spool_done(x->spool, u->rec);
+      x->replaying--;
+    }
     u->rec = NULL;
     unit_free(u);
   }
@@ -179,7 +189,13 @@ static void job_end(tjob *j, int outcome, const char *why) {
 static void unit_fail(unit *u, const mlt__buf *body, int transient, const char *why) {
   mlflow_exp *x = u->x;
   int outcome = MLT__OUT_FAILED;
-  if (transient && x->spool) {
+  if (transient && u->rec) {
+    /* A replayed record: it stays where it is, for the next attempt. */
+    mlt__spool_release(x->spool, u->rec);
+    u->rec = NULL;
+    x->replaying--;
+    outcome = MLT__OUT_SPOOLED;
+  } else if (transient && x->spool) {
     const mlt__buf *infos[UNIT_MAX_JOBS];
     size_t k = 0;
     for (size_t i = 0; i < u->n && k < UNIT_MAX_JOBS; i++) infos[k++] = &u->jobs[i]->info_rest;
@@ -333,6 +349,7 @@ static void resolve_experiment(mlflow_exp *x) {
     return;
   }
   r->headers = base_headers(x, NULL);
+  r->health = &x->health;
   r->done = on_lookup;
   r->ud = x;
   mlt__http_submit(mlt__http_get(), r);
@@ -445,6 +462,7 @@ static void send_start(tjob *j) {
     return;
   }
   r->headers = base_headers(x, "Content-Type: application/json");
+  r->health = &x->health;
   r->done = on_start;
   r->ud = j;
   mlt__http_submit(mlt__http_get(), r);
@@ -531,6 +549,7 @@ static void send_otlp(unit *u) {
   char hdr[300];
   snprintf(hdr, sizeof hdr, "x-mlflow-experiment-id: %s", x->experiment_id);
   r->headers = curl_slist_append(r->headers, hdr);
+  r->health = &x->health;
   r->done = on_otlp;
   r->ud = u;
   mlt__http_submit(mlt__http_get(), r);
@@ -573,13 +592,23 @@ static void unit_go(unit *u, mlt__prepared **ps) {
     }
   }
   u->open = u->n;
+  if (x->stopping) { /* past the shutdown deadline: what is left goes to the spool */
+    unit_fail(u, &u->otlp, 1, MLT__DEADLINE_REASON);
+    return;
+  }
+  if (x->spool && x->health.down && x->mode != MODE_ARTIFACT) {
+    /* The server does not answer: straight to the spool (a replayed record
+     * probes it, see replay()). */
+    unit_fail(u, &u->otlp, 1, "the MLflow server does not answer (spooled for later delivery)");
+    return;
+  }
   dispatch(u);
 }
 
 static void mlflow_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n) {
   mlflow_exp *x = (mlflow_exp *)e;
-  if (x->stopping) {
-    for (size_t i = 0; i < n; i++) mlt__export_done(e, traces[i]->ticket, 0, "shutting down");
+  if (x->stopping && !x->spool) {
+    for (size_t i = 0; i < n; i++) mlt__export_done(e, traces[i]->ticket, 0, MLT__DEADLINE_REASON);
     return;
   }
   mlt__prepared **ps = calloc(n ? n : 1, sizeof *ps);
@@ -639,6 +668,20 @@ static int mlflow_start(mlt_exporter *e) {
   mlflow_exp *x = (mlflow_exp *)e;
   mlt__http_cfg_init(&x->cfg, 0);
   if (!mlt__http_open()) return -1;
+  if (!x->spool) {
+    size_t n = strlen(x->base_url) + (x->experiment_name ? strlen(x->experiment_name) : 0) +
+               (x->experiment_id ? strlen(x->experiment_id) : 0) + 32;
+    char *target = malloc(n);
+    if (target) {
+      if (x->exp_state == EXP_READY)
+        snprintf(target, n, "%s|id:%s", x->base_url, x->experiment_id);
+      else
+        snprintf(target, n, "%s|name:%s", x->base_url, x->experiment_name);
+      x->spool = mlt__spool_open("mlflow", target);
+      x->base.spooling = x->spool != NULL;
+      free(target);
+    }
+  }
   if (x->exp_state == EXP_RESOLVING) resolve_experiment(x);
   return 0;
 }
@@ -647,19 +690,85 @@ static int mlflow_start(mlt_exporter *e) {
  * fails every request, so the reason names no particular server. */
 #define ABANDONED "shutdown deadline reached before the server answered"
 
-static int64_t net_poll(mlt_exporter *e, int64_t now) {
-  (void)e;
-  return mlt__http_poll(mlt__http_get(), now);
+/* Replayed records are safe on disk: shutdown does not wait for them. */
+static size_t mlflow_in_flight(mlt_exporter *e) {
+  mlflow_exp *x = (mlflow_exp *)e;
+  return mlt__pipeline_stopping() ? x->in_flight - x->replay_traces : x->in_flight;
 }
 
-static size_t mlflow_in_flight(mlt_exporter *e) { return ((mlflow_exp *)e)->in_flight; }
-
-/* Backpressure: a new batch waits while this exporter holds a full window
- * of traces or bytes (its own buffers plus the shared transport's). */
-static int mlflow_ready(mlt_exporter *e) {
-  mlflow_exp *x = (mlflow_exp *)e;
+static int window_open(mlflow_exp *x) {
   return x->in_flight < MLT__NET_WINDOW_TRACES &&
          x->held_bytes + mlt__http_backlog_bytes(mlt__http_get()) < MLT__NET_WINDOW_BYTES;
+}
+
+/* Backpressure: a new batch waits while this exporter holds a full window
+ * of traces or bytes (its own buffers plus the shared transport's) --
+ * except while the server is down and the spool takes new traces. */
+static int mlflow_ready(mlt_exporter *e) {
+  mlflow_exp *x = (mlflow_exp *)e;
+  return window_open(x) || (x->spool && x->health.down && !x->stopping);
+}
+
+/* Deliver spooled records: while the server answers, as many as the
+ * window allows (a few requests at a time, so live traces keep flowing);
+ * while it is down, one at a time -- that request probes the server, and
+ * its success turns delivery back on. */
+#define REPLAY_MAX 4
+static void replay(mlflow_exp *x) {
+  if (!x->spool || x->stopping || mlt__pipeline_stopping() || x->mode == MODE_ARTIFACT || x->exp_state != EXP_READY)
+    return;
+  size_t max = x->health.down ? 1 : REPLAY_MAX;
+  while (x->replaying < max && window_open(x)) {
+    mlt__spool_rec *rec = NULL;
+    if (!mlt__spool_take(x->spool, &rec)) return;
+    if (!rec->n_traces) {
+      mlt__spool_done(x->spool, rec);
+      continue;
+    }
+    unit *u = unit_new(x, rec->n_traces);
+    tjob **jobs = u ? u->jobs : NULL;
+    size_t k = 0;
+    for (uint32_t i = 0; jobs && i < rec->n_traces; i++) {
+      tjob *j = calloc(1, sizeof *j);
+      if (!j) break;
+      j->u = u;
+      j->ticket = NO_TICKET;
+      j->info_rest = rec->infos[i];
+      memset(&rec->infos[i], 0, sizeof rec->infos[i]);
+      j->held = j->info_rest.len;
+      x->held_bytes += j->held;
+      x->in_flight++;
+      jobs[k++] = j;
+    }
+    if (!u || k < rec->n_traces) {
+      /* Out of memory: leave the record for later. */
+      for (size_t i = 0; i < k; i++) {
+        x->held_bytes -= jobs[i]->held;
+        x->in_flight--;
+        mlt__buf_free(&jobs[i]->info_rest);
+        free(jobs[i]);
+      }
+      if (u) {
+        free(u->jobs);
+        free(u);
+      }
+      mlt__spool_release(x->spool, rec);
+      return;
+    }
+    u->n = u->open = k;
+    u->otlp = rec->otlp;
+    memset(&rec->otlp, 0, sizeof rec->otlp);
+    x->held_bytes += u->otlp.len;
+    u->rec = rec;
+    x->replaying++;
+    x->replay_traces += k;
+    send_otlp(u);
+  }
+}
+
+static int64_t mlflow_poll(mlt_exporter *e, int64_t now) {
+  replay((mlflow_exp *)e);
+  return mlt__http_poll(mlt__http_get(), now);
 }
 
 static void mlflow_abandon(mlt_exporter *e) {
@@ -684,7 +793,7 @@ static void mlflow_destroy(mlt_exporter *e) {
 static const mlt__exporter_ops mlflow_ops = {.name = "mlflow",
                                              .start = mlflow_start,
                                              .export_batch = mlflow_export,
-                                             .poll = net_poll,
+                                             .poll = mlflow_poll,
                                              .in_flight = mlflow_in_flight,
                                              .ready = mlflow_ready,
                                              .abandon = mlflow_abandon,
@@ -754,6 +863,7 @@ typedef struct otlp_exp {
   int stopping;
   mlt__spool *spool; /* NULL: off */
   mlt__net_health health;
+  size_t replaying, replay_traces;
 } otlp_exp;
 
 /* The traces of one request. */
@@ -766,13 +876,24 @@ typedef struct obatch {
 
 static void obatch_end(obatch *b, int outcome, const char *why) {
   otlp_exp *x = b->x;
+  if (b->rec && outcome == MLT__OUT_SPOOLED) {
+    /* A replayed record that failed again: it stays for the next attempt. */
+    mlt__spool_release(x->spool, b->rec);
+    b->rec = NULL;
+    x->replaying--;
+    x->replay_traces -= b->n;
+  }
   for (size_t i = 0; i < b->n; i++) {
     if (b->tickets)
       mlt__export_result(&x->base, b->tickets[i], outcome, why);
     else
       mlt__spool_replayed_outcome(x->spool, outcome, why);
   }
-  if (b->rec) mlt__spool_done(x->spool, b->rec);
+  if (b->rec) {
+    mlt__spool_done(x->spool, b->rec);
+    x->replaying--;
+    x->replay_traces -= b->n;
+  }
   x->in_flight -= b->n;
   free(b->tickets);
   free(b);
@@ -793,7 +914,7 @@ static void on_otlp_generic(mlt__http_req *r, int ok, long status, const char *b
   if (transient_failure(status)) {
     mlt__net_failure(&x->health);
     /* The body as sent (gzip or not: replay tells them apart). */
-    if (x->spool && mlt__spool_put(x->spool, r->body.p, r->body.len, (uint32_t)b->n, NULL, 0) == 0)
+    if (b->rec || (x->spool && mlt__spool_put(x->spool, r->body.p, r->body.len, (uint32_t)b->n, NULL, 0) == 0))
       outcome = MLT__OUT_SPOOLED;
   }
   obatch_end(b, outcome, why);
@@ -819,6 +940,7 @@ static void otlp_send(otlp_exp *x, obatch *b, mlt__buf *body) {
     memset(body, 0, sizeof *body);
   }
   if (gz) r->headers = curl_slist_append(r->headers, "Content-Encoding: gzip");
+  r->health = &x->health;
   r->done = on_otlp_generic;
   r->ud = b;
   mlt__http_submit(mlt__http_get(), r);
@@ -826,8 +948,8 @@ static void otlp_send(otlp_exp *x, obatch *b, mlt__buf *body) {
 
 static void otlp_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n) {
   otlp_exp *x = (otlp_exp *)e;
-  if (x->stopping) {
-    for (size_t i = 0; i < n; i++) mlt__export_done(e, traces[i]->ticket, 0, "shutting down");
+  if (x->stopping && !x->spool) {
+    for (size_t i = 0; i < n; i++) mlt__export_done(e, traces[i]->ticket, 0, MLT__DEADLINE_REASON);
     return;
   }
   obatch *b = calloc(1, sizeof *b);
@@ -845,7 +967,46 @@ static void otlp_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n)
   b->n = n;
   b->x = x;
   x->in_flight += n;
+  if (x->stopping || (x->spool && x->health.down)) {
+    /* Past the shutdown deadline, or the receiver does not answer: to the
+     * spool (a replayed record probes the receiver). */
+    int ok = x->spool && mlt__spool_put(x->spool, raw.p, raw.len, (uint32_t)n, NULL, 0) == 0;
+    mlt__buf_free(&raw);
+    obatch_end(b, ok ? MLT__OUT_SPOOLED : MLT__OUT_FAILED,
+               x->stopping ? MLT__DEADLINE_REASON : "the OTLP receiver does not answer (spooled for later delivery)");
+    return;
+  }
   otlp_send(x, b, &raw);
+}
+
+static int otlp_window_open(otlp_exp *x) {
+  return x->in_flight < MLT__NET_WINDOW_TRACES && mlt__http_backlog_bytes(mlt__http_get()) < MLT__NET_WINDOW_BYTES;
+}
+
+static void otlp_replay(otlp_exp *x) {
+  if (!x->spool || x->stopping || mlt__pipeline_stopping()) return;
+  size_t max = x->health.down ? 1 : REPLAY_MAX;
+  while (x->replaying < max && otlp_window_open(x)) {
+    mlt__spool_rec *rec = NULL;
+    if (!mlt__spool_take(x->spool, &rec)) return;
+    obatch *b = calloc(1, sizeof *b);
+    if (!b) {
+      mlt__spool_release(x->spool, rec);
+      return;
+    }
+    b->x = x;
+    b->n = rec->n_traces;
+    b->rec = rec;
+    x->in_flight += b->n;
+    x->replaying++;
+    x->replay_traces += b->n;
+    otlp_send(x, b, &rec->otlp);
+  }
+}
+
+static int64_t otlp_poll(mlt_exporter *e, int64_t now) {
+  otlp_replay((otlp_exp *)e);
+  return mlt__http_poll(mlt__http_get(), now);
 }
 
 static int otlp_start(mlt_exporter *e) {
@@ -861,14 +1022,27 @@ static int otlp_start(mlt_exporter *e) {
     mlt__log(MLT_LOG_WARN, MLT__LOGK_ENV, "OTEL_EXPORTER_OTLP_COMPRESSION='%s' is not supported; sending uncompressed",
              comp);
   mlt__http_cfg_init(&x->cfg, 1);
+  if (!x->spool) {
+    size_t n = strlen(x->endpoint) + 8;
+    char *target = malloc(n);
+    if (target) {
+      snprintf(target, n, "%s", x->endpoint);
+      x->spool = mlt__spool_open("otlp", target);
+      x->base.spooling = x->spool != NULL;
+      free(target);
+    }
+  }
   return mlt__http_open() ? 0 : -1;
 }
 
-static size_t otlp_in_flight(mlt_exporter *e) { return ((otlp_exp *)e)->in_flight; }
+static size_t otlp_in_flight(mlt_exporter *e) {
+  otlp_exp *x = (otlp_exp *)e;
+  return mlt__pipeline_stopping() ? x->in_flight - x->replay_traces : x->in_flight;
+}
 
 static int otlp_ready(mlt_exporter *e) {
   otlp_exp *x = (otlp_exp *)e;
-  return x->in_flight < MLT__NET_WINDOW_TRACES && mlt__http_backlog_bytes(mlt__http_get()) < MLT__NET_WINDOW_BYTES;
+  return otlp_window_open(x) || (x->spool && x->health.down && !x->stopping);
 }
 
 static void otlp_abandon(mlt_exporter *e) {
@@ -891,7 +1065,7 @@ static void otlp_destroy(mlt_exporter *e) {
 static const mlt__exporter_ops otlp_ops = {.name = "otlp",
                                            .start = otlp_start,
                                            .export_batch = otlp_export,
-                                           .poll = net_poll,
+                                           .poll = otlp_poll,
                                            .in_flight = otlp_in_flight,
                                            .ready = otlp_ready,
                                            .abandon = otlp_abandon,

@@ -318,7 +318,9 @@ int mlt__options_resolve(const mlt_options *o, mlt__resolved *r) {
   c->mlflow_timeout_ms = 120000;
   c->otlp_timeout_ms = 10000;
   c->retry_budget_ms = 500000;
+  c->max_requests = 10;
   if (env) {
+    c->max_requests = (uint32_t)env_clamped("MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS", 1, 64, 10);
     c->mlflow_timeout_ms = (int64_t)(env_double("MLFLOW_HTTP_REQUEST_TIMEOUT", 0.001, 86400, 120) * 1000);
     const char *ot = mlt__getenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") ? "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
                                                                        : "OTEL_EXPORTER_OTLP_TIMEOUT";

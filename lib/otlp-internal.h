@@ -56,6 +56,7 @@ struct mlt__http_req {
   mlt__http_done_fn done;
   void *ud;
   const mlt__http_cfg *cfg;    /* borrowed; outlives the request */
+  struct mlt__net_health *health; /* borrowed or NULL: told of every attempt's outcome */
   /* transport state */
   CURL *easy;
   mlt__buf resp;
@@ -89,6 +90,10 @@ size_t mlt__http_backlog_bytes(const mlt__http *h);
 /* Drive transfers and due retries; returns when (monotonic ns) it next
  * needs to run, or 0. */
 int64_t mlt__http_poll(mlt__http *h, int64_t now_ns);
+/* 1 when a failed request may succeed if sent again: no answer (status
+ * 0), 408, 429, 5xx (but 501), and MLflow's 400s for database capacity or
+ * concurrency conditions (|body|: the response). */
+int mlt__http_transient(long status, const char *body, size_t len);
 /* Fail every queued and running request with |why|. */
 void mlt__http_abandon(mlt__http *h, const char *why);
 

@@ -19,6 +19,7 @@
  */
 #include "assess-internal.h"
 #include "options-internal.h"
+#include "spool-internal.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -693,6 +694,8 @@ static size_t exporters_in_flight(void) {
   return n;
 }
 
+int mlt__pipeline_stopping(void) { return atomic_load(&g_stop); }
+
 int mlt__pipeline_deadline_passed(void) {
   if (!atomic_load(&g_stop) || mlt__mono_ns() < g_stop_deadline_mono) return 0;
   g_timed_out_shutdown = 1; /* the caller cuts its work short */
@@ -707,14 +710,29 @@ static int exporters_ready(void) {
   return 1;
 }
 
-/* The shutdown deadline passed: exporters give up what they hold (failed,
- * or spooled when the spool is on), and what is still queued is counted. */
+/* The shutdown deadline passed: exporters give up what they hold (spooled
+ * when the spool is on, else failed).  What is still queued goes through
+ * the exporters once more when one of them spools (it writes them to the
+ * spool, local exporters write them out), else it is counted as failed. */
+static void process_batch(mlt__trace **batch, size_t n);
 static void finish_at_deadline(void) {
-  for (mlt_exporter *e = g_exporters; e; e = e->next)
+  int spooling = 0;
+  for (mlt_exporter *e = g_exporters; e; e = e->next) {
     if (e->ops->abandon) e->ops->abandon(e);
+    spooling |= e->spooling;
+  }
   g_timed_out_shutdown = 1;
   mlt__trace *t;
   uint64_t lost = 0;
+  if (spooling) {
+    mlt__trace *batch[BATCH_MAX];
+    for (;;) {
+      size_t n = 0;
+      while (n < BATCH_MAX && queue_depth() && (batch[n] = dequeue()) != NULL) n++;
+      if (!n) break;
+      process_batch(batch, n);
+    }
+  }
   while (queue_depth() && (t = dequeue()) != NULL) {
     uint32_t n = count_spans(t);
     mlt__stats_add(MLT__ST_TRACES_FAILED, 1);
@@ -911,6 +929,7 @@ static void atfork_child(void) {
   memset(&mlt__g_cfg, 0, sizeof mlt__g_cfg);
   g_have_final = 0;
   mlt__http_atfork_child();
+  mlt__spool_atfork_child();
   mlt__slots_atfork_child();
   mlt__traces_atfork_child();
   mlt__registry_atfork_child();
@@ -1117,10 +1136,11 @@ static void report_losses(const mlt_stats *s) {
     snprintf(why, sizeof why, "%s", top);
   mlt__log(MLT_LOG_WARN, MLT__LOGK_SUMMARY,
            "%llu of %llu finished trace(s) not delivered: %llu dropped, %llu failed, %llu partial (spans stored, "
-           "TraceInfo not), %llu spooled (delivered by a later run); main reason: %s",
+           "TraceInfo not), %llu spooled (kept on disk until the server answers; %llu delivered from the spool in "
+           "this run); main reason: %s",
            (unsigned long long)bad, (unsigned long long)s->traces_finished, (unsigned long long)s->traces_dropped,
            (unsigned long long)s->traces_failed, (unsigned long long)s->traces_partial,
-           (unsigned long long)s->traces_spooled, why);
+           (unsigned long long)s->traces_spooled, (unsigned long long)s->traces_replayed, why);
 }
 
 int mlt_shutdown(int timeout_ms) {

@@ -372,6 +372,7 @@ typedef struct mlt__config {
   int spool_enabled;
   char *spool_dir;
   uint64_t spool_max_bytes;
+  uint32_t max_requests; /* concurrent export requests (MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS) */
 } mlt__config;
 
 extern _Atomic int mlt__g_state;   /* MLT__G_* */

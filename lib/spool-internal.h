@@ -34,13 +34,19 @@ int mlt__spool_put(mlt__spool *s, const char *otlp, size_t otlp_len, uint32_t n,
  * 1 with *out filled, 0 when there is none.  The record stays on disk until
  * mlt__spool_done(). */
 int mlt__spool_take(mlt__spool *s, mlt__spool_rec **out);
+/* Give a taken record back undelivered (it is taken again later); frees
+ * it. */
+void mlt__spool_release(mlt__spool *s, mlt__spool_rec *rec);
 /* A taken record was delivered (or its traces were re-spooled or given
  * up): forget it, and free it. */
 void mlt__spool_done(mlt__spool *s, mlt__spool_rec *rec);
 /* Count the outcome of one replayed trace (replayed, or evicted when it
  * failed for good). */
 void mlt__spool_replayed_outcome(mlt__spool *s, int outcome, const char *why);
-/* Records waiting in the spool (0 for NULL). */
+/* Bytes of records not yet taken, in the segments this process knows (0
+ * for NULL). */
 uint64_t mlt__spool_waiting(const mlt__spool *s);
+/* In the child of fork(): close the parent's spool files (pipeline.c). */
+void mlt__spool_atfork_child(void);
 
 #endif /* MLT_SPOOL_INTERNAL_H */

@@ -100,3 +100,23 @@ distclean-local: mlt-distclean-tests
 mlt-distclean-tests:
 	-rm -rf tests/fuzz/corpus tests/fuzz/artifacts tests/.venv tests/.venv.lock
 .PHONY: mlt-clean-tests mlt-distclean-tests
+
+# `make soak` (not part of `make test`): 8 processes x 500 traces to an MLflow
+# server on PostgreSQL, the server killed and restarted in the middle.
+# `make bench-mlflow`: traces/s to a real MLflow server (sqlite, PostgreSQL)
+# beside MLflow's Python SDK.  Both need Debian's PostgreSQL server
+# (installed here with apt-get when missing and run as root) and psycopg2 in
+# the test venv (tests/venv.sh: mlt_venv_pg).
+MLT_PG_READY = { ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 || command -v initdb > /dev/null || \
+  { test "$$(id -u)" = 0 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql > /dev/null; } || \
+  { echo "PostgreSQL server binaries missing: apt-get install postgresql"; exit 1; }; }
+soak: tests/mlflow/emit$(EXEEXT)
+	@$(MLT_PG_READY); top_builddir='$(abs_top_builddir)'; export top_builddir; \
+	. $(top_srcdir)/tests/venv.sh && mlt_venv_pg && \
+	PYTHONPATH='$(abs_top_srcdir)/tests' "$$MLT_VENV/bin/python" $(top_srcdir)/tests/soak/soak.py
+bench-mlflow: tests/bench/bench_delivery$(EXEEXT)
+	@$(MLT_PG_READY); top_builddir='$(abs_top_builddir)'; export top_builddir; \
+	. $(top_srcdir)/tests/venv.sh && mlt_venv_pg && \
+	PYTHONPATH='$(abs_top_srcdir)/tests' "$$MLT_VENV/bin/python" $(top_srcdir)/tests/bench/bench_mlflow.py
+.PHONY: soak bench-mlflow
+EXTRA_DIST += tests/soak/soak.py tests/mlflow/pg.py tests/bench/bench_mlflow.py tests/bench/pysdk_emit.py

@@ -11,6 +11,13 @@
 : "${PYTHON3:=python3}"
 MLT_VENV="$top_builddir/tests/.venv"
 export MLT_VENV
+# psycopg2 for the PostgreSQL scale runs (`make soak`, tests/bench/bench_mlflow.py);
+# installed into the venv on demand by mlt_venv_pg, not by `make test`.
+: "${MLT_PSYCOPG2_VERSION:=2.9.13}"
+mlt_venv_pg() {
+  "$MLT_VENV/bin/python" -c "import psycopg2" 2>/dev/null ||
+    "$MLT_VENV/bin/pip" install -q --disable-pip-version-check "psycopg2-binary==$MLT_PSYCOPG2_VERSION" >&2
+}
 stamp="$MLT_VENV/.mlflow-$MLFLOW_VERSION"
 extras_stamp="$MLT_VENV/.extras-$(printf '%s' "$MLT_VENV_EXTRAS" | tr -c 'A-Za-z0-9.=-' '_')"
 if [ ! -f "$stamp" ] || [ ! -f "$extras_stamp" ]; then

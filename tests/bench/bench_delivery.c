@@ -13,6 +13,12 @@
  *                                    option, no environment): traces
  *                                    dropped (must be 0), peak queue bytes,
  *                                    time to produce and to drain
+ *   bench_delivery --env N           N GenAI traces through the exporters
+ *                                    the environment configures (MLflow,
+ *                                    OTLP), then wait until every one is
+ *                                    delivered; one JSON line: elapsed
+ *                                    seconds (first span to last
+ *                                    acknowledgement) and the counters
  *   bench_delivery                   both (N = 20000 and 100000, file in
  *                                    the working directory)
  * Wall-clock figures are noisy on a shared machine; the drop count and the
@@ -156,7 +162,31 @@ static void burst(long n, const char *path) {
   unlink(path);
 }
 
+static void env_run(long n) {
+  genai_payloads();
+  if (mlt_init(NULL) != MLT_OK) exit(1);
+  double t0 = now_s();
+  for (long i = 0; i < n; i++) genai_trace(i);
+  double made = now_s() - t0;
+  int rc = mlt_flush(3600000);
+  double el = now_s() - t0;
+  mlt_stats st;
+  mlt_get_stats(&st, sizeof st);
+  mlt_shutdown(10000);
+  printf("{\"traces\": %ld, \"elapsed_s\": %.3f, \"produce_s\": %.3f, \"flush_rc\": %d, \"exported\": %llu, "
+         "\"failed\": %llu, \"partial\": %llu, \"dropped\": %llu, \"spooled\": %llu, \"requests\": %llu, "
+         "\"retries\": %llu}\n",
+         n, el, made, rc, (unsigned long long)st.traces_exported, (unsigned long long)st.traces_failed,
+         (unsigned long long)st.traces_partial, (unsigned long long)st.traces_dropped,
+         (unsigned long long)st.traces_spooled, (unsigned long long)st.export_requests,
+         (unsigned long long)st.export_retries);
+}
+
 int main(int argc, char **argv) {
+  if (argc == 3 && !strcmp(argv[1], "--env")) {
+    env_run(atol(argv[2]));
+    return 0;
+  }
   if (argc == 3 && !strcmp(argv[1], "--trace-bytes")) {
     trace_bytes(atol(argv[2]));
     return 0;

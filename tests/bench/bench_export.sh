@@ -4,7 +4,11 @@
 #     through the OTLP exporter and through the MLflow exporter's protocol;
 #   - traces/s delivered to a real MLflow server on loopback (when the test
 #     venv with MLflow exists: tests/.venv);
-#   - ns per span on the app thread with the receiver up, slow and down.
+#   - ns per span on the app thread with the receiver up, slow and down;
+#   - the export queue: bytes per GenAI trace, a 100k-trace burst with
+#     defaults (tests/bench/bench_delivery).
+# The comparison with MLflow's Python SDK on a real server is
+# `make bench-mlflow` (tests/bench/bench_mlflow.py: minutes, and PostgreSQL).
 # Run from the build directory (make bench does).
 set -u
 B=./tests/bench
@@ -23,7 +27,12 @@ start_sink() { # $1: extra args; sets PORT and PID
   return 1
 }
 
-export MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE=131072 MLTRACE_LOG_LEVEL=error
+# The export queue: bytes one GenAI trace holds, and a 100k-trace burst to
+# the file store with default settings (nothing may be dropped).
+"$B/bench_delivery" --trace-bytes 20000
+"$B/bench_delivery" --burst 100000 "$out/burst.jsonl"
+
+export MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE=131072 MLTRACE_LOG_LEVEL=error MLTRACE_SPOOL_DIR="$out/spool"
 start_sink "" && SINK=$PID && sink=$PORT
 set -- $(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:$sink/v1/traces $B/bench_core --export-genai 60000)
 echo "export_otlp_sink_traces_per_sec $1 traces/s"

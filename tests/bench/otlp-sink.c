@@ -3,8 +3,9 @@
  * Answers every POST/PUT with 200 and an empty body after reading it, and
  * counts requests and bytes: what our exporters cost with a receiver that
  * costs nothing.  `--delay-ms D` answers each request D ms late (a slow
- * server).  Prints `listening on 127.0.0.1:PORT` once bound; on SIGTERM or
- * SIGINT prints `requests N bytes N` and exits.
+ * server); `--port P` binds port P (default: any free port).  Prints
+ * `listening on 127.0.0.1:PORT` once bound; on SIGTERM or SIGINT prints
+ * `requests N bytes N` and exits.
  */
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -46,13 +47,16 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
 }
 
 int main(int argc, char **argv) {
-  for (int i = 1; i + 1 < argc; i++)
+  int port = 0;
+  for (int i = 1; i + 1 < argc; i++) {
     if (!strcmp(argv[i], "--delay-ms")) g_delay_ms = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--port")) port = atoi(argv[++i]);
+  }
   struct event_base *base = event_base_new();
   struct evhttp *http = evhttp_new(base);
   evhttp_set_gencb(http, on_request, base);
   evhttp_set_max_body_size(http, 256u << 20);
-  struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
+  struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(http, "127.0.0.1", (ev_uint16_t)port);
   if (!s) {
     fprintf(stderr, "otlp-sink: cannot bind\n");
     return 1;

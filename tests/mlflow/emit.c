@@ -9,6 +9,10 @@
  *   emit api_otlp URL     one trace through an OTLP exporter built in code
  *                         (service name set in the options, headers given
  *                         to mlt_exporter_otlp_new(), one with a 2000-byte key)
+ *   emit richrun N MS W   N traces like `rich` below, one every MS ms; then
+ *                         up to W s for what went to the spool to be
+ *                         delivered; then shutdown; the result line has
+ *                         "ids": [...] (make soak)
  *   emit session          commands on stdin, one JSON line out per command:
  *                           rich N    N traces with everything MLflow's
  *                                     TraceInfo holds (tags, metadata,
@@ -151,6 +155,37 @@ static void rich_trace(int i, char *id_out) {
   mlt_span_get_trace_id(root, id_out, MLT_TRACE_ID_SIZE);
 }
 
+static int richrun(int n, int ms, int wait_s) {
+  char (*tids)[MLT_TRACE_ID_SIZE] = calloc((size_t)n, MLT_TRACE_ID_SIZE);
+  if (!tids) return 1;
+  for (int i = 0; i < n; i++) {
+    rich_trace(i, tids[i]);
+    if (ms) usleep((useconds_t)ms * 1000);
+  }
+  /* What the spool took is delivered in the background once the server
+   * answers: give it time before shutting down. */
+  double end = now_s() + wait_s;
+  for (;;) {
+    mlt_flush(2000);
+    mlt_stats st;
+    mlt_get_stats(&st, sizeof st);
+    if (st.traces_replayed >= st.traces_spooled || now_s() >= end) break;
+    usleep(500000);
+  }
+  int timeout = getenv("EMIT_SHUTDOWN_MS") ? atoi(getenv("EMIT_SHUTDOWN_MS")) : 30000;
+  double t0 = now_s();
+  int rc = mlt_shutdown(timeout);
+  double sd = (now_s() - t0) * 1000;
+  printf("{\"ids\": [");
+  for (int i = 0; i < n; i++) printf("%s\"%s\"", i ? ", " : "", tids[i]);
+  printf("], ");
+  print_stats();
+  printf(", \"shutdown_ms\": %.1f, \"shutdown_rc\": %d}\n", sd, rc);
+  fflush(stdout);
+  free(tids);
+  return 0;
+}
+
 static int session(void) {
   char line[256];
   while (fgets(line, sizeof line, stdin)) {
@@ -206,6 +241,7 @@ int main(int argc, char **argv) {
   }
   double ns = 0;
   if (!strcmp(argv[1], "session")) return session();
+  if (!strcmp(argv[1], "richrun") && argc == 5) return richrun(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
   if (!strcmp(argv[1], "all")) {
     function_scope();
     remember("fn_root");

@@ -94,6 +94,7 @@ def cleanup(*_):
 
 def clean_env(env):
     e = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_", "MLTRACE_"))}
+    e["MLTRACE_SPOOL_DIR"] = os.path.join(TMP, "spool")  # never the user's own
     e.update(env)
     return e
 
@@ -120,6 +121,18 @@ class Session:
 
     def flush(self, ms):
         return self.cmd(f"flush {ms}")
+
+    def wait_replayed(self, n, timeout=120):
+        """Flush until `n` spooled traces were delivered (the spool delivers
+        in the background once the server answers again)."""
+        end = time.time() + timeout
+        r = {}
+        while time.time() < end:
+            r = self.flush(1000)
+            if r.get("stats", {}).get("traces_replayed", 0) >= n:
+                break
+            time.sleep(0.5)
+        return r
 
     def exit(self, ms):
         r = self.cmd(f"exit {ms}")
@@ -164,6 +177,9 @@ class FaultProxy:
                     proxy.counts[kind] = proxy.counts.get(kind, 0) + 1
                     n = proxy.counts[kind]
                 action = proxy.rule(kind, n)
+                if action == "drop":
+                    self.close_connection = True
+                    return
                 if isinstance(action, tuple) and action[0] == "status":
                     return self._reply(action[1], b'{"error_code": "INTERNAL_ERROR", "message": "injected"}',
                                        "application/json")
@@ -203,8 +219,13 @@ class FaultProxy:
             def log_message(self, *a):
                 pass
 
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
+        class Srv(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # a client killed mid-request (that is the test)
+
+        self.srv = Srv(("127.0.0.1", 0), H)
         self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
@@ -248,6 +269,35 @@ def classify(client, tid, n_spans=3):
             "token usage": usage is not None}
     bad = [k for k, ok in want.items() if not ok]
     return "complete" if not bad else "incomplete: " + ", ".join(bad)
+
+
+def spool_records(path):
+    """The records of one spool file: [(offset, length, traces)], the valid
+    ones in order (the format of lib/spool.c)."""
+    import struct
+    import zlib
+    b = open(path, "rb").read()
+    out, off = [], 32
+    while off + 12 <= len(b):
+        magic, plen, crc = struct.unpack_from("<III", b, off)
+        p = b[off + 12:off + 12 + plen]
+        if magic != 0x4D4C5452 or len(p) != plen or zlib.crc32(p) != crc:
+            break
+        out.append((off, 12 + plen, struct.unpack_from("<I", p, 0)[0]))
+        off += 12 + plen
+    return out
+
+
+def spool_files(d):
+    return sorted(os.path.join(r, f) for r, _, fs in os.walk(d) for f in fs if f.endswith(".spool"))
+
+
+def spans_stored(client, tid):
+    try:
+        tr = client.get_trace(tid)
+    except Exception:  # noqa: BLE001
+        return 0
+    return len(tr.data.spans) if tr else 0
 
 
 def tally(client, ids):

@@ -24,7 +24,7 @@ t = Tap()
 
 from mlflow import MlflowClient  # noqa: E402
 
-from harness import FaultProxy, Server, Session, cleanup, tally  # noqa: E402
+from harness import TMP, FaultProxy, Server, Session, cleanup, spans_stored, tally  # noqa: E402
 
 atexit.register(cleanup)
 signal.signal(signal.SIGTERM, lambda *a: (cleanup(), sys.exit(1)))
@@ -115,31 +115,137 @@ t.ok("sekrit-tok-4242" not in err, "echoed header: the token is not in the log")
 px.close()
 
 # 5. The server killed with SIGKILL and restarted on the same port after the
-# retry budget (2 s; spool off): traces made while it was down are failed
-# and absent; those before and after are exported and complete.  (The
-# request timeout stays long: a retry budget shorter than one slow request
-# would give up on a request whose outcome is unknown.)
-eid = client.create_experiment("restart")
-s = Session(dict(OFF, MLFLOW_TRACKING_URI=srv.url, MLFLOW_EXPERIMENT_ID=eid,
-                 MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT="2", MLFLOW_HTTP_REQUEST_TIMEOUT="60"))
-before = s.rich(5)
-f1 = s.flush(60000)
+# retry budget (2 s), with three applications running:
+#   - spool off: traces made while the server was down are failed and
+#     absent; those before and after are exported and complete;
+#   - spool on: what could not be delivered goes to the spool and is
+#     delivered once the server is back: all complete;
+#   - spool on, the application killed with SIGKILL while the server is
+#     down: the next process started with the same spool directory delivers
+#     what it spooled.
+# (The request timeout stays long: a retry budget shorter than one slow
+# request would give up on a request whose outcome is unknown.)
+E = dict(MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT="2", MLFLOW_HTTP_REQUEST_TIMEOUT="60", MLFLOW_TRACKING_URI=srv.url)
+eid_off, eid_on, eid_kill = (client.create_experiment(n) for n in ("restart", "restart-spool", "app-killed"))
+off = Session(dict(E, MLTRACE_SPOOL="off", MLFLOW_EXPERIMENT_ID=eid_off))
+on = Session(dict(E, MLTRACE_SPOOL_DIR=os.path.join(TMP, "spool-on"), MLFLOW_EXPERIMENT_ID=eid_on))
+env_kill = dict(E, MLTRACE_SPOOL_DIR=os.path.join(TMP, "spool-kill"), MLFLOW_EXPERIMENT_ID=eid_kill)
+before_off, before_on = off.rich(5), on.rich(5)
+f_off1, f_on1 = off.flush(60000), on.flush(60000)
 srv.stop(signal.SIGKILL)
-during = s.rich(5)
-f2 = s.flush(60000)
+during_off, during_on = off.rich(5), on.rich(5)
+victim = Session(env_kill)
+killed_ids = victim.rich(6)
+f_off2, f_on2, f_victim = off.flush(60000), on.flush(60000), victim.flush(60000)
+victim.kill9()
+files = [f for d, _, fs in os.walk(os.path.join(TMP, "spool-kill")) for f in fs if f.endswith(".spool")]
 t.ok(srv.start(), "server restarted on the same port")
-after = s.rich(5)
-f3 = s.flush(120000)
-r = s.exit(5000)
-st = r.get("stats", {})
-t.equal((f1.get("rc"), f2.get("rc"), f3.get("rc")), (0, -8, 0),
-        "server killed: flush OK before, MLT_EIO while down, OK after restart")
+after_off, after_on = off.rich(5), on.rich(5)
+f_off3 = off.flush(120000)
+on.flush(60000)
+on.wait_replayed(5)
+heir = Session(env_kill)
+heir.wait_replayed(6)
+r_off, r_on, r_heir = off.exit(5000), on.exit(30000), heir.exit(30000)
+
+st = r_off.get("stats", {})
+t.equal((f_off1.get("rc"), f_off2.get("rc"), f_off3.get("rc")), (0, -8, 0),
+        "spool off: flush OK before, MLT_EIO while down, OK after restart")
 t.equal((st.get("traces_exported"), st.get("traces_failed"), st.get("traces_partial")), (10, 5, 0),
-        "server killed: 10 exported, 5 failed") or t.diag(r.get("stderr", "")[-1500:])
-t.equal((tally(client, before), tally(client, during), tally(client, after)),
+        "spool off: 10 exported, 5 failed") or t.diag(r_off.get("stderr", "")[-1500:])
+t.equal((tally(client, before_off), tally(client, during_off), tally(client, after_off)),
         ({"complete": 5}, {"absent": 5}, {"complete": 5}),
-        "server killed: exported traces complete on the server, failed ones absent")
-partition(st, "server killed")
+        "spool off: exported traces complete on the server, failed ones absent")
+partition(st, "spool off")
+
+st = r_on.get("stats", {})
+t.equal((f_on1.get("rc"), f_on2.get("rc")), (0, -18), "spool on: flush OK before, MLT_EPENDING while the server is down")
+t.ok(st.get("traces_spooled", 0) >= 5 and st.get("traces_failed") == 0 and st.get("traces_partial") == 0,
+     f"spool on: traces made while the server was down were spooled, none failed ({st})")
+t.equal(st.get("traces_exported", 0) + st.get("traces_spooled", 0), 15, "spool on: exported + spooled = 15")
+t.equal(st.get("traces_replayed"), st.get("traces_spooled"), "spool on: every spooled trace was delivered (replayed)")
+t.equal(tally(client, before_on + during_on + after_on), {"complete": 15},
+        "spool on: all 15 traces complete on the server") or t.diag(r_on.get("stderr", "")[-1500:])
+partition(st, "spool on")
+
+st = r_heir.get("stats", {})
+t.equal((f_victim.get("rc"), f_victim.get("stats", {}).get("traces_spooled")), (-18, 6),
+        "app killed: its 6 traces were spooled")
+t.ok(len(files) >= 1, f"app killed: spool files left behind ({len(files)})")
+t.equal((st.get("traces_replayed"), st.get("traces_finished")), (6, 0),
+        "app killed: the next process delivered the 6 spooled traces") or t.diag(r_heir.get("stderr", "")[-1500:])
+t.equal(tally(client, killed_ids), {"complete": 6}, "app killed: all 6 complete on the server")
+left = [f for d, _, fs in os.walk(os.path.join(TMP, "spool-kill")) for f in fs if f.endswith(".spool")]
+t.equal(left, [], "app killed: the spool is empty once delivered")
+
+# 6. The OTLP exporter spools too: a receiver that answers 503, the
+# application killed, the receiver fixed, the next process delivers.
+eid = client.create_experiment("otlp-spool")
+state = {"up": False}
+px = FaultProxy(srv.port, lambda kind, n: "forward" if state["up"] else ("status", 503))
+spool8 = os.path.join(TMP, "spool8")
+env8 = dict(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=px.url + "/v1/traces", MLTRACE_SPOOL_DIR=spool8,
+            OTEL_EXPORTER_OTLP_HEADERS=f"x-mlflow-experiment-id={eid}", MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT="1")
+a = Session(env8)
+ids = a.rich(3)
+fa = a.flush(60000)
+a.kill9()
+state["up"] = True
+b = Session(env8)
+b.wait_replayed(3)
+r = b.exit(30000)
+t.equal((fa.get("stats", {}).get("traces_spooled"), r.get("stats", {}).get("traces_replayed")), (3, 3),
+        "OTLP exporter: 3 spooled by the killed process, 3 delivered by the next")
+t.equal([spans_stored(client, i) for i in ids], [3, 3, 3], "OTLP exporter: the spans of all 3 on the server")
+px.close()
+
+# 7. Crash-safe framing and the byte bound, with a receiver that only
+# acknowledges (tests/bench/otlp-sink): 3000 traces spooled into a 1 MiB
+# spool (the oldest evicted and counted), then the last record torn as by a
+# write interrupted by a crash.  The next process delivers every record
+# before the tear, skips the torn one with a warning, and the numbers add
+# up: replayed + evicted + torn = spooled.
+import subprocess  # noqa: E402
+
+from harness import BUILD, free_port, spool_files, spool_records  # noqa: E402
+
+port = free_port()
+spool9 = os.path.join(TMP, "spool-bound")
+env9 = dict(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", MLFLOW_EXPERIMENT_ID="1", MLTRACE_SPOOL_DIR=spool9,
+            MLTRACE_SPOOL_MAX_BYTES="1048576", MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT="1")
+a = Session(env9)
+for _ in range(60):  # records of 50 traces (~125 KB) in a 1 MiB spool
+    a.rich(50)
+    a.flush(60000)
+ra = a.exit(1000)
+sta = ra.get("stats", {})
+files = spool_files(spool9)
+size = sum(os.path.getsize(f) for f in files)
+t.equal((sta.get("traces_spooled"), sta.get("traces_failed"), sta.get("traces_dropped")), (3000, 0, 0),
+        "spool bound: 3000 traces spooled")
+t.ok(sta.get("traces_evicted", 0) > 0, f"spool bound: the oldest evicted and counted ({sta.get('traces_evicted')})")
+t.ok(size <= 1048576 + 300000, f"spool bound: {size} bytes on disk for a 1 MiB bound")
+recs = spool_records(files[-1]) if files else []
+torn = recs[-1][2] if recs else 0
+if recs:
+    with open(files[-1], "r+b") as fh:
+        fh.truncate(recs[-1][0] + recs[-1][1] - 7)
+waiting = sum(n for f in files for (_, _, n) in spool_records(f))
+sink = subprocess.Popen([os.path.join(BUILD, "tests", "bench", "otlp-sink"), "--port", str(port)],
+                        stdout=subprocess.PIPE, text=True, start_new_session=True)
+sink.stdout.readline()
+b = Session(env9)
+b.wait_replayed(waiting)
+rb = b.exit(5000)
+stb = rb.get("stats", {})
+sink.terminate()
+sink.wait()
+t.ok(torn > 0, f"torn record: the last record ({torn} traces) cut 7 bytes short")
+t.equal(stb.get("traces_replayed"), waiting, "torn record: every record before it delivered")
+t.equal(stb.get("traces_replayed", 0) + sta.get("traces_evicted", 0) + torn, 3000,
+        "torn record: replayed + evicted + torn = spooled")
+t.ok("damaged record" in rb.get("stderr", ""), "torn record: skipped with a warning")
+t.equal(spool_files(spool9), [], "torn record: the spool is empty afterwards")
 
 cleanup()
 t.done()

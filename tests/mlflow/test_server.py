@@ -102,6 +102,7 @@ signal.signal(signal.SIGTERM, lambda *a: (cleanup(), sys.exit(1)))
 
 def emit(args, env, timeout=180):
     e = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_", "MLTRACE_"))}
+    e["MLTRACE_SPOOL_DIR"] = os.path.join(TMP, "spool")  # never the user's own
     e.update(env)
     r = subprocess.run([EMIT] + args, capture_output=True, text=True, env=e, timeout=timeout)
     out = r.stdout.strip().splitlines()
@@ -116,6 +117,7 @@ def emit(args, env, timeout=180):
 
 def emit_bg(args, env):
     e = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_", "MLTRACE_"))}
+    e["MLTRACE_SPOOL_DIR"] = os.path.join(TMP, "spool")
     e.update(env)
     return subprocess.Popen([EMIT] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
 
@@ -265,6 +267,7 @@ late = Server("late", f"sqlite:///{TMP}/late.db")
 # A generous retry budget: on a loaded 2-core machine the server may take
 # a minute to come up.
 p = emit_bg(["steady", "20", "100"], {"MLFLOW_TRACKING_URI": late.url, "MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT": "300",
+                                      "MLTRACE_SPOOL": "off",
                                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "60", "EMIT_SHUTDOWN_MS": "300000"})
 time.sleep(3)
 t.ok(late.start(), "late server started after the program")
@@ -279,7 +282,7 @@ late.stop()
 
 # 6. Server killed mid-run and restarted on the same port and store.
 eid3 = client.create_experiment("c-restart")
-p = emit_bg(["steady", "60", "100"], {"MLFLOW_TRACKING_URI": sql.url, "MLFLOW_EXPERIMENT_ID": eid3,
+p = emit_bg(["steady", "60", "100"], {"MLFLOW_TRACKING_URI": sql.url, "MLFLOW_EXPERIMENT_ID": eid3, "MLTRACE_SPOOL": "off",
                                       "MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT": "300",
                                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "60", "EMIT_SHUTDOWN_MS": "300000"})
 time.sleep(1.5)
@@ -314,7 +317,7 @@ def blackhole():
 threading.Thread(target=blackhole, daemon=True).start()
 bh_url = f"http://user:hunter2@127.0.0.1:{bh.getsockname()[1]}"
 up = emit(["hot", "500000"], {"MLFLOW_TRACKING_URI": sql.url, "EMIT_SHUTDOWN_MS": "20000"})
-down = emit(["hot", "500000"], {"MLFLOW_TRACKING_URI": bh_url, "EMIT_SHUTDOWN_MS": "2000",
+down = emit(["hot", "500000"], {"MLFLOW_TRACKING_URI": bh_url, "EMIT_SHUTDOWN_MS": "2000", "MLTRACE_SPOOL": "off",
                                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_TRACKING_TOKEN": "sekrit-token-42",
                                 "MLTRACE_LOG_LEVEL": "debug"})
 t.diag(f"CPU ns/span with the server up: {up.get('ns_per_span')}, hanging: {down.get('ns_per_span')}")
@@ -350,7 +353,7 @@ class Err500(http.server.BaseHTTPRequestHandler):
 
 srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Err500)
 threading.Thread(target=srv.serve_forever, daemon=True).start()
-res = emit(["steady", "5", "0"], {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{srv.server_address[1]}",
+res = emit(["steady", "5", "0"], {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{srv.server_address[1]}", "MLTRACE_SPOOL": "off",
                                   "MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT": "3", "EMIT_SHUTDOWN_MS": "20000"})
 st = res.get("stats", {})
 t.equal((st.get("traces_exported"), st.get("traces_failed")), (0, 5), "HTTP 500: traces counted as failed")

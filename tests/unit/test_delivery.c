@@ -76,7 +76,16 @@ static void gate_open(void) {
   pthread_mutex_unlock(&g_mu);
 }
 
+/* Each test starts from the same state, also when they run in one process
+ * (TAP_NOFORK=1, as under valgrind). */
 static mlt_options *gate_options(void) {
+  g_sleep_us = 0;
+  g_hold = 0;
+  g_held = 0;
+  pthread_mutex_lock(&log_mu);
+  log_len = 0;
+  log_text[0] = '\0';
+  pthread_mutex_unlock(&log_mu);
   mlt_options *o = NULL;
   REQUIRE(mlt_options_new(&o) == MLT_OK);
   mlt_options_use_env(o, 0);
@@ -189,6 +198,7 @@ TEST(count_bound_from_mlflow_variable) {
   CHECK(log_has("MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE"));
   gate_open();
   mlt_shutdown(10000);
+  unsetenv("MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE");
   st = tu_stats();
   CHECK_EQ_INT(st.traces_exported, 33);
   check_partition(&st);
@@ -245,14 +255,13 @@ TEST(shutdown_timeout_env_above_max_clamps) {
   tu_start(o);
   CHECK(log_has("MLTRACE_SHUTDOWN_TIMEOUT_MS='99999999' is outside [0, 600000]; using 600000"));
   mlt_shutdown(1000);
-  log_len = 0;
-  log_text[0] = '\0';
   setenv("MLTRACE_SHUTDOWN_TIMEOUT_MS", "soon", 1);
   o = gate_options();
   mlt_options_use_env(o, 1);
   tu_start(o);
   CHECK(log_has("MLTRACE_SHUTDOWN_TIMEOUT_MS='soon' is not a number; using 5000"));
   mlt_shutdown(1000);
+  unsetenv("MLTRACE_SHUTDOWN_TIMEOUT_MS");
 }
 
 TEST(trace_timeout_ms_overflow_is_rejected) {
