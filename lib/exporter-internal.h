@@ -35,12 +35,16 @@ typedef struct mlt__prepared {
   /* Computed on first use by mlt__prepared_info(), once for all exporters;
    * its buffers are kept across batches (the pipeline frees them). */
   mlt__trace_info ti;
-  int ti_ready;
+  int ti_ready; /* 1: head only, 2: all */
 } mlt__prepared;
 
 /* The trace-level values of |p|, computed the first time they are asked for
  * in a batch (export thread). */
 const mlt__trace_info *mlt__prepared_info(mlt__prepared *p);
+/* Only what needs no look at the spans' values (ids, the trace-level
+ * updates, times, state): not trace_name, the previews or token_usage,
+ * which mlt__prepared_info() adds later if an exporter asks. */
+const mlt__trace_info *mlt__prepared_head(mlt__prepared *p);
 void mlt__trace_info_free(mlt__trace_info *ti);
 
 /* The exporter interface: one table per exporter kind.  Every function runs

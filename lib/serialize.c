@@ -488,19 +488,19 @@ static int has_ancestor_usage(const mlt__prepared *p, const char *usage_flags, u
   return 0;
 }
 
-static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
-  mlt__trace *t = p->t;
+/* What needs no look at the spans' values: ids, the trace-level updates,
+ * times and state. */
+static void trace_info_head(mlt__trace_info *ti, const mlt__prepared *p) {
   memcpy(ti->trace_id, p->trace_id, sizeof ti->trace_id);
   mlt__buf_reset(&ti->request_preview);
   mlt__buf_reset(&ti->response_preview);
   mlt__buf_reset(&ti->token_usage);
   ti->has_request_preview = ti->has_response_preview = 0;
-  ti->info = mlt__trace_take_info(t);
+  ti->info = mlt__trace_take_info(p->t);
   ti->client_request_id = tinfo_find(ti->info, MLT__TI_CLIENT_REQ_ID);
   ti->session = tinfo_find(ti->info, MLT__TI_SESSION);
   ti->user = tinfo_find(ti->info, MLT__TI_USER);
   mlt__span *root = p->root >= 0 ? p->spans[p->root] : NULL;
-  mlt__digest *d = mlt__scratch_digest();
   ti->trace_name = NULL;
   ti->trace_name_len = 0;
   ti->state_error = 0;
@@ -508,6 +508,24 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
     ti->start_ns = root->start_ns;
     ti->end_ns = root->end_ns;
     ti->state_error = root->status == MLT_STATUS_ERROR;
+  } else {
+    ti->start_ns = INT64_MAX;
+    ti->end_ns = 0;
+    for (uint32_t i = 0; i < p->n; i++) {
+      ti->start_ns = MLT_MIN(ti->start_ns, p->spans[i]->start_ns);
+      ti->end_ns = MLT_MAX(ti->end_ns, p->spans[i]->end_ns);
+    }
+    if (!p->n) ti->start_ns = ti->end_ns = 0;
+  }
+  const char *state = tinfo_find(ti->info, MLT__TI_STATE); /* update_current_trace(state=) wins */
+  if (state) ti->state_error = state[0] == 'E';
+}
+
+/* The rest: the trace's name, previews, token usage. */
+static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
+  mlt__span *root = p->root >= 0 ? p->spans[p->root] : NULL;
+  mlt__digest *d = mlt__scratch_digest();
+  if (root) {
     mlt__digest_span(d, root);
     ti->trace_name = d->name;
     ti->trace_name_len = d->name_len;
@@ -533,17 +551,7 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
     } else {
       ti->has_response_preview = 0;
     }
-  } else {
-    ti->start_ns = INT64_MAX;
-    ti->end_ns = 0;
-    for (uint32_t i = 0; i < p->n; i++) {
-      ti->start_ns = MLT_MIN(ti->start_ns, p->spans[i]->start_ns);
-      ti->end_ns = MLT_MAX(ti->end_ns, p->spans[i]->end_ns);
-    }
-    if (!p->n) ti->start_ns = ti->end_ns = 0;
   }
-  const char *state = tinfo_find(ti->info, MLT__TI_STATE); /* update_current_trace(state=) wins */
-  if (state) ti->state_error = state[0] == 'E';
   /* Token usage: tree-aware sum of mlflow.chat.tokenUsage, as MLflow does. */
   /* One look at each span's records for the attribute (last value wins,
    * a span processor's removal applies); parsed only where present. */
@@ -605,10 +613,19 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
   free(flags);
 }
 
-const mlt__trace_info *mlt__prepared_info(mlt__prepared *p) {
+const mlt__trace_info *mlt__prepared_head(mlt__prepared *p) {
   if (!p->ti_ready) {
-    trace_info_compute(&p->ti, p);
+    trace_info_head(&p->ti, p);
     p->ti_ready = 1;
+  }
+  return &p->ti;
+}
+
+const mlt__trace_info *mlt__prepared_info(mlt__prepared *p) {
+  if (p->ti_ready < 2) {
+    if (!p->ti_ready) trace_info_head(&p->ti, p);
+    trace_info_compute(&p->ti, p);
+    p->ti_ready = 2;
   }
   return &p->ti;
 }
