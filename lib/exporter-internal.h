@@ -16,6 +16,7 @@ typedef struct mlt__trace_info {
   const char *client_request_id;
   const char *session, *user;
   mlt__buf token_usage; /* summed mlflow.chat.tokenUsage, or empty */
+  int usage_ready;      /* token_usage computed (with the spans' JSON) */
   mlt__tinfo *info;     /* trace-level updates, newest first */
   const char *trace_name;
   size_t trace_name_len;

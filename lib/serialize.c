@@ -465,7 +465,13 @@ static void compute_preview(mlt__buf *out, const mlt__rec *r, const char *role) 
     put_limited(out, txt, n, 1000, 1);
 }
 
+static const mlt__rec **g_usage; /* export thread: spans_and_stats */
+static size_t g_usage_cap;
+
 void mlt__serialize_shutdown(void) {
+  free((void *)g_usage);
+  g_usage = NULL;
+  g_usage_cap = 0;
   mlt__jdoc_free(&g_jdoc);
   mlt__buf_free(&g_prev_raw);
   mlt__buf_free(&g_prev_content);
@@ -496,6 +502,7 @@ static void trace_info_head(mlt__trace_info *ti, const mlt__prepared *p) {
   mlt__buf_reset(&ti->response_preview);
   mlt__buf_reset(&ti->token_usage);
   ti->has_request_preview = ti->has_response_preview = 0;
+  ti->usage_ready = 0;
   ti->info = mlt__trace_take_info(p->t);
   ti->client_request_id = tinfo_find(ti->info, MLT__TI_CLIENT_REQ_ID);
   ti->session = tinfo_find(ti->info, MLT__TI_SESSION);
@@ -521,7 +528,8 @@ static void trace_info_head(mlt__trace_info *ti, const mlt__prepared *p) {
   if (state) ti->state_error = state[0] == 'E';
 }
 
-/* The rest: the trace's name, previews, token usage. */
+/* The rest: the trace's name and previews (token usage comes with the
+ * serialization of the spans: json_info_body). */
 static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
   mlt__span *root = p->root >= 0 ? p->spans[p->root] : NULL;
   mlt__digest *d = mlt__scratch_digest();
@@ -552,19 +560,32 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
       ti->has_response_preview = 0;
     }
   }
-  /* Token usage: tree-aware sum of mlflow.chat.tokenUsage, as MLflow does. */
-  /* One look at each span's records for the attribute (last value wins,
-   * a span processor's removal applies); parsed only where present. */
+}
+
+/* The mlflow.chat.tokenUsage attribute of a digested span, or NULL. */
+static const mlt__rec *digest_usage(const mlt__digest *d) {
+  for (size_t a = 0; a < d->n_attrs; a++)
+    if (d->attrs[a]->key_len == 22 && key_eq(d->attrs[a], "mlflow.chat.tokenUsage", 22)) return d->attrs[a];
+  return NULL;
+}
+
+/* Token usage: tree-aware sum of mlflow.chat.tokenUsage, as MLflow does.
+ * |found|: each span's attribute (last value, a span processor's removal
+ * applied), as the serialization of the spans saw them; NULL: look. */
+static void trace_usage_compute(mlt__trace_info *ti, const mlt__prepared *p, const mlt__rec *const *found) {
+  ti->usage_ready = 1;
   char *flags = NULL;
   cJSON **usage = NULL;
   int any = 0;
   for (uint32_t i = 0; i < p->n; i++) {
-    const mlt__rec *u = NULL, *r;
-    mlt__log_iter it;
-    mlt__log_iter_init(&it, p->spans[i]);
-    while ((r = mlt__log_iter_next(&it)) != NULL)
-      if ((r->kind == MLT__R_ATTR || r->kind == MLT__R_REMOVE_ATTR) && key_eq(r, "mlflow.chat.tokenUsage", 22))
-        u = r->kind == MLT__R_ATTR ? r : NULL;
+    const mlt__rec *u;
+    if (found) {
+      u = found[i];
+    } else {
+      mlt__digest *d = mlt__scratch_digest();
+      mlt__digest_span(d, p->spans[i]);
+      u = digest_usage(d);
+    }
     if (!u) continue;
     if (!flags) {
       flags = calloc(p->n, 1);
@@ -859,6 +880,7 @@ typedef struct span_ctx {
   size_t head_len;
   char rid[96]; /* "mlflow.traceRequestId": "\"tr-...\"" */
   size_t rid_len;
+  const mlt__rec **usage; /* each span's mlflow.chat.tokenUsage (or NULL) */
 } span_ctx;
 
 static void span_ctx_init(span_ctx *c, const mlt__prepared *p) {
@@ -1131,6 +1153,7 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
   }
   if (p->t->flags & MLT__TF_CONTINUATION) mlt__buf_lit(out, ", \"mltrace.continuation\": \"true\"");
   if (p->t->flags & MLT__TF_REMOTE) mlt__buf_lit(out, ", \"mltrace.remoteParent\": \"true\"");
+  if (!ti->usage_ready) trace_usage_compute((mlt__trace_info *)ti, p, sc ? sc->usage : NULL);
   if (ti->token_usage.len) {
     mlt__buf_lit(out, ", \"mlflow.trace.tokenUsage\": ");
     mlt__json_str(out, ti->token_usage.p, ti->token_usage.len);
@@ -1235,10 +1258,17 @@ static size_t spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt
   size_t sizes_stack[64];
   size_t *sizes = p->n <= 64 ? sizes_stack : malloc(p->n * sizeof *sizes);
   size_t total = 0, max = 0;
+  if (p->n > g_usage_cap) {
+    size_t cap = MLT_MAX(p->n, 2 * g_usage_cap);
+    const mlt__rec **nu = realloc((void *)g_usage, cap * sizeof *nu);
+    if (nu) g_usage = nu, g_usage_cap = cap;
+  }
+  sc->usage = p->n <= g_usage_cap ? g_usage : NULL;
   for (uint32_t i = 0; i < p->n; i++) {
     if (i) mlt__buf_lit(spans, ", ");
     size_t start = spans->len;
     json_span(spans, p, p->spans[i], sc);
+    if (sc->usage) sc->usage[i] = digest_usage(mlt__scratch_digest());
     size_t sz = spans->len - start;
     if (sizes) sizes[i] = sz;
     total += sz;
