@@ -57,7 +57,8 @@ int mlt__json_plain(const char *s, size_t n);
  * (RFC 8259, nesting <= 1000, no surrounding whitespace: trim first).
  * Returns 1 when valid; *utf8_ok tells whether every byte was valid UTF-8. */
 int mlt__json_escape_text(mlt__buf *b, const char *s, size_t n, int *utf8_ok);
-/* Tests: 0 turns the SSSE3 escaping off, 1 on again (when the CPU has it). */
+/* Tests: 0 turns the SSSE3 escaping and the AVX2 text pass off, 1 on
+ * again (when the CPU has them). */
 void mlt__json_use_ssse3(int on);
 
 /* Length of the valid UTF-8 sequence starting at s (n bytes available), or
@@ -93,6 +94,25 @@ uint32_t mlt__jget(const mlt__jdoc *d, uint32_t obj, const char *key);
 /* The same with the key's length given (kl > 0); MLT__JGET for a literal. */
 uint32_t mlt__jget_n(const mlt__jdoc *d, uint32_t obj, const char *key, size_t kl);
 #define MLT__JGET(d, obj, lit) mlt__jget_n((d), (obj), "" lit, sizeof(lit) - 1)
+/* A tape of valid JSON text: the offset of each token (every structural
+ * character and the first byte of each scalar; a string is its opening
+ * quote), and for a container's opening token the index of its closer. */
+typedef struct mlt__jtape {
+  uint32_t *pos, *match;
+  size_t n, cap;
+  const char *src;
+  size_t len;
+} mlt__jtape;
+/* mlt__json_escape_text() that also writes the tape of the text (which must
+ * stay where it is while the tape is used); with b NULL, only validates and
+ * writes the tape.  Returns 1 when valid (the tape is complete only then). */
+int mlt__json_escape_text_tape(mlt__buf *b, const char *s, size_t n, int *utf8_ok, mlt__jtape *t);
+void mlt__jtape_free(mlt__jtape *t);
+/* MLflow's chat-aware preview (mlflow/tracing/utils/truncation.py) over a
+ * complete tape: the raw contents (t->src[*off, *off + *len)) of the text
+ * of the last message of |role| (else the last message) of an OpenAI-style
+ * chat request or response; 0 when there is none. */
+int mlt__jtape_chat_content(const mlt__jtape *t, const char *role, size_t *off, size_t *len);
 /* Append the decoded (unescaped) form of a JSON string's raw contents. */
 void mlt__junescape(mlt__buf *out, const char *s, size_t n);
 

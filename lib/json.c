@@ -232,10 +232,13 @@ static inline int have_ssse3(void) {
   return esc_ssse3;
 }
 
+static int g_avx2 = -1; /* -1 unknown, 0 no, 1 yes (see have_avx2) */
+
 void mlt__json_use_ssse3(int on) {
   have_ssse3();
   if (!on) esc_ssse3 = 0;
   else if (on > 0) esc_ssse3 = __builtin_cpu_supports("ssse3") ? 1 : 0;
+  g_avx2 = on ? -1 : 0; /* (the AVX2 text pass goes with it) */
 }
 
 /* Both masks of 16 bytes at s: every special byte (*all) and the '"'/'\\'
@@ -558,6 +561,33 @@ static inline void masks64(const unsigned char *p, uint64_t *q, uint64_t *sp, ui
 #endif
 }
 
+#if defined(MLT__SSSE3_ESC) && defined(__x86_64__)
+#include <immintrin.h>
+#define MLT__AVX2_JSON 1
+/* The same masks with 32-byte lanes (AVX2, checked at run time). */
+__attribute__((target("avx2"))) static inline void masks64_avx2(const unsigned char *p, uint64_t *q, uint64_t *sp,
+                                                                   uint64_t *spec) {
+  const __m256i quote = _mm256_set1_epi8('"'), space = _mm256_set1_epi8(' '), bsl = _mm256_set1_epi8('\\'),
+                lim = _mm256_set1_epi8(0x20);
+  __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)p);
+  __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32));
+  *q = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(a, quote)) |
+       (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(b, quote)) << 32;
+  *sp = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(a, space)) |
+        (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(b, space)) << 32;
+  __m256i xa = _mm256_or_si256(_mm256_cmpeq_epi8(a, bsl), _mm256_cmpgt_epi8(lim, a));
+  __m256i xb = _mm256_or_si256(_mm256_cmpeq_epi8(b, bsl), _mm256_cmpgt_epi8(lim, b));
+  *spec = (uint32_t)_mm256_movemask_epi8(xa) | (uint64_t)(uint32_t)_mm256_movemask_epi8(xb) << 32;
+}
+static inline int have_avx2(void) {
+  if (MLT_UNLIKELY(g_avx2 < 0)) {
+    __builtin_cpu_init();
+    g_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") ? 1 : 0;
+  }
+  return g_avx2;
+}
+#endif
+
 /* Copy n (<= 64) bytes to dst (room for 64), reading none past src + n. */
 static inline void pad_copy(unsigned char *dst, const unsigned char *src, size_t n) {
   if (n >= 16) {
@@ -584,6 +614,8 @@ static inline void copy_run(char *o, const unsigned char *src, size_t len) {
   } while (j < len);
 }
 
+static inline void tape_add(mlt__jtape *t, size_t at) { t->pos[t->n++] = (uint32_t)at; }
+
 static int jgrow(mlt__jdoc *d) {
   size_t cap = d->cap ? d->cap * 2 : 64;
   mlt__jnode *nn = realloc(d->nodes, cap * sizeof *nn);
@@ -597,7 +629,7 @@ static int jgrow(mlt__jdoc *d) {
  * escaped as a JSON string body to b; with DOM, builds the nodes of d (as
  * mlt__jparse documents them).  Returns 1 when the text is one JSON value. */
 static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, int *utf8_ok, mlt__jdoc *d,
-                                       const int OUT, const int DOM) {
+                                       const int OUT, const int DOM, const int AVX2, mlt__jtape *tp) {
   const unsigned char *s = (const unsigned char *)str;
   unsigned xo = JROW(X_VALUE_TOP); /* the automaton's state (its row) */
   int depth = 0;
@@ -619,6 +651,19 @@ static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, i
   if (OUT) {
     if (b->cap - b->len < 2 * n + 128 && mlt__buf_reserve(b, 2 * n + 128)) return 0;
     o = b->p + b->len;
+  }
+  if (tp) {
+    if (tp->cap < n + 1) {
+      size_t cap = n + 1 > 2 * tp->cap ? n + 1 : 2 * tp->cap;
+      uint32_t *np = realloc(tp->pos, cap * sizeof *np), *nm = np ? realloc(tp->match, cap * sizeof *nm) : NULL;
+      if (np) tp->pos = np;
+      if (!nm) return 0;
+      tp->match = nm;
+      tp->cap = cap;
+    }
+    tp->n = 0;
+    tp->src = str;
+    tp->len = n;
   }
   if (DOM) {
     d->n = 0;
@@ -660,6 +705,7 @@ static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, i
 /* Feed the token c at s[pos] to the automaton. */
 #define TOKEN(c, pos)                                                                         \
   do {                                                                                        \
+    if (tp) tape_add(tp, (pos));                                                              \
     unsigned a_ = jtab[xo + (c)];                                                             \
     if (MLT_LIKELY(a_ < JROW(X_BAD))) {                                                       \
       if (DOM && (c) == '"') { /* a key when a colon must follow */                          \
@@ -684,10 +730,12 @@ static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, i
           nstack[depth] = x_;                                                                 \
         }                                                                                     \
         stack[depth++] = a_ == JACT(A_PUSH_O) ? '{' : '[';                                    \
+        if (tp) nstack[depth - 1] = (uint32_t)tp->n - 1;                                      \
         xo = a_ == JACT(A_PUSH_O) ? JROW(X_KEY_OR_END) : JROW(X_VALUE_OR_END_A);              \
         break;                                                                                \
       case JACT(A_POP): /* the states let through only the right closer */                  \
         depth--;                                                                              \
+        if (tp) tp->match[nstack[depth]] = (uint32_t)tp->n - 1;                               \
         if (DOM) d->nodes[nstack[depth]].len = (uint32_t)(p_ + 1 - d->nodes[nstack[depth]].off); \
         xo = depth == 0 ? JROW(X_AFTER_TOP) : stack[depth - 1] == '{' ? JROW(X_AFTER_O) : JROW(X_AFTER_A); \
         break;                                                                                \
@@ -733,7 +781,12 @@ static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, i
       blk = pad;
     }
     uint64_t q, sp, spec;
-    masks64(blk, &q, &sp, &spec);
+#ifdef MLT__AVX2_JSON
+    if (AVX2)
+      masks64_avx2(blk, &q, &sp, &spec);
+    else
+#endif
+      masks64(blk, &q, &sp, &spec);
     if (blen < 64) spec &= (UINT64_C(1) << blen) - 1;
     /* bit k of ins: byte k is in a string (its opening quote included, its
      * closing quote not), if none was open at the block's start */
@@ -889,8 +942,164 @@ bad:
   return 0;
 }
 
+#ifdef MLT__AVX2_JSON
+__attribute__((target("avx2,bmi"))) static int escape_text_avx2(mlt__buf *b, const char *str, size_t n, int *utf8_ok) {
+  return json_pass(b, str, n, utf8_ok, NULL, 1, 0, 1, NULL);
+}
+__attribute__((target("avx2,bmi"))) static int escape_tape_avx2(mlt__buf *b, const char *str, size_t n, int *utf8_ok,
+                                                               mlt__jtape *t) {
+  return json_pass(b, str, n, utf8_ok, NULL, b != NULL, 0, 1, t);
+}
+#endif
+static int escape_tape(mlt__buf *b, const char *str, size_t n, int *utf8_ok, mlt__jtape *t) {
+  if (b) return json_pass(b, str, n, utf8_ok, NULL, 1, 0, 0, t);
+  return json_pass(NULL, str, n, utf8_ok, NULL, 0, 0, 0, t);
+}
+
 int mlt__json_escape_text(mlt__buf *b, const char *str, size_t n, int *utf8_ok) {
-  return json_pass(b, str, n, utf8_ok, NULL, 1, 0);
+#ifdef MLT__AVX2_JSON
+  if (have_avx2()) return escape_text_avx2(b, str, n, utf8_ok);
+#endif
+  return json_pass(b, str, n, utf8_ok, NULL, 1, 0, 0, NULL);
+}
+
+int mlt__json_escape_text_tape(mlt__buf *b, const char *str, size_t n, int *utf8_ok, mlt__jtape *t) {
+  t->n = 0;
+#ifdef MLT__AVX2_JSON
+  if (have_avx2()) return escape_tape_avx2(b, str, n, utf8_ok, t);
+#endif
+  return escape_tape(b, str, n, utf8_ok, t);
+}
+
+void mlt__jtape_free(mlt__jtape *t) {
+  free(t->pos);
+  free(t->match);
+  memset(t, 0, sizeof *t);
+}
+
+/* ---- navigation over a tape --------------------------------------------
+ * A value is the index of its first token; the tokens of a container run to
+ * its closer (match); a member is a key (its opening quote), ':', the
+ * value; members and elements are separated by ','. */
+
+static inline char tk_c(const mlt__jtape *t, size_t k) { return k < t->n ? t->src[t->pos[k]] : '\0'; }
+
+static inline size_t tk_skip(const mlt__jtape *t, size_t k) {
+  char c = tk_c(t, k);
+  return c == '{' || c == '[' ? (size_t)t->match[k] + 1 : k + 1;
+}
+
+/* The raw contents of the string at token k: from its opening quote to
+ * the closing one, which is the last byte before the next token (or the
+ * text's end) that is not whitespace. */
+static inline size_t tk_str_len(const mlt__jtape *t, size_t k) {
+  size_t a = t->pos[k] + 1, e = k + 1 < t->n ? t->pos[k + 1] : t->len;
+  while (e > a && t->src[e - 1] != '"') e--;
+  return e > a ? e - 1 - a : 0;
+}
+
+static inline int tk_str_is(const mlt__jtape *t, size_t k, const char *want, size_t wl) {
+  return tk_c(t, k) == '"' && tk_str_len(t, k) == wl && !memcmp(t->src + t->pos[k] + 1, want, wl);
+}
+
+/* The values of members keys[0..nk) of the object at k (the first of each;
+ * SIZE_MAX where absent); stops early when key 0 is found and stop0. */
+static void tk_members(const mlt__jtape *t, size_t k, const char *const *keys, const uint8_t *kls, size_t nk,
+                       size_t *vals, int stop0) {
+  for (size_t i = 0; i < nk; i++) vals[i] = SIZE_MAX;
+  if (tk_c(t, k) != '{') return;
+  size_t end = t->match[k], found = 0;
+  for (size_t j = k + 1; j + 2 < end && tk_c(t, j) == '"';) {
+    size_t kl = tk_str_len(t, j);
+    const char *key = t->src + t->pos[j] + 1;
+    for (size_t i = 0; i < nk; i++)
+      if (kls[i] == kl && vals[i] == SIZE_MAX && key[0] == keys[i][0] && !memcmp(key, keys[i], kl)) {
+        vals[i] = j + 2;
+        if (++found == nk || (i == 0 && stop0)) return;
+        break;
+      }
+    j = tk_skip(t, j + 2);
+    if (tk_c(t, j) != ',') break;
+    j++;
+  }
+}
+
+static inline size_t tk_first(const mlt__jtape *t, size_t k) {
+  return tk_c(t, k) == '[' && t->match[k] > k + 1 ? k + 1 : SIZE_MAX;
+}
+
+static inline size_t tk_next(const mlt__jtape *t, size_t e) {
+  size_t j = tk_skip(t, e);
+  return tk_c(t, j) == ',' ? j + 1 : SIZE_MAX;
+}
+
+/* m is a message: an object with "role" and "content" (their values). */
+static int tk_message(const mlt__jtape *t, size_t m, size_t *role, size_t *content) {
+  static const char *const keys[] = {"role", "content"};
+  static const uint8_t kls[] = {4, 7};
+  size_t v[2];
+  tk_members(t, m, keys, kls, 2, v, 0);
+  *role = v[0];
+  *content = v[1];
+  return v[0] != SIZE_MAX && v[1] != SIZE_MAX;
+}
+
+/* The text string of a message's "content" (a string, or the first text
+ * part of a list), or SIZE_MAX. */
+static size_t tk_content_text(const mlt__jtape *t, size_t c) {
+  static const char *const keys[] = {"type", "text"};
+  static const uint8_t kls[] = {4, 4};
+  if (tk_c(t, c) == '"') return c;
+  for (size_t part = tk_first(t, c); part != SIZE_MAX; part = tk_next(t, part)) {
+    if (tk_c(t, part) == '"') return part;
+    size_t v[2];
+    tk_members(t, part, keys, kls, 2, v, 0);
+    if (tk_str_is(t, v[0], "text", 4) || tk_str_is(t, v[0], "output_text", 11))
+      return tk_c(t, v[1]) == '"' ? v[1] : SIZE_MAX; /* (MLflow takes that part's text, whatever it is) */
+  }
+  return SIZE_MAX;
+}
+
+static size_t tk_chat_content(const mlt__jtape *t, size_t obj, const char *role, int depth) {
+  static const char *const keys[] = {"messages", "choices", "input", "output", "request"};
+  static const uint8_t kls[] = {8, 7, 5, 6, 7};
+  static const char *const kmsg[] = {"message"};
+  static const uint8_t klmsg[] = {7};
+  if (tk_c(t, obj) != '{' || depth > 4) return SIZE_MAX;
+  size_t v[5], r, c;
+  /* a usable "messages" wins whatever follows it */
+  tk_members(t, obj, keys, kls, 5, v, 1);
+  size_t list = tk_first(t, v[0]) != SIZE_MAX ? v[0] : SIZE_MAX;
+  if (list == SIZE_MAX && v[0] != SIZE_MAX) tk_members(t, obj, keys + 1, kls + 1, 4, v + 1, 0);
+  if (list == SIZE_MAX) {
+    size_t first = tk_first(t, v[1]), msg;
+    if (first != SIZE_MAX) {
+      tk_members(t, first, kmsg, klmsg, 1, &msg, 0);
+      if (tk_message(t, msg, &r, &c)) return tk_content_text(t, c);
+    }
+    if (tk_first(t, v[2]) != SIZE_MAX) /* a non-empty list (an empty one is falsy) */
+      list = v[2];
+    else if (tk_first(t, v[3]) != SIZE_MAX)
+      list = v[3];
+    else
+      return v[4] != SIZE_MAX ? tk_chat_content(t, v[4], role, depth + 1) : SIZE_MAX;
+  }
+  size_t last = SIZE_MAX, last_role = SIZE_MAX, rl = strlen(role);
+  for (size_t it = tk_first(t, list); it != SIZE_MAX; it = tk_next(t, it)) {
+    if (!tk_message(t, it, &r, &c)) continue;
+    last = c;
+    if (tk_str_is(t, r, role, rl)) last_role = c;
+  }
+  size_t pick = last_role != SIZE_MAX ? last_role : last;
+  return pick != SIZE_MAX ? tk_content_text(t, pick) : SIZE_MAX;
+}
+
+int mlt__jtape_chat_content(const mlt__jtape *t, const char *role, size_t *off, size_t *len) {
+  size_t k = tk_chat_content(t, 0, role, 0);
+  if (k == SIZE_MAX) return 0;
+  *off = t->pos[k] + 1;
+  *len = tk_str_len(t, k);
+  return 1;
 }
 
 void mlt__json_str(mlt__buf *b, const char *s, size_t n) {
@@ -1034,7 +1243,7 @@ void mlt__jdoc_free(mlt__jdoc *d) {
 
 int mlt__jparse(mlt__jdoc *d, const char *s, size_t n) {
   int ok8 = 1;
-  int r = json_pass(NULL, s, n, &ok8, d, 0, 1);
+  int r = json_pass(NULL, s, n, &ok8, d, 0, 1, 0, NULL);
   d->utf8_ok = ok8;
   return r ? 0 : -1;
 }

@@ -483,8 +483,7 @@ static void encode_span(mlt__buf *b, mlt__prepared *p, uint32_t idx, mlt__buf *t
                                         : d->type_level;
   kv_int_n(b, 9, "mlflow.spanLogLevel", 19, lvl);
   if ((int)idx == p->root) {
-    /* (no previews or token usage needed here) */
-    const mlt__trace_info *ti = mlt__prepared_head(p);
+    const mlt__trace_info *ti = mlt__prepared_info(p); /* (no previews needed here) */
     /* Trace-level data an OTLP-only consumer can map: MLflow turns
      * mlflow.traceTag.<k> into tags and session.id / user.id into metadata.
      * The trace's name is the root's. */

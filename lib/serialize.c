@@ -331,72 +331,6 @@ static const char *user_name(void) {
   return g_user;
 }
 
-/* MLflow's chat-aware preview (mlflow/tracing/utils/truncation.py), over
- * our own DOM (no allocation per node, no tree copies). */
-static int jstr_is(const mlt__jdoc *d, uint32_t x, const char *want) {
-  if (x == UINT32_MAX || d->nodes[x].type != MLT__J_STR) return 0;
-  size_t wl = strlen(want);
-  return d->nodes[x].len == wl && !memcmp(d->src + d->nodes[x].off, want, wl);
-}
-
-/* The text node of a message's "content" (a string, or the first text part
- * of a list), or UINT32_MAX. */
-static uint32_t content_text(const mlt__jdoc *d, uint32_t content) {
-  if (content == UINT32_MAX) return UINT32_MAX;
-  const mlt__jnode *c = &d->nodes[content];
-  if (c->type == MLT__J_STR) return content;
-  if (c->type != MLT__J_ARR) return UINT32_MAX;
-  uint32_t part = c->child;
-  for (uint32_t k = 0; k < c->count; k++, part = d->nodes[part].next) {
-    if (d->nodes[part].type == MLT__J_STR) return part;
-    uint32_t type = MLT__JGET(d, part, "type");
-    if (jstr_is(d, type, "text") || jstr_is(d, type, "output_text")) {
-      uint32_t text = MLT__JGET(d, part, "text");
-      if (text != UINT32_MAX && d->nodes[text].type == MLT__J_STR) return text;
-    }
-  }
-  return UINT32_MAX;
-}
-
-static int is_message(const mlt__jdoc *d, uint32_t m) {
-  return m != UINT32_MAX && d->nodes[m].type == MLT__J_OBJ && MLT__JGET(d, m, "role") != UINT32_MAX &&
-         MLT__JGET(d, m, "content") != UINT32_MAX;
-}
-
-static uint32_t chat_content(const mlt__jdoc *d, uint32_t obj, const char *role, int depth) {
-  if (obj == UINT32_MAX || d->nodes[obj].type != MLT__J_OBJ || depth > 4) return UINT32_MAX;
-  uint32_t list = UINT32_MAX, single = UINT32_MAX;
-  uint32_t m = MLT__JGET(d, obj, "messages");
-  if (m != UINT32_MAX && d->nodes[m].type == MLT__J_ARR && d->nodes[m].count > 0) list = m;
-  if (list == UINT32_MAX) {
-    uint32_t ch = MLT__JGET(d, obj, "choices");
-    if (ch != UINT32_MAX && d->nodes[ch].type == MLT__J_ARR && d->nodes[ch].count > 0) {
-      uint32_t msg = MLT__JGET(d, d->nodes[ch].child, "message");
-      if (is_message(d, msg)) single = msg;
-    }
-  }
-  if (list == UINT32_MAX && single == UINT32_MAX) {
-    uint32_t in = MLT__JGET(d, obj, "input"), outp = MLT__JGET(d, obj, "output");
-    if (in != UINT32_MAX && d->nodes[in].type == MLT__J_ARR)
-      list = in;
-    else if (outp != UINT32_MAX && d->nodes[outp].type == MLT__J_ARR)
-      list = outp;
-  }
-  if (list == UINT32_MAX && single == UINT32_MAX) {
-    uint32_t req = MLT__JGET(d, obj, "request");
-    return req != UINT32_MAX ? chat_content(d, req, role, depth + 1) : UINT32_MAX;
-  }
-  if (single != UINT32_MAX) return content_text(d, MLT__JGET(d, single, "content"));
-  uint32_t last = UINT32_MAX, last_role = UINT32_MAX, it = d->nodes[list].child;
-  for (uint32_t k = 0; k < d->nodes[list].count; k++, it = d->nodes[it].next) {
-    if (!is_message(d, it)) continue;
-    last = it;
-    if (jstr_is(d, MLT__JGET(d, it, "role"), role)) last_role = it;
-  }
-  uint32_t pick = last_role != UINT32_MAX ? last_role : last;
-  return pick != UINT32_MAX ? content_text(d, MLT__JGET(d, pick, "content")) : UINT32_MAX;
-}
-
 /* Cut to |max| code points: s[:max-3] + "..." when longer. */
 static void put_limited(mlt__buf *out, const char *s, size_t n, size_t max, int ellipsis) {
   if (n <= max) { /* n bytes hold at most n code points */
@@ -417,50 +351,50 @@ static void put_limited(mlt__buf *out, const char *s, size_t n, size_t max, int 
   }
 }
 
-static mlt__jdoc g_jdoc; /* export thread */
-
 static mlt__buf g_prev_raw, g_prev_content; /* export thread */
+/* Tapes of the root's inputs and outputs, written by the pass that escaped
+ * them for the span JSON (valid for the trace being serialized), and one
+ * for anything else. */
+static mlt__jtape g_tape[3];
+static const mlt__rec *g_tape_rec[2];
 
-/* The chat content of JSON text txt[0..n) (parsed, valid) as a preview, or
- * the text itself. */
-static void preview_from_doc(mlt__buf *out, const char *txt, size_t n, const char *role) {
-  uint32_t c = chat_content(&g_jdoc, 0, role, 0);
-  if (c != UINT32_MAX && g_jdoc.nodes[c].len) {
+/* The preview of valid JSON text with its complete tape: its chat content,
+ * or the text itself. */
+static void preview_from_tape(mlt__buf *out, const mlt__jtape *t, const char *role) {
+  size_t off, len;
+  if (t->len && t->src[0] == '{' && mlt__jtape_chat_content(t, role, &off, &len) && len) {
     mlt__buf_reset(&g_prev_content);
-    mlt__junescape(&g_prev_content, txt + g_jdoc.nodes[c].off, g_jdoc.nodes[c].len);
+    mlt__junescape(&g_prev_content, t->src + off, len);
     if (g_prev_content.len) {
       put_limited(out, g_prev_content.p, g_prev_content.len, 1000, 1);
       return;
     }
   }
-  put_limited(out, txt, n, 1000, 1);
+  put_limited(out, t->src, t->len, 1000, 1);
 }
 
-static void compute_preview(mlt__buf *out, const mlt__rec *r, const char *role) {
-  if (r->sub == MLT__V_JSON && !(r->flags & (MLT__RF_TRUNC | MLT__RF_INVALID | MLT__RF_BADUTF8))) {
-    /* JSON text straight from the record: an object is parsed once, which
-     * also validates it (the verdict is kept in the record). */
-    size_t n;
-    const char *txt = mlt__rec_value(r, &n, NULL);
-    trim_ws(&txt, &n);
-    if (n && txt[0] == '{') {
-      if (mlt__jparse(&g_jdoc, txt, n) == 0 && g_jdoc.utf8_ok) {
-        ((mlt__rec *)r)->flags |= MLT__RF_CHECKED;
-        preview_from_doc(out, txt, n, role);
-        return;
-      }
-    } else if (r->flags & MLT__RF_CHECKED) {
-      put_limited(out, txt, n, 1000, 1);
-      return;
-    }
+/* After the spans' serialization (which validated the record and, for the
+ * root's values, wrote their tapes). */
+static void compute_preview(mlt__buf *out, const mlt__rec *r, const char *role, int which) {
+  if (g_tape_rec[which] == r && !(r->flags & (MLT__RF_INVALID | MLT__RF_BADUTF8))) {
+    preview_from_tape(out, &g_tape[which], role);
+    return;
   }
-  /* anything else: the value's JSON text (validated there) */
-  mlt__buf_reset(&g_prev_raw);
-  mlt__value_json(&g_prev_raw, r);
-  const char *txt = g_prev_raw.p ? g_prev_raw.p : "";
-  size_t n = g_prev_raw.len;
-  if (n && txt[0] == '{' && mlt__jparse(&g_jdoc, txt, n) == 0)
-    preview_from_doc(out, txt, n, role);
+  const char *txt = NULL;
+  size_t n = 0;
+  if (r->sub == MLT__V_JSON && !(r->flags & MLT__RF_TRUNC) && json_rec_ok(r, (txt = mlt__rec_value(r, &n, NULL)), n) &&
+      !(r->flags & MLT__RF_BADUTF8)) {
+    trim_ws(&txt, &n);
+  } else {
+    /* anything else: the value's JSON text (valid) */
+    mlt__buf_reset(&g_prev_raw);
+    mlt__value_json(&g_prev_raw, r);
+    txt = g_prev_raw.p ? g_prev_raw.p : "";
+    n = g_prev_raw.len;
+  }
+  int ok8;
+  if (n && txt[0] == '{' && mlt__json_escape_text_tape(NULL, txt, n, &ok8, &g_tape[2]))
+    preview_from_tape(out, &g_tape[2], role);
   else
     put_limited(out, txt, n, 1000, 1);
 }
@@ -472,7 +406,8 @@ void mlt__serialize_shutdown(void) {
   free((void *)g_usage);
   g_usage = NULL;
   g_usage_cap = 0;
-  mlt__jdoc_free(&g_jdoc);
+  for (int i = 0; i < 3; i++) mlt__jtape_free(&g_tape[i]);
+  g_tape_rec[0] = g_tape_rec[1] = NULL;
   mlt__buf_free(&g_prev_raw);
   mlt__buf_free(&g_prev_content);
 }
@@ -502,7 +437,7 @@ static void trace_info_head(mlt__trace_info *ti, const mlt__prepared *p) {
   mlt__buf_reset(&ti->response_preview);
   mlt__buf_reset(&ti->token_usage);
   ti->has_request_preview = ti->has_response_preview = 0;
-  ti->usage_ready = 0;
+  ti->usage_ready = ti->late_ready = 0;
   ti->info = mlt__trace_take_info(p->t);
   ti->client_request_id = tinfo_find(ti->info, MLT__TI_CLIENT_REQ_ID);
   ti->session = tinfo_find(ti->info, MLT__TI_SESSION);
@@ -528,9 +463,11 @@ static void trace_info_head(mlt__trace_info *ti, const mlt__prepared *p) {
   if (state) ti->state_error = state[0] == 'E';
 }
 
-/* The rest: the trace's name and previews (token usage comes with the
- * serialization of the spans: json_info_body). */
+/* The rest: the trace's name and previews, once the spans were serialized
+ * (their JSON values validated on the way), and token usage from the
+ * digests the serialization saw (json_info_body). */
 static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
+  ti->late_ready = 1;
   mlt__span *root = p->root >= 0 ? p->spans[p->root] : NULL;
   mlt__digest *d = mlt__scratch_digest();
   if (root) {
@@ -542,7 +479,7 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
     if (up && *up)
       put_limited(&ti->request_preview, up, strlen(up), 1000, 1);
     else if (d->inputs)
-      compute_preview(&ti->request_preview, d->inputs, "user");
+      compute_preview(&ti->request_preview, d->inputs, "user", 0);
     else
       ti->has_request_preview = 0;
     up = tinfo_find(ti->info, MLT__TI_RESP_PREVIEW);
@@ -550,7 +487,7 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
     if (up && *up) {
       put_limited(&ti->response_preview, up, strlen(up), 1000, 1);
     } else if (d->outputs) {
-      compute_preview(&ti->response_preview, d->outputs, "assistant");
+      compute_preview(&ti->response_preview, d->outputs, "assistant", 1);
     } else if (d->n_chunks) {
       mlt__buf tmp = {0};
       mlt__chunks_output_json(&tmp, d);
@@ -634,19 +571,10 @@ static void trace_usage_compute(mlt__trace_info *ti, const mlt__prepared *p, con
   free(flags);
 }
 
-const mlt__trace_info *mlt__prepared_head(mlt__prepared *p) {
+const mlt__trace_info *mlt__prepared_info(mlt__prepared *p) {
   if (!p->ti_ready) {
     trace_info_head(&p->ti, p);
     p->ti_ready = 1;
-  }
-  return &p->ti;
-}
-
-const mlt__trace_info *mlt__prepared_info(mlt__prepared *p) {
-  if (p->ti_ready < 2) {
-    if (!p->ti_ready) trace_info_head(&p->ti, p);
-    trace_info_compute(&p->ti, p);
-    p->ti_ready = 2;
   }
   return &p->ti;
 }
@@ -770,15 +698,17 @@ typedef struct enc_range {
   size_t off, len, text_len;
 } enc_range;
 
-static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, enc_range *rg);
+static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, enc_range *rg, int tape);
 
 static void put_attr_encoded(mlt__buf *out, mlt__buf *tmp, const char *key, size_t klen, const mlt__rec *r) {
   mlt__json_str(out, key, klen);
   mlt__buf_lit(out, ": ");
-  put_value_encoded(out, tmp, r, NULL);
+  put_value_encoded(out, tmp, r, NULL, -1);
 }
 
-static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, enc_range *rg) {
+/* |tape|: 0 or 1, the root's inputs or outputs (their tape is kept for the
+ * previews), else -1. */
+static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, enc_range *rg, int tape) {
   if (rg) rg->len = 0;
   if (r->sub == MLT__V_STR && !(r->flags & MLT__RF_TRUNC)) {
     /* a string: the JSON string of its JSON string; plain text is quoted
@@ -805,7 +735,10 @@ static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, e
       int utf8_ok = 1;
       mlt__buf_putc(out, '"');
       w->flags |= MLT__RF_CHECKED;
-      if (mlt__json_escape_text(out, v, len, &utf8_ok)) {
+      int ok = tape >= 0 ? mlt__json_escape_text_tape(out, v, len, &utf8_ok, &g_tape[tape])
+                         : mlt__json_escape_text(out, v, len, &utf8_ok);
+      if (ok) {
+        if (tape >= 0) g_tape_rec[tape] = r;
         if (!utf8_ok) w->flags |= MLT__RF_BADUTF8;
         mlt__buf_putc(out, '"');
         if (rg) *rg = (enc_range){mark, out->len - mark, len};
@@ -1004,11 +937,11 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
   int root = s == p->spans[p->root >= 0 ? p->root : 0] && p->root >= 0;
   if (d->inputs) {
     mlt__buf_lit(out, ", \"mlflow.spanInputs\": ");
-    put_value_encoded(out, tmp, d->inputs, root ? &sc->root_in : NULL);
+    put_value_encoded(out, tmp, d->inputs, root ? &sc->root_in : NULL, root ? 0 : -1);
   }
   if (d->outputs) {
     mlt__buf_lit(out, ", \"mlflow.spanOutputs\": ");
-    put_value_encoded(out, tmp, d->outputs, root ? &sc->root_out : NULL);
+    put_value_encoded(out, tmp, d->outputs, root ? &sc->root_out : NULL, root ? 1 : -1);
   } else if (d->n_chunks) {
     mlt__buf_lit(out, ", ");
     mlt__buf_reset(tmp);
@@ -1115,6 +1048,7 @@ static void put_size_stats(mlt__buf *out, const size_stats *st) {
 
 static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti, int for_rest,
                            const size_stats *stats, size_t size_bytes, const mlt__buf *spans, const span_ctx *sc) {
+  if (!ti->late_ready) trace_info_compute((mlt__trace_info *)ti, p);
   if (!for_rest) mlt__buf_putc(out, '{');
   mlt__buf_lit(out, "\"trace_id\": \"");
   mlt__buf_put(out, ti->trace_id, MLT_TRACE_ID_SIZE - 1);
@@ -1264,6 +1198,7 @@ static size_t spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt
     if (nu) g_usage = nu, g_usage_cap = cap;
   }
   sc->usage = p->n <= g_usage_cap ? g_usage : NULL;
+  g_tape_rec[0] = g_tape_rec[1] = NULL; /* (tapes of this trace only) */
   for (uint32_t i = 0; i < p->n; i++) {
     if (i) mlt__buf_lit(spans, ", ");
     size_t start = spans->len;
