@@ -39,6 +39,14 @@ void mlt__buf_i64(mlt__buf *b, int64_t v);
 void mlt__buf_u64(mlt__buf *b, uint64_t v);
 /* Exactly 8 decimal digits of v < 10^8 at p (leading zeros kept). */
 void mlt__digits8(uint32_t v, char *p);
+extern const char mlt__digits2[201]; /* "00" "01" .. "99" */
+static inline void mlt__digits8_inline(uint32_t v, char *p) {
+  uint32_t a = v / 10000, b = v % 10000;
+  memcpy(p, mlt__digits2 + 2 * (a / 100), 2);
+  memcpy(p + 2, mlt__digits2 + 2 * (a % 100), 2);
+  memcpy(p + 4, mlt__digits2 + 2 * (b / 100), 2);
+  memcpy(p + 6, mlt__digits2 + 2 * (b % 100), 2);
+}
 /* A double as Python's json.dumps writes it (shortest repr that round-trips;
  * NaN, Infinity, -Infinity). */
 void mlt__buf_f64(mlt__buf *b, double v);

@@ -38,20 +38,12 @@ int mlt__buf_reserve(mlt__buf *b, size_t extra) {
   return 0;
 }
 
-static const char digits2[201] =
+const char mlt__digits2[201] =
     "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
-
-/* Exactly 8 digits of v < 10^8 at p (32-bit arithmetic, 2 digits a step). */
-void mlt__digits8(uint32_t v, char *p);
-static inline void digits8(uint32_t v, char *p) {
-  uint32_t a = v / 10000, b = v % 10000;
-  memcpy(p, digits2 + 2 * (a / 100), 2);
-  memcpy(p + 2, digits2 + 2 * (a % 100), 2);
-  memcpy(p + 4, digits2 + 2 * (b / 100), 2);
-  memcpy(p + 6, digits2 + 2 * (b % 100), 2);
-}
+#define digits2 mlt__digits2
+#define digits8 mlt__digits8_inline
 
 /* The digits of v < 10^8 without leading zeros at the end of [.., end). */
 static inline char *digits_small(uint32_t v, char *end) {
@@ -85,13 +77,19 @@ static inline char *u64_digits(uint64_t v, char *end) {
 void mlt__digits8(uint32_t v, char *p) { digits8(v, p); }
 
 void mlt__buf_u64(mlt__buf *b, uint64_t v) {
+  if (MLT_UNLIKELY(b->cap - b->len < 40) && mlt__buf_reserve(b, 40)) return;
+  char *o = b->p + b->len;
   if (v < 10) {
-    mlt__buf_putc(b, (char)('0' + v));
+    *o = (char)('0' + v);
+    b->len++;
     return;
   }
-  char tmp[24];
+  char tmp[48] = {0}; /* the digits end at tmp + 24; fixed-size copies (no call) */
   char *p = u64_digits(v, tmp + 24);
-  mlt__buf_put(b, p, (size_t)(tmp + 24 - p));
+  size_t n = (size_t)(tmp + 24 - p);
+  memcpy(o, p, 16);
+  if (n > 16) memcpy(o + 16, p + 16, 8);
+  b->len += n;
 }
 
 void mlt__buf_i64(mlt__buf *b, int64_t v) {

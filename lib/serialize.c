@@ -72,7 +72,14 @@ static struct {
   uint8_t len, level;
 } g_types[MLT__SPAN_TYPE_COUNT + 1];
 static pthread_once_t g_types_once = PTHREAD_ONCE_INIT;
+static const char b64tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/* Two base64 characters of each 12-bit value (span ids in the JSON). */
+static char g_b64pair[4096][2];
 static void types_init(void) {
+  for (int i = 0; i < 4096; i++) {
+    g_b64pair[i][0] = b64tab[i >> 6];
+    g_b64pair[i][1] = b64tab[i & 63];
+  }
   for (int t = 0; t <= MLT__SPAN_TYPE_COUNT; t++) {
     const char *n = mlt_span_type_name((mlt_span_type)t);
     g_types[t].name = n;
@@ -401,8 +408,10 @@ static void compute_preview(mlt__buf *out, const mlt__rec *r, const char *role, 
 
 static const mlt__rec **g_usage; /* export thread: spans_and_stats */
 static size_t g_usage_cap;
+static mlt__buf g_src_user; /* export thread: json_info_body */
 
 void mlt__serialize_shutdown(void) {
+  mlt__buf_free(&g_src_user);
   free((void *)g_usage);
   g_usage = NULL;
   g_usage_cap = 0;
@@ -466,12 +475,30 @@ static void trace_info_head(mlt__trace_info *ti, const mlt__prepared *p) {
 /* The rest: the trace's name and previews, once the spans were serialized
  * (their JSON values validated on the way), and token usage from the
  * digests the serialization saw (json_info_body). */
-static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
+/* What the serialization saw of the root span (its digest is gone then). */
+typedef struct root_seen {
+  int have;
+  const char *name;
+  size_t name_len;
+  const mlt__rec *inputs, *outputs;
+  size_t n_chunks;
+} root_seen;
+
+static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p, const root_seen *rs) {
   ti->late_ready = 1;
   mlt__span *root = p->root >= 0 ? p->spans[p->root] : NULL;
   mlt__digest *d = mlt__scratch_digest();
-  if (root) {
+  if (root && rs && rs->have && (rs->outputs || !rs->n_chunks)) {
+    /* (the chunks' default output needs the digest) */
+    d->name = rs->name;
+    d->name_len = rs->name_len;
+    d->inputs = rs->inputs;
+    d->outputs = rs->outputs;
+    d->n_chunks = rs->n_chunks;
+  } else if (root) {
     mlt__digest_span(d, root);
+  }
+  if (root) {
     ti->trace_name = d->name;
     ti->trace_name_len = d->name_len;
     const char *up = tinfo_find(ti->info, MLT__TI_REQ_PREVIEW);
@@ -587,27 +614,22 @@ void mlt__trace_info_free(mlt__trace_info *ti) {
 
 /* ---- JSON writers ---------------------------------------------------- */
 
-static const char b64tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /* A span id (8 bytes, big-endian) in base64 as a JSON string: 14 bytes. */
 static inline void put_b64_id8(mlt__buf *out, uint64_t v) {
-  char t[14];
+  if (MLT_UNLIKELY(out->cap - out->len < 16) && mlt__buf_reserve(out, 16)) return;
+  char *t = out->p + out->len;
   uint32_t g1 = (uint32_t)(v >> 40), g2 = (uint32_t)(v >> 16) & 0xFFFFFF, g3 = (uint32_t)(v & 0xFFFF) << 2;
   t[0] = '"';
-  t[1] = b64tab[g1 >> 18];
-  t[2] = b64tab[(g1 >> 12) & 63];
-  t[3] = b64tab[(g1 >> 6) & 63];
-  t[4] = b64tab[g1 & 63];
-  t[5] = b64tab[g2 >> 18];
-  t[6] = b64tab[(g2 >> 12) & 63];
-  t[7] = b64tab[(g2 >> 6) & 63];
-  t[8] = b64tab[g2 & 63];
-  t[9] = b64tab[g3 >> 12];
-  t[10] = b64tab[(g3 >> 6) & 63];
+  memcpy(t + 1, g_b64pair[g1 >> 12], 2);
+  memcpy(t + 3, g_b64pair[g1 & 0xFFF], 2);
+  memcpy(t + 5, g_b64pair[g2 >> 12], 2);
+  memcpy(t + 7, g_b64pair[g2 & 0xFFF], 2);
+  memcpy(t + 9, g_b64pair[g3 >> 6], 2);
   t[11] = b64tab[g3 & 63];
   t[12] = '=';
   t[13] = '"';
-  mlt__buf_put(out, t, 14);
+  out->len += 14;
 }
 
 /* A nanosecond timestamp: the seconds' digits come from a cache (spans of
@@ -624,17 +646,23 @@ static void put_ts(mlt__buf *out, int64_t ns) {
   int64_t sec = ns / 1000000000;
   uint32_t frac = (uint32_t)(ns - sec * 1000000000);
   if (sec != g_ts_sec) {
-    mlt__buf tmp = {g_ts_digits, 0, sizeof g_ts_digits, 0};
+    mlt__buf tmp = {0}; /* once a second */
     mlt__buf_u64(&tmp, (uint64_t)sec);
+    if (tmp.oom || tmp.len > 20) {
+      mlt__buf_free(&tmp);
+      return;
+    }
+    memcpy(g_ts_digits, tmp.p, tmp.len);
     g_ts_len = tmp.len;
     g_ts_sec = sec;
+    mlt__buf_free(&tmp);
   }
-  if (MLT_UNLIKELY(out->cap - out->len < g_ts_len + 10) && mlt__buf_reserve(out, g_ts_len + 10)) return;
+  if (MLT_UNLIKELY(out->cap - out->len < 40) && mlt__buf_reserve(out, 40)) return;
   char *o = out->p + out->len;
-  memcpy(o, g_ts_digits, g_ts_len);
+  memcpy(o, g_ts_digits, 24); /* (24: a fixed size, no call) */
   o += g_ts_len;
   *o++ = (char)('0' + frac / 100000000);
-  mlt__digits8(frac % 100000000, o);
+  mlt__digits8_inline(frac % 100000000, o);
   out->len += g_ts_len + 9;
 }
 
@@ -814,6 +842,7 @@ typedef struct span_ctx {
   char rid[96]; /* "mlflow.traceRequestId": "\"tr-...\"" */
   size_t rid_len;
   const mlt__rec **usage; /* each span's mlflow.chat.tokenUsage (or NULL) */
+  root_seen root;
 } span_ctx;
 
 static void span_ctx_init(span_ctx *c, const mlt__prepared *p) {
@@ -1048,7 +1077,7 @@ static void put_size_stats(mlt__buf *out, const size_stats *st) {
 
 static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti, int for_rest,
                            const size_stats *stats, size_t size_bytes, const mlt__buf *spans, const span_ctx *sc) {
-  if (!ti->late_ready) trace_info_compute((mlt__trace_info *)ti, p);
+  if (!ti->late_ready) trace_info_compute((mlt__trace_info *)ti, p, sc ? &sc->root : NULL);
   if (!for_rest) mlt__buf_putc(out, '{');
   mlt__buf_lit(out, "\"trace_id\": \"");
   mlt__buf_put(out, ti->trace_id, MLT_TRACE_ID_SIZE - 1);
@@ -1075,12 +1104,17 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
     mlt__buf_lit(out, "\"OK\"");
   /* metadata */
   mlt__buf_lit(out, ", \"trace_metadata\": {\"mlflow.trace_schema.version\": \"3\", \"mlflow.source.type\": \"LOCAL\"");
-  mlt__buf_lit(out, ", \"mlflow.source.name\": ");
-  const char *prog = mlt__program_name();
-  mlt__json_str(out, prog, strlen(prog));
-  mlt__buf_lit(out, ", \"mlflow.user\": ");
-  const char *user = user_name();
-  mlt__json_str(out, user, strlen(user));
+  /* ", "mlflow.source.name": <program>, "mlflow.user": <user>", escaped once */
+  if (!g_src_user.len || g_src_user.oom) {
+    mlt__buf_reset(&g_src_user);
+    mlt__buf_lit(&g_src_user, ", \"mlflow.source.name\": ");
+    const char *prog = mlt__program_name();
+    mlt__json_str(&g_src_user, prog, strlen(prog));
+    mlt__buf_lit(&g_src_user, ", \"mlflow.user\": ");
+    const char *user = user_name();
+    mlt__json_str(&g_src_user, user, strlen(user));
+  }
+  mlt__buf_put(out, g_src_user.p, g_src_user.len);
   if (p->root >= 0) {
     put_root_attr_raw(out, "mlflow.traceInputs", p, 1, spans, sc ? &sc->root_in : NULL);
     put_root_attr_raw(out, "mlflow.traceOutputs", p, 0, spans, sc ? &sc->root_out : NULL);
@@ -1114,13 +1148,16 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
     put_kv_limited(out, i->key, strlen(i->key), i->value, strlen(i->value), 250);
   }
   mlt__buf_lit(out, "}, \"tags\": {\"mlflow.traceName\": ");
-  mlt__buf tmp = {0};
-  if (ti->trace_name)
+  if (!ti->trace_name) {
+    mlt__buf_lit(out, "\"continuation\"");
+  } else if (ti->trace_name_len <= 4096) { /* (bytes: no more characters) */
+    mlt__json_str(out, ti->trace_name, ti->trace_name_len);
+  } else {
+    mlt__buf tmp = {0};
     put_limited(&tmp, ti->trace_name, ti->trace_name_len, 4096, 0);
-  else
-    mlt__buf_lit(&tmp, "continuation");
-  mlt__json_str(out, tmp.p ? tmp.p : "", tmp.len);
-  mlt__buf_free(&tmp);
+    mlt__json_str(out, tmp.p ? tmp.p : "", tmp.len);
+    mlt__buf_free(&tmp);
+  }
   for (mlt__tinfo *i = ti->info; i; i = i->next) {
     if (i->kind != MLT__TI_TAG || seen_key(ti->info, i, MLT__TI_TAG, i->key)) continue;
     /* The server owns these. */
@@ -1199,11 +1236,15 @@ static size_t spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt
   }
   sc->usage = p->n <= g_usage_cap ? g_usage : NULL;
   g_tape_rec[0] = g_tape_rec[1] = NULL; /* (tapes of this trace only) */
+  sc->root.have = 0;
   for (uint32_t i = 0; i < p->n; i++) {
     if (i) mlt__buf_lit(spans, ", ");
     size_t start = spans->len;
     json_span(spans, p, p->spans[i], sc);
-    if (sc->usage) sc->usage[i] = digest_usage(mlt__scratch_digest());
+    const mlt__digest *d = mlt__scratch_digest();
+    if (sc->usage) sc->usage[i] = digest_usage(d);
+    if ((int)i == p->root)
+      sc->root = (root_seen){1, d->name, d->name_len, d->inputs, d->outputs, d->n_chunks};
     size_t sz = spans->len - start;
     if (sizes) sizes[i] = sz;
     total += sz;
