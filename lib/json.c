@@ -279,6 +279,19 @@ __attribute__((target("ssse3"))) static inline size_t esc16_ssse3(char *o, const
 void mlt__json_use_ssse3(int on) { (void)on; }
 #endif
 
+/* Copy k < 16 bytes, in overlapping words (no call). */
+static inline void copy_lt16(char *o, const unsigned char *src, size_t k) {
+  if (k >= 8) {
+    memcpy(o, src, 8);
+    memcpy(o + k - 8, src + k - 8, 8);
+  } else if (k >= 4) {
+    memcpy(o, src, 4);
+    memcpy(o + k - 4, src + k - 4, 4);
+  } else {
+    for (size_t j = 0; j < k; j++) o[j] = (char)src[j];
+  }
+}
+
 /* Write one special byte (or UTF-8 sequence) at s[i] escaped to o; returns
  * the bytes of input consumed.  |o| has room for 6 bytes. */
 static inline size_t escape_one(char **op, const unsigned char *s, size_t i, size_t n, int *utf8_ok) {
@@ -372,6 +385,15 @@ static MLT_ALWAYS_INLINE void str_body_impl(mlt__buf *b, const char *str, size_t
       unsigned k = (unsigned)__builtin_ctz(m);
       o += k;
       i += k;
+    } else if (n >= 16) {
+      /* the last bytes: the specials of the 16 ending at n, those already
+       * done shifted out; the plain run copied in words */
+      unsigned rem = (unsigned)(n - i), m = special16(s + n - 16) >> (16 - rem);
+      unsigned k = m ? (unsigned)__builtin_ctz(m) : rem;
+      copy_lt16(o, s + i, k);
+      o += k;
+      i += k;
+      if (i >= n) break;
     } else {
       while (i < n && esc_tab[s[i]] == 0) *o++ = (char)s[i++];
       if (i >= n) break;
@@ -987,6 +1009,29 @@ static inline size_t tk_skip(const mlt__jtape *t, size_t k) {
   return c == '{' || c == '[' ? (size_t)t->match[k] + 1 : k + 1;
 }
 
+/* a[0..n) == b[0..n) for short keys (overlapping words, no call). */
+static inline int key_eq(const char *a, const char *b, size_t n) {
+  if (n >= 8) {
+    uint64_t x, y, u, v;
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    memcpy(&u, a + n - 8, 8);
+    memcpy(&v, b + n - 8, 8);
+    return x == y && u == v && (n <= 16 || !memcmp(a + 8, b + 8, n - 16));
+  }
+  if (n >= 4) {
+    uint32_t x, y, u, v;
+    memcpy(&x, a, 4);
+    memcpy(&y, b, 4);
+    memcpy(&u, a + n - 4, 4);
+    memcpy(&v, b + n - 4, 4);
+    return x == y && u == v;
+  }
+  for (size_t k = 0; k < n; k++)
+    if (a[k] != b[k]) return 0;
+  return 1;
+}
+
 /* The raw contents of the string at token k: from its opening quote to
  * the closing one, which is the last byte before the next token (or the
  * text's end) that is not whitespace. */
@@ -997,7 +1042,7 @@ static inline size_t tk_str_len(const mlt__jtape *t, size_t k) {
 }
 
 static inline int tk_str_is(const mlt__jtape *t, size_t k, const char *want, size_t wl) {
-  return tk_c(t, k) == '"' && tk_str_len(t, k) == wl && !memcmp(t->src + t->pos[k] + 1, want, wl);
+  return tk_c(t, k) == '"' && tk_str_len(t, k) == wl && key_eq(t->src + t->pos[k] + 1, want, wl);
 }
 
 /* The values of members keys[0..nk) of the object at k (the first of each;
@@ -1008,10 +1053,12 @@ static void tk_members(const mlt__jtape *t, size_t k, const char *const *keys, c
   if (tk_c(t, k) != '{') return;
   size_t end = t->match[k], found = 0;
   for (size_t j = k + 1; j + 2 < end && tk_c(t, j) == '"';) {
-    size_t kl = tk_str_len(t, j);
-    const char *key = t->src + t->pos[j] + 1;
+    /* the key's length: its closing quote is usually right before the ':' */
+    size_t a = t->pos[j] + 1, c = t->pos[j + 1];
+    size_t kl = c > a && t->src[c - 1] == '"' ? c - 1 - a : tk_str_len(t, j);
+    const char *key = t->src + a;
     for (size_t i = 0; i < nk; i++)
-      if (kls[i] == kl && vals[i] == SIZE_MAX && key[0] == keys[i][0] && !memcmp(key, keys[i], kl)) {
+      if (kls[i] == kl && vals[i] == SIZE_MAX && key[0] == keys[i][0] && key_eq(key, keys[i], kl)) {
         vals[i] = j + 2;
         if (++found == nk || (i == 0 && stop0)) return;
         break;
@@ -1102,10 +1149,18 @@ int mlt__jtape_chat_content(const mlt__jtape *t, const char *role, size_t *off, 
 
 void mlt__json_str(mlt__buf *b, const char *s, size_t n) {
   if (n <= 16 && plain_short(s, n)) {
-    if (MLT_UNLIKELY(b->cap - b->len < n + 3) && mlt__buf_reserve(b, n + 3)) return;
+    if (MLT_UNLIKELY(b->cap - b->len < 24) && mlt__buf_reserve(b, 24)) return;
     char *o = b->p + b->len;
     o[0] = '"';
-    memcpy(o + 1, s, n);
+    if (n >= 8) { /* two overlapping words (no call) */
+      memcpy(o + 1, s, 8);
+      memcpy(o + 1 + n - 8, s + n - 8, 8);
+    } else if (n >= 4) {
+      memcpy(o + 1, s, 4);
+      memcpy(o + 1 + n - 4, s + n - 4, 4);
+    } else {
+      for (size_t k = 0; k < n; k++) o[1 + k] = s[k];
+    }
     o[n + 1] = '"';
     b->len += n + 2;
     return;

@@ -212,7 +212,8 @@ static int json_rec_ok(const mlt__rec *r, const char *v, size_t len) {
   return !(w->flags & MLT__RF_INVALID);
 }
 
-static void trim_ws(const char **v, size_t *len) {
+static inline void trim_ws(const char **v, size_t *len) {
+  if (MLT_LIKELY(*len && (unsigned char)(*v)[0] > ' ' && (unsigned char)(*v)[*len - 1] > ' ')) return;
   while (*len && (**v == ' ' || **v == '\n' || **v == '\t' || **v == '\r')) (*v)++, (*len)--;
   while (*len && ((*v)[*len - 1] == ' ' || (*v)[*len - 1] == '\n' || (*v)[*len - 1] == '\t' || (*v)[*len - 1] == '\r'))
     (*len)--;
@@ -1027,9 +1028,9 @@ static void put_root_attr_raw(mlt__buf *out, const char *key, const mlt__prepare
   if (spans && rg && rg->len && rg->text_len <= 250) {
     /* the JSON text fits MLflow's 250 characters: what the root span's
      * attribute holds, already escaped */
-    mlt__buf_lit(out, ", ");
-    mlt__json_str(out, key, strlen(key));
-    mlt__buf_lit(out, ": ");
+    mlt__buf_lit(out, ", \"");
+    mlt__buf_puts(out, key); /* (ours: nothing to escape) */
+    mlt__buf_lit(out, "\": ");
     mlt__buf_put(out, spans->p + rg->off, rg->len);
     return;
   }
