@@ -16,6 +16,8 @@ typedef struct mlt__trace_info {
   const char *client_request_id;
   const char *session, *user;
   mlt__buf token_usage; /* summed mlflow.chat.tokenUsage, or empty */
+  int usage_ready;      /* token_usage computed (with the spans' JSON) */
+  int late_ready;       /* trace_name and the previews computed (same) */
   mlt__tinfo *info;     /* trace-level updates, newest first */
   const char *trace_name;
   size_t trace_name_len;
@@ -39,7 +41,10 @@ typedef struct mlt__prepared {
 } mlt__prepared;
 
 /* The trace-level values of |p|, computed the first time they are asked for
- * in a batch (export thread). */
+ * in a batch (export thread): ids, the trace-level updates, times, state.
+ * trace_name, the previews and token_usage are filled in by the JSON
+ * serializers (mlt__json_trace, mlt__json_trace_info) after they wrote the
+ * spans (which validates their JSON values on the way). */
 const mlt__trace_info *mlt__prepared_info(mlt__prepared *p);
 void mlt__trace_info_free(mlt__trace_info *ti);
 

@@ -39,6 +39,14 @@ void mlt__buf_i64(mlt__buf *b, int64_t v);
 void mlt__buf_u64(mlt__buf *b, uint64_t v);
 /* Exactly 8 decimal digits of v < 10^8 at p (leading zeros kept). */
 void mlt__digits8(uint32_t v, char *p);
+extern const char mlt__digits2[201]; /* "00" "01" .. "99" */
+static inline void mlt__digits8_inline(uint32_t v, char *p) {
+  uint32_t a = v / 10000, b = v % 10000;
+  memcpy(p, mlt__digits2 + 2 * (a / 100), 2);
+  memcpy(p + 2, mlt__digits2 + 2 * (a % 100), 2);
+  memcpy(p + 4, mlt__digits2 + 2 * (b / 100), 2);
+  memcpy(p + 6, mlt__digits2 + 2 * (b % 100), 2);
+}
 /* A double as Python's json.dumps writes it (shortest repr that round-trips;
  * NaN, Infinity, -Infinity). */
 void mlt__buf_f64(mlt__buf *b, double v);
@@ -57,7 +65,8 @@ int mlt__json_plain(const char *s, size_t n);
  * (RFC 8259, nesting <= 1000, no surrounding whitespace: trim first).
  * Returns 1 when valid; *utf8_ok tells whether every byte was valid UTF-8. */
 int mlt__json_escape_text(mlt__buf *b, const char *s, size_t n, int *utf8_ok);
-/* Tests: 0 turns the SSSE3 escaping off, 1 on again (when the CPU has it). */
+/* Tests: 0 turns the SSSE3 escaping and the AVX2 text pass off, 1 on
+ * again (when the CPU has them). */
 void mlt__json_use_ssse3(int on);
 
 /* Length of the valid UTF-8 sequence starting at s (n bytes available), or
@@ -93,6 +102,25 @@ uint32_t mlt__jget(const mlt__jdoc *d, uint32_t obj, const char *key);
 /* The same with the key's length given (kl > 0); MLT__JGET for a literal. */
 uint32_t mlt__jget_n(const mlt__jdoc *d, uint32_t obj, const char *key, size_t kl);
 #define MLT__JGET(d, obj, lit) mlt__jget_n((d), (obj), "" lit, sizeof(lit) - 1)
+/* A tape of valid JSON text: the offset of each token (every structural
+ * character and the first byte of each scalar; a string is its opening
+ * quote), and for a container's opening token the index of its closer. */
+typedef struct mlt__jtape {
+  uint32_t *pos, *match;
+  size_t n, cap;
+  const char *src;
+  size_t len;
+} mlt__jtape;
+/* mlt__json_escape_text() that also writes the tape of the text (which must
+ * stay where it is while the tape is used); with b NULL, only validates and
+ * writes the tape.  Returns 1 when valid (the tape is complete only then). */
+int mlt__json_escape_text_tape(mlt__buf *b, const char *s, size_t n, int *utf8_ok, mlt__jtape *t);
+void mlt__jtape_free(mlt__jtape *t);
+/* MLflow's chat-aware preview (mlflow/tracing/utils/truncation.py) over a
+ * complete tape: the raw contents (t->src[*off, *off + *len)) of the text
+ * of the last message of |role| (else the last message) of an OpenAI-style
+ * chat request or response; 0 when there is none. */
+int mlt__jtape_chat_content(const mlt__jtape *t, const char *role, size_t *off, size_t *len);
 /* Append the decoded (unescaped) form of a JSON string's raw contents. */
 void mlt__junescape(mlt__buf *out, const char *s, size_t n);
 

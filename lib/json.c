@@ -38,20 +38,12 @@ int mlt__buf_reserve(mlt__buf *b, size_t extra) {
   return 0;
 }
 
-static const char digits2[201] =
+const char mlt__digits2[201] =
     "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
-
-/* Exactly 8 digits of v < 10^8 at p (32-bit arithmetic, 2 digits a step). */
-void mlt__digits8(uint32_t v, char *p);
-static inline void digits8(uint32_t v, char *p) {
-  uint32_t a = v / 10000, b = v % 10000;
-  memcpy(p, digits2 + 2 * (a / 100), 2);
-  memcpy(p + 2, digits2 + 2 * (a % 100), 2);
-  memcpy(p + 4, digits2 + 2 * (b / 100), 2);
-  memcpy(p + 6, digits2 + 2 * (b % 100), 2);
-}
+#define digits2 mlt__digits2
+#define digits8 mlt__digits8_inline
 
 /* The digits of v < 10^8 without leading zeros at the end of [.., end). */
 static inline char *digits_small(uint32_t v, char *end) {
@@ -85,13 +77,19 @@ static inline char *u64_digits(uint64_t v, char *end) {
 void mlt__digits8(uint32_t v, char *p) { digits8(v, p); }
 
 void mlt__buf_u64(mlt__buf *b, uint64_t v) {
+  if (MLT_UNLIKELY(b->cap - b->len < 40) && mlt__buf_reserve(b, 40)) return;
+  char *o = b->p + b->len;
   if (v < 10) {
-    mlt__buf_putc(b, (char)('0' + v));
+    *o = (char)('0' + v);
+    b->len++;
     return;
   }
-  char tmp[24];
+  char tmp[48] = {0}; /* the digits end at tmp + 24; fixed-size copies (no call) */
   char *p = u64_digits(v, tmp + 24);
-  mlt__buf_put(b, p, (size_t)(tmp + 24 - p));
+  size_t n = (size_t)(tmp + 24 - p);
+  memcpy(o, p, 16);
+  if (n > 16) memcpy(o + 16, p + 16, 8);
+  b->len += n;
 }
 
 void mlt__buf_i64(mlt__buf *b, int64_t v) {
@@ -232,10 +230,13 @@ static inline int have_ssse3(void) {
   return esc_ssse3;
 }
 
+static int g_avx2 = -1; /* -1 unknown, 0 no, 1 yes (see have_avx2) */
+
 void mlt__json_use_ssse3(int on) {
   have_ssse3();
   if (!on) esc_ssse3 = 0;
   else if (on > 0) esc_ssse3 = __builtin_cpu_supports("ssse3") ? 1 : 0;
+  g_avx2 = on ? -1 : 0; /* (the AVX2 text pass goes with it) */
 }
 
 /* Both masks of 16 bytes at s: every special byte (*all) and the '"'/'\\'
@@ -277,6 +278,19 @@ __attribute__((target("ssse3"))) static inline size_t esc16_ssse3(char *o, const
 #else
 void mlt__json_use_ssse3(int on) { (void)on; }
 #endif
+
+/* Copy k < 16 bytes, in overlapping words (no call). */
+static inline void copy_lt16(char *o, const unsigned char *src, size_t k) {
+  if (k >= 8) {
+    memcpy(o, src, 8);
+    memcpy(o + k - 8, src + k - 8, 8);
+  } else if (k >= 4) {
+    memcpy(o, src, 4);
+    memcpy(o + k - 4, src + k - 4, 4);
+  } else {
+    for (size_t j = 0; j < k; j++) o[j] = (char)src[j];
+  }
+}
 
 /* Write one special byte (or UTF-8 sequence) at s[i] escaped to o; returns
  * the bytes of input consumed.  |o| has room for 6 bytes. */
@@ -371,6 +385,15 @@ static MLT_ALWAYS_INLINE void str_body_impl(mlt__buf *b, const char *str, size_t
       unsigned k = (unsigned)__builtin_ctz(m);
       o += k;
       i += k;
+    } else if (n >= 16) {
+      /* the last bytes: the specials of the 16 ending at n, those already
+       * done shifted out; the plain run copied in words */
+      unsigned rem = (unsigned)(n - i), m = special16(s + n - 16) >> (16 - rem);
+      unsigned k = m ? (unsigned)__builtin_ctz(m) : rem;
+      copy_lt16(o, s + i, k);
+      o += k;
+      i += k;
+      if (i >= n) break;
     } else {
       while (i < n && esc_tab[s[i]] == 0) *o++ = (char)s[i++];
       if (i >= n) break;
@@ -558,6 +581,33 @@ static inline void masks64(const unsigned char *p, uint64_t *q, uint64_t *sp, ui
 #endif
 }
 
+#if defined(MLT__SSSE3_ESC) && defined(__x86_64__)
+#include <immintrin.h>
+#define MLT__AVX2_JSON 1
+/* The same masks with 32-byte lanes (AVX2, checked at run time). */
+__attribute__((target("avx2"))) static inline void masks64_avx2(const unsigned char *p, uint64_t *q, uint64_t *sp,
+                                                                   uint64_t *spec) {
+  const __m256i quote = _mm256_set1_epi8('"'), space = _mm256_set1_epi8(' '), bsl = _mm256_set1_epi8('\\'),
+                lim = _mm256_set1_epi8(0x20);
+  __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)p);
+  __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32));
+  *q = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(a, quote)) |
+       (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(b, quote)) << 32;
+  *sp = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(a, space)) |
+        (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(b, space)) << 32;
+  __m256i xa = _mm256_or_si256(_mm256_cmpeq_epi8(a, bsl), _mm256_cmpgt_epi8(lim, a));
+  __m256i xb = _mm256_or_si256(_mm256_cmpeq_epi8(b, bsl), _mm256_cmpgt_epi8(lim, b));
+  *spec = (uint32_t)_mm256_movemask_epi8(xa) | (uint64_t)(uint32_t)_mm256_movemask_epi8(xb) << 32;
+}
+static inline int have_avx2(void) {
+  if (MLT_UNLIKELY(g_avx2 < 0)) {
+    __builtin_cpu_init();
+    g_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") ? 1 : 0;
+  }
+  return g_avx2;
+}
+#endif
+
 /* Copy n (<= 64) bytes to dst (room for 64), reading none past src + n. */
 static inline void pad_copy(unsigned char *dst, const unsigned char *src, size_t n) {
   if (n >= 16) {
@@ -584,6 +634,8 @@ static inline void copy_run(char *o, const unsigned char *src, size_t len) {
   } while (j < len);
 }
 
+static inline void tape_add(mlt__jtape *t, size_t at) { t->pos[t->n++] = (uint32_t)at; }
+
 static int jgrow(mlt__jdoc *d) {
   size_t cap = d->cap ? d->cap * 2 : 64;
   mlt__jnode *nn = realloc(d->nodes, cap * sizeof *nn);
@@ -597,7 +649,7 @@ static int jgrow(mlt__jdoc *d) {
  * escaped as a JSON string body to b; with DOM, builds the nodes of d (as
  * mlt__jparse documents them).  Returns 1 when the text is one JSON value. */
 static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, int *utf8_ok, mlt__jdoc *d,
-                                       const int OUT, const int DOM) {
+                                       const int OUT, const int DOM, const int AVX2, mlt__jtape *tp) {
   const unsigned char *s = (const unsigned char *)str;
   unsigned xo = JROW(X_VALUE_TOP); /* the automaton's state (its row) */
   int depth = 0;
@@ -619,6 +671,19 @@ static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, i
   if (OUT) {
     if (b->cap - b->len < 2 * n + 128 && mlt__buf_reserve(b, 2 * n + 128)) return 0;
     o = b->p + b->len;
+  }
+  if (tp) {
+    if (tp->cap < n + 1) {
+      size_t cap = n + 1 > 2 * tp->cap ? n + 1 : 2 * tp->cap;
+      uint32_t *np = realloc(tp->pos, cap * sizeof *np), *nm = np ? realloc(tp->match, cap * sizeof *nm) : NULL;
+      if (np) tp->pos = np;
+      if (!nm) return 0;
+      tp->match = nm;
+      tp->cap = cap;
+    }
+    tp->n = 0;
+    tp->src = str;
+    tp->len = n;
   }
   if (DOM) {
     d->n = 0;
@@ -660,6 +725,7 @@ static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, i
 /* Feed the token c at s[pos] to the automaton. */
 #define TOKEN(c, pos)                                                                         \
   do {                                                                                        \
+    if (tp) tape_add(tp, (pos));                                                              \
     unsigned a_ = jtab[xo + (c)];                                                             \
     if (MLT_LIKELY(a_ < JROW(X_BAD))) {                                                       \
       if (DOM && (c) == '"') { /* a key when a colon must follow */                          \
@@ -684,10 +750,12 @@ static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, i
           nstack[depth] = x_;                                                                 \
         }                                                                                     \
         stack[depth++] = a_ == JACT(A_PUSH_O) ? '{' : '[';                                    \
+        if (tp) nstack[depth - 1] = (uint32_t)tp->n - 1;                                      \
         xo = a_ == JACT(A_PUSH_O) ? JROW(X_KEY_OR_END) : JROW(X_VALUE_OR_END_A);              \
         break;                                                                                \
       case JACT(A_POP): /* the states let through only the right closer */                  \
         depth--;                                                                              \
+        if (tp) tp->match[nstack[depth]] = (uint32_t)tp->n - 1;                               \
         if (DOM) d->nodes[nstack[depth]].len = (uint32_t)(p_ + 1 - d->nodes[nstack[depth]].off); \
         xo = depth == 0 ? JROW(X_AFTER_TOP) : stack[depth - 1] == '{' ? JROW(X_AFTER_O) : JROW(X_AFTER_A); \
         break;                                                                                \
@@ -733,7 +801,12 @@ static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, i
       blk = pad;
     }
     uint64_t q, sp, spec;
-    masks64(blk, &q, &sp, &spec);
+#ifdef MLT__AVX2_JSON
+    if (AVX2)
+      masks64_avx2(blk, &q, &sp, &spec);
+    else
+#endif
+      masks64(blk, &q, &sp, &spec);
     if (blen < 64) spec &= (UINT64_C(1) << blen) - 1;
     /* bit k of ins: byte k is in a string (its opening quote included, its
      * closing quote not), if none was open at the block's start */
@@ -889,16 +962,205 @@ bad:
   return 0;
 }
 
+#ifdef MLT__AVX2_JSON
+__attribute__((target("avx2,bmi"))) static int escape_text_avx2(mlt__buf *b, const char *str, size_t n, int *utf8_ok) {
+  return json_pass(b, str, n, utf8_ok, NULL, 1, 0, 1, NULL);
+}
+__attribute__((target("avx2,bmi"))) static int escape_tape_avx2(mlt__buf *b, const char *str, size_t n, int *utf8_ok,
+                                                               mlt__jtape *t) {
+  return json_pass(b, str, n, utf8_ok, NULL, b != NULL, 0, 1, t);
+}
+#endif
+static int escape_tape(mlt__buf *b, const char *str, size_t n, int *utf8_ok, mlt__jtape *t) {
+  if (b) return json_pass(b, str, n, utf8_ok, NULL, 1, 0, 0, t);
+  return json_pass(NULL, str, n, utf8_ok, NULL, 0, 0, 0, t);
+}
+
 int mlt__json_escape_text(mlt__buf *b, const char *str, size_t n, int *utf8_ok) {
-  return json_pass(b, str, n, utf8_ok, NULL, 1, 0);
+#ifdef MLT__AVX2_JSON
+  if (have_avx2()) return escape_text_avx2(b, str, n, utf8_ok);
+#endif
+  return json_pass(b, str, n, utf8_ok, NULL, 1, 0, 0, NULL);
+}
+
+int mlt__json_escape_text_tape(mlt__buf *b, const char *str, size_t n, int *utf8_ok, mlt__jtape *t) {
+  t->n = 0;
+#ifdef MLT__AVX2_JSON
+  if (have_avx2()) return escape_tape_avx2(b, str, n, utf8_ok, t);
+#endif
+  return escape_tape(b, str, n, utf8_ok, t);
+}
+
+void mlt__jtape_free(mlt__jtape *t) {
+  free(t->pos);
+  free(t->match);
+  memset(t, 0, sizeof *t);
+}
+
+/* ---- navigation over a tape --------------------------------------------
+ * A value is the index of its first token; the tokens of a container run to
+ * its closer (match); a member is a key (its opening quote), ':', the
+ * value; members and elements are separated by ','. */
+
+static inline char tk_c(const mlt__jtape *t, size_t k) { return k < t->n ? t->src[t->pos[k]] : '\0'; }
+
+static inline size_t tk_skip(const mlt__jtape *t, size_t k) {
+  char c = tk_c(t, k);
+  return c == '{' || c == '[' ? (size_t)t->match[k] + 1 : k + 1;
+}
+
+/* a[0..n) == b[0..n) for short keys (overlapping words, no call). */
+static inline int key_eq(const char *a, const char *b, size_t n) {
+  if (n >= 8) {
+    uint64_t x, y, u, v;
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    memcpy(&u, a + n - 8, 8);
+    memcpy(&v, b + n - 8, 8);
+    return x == y && u == v && (n <= 16 || !memcmp(a + 8, b + 8, n - 16));
+  }
+  if (n >= 4) {
+    uint32_t x, y, u, v;
+    memcpy(&x, a, 4);
+    memcpy(&y, b, 4);
+    memcpy(&u, a + n - 4, 4);
+    memcpy(&v, b + n - 4, 4);
+    return x == y && u == v;
+  }
+  for (size_t k = 0; k < n; k++)
+    if (a[k] != b[k]) return 0;
+  return 1;
+}
+
+/* The raw contents of the string at token k: from its opening quote to
+ * the closing one, which is the last byte before the next token (or the
+ * text's end) that is not whitespace. */
+static inline size_t tk_str_len(const mlt__jtape *t, size_t k) {
+  size_t a = t->pos[k] + 1, e = k + 1 < t->n ? t->pos[k + 1] : t->len;
+  while (e > a && t->src[e - 1] != '"') e--;
+  return e > a ? e - 1 - a : 0;
+}
+
+static inline int tk_str_is(const mlt__jtape *t, size_t k, const char *want, size_t wl) {
+  return tk_c(t, k) == '"' && tk_str_len(t, k) == wl && key_eq(t->src + t->pos[k] + 1, want, wl);
+}
+
+/* The values of members keys[0..nk) of the object at k (the first of each;
+ * SIZE_MAX where absent); stops early when key 0 is found and stop0. */
+static void tk_members(const mlt__jtape *t, size_t k, const char *const *keys, const uint8_t *kls, size_t nk,
+                       size_t *vals, int stop0) {
+  for (size_t i = 0; i < nk; i++) vals[i] = SIZE_MAX;
+  if (tk_c(t, k) != '{') return;
+  size_t end = t->match[k], found = 0;
+  for (size_t j = k + 1; j + 2 < end && tk_c(t, j) == '"';) {
+    /* the key's length: its closing quote is usually right before the ':' */
+    size_t a = t->pos[j] + 1, c = t->pos[j + 1];
+    size_t kl = c > a && t->src[c - 1] == '"' ? c - 1 - a : tk_str_len(t, j);
+    const char *key = t->src + a;
+    for (size_t i = 0; i < nk; i++)
+      if (kls[i] == kl && vals[i] == SIZE_MAX && key[0] == keys[i][0] && key_eq(key, keys[i], kl)) {
+        vals[i] = j + 2;
+        if (++found == nk || (i == 0 && stop0)) return;
+        break;
+      }
+    j = tk_skip(t, j + 2);
+    if (tk_c(t, j) != ',') break;
+    j++;
+  }
+}
+
+static inline size_t tk_first(const mlt__jtape *t, size_t k) {
+  return tk_c(t, k) == '[' && t->match[k] > k + 1 ? k + 1 : SIZE_MAX;
+}
+
+static inline size_t tk_next(const mlt__jtape *t, size_t e) {
+  size_t j = tk_skip(t, e);
+  return tk_c(t, j) == ',' ? j + 1 : SIZE_MAX;
+}
+
+/* m is a message: an object with "role" and "content" (their values). */
+static int tk_message(const mlt__jtape *t, size_t m, size_t *role, size_t *content) {
+  static const char *const keys[] = {"role", "content"};
+  static const uint8_t kls[] = {4, 7};
+  size_t v[2];
+  tk_members(t, m, keys, kls, 2, v, 0);
+  *role = v[0];
+  *content = v[1];
+  return v[0] != SIZE_MAX && v[1] != SIZE_MAX;
+}
+
+/* The text string of a message's "content" (a string, or the first text
+ * part of a list), or SIZE_MAX. */
+static size_t tk_content_text(const mlt__jtape *t, size_t c) {
+  static const char *const keys[] = {"type", "text"};
+  static const uint8_t kls[] = {4, 4};
+  if (tk_c(t, c) == '"') return c;
+  for (size_t part = tk_first(t, c); part != SIZE_MAX; part = tk_next(t, part)) {
+    if (tk_c(t, part) == '"') return part;
+    size_t v[2];
+    tk_members(t, part, keys, kls, 2, v, 0);
+    if (tk_str_is(t, v[0], "text", 4) || tk_str_is(t, v[0], "output_text", 11))
+      return tk_c(t, v[1]) == '"' ? v[1] : SIZE_MAX; /* (MLflow takes that part's text, whatever it is) */
+  }
+  return SIZE_MAX;
+}
+
+static size_t tk_chat_content(const mlt__jtape *t, size_t obj, const char *role, int depth) {
+  static const char *const keys[] = {"messages", "choices", "input", "output", "request"};
+  static const uint8_t kls[] = {8, 7, 5, 6, 7};
+  static const char *const kmsg[] = {"message"};
+  static const uint8_t klmsg[] = {7};
+  if (tk_c(t, obj) != '{' || depth > 4) return SIZE_MAX;
+  size_t v[5], r, c;
+  /* a usable "messages" wins whatever follows it */
+  tk_members(t, obj, keys, kls, 5, v, 1);
+  size_t list = tk_first(t, v[0]) != SIZE_MAX ? v[0] : SIZE_MAX;
+  if (list == SIZE_MAX && v[0] != SIZE_MAX) tk_members(t, obj, keys + 1, kls + 1, 4, v + 1, 0);
+  if (list == SIZE_MAX) {
+    size_t first = tk_first(t, v[1]), msg;
+    if (first != SIZE_MAX) {
+      tk_members(t, first, kmsg, klmsg, 1, &msg, 0);
+      if (tk_message(t, msg, &r, &c)) return tk_content_text(t, c);
+    }
+    if (tk_first(t, v[2]) != SIZE_MAX) /* a non-empty list (an empty one is falsy) */
+      list = v[2];
+    else if (tk_first(t, v[3]) != SIZE_MAX)
+      list = v[3];
+    else
+      return v[4] != SIZE_MAX ? tk_chat_content(t, v[4], role, depth + 1) : SIZE_MAX;
+  }
+  size_t last = SIZE_MAX, last_role = SIZE_MAX, rl = strlen(role);
+  for (size_t it = tk_first(t, list); it != SIZE_MAX; it = tk_next(t, it)) {
+    if (!tk_message(t, it, &r, &c)) continue;
+    last = c;
+    if (tk_str_is(t, r, role, rl)) last_role = c;
+  }
+  size_t pick = last_role != SIZE_MAX ? last_role : last;
+  return pick != SIZE_MAX ? tk_content_text(t, pick) : SIZE_MAX;
+}
+
+int mlt__jtape_chat_content(const mlt__jtape *t, const char *role, size_t *off, size_t *len) {
+  size_t k = tk_chat_content(t, 0, role, 0);
+  if (k == SIZE_MAX) return 0;
+  *off = t->pos[k] + 1;
+  *len = tk_str_len(t, k);
+  return 1;
 }
 
 void mlt__json_str(mlt__buf *b, const char *s, size_t n) {
   if (n <= 16 && plain_short(s, n)) {
-    if (MLT_UNLIKELY(b->cap - b->len < n + 3) && mlt__buf_reserve(b, n + 3)) return;
+    if (MLT_UNLIKELY(b->cap - b->len < 24) && mlt__buf_reserve(b, 24)) return;
     char *o = b->p + b->len;
     o[0] = '"';
-    memcpy(o + 1, s, n);
+    if (n >= 8) { /* two overlapping words (no call) */
+      memcpy(o + 1, s, 8);
+      memcpy(o + 1 + n - 8, s + n - 8, 8);
+    } else if (n >= 4) {
+      memcpy(o + 1, s, 4);
+      memcpy(o + 1 + n - 4, s + n - 4, 4);
+    } else {
+      for (size_t k = 0; k < n; k++) o[1 + k] = s[k];
+    }
     o[n + 1] = '"';
     b->len += n + 2;
     return;
@@ -1034,7 +1296,7 @@ void mlt__jdoc_free(mlt__jdoc *d) {
 
 int mlt__jparse(mlt__jdoc *d, const char *s, size_t n) {
   int ok8 = 1;
-  int r = json_pass(NULL, s, n, &ok8, d, 0, 1);
+  int r = json_pass(NULL, s, n, &ok8, d, 0, 1, 0, NULL);
   d->utf8_ok = ok8;
   return r ? 0 : -1;
 }

@@ -9,15 +9,40 @@
  * server parses it with opentelemetry-proto in tests/mlflow/test_server.py,
  * which reads every field back.
  *
- * Attribute values go as native AnyValues, as MLflow's Python SDK sends them
- * (mlflow/tracing/utils/otlp.py): strings unquoted, JSON objects as
- * kvlist_value, arrays as array_value, numbers as int/double.
+ * Attribute values.  Typed values go as native AnyValues (string unquoted,
+ * int, double, bool).  JSON values (inputs, outputs, JSON attributes) that
+ * are an object, an array or a string go as a string_value holding their
+ * JSON text, neither parsed nor rebuilt as kvlist/array values; a JSON
+ * number, true, false or null goes natively.  Why this is exact with
+ * MLflow 3.17 (mlflow/entities/span.py Span.from_otel_proto and
+ * mlflow/tracing/otel/translation sanitize_attributes, checked against a
+ * real server and MlflowClient in tests/mlflow/test_server.py section 3b):
+ * the server JSON-dumps every decoded attribute value once more, then
+ * removes exactly one layer again when the dumped value loads to a str
+ * which itself loads to a str, dict or list.  So a string_value holding
+ * JSON text T of an object, array or string is stored as T, and reads back
+ * as the value T means -- also a JSON string whose contents look like JSON
+ * ("[1,2]" stays a string; as a native string it came back a list).  The
+ * unwrap excludes numbers and booleans ("42" would stay the string "42"),
+ * hence those go natively.  Previews the server computes are then our JSON
+ * text, as our other exporters write them, and mlflow.chat.tokenUsage sums
+ * into the trace's token usage as before.  Event attributes are not
+ * re-dumped by the server; JSON-typed ones go as their text as before.  Any
+ * other OTLP backend sees JSON values as strings of JSON text, which is how
+ * MLflow's own OpenTelemetry spans carry every attribute (LiveSpan stores
+ * json.dumps(value)) and what OpenTelemetry's GenAI conventions do for
+ * structured content.  Invalid JSON text goes as the same string, so the
+ * text is not validated here (the file store and previews validate it).
  */
 #include "otlp-internal.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* ---- protobuf writer ------------------------------------------------- */
 
@@ -47,13 +72,29 @@ static inline void pb_varint(mlt__buf *b, uint64_t v) {
 /* Fields below 16 with wire types below 8: the tag is one byte. */
 static inline void pb_tag(mlt__buf *b, unsigned field, unsigned wt) { pb_varint(b, ((uint64_t)field << 3) | wt); }
 
-static void pb_fixed64(mlt__buf *b, unsigned field, uint64_t v) {
-  if (!pb_room(b, 8)) return;
-  pb_tag(b, field, WT_I64);
-  char t[8];
-  for (int i = 0; i < 8; i++) t[i] = (char)(v >> (8 * i));
-  memcpy(b->p + b->len, t, 8);
-  b->len += 8;
+static inline void pb_fixed64(mlt__buf *b, unsigned field, uint64_t v) {
+  if (!pb_room(b, 9)) return;
+  char *o = b->p + b->len;
+  *o++ = (char)((field << 3) | WT_I64); /* fields below 16 */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  memcpy(o, &v, 8);
+#else
+  for (int i = 0; i < 8; i++) o[i] = (char)(v >> (8 * i));
+#endif
+  b->len += 9;
+}
+
+/* Bytes of the varint of |v|. */
+static inline size_t varint_len(uint64_t v) {
+  size_t n = 1;
+  while (v > 0x7F) v >>= 7, n++;
+  return n;
+}
+
+/* The tag and length of a length-delimited field at o; returns the end. */
+static inline char *pb_hdr(char *o, unsigned field, size_t n) {
+  o += varint_bytes(((uint64_t)field << 3) | WT_LEN, o);
+  return o + varint_bytes(n, o);
 }
 
 static inline void pb_bytes(mlt__buf *b, unsigned field, const void *p, size_t n) {
@@ -73,7 +114,7 @@ static inline void pb_uint(mlt__buf *b, unsigned field, uint64_t v) {
   b->len = (size_t)(o - b->p);
 }
 
-/* 1 if s[0..n) is all ASCII (16 bytes at a time). */
+/* 1 if s[0..n) is all ASCII. */
 static inline int all_ascii(const char *s, size_t n) {
   uint64_t a, c;
   if (n >= 8 && n <= 16) { /* two overlapping words */
@@ -81,39 +122,95 @@ static inline int all_ascii(const char *s, size_t n) {
     memcpy(&c, s + n - 8, 8);
     return !((a | c) & UINT64_C(0x8080808080808080));
   }
-  if (n >= 4 && n < 8) {
-    uint32_t x, y;
-    memcpy(&x, s, 4);
-    memcpy(&y, s + n - 4, 4);
-    return !((x | y) & 0x80808080u);
+  if (n < 8) {
+    if (n >= 4) {
+      uint32_t x, y;
+      memcpy(&x, s, 4);
+      memcpy(&y, s + n - 4, 4);
+      return !((x | y) & 0x80808080u);
+    }
+    for (size_t i = 0; i < n; i++)
+      if ((unsigned char)s[i] >= 0x80) return 0;
+    return 1;
   }
+#ifdef __SSE2__
+  /* 32 bytes a step, the last 16 overlapping */
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m128i x = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(s + i)),
+                             _mm_loadu_si128((const __m128i *)(const void *)(s + i + 16)));
+    if (_mm_movemask_epi8(x)) return 0;
+  }
+  if (i + 16 <= n && _mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(const void *)(s + i)))) return 0;
+  return !_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(const void *)(s + n - 16)));
+#else
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
     memcpy(&a, s + i, 8);
     memcpy(&c, s + i + 8, 8);
     if ((a | c) & UINT64_C(0x8080808080808080)) return 0;
   }
-  for (; i < n; i++)
-    if ((unsigned char)s[i] >= 0x80) return 0;
-  return 1;
+  memcpy(&a, s + n - 16, 8);
+  memcpy(&c, s + n - 8, 8);
+  return !((a | c) & UINT64_C(0x8080808080808080));
+#endif
 }
+
+/* Make s[0..n) valid UTF-8 (protobuf strings must be): invalid bytes
+ * replaced by U+FFFD in |fix|, then *s, *n point there. */
+static inline void utf8_clean(const char **s, size_t *n, mlt__buf *fix) {
+  if (MLT_LIKELY(all_ascii(*s, *n))) return;
+  const char *p = *s;
+  for (size_t i = 0; i < *n;) {
+    size_t l = (unsigned char)p[i] < 0x80 ? 1 : mlt__utf8_seq((const unsigned char *)p + i, *n - i);
+    if (!l) {
+      mlt__buf_reset(fix);
+      mlt__utf8_copy(fix, p, *n);
+      *s = fix->p ? fix->p : "";
+      *n = fix->len;
+      return;
+    }
+    i += l;
+  }
+}
+
+static mlt__buf g_fix, g_fix_key; /* export thread: UTF-8 repairs */
 
 /* A string field; invalid UTF-8 replaced (protobuf strings must be UTF-8). */
 static void pb_string(mlt__buf *b, unsigned field, const char *s, size_t n) {
-  if (MLT_UNLIKELY(!all_ascii(s, n))) {
-    for (size_t i = 0; i < n;) {
-      size_t l = (unsigned char)s[i] < 0x80 ? 1 : mlt__utf8_seq((const unsigned char *)s + i, n - i);
-      if (!l) {
-        mlt__buf fixed = {0};
-        mlt__utf8_copy(&fixed, s, n);
-        pb_bytes(b, field, fixed.p ? fixed.p : "", fixed.len);
-        mlt__buf_free(&fixed);
-        return;
-      }
-      i += l;
-    }
-  }
+  utf8_clean(&s, &n, &g_fix);
   pb_bytes(b, field, s, n);
+}
+
+/* KeyValue{key, AnyValue{string_value}} written with its lengths computed
+ * first: no length placeholder to fix up, no move of the value. */
+static void kv_string(mlt__buf *b, unsigned field, const char *key, size_t klen, const char *val, size_t vlen) {
+  utf8_clean(&key, &klen, &g_fix_key);
+  utf8_clean(&val, &vlen, &g_fix);
+  size_t any = 1 + varint_len(vlen) + vlen;
+  size_t body = 1 + varint_len(klen) + klen + 1 + varint_len(any) + any;
+  if (!pb_room(b, body)) return;
+  char *o = pb_hdr(b->p + b->len, field, body);
+  o = pb_hdr(o, 1, klen);
+  memcpy(o, key, klen);
+  o = pb_hdr(o + klen, 2, any);
+  o = pb_hdr(o, 1, vlen);
+  memcpy(o, val, vlen);
+  b->len = (size_t)(o + vlen - b->p);
+}
+
+/* KeyValue{key, AnyValue{int_value}} (a key known to be valid UTF-8). */
+static void kv_int_n(mlt__buf *b, unsigned field, const char *key, size_t klen, int64_t val) {
+  size_t any = 1 + varint_len((uint64_t)val);
+  size_t body = 1 + varint_len(klen) + klen + 1 + 1 + any;
+  if (!pb_room(b, body)) return;
+  char *o = pb_hdr(b->p + b->len, field, body);
+  o = pb_hdr(o, 1, klen);
+  memcpy(o, key, klen);
+  o = pb_hdr(o + klen, 2, any);
+  *o++ = (char)((3 << 3) | WT_VARINT);
+  o += varint_bytes((uint64_t)val, o);
+  b->len = (size_t)(o - b->p);
 }
 
 /* Nested messages: open writes the tag and reserves |width| length bytes;
@@ -153,7 +250,15 @@ static inline void pb_close(mlt__buf *b, size_t start) {
   }
   pb_close_w(b, start, 1);
 }
-static inline void pb_close2(mlt__buf *b, size_t start) { pb_close_w(b, start, 2); }
+static inline void pb_close2(mlt__buf *b, size_t start) {
+  size_t len = b->len - start;
+  if (MLT_LIKELY(!b->oom && len >= 0x80 && len < 0x4000)) {
+    b->p[start - 2] = (char)((len & 0x7F) | 0x80);
+    b->p[start - 1] = (char)(len >> 7);
+    return;
+  }
+  pb_close_w(b, start, 2);
+}
 static void pb_close_big(mlt__buf *b, size_t start) {
   if (b->oom) return;
   uint64_t len = b->len - start;
@@ -168,83 +273,56 @@ static void pb_close_big(mlt__buf *b, size_t start) {
 
 static void any_string(mlt__buf *b, const char *s, size_t n) { pb_string(b, 1, s, n); }
 
-static void any_from_jnode(mlt__buf *b, const mlt__jdoc *d, uint32_t x, mlt__buf *tmp, int depth);
+static mlt__jdoc g_doc; /* export thread */
 
-static void kv_from_jnode(mlt__buf *b, unsigned field, const mlt__jdoc *d, uint32_t x, mlt__buf *tmp, int depth) {
-  const mlt__jnode *nd = &d->nodes[x];
-  size_t kv = pb_open(b, field);
-  if (nd->key_esc) {
-    mlt__buf_reset(tmp);
-    mlt__junescape(tmp, d->src + nd->key_off, nd->key_len);
-    pb_string(b, 1, tmp->p ? tmp->p : "", tmp->len);
-  } else {
-    pb_string(b, 1, d->src + nd->key_off, nd->key_len);
-  }
-  size_t v = pb_open(b, 2);
-  any_from_jnode(b, d, x, tmp, depth + 1);
-  pb_close(b, v);
-  pb_close(b, kv);
+static void trim_ws(const char **v, size_t *len) {
+  while (*len && (**v == ' ' || **v == '\n' || **v == '\t' || **v == '\r')) (*v)++, (*len)--;
+  while (*len && ((*v)[*len - 1] == ' ' || (*v)[*len - 1] == '\n' || (*v)[*len - 1] == '\t' || (*v)[*len - 1] == '\r'))
+    (*len)--;
 }
 
-static void any_from_jnode(mlt__buf *b, const mlt__jdoc *d, uint32_t x, mlt__buf *tmp, int depth) {
-  const mlt__jnode *nd = &d->nodes[x];
+/* JSON text of a number, true, false or null as the native AnyValue (null:
+ * an empty one, which reads back as None); 0 if it is not one. */
+static int any_scalar(mlt__buf *b, const char *txt, size_t n) {
+  if (!n || *txt == '{' || *txt == '[' || *txt == '"' || mlt__jparse(&g_doc, txt, n) != 0) return 0;
+  const mlt__jnode *nd = &g_doc.nodes[0];
   switch (nd->type) {
     case MLT__J_NULL:
-      return; /* an empty AnyValue reads back as None */
+      return 1;
     case MLT__J_TRUE:
     case MLT__J_FALSE:
       pb_uint(b, 2, nd->type == MLT__J_TRUE);
-      return;
-    case MLT__J_STR:
-      if (nd->val_esc) {
-        mlt__buf_reset(tmp);
-        mlt__junescape(tmp, d->src + nd->off, nd->len);
-        any_string(b, tmp->p ? tmp->p : "", tmp->len);
-      } else {
-        any_string(b, d->src + nd->off, nd->len);
-      }
-      return;
+      return 1;
     case MLT__J_NUM: {
       char num[64];
       size_t l = MLT_MIN((size_t)nd->len, sizeof num - 1);
-      memcpy(num, d->src + nd->off, l);
+      memcpy(num, txt + nd->off, l);
       num[l] = '\0';
-      int is_int = !strpbrk(num, ".eE") && l < 20;
-      if (is_int) {
-        char *end;
-        long long v = strtoll(num, &end, 10);
-        pb_uint(b, 3, (uint64_t)v);
+      long long iv = 0;
+      if (!strpbrk(num, ".eE")) {
+        errno = 0;
+        iv = strtoll(num, NULL, 10);
+      }
+      if (!strpbrk(num, ".eE") && errno != ERANGE) { /* an integer that fits an int64 */
+        pb_uint(b, 3, (uint64_t)iv);
       } else {
         double v = strtod(num, NULL);
         uint64_t bits;
         memcpy(&bits, &v, 8);
         pb_fixed64(b, 4, bits);
       }
-      return;
+      return 1;
     }
-    case MLT__J_ARR: {
-      size_t a = pb_open(b, 5);
-      uint32_t c = nd->child;
-      for (uint32_t k = 0; k < nd->count; k++, c = d->nodes[c].next) {
-        size_t v = pb_open(b, 1);
-        if (depth < 64) any_from_jnode(b, d, c, tmp, depth + 1);
-        pb_close(b, v);
-      }
-      pb_close(b, a);
-      return;
-    }
-    case MLT__J_OBJ: {
-      size_t kvl = pb_open(b, 6);
-      uint32_t c = nd->child;
-      for (uint32_t k = 0; k < nd->count; k++, c = d->nodes[c].next)
-        if (depth < 64) kv_from_jnode(b, 1, d, c, tmp, depth + 1);
-      pb_close(b, kvl);
-      return;
-    }
+    default:
+      return 0;
   }
 }
 
-static mlt__jdoc g_doc; /* export thread */
+/* AnyValue of JSON text we wrote ourselves (valid, no surrounding space):
+ * a number, true, false or null natively, anything else as the text. */
+static void json_text_any(mlt__buf *b, const char *txt, size_t n) {
+  if (!any_scalar(b, txt, n)) any_string(b, txt, n);
+}
 
 /* AnyValue body for a value record (ATTR, FIELD, INPUTS, OUTPUTS, CHUNK). */
 static void any_from_rec(mlt__buf *b, const mlt__rec *r, mlt__buf *tmp) {
@@ -280,42 +358,49 @@ static void any_from_rec(mlt__buf *b, const mlt__rec *r, mlt__buf *tmp) {
       pb_uint(b, 2, r->aux != 0);
       return;
     case MLT__V_JSON: {
-      /* JSON text: parsed where it is (the parse validates it) */
+      /* (objects, arrays and strings go as their text: rec_string) */
       if (!(r->flags & MLT__RF_INVALID)) {
         const char *txt = v;
         size_t n = len;
-        while (n && (*txt == ' ' || *txt == '\n' || *txt == '\t' || *txt == '\r')) txt++, n--;
-        while (n && (txt[n - 1] == ' ' || txt[n - 1] == '\n' || txt[n - 1] == '\t' || txt[n - 1] == '\r')) n--;
-        if (mlt__jparse(&g_doc, txt, n) == 0) {
-          any_from_jnode(b, &g_doc, 0, tmp, 0);
-          return;
-        }
+        trim_ws(&txt, &n);
+        if (any_scalar(b, txt, n)) return;
       }
       any_string(b, v, len); /* not JSON: the text itself */
       return;
     }
-    default: {
-      /* cJSON, fields: go through the JSON text. */
+    default:
+      /* cJSON, fields: through their JSON text */
       mlt__buf_reset(tmp);
       mlt__value_json(tmp, r);
-      const char *txt = tmp->p ? tmp->p : "";
-      size_t n = tmp->len;
-      if (r->sub == MLT__V_JSON && (r->flags & MLT__RF_INVALID)) {
-        any_string(b, v, len); /* not JSON: the text itself */
-        return;
-      }
-      if (mlt__jparse(&g_doc, txt, n) == 0) {
-        mlt__buf t2 = {0};
-        any_from_jnode(b, &g_doc, 0, &t2, 0);
-        mlt__buf_free(&t2);
-      } else {
-        any_string(b, txt, n);
-      }
-    }
+      json_text_any(b, tmp->p ? tmp->p : "", tmp->len);
   }
 }
 
+/* The string an AnyValue of record |r| carries, when it is one: a string
+ * value, or JSON text of an object, array or string (sent as its text, see
+ * the top of the file). */
+static inline int rec_string(const mlt__rec *r, const char **s, size_t *n) {
+  if (MLT_UNLIKELY(r->flags & MLT__RF_TRUNC)) return 0;
+  size_t len;
+  const char *v = mlt__rec_value(r, &len, NULL);
+  if (r->sub == MLT__V_STR) {
+    *s = v, *n = len;
+    return 1;
+  }
+  if (r->sub != MLT__V_JSON || (r->flags & MLT__RF_INVALID)) return 0;
+  trim_ws(&v, &len);
+  if (!len || (*v != '{' && *v != '[' && *v != '"')) return 0;
+  *s = v, *n = len;
+  return 1;
+}
+
 static void kv_rec(mlt__buf *b, unsigned field, const char *key, size_t klen, const mlt__rec *r, mlt__buf *tmp) {
+  const char *sv;
+  size_t sn;
+  if (rec_string(r, &sv, &sn)) {
+    kv_string(b, field, key, klen, sv, sn);
+    return;
+  }
   size_t kv = pb_open(b, field);
   pb_string(b, 1, key, klen);
   size_t v = pb_open(b, 2);
@@ -324,31 +409,16 @@ static void kv_rec(mlt__buf *b, unsigned field, const char *key, size_t klen, co
   pb_close(b, kv);
 }
 
-static void kv_str(mlt__buf *b, unsigned field, const char *key, const char *val, size_t vlen) {
-  size_t kv = pb_open(b, field);
-  pb_string(b, 1, key, strlen(key));
-  size_t v = pb_open(b, 2);
-  any_string(b, val, vlen);
-  pb_close(b, v);
-  pb_close(b, kv);
+static inline void kv_str(mlt__buf *b, unsigned field, const char *key, const char *val, size_t vlen) {
+  kv_string(b, field, key, strlen(key), val, vlen);
 }
 
-static void kv_str_n(mlt__buf *b, unsigned field, const char *key, size_t klen, const char *val, size_t vlen) {
-  size_t kv = pb_open(b, field);
-  pb_string(b, 1, key, klen);
-  size_t v = pb_open(b, 2);
-  any_string(b, val, vlen);
-  pb_close(b, v);
-  pb_close(b, kv);
+static inline void kv_str_n(mlt__buf *b, unsigned field, const char *key, size_t klen, const char *val, size_t vlen) {
+  kv_string(b, field, key, klen, val, vlen);
 }
 
-static void kv_int(mlt__buf *b, unsigned field, const char *key, int64_t val) {
-  size_t kv = pb_open(b, field);
-  pb_string(b, 1, key, strlen(key));
-  size_t v = pb_open(b, 2);
-  pb_uint(b, 3, (uint64_t)val);
-  pb_close(b, v);
-  pb_close(b, kv);
+static inline void kv_int(mlt__buf *b, unsigned field, const char *key, int64_t val) {
+  kv_int_n(b, field, key, strlen(key), val);
 }
 
 static void kv_double(mlt__buf *b, unsigned field, const char *key, double val) {
@@ -369,11 +439,7 @@ static void kv_chunks_output(mlt__buf *b, const mlt__digest *d, mlt__buf *tmp) {
   size_t kv = pb_open(b, 9);
   pb_string(b, 1, "mlflow.spanOutputs", 18);
   size_t v = pb_open(b, 2);
-  if (mlt__jparse(&g_doc, tmp->p ? tmp->p : "", tmp->len) == 0) {
-    mlt__buf t2 = {0};
-    any_from_jnode(b, &g_doc, 0, &t2, 0);
-    mlt__buf_free(&t2);
-  }
+  json_text_any(b, tmp->p ? tmp->p : "", tmp->len);
   pb_close(b, v);
   pb_close(b, kv);
 }
@@ -383,22 +449,27 @@ static void encode_span(mlt__buf *b, mlt__prepared *p, uint32_t idx, mlt__buf *t
   mlt__digest *d = mlt__scratch_digest();
   mlt__digest_span(d, s);
   size_t sp = pb_open2(b, 2); /* ScopeSpans.spans */
-  uint8_t id[16];
-  mlt__be64(p->t->id_hi, id);
-  mlt__be64(p->t->id_lo, id + 8);
-  pb_bytes(b, 1, id, 16);
-  mlt__be64(s->span_id, id);
-  pb_bytes(b, 2, id, 8);
-  if (s->parent_id) {
-    mlt__be64(s->parent_id, id);
-    pb_bytes(b, 4, id, 8);
+  if (pb_room(b, 64)) { /* trace_id, span_id, parent_span_id */
+    uint8_t *o = (uint8_t *)b->p + b->len;
+    o[0] = (1 << 3) | WT_LEN, o[1] = 16;
+    mlt__be64(p->t->id_hi, o + 2);
+    mlt__be64(p->t->id_lo, o + 10);
+    o[18] = (2 << 3) | WT_LEN, o[19] = 8;
+    mlt__be64(s->span_id, o + 20);
+    o += 28;
+    if (s->parent_id) {
+      o[0] = (4 << 3) | WT_LEN, o[1] = 8;
+      mlt__be64(s->parent_id, o + 2);
+      o += 10;
+    }
+    b->len = (size_t)((char *)o - b->p);
   }
   pb_string(b, 5, d->name, d->name_len);
   pb_uint(b, 6, 1); /* SPAN_KIND_INTERNAL */
   pb_fixed64(b, 7, (uint64_t)s->start_ns);
   pb_fixed64(b, 8, (uint64_t)(MLT_UNLIKELY(s->end_ns < s->start_ns) ? s->start_ns : s->end_ns));
   /* attributes */
-  kv_str(b, 9, "mlflow.spanType", d->type, d->type_len);
+  kv_string(b, 9, "mlflow.spanType", 15, d->type, d->type_len);
   if (d->inputs) kv_rec(b, 9, "mlflow.spanInputs", 17, d->inputs, tmp);
   if (d->outputs)
     kv_rec(b, 9, "mlflow.spanOutputs", 18, d->outputs, tmp);
@@ -412,12 +483,13 @@ static void encode_span(mlt__buf *b, mlt__prepared *p, uint32_t idx, mlt__buf *t
   if (s->n_events_dropped) kv_int(b, 9, "mltrace.droppedEvents", s->n_events_dropped);
   int status = s->status == MLT_STATUS_UNSET ? MLT_STATUS_OK : s->status;
   if (MLT_UNLIKELY(s->n_links_dropped)) kv_int(b, 9, "mltrace.droppedLinks", s->n_links_dropped);
-  kv_int(b, 9, "mlflow.spanLogLevel", mlt__digest_level(d));
+  kv_int_n(b, 9, "mlflow.spanLogLevel", 19, mlt__digest_level(d));
   if ((int)idx == p->root) {
-    const mlt__trace_info *ti = mlt__prepared_info(p);
+    const mlt__trace_info *ti = mlt__prepared_info(p); /* (no previews needed here) */
     /* Trace-level data an OTLP-only consumer can map: MLflow turns
-     * mlflow.traceTag.<k> into tags and session.id / user.id into metadata. */
-    if (ti->trace_name) kv_str(b, 9, "mlflow.traceTag.mlflow.traceName", ti->trace_name, ti->trace_name_len);
+     * mlflow.traceTag.<k> into tags and session.id / user.id into metadata.
+     * The trace's name is the root's. */
+    kv_string(b, 9, "mlflow.traceTag.mlflow.traceName", 32, d->name, d->name_len);
     for (mlt__tinfo *i = ti->info; i; i = i->next) {
       if (i->kind != MLT__TI_TAG) continue;
       int seen = 0;
@@ -542,4 +614,8 @@ void mlt__otlp_encode(mlt__buf *out, mlt__prepared *const *traces, size_t n, con
   mlt__buf_free(&tmp);
 }
 
-void mlt__otlp_shutdown(void) { mlt__jdoc_free(&g_doc); }
+void mlt__otlp_shutdown(void) {
+  mlt__jdoc_free(&g_doc);
+  mlt__buf_free(&g_fix);
+  mlt__buf_free(&g_fix_key);
+}

@@ -72,7 +72,14 @@ static struct {
   uint8_t len, level;
 } g_types[MLT__SPAN_TYPE_COUNT + 1];
 static pthread_once_t g_types_once = PTHREAD_ONCE_INIT;
+static const char b64tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/* Two base64 characters of each 12-bit value (span ids in the JSON). */
+static char g_b64pair[4096][2];
 static void types_init(void) {
+  for (int i = 0; i < 4096; i++) {
+    g_b64pair[i][0] = b64tab[i >> 6];
+    g_b64pair[i][1] = b64tab[i & 63];
+  }
   for (int t = 0; t <= MLT__SPAN_TYPE_COUNT; t++) {
     const char *n = mlt_span_type_name((mlt_span_type)t);
     g_types[t].name = n;
@@ -219,7 +226,8 @@ static int json_rec_ok(const mlt__rec *r, const char *v, size_t len) {
   return !(w->flags & MLT__RF_INVALID);
 }
 
-static void trim_ws(const char **v, size_t *len) {
+static inline void trim_ws(const char **v, size_t *len) {
+  if (MLT_LIKELY(*len && (unsigned char)(*v)[0] > ' ' && (unsigned char)(*v)[*len - 1] > ' ')) return;
   while (*len && (**v == ' ' || **v == '\n' || **v == '\t' || **v == '\r')) (*v)++, (*len)--;
   while (*len && ((*v)[*len - 1] == ' ' || (*v)[*len - 1] == '\n' || (*v)[*len - 1] == '\t' || (*v)[*len - 1] == '\r'))
     (*len)--;
@@ -345,72 +353,6 @@ static const char *user_name(void) {
   return g_user;
 }
 
-/* MLflow's chat-aware preview (mlflow/tracing/utils/truncation.py), over
- * our own DOM (no allocation per node, no tree copies). */
-static int jstr_is(const mlt__jdoc *d, uint32_t x, const char *want) {
-  if (x == UINT32_MAX || d->nodes[x].type != MLT__J_STR) return 0;
-  size_t wl = strlen(want);
-  return d->nodes[x].len == wl && !memcmp(d->src + d->nodes[x].off, want, wl);
-}
-
-/* The text node of a message's "content" (a string, or the first text part
- * of a list), or UINT32_MAX. */
-static uint32_t content_text(const mlt__jdoc *d, uint32_t content) {
-  if (content == UINT32_MAX) return UINT32_MAX;
-  const mlt__jnode *c = &d->nodes[content];
-  if (c->type == MLT__J_STR) return content;
-  if (c->type != MLT__J_ARR) return UINT32_MAX;
-  uint32_t part = c->child;
-  for (uint32_t k = 0; k < c->count; k++, part = d->nodes[part].next) {
-    if (d->nodes[part].type == MLT__J_STR) return part;
-    uint32_t type = MLT__JGET(d, part, "type");
-    if (jstr_is(d, type, "text") || jstr_is(d, type, "output_text")) {
-      uint32_t text = MLT__JGET(d, part, "text");
-      if (text != UINT32_MAX && d->nodes[text].type == MLT__J_STR) return text;
-    }
-  }
-  return UINT32_MAX;
-}
-
-static int is_message(const mlt__jdoc *d, uint32_t m) {
-  return m != UINT32_MAX && d->nodes[m].type == MLT__J_OBJ && MLT__JGET(d, m, "role") != UINT32_MAX &&
-         MLT__JGET(d, m, "content") != UINT32_MAX;
-}
-
-static uint32_t chat_content(const mlt__jdoc *d, uint32_t obj, const char *role, int depth) {
-  if (obj == UINT32_MAX || d->nodes[obj].type != MLT__J_OBJ || depth > 4) return UINT32_MAX;
-  uint32_t list = UINT32_MAX, single = UINT32_MAX;
-  uint32_t m = MLT__JGET(d, obj, "messages");
-  if (m != UINT32_MAX && d->nodes[m].type == MLT__J_ARR && d->nodes[m].count > 0) list = m;
-  if (list == UINT32_MAX) {
-    uint32_t ch = MLT__JGET(d, obj, "choices");
-    if (ch != UINT32_MAX && d->nodes[ch].type == MLT__J_ARR && d->nodes[ch].count > 0) {
-      uint32_t msg = MLT__JGET(d, d->nodes[ch].child, "message");
-      if (is_message(d, msg)) single = msg;
-    }
-  }
-  if (list == UINT32_MAX && single == UINT32_MAX) {
-    uint32_t in = MLT__JGET(d, obj, "input"), outp = MLT__JGET(d, obj, "output");
-    if (in != UINT32_MAX && d->nodes[in].type == MLT__J_ARR)
-      list = in;
-    else if (outp != UINT32_MAX && d->nodes[outp].type == MLT__J_ARR)
-      list = outp;
-  }
-  if (list == UINT32_MAX && single == UINT32_MAX) {
-    uint32_t req = MLT__JGET(d, obj, "request");
-    return req != UINT32_MAX ? chat_content(d, req, role, depth + 1) : UINT32_MAX;
-  }
-  if (single != UINT32_MAX) return content_text(d, MLT__JGET(d, single, "content"));
-  uint32_t last = UINT32_MAX, last_role = UINT32_MAX, it = d->nodes[list].child;
-  for (uint32_t k = 0; k < d->nodes[list].count; k++, it = d->nodes[it].next) {
-    if (!is_message(d, it)) continue;
-    last = it;
-    if (jstr_is(d, MLT__JGET(d, it, "role"), role)) last_role = it;
-  }
-  uint32_t pick = last_role != UINT32_MAX ? last_role : last;
-  return pick != UINT32_MAX ? content_text(d, MLT__JGET(d, pick, "content")) : UINT32_MAX;
-}
-
 /* Cut to |max| code points: s[:max-3] + "..." when longer. */
 static void put_limited(mlt__buf *out, const char *s, size_t n, size_t max, int ellipsis) {
   if (n <= max) { /* n bytes hold at most n code points */
@@ -431,56 +373,65 @@ static void put_limited(mlt__buf *out, const char *s, size_t n, size_t max, int 
   }
 }
 
-static mlt__jdoc g_jdoc; /* export thread */
-
 static mlt__buf g_prev_raw, g_prev_content; /* export thread */
+/* Tapes of the root's inputs and outputs, written by the pass that escaped
+ * them for the span JSON (valid for the trace being serialized), and one
+ * for anything else. */
+static mlt__jtape g_tape[3];
+static const mlt__rec *g_tape_rec[2];
 
-/* The chat content of JSON text txt[0..n) (parsed, valid) as a preview, or
- * the text itself. */
-static void preview_from_doc(mlt__buf *out, const char *txt, size_t n, const char *role) {
-  uint32_t c = chat_content(&g_jdoc, 0, role, 0);
-  if (c != UINT32_MAX && g_jdoc.nodes[c].len) {
+/* The preview of valid JSON text with its complete tape: its chat content,
+ * or the text itself. */
+static void preview_from_tape(mlt__buf *out, const mlt__jtape *t, const char *role) {
+  size_t off, len;
+  if (t->len && t->src[0] == '{' && mlt__jtape_chat_content(t, role, &off, &len) && len) {
     mlt__buf_reset(&g_prev_content);
-    mlt__junescape(&g_prev_content, txt + g_jdoc.nodes[c].off, g_jdoc.nodes[c].len);
+    mlt__junescape(&g_prev_content, t->src + off, len);
     if (g_prev_content.len) {
       put_limited(out, g_prev_content.p, g_prev_content.len, 1000, 1);
       return;
     }
   }
-  put_limited(out, txt, n, 1000, 1);
+  put_limited(out, t->src, t->len, 1000, 1);
 }
 
-static void compute_preview(mlt__buf *out, const mlt__rec *r, const char *role) {
-  if (r->sub == MLT__V_JSON && !(r->flags & (MLT__RF_TRUNC | MLT__RF_INVALID | MLT__RF_BADUTF8))) {
-    /* JSON text straight from the record: an object is parsed once, which
-     * also validates it (the verdict is kept in the record). */
-    size_t n;
-    const char *txt = mlt__rec_value(r, &n, NULL);
-    trim_ws(&txt, &n);
-    if (n && txt[0] == '{') {
-      if (mlt__jparse(&g_jdoc, txt, n) == 0 && g_jdoc.utf8_ok) {
-        ((mlt__rec *)r)->flags |= MLT__RF_CHECKED;
-        preview_from_doc(out, txt, n, role);
-        return;
-      }
-    } else if (r->flags & MLT__RF_CHECKED) {
-      put_limited(out, txt, n, 1000, 1);
-      return;
-    }
+/* After the spans' serialization (which validated the record and, for the
+ * root's values, wrote their tapes). */
+static void compute_preview(mlt__buf *out, const mlt__rec *r, const char *role, int which) {
+  if (g_tape_rec[which] == r && !(r->flags & (MLT__RF_INVALID | MLT__RF_BADUTF8))) {
+    preview_from_tape(out, &g_tape[which], role);
+    return;
   }
-  /* anything else: the value's JSON text (validated there) */
-  mlt__buf_reset(&g_prev_raw);
-  mlt__value_json(&g_prev_raw, r);
-  const char *txt = g_prev_raw.p ? g_prev_raw.p : "";
-  size_t n = g_prev_raw.len;
-  if (n && txt[0] == '{' && mlt__jparse(&g_jdoc, txt, n) == 0)
-    preview_from_doc(out, txt, n, role);
+  const char *txt = NULL;
+  size_t n = 0;
+  if (r->sub == MLT__V_JSON && !(r->flags & MLT__RF_TRUNC) && json_rec_ok(r, (txt = mlt__rec_value(r, &n, NULL)), n) &&
+      !(r->flags & MLT__RF_BADUTF8)) {
+    trim_ws(&txt, &n);
+  } else {
+    /* anything else: the value's JSON text (valid) */
+    mlt__buf_reset(&g_prev_raw);
+    mlt__value_json(&g_prev_raw, r);
+    txt = g_prev_raw.p ? g_prev_raw.p : "";
+    n = g_prev_raw.len;
+  }
+  int ok8;
+  if (n && txt[0] == '{' && mlt__json_escape_text_tape(NULL, txt, n, &ok8, &g_tape[2]))
+    preview_from_tape(out, &g_tape[2], role);
   else
     put_limited(out, txt, n, 1000, 1);
 }
 
+static const mlt__rec **g_usage; /* export thread: spans_and_stats */
+static size_t g_usage_cap;
+static mlt__buf g_src_user; /* export thread: json_info_body */
+
 void mlt__serialize_shutdown(void) {
-  mlt__jdoc_free(&g_jdoc);
+  mlt__buf_free(&g_src_user);
+  free((void *)g_usage);
+  g_usage = NULL;
+  g_usage_cap = 0;
+  for (int i = 0; i < 3; i++) mlt__jtape_free(&g_tape[i]);
+  g_tape_rec[0] = g_tape_rec[1] = NULL;
   mlt__buf_free(&g_prev_raw);
   mlt__buf_free(&g_prev_content);
 }
@@ -502,19 +453,20 @@ static int has_ancestor_usage(const mlt__prepared *p, const char *usage_flags, u
   return 0;
 }
 
-static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
-  mlt__trace *t = p->t;
+/* What needs no look at the spans' values: ids, the trace-level updates,
+ * times and state. */
+static void trace_info_head(mlt__trace_info *ti, const mlt__prepared *p) {
   memcpy(ti->trace_id, p->trace_id, sizeof ti->trace_id);
   mlt__buf_reset(&ti->request_preview);
   mlt__buf_reset(&ti->response_preview);
   mlt__buf_reset(&ti->token_usage);
   ti->has_request_preview = ti->has_response_preview = 0;
-  ti->info = mlt__trace_take_info(t);
+  ti->usage_ready = ti->late_ready = 0;
+  ti->info = mlt__trace_take_info(p->t);
   ti->client_request_id = tinfo_find(ti->info, MLT__TI_CLIENT_REQ_ID);
   ti->session = tinfo_find(ti->info, MLT__TI_SESSION);
   ti->user = tinfo_find(ti->info, MLT__TI_USER);
   mlt__span *root = p->root >= 0 ? p->spans[p->root] : NULL;
-  mlt__digest *d = mlt__scratch_digest();
   ti->trace_name = NULL;
   ti->trace_name_len = 0;
   ti->state_error = 0;
@@ -522,31 +474,6 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
     ti->start_ns = root->start_ns;
     ti->end_ns = root->end_ns;
     ti->state_error = root->status == MLT_STATUS_ERROR;
-    mlt__digest_span(d, root);
-    ti->trace_name = d->name;
-    ti->trace_name_len = d->name_len;
-    const char *up = tinfo_find(ti->info, MLT__TI_REQ_PREVIEW);
-    ti->has_request_preview = 1;
-    if (up && *up)
-      put_limited(&ti->request_preview, up, strlen(up), 1000, 1);
-    else if (d->inputs)
-      compute_preview(&ti->request_preview, d->inputs, "user");
-    else
-      ti->has_request_preview = 0;
-    up = tinfo_find(ti->info, MLT__TI_RESP_PREVIEW);
-    ti->has_response_preview = 1;
-    if (up && *up) {
-      put_limited(&ti->response_preview, up, strlen(up), 1000, 1);
-    } else if (d->outputs) {
-      compute_preview(&ti->response_preview, d->outputs, "assistant");
-    } else if (d->n_chunks) {
-      mlt__buf tmp = {0};
-      mlt__chunks_output_json(&tmp, d);
-      put_limited(&ti->response_preview, tmp.p ? tmp.p : "", tmp.len, 1000, 1);
-      mlt__buf_free(&tmp);
-    } else {
-      ti->has_response_preview = 0;
-    }
   } else {
     ti->start_ns = INT64_MAX;
     ti->end_ns = 0;
@@ -558,19 +485,86 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
   }
   const char *state = tinfo_find(ti->info, MLT__TI_STATE); /* update_current_trace(state=) wins */
   if (state) ti->state_error = state[0] == 'E';
-  /* Token usage: tree-aware sum of mlflow.chat.tokenUsage, as MLflow does. */
-  /* One look at each span's records for the attribute (last value wins,
-   * a span processor's removal applies); parsed only where present. */
+}
+
+/* The rest: the trace's name and previews, once the spans were serialized
+ * (their JSON values validated on the way), and token usage from the
+ * digests the serialization saw (json_info_body). */
+/* What the serialization saw of the root span (its digest is gone then). */
+typedef struct root_seen {
+  int have;
+  const char *name;
+  size_t name_len;
+  const mlt__rec *inputs, *outputs;
+  size_t n_chunks;
+} root_seen;
+
+static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p, const root_seen *rs) {
+  ti->late_ready = 1;
+  mlt__span *root = p->root >= 0 ? p->spans[p->root] : NULL;
+  mlt__digest *d = mlt__scratch_digest();
+  if (root && rs && rs->have && (rs->outputs || !rs->n_chunks)) {
+    /* (the chunks' default output needs the digest) */
+    d->name = rs->name;
+    d->name_len = rs->name_len;
+    d->inputs = rs->inputs;
+    d->outputs = rs->outputs;
+    d->n_chunks = rs->n_chunks;
+  } else if (root) {
+    mlt__digest_span(d, root);
+  }
+  if (root) {
+    ti->trace_name = d->name;
+    ti->trace_name_len = d->name_len;
+    const char *up = tinfo_find(ti->info, MLT__TI_REQ_PREVIEW);
+    ti->has_request_preview = 1;
+    if (up && *up)
+      put_limited(&ti->request_preview, up, strlen(up), 1000, 1);
+    else if (d->inputs)
+      compute_preview(&ti->request_preview, d->inputs, "user", 0);
+    else
+      ti->has_request_preview = 0;
+    up = tinfo_find(ti->info, MLT__TI_RESP_PREVIEW);
+    ti->has_response_preview = 1;
+    if (up && *up) {
+      put_limited(&ti->response_preview, up, strlen(up), 1000, 1);
+    } else if (d->outputs) {
+      compute_preview(&ti->response_preview, d->outputs, "assistant", 1);
+    } else if (d->n_chunks) {
+      mlt__buf tmp = {0};
+      mlt__chunks_output_json(&tmp, d);
+      put_limited(&ti->response_preview, tmp.p ? tmp.p : "", tmp.len, 1000, 1);
+      mlt__buf_free(&tmp);
+    } else {
+      ti->has_response_preview = 0;
+    }
+  }
+}
+
+/* The mlflow.chat.tokenUsage attribute of a digested span, or NULL. */
+static const mlt__rec *digest_usage(const mlt__digest *d) {
+  for (size_t a = 0; a < d->n_attrs; a++)
+    if (d->attrs[a]->key_len == 22 && key_eq(d->attrs[a], "mlflow.chat.tokenUsage", 22)) return d->attrs[a];
+  return NULL;
+}
+
+/* Token usage: tree-aware sum of mlflow.chat.tokenUsage, as MLflow does.
+ * |found|: each span's attribute (last value, a span processor's removal
+ * applied), as the serialization of the spans saw them; NULL: look. */
+static void trace_usage_compute(mlt__trace_info *ti, const mlt__prepared *p, const mlt__rec *const *found) {
+  ti->usage_ready = 1;
   char *flags = NULL;
   cJSON **usage = NULL;
   int any = 0;
   for (uint32_t i = 0; i < p->n; i++) {
-    const mlt__rec *u = NULL, *r;
-    mlt__log_iter it;
-    mlt__log_iter_init(&it, p->spans[i]);
-    while ((r = mlt__log_iter_next(&it)) != NULL)
-      if ((r->kind == MLT__R_ATTR || r->kind == MLT__R_REMOVE_ATTR) && key_eq(r, "mlflow.chat.tokenUsage", 22))
-        u = r->kind == MLT__R_ATTR ? r : NULL;
+    const mlt__rec *u;
+    if (found) {
+      u = found[i];
+    } else {
+      mlt__digest *d = mlt__scratch_digest();
+      mlt__digest_span(d, p->spans[i]);
+      u = digest_usage(d);
+    }
     if (!u) continue;
     if (!flags) {
       flags = calloc(p->n, 1);
@@ -621,7 +615,7 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p) {
 
 const mlt__trace_info *mlt__prepared_info(mlt__prepared *p) {
   if (!p->ti_ready) {
-    trace_info_compute(&p->ti, p);
+    trace_info_head(&p->ti, p);
     p->ti_ready = 1;
   }
   return &p->ti;
@@ -635,27 +629,22 @@ void mlt__trace_info_free(mlt__trace_info *ti) {
 
 /* ---- JSON writers ---------------------------------------------------- */
 
-static const char b64tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /* A span id (8 bytes, big-endian) in base64 as a JSON string: 14 bytes. */
 static inline void put_b64_id8(mlt__buf *out, uint64_t v) {
-  char t[14];
+  if (MLT_UNLIKELY(out->cap - out->len < 16) && mlt__buf_reserve(out, 16)) return;
+  char *t = out->p + out->len;
   uint32_t g1 = (uint32_t)(v >> 40), g2 = (uint32_t)(v >> 16) & 0xFFFFFF, g3 = (uint32_t)(v & 0xFFFF) << 2;
   t[0] = '"';
-  t[1] = b64tab[g1 >> 18];
-  t[2] = b64tab[(g1 >> 12) & 63];
-  t[3] = b64tab[(g1 >> 6) & 63];
-  t[4] = b64tab[g1 & 63];
-  t[5] = b64tab[g2 >> 18];
-  t[6] = b64tab[(g2 >> 12) & 63];
-  t[7] = b64tab[(g2 >> 6) & 63];
-  t[8] = b64tab[g2 & 63];
-  t[9] = b64tab[g3 >> 12];
-  t[10] = b64tab[(g3 >> 6) & 63];
+  memcpy(t + 1, g_b64pair[g1 >> 12], 2);
+  memcpy(t + 3, g_b64pair[g1 & 0xFFF], 2);
+  memcpy(t + 5, g_b64pair[g2 >> 12], 2);
+  memcpy(t + 7, g_b64pair[g2 & 0xFFF], 2);
+  memcpy(t + 9, g_b64pair[g3 >> 6], 2);
   t[11] = b64tab[g3 & 63];
   t[12] = '=';
   t[13] = '"';
-  mlt__buf_put(out, t, 14);
+  out->len += 14;
 }
 
 /* A nanosecond timestamp: the seconds' digits come from a cache (spans of
@@ -672,17 +661,23 @@ static void put_ts(mlt__buf *out, int64_t ns) {
   int64_t sec = ns / 1000000000;
   uint32_t frac = (uint32_t)(ns - sec * 1000000000);
   if (sec != g_ts_sec) {
-    mlt__buf tmp = {g_ts_digits, 0, sizeof g_ts_digits, 0};
+    mlt__buf tmp = {0}; /* once a second */
     mlt__buf_u64(&tmp, (uint64_t)sec);
+    if (tmp.oom || tmp.len > 20) {
+      mlt__buf_free(&tmp);
+      return;
+    }
+    memcpy(g_ts_digits, tmp.p, tmp.len);
     g_ts_len = tmp.len;
     g_ts_sec = sec;
+    mlt__buf_free(&tmp);
   }
-  if (MLT_UNLIKELY(out->cap - out->len < g_ts_len + 10) && mlt__buf_reserve(out, g_ts_len + 10)) return;
+  if (MLT_UNLIKELY(out->cap - out->len < 40) && mlt__buf_reserve(out, 40)) return;
   char *o = out->p + out->len;
-  memcpy(o, g_ts_digits, g_ts_len);
+  memcpy(o, g_ts_digits, 24); /* (24: a fixed size, no call) */
   o += g_ts_len;
   *o++ = (char)('0' + frac / 100000000);
-  mlt__digits8(frac % 100000000, o);
+  mlt__digits8_inline(frac % 100000000, o);
   out->len += g_ts_len + 9;
 }
 
@@ -746,15 +741,17 @@ typedef struct enc_range {
   size_t off, len, text_len;
 } enc_range;
 
-static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, enc_range *rg);
+static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, enc_range *rg, int tape);
 
 static void put_attr_encoded(mlt__buf *out, mlt__buf *tmp, const char *key, size_t klen, const mlt__rec *r) {
   mlt__json_str(out, key, klen);
   mlt__buf_lit(out, ": ");
-  put_value_encoded(out, tmp, r, NULL);
+  put_value_encoded(out, tmp, r, NULL, -1);
 }
 
-static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, enc_range *rg) {
+/* |tape|: 0 or 1, the root's inputs or outputs (their tape is kept for the
+ * previews), else -1. */
+static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, enc_range *rg, int tape) {
   if (rg) rg->len = 0;
   if (r->sub == MLT__V_STR && !(r->flags & MLT__RF_TRUNC)) {
     /* a string: the JSON string of its JSON string; plain text is quoted
@@ -781,7 +778,10 @@ static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, e
       int utf8_ok = 1;
       mlt__buf_putc(out, '"');
       w->flags |= MLT__RF_CHECKED;
-      if (mlt__json_escape_text(out, v, len, &utf8_ok)) {
+      int ok = tape >= 0 ? mlt__json_escape_text_tape(out, v, len, &utf8_ok, &g_tape[tape])
+                         : mlt__json_escape_text(out, v, len, &utf8_ok);
+      if (ok) {
+        if (tape >= 0) g_tape_rec[tape] = r;
         if (!utf8_ok) w->flags |= MLT__RF_BADUTF8;
         mlt__buf_putc(out, '"');
         if (rg) *rg = (enc_range){mark, out->len - mark, len};
@@ -856,6 +856,8 @@ typedef struct span_ctx {
   size_t head_len;
   char rid[96]; /* "mlflow.traceRequestId": "\"tr-...\"" */
   size_t rid_len;
+  const mlt__rec **usage; /* each span's mlflow.chat.tokenUsage (or NULL) */
+  root_seen root;
 } span_ctx;
 
 static void span_ctx_init(span_ctx *c, const mlt__prepared *p) {
@@ -867,7 +869,15 @@ static void span_ctx_init(span_ctx *c, const mlt__prepared *p) {
   char *o = c->head;
   memcpy(o, h1, sizeof h1 - 1);
   o += sizeof h1 - 1;
-  o += mlt__base64(idb, 16, o);
+  for (int k = 0; k < 15; k += 3) { /* 16 bytes: 5 groups of 3, then 1 */
+    uint32_t v = (uint32_t)idb[k] << 16 | (uint32_t)idb[k + 1] << 8 | idb[k + 2];
+    memcpy(o, g_b64pair[v >> 12], 2);
+    memcpy(o + 2, g_b64pair[v & 0xFFF], 2);
+    o += 4;
+  }
+  memcpy(o, g_b64pair[(uint32_t)idb[15] << 4], 2);
+  o[2] = o[3] = '=';
+  o += 4;
   memcpy(o, h2, sizeof h2 - 1);
   o += sizeof h2 - 1;
   c->head_len = (size_t)(o - c->head);
@@ -1010,11 +1020,11 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
   int root = s == p->spans[p->root >= 0 ? p->root : 0] && p->root >= 0;
   if (d->inputs) {
     mlt__buf_lit(out, ", \"mlflow.spanInputs\": ");
-    put_value_encoded(out, tmp, d->inputs, root ? &sc->root_in : NULL);
+    put_value_encoded(out, tmp, d->inputs, root ? &sc->root_in : NULL, root ? 0 : -1);
   }
   if (d->outputs) {
     mlt__buf_lit(out, ", \"mlflow.spanOutputs\": ");
-    put_value_encoded(out, tmp, d->outputs, root ? &sc->root_out : NULL);
+    put_value_encoded(out, tmp, d->outputs, root ? &sc->root_out : NULL, root ? 1 : -1);
   } else if (d->n_chunks) {
     mlt__buf_lit(out, ", ");
     mlt__buf_reset(tmp);
@@ -1087,9 +1097,9 @@ static void put_root_attr_raw(mlt__buf *out, const char *key, const mlt__prepare
   if (spans && rg && rg->len && rg->text_len <= 250) {
     /* the JSON text fits MLflow's 250 characters: what the root span's
      * attribute holds, already escaped */
-    mlt__buf_lit(out, ", ");
-    mlt__json_str(out, key, strlen(key));
-    mlt__buf_lit(out, ": ");
+    mlt__buf_lit(out, ", \"");
+    mlt__buf_puts(out, key); /* (ours: nothing to escape) */
+    mlt__buf_lit(out, "\": ");
     mlt__buf_put(out, spans->p + rg->off, rg->len);
     return;
   }
@@ -1137,6 +1147,7 @@ static void put_size_stats(mlt__buf *out, const size_stats *st) {
 
 static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti, int for_rest,
                            const size_stats *stats, size_t size_bytes, const mlt__buf *spans, const span_ctx *sc) {
+  if (!ti->late_ready) trace_info_compute((mlt__trace_info *)ti, p, sc ? &sc->root : NULL);
   if (!for_rest) mlt__buf_putc(out, '{');
   mlt__buf_lit(out, "\"trace_id\": \"");
   mlt__buf_put(out, ti->trace_id, MLT_TRACE_ID_SIZE - 1);
@@ -1163,18 +1174,24 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
     mlt__buf_lit(out, "\"OK\"");
   /* metadata */
   mlt__buf_lit(out, ", \"trace_metadata\": {\"mlflow.trace_schema.version\": \"3\", \"mlflow.source.type\": \"LOCAL\"");
-  mlt__buf_lit(out, ", \"mlflow.source.name\": ");
-  const char *prog = mlt__program_name();
-  mlt__json_str(out, prog, strlen(prog));
-  mlt__buf_lit(out, ", \"mlflow.user\": ");
-  const char *user = user_name();
-  mlt__json_str(out, user, strlen(user));
+  /* ", "mlflow.source.name": <program>, "mlflow.user": <user>", escaped once */
+  if (!g_src_user.len || g_src_user.oom) {
+    mlt__buf_reset(&g_src_user);
+    mlt__buf_lit(&g_src_user, ", \"mlflow.source.name\": ");
+    const char *prog = mlt__program_name();
+    mlt__json_str(&g_src_user, prog, strlen(prog));
+    mlt__buf_lit(&g_src_user, ", \"mlflow.user\": ");
+    const char *user = user_name();
+    mlt__json_str(&g_src_user, user, strlen(user));
+  }
+  mlt__buf_put(out, g_src_user.p, g_src_user.len);
   if (p->root >= 0) {
     put_root_attr_raw(out, "mlflow.traceInputs", p, 1, spans, sc ? &sc->root_in : NULL);
     put_root_attr_raw(out, "mlflow.traceOutputs", p, 0, spans, sc ? &sc->root_out : NULL);
   }
   if (p->t->flags & MLT__TF_CONTINUATION) mlt__buf_lit(out, ", \"mltrace.continuation\": \"true\"");
   if (p->t->flags & MLT__TF_REMOTE) mlt__buf_lit(out, ", \"mltrace.remoteParent\": \"true\"");
+  if (!ti->usage_ready) trace_usage_compute((mlt__trace_info *)ti, p, sc ? sc->usage : NULL);
   if (ti->token_usage.len) {
     mlt__buf_lit(out, ", \"mlflow.trace.tokenUsage\": ");
     mlt__json_str(out, ti->token_usage.p, ti->token_usage.len);
@@ -1201,13 +1218,16 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
     put_kv_limited(out, i->key, strlen(i->key), i->value, strlen(i->value), 250);
   }
   mlt__buf_lit(out, "}, \"tags\": {\"mlflow.traceName\": ");
-  mlt__buf tmp = {0};
-  if (ti->trace_name)
+  if (!ti->trace_name) {
+    mlt__buf_lit(out, "\"continuation\"");
+  } else if (ti->trace_name_len <= 4096) { /* (bytes: no more characters) */
+    mlt__json_str(out, ti->trace_name, ti->trace_name_len);
+  } else {
+    mlt__buf tmp = {0};
     put_limited(&tmp, ti->trace_name, ti->trace_name_len, 4096, 0);
-  else
-    mlt__buf_lit(&tmp, "continuation");
-  mlt__json_str(out, tmp.p ? tmp.p : "", tmp.len);
-  mlt__buf_free(&tmp);
+    mlt__json_str(out, tmp.p ? tmp.p : "", tmp.len);
+    mlt__buf_free(&tmp);
+  }
   for (mlt__tinfo *i = ti->info; i; i = i->next) {
     if (i->kind != MLT__TI_TAG || seen_key(ti->info, i, MLT__TI_TAG, i->key)) continue;
     /* The server owns these. */
@@ -1279,10 +1299,22 @@ static size_t spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt
   size_t sizes_stack[64];
   size_t *sizes = p->n <= 64 ? sizes_stack : malloc(p->n * sizeof *sizes);
   size_t total = 0, max = 0;
+  if (p->n > g_usage_cap) {
+    size_t cap = MLT_MAX(p->n, 2 * g_usage_cap);
+    const mlt__rec **nu = realloc((void *)g_usage, cap * sizeof *nu);
+    if (nu) g_usage = nu, g_usage_cap = cap;
+  }
+  sc->usage = p->n <= g_usage_cap ? g_usage : NULL;
+  g_tape_rec[0] = g_tape_rec[1] = NULL; /* (tapes of this trace only) */
+  sc->root.have = 0;
   for (uint32_t i = 0; i < p->n; i++) {
     if (i) mlt__buf_lit(spans, ", ");
     size_t start = spans->len;
     json_span(spans, p, p->spans[i], sc);
+    const mlt__digest *d = mlt__scratch_digest();
+    if (sc->usage) sc->usage[i] = digest_usage(d);
+    if ((int)i == p->root)
+      sc->root = (root_seen){1, d->name, d->name_len, d->inputs, d->outputs, d->n_chunks};
     size_t sz = spans->len - start;
     if (sizes) sizes[i] = sz;
     total += sz;

@@ -502,8 +502,31 @@ typedef struct mlt__log_iter {
   mlt__chunk *c;
   uint32_t off, used;
 } mlt__log_iter;
-void mlt__log_iter_init(mlt__log_iter *it, mlt__span *s);
-const mlt__rec *mlt__log_iter_next(mlt__log_iter *it);
+static inline void mlt__log_iter_init(mlt__log_iter *it, mlt__span *s) {
+  it->c = &s->head;
+  it->off = 0;
+  it->used = atomic_load_explicit(&s->head.used, memory_order_acquire);
+}
+static inline const mlt__rec *mlt__log_iter_next(mlt__log_iter *it) {
+  if (MLT_LIKELY(it->off < it->used)) {
+    const mlt__rec *r = (const mlt__rec *)(mlt__chunk_data(it->c) + it->off);
+    it->off += (uint32_t)mlt__rec_size(r->key_len, r->val_len);
+    return r;
+  }
+  while (it->c) {
+    mlt__chunk *n = atomic_load_explicit(&it->c->next, memory_order_acquire);
+    if (!n) return NULL;
+    it->c = n;
+    it->off = 0;
+    it->used = atomic_load_explicit(&n->used, memory_order_acquire);
+    if (it->off < it->used) {
+      const mlt__rec *r = (const mlt__rec *)(mlt__chunk_data(it->c) + it->off);
+      it->off += (uint32_t)mlt__rec_size(r->key_len, r->val_len);
+      return r;
+    }
+  }
+  return NULL;
+}
 /* Copy the published log of |src| into |dst| (a fresh slot). */
 int mlt__log_copy(mlt__span *dst, mlt__span *src);
 /* Append helpers used by span.c and view.c. */

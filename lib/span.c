@@ -256,28 +256,6 @@ void mlt__log_publish(mlt__span *s, size_t size) {
   atomic_store_explicit(&c->used, used + (uint32_t)size, memory_order_release);
 }
 
-void mlt__log_iter_init(mlt__log_iter *it, mlt__span *s) {
-  it->c = &s->head;
-  it->off = 0;
-  it->used = atomic_load_explicit(&s->head.used, memory_order_acquire);
-}
-
-const mlt__rec *mlt__log_iter_next(mlt__log_iter *it) {
-  while (it->c) {
-    if (it->off < it->used) {
-      const mlt__rec *r = (const mlt__rec *)(mlt__chunk_data(it->c) + it->off);
-      it->off += (uint32_t)mlt__rec_size(r->key_len, r->val_len);
-      return r;
-    }
-    mlt__chunk *n = atomic_load_explicit(&it->c->next, memory_order_acquire);
-    if (!n) return NULL;
-    it->c = n;
-    it->off = 0;
-    it->used = atomic_load_explicit(&n->used, memory_order_acquire);
-  }
-  return NULL;
-}
-
 /* One 8-byte store: the compiler folds the constant fields. */
 static inline void write_rec(char *p, unsigned kind, unsigned sub, unsigned flags, unsigned aux, size_t key_len,
                              size_t val_len) {

@@ -67,6 +67,12 @@ tests_roundtrip_gen_traces_CFLAGS = $(TEST_CFLAGS)
 tests_roundtrip_gen_traces_LDADD = $(TEST_LDADD)
 TESTS += tests/roundtrip/test_jsonl.py
 EXTRA_DIST += tests/roundtrip/test_jsonl.py tests/tap.py
+check_PROGRAMS += tests/roundtrip/gen_previews
+tests_roundtrip_gen_previews_SOURCES = tests/roundtrip/gen_previews.c
+tests_roundtrip_gen_previews_CFLAGS = $(TEST_CFLAGS)
+tests_roundtrip_gen_previews_LDADD = $(TEST_LDADD)
+TESTS += tests/roundtrip/test_previews.py
+EXTRA_DIST += tests/roundtrip/test_previews.py
 
 # Export to a real MLflow tracking server (started and stopped by the test).
 check_PROGRAMS += tests/mlflow/emit

@@ -6,6 +6,10 @@
  *   emit steady N MS      N small traces, one every MS milliseconds
  *   emit hot N            time N spans (ns/span), then shut down
  *   emit big N KB MS      N traces with KB KiB of inputs each, one every MS ms
+ *   emit values JSON...   one trace "values": a span v<i> per JSON text
+ *                         given, set as its inputs, outputs and JSON
+ *                         attribute "j" (plus a string attribute "str");
+ *                         the root's inputs and outputs are the first
  *   emit api_otlp URL     one trace through an OTLP exporter built in code
  *                         (service name set in the options, headers given
  *                         to mlt_exporter_otlp_new(), one with a 2000-byte key)
@@ -258,6 +262,22 @@ int main(int argc, char **argv) {
       mlt_span_set_inputs_json(c, "{\"i\": 1}");
       if (ms) usleep((useconds_t)ms * 1000);
     }
+  } else if (!strcmp(argv[1], "values") && argc >= 3) {
+    {
+      MLT_SPAN_SCOPE(root, "values", MLT_SPAN_CHAIN);
+      mlt_span_set_inputs_json(root, argv[2]);
+      mlt_span_set_outputs_json(root, argv[2]);
+      for (int i = 2; i < argc; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "v%d", i - 2);
+        MLT_SPAN_SCOPE(s, name, MLT_SPAN_TOOL);
+        mlt_span_set_inputs_json(s, argv[i]);
+        mlt_span_set_outputs_json(s, argv[i]);
+        mlt_span_set_attr_json(s, "j", argv[i]);
+        mlt_span_set_attr_str(s, "str", "plain");
+      }
+    }
+    remember("values");
   } else if (!strcmp(argv[1], "api_otlp")) {
     MLT_SPAN_SCOPE(s, "api_root", MLT_SPAN_CHAIN);
     mlt_span_set_attr_int(s, "n", 1);

@@ -248,6 +248,38 @@ t.equal((st.get("traces_exported"), st.get("traces_failed")), (3, 0), "dual expo
 t.equal(len(open(jsonl).read().splitlines()) if os.path.exists(jsonl) else 0, 3, "dual export: file store has 3 lines")
 check_all(client, res, "dual", eid2)
 
+# 3b. JSON values read back as they were set through every path: the MLflow
+# exporter, the OTLP exporter alone (it sends an object, array or string as
+# its JSON text, a number, true, false or null natively: lib/otlp.c) and the
+# file store.  Strings whose text is JSON, scalars, non-ASCII text, space
+# around the value; previews alike on every path.
+from mlflow.entities import Trace  # noqa: E402
+
+VALUES = ['{"a":1,"b":[1,2.5,null,true],"s":"x"}', '[1, 2]', '"hello"', '"[1,2]"', '"{\\"a\\": 1}"', '42', '-3.5',
+          '1e3', 'true', 'null', '"42"', '"h\u00e9llo \\u2028 \U0001F600"', '  {"ws" : [ ] }  ']
+want = [json.loads(v) for v in VALUES]
+eid_v = client.create_experiment("c-values")
+jsonl_v = os.path.join(TMP, "values.jsonl")
+res_m = emit(["values"] + VALUES, {"MLFLOW_TRACKING_URI": sql.url, "MLFLOW_EXPERIMENT_ID": eid_v, "MLTRACE_FILE": jsonl_v})
+res_o = emit(["values"] + VALUES, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sql.url + "/v1/traces",
+                                   "OTEL_EXPORTER_OTLP_HEADERS": f"x-mlflow-experiment-id={eid_v}"})
+lines = open(jsonl_v).read().splitlines() if os.path.exists(jsonl_v) else []
+paths = {"mlflow exporter": get_trace(client, res_m.get("traces", {}).get("values", "")),
+         "otlp exporter": get_trace(client, res_o.get("traces", {}).get("values", "")),
+         "file store": Trace.from_json(lines[0]) if lines else None}
+previews = {}
+for label, tr in paths.items():
+    if not t.ok(tr is not None, f"values via {label}: trace read back"):
+        continue
+    s = spans_by_name(tr)
+    got = [(s[f"v{i}"].inputs, s[f"v{i}"].outputs, s[f"v{i}"].attributes.get("j"), s[f"v{i}"].attributes.get("str"))
+           if f"v{i}" in s else None for i in range(len(VALUES))]
+    t.equal(got, [(w, w, w, "plain") for w in want], f"values via {label}: inputs, outputs, attributes as set")
+    previews[label] = (tr.info.request_preview, tr.info.response_preview)
+t.equal(previews.get("mlflow exporter"), (VALUES[0], VALUES[0]), "values: previews are the JSON text")
+t.equal(previews.get("otlp exporter"), previews.get("mlflow exporter"), "values: OTLP-only previews are the same")
+t.equal(previews.get("file store"), previews.get("mlflow exporter"), "values: file store previews are the same")
+
 # 4. Artifact fallback: a FileStore-backed server (no OTLP ingestion).
 fs = Server("filestore", f"file://{TMP}/mlruns", env={"MLFLOW_ALLOW_FILE_STORE": "true"})
 if t.ok(fs.start(), "mlflow server (FileStore) started"):
@@ -410,6 +442,28 @@ if got:
             svc = a.value.string_value
 t.equal(svc, "svc-from-options", "API-built OTLP exporter: service.name from the options")
 t.equal(got[0][0].get("x-ok") if got else None, "yes", "API-built OTLP exporter: its headers are sent")
+
+# What any OTLP backend gets: JSON objects, arrays and strings as string
+# values holding their JSON text (as MLflow's own OpenTelemetry spans carry
+# them), numbers, booleans and typed attributes natively.
+del got[:]
+res = emit(["values"] + VALUES, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{cap.server_address[1]}/v1/traces"})
+seen = {}
+for _, body in got:
+    req = ExportTraceServiceRequest()
+    req.ParseFromString(body)
+    for rs in req.resource_spans:
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                seen[sp.name] = {a.key: (a.value.WhichOneof("value"), getattr(a.value, a.value.WhichOneof("value") or "string_value"))
+                                 for a in sp.attributes}
+v = seen.get("v0", {})
+t.equal((v.get("mlflow.spanInputs"), v.get("j"), v.get("str"), v.get("mlflow.spanType"), v.get("mlflow.spanLogLevel")),
+        (("string_value", VALUES[0]), ("string_value", VALUES[0]), ("string_value", "plain"), ("string_value", "TOOL"),
+         ("int_value", 20)), "OTLP: an object as its JSON text, typed attributes native")
+t.equal([seen.get(f"v{i}", {}).get("mlflow.spanOutputs") for i in (1, 3, 5, 6, 8, 12)],
+        [("string_value", "[1, 2]"), ("string_value", '"[1,2]"'), ("int_value", 42), ("double_value", -3.5),
+         ("bool_value", True), ("string_value", '{"ws" : [ ] }')], "OTLP: arrays and strings as text, scalars native")
 cap.shutdown()
 
 cleanup()

@@ -234,6 +234,42 @@ static int check_one(const char *s, size_t n, int want_valid) {
   return a && b && check_dom(s, n);
 }
 
+/* Reference tape of valid JSON text: every token outside strings (an
+ * opening quote, a structural character, a scalar's first byte), and each
+ * container's closer. */
+static int check_tape(const char *s, size_t n, const mlt__jtape *t) {
+  uint32_t pos[4096], match[4096], stack[1024];
+  size_t k = 0, depth = 0, i = 0;
+  while (i < n && k < 4096) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+      i++;
+    } else if (c == '"') {
+      pos[k++] = (uint32_t)i++;
+      while (i < n && s[i] != '"') i += s[i] == '\\' ? 2 : 1;
+      i++;
+    } else if (c == '{' || c == '[') {
+      if (depth < 1024) stack[depth++] = (uint32_t)k;
+      pos[k++] = (uint32_t)i++;
+    } else if (c == '}' || c == ']') {
+      if (depth) match[stack[--depth]] = (uint32_t)k;
+      pos[k++] = (uint32_t)i++;
+    } else if (c == ',' || c == ':') {
+      pos[k++] = (uint32_t)i++;
+    } else {
+      pos[k++] = (uint32_t)i;
+      while (i < n && !strchr(" \t\n\r,]}:", s[i])) i++;
+    }
+  }
+  if (k >= 4096) return 1; /* too long for the reference: not compared */
+  if (t->n != k || t->src != s || t->len != n) return 0;
+  for (size_t j = 0; j < k; j++) {
+    if (t->pos[j] != pos[j]) return 0;
+    if ((s[pos[j]] == '{' || s[pos[j]] == '[') && t->match[j] != match[j]) return 0;
+  }
+  return 1;
+}
+
 static int check_one_mode(const char *s, size_t n, int want_valid) {
   mlt__buf a = {0}, b = {0}, c = {0};
   mlt__buf_lit(&a, "x");
@@ -246,11 +282,22 @@ static int check_one_mode(const char *s, size_t n, int want_valid) {
   int v2 = mlt__json_escape_text(&c, s, n, &u2);
   mlt__buf d = {0};
   mlt__json_str(&d, s, n);
+  /* with the tape: the same bytes and verdict, and the reference tape */
+  static mlt__jtape tape;
+  mlt__buf e = {0};
+  mlt__buf_lit(&e, "x");
+  int u3 = 1, v3 = mlt__json_escape_text_tape(&e, s, n, &u3, &tape);
+  int tape_ok = v3 == v2 && (!v3 || (e.len == c.len && !memcmp(e.p, c.p, c.len) && u3 == u2 && check_tape(s, n, &tape)));
+  int u4 = 1, v4 = mlt__json_escape_text_tape(NULL, s, n, &u4, &tape);
+  tape_ok = tape_ok && v4 == v2 && (!v4 || check_tape(s, n, &tape));
+  mlt__buf_free(&e);
   /* the text's escape is kept only when it is valid JSON */
   int ok = a.len == b.len && !memcmp(a.p, b.p, a.len) && (!v2 || (a.len == c.len && !memcmp(a.p, c.p, a.len))) && v1 == v2 &&
            (!v1 || u1 == u2) && (want_valid < 0 || v1 == want_valid) && d.len == a.len + 1 && d.p[0] == '"' &&
            d.p[d.len - 1] == '"' && !memcmp(d.p + 1, a.p + 1, a.len - 1);
   mlt__buf_free(&d);
+  if (!tape_ok) tap_diag("tape differs (escape_text_tape %d / %d)", v3, v4);
+  ok = ok && tape_ok;
   if (!ok) {
     tap_diag("mismatch on %zu bytes: %.*s", n, (int)(n > 120 ? 120 : n), s);
     for (size_t k = 0; k < n && k < 64; k++) fprintf(stderr, "%02x ", (unsigned char)s[k]);
