@@ -66,8 +66,9 @@ struct mlt_chat_stream {
   cs_choice *choices; /* sorted by index */
   size_t nchoices, cap_choices;
   size_t chunks, malformed;
-  /* the chunk scanner (see below): its decoded strings, and a switch */
-  char *scan_buf;
+  /* the chunk scanner (see below): its decoded strings (on the stack for
+   * small events, else scan_heap), and a switch */
+  char *scan_buf, *scan_heap;
   size_t scan_cap;
   int no_scan;
 };
@@ -877,18 +878,35 @@ static const char *scan_str_or_empty(const mlt_chat_stream *s, const scan_str *v
   return v->set ? SC_S(s, *v) : "";
 }
 
+static int scan_event_in(mlt_chat_stream *s, const char *event, size_t event_len, const char *data, size_t len);
+
 /* An event through the scanner: merged, hooks called; SCAN_BAIL when the
  * scanner gave up (nothing was changed then), else the status. */
 static int scan_event(mlt_chat_stream *s, const char *event, size_t event_len, const char *data, size_t len) {
-  if (s->scan_cap < len + 64) {
-    size_t cap = s->scan_cap ? s->scan_cap : 512;
-    while (cap < len + 64) cap *= 2;
-    char *q = malloc(cap);
-    if (!q) return SCAN_BAIL;
-    free(s->scan_buf);
-    s->scan_buf = q;
-    s->scan_cap = cap;
+  /* Decoded strings take at most the text's bytes plus a NUL each (at most
+   * 3 + 4 * SCAN_MAX_CHOICES of them).  A stream in flight keeps no buffer
+   * for the usual small event (10,000 streams, 10,000 buffers otherwise). */
+  char stack[1024];
+  if (len + 64 <= sizeof stack) {
+    s->scan_buf = stack;
+  } else {
+    if (s->scan_cap < len + 64) {
+      size_t cap = s->scan_cap ? s->scan_cap : 2048;
+      while (cap < len + 64) cap *= 2;
+      char *q = malloc(cap);
+      if (!q) return SCAN_BAIL;
+      free(s->scan_heap);
+      s->scan_heap = q;
+      s->scan_cap = cap;
+    }
+    s->scan_buf = s->scan_heap;
   }
+  int rc = scan_event_in(s, event, event_len, data, len);
+  s->scan_buf = NULL;
+  return rc;
+}
+
+static int scan_event_in(mlt_chat_stream *s, const char *event, size_t event_len, const char *data, size_t len) {
   scan_chunk c;
   c.seen = 0;
   c.n = 0;
@@ -1066,7 +1084,7 @@ void mlt_chat_stream_free(mlt_chat_stream *s) {
   free(s->fingerprint.p);
   free(s->error.p);
   cJSON_Delete(s->usage);
-  free(s->scan_buf);
+  free(s->scan_heap);
   free(s);
 }
 

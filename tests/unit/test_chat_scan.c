@@ -463,6 +463,18 @@ TEST(edge_cases_same_both_ways) {
   static const char nul_after[] = "{\"choices\":[]}\0";
   check_between(nul_in, sizeof nul_in - 1);
   check_between(nul_after, sizeof nul_after - 1);
+  /* events larger than the scanner's stack buffer (1 KiB), twice (the heap
+   * buffer is kept) */
+  for (size_t size = 1000; size <= 9000; size += 4000) {
+    sbuf big = {0};
+    sb_str(&big, "{\"id\":\"big\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"");
+    for (size_t i = 0; i < size / 10; i++) sb_str(&big, "ab\\n\\u2713c");
+    sb_str(&big, "\"}}]}");
+    const char *pieces[] = {big.p, big.p, "[DONE]"};
+    size_t lens[] = {big.len, big.len, 6};
+    CHECK_EQ_INT(same_both_ways(pieces, lens, 3, 1), 2);
+    free(big.p);
+  }
   tap_diag("%zu inputs compared", g_compared);
 }
 
