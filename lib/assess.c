@@ -281,13 +281,7 @@ static int remove_tag(mlt__trace *t, const char *key) {
   }
   mlt__spin_unlock(&t->lock);
   int rc = gone ? MLT_OK : MLT_ENOTFOUND;
-  while (gone) {
-    mlt__tinfo *n = gone->next;
-    free(gone->key);
-    free(gone->value);
-    free(gone);
-    gone = n;
-  }
+  mlt__tinfo_free(gone); /* a scope's tag stays in its block until the trace goes */
   return rc;
 }
 

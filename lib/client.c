@@ -1,9 +1,10 @@
 /* lib/client.c: update_current_trace and the client API (explicit ids). */
-#include "span-internal.h"
+#include "scope-internal.h"
 
 int mlt_update_trace_ctx(const mlt_context *ctx, const mlt_trace_update *u) {
   if (!ctx || !u) return MLT_EINVAL;
   if (!mlt__running()) return MLT_ENOTINIT;
+  if (ctx->flags & MLT__CF_NOSPAN) return MLT_ENOTFOUND; /* only a scope: no trace */
   if (!(ctx->flags & MLT__CF_SAMPLED)) return MLT_ENOTRECORDING;
   if (!ctx->trace || ctx->epoch != atomic_load(&mlt__g_epoch)) return MLT_ENOTFOUND;
   return mlt__trace_update(ctx->trace, u);
@@ -120,21 +121,41 @@ static void clear_out(mlt_client_span *out) {
   out->span.id_ = 0;
 }
 
-int mlt_client_start_trace(const char *name, mlt_span_type type, const char *inputs_json, mlt_client_span *out) {
+/* The bodies below are inlined twice: the plain calls (options NULL, end
+ * time 0: constant-folded) and the _with / _at twins. */
+static MLT_ALWAYS_INLINE int start_trace(const char *name, mlt_span_type type, const char *inputs_json,
+                                         const mlt_span_options *so, mlt_client_span *out) {
   if (!out) return MLT_EINVAL;
   clear_out(out);
+  mlt__start_opts x = {0};
+  if (so && mlt__span_options_read(so, &x, 1) != MLT_OK) return MLT_EINVAL;
   if (!mlt__running()) return MLT_ENOTINIT;
-  int rc = mlt__span_client_start(name ? name : "trace", type, NULL, out);
+  int rc = so ? mlt__span_client_start_with(name ? name : "trace", type, NULL, out, &x)
+              : mlt__span_client_start(name ? name : "trace", type, NULL, out);
   if (rc != MLT_OK && rc != MLT_ENOMEM) return rc;
   if (inputs_json) mlt__span_client_inputs(out->span, inputs_json);
+  if (so) mlt__span_options_apply(out->span, so);
   return rc;
 }
 
-int mlt_client_start_span(const char *trace_id, const char *parent_span_id, const char *name, mlt_span_type type,
-                          const char *inputs_json, mlt_client_span *out) {
+int mlt_client_start_trace(const char *name, mlt_span_type type, const char *inputs_json, mlt_client_span *out) {
+  return start_trace(name, type, inputs_json, NULL, out);
+}
+
+int mlt_client_start_trace_with(const char *name, mlt_span_type type, const char *inputs_json,
+                                const mlt_span_options *so, mlt_client_span *out) {
+  return start_trace(name, type, inputs_json, so, out);
+}
+
+static MLT_ALWAYS_INLINE int start_span(const char *trace_id, const char *parent_span_id, const char *name,
+                                        mlt_span_type type, const char *inputs_json, const mlt_span_options *so,
+                                        mlt_client_span *out) {
   if (!out) return MLT_EINVAL;
   clear_out(out);
   if (!trace_id || !parent_span_id) return MLT_EINVAL;
+  mlt__start_opts x = {0};
+  if (so && mlt__span_options_read(so, &x, 1) != MLT_OK) return MLT_EINVAL;
+  x.flags &= ~MLT__SO_SAMPLE; /* a child joins its trace */
   if (!mlt__running()) return MLT_ENOTINIT;
   uint64_t hi, lo, sid;
   if (mlt__parse_trace_id(trace_id, &hi, &lo) != 0 || mlt__parse_span_id(parent_span_id, &sid) != 0)
@@ -149,16 +170,30 @@ int mlt_client_start_span(const char *trace_id, const char *parent_span_id, cons
   }
   uint64_t gs;
   mlt__span *p = mlt__span_get(parent, &gs);
-  rc = p ? mlt__span_client_start(name ? name : "span", type, p, out) : MLT_ENOTFOUND;
+  rc = !p ? MLT_ENOTFOUND
+     : so ? mlt__span_client_start_with(name ? name : "span", type, p, out, &x)
+          : mlt__span_client_start(name ? name : "span", type, p, out);
   mlt__trace_unref(t);
   if (rc != MLT_OK && rc != MLT_ENOMEM) return rc;
   if (inputs_json) mlt__span_client_inputs(out->span, inputs_json);
+  if (so) mlt__span_options_apply(out->span, so);
   return rc;
 }
 
-int mlt_client_end_span(const char *trace_id, const char *span_id, const char *outputs_json, mlt_span_status status,
-                        const char *status_message) {
-  if (!trace_id || !span_id || (unsigned)status > MLT_STATUS_ERROR) return MLT_EINVAL;
+int mlt_client_start_span(const char *trace_id, const char *parent_span_id, const char *name, mlt_span_type type,
+                          const char *inputs_json, mlt_client_span *out) {
+  return start_span(trace_id, parent_span_id, name, type, inputs_json, NULL, out);
+}
+
+int mlt_client_start_span_with(const char *trace_id, const char *parent_span_id, const char *name,
+                               mlt_span_type type, const char *inputs_json, const mlt_span_options *so,
+                               mlt_client_span *out) {
+  return start_span(trace_id, parent_span_id, name, type, inputs_json, so, out);
+}
+
+static MLT_ALWAYS_INLINE int end_span(const char *trace_id, const char *span_id, const char *outputs_json,
+                                      mlt_span_status status, const char *status_message, int64_t end_ns) {
+  if (!trace_id || !span_id || (unsigned)status > MLT_STATUS_ERROR || end_ns < 0) return MLT_EINVAL;
   if (!mlt__running()) return MLT_ENOTINIT;
   uint64_t hi, lo, sid;
   if (mlt__parse_trace_id(trace_id, &hi, &lo) != 0 || mlt__parse_span_id(span_id, &sid) != 0) return MLT_EINVAL;
@@ -166,14 +201,25 @@ int mlt_client_end_span(const char *trace_id, const char *span_id, const char *o
   mlt__trace *t;
   int rc = find_span(hi, lo, sid, &h, &t);
   if (rc) return rc;
-  rc = mlt__span_client_finish(h, outputs_json, status, status_message);
+  rc = end_ns ? mlt__span_client_finish_at(h, outputs_json, status, status_message, end_ns)
+              : mlt__span_client_finish(h, outputs_json, status, status_message);
   mlt__trace_unref(t);
   return rc;
 }
 
-int mlt_client_end_trace(const char *trace_id, const char *outputs_json, mlt_span_status status,
-                         const char *status_message) {
-  if (!trace_id || (unsigned)status > MLT_STATUS_ERROR) return MLT_EINVAL;
+int mlt_client_end_span(const char *trace_id, const char *span_id, const char *outputs_json, mlt_span_status status,
+                        const char *status_message) {
+  return end_span(trace_id, span_id, outputs_json, status, status_message, 0);
+}
+
+int mlt_client_end_span_at(const char *trace_id, const char *span_id, const char *outputs_json,
+                           mlt_span_status status, const char *status_message, int64_t end_ns) {
+  return end_span(trace_id, span_id, outputs_json, status, status_message, end_ns);
+}
+
+static MLT_ALWAYS_INLINE int end_trace(const char *trace_id, const char *outputs_json, mlt_span_status status,
+                                       const char *status_message, int64_t end_ns) {
+  if (!trace_id || (unsigned)status > MLT_STATUS_ERROR || end_ns < 0) return MLT_EINVAL;
   if (!mlt__running()) return MLT_ENOTINIT;
   uint64_t hi, lo;
   if (mlt__parse_trace_id(trace_id, &hi, &lo) != 0) return MLT_EINVAL;
@@ -185,15 +231,27 @@ int mlt_client_end_trace(const char *trace_id, const char *outputs_json, mlt_spa
     mlt__trace_unref(t);
     return MLT_EENDED;
   }
-  rc = mlt__span_client_finish(root, outputs_json, status, status_message);
+  rc = end_ns ? mlt__span_client_finish_at(root, outputs_json, status, status_message, end_ns)
+              : mlt__span_client_finish(root, outputs_json, status, status_message);
   if (rc == MLT_ENOTFOUND) rc = MLT_EENDED;
-  /* Children still open are ended now: the trace is complete. */
+  /* Children still open are ended now (at the trace's end time): the trace
+   * is complete. */
   if (atomic_load_explicit(&t->state, memory_order_acquire) == MLT__T_ACTIVE) {
-    mlt__trace_force_finish(t, 3, "span was still open when its trace ended (end_trace)");
+    mlt__trace_force_finish_at(t, 3, "span was still open when its trace ended (end_trace)", end_ns);
     if (rc == MLT_EENDED) rc = MLT_OK; /* root had ended; the trace is ended now */
   }
   mlt__trace_unref(t);
   return rc;
+}
+
+int mlt_client_end_trace(const char *trace_id, const char *outputs_json, mlt_span_status status,
+                         const char *status_message) {
+  return end_trace(trace_id, outputs_json, status, status_message, 0);
+}
+
+int mlt_client_end_trace_at(const char *trace_id, const char *outputs_json, mlt_span_status status,
+                            const char *status_message, int64_t end_ns) {
+  return end_trace(trace_id, outputs_json, status, status_message, end_ns);
 }
 
 int mlt_client_get_span(const char *trace_id, const char *span_id, mlt_span *out) {

@@ -1,5 +1,5 @@
 /* lib/context.c: explicit contexts, attach/detach, W3C traceparent. */
-#include "span-internal.h"
+#include "scope-internal.h"
 
 #include <stdlib.h>
 
@@ -19,6 +19,7 @@ struct mlt_context *mlt__context_new(mlt__trace *t, uint64_t hi, uint64_t lo, ui
   c->trace_lo = lo;
   c->span_id = span_id;
   c->trace = t;
+  c->scope = NULL;
   return c;
 }
 
@@ -29,6 +30,7 @@ mlt_context *mlt_context_retain(mlt_context *ctx) {
 
 void mlt_context_release(mlt_context *ctx) {
   if (!ctx || atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1) return;
+  mlt__scope_release(ctx->scope); /* plain memory: no library state involved */
   /* After mlt_shutdown() the trace link is dead memory: do not touch it. */
   if (ctx->trace && ctx->epoch == epoch_now() && atomic_load(&mlt__g_state) != MLT__G_OFF) {
     if (ctx->flags & MLT__CF_HOLD) mlt__trace_leave(ctx->trace);
@@ -37,17 +39,30 @@ void mlt_context_release(mlt_context *ctx) {
   free(ctx);
 }
 
+/* The scope in effect on this thread (lib/scope.c), or NULL. */
+static mlt__scope *thread_scope(void) {
+  mlt__tls *tls = mlt__tls_get();
+  return tls ? tls->scope : NULL;
+}
+
+/* |c| (may be NULL) keeps scope |sc|. */
+static mlt_context *with_scope(mlt_context *c, mlt__scope *sc) {
+  if (c && sc) c->scope = mlt__scope_retain(sc);
+  return c;
+}
+
 mlt_context *mlt_context_capture(mlt_span h) {
   if (!mlt__running()) return NULL;
-  if (mlt__h_is_nonrec(h)) return mlt__context_new(NULL, 0, 0, 0, 0);
+  mlt__scope *sc = thread_scope();
+  if (mlt__h_is_nonrec(h)) return with_scope(mlt__context_new(NULL, 0, 0, 0, 0), sc);
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
   if (!s) return NULL;
   int open = MLT__GS_STATE(gs) == MLT__S_OPEN;
-  if (open && s->ctx) return mlt_context_retain(s->ctx);
+  if (open && s->ctx && s->ctx->scope == sc) return mlt_context_retain(s->ctx);
   mlt__trace *t = mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
   if (!t) return NULL;
-  mlt_context *c = mlt__context_new(t, t->id_hi, t->id_lo, s->span_id, MLT__CF_SAMPLED);
+  mlt_context *c = with_scope(mlt__context_new(t, t->id_hi, t->id_lo, s->span_id, MLT__CF_SAMPLED), sc);
   /* Cache it on an open span (owner thread): later captures are free. */
   if (c && open && !s->ctx) s->ctx = mlt_context_retain(c);
   return c;
@@ -57,10 +72,22 @@ mlt_context *mlt_context_current(void) {
   if (!mlt__running()) return NULL;
   mlt__tls *tls = mlt__tls_get();
   if (!tls) return NULL;
-  if (tls->nonrec_depth) return mlt__context_new(NULL, 0, 0, 0, 0);
+  if (tls->nonrec_depth) return with_scope(mlt__context_new(NULL, 0, 0, 0, 0), tls->scope);
   mlt_span cur = mlt_current_span();
   if (cur.id_) return mlt_context_capture(cur);
-  return mlt_context_retain(tls->attached);
+  mlt_context *a = tls->attached;
+  if (!tls->scope || (a && a->scope == tls->scope)) return mlt_context_retain(a);
+  /* A scope entered since the attach (or no context at all): the same
+   * place, with the scope in effect now. */
+  mlt_context *c;
+  if (!a)
+    c = mlt__context_new(NULL, 0, 0, 0, MLT__CF_NOSPAN);
+  else {
+    mlt__trace *t = a->trace && a->epoch == epoch_now() ? a->trace : NULL;
+    if (t) mlt__trace_ref(t);
+    c = mlt__context_new(t, a->trace_hi, a->trace_lo, a->span_id, a->flags & ~MLT__CF_HOLD);
+  }
+  return with_scope(c, tls->scope);
 }
 
 mlt_context *mlt_context_hold(mlt_context *ctx) {
@@ -69,7 +96,7 @@ mlt_context *mlt_context_hold(mlt_context *ctx) {
     mlt__trace_ref(ctx->trace);
     mlt_context *h = mlt__context_new(ctx->trace, ctx->trace_hi, ctx->trace_lo, ctx->span_id,
                                       ctx->flags | MLT__CF_HOLD);
-    if (h) return h;
+    if (h) return with_scope(h, ctx->scope);
     /* allocation failed: give the join back */
     mlt__trace_leave(ctx->trace);
     return mlt_context_retain(ctx);
@@ -120,37 +147,77 @@ mlt_attach_token mlt_context_attach(mlt_context *ctx) {
   f->ctx = mlt_context_retain(ctx);
   f->saved_cur = tls->cur;
   f->saved_nonrec = tls->nonrec_depth;
+  f->saved_scope = tls->scope;
+  f->own_scope = NULL;
   f->serial = ++tls->serial;
   tls->depth++;
   tls->cur.id_ = 0;
   tls->nonrec_depth = 0;
   tls->attached = ctx;
+  /* The context's scope comes along; one without keeps the thread's. */
+  if (ctx && ctx->scope) tls->scope = ctx->scope;
   tok.depth_ = tls->depth;
   tok.serial_ = f->serial;
   return tok;
 }
 
-int mlt_context_detach(mlt_attach_token tok) {
+int mlt__scope_frame_push(mlt__scope *sc, mlt_attach_token *tok) {
+  mlt__tls *tls = mlt__tls_get();
+  if (!tls) return MLT_ENOMEM;
+  if (tls->depth >= MLT__MAX_ATTACH || tls->overflow_attach) return MLT_EFULL;
+  mlt__attach_frame *f = &tls->frames[tls->depth];
+  /* The attached context and current span stay as they are. */
+  f->ctx = mlt_context_retain(tls->attached);
+  f->saved_cur = tls->cur;
+  f->saved_nonrec = tls->nonrec_depth;
+  f->saved_scope = tls->scope;
+  f->own_scope = sc;
+  f->serial = ++tls->serial;
+  tls->depth++;
+  tls->scope = sc;
+  tok->depth_ = tls->depth;
+  tok->serial_ = f->serial;
+  return MLT_OK;
+}
+
+/* Undo the innermost frame (|scope|: a scope frame is expected). */
+static int frame_pop(mlt_attach_token tok, int scope) {
   if (!mlt__running()) return MLT_ENOTINIT;
   mlt__tls *tls = mlt__tls_get();
   if (!tls) return MLT_ENOMEM;
-  if (tok.serial_ == UINT32_MAX && tls->overflow_attach && tok.depth_ == MLT__MAX_ATTACH + tls->overflow_attach) {
+  if (!scope && tok.serial_ == UINT32_MAX && tls->overflow_attach &&
+      tok.depth_ == MLT__MAX_ATTACH + tls->overflow_attach) {
     tls->overflow_attach--;
     return MLT_OK;
   }
   if (tok.depth_ == 0 || tok.depth_ != tls->depth || tls->overflow_attach ||
-      tls->frames[tls->depth - 1].serial != tok.serial_) {
-    mlt__count_misuse("mlt_context_detach (not the innermost attach of this thread)", MLT_EMISMATCH);
+      tls->frames[tls->depth - 1].serial != tok.serial_ || !tls->frames[tls->depth - 1].own_scope != !scope) {
+    mlt__count_misuse(scope ? "mlt_trace_scope_exit (not the innermost scope or attach of this thread)"
+                            : "mlt_context_detach (not the innermost attach of this thread)",
+                      MLT_EMISMATCH);
     return MLT_EMISMATCH;
   }
   mlt__attach_frame *f = &tls->frames[--tls->depth];
-  tls->cur = f->saved_cur;
-  tls->nonrec_depth = f->saved_nonrec;
+  if (!scope) { /* a scope frame leaves the current span alone */
+    tls->cur = f->saved_cur;
+    tls->nonrec_depth = f->saved_nonrec;
+  }
   tls->attached = tls->depth ? tls->frames[tls->depth - 1].ctx : NULL;
+  tls->scope = f->saved_scope;
   mlt_context *c = f->ctx;
+  mlt__scope *own = f->own_scope;
   f->ctx = NULL;
+  f->own_scope = NULL;
   mlt_context_release(c);
+  mlt__scope_release(own);
   return MLT_OK;
+}
+
+int mlt_context_detach(mlt_attach_token tok) { return frame_pop(tok, 0); }
+
+int mlt_trace_scope_exit(mlt_attach_token tok) {
+  if (tok.depth_ == 0 && tok.serial_ == 0) return MLT_OK;
+  return frame_pop(tok, 1);
 }
 
 void mlt_context_run(mlt_context *ctx, void (*fn)(void *arg), void *arg) {

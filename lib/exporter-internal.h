@@ -129,9 +129,16 @@ typedef struct mlt__digest {
   int type_level;  /* MLflow's spanLogLevel of a table type */
   /* scratch capacity */
   size_t cap_attrs, cap_events, cap_chunks;
+  /* issue 12 part B (lib/spanopts.c) */
+  const mlt__rec **links; /* LINK records (children follow each) */
+  size_t n_links, cap_links;
+  int level; /* mlflow.spanLogLevel as MLflow resolves it from the records so far; -1: not set */
 } mlt__digest;
 
 void mlt__digest_span(mlt__digest *d, mlt__span *s);
+/* The span's mlflow.spanLogLevel: set explicitly or raised by an "exception"
+ * event, else MLflow's default for its type. */
+int mlt__digest_level(const mlt__digest *d);
 void mlt__digest_free(mlt__digest *d);
 
 /* Value bytes of a record, skipping the truncation header; *orig gets the

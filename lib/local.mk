@@ -14,9 +14,11 @@ lib_libmltrace_la_SOURCES = \
   lib/options.c \
   lib/otlp.c \
   lib/pipeline.c \
+  lib/scope.c \
   lib/serialize.c \
   lib/slots.c \
   lib/span.c \
+  lib/spanopts.c \
   lib/spool.c \
   lib/status.c \
   lib/thread.c \
@@ -30,6 +32,7 @@ noinst_HEADERS += \
   lib/json-internal.h \
   lib/options-internal.h \
   lib/otlp-internal.h \
+  lib/scope-internal.h \
   lib/span-internal.h \
   lib/spool-internal.h
 lib_libmltrace_la_CFLAGS = $(AM_CFLAGS) $(MLT_VISIBILITY_CFLAGS) $(CJSON_CFLAGS) $(CURL_CFLAGS) $(ZLIB_CFLAGS)
@@ -45,8 +48,10 @@ mltraceinclude_HEADERS = \
   lib/include/mltrace/context.h \
   lib/include/mltrace/exporter.h \
   lib/include/mltrace/mltrace.h \
+  lib/include/mltrace/scope.h \
   lib/include/mltrace/setup.h \
   lib/include/mltrace/span.h \
+  lib/include/mltrace/span_options.h \
   lib/include/mltrace/thread.h \
   lib/include/mltrace/trace.h
 nodist_mltraceinclude_HEADERS = lib/include/mltrace/version.h

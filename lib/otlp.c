@@ -333,6 +333,15 @@ static void kv_str(mlt__buf *b, unsigned field, const char *key, const char *val
   pb_close(b, kv);
 }
 
+static void kv_str_n(mlt__buf *b, unsigned field, const char *key, size_t klen, const char *val, size_t vlen) {
+  size_t kv = pb_open(b, field);
+  pb_string(b, 1, key, klen);
+  size_t v = pb_open(b, 2);
+  any_string(b, val, vlen);
+  pb_close(b, v);
+  pb_close(b, kv);
+}
+
 static void kv_int(mlt__buf *b, unsigned field, const char *key, int64_t val) {
   size_t kv = pb_open(b, field);
   pb_string(b, 1, key, strlen(key));
@@ -387,7 +396,7 @@ static void encode_span(mlt__buf *b, mlt__prepared *p, uint32_t idx, mlt__buf *t
   pb_string(b, 5, d->name, d->name_len);
   pb_uint(b, 6, 1); /* SPAN_KIND_INTERNAL */
   pb_fixed64(b, 7, (uint64_t)s->start_ns);
-  pb_fixed64(b, 8, (uint64_t)s->end_ns);
+  pb_fixed64(b, 8, (uint64_t)(MLT_UNLIKELY(s->end_ns < s->start_ns) ? s->start_ns : s->end_ns));
   /* attributes */
   kv_str(b, 9, "mlflow.spanType", d->type, d->type_len);
   if (d->inputs) kv_rec(b, 9, "mlflow.spanInputs", 17, d->inputs, tmp);
@@ -402,7 +411,8 @@ static void encode_span(mlt__buf *b, mlt__prepared *p, uint32_t idx, mlt__buf *t
   if (d->n_chunks) kv_double(b, 9, "gen_ai.response.time_to_first_chunk", (double)(d->first_chunk_ns - s->start_ns) / 1e9);
   if (s->n_events_dropped) kv_int(b, 9, "mltrace.droppedEvents", s->n_events_dropped);
   int status = s->status == MLT_STATUS_UNSET ? MLT_STATUS_OK : s->status;
-  kv_int(b, 9, "mlflow.spanLogLevel", mlt__span_log_level(d->type, d->type_len, status == MLT_STATUS_ERROR));
+  if (MLT_UNLIKELY(s->n_links_dropped)) kv_int(b, 9, "mltrace.droppedLinks", s->n_links_dropped);
+  kv_int(b, 9, "mlflow.spanLogLevel", mlt__digest_level(d));
   if ((int)idx == p->root) {
     const mlt__trace_info *ti = mlt__prepared_info(p);
     /* Trace-level data an OTLP-only consumer can map: MLflow turns
@@ -474,6 +484,31 @@ static void encode_span(mlt__buf *b, mlt__prepared *p, uint32_t idx, mlt__buf *t
     pb_close(b, ev);
   }
   if (s->n_events_dropped) pb_uint(b, 12, s->n_events_dropped);
+  /* links (Span.links: the MLflow server keeps them, Link.from_otel_proto) */
+  for (size_t i = 0; i < d->n_links; i++) {
+    const mlt__rec *r = d->links[i];
+    uint64_t v[4];
+    memcpy(v, mlt__rec_val(r), sizeof v);
+    size_t lk = pb_open(b, 13);
+    uint8_t lid[16];
+    mlt__be64(v[0], lid);
+    mlt__be64(v[1], lid + 8);
+    pb_bytes(b, 1, lid, 16);
+    mlt__be64(v[2], lid);
+    pb_bytes(b, 2, lid, 8);
+    const mlt__rec *c = mlt__rec_next(r);
+    for (uint64_t k = 0; k < v[3]; k++, c = mlt__rec_next(c)) {
+      if (c->sub == MLT__V_JSON && !(c->flags & MLT__RF_TRUNC)) { /* as event attributes: the JSON text */
+        mlt__buf_reset(tmp);
+        mlt__value_json(tmp, c);
+        kv_str_n(b, 4, mlt__rec_key(c), c->key_len, tmp->p ? tmp->p : "", tmp->len);
+      } else {
+        kv_rec(b, 4, mlt__rec_key(c), c->key_len, c, tmp);
+      }
+    }
+    pb_close(b, lk);
+  }
+  if (s->n_links_dropped) pb_uint(b, 14, s->n_links_dropped);
   /* status */
   size_t st = pb_open(b, 15);
   if (status == MLT_STATUS_ERROR && d->status_msg) {

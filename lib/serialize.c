@@ -101,6 +101,8 @@ void mlt__digest_span(mlt__digest *d, mlt__span *s) {
   d->status_msg = NULL;
   d->first_chunk_ns = 0;
   d->have_func = 0;
+  d->n_links = 0;
+  d->level = -1;
   mlt__log_iter it;
   mlt__log_iter_init(&it, s);
   const mlt__rec *r;
@@ -123,6 +125,12 @@ void mlt__digest_span(mlt__digest *d, mlt__span *s) {
       case MLT__R_ATTR:
       case MLT__R_REMOVE_ATTR:
         digest_attr(d, r);
+        if (MLT_UNLIKELY(r->key_len == 19) && key_eq(r, "mlflow.spanLogLevel", 19)) {
+          /* LiveSpan.set_log_level(): an integer; 0 or a removal unsets it */
+          int64_t v = 0;
+          if (r->kind == MLT__R_ATTR && r->sub == MLT__V_I64) memcpy(&v, mlt__rec_val(r), 8);
+          d->level = v > 0 && v <= 50 ? (int)v : -1;
+        }
         break;
       case MLT__R_INPUTS:
         d->inputs = r->sub == MLT__V_NONE ? NULL : r;
@@ -132,6 +140,11 @@ void mlt__digest_span(mlt__digest *d, mlt__span *s) {
         break;
       case MLT__R_EVENT:
         if (grow(&d->events, &d->cap_events, d->n_events + 1) == 0) d->events[d->n_events++] = r;
+        /* MLflow raises a span's level to ERROR with an "exception" event */
+        if (r->key_len == 9 && key_eq(r, "exception", 9) && d->level < 40) d->level = 40;
+        break;
+      case MLT__R_LINK:
+        if (grow(&d->links, &d->cap_links, d->n_links + 1) == 0) d->links[d->n_links++] = r;
         break;
       case MLT__R_CHUNK:
         if (d->n_chunks == 0) memcpy(&d->first_chunk_ns, mlt__rec_key(r), 8);
@@ -155,6 +168,7 @@ void mlt__digest_free(mlt__digest *d) {
   free((void *)d->attrs);
   free((void *)d->events);
   free((void *)d->chunks);
+  free((void *)d->links);
   memset(d, 0, sizeof *d);
 }
 
@@ -871,9 +885,40 @@ static void span_ctx_init(span_ctx *c, const mlt__prepared *p) {
 
 /* The spanType attribute and spanLogLevel of the MLflow span types (the
  * type names need no escaping). */
-static int type_level(const mlt__digest *d, int error) {
-  if (error) return 40;
+int mlt__digest_level(const mlt__digest *d) {
+  if (d->level >= 0) return d->level;
   return d->type_custom ? mlt__span_log_level(d->type, d->type_len, 0) : d->type_level;
+}
+
+/* A link's attributes (FIELD children of |r|), raw as Span.to_dict() has
+ * them, or null. */
+static void json_links(mlt__buf *out, const mlt__digest *d) {
+  mlt__buf_putc(out, '[');
+  for (size_t i = 0; i < d->n_links; i++) {
+    const mlt__rec *r = d->links[i];
+    uint64_t v[4];
+    memcpy(v, mlt__rec_val(r), sizeof v);
+    char tid[MLT_TRACE_ID_SIZE], sid[MLT_SPAN_ID_SIZE];
+    mlt__format_ids(v[0], v[1], v[2], tid, sid);
+    if (i) mlt__buf_lit(out, ", ");
+    mlt__buf_lit(out, "{\"trace_id\": \"");
+    mlt__buf_put(out, tid, MLT_TRACE_ID_SIZE - 1);
+    mlt__buf_lit(out, "\", \"span_id\": \"");
+    mlt__buf_put(out, sid, MLT_SPAN_ID_SIZE - 1);
+    mlt__buf_lit(out, "\", \"attributes\": ");
+    if (!v[3]) {
+      mlt__buf_lit(out, "null}");
+      continue;
+    }
+    mlt__buf_putc(out, '{');
+    const mlt__rec *c = mlt__rec_next(r);
+    for (uint64_t k = 0; k < v[3]; k++, c = mlt__rec_next(c)) {
+      if (k) mlt__buf_lit(out, ", ");
+      put_event_attr(out, c);
+    }
+    mlt__buf_lit(out, "}}");
+  }
+  mlt__buf_putc(out, ']');
 }
 
 /* One span in Span.to_dict() form. */
@@ -893,7 +938,7 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
   mlt__buf_lit(out, ", \"start_time_unix_nano\": ");
   put_ts(out, s->start_ns);
   mlt__buf_lit(out, ", \"end_time_unix_nano\": ");
-  put_ts(out, s->end_ns);
+  put_ts(out, MLT_UNLIKELY(s->end_ns < s->start_ns) ? s->start_ns : s->end_ns); /* never before the start */
   mlt__buf_lit(out, ", \"events\": [");
   int first = 1;
   for (size_t e = 0; e < d->n_events; e++) {
@@ -993,13 +1038,29 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
     mlt__buf_u64(out, dropped);
     mlt__buf_putc(out, '"');
   }
-  int lvl = type_level(d, status == MLT_STATUS_ERROR);
-  if (lvl == 10)
+  if (MLT_UNLIKELY(s->n_links_dropped)) {
+    mlt__buf_lit(out, ", \"mltrace.droppedLinks\": \"");
+    mlt__buf_u64(out, s->n_links_dropped);
+    mlt__buf_putc(out, '"');
+  }
+  int lvl = mlt__digest_level(d);
+  if (MLT_UNLIKELY(d->n_links)) {
+    mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"");
+    mlt__buf_i64(out, lvl);
+    mlt__buf_lit(out, "\"}, \"links\": ");
+    json_links(out, d);
+    mlt__buf_putc(out, '}');
+  } else if (lvl == 10) {
     mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"10\"}, \"links\": []}");
-  else if (lvl == 20)
+  } else if (lvl == 20) {
     mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"20\"}, \"links\": []}");
-  else
+  } else if (lvl == 40) {
     mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"40\"}, \"links\": []}");
+  } else {
+    mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"");
+    mlt__buf_i64(out, lvl);
+    mlt__buf_lit(out, "\"}, \"links\": []}");
+  }
 }
 
 /* "key": "value" with MLflow's limits (hard cut, no ellipsis). */

@@ -217,6 +217,7 @@ void mlt__slot_release(mlt__span *s, mlt__tls *tls) {
   atomic_store_explicit(&s->is_root, 0, memory_order_relaxed);
   s->end_ns = 0;
   s->n_events = s->n_events_dropped = s->n_chunks = 0;
+  s->n_links = s->n_links_dropped = 0;
   s->reducer = NULL;
   atomic_store_explicit(&s->head.used, 0, memory_order_relaxed);
   s->tail = &s->head;

@@ -44,7 +44,8 @@ enum {
   MLT__R_REMOVE_ATTR,   /* key (span processor) */
   MLT__R_DROP_EVENTS,   /* (span processor) */
   MLT__R_FIELD,         /* child of EVENT / FIELDS: key, sub = value type */
-  MLT__R_FUNC           /* val = function name (mlflow.spanFunctionName) */
+  MLT__R_FUNC,          /* val = function name (mlflow.spanFunctionName) */
+  MLT__R_LINK           /* val = u64 trace hi, lo, span id, n children; FIELD children (lib/spanopts.c) */
 };
 
 /* Value types (rec.sub). */
@@ -134,6 +135,7 @@ static inline int mlt__h_is_nonrec(mlt_span h) {
 #define MLT__SF_CJSON 0x40      /* log holds cJSON values to free */
 
 #define MLT__INLINE_LOG 112
+#define MLT__MAX_LINKS 128 /* links kept per span (OpenTelemetry's default limit) */
 
 typedef struct mlt__trace mlt__trace;
 
@@ -159,7 +161,8 @@ typedef struct mlt__span {
   uint32_t n_events;       /* events + chunks recorded */
   uint32_t n_events_dropped;
   uint32_t n_chunks;
-  uint32_t pad2_;
+  uint16_t n_links;         /* LINK records (lib/spanopts.c) */
+  uint16_t n_links_dropped; /* links over MLT__MAX_LINKS, counted only */
   mlt_output_reducer_fn reducer;
   void *reducer_ud;
   mlt__chunk *tail; /* owner: chunk being appended to */
@@ -189,15 +192,24 @@ enum {
   MLT__TI_CLIENT_REQ_ID,
   MLT__TI_SESSION,
   MLT__TI_USER,
-  MLT__TI_STATE,     /* value "OK" / "ERROR" (update_current_trace state) */
-  MLT__TI_ASSESSMENT /* value: one Assessment JSON object (lib/assess.c) */
+  MLT__TI_STATE,      /* value "OK" / "ERROR" (update_current_trace state) */
+  MLT__TI_ASSESSMENT, /* value: one Assessment JSON object (lib/assess.c) */
+  MLT__TI_SCOPE       /* owns the block of a scope's entries (lib/scope.c); no data */
 };
 typedef struct mlt__tinfo {
   struct mlt__tinfo *next;
   uint8_t kind;
+  uint8_t borrowed; /* key/value are a scope's strings and the entry is in its TI_SCOPE entry's block */
   char *key;
   char *value;
+  struct mlt__scope *scope; /* TI_SCOPE: the scope the block borrows from (reference held) */
 } mlt__tinfo;
+/* Free a list of entries (borrowed ones go with their TI_SCOPE block). */
+void mlt__tinfo_free(mlt__tinfo *i);
+/* Prepend the prepared chain head..tail (|n| entries) to trace |t|'s
+ * entries if it is in progress and stays within MLT__TINFO_MAX: MLT_OK, or
+ * MLT_EENDED / MLT_EFULL (the chain is the caller's again). */
+int mlt__trace_info_link(mlt__trace *t, mlt__tinfo *head, mlt__tinfo *tail, uint32_t n);
 
 struct mlt__trace {
   _Atomic int32_t refs;
@@ -235,6 +247,7 @@ struct mlt__trace {
 #define MLT__CF_SAMPLED 0x01
 #define MLT__CF_REMOTE 0x02
 #define MLT__CF_HOLD 0x04
+#define MLT__CF_NOSPAN 0x08 /* no trace or span: only a scope to carry (lib/scope.c); spans start new traces */
 
 struct mlt_context {
   _Atomic int32_t refs;
@@ -243,6 +256,7 @@ struct mlt_context {
   uint64_t trace_hi, trace_lo;
   uint64_t span_id;
   mlt__trace *trace; /* ref held; NULL for remote / non-sampled */
+  struct mlt__scope *scope; /* scoped context captured with it (ref held), or NULL (lib/scope.c) */
 };
 
 /* ---- per-thread state ------------------------------------------------ */
@@ -278,6 +292,8 @@ typedef struct mlt__attach_frame {
   mlt_span saved_cur;
   uint32_t saved_nonrec;
   uint32_t serial;
+  struct mlt__scope *saved_scope; /* the thread's scope before this frame */
+  struct mlt__scope *own_scope;   /* a scope frame (mlt_trace_scope_enter): its scope (ref held) */
 } mlt__attach_frame;
 
 /* The last trace this thread finished (mlt_get_last_active_trace_id()):
@@ -308,6 +324,7 @@ typedef struct mlt__tls {
   uint32_t serial;
   uint32_t n_mag;
   struct mlt_context *attached; /* frames[depth-1].ctx, or NULL */
+  struct mlt__scope *scope;     /* scoped context in effect, or NULL (borrowed from a frame) */
   uint64_t rng;                 /* wyrand state (seeded with the thread state) */
   uint32_t mag[MLT__MAG_SIZE]; /* free slot indices */
   mlt__tls_counters c;
@@ -492,6 +509,8 @@ int mlt__log_copy(mlt__span *dst, mlt__span *src);
 int mlt__append_value(mlt__span *s, int kind, int sub, const char *key, size_t key_len, const char *val,
                       size_t val_len, int aux);
 int mlt__append_event(mlt__span *s, const char *name, int64_t ts, const mlt_attr *attrs, size_t n);
+/* A LINK record (trace hi, lo, span id, count) with |n| FIELD children. */
+int mlt__append_link(mlt__span *s, uint64_t hi, uint64_t lo, uint64_t span_id, const mlt_attr *attrs, size_t n);
 void mlt__span_init(mlt__span *s, mlt__trace *t, uint64_t span_id, uint64_t parent_id, const char *name,
                     mlt_span_type type, int64_t start_ns);
 
@@ -535,6 +554,9 @@ static inline void mlt__trace_leave_at(mlt__trace *t, int64_t now) {
 /* Force-finish: end open spans with ERROR and |message|, queue the trace.
  * Returns 1 if this call finished it. */
 int mlt__trace_force_finish(mlt__trace *t, int reason, const char *message);
+/* The same, ending the open spans at |end_ns| (or at their start when later;
+ * 0: now): mlt_client_end_trace_at(). */
+int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, int64_t end_ns);
 void mlt__trace_push_span(mlt__trace *t, mlt__span *s);
 /* Force-finish the traces in progress that timed out, or (when |all| is
  * set) every one still in progress. */
@@ -569,10 +591,23 @@ typedef struct mlt__start_opts {
   mlt_span_type type;
   unsigned flags;   /* MLT__SO_* */
   int64_t start_ns; /* start time (ns since the epoch, realtime); 0: now */
+  uint64_t sample_threshold; /* with MLT__SO_SAMPLE: a new trace's sampling threshold (see mlt__config) */
 } mlt__start_opts;
 #define MLT__SO_CURRENT 0x01   /* becomes this thread's current span */
 #define MLT__SO_FUNC_NAME 0x02 /* |func| is also the name (one record for both) */
+#define MLT__SO_SAMPLE 0x04    /* sample_threshold overrides the configured one (a new trace only) */
 mlt_span mlt__span_start_opts(mlt__tls *tls, const mlt__start_opts *o);
+/* A start as the public functions do it (enabled check, this thread's
+ * state, non-recording runs, the scoped context), per |mode|: HERE under
+ * this thread's current span or attached context, made current (as
+ * mlt_span_start()); IN under |parent_ctx| (as mlt_span_start_in()); CHILD
+ * under span |parent| (as mlt_span_start_child()).  |o| gives the name, type,
+ * function name, start time and sampling; its parent fields are set here. */
+enum { MLT__SM_HERE = 0, MLT__SM_IN = 1, MLT__SM_CHILD = 2 };
+mlt_span mlt__span_start_ex(int mode, const struct mlt_context *parent_ctx, mlt_span parent, mlt__start_opts *o);
+/* End open span |h| at |end_ns| (explicit end time; clamped to the start:
+ * MLT_ERANGE then, the span ended all the same). */
+int mlt__span_end_at(mlt_span h, int64_t end_ns);
 
 /* ---- spans (span.c) ---- */
 /* Client API (client.c): start per |o| on this thread (NONE when disabled);
@@ -581,8 +616,15 @@ mlt_span mlt__span_start_opts(mlt__tls *tls, const mlt__start_opts *o);
  * ids and handle of |out|; MLT_OK, MLT_ENOTRECORDING (disabled, sampled
  * out), MLT_ENOTFOUND (parent gone), MLT_ENOMEM. */
 int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out);
+/* The same with |x|'s start time and sampling (lib/spanopts.c). */
+int mlt__span_client_start_with(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out,
+                                const mlt__start_opts *x);
 int mlt__span_client_inputs(mlt_span h, const char *inputs_json);
 int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message);
+/* The same at |end_ns| (explicit end time; 0: now; clamped to the start:
+ * MLT_ERANGE then). */
+int mlt__span_client_finish_at(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message,
+                               int64_t end_ns);
 void mlt__count_misuse(const char *what, int status);
 /* Format the trace id ("tr-...", MLT_TRACE_ID_SIZE) and/or the span id (16
  * hex + NUL) of open or ended span |s| (handle state |gs|) in trace |t|, and

@@ -4,7 +4,7 @@
  * than reading the clock (the per-thread state is allocated once per thread;
  * the slot magazine refills from a pool once per 64 spans).
  */
-#include "span-internal.h"
+#include "scope-internal.h"
 
 #include <cjson/cJSON.h>
 #include <sched.h>
@@ -74,8 +74,10 @@ static void tls_retire(mlt__tls *t) {
   int64_t st = last_read(&t->last, &hi, &lo);
   fold_last(hi, lo, st);
   mlt__chunks_return_cache(t);
-  for (uint32_t i = 0; i < t->depth && i < MLT__MAX_ATTACH; i++)
+  for (uint32_t i = 0; i < t->depth && i < MLT__MAX_ATTACH; i++) {
     if (t->frames[i].ctx) mlt_context_release(t->frames[i].ctx);
+    mlt__scope_release(t->frames[i].own_scope);
+  }
   if (t->prev_reg)
     t->prev_reg->next_reg = t->next_reg;
   else
@@ -204,6 +206,15 @@ void mlt__tls_reset_counters(void) {
   pthread_mutex_lock(&reg_mu);
   memset(&dead_counters, 0, sizeof dead_counters);
   pthread_mutex_unlock(&reg_mu);
+}
+
+/* An explicit end time before the span's start (the span ended at its
+ * start): counted as misuse, logged. */
+static MLT_NOINLINE void note_clamped(const char *what) {
+  mlt__tls *tls = mlt__tls_get();
+  if (tls) tls->c.misuse++;
+  mlt__log(MLT_LOG_WARN, MLT__LOGK_MISUSE, "%s: end time before the span's start; the span ended at its start",
+           what);
 }
 
 void mlt__count_misuse(const char *what, int status) {
@@ -528,6 +539,11 @@ int mlt__append_event(mlt__span *s, const char *name, int64_t ts, const mlt_attr
   return append_group(s, MLT__R_EVENT, MLT__V_NONE, name, strlen(name), hdr, 16, attrs, n);
 }
 
+int mlt__append_link(mlt__span *s, uint64_t hi, uint64_t lo, uint64_t span_id, const mlt_attr *attrs, size_t n) {
+  uint64_t hdr[4] = {hi, lo, span_id, n};
+  return append_group(s, MLT__R_LINK, MLT__V_NONE, NULL, 0, (const char *)hdr, sizeof hdr, attrs, n);
+}
+
 int mlt__log_copy(mlt__span *dst, mlt__span *src) {
   mlt__log_iter it;
   mlt__log_iter_init(&it, src);
@@ -611,15 +627,19 @@ static MLT_ALWAYS_INLINE mlt_span start_impl(mlt__tls *tls, const mlt__start_opt
     else
       tflags = MLT__TF_CONTINUATION;
   } else if (parent) {
-    if (!(parent->flags & MLT__CF_SAMPLED)) return nonrec(tls, make_current, 0);
-    parent_id = parent->span_id;
-    hi = parent->trace_hi;
-    lo = parent->trace_lo;
-    if (parent->trace && parent->epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed) &&
-        mlt__trace_join(parent->trace))
-      t = parent->trace;
-    else
-      tflags = (parent->flags & MLT__CF_REMOTE) ? MLT__TF_REMOTE : MLT__TF_CONTINUATION;
+    if (MLT_UNLIKELY(!(parent->flags & MLT__CF_SAMPLED))) {
+      /* A context that only carries a scope (lib/scope.c): no parent. */
+      if (!(parent->flags & MLT__CF_NOSPAN)) return nonrec(tls, make_current, 0);
+    } else {
+      parent_id = parent->span_id;
+      hi = parent->trace_hi;
+      lo = parent->trace_lo;
+      if (parent->trace && parent->epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed) &&
+          mlt__trace_join(parent->trace))
+        t = parent->trace;
+      else
+        tflags = (parent->flags & MLT__CF_REMOTE) ? MLT__TF_REMOTE : MLT__TF_CONTINUATION;
+    }
   }
   if (t) {
     if (MLT_UNLIKELY(atomic_fetch_add_explicit(&t->n_spans, 1, memory_order_relaxed) >=
@@ -631,7 +651,9 @@ static MLT_ALWAYS_INLINE mlt_span start_impl(mlt__tls *tls, const mlt__start_opt
   } else {
     if (!parent_id) {
       hi = mlt__tls_rand(tls);
-      if (MLT_UNLIKELY((hi >> 11) >= mlt__g_cfg.sample_threshold)) {
+      /* sampling_ratio_override: a constant-folded test on the hot paths */
+      uint64_t threshold = (o->flags & MLT__SO_SAMPLE) ? o->sample_threshold : mlt__g_cfg.sample_threshold;
+      if (MLT_UNLIKELY((hi >> 11) >= threshold)) {
         tls->c.traces_sampled_out++;
         return nonrec(tls, make_current, 0);
       }
@@ -689,7 +711,8 @@ static MLT_ALWAYS_INLINE mlt_span start_impl(mlt__tls *tls, const mlt__start_opt
     append_fast(s, MLT__R_FUNC, MLT__V_STR, NULL, 0, o->func, fl, 0);
   }
   if (new_trace) {
-    t->start_ns = now;
+    /* The trace timeout counts from now, also for an explicit start time. */
+    t->start_ns = MLT_UNLIKELY(o->start_ns != 0) ? mlt__now_ns() : now;
     t->root = h;
     t->root_id = span_id;
     atomic_store_explicit(&s->is_root, 1, memory_order_relaxed);
@@ -735,6 +758,10 @@ static MLT_ALWAYS_INLINE mlt_span start_here(const char *name, size_t name_len, 
   if (MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
   mlt__tls *tls = mlt__tls_get();
   if (MLT_UNLIKELY(!tls)) return (mlt_span){0};
+  if (MLT_UNLIKELY(tls->scope != NULL)) { /* a scoped context is in effect (lib/scope.c) */
+    mlt__start_opts x = {NULL, NULL, name, name_len, func, func_len, type, flags};
+    return mlt__span_start_ex(MLT__SM_HERE, NULL, (mlt_span){0}, &x);
+  }
   if (MLT_UNLIKELY(tls->nonrec_depth)) {
     tls->nonrec_depth++;
     if (tls->nonrec_limit) tls->c.spans_over_limit++;
@@ -768,6 +795,10 @@ static MLT_ALWAYS_INLINE mlt_span start_in(const mlt_context *parent, const char
   if (MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
   mlt__tls *tls = mlt__tls_get();
   if (MLT_UNLIKELY(!tls)) return (mlt_span){0};
+  if (MLT_UNLIKELY(tls->scope != NULL)) { /* a scoped context is in effect (lib/scope.c) */
+    mlt__start_opts x = {parent, NULL, name, name_len, NULL, 0, type, 0};
+    return mlt__span_start_ex(MLT__SM_IN, parent, (mlt_span){0}, &x);
+  }
   mlt__start_opts o = {parent, NULL, name, name_len, NULL, 0, type, 0};
   return start_impl(tls, &o);
 }
@@ -780,14 +811,23 @@ mlt_span mlt__span_start_in_n(const mlt_context *parent, const char *name, size_
   return start_in(parent, name, name_len, type);
 }
 
+/* The start of mlt_span_start_child(): under span |parent| per |o|. */
+static mlt_span start_child(mlt__tls *tls, mlt_span parent, mlt__start_opts *o);
+
 mlt_span mlt_span_start_child(mlt_span parent, const char *name, mlt_span_type type) {
   if (MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
   mlt__tls *tls = mlt__tls_get();
   if (MLT_UNLIKELY(!tls)) return (mlt_span){0};
+  mlt__start_opts o = {NULL, NULL, name, MLT_NTS, NULL, 0, type, 0};
+  if (MLT_UNLIKELY(tls->scope != NULL)) return mlt__span_start_ex(MLT__SM_CHILD, NULL, parent, &o);
+  return start_child(tls, parent, &o);
+}
+
+static mlt_span start_child(mlt__tls *tls, mlt_span parent, mlt__start_opts *opts) {
+  mlt__start_opts o = *opts;
   if (mlt__h_is_nonrec(parent)) return nonrec(tls, 0, 0);
   uint64_t gs;
   mlt__span *p = mlt__span_get(parent, &gs);
-  mlt__start_opts o = {NULL, NULL, name, MLT_NTS, NULL, 0, type, 0};
   if (!p) {
     if (parent.id_) mlt__count_misuse("mlt_span_start_child: parent handle", MLT_ESTALE);
     return mlt__span_start_opts(tls, &o);
@@ -799,6 +839,39 @@ mlt_span mlt_span_start_child(mlt_span parent, const char *name, mlt_span_type t
   o.parent_span = p;
   mlt_span h = mlt__span_start_opts(tls, &o);
   mlt__trace_unref(t);
+  return h;
+}
+
+/* The general start (the scoped context, start options): see
+ * span-internal.h.  Not a hot path: a thread with no scope in effect never
+ * comes here from the plain starts. */
+mlt_span mlt__span_start_ex(int mode, const mlt_context *parent_ctx, mlt_span parent, mlt__start_opts *o) {
+  if (MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
+  mlt__tls *tls = mlt__tls_get();
+  if (MLT_UNLIKELY(!tls)) return (mlt_span){0};
+  mlt__scope *sc = tls->scope;
+  if (sc && mlt__scope_off(sc)) return (mlt_span){0}; /* context(enabled=False): a NoOpSpan */
+  mlt_span h;
+  o->parent_ctx = NULL;
+  o->parent_span = NULL;
+  if (mode == MLT__SM_HERE) {
+    if (tls->nonrec_depth) {
+      tls->nonrec_depth++;
+      if (tls->nonrec_limit) tls->c.spans_over_limit++;
+      return (mlt_span){MLT__H_NONREC_CUR};
+    }
+    mlt__span *p = tls->cur.id_ ? current_parent(tls) : NULL;
+    o->parent_span = p;
+    o->parent_ctx = p ? NULL : tls->attached;
+    o->flags |= MLT__SO_CURRENT;
+    h = mlt__span_start_opts(tls, o);
+  } else if (mode == MLT__SM_IN) {
+    o->parent_ctx = parent_ctx;
+    h = mlt__span_start_opts(tls, o);
+  } else {
+    h = start_child(tls, parent, o);
+  }
+  if (sc) mlt__scope_started(sc, h);
   return h;
 }
 
@@ -938,12 +1011,13 @@ static MLT_NOINLINE int end_slow_get(mlt_span h) {
  * thread's current span restored, the trace's open counter dropped.  The
  * status stays UNSET when none was set: readers take UNSET as OK once the
  * span ended. */
-/* End open span |s| (handle |h|). */
-static MLT_ALWAYS_INLINE int end_open(mlt_span h, mlt__span *s, int64_t now) {
+/* End open span |s| (handle |h|) at |end_ns|; |now|: the clock (the
+ * trace's finish time; the same value unless an end time was given). */
+static MLT_ALWAYS_INLINE int end_open(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now) {
   uint64_t gs = (h.id_ & UINT64_C(0xFFFFFFFF00000000)) | MLT__S_OPEN;
   if (MLT_UNLIKELY(s->reducer != NULL) && s->n_chunks && !(s->flags & MLT__SF_OUTPUTS)) run_reducer(s);
   mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
-  s->end_ns = now;
+  s->end_ns = end_ns;
   uint64_t expect = gs;
   if (MLT_UNLIKELY(!atomic_compare_exchange_strong_explicit(&s->gs, &expect, MLT__GS(MLT__GS_GEN(gs), MLT__S_ENDED),
                                                             memory_order_acq_rel, memory_order_acquire)))
@@ -970,10 +1044,26 @@ static MLT_ALWAYS_INLINE int end_impl(mlt_span h) {
   int64_t now = mlt__now_ns();
   mlt__span *s = mlt__span_open_fast(h);
   if (MLT_UNLIKELY(!s)) return end_slow_get(h);
-  return end_open(h, s, now);
+  return end_open(h, s, now, now);
 }
 
 int mlt_span_end(mlt_span h) { return end_impl(h); }
+
+int mlt__span_end_at(mlt_span h, int64_t end_ns) {
+  if (end_ns < 0) return MLT_EINVAL;
+  if (end_ns == 0) return end_impl(h);
+  if (MLT_UNLIKELY(h.id_ >= MLT__H_NONREC_DET)) return end_slow_get(h);
+  int64_t now = mlt__now_ns();
+  mlt__span *s = mlt__span_open_fast(h);
+  if (MLT_UNLIKELY(!s)) return end_slow_get(h);
+  int clamped = end_ns < s->start_ns;
+  int rc = end_open(h, s, clamped ? s->start_ns : end_ns, now);
+  if (clamped && rc == MLT_OK) {
+    note_clamped("mlt_span_end_at");
+    return MLT_ERANGE;
+  }
+  return rc;
+}
 
 /* ---- setters --------------------------------------------------------- */
 
@@ -1383,13 +1473,18 @@ int mlt_span_is_recording(mlt_span h) {
 
 /* ---- client API helpers (client.c) ----------------------------------- */
 
-int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message) {
+/* |end_ns|: 0 for now (a constant in mlt__span_client_finish()). */
+static MLT_ALWAYS_INLINE int client_finish(mlt_span h, const char *outputs_json, mlt_span_status status,
+                                           const char *message, int64_t end_ns) {
   int64_t now = mlt__now_ns();
   mlt__span *s = mlt__span_open_fast(h);
   if (MLT_UNLIKELY(!s)) {
     uint64_t gs;
     return mlt__span_get(h, &gs) ? MLT_EENDED : MLT_ENOTFOUND;
   }
+  int clamped = end_ns && end_ns < s->start_ns;
+  if (!end_ns) end_ns = now;
+  if (clamped) end_ns = s->start_ns;
   if (outputs_json) set_json(h, MLT__R_OUTPUTS, outputs_json, MLT_NTS, "mlt_client_end_span");
   if (status != MLT_STATUS_UNSET || message) {
     if (!(s->status == MLT_STATUS_ERROR && status != MLT_STATUS_ERROR)) {
@@ -1400,23 +1495,65 @@ int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_statu
       }
     }
   }
-  return end_open(h, s, now);
+  int rc = end_open(h, s, end_ns, now);
+  if (clamped && rc == MLT_OK) {
+    note_clamped("mlt_client_end_span_at / mlt_client_end_trace_at");
+    return MLT_ERANGE;
+  }
+  return rc;
+}
+
+int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message) {
+  return client_finish(h, outputs_json, status, message, 0);
+}
+
+int mlt__span_client_finish_at(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message,
+                               int64_t end_ns) {
+  return client_finish(h, outputs_json, status, message, end_ns);
 }
 
 int mlt__span_client_inputs(mlt_span h, const char *inputs_json) {
   return set_json(h, MLT__R_INPUTS, inputs_json, MLT_NTS, "mlt_client_start_span");
 }
 
-int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out) {
-  if (MLT_UNLIKELY(!enabled_now())) return MLT_ENOTRECORDING;
-  mlt__tls *tls = mlt__tls_get();
-  if (MLT_UNLIKELY(!tls)) return MLT_ENOTRECORDING;
-  mlt__start_opts o = {NULL, parent, name, MLT_NTS, NULL, 0, type, 0};
-  mlt_span h = start_impl(tls, &o);
+static MLT_ALWAYS_INLINE int client_ids(mlt_span h, mlt_client_span *out) {
   out->span = h;
   if (h.id_ == 0 || mlt__h_is_nonrec(h)) return MLT_ENOTRECORDING;
   /* Just started here: open, and nobody else has the handle yet. */
   mlt__span *s = mlt__slot_at((uint32_t)h.id_ - 1);
   return mlt__span_ids(s, MLT__GS(h.id_ >> 32, MLT__S_OPEN), atomic_load_explicit(&s->trace, memory_order_relaxed),
                        out->trace_id, out->span_id);
+}
+
+/* With start options (lib/spanopts.c) or under a scoped context (lib/scope.c). */
+static MLT_NOINLINE int client_start_slow(mlt__tls *tls, const char *name, mlt_span_type type, mlt__span *parent,
+                                          const mlt__start_opts *x, mlt_client_span *out) {
+  mlt__scope *sc = tls->scope;
+  if (sc && mlt__scope_off(sc)) return MLT_ENOTRECORDING;
+  mlt__start_opts o = {NULL, parent, name, MLT_NTS, NULL, 0, type, 0};
+  if (x) {
+    o.start_ns = x->start_ns;
+    o.flags |= x->flags & MLT__SO_SAMPLE;
+    o.sample_threshold = x->sample_threshold;
+  }
+  mlt_span h = mlt__span_start_opts(tls, &o);
+  if (sc) mlt__scope_started(sc, h);
+  return client_ids(h, out);
+}
+
+int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out) {
+  if (MLT_UNLIKELY(!enabled_now())) return MLT_ENOTRECORDING;
+  mlt__tls *tls = mlt__tls_get();
+  if (MLT_UNLIKELY(!tls)) return MLT_ENOTRECORDING;
+  if (MLT_UNLIKELY(tls->scope != NULL)) return client_start_slow(tls, name, type, parent, NULL, out);
+  mlt__start_opts o = {NULL, parent, name, MLT_NTS, NULL, 0, type, 0};
+  return client_ids(start_impl(tls, &o), out);
+}
+
+int mlt__span_client_start_with(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out,
+                                const mlt__start_opts *x) {
+  if (MLT_UNLIKELY(!enabled_now())) return MLT_ENOTRECORDING;
+  mlt__tls *tls = mlt__tls_get();
+  if (MLT_UNLIKELY(!tls)) return MLT_ENOTRECORDING;
+  return client_start_slow(tls, name, type, parent, x, out);
 }

@@ -19,7 +19,7 @@
  * finds them through their root spans in the slot table, so starting and
  * finishing a trace touch no shared list.
  */
-#include "span-internal.h"
+#include "scope-internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,12 +153,19 @@ mlt__trace *mlt__trace_pool_get(mlt__tls *tls) { return tpool_get(tls); }
 static void tinfo_free(mlt__tinfo *i) {
   while (i) {
     mlt__tinfo *n = i->next;
-    free(i->key);
-    free(i->value);
-    free(i);
+    if (MLT_UNLIKELY(i->kind == MLT__TI_SCOPE)) { /* the block of a scope's entries (lib/scope.c) */
+      mlt__scope_release(i->scope);
+      free(i);
+    } else if (MLT_LIKELY(!i->borrowed)) {
+      free(i->key);
+      free(i->value);
+      free(i);
+    }
     i = n;
   }
 }
+
+void mlt__tinfo_free(mlt__tinfo *i) { tinfo_free(i); }
 
 void mlt__trace_unref(mlt__trace *t) {
   if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1) return;
@@ -258,7 +265,7 @@ void mlt__trace_leave_slow(mlt__trace *t, int32_t o, int64_t now) {
 void mlt__trace_leave(mlt__trace *t) { mlt__trace_leave_at(t, 0); }
 
 /* Snapshot an open span into a fresh slot, ended with ERROR. */
-static mlt__span *clone_expired(mlt__span *s, mlt__trace *t, const char *message, int64_t now) {
+static mlt__span *clone_expired(mlt__span *s, mlt__trace *t, const char *message, int64_t now, int64_t end_ns) {
   mlt__tls *tls = mlt__tls_get();
   mlt__span *c = mlt__slot_alloc(tls);
   if (!c) return NULL;
@@ -270,18 +277,24 @@ static mlt__span *clone_expired(mlt__span *s, mlt__trace *t, const char *message
     return NULL;
   }
   c->flags |= MLT__SF_CLONE;
-  c->end_ns = now;
+  c->end_ns = end_ns ? MLT_MAX(end_ns, s->start_ns) : now;
+  c->n_links = s->n_links;
+  c->n_links_dropped = s->n_links_dropped;
   c->status = MLT_STATUS_ERROR;
   mlt__append_value(c, MLT__R_STATUS, MLT__V_STR, NULL, 0, message, strlen(message), MLT_STATUS_ERROR);
   mlt_attr a[2] = {{"exception.type", MLT_ATTR_STRING, {.s = "MlflowTracingException"}, MLT_NTS},
                    {"exception.message", MLT_ATTR_STRING, {.s = message}, MLT_NTS}};
-  mlt__append_event(c, "exception", now, a, 2);
+  mlt__append_event(c, "exception", c->end_ns, a, 2);
   uint64_t gs = atomic_load(&c->gs);
   atomic_store(&c->gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_CLAIMED));
   return c;
 }
 
 int mlt__trace_force_finish(mlt__trace *t, int reason, const char *message) {
+  return mlt__trace_force_finish_at(t, reason, message, 0);
+}
+
+int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, int64_t end_ns) {
   int32_t o = atomic_load(&t->open);
   do {
     if (o <= 0) return 0; /* finished (or finishing) already */
@@ -309,7 +322,7 @@ int mlt__trace_force_finish(mlt__trace *t, int reason, const char *message) {
         if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_CLAIMED))) arr[n++] = s;
         else continue; /* the owner moved it: look again */
       } else if (st == MLT__S_OPEN) {
-        mlt__span *c = clone_expired(s, t, message, now);
+        mlt__span *c = clone_expired(s, t, message, now, end_ns);
         if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_EXPIRED))) {
           if (c) arr[n++] = c;
           expired++;
@@ -562,6 +575,23 @@ static int tinfo_add(mlt__tinfo **head, int kind, const char *key, const char *v
   }
   i->next = *head;
   *head = i;
+  return MLT_OK;
+}
+
+int mlt__trace_info_link(mlt__trace *t, mlt__tinfo *head, mlt__tinfo *tail, uint32_t n) {
+  tlock(t);
+  if (atomic_load(&t->state) != MLT__T_ACTIVE) {
+    tunlock(t);
+    return MLT_EENDED;
+  }
+  if (t->n_info + n > MLT__TINFO_MAX) {
+    tunlock(t);
+    return MLT_EFULL;
+  }
+  tail->next = t->info;
+  t->info = head;
+  t->n_info += n;
+  tunlock(t);
   return MLT_OK;
 }
 

@@ -15,6 +15,23 @@ TESTS += tests/unit/test_assess
 TESTS += tests/parity/test_parity.py
 EXTRA_DIST += tests/parity/test_parity.py
 
+# Part B: explicit times, links, description, log level, per-root sampling
+# (in-memory store), and the scoped context across threads, the evhttp and
+# curl integrations.
+check_PROGRAMS += tests/unit/test_span_options
+tests_unit_test_span_options_SOURCES = tests/unit/test_span_options.c
+tests_unit_test_span_options_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_span_options_LDADD = $(TEST_LDADD)
+TESTS += tests/unit/test_span_options
+
+if HAVE_LIBEVENT
+check_PROGRAMS += tests/parity/test_scope
+tests_parity_test_scope_SOURCES = tests/parity/test_scope.c
+tests_parity_test_scope_CFLAGS = $(CURL_TEST_CFLAGS)
+tests_parity_test_scope_LDADD = integrations/event/libmltrace_event.la $(CURL_TEST_LDADD)
+TESTS += tests/parity/test_scope
+endif
+
 # The README's async tour as a program (evhttp + work queue + streamed LLM
 # call + feedback): built by make check, run by test_async_tour.py.
 if HAVE_LIBEVENT

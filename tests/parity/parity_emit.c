@@ -11,9 +11,18 @@
  *          root ends OK, and state=OK on one whose root ends with ERROR;
  *   ghost  (argument "ghost") feedback on a trace id nobody made.
  * It prints one JSON line: {"traces": {...}, "rc": {...}, "stats": {...}}.
+ *
+ * With the argument "b" (issue 12 part B) it logs instead: a trace replayed
+ * with explicit start / end times (root, a child ended before its start:
+ * clamped), a span with links (by context, by ids, with attributes), a
+ * description and a log level, the client API with explicit times and a
+ * link, a root dropped by sampling_ratio_override 0, the far past and the far
+ * future, and traces started in a scoped context (on this thread and on a
+ * thread that carries it), and prints {"traces": {...}, "rc": {...}, ...}.
  */
 #include <mltrace/mltrace.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,13 +34,103 @@ static void rc_note(const char *what, int rc) {
                               what, mlt_status_name(rc));
 }
 
+/* ---- part B ------------------------------------------------------------ */
+
+#define T0 INT64_C(1700000000123456789) /* 2023-11-14T22:13:20.123456789Z */
+#define SEC INT64_C(1000000000)
+
+static char b_ids[8][MLT_TRACE_ID_SIZE];
+static void *scoped_thread(void *arg) {
+  (void)arg;
+  MLT_SPAN_SCOPE(s, "scoped_worker", MLT_SPAN_TASK); /* under the carried scope-only context: a new trace */
+  mlt_span_get_trace_id(s, b_ids[7], sizeof b_ids[7]);
+  return NULL;
+}
+
+static int part_b(void) {
+  char replay_id[MLT_TRACE_ID_SIZE], link_id[MLT_TRACE_ID_SIZE], client_id[MLT_TRACE_ID_SIZE];
+  char past_id[MLT_TRACE_ID_SIZE], future_id[MLT_TRACE_ID_SIZE], scoped_id[MLT_TRACE_ID_SIZE];
+  char replay_sid[MLT_SPAN_ID_SIZE];
+  /* replayed: explicit times */
+  mlt_span root = mlt_span_start_with("replayed", MLT_SPAN_CHAIN, MLT_SPAN_OPTIONS(.start_time_ns = T0));
+  mlt_span_get_trace_id(root, replay_id, sizeof replay_id);
+  mlt_span_get_span_id(root, replay_sid, sizeof replay_sid);
+  mlt_context *rctx = mlt_context_capture(root);
+  mlt_span step = mlt_span_start_in_with(rctx, "step", MLT_SPAN_TOOL, MLT_SPAN_OPTIONS(.start_time_ns = T0 + SEC));
+  rc_note("end_before_start", mlt_span_end_at(step, T0));
+  rc_note("replayed_end", mlt_span_end_at(root, T0 + 3 * SEC + 500000000));
+  /* links, description, log level */
+  mlt_attr la[] = {MLT_ATTR_STR("relation", "fan-in"), MLT_ATTR_INT("index", 2), MLT_ATTR_BOOL("retry", 0)};
+  {
+    MLT_SPAN_SCOPE_WITH(b, "linker", MLT_SPAN_CHAIN,
+                        MLT_LINKS({.ctx = rctx, .attrs = la, .n_attrs = 3},
+                                  {.trace_id = "tr-0123456789abcdef0123456789abcdef", .span_id = "00000000000000ff"}),
+                        .description = "joins the batch", .log_level = MLT_SPAN_LEVEL_WARNING);
+    mlt_span_get_trace_id(b, link_id, sizeof link_id);
+    MLT_SPAN_SCOPE(tool, "tool", MLT_SPAN_TOOL);
+    mlt_span_record_error(tool, "ValueError", "bad input"); /* level ERROR, from the exception event */
+  }
+  mlt_context_release(rctx);
+  /* client API with explicit times and a link */
+  mlt_client_span r, c;
+  rc_note("client_start", mlt_client_start_trace_with("client_replay", MLT_SPAN_AGENT, "{\"q\": 1}",
+                                                      MLT_SPAN_OPTIONS(.start_time_ns = T0 + 10 * SEC,
+                                                                       MLT_LINKS({.trace_id = replay_id,
+                                                                                  .span_id = replay_sid})),
+                                                      &r));
+  memcpy(client_id, r.trace_id, sizeof client_id);
+  rc_note("client_span", mlt_client_start_span_with(r.trace_id, r.span_id, "client_step", MLT_SPAN_TOOL, NULL,
+                                                     MLT_SPAN_OPTIONS(.start_time_ns = T0 + 11 * SEC), &c));
+  rc_note("client_end_span", mlt_client_end_span_at(r.trace_id, c.span_id, "{\"ok\": true}", MLT_STATUS_OK, NULL,
+                                                    T0 + 12 * SEC));
+  rc_note("client_end_trace", mlt_client_end_trace_at(r.trace_id, "{\"a\": 1}", MLT_STATUS_OK, NULL, T0 + 13 * SEC));
+  /* sampling_ratio_override 0: never recorded */
+  {
+    MLT_SPAN_SCOPE_WITH(d, "dropped_by_override", MLT_SPAN_CHAIN, MLT_SAMPLING_RATIO(0.0));
+    rc_note("dropped_recording", mlt_span_is_recording(d) ? MLT_EINVAL : MLT_OK);
+  }
+  /* the far past (1970) and the far future (2255) */
+  mlt_span p = mlt_span_start_with("far_past", MLT_SPAN_CHAIN, MLT_SPAN_OPTIONS(.start_time_ns = 1000));
+  mlt_span_get_trace_id(p, past_id, sizeof past_id);
+  mlt_span_end_at(p, 2000000);
+  mlt_span f = mlt_span_start_with("far_future", MLT_SPAN_CHAIN,
+                                   MLT_SPAN_OPTIONS(.start_time_ns = INT64_C(9000000000000000000)));
+  mlt_span_get_trace_id(f, future_id, sizeof future_id);
+  mlt_span_end(f); /* now: before its start, clamped at export */
+  /* scoped context */
+  {
+    MLT_TRACING_CONTEXT(.session_id = "sess-b", .user = "ann", .tags = MLT_KV("team", "core"),
+                        .metadata = MLT_KV("tier", "gold"));
+    {
+      MLT_SPAN_SCOPE(s, "scoped", MLT_SPAN_CHAIN);
+      mlt_span_get_trace_id(s, scoped_id, sizeof scoped_id);
+    }
+    pthread_t th;
+    if (mlt_thread_create(&th, NULL, NULL, scoped_thread, NULL) == 0) pthread_join(th, NULL);
+  }
+  int flush_rc = mlt_flush(120000);
+  int shut_rc = mlt_shutdown(30000);
+  mlt_stats st;
+  mlt_get_stats(&st, sizeof st);
+  printf("{\"traces\": {\"replayed\": \"%s\", \"replayed_root_span\": \"%s\", \"linker\": \"%s\", "
+         "\"client\": \"%s\", \"far_past\": \"%s\", \"far_future\": \"%s\", \"scoped\": \"%s\", "
+         "\"scoped_worker\": \"%s\"}, \"rc\": {%s}, \"flush\": \"%s\", \"shutdown\": \"%s\", "
+         "\"stats\": {\"traces_exported\": %llu, \"traces_failed\": %llu, \"traces_sampled_out\": %llu}}\n",
+         replay_id, replay_sid, link_id, client_id, past_id, future_id, scoped_id, b_ids[7], out_rc,
+         mlt_status_name(flush_rc), mlt_status_name(shut_rc), (unsigned long long)st.traces_exported,
+         (unsigned long long)st.traces_failed, (unsigned long long)st.traces_sampled_out);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   int ghost = argc > 1 && !strcmp(argv[1], "ghost");
+  int b = argc > 1 && !strcmp(argv[1], "b");
   int rc = mlt_init(NULL);
   if (rc) {
     fprintf(stderr, "mlt_init: %s\n", mlt_strerror(rc));
     return 1;
   }
+  if (b) return part_b();
   char done_id[MLT_TRACE_ID_SIZE], live_id[MLT_TRACE_ID_SIZE], err_id[MLT_TRACE_ID_SIZE], ok_id[MLT_TRACE_ID_SIZE];
   char child_sid[MLT_SPAN_ID_SIZE] = "";
 

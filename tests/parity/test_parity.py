@@ -1,6 +1,8 @@
 """MLflow 3.17 parity: feedback, expectations and tags on traces, and
-update_current_trace(state=, model_id=), read back from a real MLflow server
-with MLflow's own client and from the JSONL file store with Trace.from_json.
+update_current_trace(state=, model_id=) (part A); explicit start/end times,
+span links, description, log level, sampling_ratio_override and the scoped
+context (part B); read back from a real MLflow server with MLflow's own
+client and from the JSONL file store with Trace.from_json.
 
 One `mlflow server` (pinned MLflow, sqlite, 127.0.0.1, free port) serves
 every check.  tests/parity/parity_emit exports to the server and the file
@@ -27,7 +29,7 @@ t = Tap()
 
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import Trace  # noqa: E402
+from mlflow.entities import SpanLogLevel, Trace  # noqa: E402
 
 BUILD = os.environ.get("top_builddir", ".")
 EMIT = os.path.join(BUILD, "tests", "parity", "parity_emit")
@@ -280,6 +282,56 @@ try:
          and "credentials needed" in err and "MLFLOW_TRACKING_TOKEN" in err and "tok-123" not in err + err2
          and "pw-456" not in err + err2, "mltrace sends MLFLOW_TRACKING_TOKEN / USERNAME+PASSWORD, never prints them",
          f"{seen} {err} {err2}")
+
+    # ---- part B: explicit times, links, description, log level, per-root
+    # sampling, scoped context (the same server; an experiment of its own) --
+    store_b = os.path.join(TMP, "traces-b.jsonl")
+    r = subprocess.run([EMIT, "b"], capture_output=True, text=True, timeout=180,
+                       env=clean_env(MLFLOW_TRACKING_URI=URL, MLFLOW_EXPERIMENT_NAME="parity-b", MLTRACE_FILE=store_b))
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    ids, rc, st = out["traces"], out["rc"], out["stats"]
+    t.ok(r.returncode == 0 and rc.pop("end_before_start") == "MLT_ERANGE" and set(rc.values()) == {"MLT_OK"}
+         and out["flush"] == "MLT_OK" and (st["traces_exported"], st["traces_failed"], st["traces_sampled_out"]) == (7, 0, 1),
+         "part B: 7 traces exported, the root with sampling_ratio_override 0 not recorded; an end before the start "
+         "gives MLT_ERANGE", r.stdout[-600:] + r.stderr[-300:])
+    T0 = 1700000000123456789
+    files = {tr.info.trace_id: tr for tr in (Trace.from_json(x) for x in open(store_b))}
+    for where, get in (("server", client.get_trace), ("file", files.get)):
+        rp, lk, cl = get(ids["replayed"]), get(ids["linker"]), get(ids["client"])
+        sp = {s.name: s for tr in (rp, lk, cl) for s in tr.data.spans}
+        t.ok((rp.info.request_time, rp.info.execution_duration) == (T0 // 1000000, 3500)
+             and (sp["replayed"].start_time_ns, sp["replayed"].end_time_ns) == (T0, T0 + 3500000000)
+             and (sp["step"].start_time_ns, sp["step"].end_time_ns) == (T0 + 10**9, T0 + 10**9),
+             f"{where}: explicit start/end times; TraceInfo follows them; an end before the start is the start",
+             f"{rp.info} {sp['step'].start_time_ns} {sp['step'].end_time_ns}")
+        links = [x.to_dict() for x in sp["linker"].links]
+        t.equal(links, [{"trace_id": ids["replayed"], "span_id": ids["replayed_root_span"],
+                         "attributes": {"relation": "fan-in", "index": 2, "retry": False}},
+                        {"trace_id": "tr-0123456789abcdef0123456789abcdef", "span_id": "00000000000000ff",
+                         "attributes": None}], f"{where}: span links with their attributes")
+        t.ok(sp["linker"].description == "joins the batch" and sp["linker"].log_level == SpanLogLevel.WARNING
+             and sp["tool"].log_level == SpanLogLevel.ERROR and sp["replayed"].log_level == SpanLogLevel.DEBUG,
+             f"{where}: description, explicit log level, ERROR from an exception event, DEBUG for CHAIN",
+             f"{sp['linker'].description} {sp['linker'].log_level} {sp['tool'].log_level}")
+        t.ok((cl.info.request_time, cl.info.execution_duration) == ((T0 + 10**10) // 1000000, 3000)
+             and (sp["client_step"].start_time_ns, sp["client_step"].end_time_ns) == (T0 + 11 * 10**9, T0 + 12 * 10**9)
+             and [x.span_id for x in sp["client_replay"].links] == [ids["replayed_root_span"]],
+             f"{where}: client API start_trace/start_span/end_span/end_trace with times and a link")
+        fp, ff = get(ids["far_past"]), get(ids["far_future"])
+        t.ok((fp.data.spans[0].start_time_ns, fp.data.spans[0].end_time_ns, fp.info.request_time) == (1000, 2000000, 0)
+             and (ff.data.spans[0].start_time_ns, ff.data.spans[0].end_time_ns) == (9 * 10**18, 9 * 10**18)
+             and ff.info.request_time == 9 * 10**12 and ff.info.execution_duration == 0,
+             f"{where}: the far past (1970) and far future (2255, ended now: clamped to its start)")
+        for k in ("scoped", "scoped_worker"):
+            sc = get(ids[k])
+            t.ok(sc.info.tags.get("team") == "core" and {m: sc.info.trace_metadata.get(m) for m in
+                 ("tier", "mlflow.trace.session", "mlflow.trace.user")} == {"tier": "gold",
+                 "mlflow.trace.session": "sess-b", "mlflow.trace.user": "ann"},
+                 f"{where}: scoped context tags/metadata/session/user ({k})", repr(sc.info))
+    t.equal(sorted(x.info.trace_id for x in client.search_traces(locations=[client.get_experiment_by_name(
+             "parity-b").experiment_id], filter_string="tag.team = 'core'")), sorted([ids["scoped_worker"], ids["scoped"]]),
+            "server: search_traces by a scope's tag finds both scoped traces")
+    t.equal(len(files), 7, "file: 7 traces, each read with Trace.from_json")
 
 finally:
     stop_server()

@@ -10,6 +10,9 @@
  * Nothing in libmltrace relies on thread-local state for async work: the
  * thread-local current span only serves synchronous code, and attaching a
  * context makes it "current" for the length of a callback.
+ *
+ * A context also keeps the scoped context (<mltrace/scope.h>) in effect on
+ * the thread that captured it, and attaching it brings that scope back.
  */
 #ifndef MLTRACE_CONTEXT_H
 #define MLTRACE_CONTEXT_H
@@ -33,7 +36,10 @@ typedef struct mlt_context mlt_context;
 MLT_EXTERN mlt_context *mlt_context_capture(mlt_span span);
 
 /** Capture this thread's current context: the current span's, else the
- *  attached context (retained), else NULL.  Thread-safety: any thread. */
+ *  attached context (retained), else, inside a scope (<mltrace/scope.h>), a
+ *  context that carries only the scope (no ids: spans started under it begin
+ *  new traces; mlt_context_get_trace_id() gives MLT_EINVAL), else NULL.
+ *  Thread-safety: any thread. */
 MLT_EXTERN mlt_context *mlt_context_current(void);
 
 /** Take another reference to @p ctx and return it.  NULL gives NULL.
@@ -82,7 +88,9 @@ typedef struct mlt_attach_token {
  * mlt_span_start() and the scope macros then create children of it.  Attaches
  * nest strictly: each attach is undone by one detach, innermost first.
  * @p ctx NULL attaches "no context" (spans then start new traces), which is
- * how a loop thread masks an outer context.
+ * how a loop thread masks an outer context.  A context that carries a scope
+ * (<mltrace/scope.h>) makes that scope current too; one without leaves the
+ * thread's scope as it is.
  * @return the token for mlt_context_detach().
  * Thread-safety: affects only the calling thread.
  */

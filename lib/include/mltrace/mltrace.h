@@ -9,6 +9,8 @@
  *   assessment.h  feedback, expectations and tags on finished traces
  *   exporter.h  file store, in-memory store, callbacks, span processor view
  *   thread.h    threads and worker queues that carry a context
+ *   span_options.h  start/end times, links, description, log level, per-root sampling
+ *   scope.h     scoped trace context (mlflow.tracing.context)
  *
  * Public names start with mlt_ / MLT_; names with a double underscore
  * (mlt__) are internal even when they appear in a header.
@@ -25,5 +27,7 @@
 #include <mltrace/assessment.h>
 #include <mltrace/exporter.h>
 #include <mltrace/thread.h>
+#include <mltrace/span_options.h>
+#include <mltrace/scope.h>
 
 #endif /* MLTRACE_MLTRACE_H */
