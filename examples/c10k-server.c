@@ -3,11 +3,13 @@
  * (mlt_work_queue_submit()), gathers their results back on the loop
  * (mlt_evloop_call(), mlt_evloop_defer()), then streams an answer from an
  * OpenAI-compatible upstream over curl multi on the same loop
- * (mlt_curl_loop) and relays every token to its client as one HTTP chunk.
+ * (mlt_curl_loop) and relays the tokens to its client as HTTP chunks: the
+ * tokens of one read from the upstream as one chunk (--per-token: one chunk
+ * per token).
  *
  *   ./c10k-server --upstream http://127.0.0.1:PORT [--port 0] [--workers 3]
  *                 [--max-pending 32768] [--max-upstream N] [--job-us N]
- *                 [--no-trace] [--discard] [--quiet]
+ *                 [--per-token] [--no-trace] [--discard] [--quiet]
  *   curl -N 'http://127.0.0.1:PORT/ask?id=1&q=hello'
  *
  * GET /ask?id=ID&q=TEXT: ID names the request (the load generator's, echoed
@@ -94,6 +96,7 @@ typedef struct server_config {
   unsigned max_pending;
   long max_upstream; /* most upstream connections (0: no limit) */
   long job_us;       /* each retrieval waits this long (a slow store) */
+  int per_token; /* one HTTP chunk per token (else per upstream read) */
   int trace;   /* 0: libmltrace not initialized */
   int discard; /* traces dropped by the discard exporter (overhead runs) */
   int quiet;
@@ -113,6 +116,9 @@ typedef struct server {
   mlt_curl_loop *curl;
   mlt_curl_options *curl_opts;
   struct evbuffer *scratch;
+  struct event *flush_ev; /* relays the text that came in this loop pass */
+  ask **flushq;           /* requests with text to relay */
+  size_t n_flush, cap_flush;
   struct event *sigterm, *sigint;
   CURL **idle_easy; /* reusable easy handles */
   size_t n_idle;
@@ -146,7 +152,9 @@ struct ask {
   int pending, refused;
   CURL *easy;
   mlt_curl_call *call;
+  struct evbuffer *relay; /* tokens not relayed yet */
   int busy;
+  int flush_queued;
   unsigned http_open : 1, reply_started : 1, reply_ended : 1, conn_gone : 1;
 };
 
@@ -213,6 +221,7 @@ static void ask_release(ask *a) {
   srv->n_live--;
   curl_slist_free_all(a->fwd);
   mlt_context_release(a->ctx);
+  if (a->relay) evbuffer_free(a->relay);
   free(a);
 }
 
@@ -230,16 +239,62 @@ static void end_reply(ask *a) {
   mlt_evhttp_send_reply_end(a->req); /* the span ends once it is written */
 }
 
-/* Delta callback (inside curl's write path): relay the token. */
+/* Relay the text that came since the last relay as one HTTP chunk (one
+ * chunk event on the request span). */
+static void relay_pending(ask *a) {
+  if (!a->relay || !evbuffer_get_length(a->relay) || a->conn_gone || !a->req) return;
+  if (!a->reply_started) start_reply(a);
+  mlt_evhttp_send_reply_chunk(a->req, a->relay);
+}
+
+/* After the loop pass's callbacks: relay what each request received. */
+static void flush_cb(evutil_socket_t fd, short what, void *arg) {
+  server *srv = arg;
+  (void)fd, (void)what;
+  while (srv->n_flush) {
+    ask *a = srv->flushq[--srv->n_flush];
+    a->flush_queued = 0;
+    relay_pending(a);
+    a->busy--;
+    ask_release(a);
+  }
+}
+
+/* Delta callback (inside curl's write path).  Tokens that arrive together
+ * (one read from the upstream holds several SSE events when it sends fast)
+ * go to the client together, at the end of this loop pass: one HTTP chunk,
+ * one write, and one 1 KiB libevent buffer until it is written, instead of
+ * one per token (--per-token relays each token at once). */
 static int on_delta(mlt_curl_call *call, const char *chunk_json, size_t chunk_len, const char *delta,
                     size_t delta_len, void *user_data) {
   ask *a = user_data;
+  server *srv = a->srv;
   (void)call, (void)chunk_json, (void)chunk_len;
   if (a->conn_gone || !a->req) return 1; /* nobody to relay to: abort */
   if (!a->reply_started) start_reply(a);
-  if (delta_len) {
-    evbuffer_add(a->srv->scratch, delta, delta_len);
-    mlt_evhttp_send_reply_chunk(a->req, a->srv->scratch); /* one chunk event */
+  if (!delta_len) return 0;
+  if (srv->cfg.per_token) {
+    evbuffer_add(srv->scratch, delta, delta_len);
+    mlt_evhttp_send_reply_chunk(a->req, srv->scratch); /* one chunk event */
+    return 0;
+  }
+  if (!a->relay && !(a->relay = evbuffer_new())) return 1;
+  if (evbuffer_add(a->relay, delta, delta_len) != 0) return 1;
+  if (!a->flush_queued) {
+    if (srv->n_flush == srv->cap_flush) {
+      size_t cap = srv->cap_flush ? srv->cap_flush * 2 : 1024;
+      ask **q = realloc(srv->flushq, cap * sizeof *q);
+      if (!q) {
+        relay_pending(a); /* no room to wait: relay now */
+        return 0;
+      }
+      srv->flushq = q;
+      srv->cap_flush = cap;
+    }
+    srv->flushq[srv->n_flush++] = a;
+    a->flush_queued = 1;
+    a->busy++;
+    if (srv->n_flush == 1) event_active(srv->flush_ev, EV_TIMEOUT, 0);
   }
   return 0;
 }
@@ -252,6 +307,7 @@ static void on_llm_done(mlt_curl_call *call, int status, void *user_data) {
   if (a->conn_gone || !a->req) {
     /* Cancelled because the connection closed: nobody to answer. */
   } else if (a->reply_started || status == MLT_OK) {
+    relay_pending(a); /* the last tokens first */
     if (!a->reply_started) start_reply(a);
     if (status != MLT_OK) {
       srv->n_upstream_errors++;
@@ -568,8 +624,9 @@ static int server_run(const server_config *cfg) {
   srv.base = event_base_new();
   srv.http = srv.base ? evhttp_new(srv.base) : NULL;
   srv.scratch = evbuffer_new();
+  srv.flush_ev = srv.base ? event_new(srv.base, -1, 0, flush_cb, &srv) : NULL;
   srv.idle_easy = calloc(MAX_IDLE_EASY, sizeof *srv.idle_easy);
-  if (!srv.http || !srv.scratch || !srv.idle_easy) goto out;
+  if (!srv.http || !srv.scratch || !srv.flush_ev || !srv.idle_easy) goto out;
   evhttp_set_timeout(srv.http, IDLE_TIMEOUT_S);
   evhttp_set_allowed_methods(srv.http, EVHTTP_REQ_GET);
   srv.listener = listen_on(srv.http, cfg->port);
@@ -619,6 +676,7 @@ out:
   mlt_work_queue_free(srv.pool);
   mlt_curl_loop_free(srv.curl);
   mlt_evloop_free(srv.loop);
+  flush_cb(-1, 0, &srv); /* text still waiting: nobody to relay it to */
   mlt_evhttp_free(srv.inst);
   mlt_curl_options_free(srv.curl_opts);
   while (srv.n_idle) curl_easy_cleanup(srv.idle_easy[--srv.n_idle]);
@@ -626,6 +684,8 @@ out:
   if (srv.sigterm) event_free(srv.sigterm);
   if (srv.sigint) event_free(srv.sigint);
   if (srv.scratch) evbuffer_free(srv.scratch);
+  if (srv.flush_ev) event_free(srv.flush_ev);
+  free(srv.flushq);
   if (srv.base) event_base_free(srv.base);
   int flushed = cfg->trace ? mlt_shutdown(-1) : MLT_OK;
   curl_global_cleanup();
@@ -653,7 +713,7 @@ out:
 static void usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s --upstream URL [--port N] [--workers N] [--max-pending N] [--max-upstream N] [--job-us N] "
-          "[--no-trace] [--discard] [--quiet]\n",
+          "[--per-token] [--no-trace] [--discard] [--quiet]\n",
           argv0);
 }
 
@@ -672,6 +732,8 @@ int main(int argc, char **argv) {
       cfg.max_upstream = atol(argv[++i]);
     else if (!strcmp(argv[i], "--job-us") && i + 1 < argc)
       cfg.job_us = atol(argv[++i]);
+    else if (!strcmp(argv[i], "--per-token"))
+      cfg.per_token = 1;
     else if (!strcmp(argv[i], "--no-trace"))
       cfg.trace = 0;
     else if (!strcmp(argv[i], "--discard"))

@@ -14,7 +14,11 @@
 
 #define MIN_SHIFT 9 /* 512 B */
 #define MAX_CLASS MLT__CHUNK_CLASSES
-#define GLOBAL_MAX_BYTES (8u << 20) /* per class, beyond which chunks are freed */
+/* Per class, beyond which freed chunks go back to malloc.  The lists fill
+ * up to it after any burst and stay there (allocations and frees balance):
+ * at 8 MiB, a server with 10,000 requests in flight kept ~22 MiB of free
+ * chunks of three classes. */
+#define GLOBAL_MAX_BYTES (2u << 20)
 
 typedef struct freelist {
   atomic_flag lock;

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -50,36 +51,49 @@ static int append_locked(int fd, const char *p, size_t n, int *err) {
   return rc;
 }
 
+/* The buffer is written out once it holds this much (whole lines), so that
+ * a batch of big traces (a burst at shutdown, 512 traces of ~10 KB) does
+ * not grow it to many MiB. */
+#define FILE_WRITE_BYTES (256u << 10)
+
+/* Write the buffer (whole lines) to the file; NULL, or why not. */
+static const char *file_write(file_exp *f, char *msg, size_t msg_size) {
+  if (f->buf.oom) return "out of memory while serializing";
+  if (f->fd < 0) {
+    f->fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (f->fd < 0) {
+      snprintf(msg, msg_size, "cannot open %s: %s", f->path, strerror(errno));
+      return msg;
+    }
+  }
+  int err = 0;
+  mlt__stats_add(MLT__ST_EXPORT_REQUESTS, 1);
+  if (append_locked(f->fd, f->buf.p, f->buf.len, &err) != 0) {
+    snprintf(msg, msg_size, "cannot write %s: %s", f->path, strerror(err));
+    close(f->fd);
+    f->fd = -1; /* reopen next time (the file may have been rotated) */
+    return msg;
+  }
+  mlt__stats_add(MLT__ST_EXPORT_BYTES, f->buf.len);
+  return NULL;
+}
+
 static void file_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n) {
   file_exp *f = (file_exp *)e;
+  const char *why = NULL;
+  char msg[300];
+  size_t done = 0; /* traces reported */
   mlt__buf_reset(&f->buf);
   for (size_t i = 0; i < n; i++) {
     mlt__json_trace(&f->buf, traces[i], mlt__prepared_info(traces[i]));
+    if (i + 1 < n && f->buf.len < FILE_WRITE_BYTES && !f->buf.oom) continue;
+    why = file_write(f, msg, sizeof msg);
+    mlt__buf_reset(&f->buf);
+    for (; done <= i; done++) mlt__export_done(e, traces[done]->ticket, why == NULL, why);
+    if (why) break; /* the rest of the batch fails with it */
   }
-  const char *why = NULL;
-  char msg[300];
-  if (f->buf.oom) why = "out of memory while serializing";
-  if (!why && f->fd < 0) {
-    f->fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (f->fd < 0) {
-      snprintf(msg, sizeof msg, "cannot open %s: %s", f->path, strerror(errno));
-      why = msg;
-    }
-  }
-  if (!why) {
-    int err = 0;
-    mlt__stats_add(MLT__ST_EXPORT_REQUESTS, 1);
-    if (append_locked(f->fd, f->buf.p, f->buf.len, &err) != 0) {
-      snprintf(msg, sizeof msg, "cannot write %s: %s", f->path, strerror(err));
-      why = msg;
-      close(f->fd);
-      f->fd = -1; /* reopen next time (the file may have been rotated) */
-    } else {
-      mlt__stats_add(MLT__ST_EXPORT_BYTES, f->buf.len);
-    }
-  }
-  for (size_t i = 0; i < n; i++) mlt__export_done(e, traces[i]->ticket, why == NULL, why);
-  if (f->buf.cap > (8u << 20)) mlt__buf_free(&f->buf); /* do not keep a huge buffer */
+  for (; done < n; done++) mlt__export_done(e, traces[done]->ticket, 0, why);
+  if (f->buf.cap > (1u << 20)) mlt__buf_free(&f->buf); /* do not keep a huge buffer (one huge trace) */
 }
 
 static void file_destroy(mlt_exporter *e) {

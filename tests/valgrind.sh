@@ -8,7 +8,7 @@ if [ -z "${VALGRIND:-}" ] || [ -n "${MLT_SANITIZED:-}" ]; then
   echo "1..0 # SKIP valgrind not available (or sanitizer build)"
   exit 0
 fi
-progs="tests/unit/test_core tests/unit/test_hotpath tests/unit/test_delivery tests/unit/test_thread tests/unit/test_assess tests/unit/test_sse tests/event/test_evloop tests/event/test_evhttp tests/unit/test_span_options tests/parity/test_scope"
+progs="tests/unit/test_core tests/unit/test_hotpath tests/unit/test_delivery tests/unit/test_thread tests/unit/test_assess tests/unit/test_sse tests/event/test_evloop tests/event/test_evhttp tests/unit/test_span_options tests/parity/test_scope tests/unit/test_chat_scan"
 n=0
 echo "1..$(echo $progs | wc -w)"
 for p in $progs; do

@@ -235,6 +235,27 @@ static char *sanitized_url(const char *url) {
   return out;
 }
 
+/* url.full: the effective URL sanitized.  A service calls the same few
+ * endpoints again and again: the last one is kept per thread. */
+static void set_url_attr(mlt_span span, const char *url) {
+  static _Thread_local char last_raw[256], last_clean[256];
+  if (!url || !*url) return;
+  size_t n = strlen(url);
+  if (n < sizeof last_raw && last_raw[0] && strcmp(last_raw, url) == 0) {
+    mlt_span_set_attr_str(span, "url.full", last_clean);
+    return;
+  }
+  char *clean = sanitized_url(url);
+  if (!clean) return;
+  mlt_span_set_attr_str(span, "url.full", clean);
+  size_t cn = strlen(clean);
+  if (n < sizeof last_raw && cn < sizeof last_clean) {
+    memcpy(last_raw, url, n + 1);
+    memcpy(last_clean, clean, cn + 1);
+  }
+  free(clean);
+}
+
 /* ==== request ========================================================= */
 
 /* A Responses API request: "input" and no "messages". */
@@ -475,7 +496,8 @@ static int responses_chunk_view(mlt_curl_call *c, const cJSON *j, mlt_curl_chunk
 /* Every valid chunk: record it on the span, then the application's chunk
  * and delta callbacks. */
 static void on_chunk_json(const char *event, size_t event_len, const char *json, size_t len,
-                          const struct cJSON *chunk, const char *delta, void *ud) {
+                          const struct cJSON *chunk, const mlt_curl_choice_delta *choices, size_t n_choices,
+                          const char *delta, void *ud) {
   mlt_curl_call *c = ud;
   if (c->chunk_events < c->max_chunk_events && !mlt_span_is_none(c->span)) {
     c->chunk_events++;
@@ -484,8 +506,14 @@ static void on_chunk_json(const char *event, size_t event_len, const char *json,
   if (!c->in_write || c->hook_stop || c->cancelled) return;
   if (c->chunk_fn) {
     mlt_curl_chunk view = {json, len, event, event_len, MLT_CURL_API_CHAT, NULL, 0, 0};
-    int rc = mlt__chat_stream_is_responses(c->stream) ? responses_chunk_view(c, chunk, &view)
-                                                       : chat_chunk_view(c, chunk, &view);
+    int rc = MLT_OK;
+    if (!chunk) { /* read by the chunk scanner */
+      view.choices = n_choices ? choices : NULL;
+      view.n_choices = n_choices;
+    } else {
+      rc = mlt__chat_stream_is_responses(c->stream) ? responses_chunk_view(c, chunk, &view)
+                                                    : chat_chunk_view(c, chunk, &view);
+    }
     if (rc == MLT_OK && c->chunk_fn(c, &view, c->chunk_ud) != 0) {
       c->hook_stop = 1;
       return;
@@ -761,9 +789,7 @@ int mlt__curl_call_complete(mlt_curl_call *c, CURLcode result, const char *cance
     if (c->performed) {
       char *url = NULL;
       curl_easy_getinfo(c->easy, CURLINFO_EFFECTIVE_URL, &url);
-      char *clean = sanitized_url(url);
-      if (clean) mlt_span_set_attr_str(c->span, "url.full", clean);
-      free(clean);
+      set_url_attr(c->span, url);
 #if LIBCURL_VERSION_NUM >= 0x074800
       char *method = NULL;
       curl_easy_getinfo(c->easy, CURLINFO_EFFECTIVE_METHOD, &method);

@@ -7,6 +7,7 @@
 #include <mltrace/sse.h>
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -65,6 +66,11 @@ struct mlt_chat_stream {
   cs_choice *choices; /* sorted by index */
   size_t nchoices, cap_choices;
   size_t chunks, malformed;
+  /* the chunk scanner (see below): its decoded strings (on the stack for
+   * small events, else scan_heap), and a switch */
+  char *scan_buf, *scan_heap;
+  size_t scan_cap;
+  int no_scan;
 };
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -453,6 +459,504 @@ fail:
   return NULL;
 }
 
+
+/* ---- the chunk scanner ------------------------------------------------- */
+
+/* Nearly every event of a Chat Completions stream is a small
+ * chat.completion.chunk object of which the aggregator reads a few members.
+ * A cJSON tree per event (a node and a string for every member, then all of
+ * it freed) was most of the aggregator's cost, with tracing on or off.  The
+ * scanner reads those members in one pass over the text, decodes only the
+ * strings it keeps, and checks the rest.
+ *
+ * It takes a strict subset of JSON and of the chunk's shape, and gives up
+ * (SCAN_BAIL) on anything else: tool calls, a usage object, an error member,
+ * a "type" member (Responses API), escapes in member names, a member the
+ * aggregator reads appearing twice, an "index" that is not a plain integer,
+ * control characters, \u0000, unpaired surrogates, deep nesting, bytes after
+ * the object, more than SCAN_MAX_CHOICES choices.  The event then goes
+ * through cJSON exactly as before, so every outcome (the merged result, the
+ * events reported malformed and why) is the one cJSON gives; the fuzz target
+ * and tests/unit/test_chat_scan.c compare the two paths. */
+
+static void malformed(mlt_chat_stream *s, const char *reason, const char *data, size_t len);
+
+#define SCAN_BAIL (-1)
+#define SCAN_MAX_CHOICES 8
+#define SCAN_MAX_DEPTH 32
+
+typedef struct scan_str {
+  size_t off, len; /* in mlt_chat_stream.scan_buf (NUL-terminated there) */
+  int set;         /* the member is a string */
+} scan_str;
+
+typedef struct scan_choice {
+  long index;
+  int has_index, delta_obj;
+  unsigned seen; /* members read, to refuse duplicates */
+  scan_str role, content, refusal, finish;
+} scan_choice;
+
+typedef struct scan_chunk {
+  scan_str id, model, fingerprint;
+  int has_created;
+  double created;
+  unsigned seen;
+  size_t n;
+  scan_choice ch[SCAN_MAX_CHOICES];
+} scan_chunk;
+
+typedef struct scanner {
+  const char *p, *end;
+  char *out; /* decoded strings */
+  size_t out_len;
+} scanner;
+
+static void sc_ws(scanner *sc) {
+  while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\n' || *sc->p == '\r' || *sc->p == '\t')) sc->p++;
+}
+
+static int sc_peek(const scanner *sc) { return sc->p < sc->end ? (unsigned char)*sc->p : -1; }
+
+static int hex4(const char *p, unsigned *out) {
+  unsigned v = 0;
+  for (int i = 0; i < 4; i++) {
+    char c = p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9')
+      v |= (unsigned)(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      v |= (unsigned)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      v |= (unsigned)(c - 'A' + 10);
+    else
+      return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+/* A string at sc->p (the opening quote); decoded into sc->out when @p keep
+ * is non-NULL, else only checked. */
+static int sc_string(scanner *sc, scan_str *keep) {
+  const char *p = sc->p + 1, *end = sc->end;
+  char *o = keep ? sc->out + sc->out_len : NULL;
+  char *o0 = o;
+  for (;;) {
+    /* the plain run up to a quote, a backslash or a control character */
+    const char *q = p;
+    while (q < end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20) q++;
+    if (o) {
+      memcpy(o, p, (size_t)(q - p));
+      o += q - p;
+    }
+    p = q;
+    if (p >= end || (unsigned char)*p < 0x20) return SCAN_BAIL;
+    if (*p == '"') break;
+    if (end - p < 2) return SCAN_BAIL;
+    char c = p[1], e;
+    p += 2;
+    switch (c) {
+    case '"': e = '"'; break;
+    case '\\': e = '\\'; break;
+    case '/': e = '/'; break;
+    case 'b': e = '\b'; break;
+    case 'f': e = '\f'; break;
+    case 'n': e = '\n'; break;
+    case 'r': e = '\r'; break;
+    case 't': e = '\t'; break;
+    case 'u': {
+      unsigned cp, lo;
+      if (end - p < 4 || hex4(p, &cp) != 0 || cp == 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) return SCAN_BAIL;
+      p += 4;
+      if (cp >= 0xD800 && cp <= 0xDBFF) {
+        if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
+          return SCAN_BAIL;
+        p += 6;
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+      }
+      if (o) {
+        if (cp < 0x80) {
+          *o++ = (char)cp;
+        } else if (cp < 0x800) {
+          *o++ = (char)(0xC0 | (cp >> 6));
+          *o++ = (char)(0x80 | (cp & 0x3F));
+        } else if (cp < 0x10000) {
+          *o++ = (char)(0xE0 | (cp >> 12));
+          *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+          *o++ = (char)(0x80 | (cp & 0x3F));
+        } else {
+          *o++ = (char)(0xF0 | (cp >> 18));
+          *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+          *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+          *o++ = (char)(0x80 | (cp & 0x3F));
+        }
+      }
+      continue;
+    }
+    default: return SCAN_BAIL;
+    }
+    if (o) *o++ = e;
+  }
+  sc->p = p + 1;
+  if (keep) {
+    keep->off = sc->out_len;
+    keep->len = (size_t)(o - o0);
+    keep->set = 1;
+    *o = '\0';
+    sc->out_len += keep->len + 1;
+  }
+  return 0;
+}
+
+/* A member name without escapes: its text in *name, *len. */
+static int sc_key(scanner *sc, const char **name, size_t *len) {
+  if (sc_peek(sc) != '"') return SCAN_BAIL;
+  const char *p = sc->p + 1, *q = p;
+  while (q < sc->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20) q++;
+  if (q >= sc->end || *q != '"') return SCAN_BAIL;
+  *name = p;
+  *len = (size_t)(q - p);
+  sc->p = q + 1;
+  sc_ws(sc);
+  if (sc_peek(sc) != ':') return SCAN_BAIL;
+  sc->p++;
+  sc_ws(sc);
+  return 0;
+}
+
+#define KEY_IS(name, len, lit) ((len) == sizeof(lit) - 1 && memcmp((name), (lit), sizeof(lit) - 1) == 0)
+
+/* A number (JSON's grammar, at most 40 characters); its value in *out when
+ * @p out is non-NULL. */
+static int sc_number(scanner *sc, double *out) {
+  const char *p = sc->p, *end = sc->end, *start = p;
+  if (p < end && *p == '-') p++;
+  if (p >= end) return SCAN_BAIL;
+  if (*p == '0') {
+    p++;
+  } else if (*p >= '1' && *p <= '9') {
+    while (p < end && *p >= '0' && *p <= '9') p++;
+  } else {
+    return SCAN_BAIL;
+  }
+  int plain = *start != '-';
+  if (p < end && *p == '.') {
+    plain = 0;
+    if (++p >= end || *p < '0' || *p > '9') return SCAN_BAIL;
+    while (p < end && *p >= '0' && *p <= '9') p++;
+  }
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    plain = 0;
+    p++;
+    if (p < end && (*p == '+' || *p == '-')) p++;
+    if (p >= end || *p < '0' || *p > '9') return SCAN_BAIL;
+    while (p < end && *p >= '0' && *p <= '9') p++;
+  }
+  size_t n = (size_t)(p - start);
+  if (n > 40) return SCAN_BAIL;
+  if (out) {
+    if (plain && n <= 15) {
+      uint64_t v = 0;
+      for (const char *d = start; d < p; d++) v = v * 10 + (uint64_t)(*d - '0');
+      *out = (double)v;
+    } else {
+      char tmp[48];
+      memcpy(tmp, start, n);
+      tmp[n] = '\0';
+      *out = strtod(tmp, NULL);
+    }
+  }
+  sc->p = p;
+  return 0;
+}
+
+/* An "index": a plain non-negative integer that fits in an int. */
+static int sc_index(scanner *sc, long *out) {
+  const char *p = sc->p, *end = sc->end;
+  long v = 0;
+  int digits = 0;
+  while (p < end && *p >= '0' && *p <= '9' && digits < 11) v = v * 10 + (*p++ - '0'), digits++;
+  if (!digits || (digits > 1 && *sc->p == '0') || v > 2147483647L) return SCAN_BAIL;
+  if (p < end && (*p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9'))) return SCAN_BAIL;
+  *out = v;
+  sc->p = p;
+  return 0;
+}
+
+static int sc_literal(scanner *sc, const char *lit, size_t n) {
+  if ((size_t)(sc->end - sc->p) < n || memcmp(sc->p, lit, n) != 0) return SCAN_BAIL;
+  sc->p += n;
+  return 0;
+}
+
+/* Any value, checked and skipped. */
+static int sc_skip(scanner *sc, int depth) {
+  switch (sc_peek(sc)) {
+  case '"': return sc_string(sc, NULL);
+  case 't': return sc_literal(sc, "true", 4);
+  case 'f': return sc_literal(sc, "false", 5);
+  case 'n': return sc_literal(sc, "null", 4);
+  case '{':
+  case '[': {
+    char close = *sc->p == '{' ? '}' : ']';
+    if (depth >= SCAN_MAX_DEPTH) return SCAN_BAIL;
+    sc->p++;
+    sc_ws(sc);
+    if (sc_peek(sc) == close) {
+      sc->p++;
+      return 0;
+    }
+    for (;;) {
+      if (close == '}') {
+        const char *name;
+        size_t len;
+        if (sc_key(sc, &name, &len) != 0) return SCAN_BAIL;
+      }
+      if (sc_skip(sc, depth + 1) != 0) return SCAN_BAIL;
+      sc_ws(sc);
+      int c = sc_peek(sc);
+      sc->p++;
+      if (c == close) return 0;
+      if (c != ',') return SCAN_BAIL;
+      sc_ws(sc);
+    }
+  }
+  default: return sc_number(sc, NULL);
+  }
+}
+
+/* Member @p bit of an object: SCAN_BAIL when it was seen already. */
+static int sc_once(unsigned *seen, unsigned bit) {
+  if (*seen & bit) return SCAN_BAIL;
+  *seen |= bit;
+  return 0;
+}
+
+/* A string member to keep (when it is a string), else any value. */
+static int sc_str_member(scanner *sc, unsigned *seen, unsigned bit, scan_str *keep) {
+  if (sc_once(seen, bit) != 0) return SCAN_BAIL;
+  return sc_peek(sc) == '"' ? sc_string(sc, keep) : sc_skip(sc, 3);
+}
+
+/* Walk the members of the object at sc->p, calling @p member for each (at
+ * its value).  */
+static int sc_object(scanner *sc, int (*member)(scanner *, const char *, size_t, void *), void *ud) {
+  if (sc_peek(sc) != '{') return SCAN_BAIL;
+  sc->p++;
+  sc_ws(sc);
+  if (sc_peek(sc) == '}') {
+    sc->p++;
+    return 0;
+  }
+  for (;;) {
+    const char *name;
+    size_t len;
+    if (sc_key(sc, &name, &len) != 0 || member(sc, name, len, ud) != 0) return SCAN_BAIL;
+    sc_ws(sc);
+    int c = sc_peek(sc);
+    sc->p++;
+    if (c == '}') return 0;
+    if (c != ',') return SCAN_BAIL;
+    sc_ws(sc);
+  }
+}
+
+static int sc_delta_member(scanner *sc, const char *name, size_t len, void *ud) {
+  scan_choice *ch = ud;
+  if (KEY_IS(name, len, "content")) return sc_str_member(sc, &ch->seen, 1u << 0, &ch->content);
+  if (KEY_IS(name, len, "role")) return sc_str_member(sc, &ch->seen, 1u << 1, &ch->role);
+  if (KEY_IS(name, len, "refusal")) return sc_str_member(sc, &ch->seen, 1u << 2, &ch->refusal);
+  if (KEY_IS(name, len, "tool_calls")) {
+    if (sc_once(&ch->seen, 1u << 3) != 0 || sc_peek(sc) == '[') return SCAN_BAIL;
+    return sc_skip(sc, 3);
+  }
+  return sc_skip(sc, 3);
+}
+
+static int sc_choice_member(scanner *sc, const char *name, size_t len, void *ud) {
+  scan_choice *ch = ud;
+  if (KEY_IS(name, len, "delta")) {
+    if (sc_once(&ch->seen, 1u << 8) != 0) return SCAN_BAIL;
+    if (sc_peek(sc) != '{') return sc_skip(sc, 2);
+    ch->delta_obj = 1;
+    return sc_object(sc, sc_delta_member, ch);
+  }
+  if (KEY_IS(name, len, "index")) {
+    if (sc_once(&ch->seen, 1u << 9) != 0) return SCAN_BAIL;
+    ch->has_index = 1;
+    return sc_index(sc, &ch->index);
+  }
+  if (KEY_IS(name, len, "finish_reason")) return sc_str_member(sc, &ch->seen, 1u << 10, &ch->finish);
+  return sc_skip(sc, 2);
+}
+
+static int sc_top_member(scanner *sc, const char *name, size_t len, void *ud) {
+  scan_chunk *c = ud;
+  if (KEY_IS(name, len, "choices")) {
+    if (sc_once(&c->seen, 1u << 0) != 0) return SCAN_BAIL;
+    if (sc_peek(sc) != '[') return sc_skip(sc, 1);
+    sc->p++;
+    sc_ws(sc);
+    if (sc_peek(sc) == ']') {
+      sc->p++;
+      return 0;
+    }
+    for (;;) {
+      if (c->n == SCAN_MAX_CHOICES) return SCAN_BAIL;
+      scan_choice *ch = &c->ch[c->n++];
+      memset(ch, 0, sizeof *ch);
+      if (sc_object(sc, sc_choice_member, ch) != 0) return SCAN_BAIL;
+      sc_ws(sc);
+      int k = sc_peek(sc);
+      sc->p++;
+      if (k == ']') return 0;
+      if (k != ',') return SCAN_BAIL;
+      sc_ws(sc);
+    }
+  }
+  if (KEY_IS(name, len, "id")) return sc_str_member(sc, &c->seen, 1u << 1, &c->id);
+  if (KEY_IS(name, len, "model")) return sc_str_member(sc, &c->seen, 1u << 2, &c->model);
+  if (KEY_IS(name, len, "system_fingerprint")) return sc_str_member(sc, &c->seen, 1u << 3, &c->fingerprint);
+  if (KEY_IS(name, len, "created")) {
+    if (sc_once(&c->seen, 1u << 4) != 0) return SCAN_BAIL;
+    int k = sc_peek(sc);
+    if (k == '-' || (k >= '0' && k <= '9')) {
+      c->has_created = 1;
+      return sc_number(sc, &c->created);
+    }
+    return sc_skip(sc, 1);
+  }
+  if (KEY_IS(name, len, "usage") || KEY_IS(name, len, "error")) {
+    /* a usage object (once per stream), or an error: cJSON's path */
+    if (sc_once(&c->seen, KEY_IS(name, len, "usage") ? 1u << 5 : 1u << 6) != 0) return SCAN_BAIL;
+    if (sc_literal(sc, "null", 4) == 0) return 0;
+    if (name[0] == 'e' || sc_peek(sc) == '{') return SCAN_BAIL;
+    return sc_skip(sc, 1);
+  }
+  if (KEY_IS(name, len, "type")) return SCAN_BAIL; /* Responses API events, error objects */
+  return sc_skip(sc, 1);
+}
+
+#define SC_S(s, x) ((s)->scan_buf + (x).off)
+
+/* merge_choice() for a scanned choice (no tool calls). */
+static int merge_scanned_choice(mlt_chat_stream *s, const scan_choice *ch, long dflt_index, int *bad,
+                                const char **delta_text) {
+  long index = ch->has_index ? ch->index : dflt_index;
+  int nomem;
+  size_t before = s->nchoices;
+  void *arr = s->choices;
+  long pos = find_or_insert(&arr, &s->nchoices, &s->cap_choices, sizeof *s->choices, CS_MAX_CHOICES, index, &nomem);
+  s->choices = arr;
+  if (pos < 0) {
+    if (nomem) return MLT_ENOMEM;
+    *bad = 1;
+    return MLT_OK;
+  }
+  cs_choice *c = &s->choices[pos];
+  if (s->nchoices != before) c->last_call = -1;
+  int rc = MLT_OK;
+  if (ch->delta_obj) {
+    if (ch->content.set && delta_text && index == 0) *delta_text = SC_S(s, ch->content);
+    if (ch->role.set && ch->role.len) rc = str_set(&c->role, SC_S(s, ch->role), ch->role.len);
+    if (!rc && ch->content.set) {
+      c->has_content = 1;
+      rc = str_append(&c->content, SC_S(s, ch->content), ch->content.len);
+    }
+    if (!rc && ch->refusal.set) {
+      c->has_refusal = 1;
+      rc = str_append(&c->refusal, SC_S(s, ch->refusal), ch->refusal.len);
+    }
+  }
+  if (!rc && ch->finish.set && ch->finish.len) rc = str_set(&c->finish_reason, SC_S(s, ch->finish), ch->finish.len);
+  return rc;
+}
+
+static const char *scan_str_or_empty(const mlt_chat_stream *s, const scan_str *v, size_t *len) {
+  if (len) *len = v->set ? v->len : 0;
+  return v->set ? SC_S(s, *v) : "";
+}
+
+static int scan_event_in(mlt_chat_stream *s, const char *event, size_t event_len, const char *data, size_t len);
+
+/* An event through the scanner: merged, hooks called; SCAN_BAIL when the
+ * scanner gave up (nothing was changed then), else the status. */
+static int scan_event(mlt_chat_stream *s, const char *event, size_t event_len, const char *data, size_t len) {
+  /* Decoded strings take at most the text's bytes plus a NUL each (at most
+   * 3 + 4 * SCAN_MAX_CHOICES of them).  A stream in flight keeps no buffer
+   * for the usual small event (10,000 streams, 10,000 buffers otherwise). */
+  char stack[1024];
+  if (len + 64 <= sizeof stack) {
+    s->scan_buf = stack;
+  } else {
+    if (s->scan_cap < len + 64) {
+      size_t cap = s->scan_cap ? s->scan_cap : 2048;
+      while (cap < len + 64) cap *= 2;
+      char *q = malloc(cap);
+      if (!q) return SCAN_BAIL;
+      free(s->scan_heap);
+      s->scan_heap = q;
+      s->scan_cap = cap;
+    }
+    s->scan_buf = s->scan_heap;
+  }
+  int rc = scan_event_in(s, event, event_len, data, len);
+  s->scan_buf = NULL;
+  return rc;
+}
+
+static int scan_event_in(mlt_chat_stream *s, const char *event, size_t event_len, const char *data, size_t len) {
+  scan_chunk c;
+  c.seen = 0;
+  c.n = 0;
+  c.has_created = 0;
+  c.id.set = c.model.set = c.fingerprint.set = 0;
+  scanner sc = {data, data + len, s->scan_buf, 0};
+  sc_ws(&sc);
+  if (sc_object(&sc, sc_top_member, &c) != 0) return SCAN_BAIL;
+  while (sc.p < sc.end && is_ws(*sc.p)) sc.p++;
+  if (sc.p != sc.end) return SCAN_BAIL;
+
+  /* merge_chunk(), in its order */
+  int bad = 0, rc = MLT_OK;
+  const char *delta = NULL;
+  if (c.id.set && c.id.len) rc = str_set(&s->id, SC_S(s, c.id), c.id.len);
+  if (!rc && c.model.set && c.model.len) rc = str_set(&s->model, SC_S(s, c.model), c.model.len);
+  if (!rc && c.fingerprint.set && c.fingerprint.len) {
+    s->has_fingerprint = 1;
+    rc = str_set(&s->fingerprint, SC_S(s, c.fingerprint), c.fingerprint.len);
+  }
+  if (rc) return rc;
+  if (c.has_created && isfinite(c.created)) s->created = c.created;
+  for (size_t i = 0; i < c.n; i++) {
+    rc = merge_scanned_choice(s, &c.ch[i], (long)i, &bad, &delta);
+    if (rc) return rc;
+  }
+  if (bad) {
+    malformed(s, "invalid chunk", data, len);
+    return MLT_OK;
+  }
+  s->chunks++;
+  if (s->json_hook) {
+    mlt_curl_choice_delta view[SCAN_MAX_CHOICES];
+    for (size_t i = 0; i < c.n; i++) {
+      const scan_choice *ch = &c.ch[i];
+      mlt_curl_choice_delta *d = &view[i];
+      d->index = ch->has_index ? (int)ch->index : (int)i;
+      d->role = scan_str_or_empty(s, &ch->role, NULL);
+      d->content = scan_str_or_empty(s, &ch->content, &d->content_len);
+      d->refusal = scan_str_or_empty(s, &ch->refusal, &d->refusal_len);
+      d->finish_reason = scan_str_or_empty(s, &ch->finish, NULL);
+      d->tool_calls = NULL;
+      d->n_tool_calls = 0;
+    }
+    s->json_hook(event, event_len, data, len, NULL, view, c.n, delta, s->user_data);
+  }
+  if (s->on_chunk) s->on_chunk(data, len, delta ? delta : "", delta ? strlen(delta) : 0, s->user_data);
+  return MLT_OK;
+}
+
 /* ---- events ------------------------------------------------------------ */
 
 static void malformed(mlt_chat_stream *s, const char *reason, const char *data, size_t len) {
@@ -481,6 +985,10 @@ static int handle_event(mlt_chat_stream *s, const char *event, size_t event_len,
     if (!s->responses) s->done = 1; /* (a Responses stream ends with response.completed) */
     return MLT_OK;
   }
+  if (!error_event && !s->responses && !s->no_scan) {
+    int r = scan_event(s, event, event_len, data, len);
+    if (r != SCAN_BAIL) return r;
+  }
   const char *end = NULL;
   cJSON *j = cJSON_ParseWithLengthOpts(data, len, &end, 0);
   if (j && (size_t)(end - data) < b) { /* bytes after the JSON value */
@@ -505,7 +1013,7 @@ static int handle_event(mlt_chat_stream *s, const char *event, size_t event_len,
       malformed(s, "invalid chunk", data, len);
     } else if (!rc) {
       s->chunks++;
-      if (s->json_hook) s->json_hook(event, event_len, data, len, j, delta, s->user_data);
+      if (s->json_hook) s->json_hook(event, event_len, data, len, j, NULL, 0, delta, s->user_data);
       if (s->on_chunk) s->on_chunk(data, len, delta ? delta : "", delta ? strlen(delta) : 0, s->user_data);
     }
   } else if (error_event) {
@@ -526,7 +1034,7 @@ static int handle_event(mlt_chat_stream *s, const char *event, size_t event_len,
       malformed(s, "invalid chunk", data, len);
     } else if (!rc) {
       s->chunks++;
-      if (s->json_hook) s->json_hook(event, event_len, data, len, j, delta, s->user_data);
+      if (s->json_hook) s->json_hook(event, event_len, data, len, j, NULL, 0, delta, s->user_data);
       if (s->on_chunk) s->on_chunk(data, len, delta ? delta : "", delta ? strlen(delta) : 0, s->user_data);
     }
   }
@@ -576,6 +1084,7 @@ void mlt_chat_stream_free(mlt_chat_stream *s) {
   free(s->fingerprint.p);
   free(s->error.p);
   cJSON_Delete(s->usage);
+  free(s->scan_heap);
   free(s);
 }
 
@@ -628,59 +1137,194 @@ static char *print_and_delete(cJSON *root, size_t *len) {
 }
 
 
-static int build_choice(cJSON *arr, const cs_choice *c) {
-  cJSON *o = cJSON_CreateObject(), *msg;
-  if (!o || !cJSON_AddItemToArray(arr, o)) {
-    cJSON_Delete(o);
-    return 0;
+/* ---- the assembled chat.completion ------------------------------------ */
+
+/* Written directly, byte for byte as cJSON_PrintUnformatted() prints the
+ * same object (tests/unit/test_chat_scan.c checks print(parse(x)) == x):
+ * building a cJSON tree to print it once cost ~20 allocations per call. */
+typedef struct jw {
+  char *p;
+  size_t len, cap;
+  int oom;
+} jw;
+
+static void jw_put(jw *w, const char *b, size_t n) {
+  if (w->oom) return;
+  if (w->cap - w->len <= n) {
+    size_t cap = w->cap ? w->cap : 256;
+    while (cap - w->len <= n) cap *= 2;
+    char *q = realloc(w->p, cap);
+    if (!q) {
+      w->oom = 1;
+      return;
+    }
+    w->p = q;
+    w->cap = cap;
   }
-  if (!cJSON_AddNumberToObject(o, "index", (double)c->index) || !(msg = cJSON_AddObjectToObject(o, "message")))
-    return 0;
-  if (!cJSON_AddStringToObject(msg, "role", c->role.len ? c->role.p : "assistant")) return 0;
-  if (!(c->has_content ? add_str(msg, "content", &c->content) : cJSON_AddNullToObject(msg, "content"))) return 0;
-  if (c->has_refusal && !add_str(msg, "refusal", &c->refusal)) return 0;
+  memcpy(w->p + w->len, b, n);
+  w->len += n;
+  w->p[w->len] = '\0';
+}
+
+#define JW_LIT(w, lit) jw_put((w), (lit), sizeof(lit) - 1)
+
+/* A string as cJSON prints one: ", \, and the control characters escaped
+ * (\b \f \n \r \t, else \u00xx), every other byte as it is. */
+static void jw_str(jw *w, const char *v) {
+  JW_LIT(w, "\"");
+  const char *run = v;
+  for (const char *q = v;; q++) {
+    unsigned char c = (unsigned char)*q;
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    jw_put(w, run, (size_t)(q - run));
+    if (!c) break;
+    char esc[8];
+    size_t n = 2;
+    esc[0] = '\\';
+    switch (c) {
+    case '"': esc[1] = '"'; break;
+    case '\\': esc[1] = '\\'; break;
+    case '\b': esc[1] = 'b'; break;
+    case '\f': esc[1] = 'f'; break;
+    case '\n': esc[1] = 'n'; break;
+    case '\r': esc[1] = 'r'; break;
+    case '\t': esc[1] = 't'; break;
+    default: n = (size_t)snprintf(esc, sizeof esc, "\\u%04x", c); break;
+    }
+    jw_put(w, esc, n);
+    run = q + 1;
+  }
+  JW_LIT(w, "\"");
+}
+
+static void jw_cs(jw *w, const cs_str *v) { jw_str(w, str_get(v)); }
+
+/* A number as cJSON (1.7) prints one: %1.15g, or %1.17g when that does not
+ * read back; NaN and infinities as null. */
+static void jw_num(jw *w, double d) {
+  char b[32];
+  int n;
+  if (d == (double)(long long)d && d > -1e15 && d < 1e15 && !(d == 0 && signbit(d))) {
+    /* an integer of at most 15 digits: %1.15g prints its digits */
+    long long v = (long long)d;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    n = 0;
+    do b[31 - n++] = (char)('0' + u % 10); while ((u /= 10) != 0);
+    if (v < 0) b[31 - n++] = '-';
+    jw_put(w, b + 32 - n, (size_t)n);
+    return;
+  }
+  if (isnan(d) || isinf(d)) {
+    n = snprintf(b, sizeof b, "null");
+  } else {
+    n = snprintf(b, sizeof b, "%1.15g", d);
+    double back = 0;
+    if (sscanf(b, "%lg", &back) != 1 || !(fabs(back - d) <= (fabs(back) > fabs(d) ? fabs(back) : fabs(d)) * DBL_EPSILON))
+      n = snprintf(b, sizeof b, "%1.17g", d);
+  }
+  jw_put(w, b, (size_t)n);
+}
+
+/* A parsed value (the usage object), as cJSON prints it. */
+static void jw_cjson(jw *w, const cJSON *v) {
+  if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+    int obj = cJSON_IsObject(v);
+    jw_put(w, obj ? "{" : "[", 1);
+    for (const cJSON *c = v->child; c; c = c->next) {
+      if (c != v->child) JW_LIT(w, ",");
+      if (obj) {
+        jw_str(w, c->string ? c->string : "");
+        JW_LIT(w, ":");
+      }
+      jw_cjson(w, c);
+    }
+    jw_put(w, obj ? "}" : "]", 1);
+  } else if (cJSON_IsString(v)) {
+    jw_str(w, v->valuestring ? v->valuestring : "");
+  } else if (cJSON_IsNumber(v)) {
+    jw_num(w, v->valuedouble);
+  } else if (cJSON_IsTrue(v)) {
+    JW_LIT(w, "true");
+  } else if (cJSON_IsFalse(v)) {
+    JW_LIT(w, "false");
+  } else if (cJSON_IsRaw(v) && v->valuestring) {
+    jw_put(w, v->valuestring, strlen(v->valuestring));
+  } else {
+    JW_LIT(w, "null");
+  }
+}
+
+static void put_choice(jw *w, const cs_choice *c) {
+  JW_LIT(w, "{\"index\":");
+  jw_num(w, (double)c->index);
+  JW_LIT(w, ",\"message\":{\"role\":");
+  jw_str(w, c->role.len ? c->role.p : "assistant");
+  JW_LIT(w, ",\"content\":");
+  if (c->has_content)
+    jw_cs(w, &c->content);
+  else
+    JW_LIT(w, "null");
+  if (c->has_refusal) {
+    JW_LIT(w, ",\"refusal\":");
+    jw_cs(w, &c->refusal);
+  }
   if (c->ncalls) {
-    cJSON *calls = cJSON_AddArrayToObject(msg, "tool_calls");
-    if (!calls) return 0;
+    JW_LIT(w, ",\"tool_calls\":[");
     for (size_t i = 0; i < c->ncalls; i++) {
       const cs_tool_call *t = &c->calls[i];
-      cJSON *tc = cJSON_CreateObject(), *fn;
-      if (!tc || !cJSON_AddItemToArray(calls, tc)) {
-        cJSON_Delete(tc);
-        return 0;
-      }
-      if (!add_str(tc, "id", &t->id) ||
-          !cJSON_AddStringToObject(tc, "type", t->type.len ? t->type.p : "function") ||
-          !(fn = cJSON_AddObjectToObject(tc, "function")) || !add_str(fn, "name", &t->name) ||
-          !add_str(fn, "arguments", &t->args))
-        return 0;
+      if (i) JW_LIT(w, ",");
+      JW_LIT(w, "{\"id\":");
+      jw_cs(w, &t->id);
+      JW_LIT(w, ",\"type\":");
+      jw_str(w, t->type.len ? t->type.p : "function");
+      JW_LIT(w, ",\"function\":{\"name\":");
+      jw_cs(w, &t->name);
+      JW_LIT(w, ",\"arguments\":");
+      jw_cs(w, &t->args);
+      JW_LIT(w, "}}");
     }
+    JW_LIT(w, "]");
   }
-  return c->finish_reason.len ? add_str(o, "finish_reason", &c->finish_reason) != NULL
-                              : cJSON_AddNullToObject(o, "finish_reason") != NULL;
+  JW_LIT(w, "},\"finish_reason\":");
+  if (c->finish_reason.len)
+    jw_cs(w, &c->finish_reason);
+  else
+    JW_LIT(w, "null");
+  JW_LIT(w, "}");
 }
 
 char *mlt_chat_stream_result_json(const mlt_chat_stream *s, size_t *len) {
   if (len) *len = 0;
   if (!s) return NULL;
   if (s->responses) return print_and_delete(response_result(s), len);
-  cJSON *root = cJSON_CreateObject(), *choices;
-  int ok = root && add_str(root, "id", &s->id) &&
-           cJSON_AddStringToObject(root, "object", "chat.completion") &&
-           cJSON_AddNumberToObject(root, "created", s->created) && add_str(root, "model", &s->model) &&
-           (!s->has_fingerprint || add_str(root, "system_fingerprint", &s->fingerprint)) &&
-           (choices = cJSON_AddArrayToObject(root, "choices"));
-  for (size_t i = 0; ok && i < s->nchoices; i++) ok = build_choice(choices, &s->choices[i]);
-  if (ok && s->usage) {
-    cJSON *u = cJSON_Duplicate(s->usage, 1);
-    ok = u && cJSON_AddItemToObject(root, "usage", u);
-    if (!ok) cJSON_Delete(u);
+  jw w = {0};
+  JW_LIT(&w, "{\"id\":");
+  jw_cs(&w, &s->id);
+  JW_LIT(&w, ",\"object\":\"chat.completion\",\"created\":");
+  jw_num(&w, s->created);
+  JW_LIT(&w, ",\"model\":");
+  jw_cs(&w, &s->model);
+  if (s->has_fingerprint) {
+    JW_LIT(&w, ",\"system_fingerprint\":");
+    jw_cs(&w, &s->fingerprint);
   }
-  if (!ok) {
-    cJSON_Delete(root);
+  JW_LIT(&w, ",\"choices\":[");
+  for (size_t i = 0; i < s->nchoices; i++) {
+    if (i) JW_LIT(&w, ",");
+    put_choice(&w, &s->choices[i]);
+  }
+  JW_LIT(&w, "]");
+  if (s->usage) {
+    JW_LIT(&w, ",\"usage\":");
+    jw_cjson(&w, s->usage);
+  }
+  JW_LIT(&w, "}");
+  if (w.oom) {
+    free(w.p);
     return NULL;
   }
-  return print_and_delete(root, len);
+  if (len) *len = w.len;
+  return w.p;
 }
 
 /* A token count member as an integer (0 when absent or unusable). */
@@ -740,6 +1384,10 @@ const char *mlt_chat_stream_error_message(const mlt_chat_stream *s) {
 
 void mlt__chat_stream_set_json_hook(mlt_chat_stream *s, mlt__chat_json_hook fn) {
   if (s) s->json_hook = fn;
+}
+
+void mlt__chat_stream_set_scan(mlt_chat_stream *s, int on) {
+  if (s) s->no_scan = !on;
 }
 
 int mlt__chat_stream_is_responses(const mlt_chat_stream *s) { return s && s->responses; }

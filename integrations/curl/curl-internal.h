@@ -90,13 +90,21 @@ struct mlt_curl_call {
   int free_requested;
 };
 
-/* chat_stream.c: called for every valid chunk with its parsed JSON (a
- * cJSON object), the SSE event type ("message" when none), and the text
- * delta of choice 0 (NULL when none), before the public chunk hook; the
- * user data is the hooks' (mlt_chat_stream_set_hooks()). */
+/* chat_stream.c: called for every valid chunk, before the public chunk
+ * hook, with the SSE event type ("message" when none) and the text delta of
+ * choice 0 (NULL when none); the user data is the hooks'
+ * (mlt_chat_stream_set_hooks()).  The chunk comes either parsed by cJSON
+ * (@p chunk, a cJSON object; @p choices NULL) or read by the chunk scanner
+ * (@p chunk NULL): then it is a chat.completion.chunk whose choices are
+ * @p choices[0 .. n_choices) (no tool calls, no usage object), borrowed
+ * for the call. */
 typedef void (*mlt__chat_json_hook)(const char *event, size_t event_len, const char *data, size_t len,
-                                    const struct cJSON *chunk, const char *delta0, void *user_data);
+                                    const struct cJSON *chunk, const mlt_curl_choice_delta *choices,
+                                    size_t n_choices, const char *delta0, void *user_data);
 void mlt__chat_stream_set_json_hook(mlt_chat_stream *s, mlt__chat_json_hook fn);
+/* Whether events go through the chunk scanner first (1, the default) or
+ * straight to cJSON (0: the tests compare the two). */
+void mlt__chat_stream_set_scan(mlt_chat_stream *s, int on);
 /* The usage object of the stream (borrowed), NULL when none came. */
 const struct cJSON *mlt__chat_stream_usage(const mlt_chat_stream *s);
 /* 1 once the stream is a Responses API event stream. */

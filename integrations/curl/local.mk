@@ -24,6 +24,14 @@ tests_unit_test_sse_CFLAGS = $(CURL_TEST_CFLAGS)
 tests_unit_test_sse_LDADD = $(CURL_TEST_LDADD)
 TESTS += tests/unit/test_sse
 
+# The aggregator's chunk scanner against its cJSON path (built from the
+# sources: the switch between them is internal).
+check_PROGRAMS += tests/unit/test_chat_scan
+tests_unit_test_chat_scan_SOURCES = tests/unit/test_chat_scan.c integrations/curl/chat_stream.c integrations/curl/sse.c
+tests_unit_test_chat_scan_CFLAGS = $(CURL_TEST_CFLAGS) -I$(top_srcdir)/integrations/curl
+tests_unit_test_chat_scan_LDADD = $(CJSON_LIBS)
+TESTS += tests/unit/test_chat_scan
+
 check_PROGRAMS += tests/bench/bench_sse
 tests_bench_bench_sse_SOURCES = tests/bench/bench_sse.c
 tests_bench_bench_sse_CFLAGS = $(CURL_TEST_CFLAGS)

@@ -355,50 +355,124 @@ static cJSON *parse_json_exact(const char *data, size_t len) {
   return j;
 }
 
-/* Body as a cJSON value: parsed JSON when it is JSON, else a string; cut at
- * |max| bytes with a marker.  NULL when there is nothing to record. */
-static cJSON *body_value(struct evbuffer *buf, size_t max, const char *content_type) {
+/* ---- inputs as JSON text ---- */
+
+/* A growable text buffer that starts on the caller's stack. */
+typedef struct tbuf {
+  char *p;
+  size_t len, cap;
+  int heap, oom;
+} tbuf;
+
+static void tb_put(tbuf *b, const char *s, size_t n) {
+  if (b->oom) return;
+  if (b->cap - b->len < n) {
+    size_t cap = b->cap * 2;
+    while (cap - b->len < n) cap *= 2;
+    char *q = b->heap ? realloc(b->p, cap) : malloc(cap);
+    if (!q) {
+      b->oom = 1;
+      return;
+    }
+    if (!b->heap) memcpy(q, b->p, b->len);
+    b->p = q;
+    b->cap = cap;
+    b->heap = 1;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+}
+
+#define TB_LIT(b, lit) tb_put((b), (lit), sizeof(lit) - 1)
+
+/* @p n bytes escaped for a JSON string, up to an embedded NUL (as a C
+ * string would be): quote, backslash and control characters escaped, other
+ * bytes as they are (the library escapes invalid UTF-8 when it exports). */
+static void tb_esc(tbuf *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  size_t run = 0, i = 0;
+  for (; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    tb_put(b, s + run, i - run);
+    run = i + 1;
+    if (!c) return;
+    char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+    switch (c) {
+    case '"': tb_put(b, "\\\"", 2); break;
+    case '\\': tb_put(b, "\\\\", 2); break;
+    case '\n': tb_put(b, "\\n", 2); break;
+    case '\r': tb_put(b, "\\r", 2); break;
+    case '\t': tb_put(b, "\\t", 2); break;
+    default: tb_put(b, esc, 6); break;
+    }
+  }
+  tb_put(b, s + run, n - run);
+}
+
+static void tb_cstr(tbuf *b, const char *s) {
+  TB_LIT(b, "\"");
+  tb_esc(b, s, strlen(s));
+  TB_LIT(b, "\"");
+}
+
+/* The body as a JSON value: its text when it is one JSON value, else a
+ * string, cut at |max| bytes with a marker.  Nothing when empty. */
+static void tb_body(tbuf *b, struct evbuffer *buf, size_t max, const char *content_type) {
   size_t len = buf ? evbuffer_get_length(buf) : 0;
-  if (!len || !max) return NULL;
+  if (!len || !max) return;
   size_t take = len < max ? len : max;
   const char *data = (const char *)evbuffer_pullup(buf, (ev_ssize_t)take);
-  if (!data) return NULL;
+  if (!data) return;
+  TB_LIT(b, ",\"body\":");
   if (take == len && (content_type_json(content_type) || looks_like_json(data, len))) {
-    cJSON *j = parse_json_exact(data, len);
-    if (j) return j;
+    cJSON *j = parse_json_exact(data, len); /* (checks it is one JSON value) */
+    if (j) {
+      cJSON_Delete(j);
+      const char *p = data, *e = data + len;
+      while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+      while (e > p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n')) e--;
+      tb_put(b, p, (size_t)(e - p));
+      return;
+    }
   }
-  char *s = malloc(take + 64);
-  if (!s) return NULL;
-  memcpy(s, data, take);
-  if (take < len)
-    snprintf(s + take, 64, "...[truncated by mltrace: %zu bytes]", len - take);
-  else
-    s[take] = '\0';
-  cJSON *v = cJSON_CreateString(s); /* stops at an embedded NUL: fine for a preview */
-  free(s);
-  return v;
+  TB_LIT(b, "\"");
+  tb_esc(b, data, take);
+  if (take < len && memchr(data, '\0', take) == NULL) {
+    char mark[64];
+    int m = snprintf(mark, sizeof mark, "...[truncated by mltrace: %zu bytes]", len - take);
+    tb_put(b, mark, (size_t)m);
+  }
+  TB_LIT(b, "\"");
 }
 
 static void record_inputs(req_state *st, struct evhttp_request *req, const char *method) {
   const mlt_evhttp_options *o = &st->inst->opts;
   struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-  cJSON *obj = cJSON_CreateObject();
-  if (!obj) return;
-  cJSON_AddStringToObject(obj, "method", method);
+  char stack[1024];
+  tbuf b = {stack, 0, sizeof stack, 0, 0};
+  TB_LIT(&b, "{\"method\":");
+  tb_cstr(&b, method);
+  TB_LIT(&b, ",\"uri\":");
   const char *uri = evhttp_request_get_uri(req);
-  cJSON_AddStringToObject(obj, "uri", uri ? uri : "");
-  if (o->n_headers) {
-    cJSON *h = NULL;
-    for (size_t i = 0; i < o->n_headers; i++) {
-      const char *v = evhttp_find_header(in, o->headers[i]);
-      if (!v) continue;
-      if (!h && !(h = cJSON_AddObjectToObject(obj, "headers"))) break;
-      cJSON_AddStringToObject(h, o->headers[i], v);
-    }
+  tb_cstr(&b, uri ? uri : "");
+  int headers = 0;
+  for (size_t i = 0; i < o->n_headers; i++) {
+    const char *v = evhttp_find_header(in, o->headers[i]);
+    if (!v) continue;
+    if (!headers++)
+      TB_LIT(&b, ",\"headers\":{");
+    else
+      TB_LIT(&b, ",");
+    tb_cstr(&b, o->headers[i]);
+    TB_LIT(&b, ":");
+    tb_cstr(&b, v);
   }
-  cJSON *body = body_value(evhttp_request_get_input_buffer(req), o->max_body, evhttp_find_header(in, "Content-Type"));
-  if (body) cJSON_AddItemToObject(obj, "body", body);
-  mlt_span_set_inputs(st->span, obj);
+  if (headers) TB_LIT(&b, "}");
+  tb_body(&b, evhttp_request_get_input_buffer(req), o->max_body, evhttp_find_header(in, "Content-Type"));
+  TB_LIT(&b, "}");
+  if (!b.oom) mlt_span_set_inputs_json_n(st->span, b.p, b.len);
+  if (b.heap) free(b.p);
 }
 
 static void on_complete(struct evhttp_request *req, void *arg);

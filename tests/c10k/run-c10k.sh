@@ -9,17 +9,22 @@
 #
 #   run-c10k.sh --tap     TAP output (make test): correctness assertions,
 #                         figures as "#" lines
-#   run-c10k.sh --bench   "name value unit" lines (make bench)
+#   run-c10k.sh --bench   "name value unit" lines (make bench): each round
+#                         runs both servers (on, off; off first in even
+#                         rounds), then the medians of the per-round figures
+#                         with their min and max; then, under callgrind
+#                         (when valgrind is installed), instructions per
+#                         request on and off (C10K_CALLGRIND=0 skips it)
 #
 # Environment (defaults: --tap / --bench):
 #   C10K_CONNS         connections (1000, 200 under sanitizers / 10000)
 #   C10K_WARMUP        seconds before the window (1 / 10: several latencies
 #                      at 10,000 connections, so the window sees steady state)
-#   C10K_DURATION      seconds of the measured window (3 / 30)
+#   C10K_DURATION      seconds of the measured window (3 / 20)
 #   C10K_DELAY_MS      upstream delay before each SSE event (X-Fake-Delay-Ms)
 #                      (20 / 0)
 #   C10K_HANGUP_EVERY  every Nth request is abandoned by its client (50)
-#   C10K_ROUNDS        tracing on/off pairs (1 / 2)
+#   C10K_ROUNDS        tracing on/off pairs (1 / 5)
 #   C10K_OFF           0: no tracing-off run (default 1; 0 under sanitizers)
 #   C10K_EXPORT        file (default) or discard: the tracing-on exporter
 #   C10K_DIR           keep the run's files there (default: a temporary dir)
@@ -36,8 +41,8 @@ B=$top_builddir
 san=${MLT_SANITIZED:-}
 
 if [ "$mode" = --bench ]; then
-  conns=${C10K_CONNS:-10000}; warmup=${C10K_WARMUP:-10}; duration=${C10K_DURATION:-30}
-  delay=${C10K_DELAY_MS:-0}; rounds=${C10K_ROUNDS:-2}
+  conns=${C10K_CONNS:-10000}; warmup=${C10K_WARMUP:-10}; duration=${C10K_DURATION:-20}
+  delay=${C10K_DELAY_MS:-0}; rounds=${C10K_ROUNDS:-5}
 else
   if [ -n "$san" ]; then conns=${C10K_CONNS:-200}; else conns=${C10K_CONNS:-1000}; fi
   warmup=${C10K_WARMUP:-1}; duration=${C10K_DURATION:-3}
@@ -135,6 +140,7 @@ run() {
   shift 3
   args="$args $*"
   rm -f "$dir/$label".*
+  cut -d' ' -f1 /proc/loadavg > "$dir/$label.loadavg" 2>/dev/null
   MLTRACE_FILE="$dir/$label.jsonl" "$B/examples/c10k-server" $args > "$dir/$label.srv" 2> "$dir/$label.srv.err" &
   spid=$!
   pids="$pids $spid"
@@ -151,8 +157,15 @@ run() {
 
 r=1
 while [ $r -le "$rounds" ]; do
-  run "on$r" on "$hangup"
-  [ "$off" = 1 ] && run "off$r" off "$hangup"
+  # on, off in odd rounds; off, on in even ones (a drift in the machine's
+  # load then weighs on both sides alike)
+  if [ "$off" = 1 ] && [ $((r % 2)) = 0 ]; then
+    run "off$r" off "$hangup"
+    run "on$r" on "$hangup"
+  else
+    run "on$r" on "$hangup"
+    [ "$off" = 1 ] && run "off$r" off "$hangup"
+  fi
   r=$((r + 1))
 done
 # Overload (make test only): one worker, 8 queue slots, retrievals that take
@@ -236,6 +249,7 @@ while [ $r -le "$rounds" ]; do
     rss=$(stat "$srv" maxrss_kb)
     fig_line "$label" peak_rss MB "$(calc "%.1f" "${rss:-0} / 1024")"
     fig_line "$label" server_cpu_per_request us "$(cpu_per_request "$srv")"
+    fig_line "$label" load_avg "(1 min, at start)" "$(cat "$dir/$label.loadavg" 2>/dev/null)"
     case $label in
       on*)
         spans=$(stat "$srv" spans_exported); rt=$(fig "$load" "$label" run_time)
@@ -251,18 +265,101 @@ while [ $r -le "$rounds" ]; do
   done
   r=$((r + 1))
 done
-# Tracing-on / tracing-off ratios, each round and best-of.
+# Tracing-on / tracing-off ratios, each round; then the median of the
+# rounds with the smallest and largest (wall-clock figures swing with the
+# rest of the machine's load: the median of alternating rounds is the figure
+# to quote, with its spread).
+# stats NAME UNIT VALUES...: NAME_median, NAME_min, NAME_max lines.
+stats() {
+  name=$1; unit=$2; shift 2
+  case $unit in on/off) f="%.3f" ;; *) f="%.1f" ;; esac
+  [ $# -gt 0 ] || return 0
+  printf '%s\n' "$@" | sort -g | awk -v n="$name" -v u="$unit" -v f="$f" '
+    { v[NR] = $1 }
+    END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+          printf "%s_median " f " %s\n%s_min " f " %s\n%s_max " f " %s\n", n, m, u, n, v[1], u, n, v[NR], u }' |
+    while read -r line; do diag "$line"; done
+}
 if [ "$off" = 1 ]; then
-  best_on=0; best_off=0; r=1
+  tr_list=""; cr_list=""; ron=""; roff=""; con=""; coff=""; r=1
   while [ $r -le "$rounds" ]; do
-    on=$(fig "$dir/on$r.load" "on$r" throughput); of=$(fig "$dir/off$r.load" "off$r" throughput)
-    diag "c10k_throughput_ratio_round$r $(calc "%.3f" "${on:-0} / ${of:-0}") on/off"
-    diag "c10k_cpu_per_request_ratio_round$r $(calc "%.3f" "$(cpu_per_request "$dir/on$r.srv") / $(cpu_per_request "$dir/off$r.srv")") on/off"
-    best_on=$(calc "%.0f" "(${on:-0} > $best_on) ? ${on:-0} : $best_on")
-    best_off=$(calc "%.0f" "(${of:-0} > $best_off) ? ${of:-0} : $best_off")
+    if [ -f "$dir/on$r.rc" ] && [ -f "$dir/off$r.rc" ]; then
+      on=$(fig "$dir/on$r.load" "on$r" throughput); of=$(fig "$dir/off$r.load" "off$r" throughput)
+      cpu_on=$(cpu_per_request "$dir/on$r.srv"); cpu_off=$(cpu_per_request "$dir/off$r.srv")
+      t=$(calc "%.3f" "${on:-0} / ${of:-0}"); c=$(calc "%.3f" "$cpu_on / $cpu_off")
+      diag "c10k_throughput_ratio_round$r $t on/off"
+      diag "c10k_cpu_per_request_ratio_round$r $c on/off"
+      tr_list="$tr_list $t"; cr_list="$cr_list $c"
+      ron="$ron $(calc "%.1f" "$(stat "$dir/on$r.srv" maxrss_kb) / 1024")"
+      roff="$roff $(calc "%.1f" "$(stat "$dir/off$r.srv" maxrss_kb) / 1024")"
+      con="$con $cpu_on"; coff="$coff $cpu_off"
+    fi
     r=$((r + 1))
   done
-  diag "c10k_throughput_ratio_best $(calc "%.3f" "$best_on / $best_off") on/off"
+  # shellcheck disable=SC2086
+  {
+    stats c10k_throughput_ratio on/off $tr_list
+    stats c10k_cpu_per_request_ratio on/off $cr_list
+    stats c10k_server_cpu_per_request_on us $con
+    stats c10k_server_cpu_per_request_off us $coff
+    stats c10k_peak_rss_on MB $ron
+    stats c10k_peak_rss_off MB $roff
+  }
+fi
+
+# ---- instructions per request (make bench) ------------------------------------
+# The same server under callgrind, 50 connections for 10 s, tracing on and
+# off: instructions of every thread (start-up and shutdown included) per
+# request handled, which the machine's load does not change; on: split into
+# the loop thread, the export thread and the workers.
+callgrind_run() { # on|off DIR
+  cdir=$2
+  mkdir -p "$cdir"
+  "$B/examples/fake-openai" --port 0 --quiet > "$cdir/upstream.out" 2>/dev/null &
+  cup=$!
+  cport=$(wait_port "$cdir/upstream.out") || { kill "$cup"; return 1; }
+  cargs="--upstream http://127.0.0.1:$cport --quiet"
+  [ "$1" = off ] && cargs="$cargs --no-trace"
+  # shellcheck disable=SC2086
+  MLTRACE_FILE="$cdir/t.jsonl" "$B/libtool" --mode=execute valgrind --tool=callgrind --separate-threads=yes \
+    --callgrind-out-file="$cdir/cg.out" "$B/examples/c10k-server" $cargs > "$cdir/srv" 2> "$cdir/srv.err" &
+  cpid=$!
+  csport=$(wait_port "$cdir/srv") || { kill "$cpid" "$cup"; return 1; }
+  "$B/tests/c10k/c10k-load" --port "$csport" --conns 50 --warmup 1 --duration 10 --hangup-every "$hangup" \
+    --header "X-Fake-Delay-Ms: 0" --sigterm "$cpid" --label cg > "$cdir/load" 2>&1
+  wait "$cpid"
+  kill "$cup" 2>/dev/null
+  wait "$cup" 2>/dev/null
+  return 0
+}
+# instr FILE: the Ir total of one callgrind output file
+instr() { sed -n 's/^summary: *\([0-9]*\).*/\1/p;s/^totals: *\([0-9]*\).*/\1/p' "$1" | head -1; }
+if [ "$mode" = --bench ] && [ "${C10K_CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null 2>&1 && [ -x "$B/libtool" ]; then
+  for side in on off; do
+    callgrind_run "$side" "$dir/cg-$side" || { diag "c10k_callgrind_FAILED 1 ($side)"; continue; }
+    q=$(stat "$dir/cg-$side/srv" requests)
+    total=0; loop=0; export_t=0; workers=0
+    for f in "$dir/cg-$side"/cg.out-*; do
+      v=$(instr "$f"); v=${v:-0}
+      total=$((total + v))
+      case $f in
+        *-01) loop=$((loop + v)) ;;
+        *) if grep -q "export_main" "$f"; then export_t=$((export_t + v)); else workers=$((workers + v)); fi ;;
+      esac
+    done
+    diag "c10k_callgrind_requests_$side ${q:-0} requests"
+    diag "c10k_instr_per_request_$side $(calc "%.0f" "$total / ${q:-0}") instructions"
+    if [ "$side" = on ]; then
+      diag "c10k_instr_per_request_on_loop $(calc "%.0f" "$loop / ${q:-0}") instructions"
+      diag "c10k_instr_per_request_on_export $(calc "%.0f" "$export_t / ${q:-0}") instructions"
+      diag "c10k_instr_per_request_on_workers $(calc "%.0f" "$workers / ${q:-0}") instructions"
+      ion=$(calc "%.6f" "$total / ${q:-0}")
+    else
+      diag "c10k_instr_per_request_off_loop $(calc "%.0f" "$loop / ${q:-0}") instructions"
+      ioff=$(calc "%.6f" "$total / ${q:-0}")
+    fi
+  done
+  [ -n "${ion:-}" ] && [ -n "${ioff:-}" ] && diag "c10k_instr_per_request_ratio $(calc "%.3f" "$ion / $ioff") on/off"
 fi
 if [ "$mode" = --bench ]; then
   echo "c10k_checks_failed $nfail of $n"

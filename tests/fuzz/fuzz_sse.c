@@ -9,7 +9,9 @@
  * read past a piece is caught), and also whole; both runs must give the same
  * observable result (else abort).  Mode bit 0 lowers max_event_bytes to
  * exercise the oversized-event path; bit 7 passes the two pieces to
- * mlt_chat_stream_add_data() as two payloads instead.
+ * mlt_chat_stream_add_data() as two payloads instead.  Every input also
+ * runs with the aggregator's chunk scanner off (cJSON alone): the result
+ * must be the same (else abort).
  *
  * Built with -DMLT_FUZZ_STANDALONE it gets a main() that runs the files named
  * on the command line (for gcc/valgrind regression runs).
@@ -22,6 +24,11 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* integrations/curl/curl-internal.h (compiled with chat_stream.c) */
+void mlt__chat_stream_set_scan(mlt_chat_stream *s, int on);
+
+static int g_scan = 1;
 
 typedef struct digest {
   uint64_t h; /* FNV-1a over every hook call */
@@ -59,6 +66,7 @@ static void feed_copy(mlt_chat_stream *s, const uint8_t *p, size_t n, int as_dat
 static uint64_t run(const uint8_t *body, size_t n, size_t cut, unsigned mode) {
   mlt_chat_stream *s = NULL;
   if (mlt_chat_stream_new(&s) != MLT_OK) abort();
+  mlt__chat_stream_set_scan(s, g_scan);
   digest d = {14695981039346656037u};
   mlt_chat_stream_set_hooks(s, on_chunk, on_malformed, &d);
   if (mode & 1) mlt_chat_stream_set_max_event_bytes(s, 16 + ((mode >> 1) & 15) * 16);
@@ -102,6 +110,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* With add_data, the cut changes the payloads, so only SSE runs compare. */
   if (!(mode & 0x80) && run(body, n, n, mode) != split) {
     fprintf(stderr, "split at %zu changed the result\n", cut);
+    abort();
+  }
+  g_scan = 0;
+  uint64_t plain = run(body, n, cut, mode);
+  g_scan = 1;
+  if (plain != split) {
+    fprintf(stderr, "the chunk scanner and cJSON differ\n");
     abort();
   }
   return 0;
