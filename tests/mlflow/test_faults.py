@@ -67,6 +67,25 @@ t.equal(tally(client, ids), {"complete": 10},
 partition(st, "slow server")
 px.close()
 
+# 1b. A server always slower than the request timeout (every answer 1.5 s
+# late against 1 s, as a loaded server is): a timed-out request is sent
+# again with twice its time, so everything arrives complete instead of
+# timing out forever.
+eid = client.create_experiment("always-slow")
+px = FaultProxy(srv.port, lambda kind, n: ("late", 1.5) if kind in ("otlp", "start") else "forward")
+s = Session(dict(OFF, MLFLOW_TRACKING_URI=px.url, MLFLOW_EXPERIMENT_ID=eid, MLFLOW_HTTP_REQUEST_TIMEOUT="1"))
+ids = s.rich(10)
+f = s.flush(120000)
+r = s.exit(5000)
+st = r.get("stats", {})
+t.equal(f.get("rc"), 0, "always-slow server: mlt_flush() returns OK")
+t.equal((st.get("traces_exported"), st.get("traces_partial"), st.get("traces_failed")), (10, 0, 0),
+        "always-slow server: 10 exported, none partial or failed") or t.diag(r.get("stderr", "")[-1500:])
+t.ok(st.get("export_retries", 0) >= 1, f"always-slow server: timed-out requests sent again ({st.get('export_retries')})")
+t.equal(tally(client, ids), {"complete": 10}, "always-slow server: every trace complete on the server, stored once")
+partition(st, "always-slow server")
+px.close()
+
 # 2. HTTP 500 on the first three requests of each kind: retried, complete.
 eid = client.create_experiment("http500")
 px = FaultProxy(srv.port, lambda kind, n: ("status", 500) if kind in ("otlp", "start") and n <= 3 else "forward")
