@@ -33,19 +33,14 @@ bound=
 command -v timeout >/dev/null 2>&1 && bound="timeout 300"
 $bound "$fake" --host 127.0.0.1 --port 0 --quiet >"$tmp/port" 2>"$tmp/fake.err" &
 pid=$!
-i=0
-while [ $i -lt 100 ] && ! grep -q listening "$tmp/port" 2>/dev/null; do
-  sleep 0.1
-  i=$((i + 1))
-done
-port=$(sed -n 's/.*://p' "$tmp/port" | head -1)
+. "$(dirname "$0")/../harness/tap.sh"
+port=$(tap_wait_port "$tmp/port")
 if [ -z "$port" ]; then
   echo "1..0 # SKIP fake-openai did not start"
   exit 0
 fi
 url=http://127.0.0.1:$port/v1/chat/completions
 
-. "$(dirname "$0")/../harness/tap.sh"
 tap_fail_hook() { tap_diag_file "$tmp/out" 10; tap_diag_file "$tmp/err" 10; }
 ok() { tap_ok "$@"; }
 

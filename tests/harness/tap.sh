@@ -10,7 +10,8 @@
 # tap_fail_hook, when defined, runs after every failed check (to print the
 # last command's output, say).  tap_valgrind PROG LOG [TEST]: run a TAP test
 # program under valgrind memcheck in-process (TAP_NOFORK; one test with
-# TEST), failing on any memory error or definite leak.
+# TEST), failing on any memory error or definite leak.  tap_wait_port FILE:
+# the port a server started in the background printed to FILE.
 
 tap_n=0
 tap_failed=0
@@ -49,6 +50,20 @@ tap_done() {
   echo "1..$tap_n"
   [ "$tap_failed" -eq 0 ]
   exit $?
+}
+
+# tap_wait_port FILE: wait (30 s at most) until FILE, the stdout of a server
+# started in the background, has its "listening on ADDR:PORT" line; print
+# PORT.  Status 1 when it never came.
+tap_wait_port() {
+  tap__i=0
+  while [ $tap__i -lt 600 ]; do
+    tap__p=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$1" 2>/dev/null | head -1)
+    if [ -n "$tap__p" ]; then echo "$tap__p"; return 0; fi
+    tap__i=$((tap__i + 1))
+    sleep 0.05
+  done
+  return 1
 }
 
 tap__vg_args="-q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9 --child-silent-after-fork=yes"
