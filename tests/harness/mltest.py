@@ -22,7 +22,8 @@ import urllib.request
 
 BUILD = os.environ.get("top_builddir", ".")
 MLFLOW_BIN = os.path.join(os.path.dirname(sys.executable), "mlflow")
-TMP = tempfile.mkdtemp(prefix="mlt-test-")
+TMP = tempfile.mkdtemp(prefix="mlt-test-")  # kept when anything was written to it (server logs)
+atexit.register(lambda: os.path.isdir(TMP) and not os.listdir(TMP) and os.rmdir(TMP))
 servers = []   # every Server made (stopped by cleanup())
 children = []  # every spawn()ed process (killed by cleanup())
 
