@@ -3,19 +3,23 @@
  * memory store (traces in progress) and the JSONL file store (finished
  * traces: update lines).  The real MLflow server side is in
  * tests/parity/test_parity.py. */
+#include <dirent.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include "jsonl.h"
 #include "testutil.h"
 
+static char g_dir[64] = "/tmp/mlt-assess-XXXXXX"; /* made by main(), removed at its end */
 static char g_tmp[256];
 
-/* A file store in a fresh directory; |delay_ms| is the export schedule
- * delay (a long one keeps the export thread asleep until flushed). */
+/* A file store in a fresh file of g_dir (each test runs in its own child
+ * process); |delay_ms| is the export schedule delay (a long one keeps the
+ * export thread asleep until flushed). */
 static const char *file_init(uint32_t delay_ms) {
-  snprintf(g_tmp, sizeof g_tmp, "/tmp/mlt-assess-XXXXXX");
-  REQUIRE(mkdtemp(g_tmp) != NULL);
-  strcat(g_tmp, "/t.jsonl");
+  static int seq;
+  snprintf(g_tmp, sizeof g_tmp, "%s/t-%ld-%d.jsonl", g_dir, (long)getpid(), seq++);
   mlt_options *o = NULL;
   REQUIRE(mlt_options_new(&o) == MLT_OK);
   mlt_options_use_env(o, 0);
@@ -363,4 +367,20 @@ static const tap_test tests[] = {TAP_ENTRY(test_bad_input),
                                  TAP_ENTRY(test_threads),
                                  TAP_END};
 
-int main(int argc, char **argv) { return tap_main(argc, argv, tests); }
+int main(int argc, char **argv) {
+  if (!mkdtemp(g_dir)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  int rc = tap_main(argc, argv, tests);
+  DIR *d = opendir(g_dir);
+  for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+    char p[512];
+    if (e->d_name[0] == '.') continue;
+    snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
+    unlink(p);
+  }
+  if (d) closedir(d);
+  rmdir(g_dir);
+  return rc;
+}
