@@ -14,8 +14,12 @@ lib_libmltrace_la_SOURCES = \
   lib/core/scope.c \
   lib/core/slots.c \
   lib/core/span.c \
+  lib/core/span-record.c \
+  lib/core/span-set.c \
+  lib/core/span-stream.c \
   lib/core/spanopts.c \
   lib/core/thread.c \
+  lib/core/tls.c \
   lib/core/trace.c \
   lib/net/http.c \
   lib/export/assess.c \
@@ -31,6 +35,7 @@ lib_libmltrace_la_SOURCES = \
 noinst_HEADERS += \
   lib/util/common-internal.h \
   lib/util/json-internal.h \
+  lib/core/record-internal.h \
   lib/core/scope-internal.h \
   lib/core/span-internal.h \
   lib/export/assess-internal.h \

@@ -45,7 +45,7 @@ enum {
   MLT__R_DROP_EVENTS,   /* (span processor) */
   MLT__R_FIELD,         /* child of EVENT / FIELDS: key, sub = value type */
   MLT__R_FUNC,          /* val = function name (mlflow.spanFunctionName) */
-  MLT__R_LINK           /* val = u64 trace hi, lo, span id, n children; FIELD children (lib/spanopts.c) */
+  MLT__R_LINK           /* val = u64 trace hi, lo, span id, n children; FIELD children (lib/core/spanopts.c) */
 };
 
 /* Value types (rec.sub). */
@@ -161,7 +161,7 @@ typedef struct mlt__span {
   uint32_t n_events;       /* events + chunks recorded */
   uint32_t n_events_dropped;
   uint32_t n_chunks;
-  uint16_t n_links;         /* LINK records (lib/spanopts.c) */
+  uint16_t n_links;         /* LINK records (lib/core/spanopts.c) */
   uint16_t n_links_dropped; /* links over MLT__MAX_LINKS, counted only */
   mlt_output_reducer_fn reducer;
   void *reducer_ud;
@@ -193,8 +193,8 @@ enum {
   MLT__TI_SESSION,
   MLT__TI_USER,
   MLT__TI_STATE,      /* value "OK" / "ERROR" (update_current_trace state) */
-  MLT__TI_ASSESSMENT, /* value: one Assessment JSON object (lib/assess.c) */
-  MLT__TI_SCOPE       /* owns the block of a scope's entries (lib/scope.c); no data */
+  MLT__TI_ASSESSMENT, /* value: one Assessment JSON object (lib/export/assess.c) */
+  MLT__TI_SCOPE       /* owns the block of a scope's entries (lib/core/scope.c); no data */
 };
 typedef struct mlt__tinfo {
   struct mlt__tinfo *next;
@@ -247,7 +247,7 @@ struct mlt__trace {
 #define MLT__CF_SAMPLED 0x01
 #define MLT__CF_REMOTE 0x02
 #define MLT__CF_HOLD 0x04
-#define MLT__CF_NOSPAN 0x08 /* no trace or span: only a scope to carry (lib/scope.c); spans start new traces */
+#define MLT__CF_NOSPAN 0x08 /* no trace or span: only a scope to carry (lib/core/scope.c); spans start new traces */
 
 struct mlt_context {
   _Atomic int32_t refs;
@@ -256,7 +256,7 @@ struct mlt_context {
   uint64_t trace_hi, trace_lo;
   uint64_t span_id;
   mlt__trace *trace; /* ref held; NULL for remote / non-sampled */
-  struct mlt__scope *scope; /* scoped context captured with it (ref held), or NULL (lib/scope.c) */
+  struct mlt__scope *scope; /* scoped context captured with it (ref held), or NULL (lib/core/scope.c) */
 };
 
 /* ---- per-thread state ------------------------------------------------ */
@@ -362,7 +362,7 @@ typedef struct mlt__config {
   char *file_path;
   mlt_span_processor_fn processor;
   void *processor_ud;
-  /* network exporters (lib/http.c, lib/mlflow.c) */
+  /* network exporters (lib/net/http.c, lib/export/mlflow.c) */
   int64_t mlflow_timeout_ms, otlp_timeout_ms, retry_budget_ms;
   int insecure_tls;
   char *ca_path, *tracking_token, *tracking_user, *tracking_password; /* secrets wiped on free */
@@ -381,8 +381,9 @@ extern _Atomic int mlt__g_state;   /* MLT__G_* */
 #define MLT__ENABLED() __atomic_load_n(&mlt__enabled_flag, __ATOMIC_RELAXED)
 #define MLT__SET_ENABLED(v) __atomic_store_n(&mlt__enabled_flag, (v), __ATOMIC_RELAXED)
 extern mlt__config mlt__g_cfg;
-/* min(32, max_value_bytes), set when a thread makes its state (span.c). */
-extern _Atomic size_t mlt__g_tiny_value;
+/* min(32, max_value_bytes), set when a thread makes its state (tls.c). */
+/* hidden: the setters in other files read it directly, not through the GOT */
+extern _Atomic size_t mlt__g_tiny_value __attribute__((visibility("hidden")));
 extern _Atomic uint32_t mlt__g_epoch;
 
 static inline int mlt__running(void) {
@@ -476,7 +477,7 @@ void mlt__spin_lock(atomic_flag *f);
 void mlt__spin_unlock(atomic_flag *f);
 void mlt__slots_shutdown(void);
 
-/* ---- per-thread state (span.c) ---- */
+/* ---- per-thread state (tls.c) ---- */
 mlt__tls *mlt__tls_get_slow(void);
 /* The pointer is only trusted when the thread's epoch matches the library's:
  * mlt_shutdown() frees every thread's state and bumps the epoch. */
@@ -492,7 +493,7 @@ int mlt__tls_last_trace(uint64_t *hi, uint64_t *lo);
 void mlt__tls_last_reset(void);
 void mlt__tls_shutdown(void);
 
-/* ---- span log (span.c) ---- */
+/* ---- span log (span-record.c; inline writers in record-internal.h) ---- */
 /* Reserve |size| contiguous bytes at the end of the span's log (owner only);
  * returns NULL on allocation failure.  Publish with mlt__log_publish(). */
 char *mlt__log_reserve(mlt__span *s, size_t size);
@@ -529,7 +530,7 @@ static inline const mlt__rec *mlt__log_iter_next(mlt__log_iter *it) {
 }
 /* Copy the published log of |src| into |dst| (a fresh slot). */
 int mlt__log_copy(mlt__span *dst, mlt__span *src);
-/* Append helpers used by span.c and view.c. */
+/* Append helpers (span-record.c) used by the span files and view.c. */
 int mlt__append_value(mlt__span *s, int kind, int sub, const char *key, size_t key_len, const char *val,
                       size_t val_len, int aux);
 int mlt__append_event(mlt__span *s, const char *name, int64_t ts, const mlt_attr *attrs, size_t n);
@@ -640,7 +641,7 @@ int mlt__span_end_at(mlt_span h, int64_t end_ns);
  * ids and handle of |out|; MLT_OK, MLT_ENOTRECORDING (disabled, sampled
  * out), MLT_ENOTFOUND (parent gone), MLT_ENOMEM. */
 int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out);
-/* The same with |x|'s start time and sampling (lib/spanopts.c). */
+/* The same with |x|'s start time and sampling (lib/core/spanopts.c). */
 int mlt__span_client_start_with(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out,
                                 const mlt__start_opts *x);
 int mlt__span_client_inputs(mlt_span h, const char *inputs_json);
@@ -656,7 +657,7 @@ void mlt__count_misuse(const char *what, int status);
  * MLT_ENOMEM. */
 int mlt__span_ids(mlt__span *s, uint64_t gs, mlt__trace *t, char *trace_id, char *span_id);
 
-/* ---- per-thread random numbers and ids (span.c / util.c) ---- */
+/* ---- per-thread random numbers and ids (tls.c / util.c) ---- */
 /* wyrand on the thread's state: one call per random id. */
 static inline uint64_t mlt__tls_rand(mlt__tls *tls) {
   tls->rng += UINT64_C(0xa0761d6478bd642f);
