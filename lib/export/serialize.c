@@ -884,7 +884,7 @@ typedef struct span_ctx {
 } span_ctx;
 
 static void span_ctx_init(span_ctx *c, const mlt__prepared *p) {
-  pthread_once(&g_types_once, types_init); /* g_b64pair: the first trace may come before any digest */
+  pthread_once(&g_types_once, types_init); /* g_b64pair: before any span is digested */
   c->root_in.len = c->root_out.len = 0;
   uint8_t idb[16];
   mlt__be64(p->t->id_hi, idb);
