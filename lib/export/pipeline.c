@@ -1004,6 +1004,7 @@ int mlt_init(mlt_options *opts) {
   }
   g_n_exporters = 0;
   for (mlt_exporter *e = g_exporters; e; e = e->next) g_n_exporters++;
+  mlt__g_trace_sink = mlt__pipeline_enqueue; /* the core hands finished traces here */
   queue_init();
   g_qmax_bytes = mlt__g_cfg.queue_max_bytes;
   g_qmax_traces = mlt__g_cfg.queue_size;
