@@ -37,7 +37,6 @@ static pthread_mutex_t life_mu = PTHREAD_MUTEX_INITIALIZER;
 static mlt_stats g_final; /* snapshot kept after shutdown */
 static int g_have_final;
 
-
 /* ---- queue ----------------------------------------------------------- */
 
 /* Vyukov's intrusive MPSC list: producers exchange the push end; the export
