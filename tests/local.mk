@@ -17,7 +17,7 @@ TESTS += tests/unit/test_hotpath
 # The export thread's JSON routines against reference versions (internal:
 # built from the library's sources).
 check_PROGRAMS += tests/unit/test_json
-tests_unit_test_json_SOURCES = tests/unit/test_json.c lib/json.c lib/util.c
+tests_unit_test_json_SOURCES = tests/unit/test_json.c lib/util/json.c lib/util/util.c
 tests_unit_test_json_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/lib
 tests_unit_test_json_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_json_LDADD = $(CJSON_LIBS) $(PTHREAD_LIBS) -lm
@@ -94,6 +94,10 @@ include tests/parity/local.mk
 # Public headers documented; exported symbols = declared symbols.
 TESTS += tests/check-headers.sh
 EXTRA_DIST += tests/check-headers.sh
+
+# The library's layers include downward only (ARCHITECTURE.md).
+TESTS += tests/check-layers.sh
+EXTRA_DIST += tests/check-layers.sh
 
 # Files the test scripts make outside automake's knowledge.  `make clean`
 # drops logs and the fuzz binary; `make distclean` also drops the fuzz corpus
