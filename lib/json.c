@@ -200,6 +200,9 @@ static inline unsigned special16(const unsigned char *s) {
 #if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #include <tmmintrin.h>
 #define MLT__SSSE3_ESC 1
+/* esc_shuf[m]: where each output byte comes from (0x80: zero, the slot of
+ * a backslash); esc_bs[m]: the backslashes to OR in; esc_len[m]: 8 + the
+ * bits of m (the output bytes). */
 static unsigned char esc_shuf[256][16], esc_bs[256][16], esc_len[256];
 static int esc_ssse3 = -1; /* -1 unknown, 0 no, 1 yes */
 static pthread_once_t esc_once = PTHREAD_ONCE_INIT;
@@ -209,8 +212,8 @@ static void esc_init(void) {
     int j = 0;
     for (int i = 0; i < 8; i++) {
       if (m & (1 << i)) {
-        esc_shuf[m][j] = (unsigned char)i;
-        esc_bs[m][j++] = 0xFF;
+        esc_shuf[m][j] = 0x80;
+        esc_bs[m][j++] = '\\';
       }
       esc_shuf[m][j] = (unsigned char)i;
       esc_bs[m][j++] = 0;
@@ -260,18 +263,14 @@ static inline unsigned qb16(const unsigned char *s) {
  * to o (room for 32 + 16); returns the bytes written. */
 __attribute__((target("ssse3"))) static inline size_t esc16_ssse3(char *o, const unsigned char *s, unsigned m) {
   __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
-  __m128i bsl = _mm_set1_epi8('\\');
   unsigned lo = m & 0xFF, hi = m >> 8;
-  __m128i sl = _mm_loadu_si128((const __m128i *)(const void *)esc_shuf[lo]);
-  __m128i bl = _mm_loadu_si128((const __m128i *)(const void *)esc_bs[lo]);
-  __m128i r = _mm_shuffle_epi8(v, sl);
-  r = _mm_or_si128(_mm_andnot_si128(bl, r), _mm_and_si128(bl, bsl));
+  __m128i r = _mm_shuffle_epi8(v, _mm_loadu_si128((const __m128i *)(const void *)esc_shuf[lo]));
+  r = _mm_or_si128(r, _mm_loadu_si128((const __m128i *)(const void *)esc_bs[lo]));
   _mm_storeu_si128((__m128i *)(void *)o, r);
   size_t n = esc_len[lo];
+  /* (the high half's indices + 8; a zero slot stays >= 0x80) */
   __m128i sh = _mm_add_epi8(_mm_loadu_si128((const __m128i *)(const void *)esc_shuf[hi]), _mm_set1_epi8(8));
-  __m128i bh = _mm_loadu_si128((const __m128i *)(const void *)esc_bs[hi]);
-  r = _mm_shuffle_epi8(v, sh);
-  r = _mm_or_si128(_mm_andnot_si128(bh, r), _mm_and_si128(bh, bsl));
+  r = _mm_or_si128(_mm_shuffle_epi8(v, sh), _mm_loadu_si128((const __m128i *)(const void *)esc_bs[hi]));
   _mm_storeu_si128((__m128i *)(void *)(o + n), r);
   return n + esc_len[hi];
 }

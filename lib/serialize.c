@@ -68,8 +68,9 @@ static void digest_func(mlt__digest *d, const mlt__rec *src) {
 /* Type names with their lengths and MLflow's log level (info for model and
  * tool types). */
 static struct {
-  const char *name;
+  const char *name; /* = buf */
   uint8_t len, level;
+  char buf[32]; /* the name, zero-padded (json_span copies 32 bytes) */
 } g_types[MLT__SPAN_TYPE_COUNT + 1];
 static pthread_once_t g_types_once = PTHREAD_ONCE_INIT;
 static const char b64tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -82,8 +83,11 @@ static void types_init(void) {
   }
   for (int t = 0; t <= MLT__SPAN_TYPE_COUNT; t++) {
     const char *n = mlt_span_type_name((mlt_span_type)t);
-    g_types[t].name = n;
-    g_types[t].len = (uint8_t)strlen(n);
+    size_t nl = strlen(n);
+    if (nl >= sizeof g_types[t].buf) nl = sizeof g_types[t].buf - 1; /* (none is) */
+    memcpy(g_types[t].buf, n, nl);
+    g_types[t].name = g_types[t].buf;
+    g_types[t].len = (uint8_t)nl;
     g_types[t].level = (uint8_t)mlt__span_log_level(n, strlen(n), 0);
   }
 }
@@ -630,10 +634,22 @@ void mlt__trace_info_free(mlt__trace_info *ti) {
 /* ---- JSON writers ---------------------------------------------------- */
 
 
+/* Unchecked writes at a pointer into a buffer whose room the caller
+ * reserved (wr_begin); wr_end sets the length.  A failed reserve (the
+ * buffer is marked oom) returns NULL and the caller stops writing. */
+static inline char *wr_begin(mlt__buf *b, size_t room) {
+  if (MLT_UNLIKELY(b->cap - b->len < room) && mlt__buf_reserve(b, room)) return NULL;
+  return b->p + b->len;
+}
+static inline void wr_end(mlt__buf *b, const char *o) { b->len = (size_t)(o - b->p); }
+#define WR_LIT(o, lit)                            \
+  do {                                            \
+    memcpy((o), "" lit, sizeof(lit) - 1);         \
+    (o) += sizeof(lit) - 1;                       \
+  } while (0)
+
 /* A span id (8 bytes, big-endian) in base64 as a JSON string: 14 bytes. */
-static inline void put_b64_id8(mlt__buf *out, uint64_t v) {
-  if (MLT_UNLIKELY(out->cap - out->len < 16) && mlt__buf_reserve(out, 16)) return;
-  char *t = out->p + out->len;
+static inline char *wr_b64_id8(char *t, uint64_t v) {
   uint32_t g1 = (uint32_t)(v >> 40), g2 = (uint32_t)(v >> 16) & 0xFFFFFF, g3 = (uint32_t)(v & 0xFFFF) << 2;
   t[0] = '"';
   memcpy(t + 1, g_b64pair[g1 >> 12], 2);
@@ -644,41 +660,47 @@ static inline void put_b64_id8(mlt__buf *out, uint64_t v) {
   t[11] = b64tab[g3 & 63];
   t[12] = '=';
   t[13] = '"';
-  out->len += 14;
+  return t + 14;
 }
 
-/* A nanosecond timestamp: the seconds' digits come from a cache (spans of
- * a batch share their second), the 9 fraction digits are formatted. */
+/* A nanosecond timestamp (room: 24 bytes): the seconds' digits come from a
+ * cache (spans of a batch share their second), the 9 fraction digits are
+ * formatted. */
 static int64_t g_ts_sec = -1;
 static char g_ts_digits[24];
 static size_t g_ts_len;
 
-static void put_ts(mlt__buf *out, int64_t ns) {
+static MLT_NOINLINE char *wr_ts_slow(char *o, int64_t ns) {
+  mlt__buf tmp = {0};
   if (ns < 1000000000) {
-    mlt__buf_i64(out, ns);
-    return;
-  }
-  int64_t sec = ns / 1000000000;
-  uint32_t frac = (uint32_t)(ns - sec * 1000000000);
-  if (sec != g_ts_sec) {
-    mlt__buf tmp = {0}; /* once a second */
-    mlt__buf_u64(&tmp, (uint64_t)sec);
-    if (tmp.oom || tmp.len > 20) {
-      mlt__buf_free(&tmp);
-      return;
+    mlt__buf_i64(&tmp, ns);
+  } else { /* a new second */
+    mlt__buf_u64(&tmp, (uint64_t)(ns / 1000000000));
+    if (!tmp.oom && tmp.len <= 20) {
+      memcpy(g_ts_digits, tmp.p, tmp.len);
+      g_ts_len = tmp.len;
+      g_ts_sec = ns / 1000000000;
     }
-    memcpy(g_ts_digits, tmp.p, tmp.len);
-    g_ts_len = tmp.len;
-    g_ts_sec = sec;
-    mlt__buf_free(&tmp);
+    mlt__buf_reset(&tmp);
+    mlt__buf_i64(&tmp, ns);
   }
-  if (MLT_UNLIKELY(out->cap - out->len < 40) && mlt__buf_reserve(out, 40)) return;
-  char *o = out->p + out->len;
+  if (!tmp.oom && tmp.len <= 24) {
+    memcpy(o, tmp.p, tmp.len);
+    o += tmp.len;
+  }
+  mlt__buf_free(&tmp);
+  return o;
+}
+
+static inline char *wr_ts(char *o, int64_t ns) {
+  int64_t sec = ns / 1000000000;
+  if (MLT_UNLIKELY(sec != g_ts_sec || ns < 1000000000)) return wr_ts_slow(o, ns);
+  uint32_t frac = (uint32_t)(ns - sec * 1000000000);
   memcpy(o, g_ts_digits, 24); /* (24: a fixed size, no call) */
   o += g_ts_len;
   *o++ = (char)('0' + frac / 100000000);
   mlt__digits8_inline(frac % 100000000, o);
-  out->len += g_ts_len + 9;
+  return o + 8;
 }
 
 /* Two decimal digits of v (0..99). */
@@ -861,7 +883,10 @@ typedef struct span_ctx {
 } span_ctx;
 
 static void span_ctx_init(span_ctx *c, const mlt__prepared *p) {
+  pthread_once(&g_types_once, types_init); /* (g_b64pair, before any digest) */
   c->root_in.len = c->root_out.len = 0;
+  memset(c->head, 0, sizeof c->head); /* (json_span copies them whole) */
+  memset(c->rid, 0, sizeof c->rid);
   uint8_t idb[16];
   mlt__be64(p->t->id_hi, idb);
   mlt__be64(p->t->id_lo, idb + 8);
@@ -936,20 +961,27 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
   mlt__digest *d = mlt__scratch_digest();
   mlt__buf *tmp = mlt__scratch_buf(2);
   mlt__digest_span(d, s);
-  mlt__buf_put(out, sc->head, sc->head_len);
-  put_b64_id8(out, s->span_id);
-  mlt__buf_lit(out, ", \"parent_span_id\": ");
+  /* the fixed parts: one reserve each (sc->head: < 64 bytes) */
+  char *o = wr_begin(out, 160);
+  if (!o) return;
+  memcpy(o, sc->head, sizeof sc->head);
+  o += sc->head_len;
+  o = wr_b64_id8(o, s->span_id);
+  WR_LIT(o, ", \"parent_span_id\": ");
   if (s->parent_id)
-    put_b64_id8(out, s->parent_id);
+    o = wr_b64_id8(o, s->parent_id);
   else
-    mlt__buf_lit(out, "null");
-  mlt__buf_lit(out, ", \"name\": ");
+    WR_LIT(o, "null");
+  WR_LIT(o, ", \"name\": ");
+  wr_end(out, o);
   mlt__json_str(out, d->name, d->name_len);
-  mlt__buf_lit(out, ", \"start_time_unix_nano\": ");
-  put_ts(out, s->start_ns);
-  mlt__buf_lit(out, ", \"end_time_unix_nano\": ");
-  put_ts(out, MLT_UNLIKELY(s->end_ns < s->start_ns) ? s->start_ns : s->end_ns); /* never before the start */
-  mlt__buf_lit(out, ", \"events\": [");
+  if (!(o = wr_begin(out, 128))) return;
+  WR_LIT(o, ", \"start_time_unix_nano\": ");
+  o = wr_ts(o, s->start_ns);
+  WR_LIT(o, ", \"end_time_unix_nano\": ");
+  o = wr_ts(o, MLT_UNLIKELY(s->end_ns < s->start_ns) ? s->start_ns : s->end_ns); /* never before the start */
+  WR_LIT(o, ", \"events\": [");
+  wr_end(out, o);
   int first = 1;
   for (size_t e = 0; e < d->n_events; e++) {
     const mlt__rec *r = d->events[e];
@@ -990,28 +1022,33 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
     mlt__json_str(out, tmp->p ? tmp->p : "", tmp->len);
     mlt__buf_lit(out, "}}");
   }
-  mlt__buf_lit(out, "], \"status\": {\"code\": ");
   int status = s->status == MLT_STATUS_UNSET ? MLT_STATUS_OK : s->status;
-  if (status == MLT_STATUS_ERROR)
-    mlt__buf_lit(out, "\"STATUS_CODE_ERROR\"");
-  else
-    mlt__buf_lit(out, "\"STATUS_CODE_OK\"");
-  mlt__buf_lit(out, ", \"message\": ");
-  if (status == MLT_STATUS_ERROR && d->status_msg) {
-    size_t ml;
-    const char *m = mlt__rec_value(d->status_msg, &ml, NULL);
-    mlt__json_str(out, m, ml);
+  if (MLT_UNLIKELY(status == MLT_STATUS_ERROR)) {
+    mlt__buf_lit(out, "], \"status\": {\"code\": \"STATUS_CODE_ERROR\", \"message\": ");
+    if (d->status_msg) {
+      size_t ml;
+      const char *m = mlt__rec_value(d->status_msg, &ml, NULL);
+      mlt__json_str(out, m, ml);
+    } else {
+      mlt__buf_lit(out, "\"\"");
+    }
+    if (!(o = wr_begin(out, 320))) return;
+    WR_LIT(o, "}, \"attributes\": ");
   } else {
-    mlt__buf_lit(out, "\"\"");
+    if (!(o = wr_begin(out, 320))) return;
+    WR_LIT(o, "], \"status\": {\"code\": \"STATUS_CODE_OK\", \"message\": \"\"}, \"attributes\": ");
   }
-  mlt__buf_lit(out, "}, \"attributes\": ");
-  mlt__buf_put(out, sc->rid, sc->rid_len);
+  memcpy(o, sc->rid, sizeof sc->rid);
+  o += sc->rid_len;
   if (!d->type_custom) {
-    /* a type name from the table: nothing to escape */
-    mlt__buf_lit(out, ", \"mlflow.spanType\": \"\\\"");
-    mlt__buf_put(out, d->type, d->type_len);
-    mlt__buf_lit(out, "\\\"\"");
+    /* a type name from the table (< 32 bytes): nothing to escape */
+    WR_LIT(o, ", \"mlflow.spanType\": \"\\\"");
+    memcpy(o, d->type, 32);
+    o += d->type_len;
+    WR_LIT(o, "\\\"\"");
+    wr_end(out, o);
   } else {
+    wr_end(out, o);
     mlt__buf_lit(out, ", ");
     mlt__buf_reset(tmp);
     mlt__json_str(tmp, d->type, d->type_len);
