@@ -377,7 +377,19 @@ static void put_limited(mlt__buf *out, const char *s, size_t n, size_t max, int 
   }
 }
 
-static mlt__buf g_prev_raw, g_prev_content; /* export thread */
+static mlt__buf g_prev_raw, g_prev_content, g_prev_cut; /* export thread */
+
+/* The previews are kept as JSON string bodies (escaped, no quotes): s[0..n)
+ * cut to MLflow's 1000 characters, escaped. */
+static void preview_put(mlt__buf *out, const char *s, size_t n) {
+  if (n <= 1000) { /* (n bytes hold at most n characters) */
+    mlt__json_str_body(out, s, n);
+    return;
+  }
+  mlt__buf_reset(&g_prev_cut);
+  put_limited(&g_prev_cut, s, n, 1000, 1);
+  mlt__json_str_body(out, g_prev_cut.p ? g_prev_cut.p : "", g_prev_cut.len);
+}
 /* Tapes of the root's inputs and outputs, written by the pass that escaped
  * them for the span JSON (valid for the trace being serialized), and one
  * for anything else. */
@@ -389,14 +401,20 @@ static const mlt__rec *g_tape_rec[2];
 static void preview_from_tape(mlt__buf *out, const mlt__jtape *t, const char *role) {
   size_t off, len;
   if (t->len && t->src[0] == '{' && mlt__jtape_chat_content(t, role, &off, &len) && len) {
+    if (!memchr(t->src + off, '\\', len)) {
+      /* the raw contents of a string of valid JSON text without an escape:
+       * what it decodes to, and already escaped as it is */
+      put_limited(out, t->src + off, len, 1000, 1);
+      return;
+    }
     mlt__buf_reset(&g_prev_content);
     mlt__junescape(&g_prev_content, t->src + off, len);
     if (g_prev_content.len) {
-      put_limited(out, g_prev_content.p, g_prev_content.len, 1000, 1);
+      preview_put(out, g_prev_content.p, g_prev_content.len);
       return;
     }
   }
-  put_limited(out, t->src, t->len, 1000, 1);
+  preview_put(out, t->src, t->len);
 }
 
 /* After the spans' serialization (which validated the record and, for the
@@ -422,7 +440,7 @@ static void compute_preview(mlt__buf *out, const mlt__rec *r, const char *role, 
   if (n && txt[0] == '{' && mlt__json_escape_text_tape(NULL, txt, n, &ok8, &g_tape[2]))
     preview_from_tape(out, &g_tape[2], role);
   else
-    put_limited(out, txt, n, 1000, 1);
+    preview_put(out, txt, n);
 }
 
 static const mlt__rec **g_usage; /* export thread: spans_and_stats */
@@ -438,6 +456,7 @@ void mlt__serialize_shutdown(void) {
   g_tape_rec[0] = g_tape_rec[1] = NULL;
   mlt__buf_free(&g_prev_raw);
   mlt__buf_free(&g_prev_content);
+  mlt__buf_free(&g_prev_cut);
 }
 
 static const char *tinfo_find(mlt__tinfo *i, int kind) {
@@ -523,7 +542,7 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p, cons
     const char *up = tinfo_find(ti->info, MLT__TI_REQ_PREVIEW);
     ti->has_request_preview = 1;
     if (up && *up)
-      put_limited(&ti->request_preview, up, strlen(up), 1000, 1);
+      preview_put(&ti->request_preview, up, strlen(up));
     else if (d->inputs)
       compute_preview(&ti->request_preview, d->inputs, "user", 0);
     else
@@ -531,13 +550,13 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p, cons
     up = tinfo_find(ti->info, MLT__TI_RESP_PREVIEW);
     ti->has_response_preview = 1;
     if (up && *up) {
-      put_limited(&ti->response_preview, up, strlen(up), 1000, 1);
+      preview_put(&ti->response_preview, up, strlen(up));
     } else if (d->outputs) {
       compute_preview(&ti->response_preview, d->outputs, "assistant", 1);
     } else if (d->n_chunks) {
       mlt__buf tmp = {0};
       mlt__chunks_output_json(&tmp, d);
-      put_limited(&ti->response_preview, tmp.p ? tmp.p : "", tmp.len, 1000, 1);
+      preview_put(&ti->response_preview, tmp.p ? tmp.p : "", tmp.len);
       mlt__buf_free(&tmp);
     } else {
       ti->has_response_preview = 0;
@@ -1276,12 +1295,14 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
   }
   mlt__buf_putc(out, '}');
   if (ti->has_request_preview) {
-    mlt__buf_lit(out, ", \"request_preview\": ");
-    mlt__json_str(out, ti->request_preview.p ? ti->request_preview.p : "", ti->request_preview.len);
+    mlt__buf_lit(out, ", \"request_preview\": \"");
+    mlt__buf_put(out, ti->request_preview.p ? ti->request_preview.p : "", ti->request_preview.len);
+    mlt__buf_putc(out, '"');
   }
   if (ti->has_response_preview) {
-    mlt__buf_lit(out, ", \"response_preview\": ");
-    mlt__json_str(out, ti->response_preview.p ? ti->response_preview.p : "", ti->response_preview.len);
+    mlt__buf_lit(out, ", \"response_preview\": \"");
+    mlt__buf_put(out, ti->response_preview.p ? ti->response_preview.p : "", ti->response_preview.len);
+    mlt__buf_putc(out, '"');
   }
   mlt__assessments_json(out, ti->info); /* lib/assess.c: ", \"assessments\": [...]" when any */
   int64_t dur_ms = ti->end_ns > ti->start_ns ? (ti->end_ns - ti->start_ns) / 1000000 : 0;
