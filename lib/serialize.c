@@ -902,7 +902,7 @@ typedef struct span_ctx {
 } span_ctx;
 
 static void span_ctx_init(span_ctx *c, const mlt__prepared *p) {
-  pthread_once(&g_types_once, types_init); /* (g_b64pair, before any digest) */
+  pthread_once(&g_types_once, types_init); /* g_b64pair: before any span is digested */
   c->root_in.len = c->root_out.len = 0;
   memset(c->head, 0, sizeof c->head); /* (json_span copies them whole) */
   memset(c->rid, 0, sizeof c->rid);
