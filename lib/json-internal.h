@@ -37,6 +37,9 @@ static inline const char *mlt__buf_cstr(mlt__buf *b) {
 }
 void mlt__buf_i64(mlt__buf *b, int64_t v);
 void mlt__buf_u64(mlt__buf *b, uint64_t v);
+/* The decimal digits of v at o (room: 24 bytes, some written past the
+ * digits); returns the end of the digits. */
+char *mlt__wr_u64(char *o, uint64_t v);
 /* Exactly 8 decimal digits of v < 10^8 at p (leading zeros kept). */
 void mlt__digits8(uint32_t v, char *p);
 extern const char mlt__digits2[201]; /* "00" "01" .. "99" */

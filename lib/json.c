@@ -76,20 +76,28 @@ static inline char *u64_digits(uint64_t v, char *end) {
 
 void mlt__digits8(uint32_t v, char *p) { digits8(v, p); }
 
-void mlt__buf_u64(mlt__buf *b, uint64_t v) {
-  if (MLT_UNLIKELY(b->cap - b->len < 40) && mlt__buf_reserve(b, 40)) return;
-  char *o = b->p + b->len;
+char *mlt__wr_u64(char *o, uint64_t v) {
   if (v < 10) {
     *o = (char)('0' + v);
-    b->len++;
-    return;
+    return o + 1;
+  }
+  if (v < 100000000) { /* sizes, counts: the digits straight to their place */
+    uint32_t x = (uint32_t)v;
+    size_t n = 2u + (x >= 100) + (x >= 1000) + (x >= 10000) + (x >= 100000) + (x >= 1000000) + (x >= 10000000);
+    digits_small(x, o + n);
+    return o + n;
   }
   char tmp[48] = {0}; /* the digits end at tmp + 24; fixed-size copies (no call) */
   char *p = u64_digits(v, tmp + 24);
   size_t n = (size_t)(tmp + 24 - p);
   memcpy(o, p, 16);
   if (n > 16) memcpy(o + 16, p + 16, 8);
-  b->len += n;
+  return o + n;
+}
+
+void mlt__buf_u64(mlt__buf *b, uint64_t v) {
+  if (MLT_UNLIKELY(b->cap - b->len < 40) && mlt__buf_reserve(b, 40)) return;
+  b->len = (size_t)(mlt__wr_u64(b->p + b->len, v) - b->p);
 }
 
 void mlt__buf_i64(mlt__buf *b, int64_t v) {

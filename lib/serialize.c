@@ -722,6 +722,23 @@ static inline char *wr_ts(char *o, int64_t ns) {
   return o + 8;
 }
 
+/* ns as seconds with 6 decimals (microseconds, rounded to nearest with
+ * ties to even: "%.6f" of ns / 1e9 but for a tie's last digit; no printf;
+ * room: 32 bytes). */
+static char *wr_secs6(char *o, int64_t ns) {
+  uint64_t a = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
+  uint64_t us = a / 1000, r = a % 1000;
+  if (r > 500 || (r == 500 && (us & 1))) us++;
+  if (ns < 0 && us) *o++ = '-';
+  o = mlt__wr_u64(o, us / 1000000);
+  *o++ = '.';
+  uint32_t f = (uint32_t)(us % 1000000);
+  char d8[8];
+  mlt__digits8_inline(f, d8); /* "00ffffff" */
+  memcpy(o, d8 + 2, 6);
+  return o + 6;
+}
+
 /* Two decimal digits of v (0..99). */
 static inline void put2(char *p, int v) {
   p[0] = (char)('0' + v / 10);
@@ -784,9 +801,22 @@ typedef struct enc_range {
 
 static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, enc_range *rg, int tape);
 
+/* ", " "key": value */
 static void put_attr_encoded(mlt__buf *out, mlt__buf *tmp, const char *key, size_t klen, const mlt__rec *r) {
-  mlt__json_str(out, key, klen);
-  mlt__buf_lit(out, ": ");
+  char *o;
+  if (klen <= 16 && mlt__json_plain(key, klen) && (o = wr_begin(out, 32))) {
+    *o++ = ',';
+    *o++ = ' ';
+    *o++ = '"';
+    memcpy(o, key, klen);
+    o += klen;
+    WR_LIT(o, "\": ");
+    wr_end(out, o);
+  } else {
+    mlt__buf_lit(out, ", ");
+    mlt__json_str(out, key, klen);
+    mlt__buf_lit(out, ": ");
+  }
   put_value_encoded(out, tmp, r, NULL, -1);
 }
 
@@ -1075,11 +1105,15 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
   }
   int root = s == p->spans[p->root >= 0 ? p->root : 0] && p->root >= 0;
   if (d->inputs) {
-    mlt__buf_lit(out, ", \"mlflow.spanInputs\": ");
+    if (!(o = wr_begin(out, 32))) return;
+    WR_LIT(o, ", \"mlflow.spanInputs\": ");
+    wr_end(out, o);
     put_value_encoded(out, tmp, d->inputs, root ? &sc->root_in : NULL, root ? 0 : -1);
   }
   if (d->outputs) {
-    mlt__buf_lit(out, ", \"mlflow.spanOutputs\": ");
+    if (!(o = wr_begin(out, 32))) return;
+    WR_LIT(o, ", \"mlflow.spanOutputs\": ");
+    wr_end(out, o);
     put_value_encoded(out, tmp, d->outputs, root ? &sc->root_out : NULL, root ? 1 : -1);
   } else if (d->n_chunks) {
     mlt__buf_lit(out, ", ");
@@ -1089,14 +1123,15 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
   }
   for (size_t a = 0; a < d->n_attrs; a++) {
     if (mlt__reserved_attr_key(d->attrs[a])) continue;
-    mlt__buf_lit(out, ", ");
     put_attr_encoded(out, tmp, mlt__rec_key(d->attrs[a]), d->attrs[a]->key_len, d->attrs[a]);
   }
   if (d->n_chunks) {
-    char num[48];
-    int nl = snprintf(num, sizeof num, "%.6f", (double)(d->first_chunk_ns - s->start_ns) / 1e9);
-    mlt__buf_lit(out, ", ");
-    put_attr_text(out, "gen_ai.response.time_to_first_chunk", num, (size_t)nl);
+    /* seconds with 6 decimals (as "%.6f" of the seconds; no printf) */
+    if (!(o = wr_begin(out, 96))) return;
+    WR_LIT(o, ", \"gen_ai.response.time_to_first_chunk\": \"");
+    o = wr_secs6(o, d->first_chunk_ns - s->start_ns);
+    *o++ = '"';
+    wr_end(out, o);
   }
   uint32_t dropped = s->n_events_dropped;
   if (dropped) {
@@ -1109,23 +1144,23 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
     mlt__buf_u64(out, s->n_links_dropped);
     mlt__buf_putc(out, '"');
   }
-  int lvl = mlt__digest_level(d);
+  int lvl = mlt__digest_level(d); /* 0..50 */
+  if (!(o = wr_begin(out, 64))) return;
+  WR_LIT(o, ", \"mlflow.spanLogLevel\": \"");
+  if (lvl >= 10 && lvl < 100) { /* (always) */
+    memcpy(o, mlt__digits2 + 2 * lvl, 2);
+    o += 2;
+  } else {
+    o = mlt__wr_u64(o, (uint64_t)lvl);
+  }
   if (MLT_UNLIKELY(d->n_links)) {
-    mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"");
-    mlt__buf_i64(out, lvl);
-    mlt__buf_lit(out, "\"}, \"links\": ");
+    WR_LIT(o, "\"}, \"links\": ");
+    wr_end(out, o);
     json_links(out, d);
     mlt__buf_putc(out, '}');
-  } else if (lvl == 10) {
-    mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"10\"}, \"links\": []}");
-  } else if (lvl == 20) {
-    mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"20\"}, \"links\": []}");
-  } else if (lvl == 40) {
-    mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"40\"}, \"links\": []}");
   } else {
-    mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"");
-    mlt__buf_i64(out, lvl);
-    mlt__buf_lit(out, "\"}, \"links\": []}");
+    WR_LIT(o, "\"}, \"links\": []}");
+    wr_end(out, o);
   }
 }
 
@@ -1185,20 +1220,25 @@ typedef struct size_stats {
 } size_stats;
 
 /* The sizeStats JSON text as a JSON string (escaped as it is written). */
-static void put_size_stats(mlt__buf *out, const size_stats *st) {
-  mlt__buf_lit(out, "\"{\\\"total_size_bytes\\\": ");
-  mlt__buf_u64(out, st->total);
-  mlt__buf_lit(out, ", \\\"num_spans\\\": ");
-  mlt__buf_u64(out, st->n);
-  mlt__buf_lit(out, ", \\\"max\\\": ");
-  mlt__buf_u64(out, st->max);
-  mlt__buf_lit(out, ", \\\"p25\\\": ");
-  mlt__buf_u64(out, st->p25);
-  mlt__buf_lit(out, ", \\\"p50\\\": ");
-  mlt__buf_u64(out, st->p50);
-  mlt__buf_lit(out, ", \\\"p75\\\": ");
-  mlt__buf_u64(out, st->p75);
-  mlt__buf_lit(out, "}\"");
+static void put_size_stats(mlt__buf *out, const size_stats *st, size_t size_bytes) {
+  char *o = wr_begin(out, 384);
+  if (!o) return;
+  WR_LIT(o, ", \"mlflow.trace.sizeStats\": \"{\\\"total_size_bytes\\\": ");
+  o = mlt__wr_u64(o, st->total);
+  WR_LIT(o, ", \\\"num_spans\\\": ");
+  o = mlt__wr_u64(o, st->n);
+  WR_LIT(o, ", \\\"max\\\": ");
+  o = mlt__wr_u64(o, st->max);
+  WR_LIT(o, ", \\\"p25\\\": ");
+  o = mlt__wr_u64(o, st->p25);
+  WR_LIT(o, ", \\\"p50\\\": ");
+  o = mlt__wr_u64(o, st->p50);
+  WR_LIT(o, ", \\\"p75\\\": ");
+  o = mlt__wr_u64(o, st->p75);
+  WR_LIT(o, "}\", \"mlflow.trace.sizeBytes\": \"");
+  o = mlt__wr_u64(o, size_bytes);
+  *o++ = '"';
+  wr_end(out, o);
 }
 
 static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti, int for_rest,
@@ -1260,13 +1300,7 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
     mlt__buf_lit(out, ", ");
     put_kv_limited(out, "mlflow.trace.user", 17, ti->user, strlen(ti->user), 250);
   }
-  if (stats) {
-    mlt__buf_lit(out, ", \"mlflow.trace.sizeStats\": ");
-    put_size_stats(out, stats);
-    mlt__buf_lit(out, ", \"mlflow.trace.sizeBytes\": \"");
-    mlt__buf_u64(out, size_bytes);
-    mlt__buf_putc(out, '"');
-  }
+  if (stats) put_size_stats(out, stats, size_bytes);
   for (mlt__tinfo *i = ti->info; i; i = i->next) {
     if (i->kind != MLT__TI_META || seen_key(ti->info, i, MLT__TI_META, i->key)) continue;
     if (!strcmp(i->key, "mlflow.trace_schema.version")) continue;
