@@ -1,40 +1,49 @@
 # lib/: the core library libmltrace and the mltrace command-line tool.
 
 lib_LTLIBRARIES += lib/libmltrace.la
+# Layers (see ARCHITECTURE.md): util/ <- core/ <- export/, util/ <- net/ <- export/.
+# Includes name the layer ("core/span-internal.h"); tests/check-layers.sh
+# rejects an include that points up.
 lib_libmltrace_la_SOURCES = \
-  lib/assess.c \
-  lib/assess-mlflow.c \
-  lib/chunks.c \
-  lib/client.c \
-  lib/context.c \
-  lib/exporters.c \
-  lib/http.c \
-  lib/json.c \
-  lib/mlflow.c \
-  lib/options.c \
-  lib/otlp.c \
-  lib/pipeline.c \
-  lib/scope.c \
-  lib/serialize.c \
-  lib/slots.c \
-  lib/span.c \
-  lib/spanopts.c \
-  lib/spool.c \
-  lib/status.c \
-  lib/thread.c \
-  lib/trace.c \
-  lib/util.c \
-  lib/view.c
+  lib/util/json.c \
+  lib/util/status.c \
+  lib/util/util.c \
+  lib/core/chunks.c \
+  lib/core/client.c \
+  lib/core/context.c \
+  lib/core/scope.c \
+  lib/core/slots.c \
+  lib/core/span.c \
+  lib/core/span-record.c \
+  lib/core/span-set.c \
+  lib/core/span-stream.c \
+  lib/core/spanopts.c \
+  lib/core/thread.c \
+  lib/core/tls.c \
+  lib/core/trace.c \
+  lib/net/http.c \
+  lib/export/assess.c \
+  lib/export/assess-mlflow.c \
+  lib/export/exporters.c \
+  lib/export/mlflow.c \
+  lib/export/options.c \
+  lib/export/otlp.c \
+  lib/export/pipeline.c \
+  lib/export/serialize.c \
+  lib/export/spool.c \
+  lib/export/view.c
 noinst_HEADERS += \
-  lib/assess-internal.h \
-  lib/common-internal.h \
-  lib/exporter-internal.h \
-  lib/json-internal.h \
-  lib/options-internal.h \
-  lib/otlp-internal.h \
-  lib/scope-internal.h \
-  lib/span-internal.h \
-  lib/spool-internal.h
+  lib/util/common-internal.h \
+  lib/util/json-internal.h \
+  lib/core/record-internal.h \
+  lib/core/scope-internal.h \
+  lib/core/span-internal.h \
+  lib/export/assess-internal.h \
+  lib/export/exporter-internal.h \
+  lib/export/options-internal.h \
+  lib/export/otlp-internal.h \
+  lib/export/spool-internal.h
+lib_libmltrace_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/lib
 lib_libmltrace_la_CFLAGS = $(AM_CFLAGS) $(MLT_VISIBILITY_CFLAGS) $(CJSON_CFLAGS) $(CURL_CFLAGS) $(ZLIB_CFLAGS)
 lib_libmltrace_la_LIBADD = $(CJSON_LIBS) $(CURL_LIBS) $(ZLIB_LIBS) $(PTHREAD_LIBS) -lm
 lib_libmltrace_la_LDFLAGS = -no-undefined \

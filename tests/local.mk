@@ -17,7 +17,7 @@ TESTS += tests/unit/test_hotpath
 # The export thread's JSON routines against reference versions (internal:
 # built from the library's sources).
 check_PROGRAMS += tests/unit/test_json
-tests_unit_test_json_SOURCES = tests/unit/test_json.c lib/json.c lib/util.c
+tests_unit_test_json_SOURCES = tests/unit/test_json.c lib/util/json.c lib/util/util.c
 tests_unit_test_json_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/lib
 tests_unit_test_json_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_json_LDADD = $(CJSON_LIBS) $(PTHREAD_LIBS) -lm

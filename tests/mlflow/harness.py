@@ -273,7 +273,7 @@ def classify(client, tid, n_spans=3):
 
 def spool_records(path):
     """The records of one spool file: [(offset, length, traces)], the valid
-    ones in order (the format of lib/spool.c)."""
+    ones in order (the format of lib/export/spool.c)."""
     import struct
     import zlib
     b = open(path, "rb").read()

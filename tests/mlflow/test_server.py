@@ -250,7 +250,7 @@ check_all(client, res, "dual", eid2)
 
 # 3b. JSON values read back as they were set through every path: the MLflow
 # exporter, the OTLP exporter alone (it sends an object, array or string as
-# its JSON text, a number, true, false or null natively: lib/otlp.c) and the
+# its JSON text, a number, true, false or null natively: lib/export/otlp.c) and the
 # file store.  Strings whose text is JSON, scalars, non-ASCII text, space
 # around the value; previews alike on every path.
 from mlflow.entities import Trace  # noqa: E402

@@ -1,10 +1,10 @@
 /* tests/unit/test_json.c: the export thread's JSON routines against simple
- * reference versions (built from lib/json.c and lib/util.c directly: they are
+ * reference versions (built from lib/util/json.c and lib/util/util.c directly: they are
  * internal).  The one-pass escape-and-validate must give the bytes of the
  * plain escaper and the verdict of the validator, on crafted and on random
  * texts (its output matters only when the text is valid), and so must the
  * DOM parser built on the same pass (against a recursive-descent one); integers and hex ids must round-trip. */
-#include "json-internal.h"
+#include "util/json-internal.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -1,0 +1,701 @@
+/* lib/core/span-internal.h: spans, traces, contexts, per-thread state.
+ *
+ * Memory model.  A span lives in a *slot* of the slot table, one reserved
+ * address range that only grows (slots are recycled, never unmapped while
+ * the library runs): a slot's address is base + index.  A handle is
+ * (generation << 32 | index + 1); the slot's atomic word |gs| packs the
+ * generation and the span state, so a stale handle is detected by one load
+ * and compare, and ending a span is one CAS that also proves the slot was not
+ * recycled.  A free slot is clean; starting a span writes only what differs.
+ * Span data (name, attributes, inputs, events, ...) is an append-only
+ * *record log* (8-byte record headers) written only by the thread that owns
+ * the span; each log chunk publishes its length with a release store, so the
+ * export thread can read a consistent prefix of an open span (trace timeout)
+ * without locks.  Span ids, and the low half of the ids of traces started
+ * here, are a keyed bijection of the slot handle, so lookups by id (client
+ * API) invert it instead of searching a shared registry.  Traces are
+ * reference-counted headers from a type-stable pool; a trace finishes when
+ * its counter of open spans and holds drops to zero, and the thread that
+ * drops it enqueues the trace on the bounded export queue.  Free slots and
+ * trace headers circulate through per-thread caches that refill from and
+ * spill to lock-free stacks in batches: start, set, end and finish take no
+ * lock shared across traces (only growing a pool takes a mutex).
+ */
+#ifndef MLT_SPAN_INTERNAL_H
+#define MLT_SPAN_INTERNAL_H
+
+#include "util/common-internal.h"
+
+#include <pthread.h>
+
+/* ---- span record log ------------------------------------------------- */
+
+/* Record kinds. */
+enum {
+  MLT__R_NAME = 1,      /* val = name */
+  MLT__R_TYPE,          /* flags = mlt_span_type */
+  MLT__R_TYPE_NAME,     /* val = custom type string */
+  MLT__R_ATTR,          /* key = attribute key; sub = value type */
+  MLT__R_INPUTS,        /* sub = value type (JSON, CJSON, TEXT, FIELDS, NONE) */
+  MLT__R_OUTPUTS,       /* same */
+  MLT__R_EVENT,         /* key = event name; val = i64 time, u32 n children */
+  MLT__R_CHUNK,         /* sub = TEXT or JSON; val = i64 time + bytes */
+  MLT__R_STATUS,        /* flags = status; val = message */
+  MLT__R_REMOVE_ATTR,   /* key (span processor) */
+  MLT__R_DROP_EVENTS,   /* (span processor) */
+  MLT__R_FIELD,         /* child of EVENT / FIELDS: key, sub = value type */
+  MLT__R_FUNC,          /* val = function name (mlflow.spanFunctionName) */
+  MLT__R_LINK           /* val = u64 trace hi, lo, span id, n children; FIELD children (lib/core/spanopts.c) */
+};
+
+/* Value types (rec.sub). */
+enum {
+  MLT__V_NONE = 0,
+  MLT__V_STR,   /* bytes */
+  MLT__V_I64,   /* 8 bytes */
+  MLT__V_F64,   /* 8 bytes */
+  MLT__V_BOOL,  /* 8 bytes */
+  MLT__V_JSON,  /* JSON text bytes */
+  MLT__V_CJSON, /* 8 bytes: cJSON * (owned; freed with the span) */
+  MLT__V_FIELDS /* val = u32 count; |count| MLT__R_FIELD records follow */
+};
+
+/* rec.flags bits. */
+#define MLT__RF_TRUNC 0x01   /* value truncated: val starts with u64 original length */
+#define MLT__RF_CHECKED 0x02 /* JSON text validated (export thread) */
+#define MLT__RF_INVALID 0x04 /* ... and found invalid */
+#define MLT__RF_BADUTF8 0x08 /* ... valid JSON with invalid UTF-8 in strings */
+#define MLT__RF_FUNC 0x10    /* NAME record: the name is also the function name */
+
+/* An 8-byte record header (one store on the hot path).  Keys are at most
+ * 1024 bytes (11 bits); aux holds a span type or a status (< 32). */
+typedef struct mlt__rec {
+  uint32_t kind : 4;
+  uint32_t sub : 4;
+  uint32_t flags : 8;
+  uint32_t aux : 5; /* kind-specific small value (type enum, status) */
+  uint32_t key_len : 11;
+  uint32_t val_len;
+  /* key bytes, then value bytes, then padding to 8 */
+} mlt__rec;
+#define MLT__KEY_MAX 1024
+
+#define MLT__REC_ALIGN 8
+static inline size_t mlt__rec_size(size_t key_len, size_t val_len) {
+  return (sizeof(mlt__rec) + key_len + val_len + (MLT__REC_ALIGN - 1)) & ~(size_t)(MLT__REC_ALIGN - 1);
+}
+static inline const char *mlt__rec_key(const mlt__rec *r) { return (const char *)(r + 1); }
+static inline const char *mlt__rec_val(const mlt__rec *r) { return (const char *)(r + 1) + r->key_len; }
+static inline const mlt__rec *mlt__rec_next(const mlt__rec *r) {
+  return (const mlt__rec *)((const char *)r + mlt__rec_size(r->key_len, r->val_len));
+}
+
+typedef struct mlt__chunk {
+  struct mlt__chunk *_Atomic next;
+  uint32_t cap;
+  _Atomic uint32_t used; /* published with release by the owner */
+  /* aligned data follows */
+} mlt__chunk;
+/* The data after a chunk header.  For the inline chunk the data is the
+ * slot's inline_log, beyond the |head| member: the empty asm hides that from
+ * the compiler's object-size checks. */
+static inline char *mlt__chunk_data(mlt__chunk *c) {
+  char *p = (char *)(c + 1);
+  __asm__("" : "+r"(p));
+  return p;
+}
+
+/* ---- span slot ------------------------------------------------------- */
+
+/* FREE: in the pool.  OPEN: recording.  ENDED: ended by its owner.
+ * EXPIRED: ended by a forced finish (timeout, shutdown, end_trace) while its
+ * owner still held it, or ended by its owner after a forced finish missed it:
+ * the owner frees the slot.  CLAIMED: ended, and taken by a forced finish for
+ * export: the exporter frees the slot. */
+enum { MLT__S_FREE = 0, MLT__S_OPEN = 1, MLT__S_ENDED = 2, MLT__S_EXPIRED = 3, MLT__S_CLAIMED = 4 };
+
+#define MLT__GS(gen, state) (((uint64_t)(gen) << 32) | (uint64_t)(state))
+#define MLT__GS_GEN(gs) ((uint32_t)((gs) >> 32))
+#define MLT__GS_STATE(gs) ((uint32_t)((gs)&0xff))
+
+/* Handles with special meaning. */
+#define MLT__H_NONREC_CUR UINT64_C(0xFFFFFFFFFFFFFFFF)  /* non-recording, current on thread */
+#define MLT__H_NONREC_DET UINT64_C(0xFFFFFFFEFFFFFFFF)  /* non-recording, not current */
+static inline int mlt__h_is_nonrec(mlt_span h) {
+  return h.id_ == MLT__H_NONREC_CUR || h.id_ == MLT__H_NONREC_DET;
+}
+
+/* Span slot flags. */
+#define MLT__SF_CURRENT 0x01    /* made current on its owner thread */
+#define MLT__SF_ROOT 0x02       /* the local root of its trace */
+#define MLT__SF_CLONE 0x04      /* a snapshot made for a forced finish */
+#define MLT__SF_HAS_CHUNKS 0x08
+#define MLT__SF_OUTPUTS 0x10    /* outputs set explicitly */
+#define MLT__SF_TEXT_ONLY 0x20  /* every chunk so far was text */
+#define MLT__SF_CJSON 0x40      /* log holds cJSON values to free */
+
+#define MLT__INLINE_LOG 112
+#define MLT__MAX_LINKS 128 /* links kept per span (OpenTelemetry's default limit) */
+
+typedef struct mlt__trace mlt__trace;
+
+/* A FREE slot is clean (mlt__slot_release() makes it so, on the thread that
+ * frees it, usually the export thread): empty log (head.used 0, head.next
+ * NULL, tail = &head), counters 0, no reducer, no context, status UNSET,
+ * flags TEXT_ONLY, end_ns 0.  Starting a span writes only what differs. */
+typedef struct mlt__span {
+  _Atomic uint64_t gs;
+  uint32_t index;
+  uint8_t type; /* start type (later changes are records) */
+  uint8_t status;
+  uint8_t flags;
+  _Atomic uint8_t is_root; /* the trace's root (set at start; read by the reaper) */
+  uint64_t span_id;
+  uint64_t parent_id;
+  int64_t start_ns;
+  int64_t end_ns;
+  mlt__trace *_Atomic trace;
+  struct mlt__span *next; /* trace span list (immutable once published) */
+  mlt_span saved_current; /* restore on end (owner thread) */
+  struct mlt_context *ctx; /* cached captured context (holds a ref) */
+  uint32_t n_events;       /* events + chunks recorded */
+  uint32_t n_events_dropped;
+  uint32_t n_chunks;
+  uint16_t n_links;         /* LINK records (lib/core/spanopts.c) */
+  uint16_t n_links_dropped; /* links over MLT__MAX_LINKS, counted only */
+  mlt_output_reducer_fn reducer;
+  void *reducer_ud;
+  mlt__chunk *tail; /* owner: chunk being appended to */
+  mlt__chunk head;  /* inline first chunk */
+  char inline_log[MLT__INLINE_LOG];
+} mlt__span;
+
+/* ---- traces ---------------------------------------------------------- */
+
+enum { MLT__T_ACTIVE = 0, MLT__T_FINISHED = 1 };
+
+#define MLT__TF_CONTINUATION 0x01 /* spans of a trace that already finished */
+#define MLT__TF_REMOTE 0x02       /* local root has a remote parent (traceparent) */
+#define MLT__TF_FORCED 0x04       /* ended by timeout / shutdown / end_trace */
+#define MLT__TF_TIMED_OUT 0x08
+
+/* The counter bias applied by a forced finish: |open| goes negative, so no
+ * span can join and no late end can finish the trace a second time. */
+#define MLT__OPEN_BIAS (1 << 30)
+
+/* Trace-level update entry (tags, metadata, previews, ...). */
+enum {
+  MLT__TI_TAG = 1,
+  MLT__TI_META,
+  MLT__TI_REQ_PREVIEW,
+  MLT__TI_RESP_PREVIEW,
+  MLT__TI_CLIENT_REQ_ID,
+  MLT__TI_SESSION,
+  MLT__TI_USER,
+  MLT__TI_STATE,      /* value "OK" / "ERROR" (update_current_trace state) */
+  MLT__TI_ASSESSMENT, /* value: one Assessment JSON object (lib/export/assess.c) */
+  MLT__TI_SCOPE       /* owns the block of a scope's entries (lib/core/scope.c); no data */
+};
+typedef struct mlt__tinfo {
+  struct mlt__tinfo *next;
+  uint8_t kind;
+  uint8_t borrowed; /* key/value are a scope's strings and the entry is in its TI_SCOPE entry's block */
+  char *key;
+  char *value;
+  struct mlt__scope *scope; /* TI_SCOPE: the scope the block borrows from (reference held) */
+} mlt__tinfo;
+/* Free a list of entries (borrowed ones go with their TI_SCOPE block). */
+void mlt__tinfo_free(mlt__tinfo *i);
+/* Prepend the prepared chain head..tail (|n| entries) to trace |t|'s
+ * entries if it is in progress and stays within MLT__TINFO_MAX: MLT_OK, or
+ * MLT_EENDED / MLT_EFULL (the chain is the caller's again). */
+int mlt__trace_info_link(mlt__trace *t, mlt__tinfo *head, mlt__tinfo *tail, uint32_t n);
+
+struct mlt__trace {
+  _Atomic int32_t refs;
+  _Atomic int32_t open;
+  _Atomic uint8_t state;
+  uint8_t flags;
+  _Atomic uint8_t registered;
+  uint8_t forced_reason; /* 1 timeout, 2 shutdown, 3 end_trace */
+  _Atomic uint32_t n_spans;
+  uint64_t id_hi, id_lo;
+  uint64_t remote_parent;
+  int64_t start_ns;
+  mlt_span root;
+  uint64_t root_id; /* span id of the (local) root */
+  mlt__span *_Atomic spans; /* push-stack of every span of the trace */
+  /* trace-level data, under |lock| */
+  atomic_flag lock;
+  mlt__tinfo *info;
+  uint32_t n_info; /* entries in |info| (capped at MLT__TINFO_MAX) */
+  /* filled for export */
+  mlt__span **export_spans;
+  uint32_t n_export;
+  /* pool linkage */
+  mlt__trace *next_free;      /* next in a chain of free headers */
+  _Atomic uint32_t chain_next; /* chain heads: the next chain in the pool's stack */
+  uint32_t chain_n;           /* chain heads: headers in the chain */
+  uint32_t pool_num;          /* this header's number (1-based, fixed) */
+  /* export queue (pipeline.c): link while queued, bytes it holds */
+  mlt__trace *_Atomic qnext;
+  size_t qbytes;
+};
+
+/* ---- contexts -------------------------------------------------------- */
+
+#define MLT__CF_SAMPLED 0x01
+#define MLT__CF_REMOTE 0x02
+#define MLT__CF_HOLD 0x04
+#define MLT__CF_NOSPAN 0x08 /* no trace or span: only a scope to carry (lib/core/scope.c); spans start new traces */
+
+struct mlt_context {
+  _Atomic int32_t refs;
+  uint8_t flags;
+  uint32_t epoch; /* library epoch: after mlt_shutdown() the trace link is dead */
+  uint64_t trace_hi, trace_lo;
+  uint64_t span_id;
+  mlt__trace *trace; /* ref held; NULL for remote / non-sampled */
+  struct mlt__scope *scope; /* scoped context captured with it (ref held), or NULL (lib/core/scope.c) */
+};
+
+/* ---- per-thread state ------------------------------------------------ */
+
+#define MLT__TINFO_MAX 4096 /* trace-level entries (tags, metadata, ...) per trace */
+#define MLT__MAX_ATTACH 64
+#define MLT__MAG_SIZE 256
+#define MLT__CHUNK_CLASSES 8 /* log chunk size classes: 512 B .. 64 KiB */
+#define MLT__CHUNK_CACHE 64  /* per class, per thread, at most (see mlt__chunk_cache_max()) */
+/* A thread's cache of class k holds up to 32 KiB worth (at least 4 chunks). */
+static inline unsigned mlt__chunk_cache_max(int k) { return (64u >> k) < 4 ? 4 : 64u >> k; }
+/* Smallest log chunk class (512 B << k, header included) whose payload
+ * holds |need| bytes, or -1 (larger: a chunk of its own). */
+static inline int mlt__chunk_class(size_t need) {
+  size_t total = need + 16;
+  if (total <= 512) return 0;
+  int k = (int)(64 - __builtin_clzll((unsigned long long)(total - 1))) - 9;
+  return k < MLT__CHUNK_CLASSES ? k : -1;
+}
+
+typedef struct mlt__tls_counters {
+  uint64_t spans_started;
+  uint64_t traces_started;
+  uint64_t traces_sampled_out;
+  uint64_t spans_over_limit;
+  uint64_t events_dropped;
+  uint64_t values_truncated;
+  uint64_t misuse;
+} mlt__tls_counters;
+
+typedef struct mlt__attach_frame {
+  struct mlt_context *ctx;
+  mlt_span saved_cur;
+  uint32_t saved_nonrec;
+  uint32_t serial;
+  struct mlt__scope *saved_scope; /* the thread's scope before this frame */
+  struct mlt__scope *own_scope;   /* a scope frame (mlt_trace_scope_enter): its scope (ref held) */
+} mlt__attach_frame;
+
+/* The last trace this thread finished (mlt_get_last_active_trace_id()):
+ * written only by its thread, read by others under a sequence count. */
+typedef struct mlt__last_trace {
+  _Atomic uint32_t seq; /* odd while being written */
+  _Atomic uint64_t hi, lo;
+  _Atomic int64_t stamp; /* finish time (ns, realtime); 0: none */
+} mlt__last_trace;
+
+/* Sequence-count write without fences (TSan has none): the data stores are
+ * releases, so a reader that sees new data (acquire) also sees the odd
+ * count and retries; the final even count is a release too. */
+static inline void mlt__last_write(mlt__last_trace *l, uint64_t hi, uint64_t lo, int64_t stamp) {
+  uint32_t q = atomic_load_explicit(&l->seq, memory_order_relaxed);
+  atomic_store_explicit(&l->seq, q + 1, memory_order_relaxed);
+  atomic_store_explicit(&l->hi, hi, memory_order_release);
+  atomic_store_explicit(&l->lo, lo, memory_order_release);
+  atomic_store_explicit(&l->stamp, stamp, memory_order_release);
+  atomic_store_explicit(&l->seq, q + 2, memory_order_release);
+}
+
+typedef struct mlt__tls {
+  mlt_span cur;
+  uint32_t nonrec_depth;
+  uint32_t nonrec_limit; /* the non-recording run is due to max_spans_per_trace */
+  uint32_t depth;        /* attach depth */
+  uint32_t serial;
+  uint32_t n_mag;
+  struct mlt_context *attached; /* frames[depth-1].ctx, or NULL */
+  struct mlt__scope *scope;     /* scoped context in effect, or NULL (borrowed from a frame) */
+  uint64_t rng;                 /* wyrand state (seeded with the thread state) */
+  uint32_t mag[MLT__MAG_SIZE]; /* free slot indices */
+  mlt__tls_counters c;
+  mlt__last_trace last;
+  mlt__attach_frame frames[MLT__MAX_ATTACH];
+  uint32_t overflow_attach; /* attaches past MLT__MAX_ATTACH (not tracked) */
+  mlt__trace *tfree;        /* cache of free trace headers */
+  uint32_t n_tfree;
+  uint8_t n_chunks[MLT__CHUNK_CLASSES];
+  mlt__chunk *chunks[MLT__CHUNK_CLASSES][MLT__CHUNK_CACHE]; /* free log chunks */
+  struct mlt__tls *next_reg;
+  struct mlt__tls *prev_reg;
+} mlt__tls;
+
+/* ---- library state --------------------------------------------------- */
+
+enum { MLT__G_OFF = 0, MLT__G_RUNNING = 1, MLT__G_STOPPING = 2 };
+
+typedef struct mlt__config {
+  double sampling_ratio;
+  uint64_t sample_threshold; /* compare against rand >> 11 */
+  int enabled;
+  int64_t trace_timeout_ns;
+  uint32_t queue_size;
+  uint32_t schedule_delay_ms;
+  uint32_t shutdown_timeout_ms;
+  uint32_t max_value_bytes;
+  uint32_t max_spans_per_trace;
+  uint32_t max_events_per_span;
+  char *service_name;
+  char *experiment_id;
+  char *experiment_name;
+  char *tracking_uri;
+  char *otlp_endpoint;
+  char *file_path;
+  mlt_span_processor_fn processor;
+  void *processor_ud;
+  /* network exporters (lib/net/http.c, lib/export/mlflow.c) */
+  int64_t mlflow_timeout_ms, otlp_timeout_ms, retry_budget_ms;
+  int insecure_tls;
+  char *ca_path, *tracking_token, *tracking_user, *tracking_password; /* secrets wiped on free */
+  char *otlp_headers, *otlp_compression;
+  /* delivery (pipeline.c, spool.c) */
+  uint64_t queue_max_bytes; /* bound of the export queue in bytes */
+  int spool_enabled;
+  char *spool_dir;
+  uint64_t spool_max_bytes;
+  uint32_t max_requests; /* concurrent export requests (MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS) */
+} mlt__config;
+
+extern _Atomic int mlt__g_state;   /* MLT__G_* */
+/* The runtime switch (mlt__enabled_flag, declared in <mltrace/span.h> for
+ * the inline fast paths) is accessed with __atomic builtins. */
+#define MLT__ENABLED() __atomic_load_n(&mlt__enabled_flag, __ATOMIC_RELAXED)
+#define MLT__SET_ENABLED(v) __atomic_store_n(&mlt__enabled_flag, (v), __ATOMIC_RELAXED)
+extern mlt__config mlt__g_cfg;
+/* min(32, max_value_bytes), set when a thread makes its state (tls.c). */
+/* hidden: the setters in other files read it directly, not through the GOT */
+extern _Atomic size_t mlt__g_tiny_value __attribute__((visibility("hidden")));
+extern _Atomic uint32_t mlt__g_epoch;
+
+static inline int mlt__running(void) {
+  return atomic_load_explicit(&mlt__g_state, memory_order_acquire) == MLT__G_RUNNING;
+}
+
+/* ---- lock-free stacks of numbered nodes (slots.c, trace.c) ----------- */
+/* The pools' global free lists: a Treiber stack whose top word packs a
+ * change count (the ABA guard: it would have to wrap 2^32 times between a
+ * read and the compare-and-swap) with the top node's number (1-based; 0 =
+ * empty).  Nodes are type-stable (never freed while the library runs) and
+ * keep the number of the next node in an atomic field, found by |next_of|. */
+typedef _Atomic uint32_t *(*mlt__lf_next_fn)(uint32_t num);
+static inline void mlt__lf_push(_Atomic uint64_t *top, uint32_t num, mlt__lf_next_fn next_of) {
+  _Atomic uint32_t *nx = next_of(num);
+  uint64_t old = atomic_load_explicit(top, memory_order_relaxed);
+  do {
+    atomic_store_explicit(nx, (uint32_t)old, memory_order_relaxed);
+  } while (!atomic_compare_exchange_weak_explicit(top, &old, (((old >> 32) + 1) << 32) | num, memory_order_release,
+                                                  memory_order_relaxed));
+}
+static inline uint32_t mlt__lf_pop(_Atomic uint64_t *top, mlt__lf_next_fn next_of) {
+  uint64_t old = atomic_load_explicit(top, memory_order_acquire);
+  for (;;) {
+    uint32_t num = (uint32_t)old;
+    if (!num) return 0;
+    uint32_t next = atomic_load_explicit(next_of(num), memory_order_relaxed);
+    if (atomic_compare_exchange_weak_explicit(top, &old, (((old >> 32) + 1) << 32) | next, memory_order_acquire,
+                                              memory_order_acquire))
+      return num;
+  }
+}
+
+/* ---- slots (slots.c) ---- */
+/* The slot table is one reserved address range (never moved or unmapped
+ * while the library runs), committed in chunks of MLT__SLOT_CHUNK slots as it
+ * grows: a slot's address is base + index, one multiply.  mlt__g_slots_n
+ * (release-stored after a chunk is committed) bounds every index taken from
+ * a handle. */
+#define MLT__SLOT_CHUNK 1024u
+#define MLT__SLOT_MAX (1u << 26) /* slots reserved at most (fewer when the address space is short) */
+extern mlt__span *mlt__g_slots;
+extern _Atomic uint32_t mlt__g_slots_n;
+
+/* Slot |index| (taken from a magazine: always committed). */
+static inline mlt__span *mlt__slot_at(uint32_t index) { return &mlt__g_slots[index]; }
+/* Resolve a handle: returns the slot if the generation matches (any state
+ * but FREE), with *gs_out = the current gs word. */
+static inline mlt__span *mlt__span_get(mlt_span h, uint64_t *gs_out) {
+  uint32_t idx = (uint32_t)h.id_ - 1; /* NONE and non-recording handles give an index past the table */
+  if (MLT_UNLIKELY(idx >= atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire))) return NULL;
+  mlt__span *s = &mlt__g_slots[idx];
+  uint64_t gs = atomic_load_explicit(&s->gs, memory_order_acquire);
+  if (MLT_UNLIKELY(MLT__GS_GEN(gs) != (uint32_t)(h.id_ >> 32) || MLT__GS_STATE(gs) == MLT__S_FREE)) return NULL;
+  *gs_out = gs;
+  return s;
+}
+/* Resolve a handle to an OPEN span in a few instructions (one compare checks
+ * generation and state), or NULL: not open, stale, NONE or non-recording. */
+static inline mlt__span *mlt__span_open_fast(mlt_span h) {
+  uint32_t idx = (uint32_t)h.id_ - 1;
+  if (MLT_UNLIKELY(idx >= atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire))) return NULL;
+  mlt__span *s = &mlt__g_slots[idx];
+  uint64_t gs = atomic_load_explicit(&s->gs, memory_order_acquire);
+  if (MLT_UNLIKELY(gs != ((h.id_ & UINT64_C(0xFFFFFFFF00000000)) | MLT__S_OPEN))) return NULL;
+  return s;
+}
+static inline mlt_span mlt__span_handle(const mlt__span *s, uint64_t gs) {
+  mlt_span h = {((uint64_t)MLT__GS_GEN(gs) << 32) | (uint64_t)(s->index + 1)};
+  return h;
+}
+
+mlt__span *mlt__slot_alloc(mlt__tls *tls);
+/* Refill this thread's slot magazine from the pool (0, or -1: no memory). */
+int mlt__slot_refill(mlt__tls *tls);
+/* Free the span's log chunks and cJSON values, bump the generation and give
+ * the slot back (to the caller's magazine when |tls| is not NULL, else to a
+ * batch that mlt__slot_free_flush() returns to the pool). */
+void mlt__slot_release(mlt__span *s, mlt__tls *tls);
+void mlt__slots_put_indices(const uint32_t *idx, size_t n);
+/* Free what a span's log owns (heap chunks, cJSON values). */
+void mlt__span_free_payload(mlt__span *s, mlt__tls *tls);
+
+/* ---- log chunk pool (chunks.c) ---- */
+mlt__chunk *mlt__chunk_alloc(mlt__tls *tls, size_t need);
+void mlt__chunk_free(mlt__tls *tls, mlt__chunk *c);
+void mlt__chunks_return_cache(mlt__tls *tls);
+void mlt__chunks_shutdown(void);
+/* Short critical sections shared by threads: spin, then yield. */
+void mlt__spin_lock(atomic_flag *f);
+void mlt__spin_unlock(atomic_flag *f);
+void mlt__slots_shutdown(void);
+
+/* ---- per-thread state (tls.c) ---- */
+mlt__tls *mlt__tls_get_slow(void);
+/* The pointer is only trusted when the thread's epoch matches the library's:
+ * mlt_shutdown() frees every thread's state and bumps the epoch. */
+extern MLT_TLS mlt__tls *mlt__tls_ptr;
+extern MLT_TLS uint32_t mlt__tls_epoch;
+static inline mlt__tls *mlt__tls_get(void) {
+  if (MLT_LIKELY(mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed))) return mlt__tls_ptr;
+  return mlt__tls_get_slow();
+}
+void mlt__tls_sum_counters(mlt__tls_counters *out);
+/* The newest last-finished trace over all threads (1 when there is one). */
+int mlt__tls_last_trace(uint64_t *hi, uint64_t *lo);
+void mlt__tls_last_reset(void);
+void mlt__tls_shutdown(void);
+
+/* ---- span log (span-record.c; inline writers in record-internal.h) ---- */
+/* Reserve |size| contiguous bytes at the end of the span's log (owner only);
+ * returns NULL on allocation failure.  Publish with mlt__log_publish(). */
+char *mlt__log_reserve(mlt__span *s, size_t size);
+void mlt__log_publish(mlt__span *s, size_t size);
+/* Iterate published records: chunk by chunk. */
+typedef struct mlt__log_iter {
+  mlt__chunk *c;
+  uint32_t off, used;
+} mlt__log_iter;
+static inline void mlt__log_iter_init(mlt__log_iter *it, mlt__span *s) {
+  it->c = &s->head;
+  it->off = 0;
+  it->used = atomic_load_explicit(&s->head.used, memory_order_acquire);
+}
+static inline const mlt__rec *mlt__log_iter_next(mlt__log_iter *it) {
+  if (MLT_LIKELY(it->off < it->used)) {
+    const mlt__rec *r = (const mlt__rec *)(mlt__chunk_data(it->c) + it->off);
+    it->off += (uint32_t)mlt__rec_size(r->key_len, r->val_len);
+    return r;
+  }
+  while (it->c) {
+    mlt__chunk *n = atomic_load_explicit(&it->c->next, memory_order_acquire);
+    if (!n) return NULL;
+    it->c = n;
+    it->off = 0;
+    it->used = atomic_load_explicit(&n->used, memory_order_acquire);
+    if (it->off < it->used) {
+      const mlt__rec *r = (const mlt__rec *)(mlt__chunk_data(it->c) + it->off);
+      it->off += (uint32_t)mlt__rec_size(r->key_len, r->val_len);
+      return r;
+    }
+  }
+  return NULL;
+}
+/* Copy the published log of |src| into |dst| (a fresh slot). */
+int mlt__log_copy(mlt__span *dst, mlt__span *src);
+/* Append helpers (span-record.c) used by the span files and view.c. */
+int mlt__append_value(mlt__span *s, int kind, int sub, const char *key, size_t key_len, const char *val,
+                      size_t val_len, int aux);
+int mlt__append_event(mlt__span *s, const char *name, int64_t ts, const mlt_attr *attrs, size_t n);
+/* A LINK record (trace hi, lo, span id, count) with |n| FIELD children. */
+int mlt__append_link(mlt__span *s, uint64_t hi, uint64_t lo, uint64_t span_id, const mlt_attr *attrs, size_t n);
+void mlt__span_init(mlt__span *s, mlt__trace *t, uint64_t span_id, uint64_t parent_id, const char *name,
+                    mlt_span_type type, int64_t start_ns);
+
+/* ---- traces (trace.c) ---- */
+/* A clean header from this thread's cache or the pool (NULL: out of
+ * memory); the caller sets refs (2), open (1), n_spans and the ids. */
+mlt__trace *mlt__trace_pool_get(mlt__tls *tls);
+static inline void mlt__trace_ref(mlt__trace *t) { atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed); }
+void mlt__trace_unref(mlt__trace *t);
+/* Ref the trace of span |s| (handle generation |gen|) if both still live.
+ * The header is type-stable: its count is tested even if it is being
+ * recycled, and the span is checked again once the reference is held. */
+static inline mlt__trace *mlt__trace_acquire_from_span(mlt__span *s, uint32_t gen) {
+  mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_acquire);
+  if (!t) return NULL;
+  int32_t r = atomic_load_explicit(&t->refs, memory_order_relaxed);
+  do {
+    if (r <= 0) return NULL;
+  } while (!atomic_compare_exchange_weak(&t->refs, &r, r + 1));
+  uint64_t gs = atomic_load(&s->gs);
+  if (MLT_UNLIKELY(MLT__GS_GEN(gs) != gen || MLT__GS_STATE(gs) == MLT__S_FREE || atomic_load(&s->trace) != t)) {
+    mlt__trace_unref(t);
+    return NULL;
+  }
+  return t;
+}
+/* Try to add one to the open counter (joining a span or a hold). */
+int mlt__trace_join(mlt__trace *t);
+/* Drop one from the open counter; finishes the trace at zero (|now|: the
+ * finish time when the caller has read the clock, else 0). */
+void mlt__trace_leave(mlt__trace *t);
+void mlt__trace_finish(mlt__trace *t, int64_t now);
+void mlt__trace_leave_slow(mlt__trace *t, int32_t o, int64_t now);
+static inline void mlt__trace_leave_at(mlt__trace *t, int64_t now) {
+  int32_t o = atomic_fetch_sub_explicit(&t->open, 1, memory_order_acq_rel);
+  if (o == 1)
+    mlt__trace_finish(t, now);
+  else if (MLT_UNLIKELY(o == 1 - MLT__OPEN_BIAS))
+    mlt__trace_leave_slow(t, o, now);
+}
+/* Force-finish: end open spans with ERROR and |message|, queue the trace.
+ * Returns 1 if this call finished it. */
+int mlt__trace_force_finish(mlt__trace *t, int reason, const char *message);
+/* The same, ending the open spans at |end_ns| (or at their start when later;
+ * 0: now): mlt_client_end_trace_at(). */
+int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, int64_t end_ns);
+void mlt__trace_push_span(mlt__trace *t, mlt__span *s);
+/* Force-finish the traces in progress that timed out, or (when |all| is
+ * set) every one still in progress. */
+void mlt__traces_reap(int64_t now_mono_ns, int all);
+void mlt__traces_shutdown(void);
+/* Give a thread's cached trace headers back to the pool. */
+void mlt__traces_put_cache(mlt__trace *list, uint32_t n);
+/* Remember |t| as this thread's last finished trace (|stamp|: finish time,
+ * 0 reads the clock). */
+void mlt__trace_set_last(const mlt__trace *t, int64_t stamp);
+/* Registry (client API by id). */
+int mlt__registry_put(uint64_t hi, uint64_t lo, uint64_t span_id, mlt_span h);
+int mlt__registry_get(uint64_t hi, uint64_t lo, uint64_t span_id, mlt_span *out);
+void mlt__registry_del(uint64_t hi, uint64_t lo, uint64_t span_id);
+void mlt__registry_shutdown(void);
+/* Record trace-level data; |t| referenced by the caller. */
+int mlt__trace_update(mlt__trace *t, const mlt_trace_update *u);
+/* The trace-level list, read under the trace lock (export thread). */
+mlt__tinfo *mlt__trace_take_info(mlt__trace *t);
+
+/* ---- span start (span.c) ---- */
+/* Everything a span start can be told; zero-initialize and set what
+ * applies.  One internal start function takes it, so that new start
+ * options (explicit start time, links, ...) extend this struct. */
+typedef struct mlt__start_opts {
+  const struct mlt_context *parent_ctx; /* parent context, or NULL */
+  mlt__span *parent_span;               /* parent span (trace already referenced by the caller), or NULL */
+  const char *name;                     /* NULL: "span" */
+  size_t name_len;                      /* MLT_NTS: NUL-terminated */
+  const char *func;                     /* function scope: mlflow.spanFunctionName, or NULL */
+  size_t func_len;
+  mlt_span_type type;
+  unsigned flags;   /* MLT__SO_* */
+  int64_t start_ns; /* start time (ns since the epoch, realtime); 0: now */
+  uint64_t sample_threshold; /* with MLT__SO_SAMPLE: a new trace's sampling threshold (see mlt__config) */
+} mlt__start_opts;
+#define MLT__SO_CURRENT 0x01   /* becomes this thread's current span */
+#define MLT__SO_FUNC_NAME 0x02 /* |func| is also the name (one record for both) */
+#define MLT__SO_SAMPLE 0x04    /* sample_threshold overrides the configured one (a new trace only) */
+mlt_span mlt__span_start_opts(mlt__tls *tls, const mlt__start_opts *o);
+/* A start as the public functions do it (enabled check, this thread's
+ * state, non-recording runs, the scoped context), per |mode|: HERE under
+ * this thread's current span or attached context, made current (as
+ * mlt_span_start()); IN under |parent_ctx| (as mlt_span_start_in()); CHILD
+ * under span |parent| (as mlt_span_start_child()).  |o| gives the name, type,
+ * function name, start time and sampling; its parent fields are set here. */
+enum { MLT__SM_HERE = 0, MLT__SM_IN = 1, MLT__SM_CHILD = 2 };
+mlt_span mlt__span_start_ex(int mode, const struct mlt_context *parent_ctx, mlt_span parent, mlt__start_opts *o);
+/* End open span |h| at |end_ns| (explicit end time; clamped to the start:
+ * MLT_ERANGE then, the span ended all the same). */
+int mlt__span_end_at(mlt_span h, int64_t end_ns);
+
+/* ---- spans (span.c) ---- */
+/* Client API (client.c): start per |o| on this thread (NONE when disabled);
+ * set the inputs; finish a span as mlt_client_end_span() does. */
+/* Start a span named |name| under |parent| (or a new trace) and fill the
+ * ids and handle of |out|; MLT_OK, MLT_ENOTRECORDING (disabled, sampled
+ * out), MLT_ENOTFOUND (parent gone), MLT_ENOMEM. */
+int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out);
+/* The same with |x|'s start time and sampling (lib/core/spanopts.c). */
+int mlt__span_client_start_with(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out,
+                                const mlt__start_opts *x);
+int mlt__span_client_inputs(mlt_span h, const char *inputs_json);
+int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message);
+/* The same at |end_ns| (explicit end time; 0: now; clamped to the start:
+ * MLT_ERANGE then). */
+int mlt__span_client_finish_at(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message,
+                               int64_t end_ns);
+void mlt__count_misuse(const char *what, int status);
+/* Format the trace id ("tr-...", MLT_TRACE_ID_SIZE) and/or the span id (16
+ * hex + NUL) of open or ended span |s| (handle state |gs|) in trace |t|, and
+ * make a trace with a foreign id reachable by id.  Returns MLT_OK or
+ * MLT_ENOMEM. */
+int mlt__span_ids(mlt__span *s, uint64_t gs, mlt__trace *t, char *trace_id, char *span_id);
+
+/* ---- per-thread random numbers and ids (tls.c / util.c) ---- */
+/* wyrand on the thread's state: one call per random id. */
+static inline uint64_t mlt__tls_rand(mlt__tls *tls) {
+  tls->rng += UINT64_C(0xa0761d6478bd642f);
+  __uint128_t m = (__uint128_t)tls->rng * (tls->rng ^ UINT64_C(0xe7037ed1a0b428db));
+  return (uint64_t)(m >> 64) ^ (uint64_t)m;
+}
+/* ---- pipeline (pipeline.c) ---- */
+/* Hand a finished trace to the export queue (drops and counts when full). */
+void mlt__pipeline_enqueue(mlt__trace *t);
+void mlt__stats_add(int which, uint64_t n);
+enum {
+  MLT__ST_TRACES_EXPORTED,
+  MLT__ST_SPANS_EXPORTED,
+  MLT__ST_TRACES_DROPPED,
+  MLT__ST_SPANS_DROPPED,
+  MLT__ST_TRACES_FAILED,
+  MLT__ST_SPANS_FAILED,
+  MLT__ST_TRACES_TIMED_OUT,
+  MLT__ST_SPANS_TIMED_OUT,
+  MLT__ST_INVALID_JSON,
+  MLT__ST_EXPORT_REQUESTS,
+  MLT__ST_EXPORT_RETRIES,
+  MLT__ST_EXPORT_BYTES,
+  MLT__ST_TRACES_FINISHED,
+  MLT__ST_TRACES_PARTIAL,  /* spans stored, TraceInfo not (pipeline.c) */
+  MLT__ST_SPANS_PARTIAL,
+  MLT__ST_TRACES_SPOOLED,  /* handed to the durable spool instead */
+  MLT__ST_TRACES_REPLAYED, /* delivered from the spool (spool.c) */
+  MLT__ST_TRACES_EVICTED,  /* removed from a full spool unsent */
+  MLT__ST_COUNT
+};
+
+/* ---- lookups by id (client.c) ---- */
+/* The trace (hi, lo) while it is in memory (in progress, or finished and
+ * not yet exported), referenced; NULL when unknown. */
+mlt__trace *mlt__trace_find(uint64_t hi, uint64_t lo);
+
+/* ---- contexts (context.c) ---- */
+struct mlt_context *mlt__context_new(mlt__trace *t, uint64_t hi, uint64_t lo, uint64_t span_id, int flags);
+
+#endif /* MLT_SPAN_INTERNAL_H */
