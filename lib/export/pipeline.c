@@ -514,6 +514,25 @@ static int order_spans(mlt__prepared *p) {
     }
     if (parent[i] < 0 && p->spans[i]->span_id == p->t->root_id) root_i = (int32_t)i;
   }
+  /* Usually the start order is already the order wanted (one tree, each
+   * span after its parent and after the whole subtree of every earlier
+   * sibling): check that with a stack of the current span's ancestors. */
+  if (root_i == 0 || (root_i < 0 && parent[0] < 0)) {
+    int sp = 0;
+    uint32_t i = 1;
+    stack[sp++] = 0;
+    for (; i < n; i++) {
+      int32_t pi = parent[i];
+      if (pi < 0) break;
+      while (sp && stack[sp - 1] != pi) sp--;
+      if (!sp) break;
+      stack[sp++] = (int32_t)i;
+    }
+    if (i == n) {
+      p->root = root_i >= 0 ? 0 : -1;
+      return 0;
+    }
+  }
   for (uint32_t i = n; i-- > 0;) {
     if (parent[i] >= 0) {
       next[i] = first[parent[i]];
