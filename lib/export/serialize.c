@@ -804,7 +804,7 @@ static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, e
 /* ", " "key": value */
 static void put_attr_encoded(mlt__buf *out, mlt__buf *tmp, const char *key, size_t klen, const mlt__rec *r) {
   char *o;
-  if (klen <= 16 && mlt__json_plain(key, klen) && (o = wr_begin(out, 32))) {
+  if (klen <= 16 && mlt__plain_short(key, klen) && (o = wr_begin(out, 32))) {
     *o++ = ',';
     *o++ = ' ';
     *o++ = '"';
@@ -829,7 +829,7 @@ static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, e
      * twice and copied */
     size_t len;
     const char *v = mlt__rec_value(r, &len, NULL);
-    if (mlt__json_plain(v, len)) {
+    if (mlt__json_plain_inline(v, len)) {
       mlt__buf_lit(out, "\"\\\"");
       mlt__buf_put(out, v, len);
       mlt__buf_lit(out, "\\\"\"");
@@ -1023,7 +1023,7 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
     WR_LIT(o, "null");
   WR_LIT(o, ", \"name\": ");
   wr_end(out, o);
-  mlt__json_str(out, d->name, d->name_len);
+  mlt__json_str_inline(out, d->name, d->name_len);
   if (!(o = wr_begin(out, 128))) return;
   WR_LIT(o, ", \"start_time_unix_nano\": ");
   o = wr_ts(o, s->start_ns);
@@ -1311,7 +1311,7 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
   if (!ti->trace_name) {
     mlt__buf_lit(out, "\"continuation\"");
   } else if (ti->trace_name_len <= 4096) { /* (bytes: no more characters) */
-    mlt__json_str(out, ti->trace_name, ti->trace_name_len);
+    mlt__json_str_inline(out, ti->trace_name, ti->trace_name_len);
   } else {
     mlt__buf tmp = {0};
     put_limited(&tmp, ti->trace_name, ti->trace_name_len, 4096, 0);
