@@ -746,8 +746,35 @@ static inline void put2(char *p, int v) {
 }
 
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ" with the quotes (days from the civil calendar,
- * no libc formatting). */
-static void put_rfc3339_ms(mlt__buf *out, int64_t ns) {
+ * no libc formatting; the date of the last day written is kept). */
+static int64_t g_day = INT64_MIN;
+static char g_day_txt[12]; /* "\"YYYY-MM-DDT" */
+static void rfc3339_full(char *t, int64_t ns);
+static char *wr_rfc3339_ms(char *o, int64_t ns) { /* room: 26 bytes */
+  int64_t sec = ns / 1000000000;
+  if (MLT_LIKELY(ns >= 0 && sec / 86400 == g_day)) {
+    int ms = (int)((ns / 1000000) % 1000), rem = (int)(sec % 86400);
+    memcpy(o, g_day_txt, 12);
+    put2(o + 12, rem / 3600);
+    o[14] = ':';
+    put2(o + 15, rem / 60 % 60);
+    o[17] = ':';
+    put2(o + 18, rem % 60);
+    o[20] = '.';
+    o[21] = (char)('0' + ms / 100);
+    put2(o + 22, ms % 100);
+    o[24] = 'Z';
+    o[25] = '"';
+    return o + 26;
+  }
+  rfc3339_full(o, ns);
+  if (ns >= 0) {
+    memcpy(g_day_txt, o, 12);
+    g_day = sec / 86400;
+  }
+  return o + 26;
+}
+static void rfc3339_full(char *t, int64_t ns) {
   int64_t sec = ns / 1000000000;
   int ms = (int)((ns / 1000000) % 1000);
   if (ms < 0) {
@@ -768,7 +795,6 @@ static void put_rfc3339_ms(mlt__buf *out, int64_t ns) {
   int d = (int)(doy - (153 * mp + 2) / 5 + 1), m = (int)(mp < 10 ? mp + 3 : mp - 9);
   if (m <= 2) y++;
   if (y < 0 || y > 9999) y = 0;
-  char t[26];
   t[0] = '"';
   put2(t + 1, (int)(y / 100));
   put2(t + 3, (int)(y % 100));
@@ -787,7 +813,6 @@ static void put_rfc3339_ms(mlt__buf *out, int64_t ns) {
   put2(t + 22, ms % 100);
   t[24] = 'Z';
   t[25] = '"';
-  mlt__buf_put(out, t, 26);
 }
 
 /* "key": "<json string of value>" — an attribute value as MLflow stores it
@@ -1261,15 +1286,17 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
     mlt__json_str(out, exp, strlen(exp));
     mlt__buf_lit(out, "}}");
   }
-  mlt__buf_lit(out, ", \"request_time\": ");
-  put_rfc3339_ms(out, ti->start_ns);
-  mlt__buf_lit(out, ", \"state\": ");
+  char *o = wr_begin(out, 256);
+  if (!o) return;
+  WR_LIT(o, ", \"request_time\": ");
+  o = wr_rfc3339_ms(o, ti->start_ns);
   if (ti->state_error)
-    mlt__buf_lit(out, "\"ERROR\"");
+    WR_LIT(o, ", \"state\": \"ERROR\"");
   else
-    mlt__buf_lit(out, "\"OK\"");
+    WR_LIT(o, ", \"state\": \"OK\"");
   /* metadata */
-  mlt__buf_lit(out, ", \"trace_metadata\": {\"mlflow.trace_schema.version\": \"3\", \"mlflow.source.type\": \"LOCAL\"");
+  WR_LIT(o, ", \"trace_metadata\": {\"mlflow.trace_schema.version\": \"3\", \"mlflow.source.type\": \"LOCAL\"");
+  wr_end(out, o);
   /* ", "mlflow.source.name": <program>, "mlflow.user": <user>", escaped once */
   if (!g_src_user.len || g_src_user.oom) {
     mlt__buf_reset(&g_src_user);
