@@ -143,7 +143,7 @@ static uint32_t count_spans(mlt__trace *t) {
 /* Memory a finished trace holds: its header, span slots and their log
  * chunks (what the queue bound counts).  Called once per trace, by the
  * thread that finished it; the spans are immutable by then. */
-static size_t span_bytes(mlt__span *s) {
+static MLT_ALWAYS_INLINE size_t span_bytes(mlt__span *s) {
   size_t b = sizeof *s;
   for (mlt__chunk *c = atomic_load_explicit(&s->head.next, memory_order_relaxed); c;
        c = atomic_load_explicit(&c->next, memory_order_relaxed))
@@ -151,7 +151,7 @@ static size_t span_bytes(mlt__span *s) {
   return b;
 }
 
-static size_t trace_bytes(mlt__trace *t, uint32_t *nspans) {
+static MLT_ALWAYS_INLINE size_t trace_bytes(mlt__trace *t, uint32_t *nspans) {
   size_t b = sizeof *t;
   uint32_t n = 0;
   if (t->export_spans) {
