@@ -18,6 +18,7 @@ lib_libmltrace_la_SOURCES = \
   lib/core/span-set.c \
   lib/core/span-stream.c \
   lib/core/spanopts.c \
+  lib/core/state.c \
   lib/core/thread.c \
   lib/core/tls.c \
   lib/core/trace.c \
@@ -42,7 +43,8 @@ noinst_HEADERS += \
   lib/export/exporter-internal.h \
   lib/export/options-internal.h \
   lib/export/otlp-internal.h \
-  lib/export/spool-internal.h
+  lib/export/spool-internal.h \
+  lib/net/http-internal.h
 lib_libmltrace_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/lib
 lib_libmltrace_la_CFLAGS = $(AM_CFLAGS) $(MLT_VISIBILITY_CFLAGS) $(CJSON_CFLAGS) $(CURL_CFLAGS) $(ZLIB_CFLAGS)
 lib_libmltrace_la_LIBADD = $(CJSON_LIBS) $(CURL_LIBS) $(ZLIB_LIBS) $(PTHREAD_LIBS) -lm

@@ -95,6 +95,10 @@ include tests/parity/local.mk
 TESTS += tests/check-headers.sh
 EXTRA_DIST += tests/check-headers.sh
 
+# The library's layers include downward only (ARCHITECTURE.md).
+TESTS += tests/check-layers.sh
+EXTRA_DIST += tests/check-layers.sh
+
 # Files the test scripts make outside automake's knowledge.  `make clean`
 # drops logs and the fuzz binary; `make distclean` also drops the fuzz corpus
 # (it grows across runs on purpose) and the MLflow venv (slow to rebuild).

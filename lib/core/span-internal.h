@@ -375,16 +375,20 @@ typedef struct mlt__config {
   uint32_t max_requests; /* concurrent export requests (MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS) */
 } mlt__config;
 
-extern _Atomic int mlt__g_state;   /* MLT__G_* */
+/* The process-wide state, defined in core/state.c.  Hidden: read directly,
+ * not through the GOT (the library is built with -fvisibility=hidden, but a
+ * declaration alone does not say so). */
+#define MLT__HIDDEN __attribute__((visibility("hidden")))
+extern _Atomic int mlt__g_state MLT__HIDDEN; /* MLT__G_* */
 /* The runtime switch (mlt__enabled_flag, declared in <mltrace/span.h> for
  * the inline fast paths) is accessed with __atomic builtins. */
 #define MLT__ENABLED() __atomic_load_n(&mlt__enabled_flag, __ATOMIC_RELAXED)
 #define MLT__SET_ENABLED(v) __atomic_store_n(&mlt__enabled_flag, (v), __ATOMIC_RELAXED)
-extern mlt__config mlt__g_cfg;
+extern mlt__config mlt__g_cfg MLT__HIDDEN;
 /* min(32, max_value_bytes), set when a thread makes its state (tls.c). */
 /* hidden: the setters in other files read it directly, not through the GOT */
-extern _Atomic size_t mlt__g_tiny_value __attribute__((visibility("hidden")));
-extern _Atomic uint32_t mlt__g_epoch;
+extern _Atomic size_t mlt__g_tiny_value MLT__HIDDEN;
+extern _Atomic uint32_t mlt__g_epoch MLT__HIDDEN;
 
 static inline int mlt__running(void) {
   return atomic_load_explicit(&mlt__g_state, memory_order_acquire) == MLT__G_RUNNING;
@@ -667,7 +671,6 @@ static inline uint64_t mlt__tls_rand(mlt__tls *tls) {
 /* ---- pipeline (pipeline.c) ---- */
 /* Hand a finished trace to the export queue (drops and counts when full). */
 void mlt__pipeline_enqueue(mlt__trace *t);
-void mlt__stats_add(int which, uint64_t n);
 enum {
   MLT__ST_TRACES_EXPORTED,
   MLT__ST_SPANS_EXPORTED,
@@ -689,11 +692,36 @@ enum {
   MLT__ST_TRACES_EVICTED,  /* removed from a full spool unsent */
   MLT__ST_COUNT
 };
+/* The counters behind mlt_get_stats() that are not per thread (core/state.c;
+ * read and reset by lib/export/pipeline.c). */
+extern _Atomic uint64_t mlt__g_stats[MLT__ST_COUNT] MLT__HIDDEN;
+static inline void mlt__stats_add(int which, uint64_t n) {
+  atomic_fetch_add_explicit(&mlt__g_stats[which], n, memory_order_relaxed);
+}
 
 /* ---- lookups by id (client.c) ---- */
 /* The trace (hi, lo) while it is in memory (in progress, or finished and
  * not yet exported), referenced; NULL when unknown. */
 mlt__trace *mlt__trace_find(uint64_t hi, uint64_t lo);
+
+/* Of a finished span's |n_chunks| chunk records, how many are exported as
+ * events: the first max_events_per_span (the setter counts the rest as
+ * dropped events). */
+static inline size_t mlt__chunk_events(size_t n_chunks) {
+  return MLT_MIN(n_chunks, (size_t)mlt__g_cfg.max_events_per_span);
+}
+
+/* ---- fork and counters (called by lib/export/pipeline.c) ---- */
+/* Each module's state reset in the child of fork(). */
+void mlt__slots_atfork_child(void);    /* slots.c */
+void mlt__traces_atfork_child(void);   /* trace.c */
+void mlt__registry_atfork_child(void); /* trace.c */
+void mlt__chunks_atfork_child(void);   /* chunks.c */
+void mlt__tls_atfork_child(void);      /* tls.c */
+void mlt__tls_reset_counters(void);    /* tls.c: zero the counters of retired threads */
+/* Work queue rejections since mlt_init() (thread.c; mlt_stats.work_queue_rejected). */
+uint64_t mlt__workq_rejected(void);
+void mlt__workq_reset_counters(void);
 
 /* ---- contexts (context.c) ---- */
 struct mlt_context *mlt__context_new(mlt__trace *t, uint64_t hi, uint64_t lo, uint64_t span_id, int flags);

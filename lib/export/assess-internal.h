@@ -6,7 +6,7 @@
 #ifndef MLT_ASSESS_INTERNAL_H
 #define MLT_ASSESS_INTERNAL_H
 
-#include "export/otlp-internal.h"
+#include "export/exporter-internal.h"
 
 /* ---- one operation ---------------------------------------------------- */
 
@@ -62,6 +62,13 @@ int mlt__exporter_mlflow_target(const mlt_exporter *e, const char **base_url, co
  * since mlt_init(). */
 uint64_t mlt__pipeline_enqueued(void);
 uint64_t mlt__pipeline_done(void);
+/* Memory a finished trace holds (what the export queue's bound counts;
+ * pipeline.c). */
+size_t mlt__trace_bytes(mlt__trace *t);
+/* Wake the export thread (pipeline.c). */
+void mlt__pipeline_wakeup(void);
+/* The configured experiment id, "0" when none (pipeline.c). */
+const char *mlt__experiment_id(void);
 
 /* ---- hooks called by the pipeline (assess.c) ------------------------- */
 

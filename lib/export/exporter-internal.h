@@ -3,8 +3,10 @@
 #ifndef MLT_EXPORTER_INTERNAL_H
 #define MLT_EXPORTER_INTERNAL_H
 
-#include "util/json-internal.h"
 #include "core/span-internal.h"
+#include "export/spool-internal.h"
+#include "net/http-internal.h"
+#include "util/json-internal.h"
 
 /* Per-trace values the serializers share (previews, token usage, ...). */
 typedef struct mlt__trace_info {
@@ -34,6 +36,7 @@ typedef struct mlt__prepared {
   int32_t *parent; /* parent index of each span, or -1 */
   uint32_t ticket;
   char trace_id[MLT_TRACE_ID_SIZE];
+  const char *experiment_id; /* the configured experiment (trace_location); never NULL */
   /* Computed on first use by mlt__prepared_info(), once for all exporters;
    * its buffers are kept across batches (the pipeline frees them). */
   mlt__trace_info ti;
@@ -51,11 +54,25 @@ void mlt__trace_info_free(mlt__trace_info *ti);
 /* The exporter interface: one table per exporter kind.  Every function runs
  * on the export thread unless said otherwise.  Initialize with designated
  * initializers; optional entries may be left NULL. */
+/* What mlt_init() gives every exporter when it starts it: the resolved
+ * settings an exporter may need and the pipeline's hooks for the transport.
+ * Exporters read no global configuration; they keep what they need from
+ * here (strings are valid until mlt_shutdown() returns). */
+typedef struct mlt__export_env {
+  const char *service_name; /* OTLP resource service.name; NULL: the program's name */
+  const char *otlp_compression; /* "gzip", "none" or NULL */
+  int64_t mlflow_timeout_ms, otlp_timeout_ms, retry_budget_ms;
+  int insecure_tls;
+  const char *ca_path, *tracking_token, *tracking_user, *tracking_password;
+  mlt__spool_settings spool;
+  mlt__http_settings http; /* for mlt__http_open() */
+} mlt__export_env;
+
 typedef struct mlt__exporter_ops {
   const char *name;
   /* Called once by mlt_init(), on its caller's thread, before the export
-   * thread starts.  Optional. */
-  int (*start)(mlt_exporter *e);
+   * thread starts, with the settings of this run.  Optional. */
+  int (*start)(mlt_exporter *e, const mlt__export_env *env);
   /* Export |n| traces.  Report each one with mlt__export_result(), now
    * (synchronous exporters) or later from poll() (asynchronous ones, which
    * must copy what they need: the traces are freed when this returns). */
@@ -85,34 +102,48 @@ enum {
   MLT__OUT_FAILED = 3   /* not delivered (as far as the exporter knows) */
 };
 
+/* The pipeline as an exporter sees it: the only way back from an exporter
+ * to the pipeline (lib/export/pipeline.c fills it; mlt_init() sets e->host
+ * before start()).  Export thread only. */
+typedef struct mlt__export_host {
+  /* Completion of one trace by one exporter, with an MLT__OUT_* outcome.
+   * |why| is logged (rate-limited) for PARTIAL and FAILED, and kept for the
+   * shutdown summary. */
+  void (*result)(mlt_exporter *e, uint32_t ticket, int outcome, const char *why);
+  /* 1 once mlt_shutdown() began (exporters start no new optional work). */
+  int (*stopping)(void);
+  /* 1 once mlt_shutdown()'s deadline has passed: synchronous exporters stop
+   * in the middle of a batch and report the rest as failed. */
+  int (*deadline_passed)(void);
+} mlt__export_host;
+
 struct mlt_exporter {
   const mlt__exporter_ops *ops;
   mlt_exporter *next;
   int failed_start;
   int spooling; /* keeps what it cannot deliver in the durable spool */
+  const mlt__export_host *host; /* set by mlt_init() */
 };
 
-/* Completion of one trace by one exporter (export thread only), with an
- * MLT__OUT_* outcome.  |why| is logged (rate-limited) for PARTIAL and
- * FAILED, and kept for the shutdown summary. */
-void mlt__export_result(mlt_exporter *e, uint32_t ticket, int outcome, const char *why);
+/* The exporter's side of mlt__export_host. */
+static inline void mlt__export_result(mlt_exporter *e, uint32_t ticket, int outcome, const char *why) {
+  e->host->result(e, ticket, outcome, why);
+}
 /* The same with ok = MLT__OUT_OK, !ok = MLT__OUT_FAILED. */
-void mlt__export_done(mlt_exporter *e, uint32_t ticket, int ok, const char *why);
-/* Memory a finished trace holds (what the export queue's bound counts). */
-size_t mlt__trace_bytes(mlt__trace *t);
+static inline void mlt__export_done(mlt_exporter *e, uint32_t ticket, int ok, const char *why) {
+  e->host->result(e, ticket, ok ? MLT__OUT_OK : MLT__OUT_FAILED, why);
+}
+static inline int mlt__export_stopping(const mlt_exporter *e) { return e->host->stopping(); }
+static inline int mlt__export_deadline_passed(const mlt_exporter *e) { return e->host->deadline_passed(); }
 
-/* 1 once mlt_shutdown()'s deadline has passed: synchronous exporters stop
- * in the middle of a batch and report the rest as failed. */
-int mlt__pipeline_deadline_passed(void);
-/* 1 once mlt_shutdown() began (exporters start no new optional work). */
-int mlt__pipeline_stopping(void);
+/* The in-flight window of a network exporter: traces accepted and not yet
+ * reported, and request bytes held (queued, running or waiting for a
+ * retry).  While it is full the exporter is not ready() and the export
+ * thread stops dequeuing (backpressure): nothing fails for lack of room. */
+#define MLT__NET_WINDOW_TRACES ((size_t)8192)
+#define MLT__NET_WINDOW_BYTES ((size_t)64 << 20)
+
 #define MLT__DEADLINE_REASON "shutdown deadline reached before the trace was exported"
-
-/* Wake the export thread (e.g. from a curl multi socket callback). */
-void mlt__pipeline_wakeup(void);
-/* The network wait hook: when set, the export thread waits in it instead of
- * its condition variable, and mlt__pipeline_wakeup() calls |wake|. */
-void mlt__pipeline_set_waiter(int (*wait)(void *ud, int timeout_ms), void (*wake)(void *ud), void *ud);
 
 /* ---- span digest: one pass over a span's records --------------------- */
 
@@ -194,7 +225,7 @@ void mlt__json_trace(mlt__buf *out, const mlt__prepared *p, const mlt__trace_inf
  * serialization that sizeStats measures. */
 void mlt__json_trace_info(mlt__buf *out, mlt__buf *data, const mlt__prepared *p, const mlt__trace_info *ti);
 
-/* Scratch state for the export thread (serializers reuse it). */
+/* Scratch state for the export thread (serializers reuse it; serialize.c). */
 mlt__digest *mlt__scratch_digest(void);
 mlt__buf *mlt__scratch_buf(int which);
 
@@ -206,20 +237,13 @@ struct mlt_span_view {
 
 /* Built-in exporters. */
 int mlt__exporter_file_new(const char *path, mlt_exporter **out);
-/* The MLflow and OTLP exporters for the configured tracking URI / OTLP
- * endpoint (mlflow.c); called only when those are set. */
-int mlt__exporter_mlflow_from_config(mlt_exporter **out);
-int mlt__exporter_otlp_from_config(mlt_exporter **out);
-/* Free the network transport (http.c; its pending requests fail) and the
- * OTLP encoder's scratch state (otlp.c). */
-void mlt__http_shutdown(void);
+/* Free the OTLP encoder's scratch state (otlp.c). */
 void mlt__otlp_shutdown(void);
-/* Count a JSON value found invalid at export (pipeline.c). */
-void mlt__count_invalid_json(void);
-/* Free the serializer's scratch state (serialize.c). */
+/* Free the serializer's scratch state, also the scratch digest and buffers
+ * (serialize.c). */
 void mlt__serialize_shutdown(void);
+/* In the child of fork(): forget that state without freeing it. */
+void mlt__serialize_atfork_child(void);
 
-/* The configured experiment id (trace_location). */
-const char *mlt__experiment_id(void);
 
 #endif /* MLT_EXPORTER_INTERNAL_H */

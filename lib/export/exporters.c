@@ -211,7 +211,7 @@ typedef struct cb_exp {
 static void cb_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n) {
   cb_exp *c = (cb_exp *)e;
   for (size_t i = 0; i < n; i++) {
-    if (mlt__pipeline_deadline_passed()) {
+    if (mlt__export_deadline_passed(e)) {
       mlt__export_done(e, traces[i]->ticket, 0, MLT__DEADLINE_REASON);
       continue;
     }

@@ -18,7 +18,7 @@
  * (lib/net/http.c): nothing blocks an application thread.
  */
 #include "export/assess-internal.h"
-#include "export/options-internal.h"
+#include "export/otlp-internal.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -146,10 +146,50 @@ struct mlflow_exp {
   size_t replay_traces; /* their traces (counted in in_flight) */
 };
 
+/* MLflow's server answers some capacity and concurrency conditions of its
+ * database with HTTP 400 (it maps every SQLAlchemy error but OperationalError
+ * to BAD_REQUEST): its connection pool exhausted under load, a unique
+ * constraint hit by two concurrent writes of the same trace.  Retrying those
+ * is right, and safe -- our writes are idempotent.  The transport retries
+ * them too (mlt__http_cfg.transient). */
+static const char *const transient_400[] = {"QueuePool limit", "connection timed out", "UNIQUE constraint failed",
+                                            "duplicate key value violates unique constraint", "database is locked",
+                                            "could not serialize access", "deadlock detected"};
+
+static int mlflow_transient_400(long status, const char *body, size_t len) {
+  if (status == 400 && body && len)
+    for (size_t i = 0; i < MLT_ARRAY_LEN(transient_400); i++)
+      if (memmem(body, len, transient_400[i], strlen(transient_400[i]))) return 1;
+  return 0;
+}
+
 /* Whether a failure (after the transport's retries) is worth keeping in the
  * spool for later: the server did not answer, or answered that it could
  * not cope right now. */
-#define transient_failure(status) mlt__http_transient((status), body, len)
+#define transient_failure(status) \
+  (mlt__http_transient((status), body, len) || mlflow_transient_400((status), body, len))
+
+/* The transport settings of a request to the MLflow server (|otlp| 0: TLS
+ * and credentials too) or to an OTLP endpoint, from |env|. */
+static void http_cfg_from_env(mlt__http_cfg *c, const mlt__export_env *env, int otlp) {
+  mlt__http_cfg_free(c);
+  c->timeout_ms = (long)(otlp ? env->otlp_timeout_ms : env->mlflow_timeout_ms);
+  c->connect_timeout_ms = MLT_MIN(c->timeout_ms, 5000L);
+  c->retry_budget_ns = env->retry_budget_ms * 1000000;
+  c->transient = mlflow_transient_400;
+  if (otlp) return;
+  c->insecure_tls = env->insecure_tls;
+  c->ca_path = mlt__strdup(env->ca_path);
+  if (env->tracking_token) {
+    size_t n = strlen(env->tracking_token) + 32;
+    c->bearer = malloc(n);
+    if (c->bearer) snprintf(c->bearer, n, "Authorization: Bearer %s", env->tracking_token);
+  } else if (env->tracking_user && env->tracking_password) {
+    size_t n = strlen(env->tracking_user) + strlen(env->tracking_password) + 2;
+    c->userpwd = malloc(n);
+    if (c->userpwd) snprintf(c->userpwd, n, "%s:%s", env->tracking_user, env->tracking_password);
+  }
+}
 
 static void unit_free(unit *u) {
   u->x->held_bytes -= u->otlp.len;
@@ -664,10 +704,10 @@ static void mlflow_export(mlt_exporter *e, mlt__prepared *const *traces, size_t 
   free(ps);
 }
 
-static int mlflow_start(mlt_exporter *e) {
+static int mlflow_start(mlt_exporter *e, const mlt__export_env *env) {
   mlflow_exp *x = (mlflow_exp *)e;
-  mlt__http_cfg_init(&x->cfg, 0);
-  if (!mlt__http_open()) return -1;
+  http_cfg_from_env(&x->cfg, env, 0);
+  if (!mlt__http_open(&env->http)) return -1;
   if (!x->spool) {
     size_t n = strlen(x->base_url) + (x->experiment_name ? strlen(x->experiment_name) : 0) +
                (x->experiment_id ? strlen(x->experiment_id) : 0) + 32;
@@ -677,7 +717,7 @@ static int mlflow_start(mlt_exporter *e) {
         snprintf(target, n, "%s|id:%s", x->base_url, x->experiment_id);
       else
         snprintf(target, n, "%s|name:%s", x->base_url, x->experiment_name);
-      x->spool = mlt__spool_open("mlflow", target);
+      x->spool = mlt__spool_open("mlflow", target, &env->spool);
       x->base.spooling = x->spool != NULL;
       free(target);
     }
@@ -693,7 +733,7 @@ static int mlflow_start(mlt_exporter *e) {
 /* Replayed records are safe on disk: shutdown does not wait for them. */
 static size_t mlflow_in_flight(mlt_exporter *e) {
   mlflow_exp *x = (mlflow_exp *)e;
-  return mlt__pipeline_stopping() ? x->in_flight - x->replay_traces : x->in_flight;
+  return mlt__export_stopping(e) ? x->in_flight - x->replay_traces : x->in_flight;
 }
 
 static int window_open(mlflow_exp *x) {
@@ -715,7 +755,7 @@ static int mlflow_ready(mlt_exporter *e) {
  * its success turns delivery back on. */
 #define REPLAY_MAX 4
 static void replay(mlflow_exp *x) {
-  if (!x->spool || x->stopping || mlt__pipeline_stopping() || x->mode == MODE_ARTIFACT || x->exp_state != EXP_READY)
+  if (!x->spool || x->stopping || mlt__export_stopping(&x->base) || x->mode == MODE_ARTIFACT || x->exp_state != EXP_READY)
     return;
   size_t max = x->health.down ? 1 : REPLAY_MAX;
   while (x->replaying < max && window_open(x)) {
@@ -841,13 +881,6 @@ int mlt__exporter_mlflow_target(const mlt_exporter *e, const char **base_url, co
   *base_url = x->base_url;
   *cfg = &x->cfg;
   return 0;
-}
-
-int mlt__exporter_mlflow_from_config(mlt_exporter **out) {
-  /* An experiment id given (option or MLFLOW_EXPERIMENT_ID) wins over a
-   * name; with neither, the exporter uses "0". */
-  mlt__config *c = &mlt__g_cfg;
-  return mlt_exporter_mlflow_new(c->tracking_uri, c->experiment_id, c->experiment_name, out);
 }
 
 /* ---- the OTLP exporter ----------------------------------------------- */
@@ -984,7 +1017,7 @@ static int otlp_window_open(otlp_exp *x) {
 }
 
 static void otlp_replay(otlp_exp *x) {
-  if (!x->spool || x->stopping || mlt__pipeline_stopping()) return;
+  if (!x->spool || x->stopping || mlt__export_stopping(&x->base)) return;
   size_t max = x->health.down ? 1 : REPLAY_MAX;
   while (x->replaying < max && otlp_window_open(x)) {
     mlt__spool_rec *rec = NULL;
@@ -1009,35 +1042,34 @@ static int64_t otlp_poll(mlt_exporter *e, int64_t now) {
   return mlt__http_poll(mlt__http_get(), now);
 }
 
-static int otlp_start(mlt_exporter *e) {
+static int otlp_start(mlt_exporter *e, const mlt__export_env *env) {
   otlp_exp *x = (otlp_exp *)e;
   /* Resolved here, not at creation: an exporter made with
    * mlt_exporter_otlp_new() before mlt_init() sees the configuration. */
-  if (!x->service_name)
-    x->service_name = mlt__strdup(mlt__g_cfg.service_name ? mlt__g_cfg.service_name : mlt__program_name());
-  const char *comp = mlt__g_cfg.otlp_compression;
+  if (!x->service_name) x->service_name = mlt__strdup(env->service_name ? env->service_name : mlt__program_name());
+  const char *comp = env->otlp_compression;
   if (comp && !strcasecmp(comp, "gzip"))
     x->gzip = 1;
   else if (comp && strcasecmp(comp, "none"))
     mlt__log(MLT_LOG_WARN, MLT__LOGK_ENV, "OTEL_EXPORTER_OTLP_COMPRESSION='%s' is not supported; sending uncompressed",
              comp);
-  mlt__http_cfg_init(&x->cfg, 1);
+  http_cfg_from_env(&x->cfg, env, 1);
   if (!x->spool) {
     size_t n = strlen(x->endpoint) + 8;
     char *target = malloc(n);
     if (target) {
       snprintf(target, n, "%s", x->endpoint);
-      x->spool = mlt__spool_open("otlp", target);
+      x->spool = mlt__spool_open("otlp", target, &env->spool);
       x->base.spooling = x->spool != NULL;
       free(target);
     }
   }
-  return mlt__http_open() ? 0 : -1;
+  return mlt__http_open(&env->http) ? 0 : -1;
 }
 
 static size_t otlp_in_flight(mlt_exporter *e) {
   otlp_exp *x = (otlp_exp *)e;
-  return mlt__pipeline_stopping() ? x->in_flight - x->replay_traces : x->in_flight;
+  return mlt__export_stopping(e) ? x->in_flight - x->replay_traces : x->in_flight;
 }
 
 static int otlp_ready(mlt_exporter *e) {
@@ -1140,8 +1172,4 @@ int mlt_exporter_otlp_new(const char *endpoint, const char *headers, mlt_exporte
   }
   *out = &x->base;
   return MLT_OK;
-}
-
-int mlt__exporter_otlp_from_config(mlt_exporter **out) {
-  return mlt_exporter_otlp_new(mlt__g_cfg.otlp_endpoint, mlt__g_cfg.otlp_headers, out);
 }

@@ -535,7 +535,7 @@ static void encode_span(mlt__buf *b, mlt__prepared *p, uint32_t idx, mlt__buf *t
     }
     pb_close(b, ev);
   }
-  size_t chunk_events = MLT_MIN(d->n_chunks, (size_t)mlt__g_cfg.max_events_per_span);
+  size_t chunk_events = mlt__chunk_events(d->n_chunks);
   for (size_t i = 0; i < chunk_events; i++) {
     const mlt__rec *r = d->chunks[i];
     int64_t ts;

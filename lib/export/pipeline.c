@@ -30,24 +30,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-_Atomic int mlt__g_state;
-int mlt__enabled_flag;
-mlt__config mlt__g_cfg;
-_Atomic uint32_t mlt__g_epoch;
-
 static pthread_mutex_t life_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- counters -------------------------------------------------------- */
 
-static _Atomic uint64_t g_stats[MLT__ST_COUNT];
 static mlt_stats g_final; /* snapshot kept after shutdown */
 static int g_have_final;
 
-void mlt__stats_add(int which, uint64_t n) { atomic_fetch_add_explicit(&g_stats[which], n, memory_order_relaxed); }
-void mlt__count_invalid_json(void) {
-  mlt__stats_add(MLT__ST_INVALID_JSON, 1);
-  mlt__log(MLT_LOG_WARN, MLT__LOGK_JSON, "a value given as JSON text is not valid JSON; exported as a string");
-}
 
 /* ---- queue ----------------------------------------------------------- */
 
@@ -91,7 +80,10 @@ static struct {
   void *ud;
 } g_waiter;
 
-void mlt__pipeline_set_waiter(int (*wait)(void *ud, int timeout_ms), void (*wake)(void *ud), void *ud) {
+/* The network wait hook (mlt__http_settings.set_waiter): when set, the export
+ * thread waits in it instead of its condition variable, and
+ * mlt__pipeline_wakeup() calls |wake|. */
+static void pipeline_set_waiter(int (*wait)(void *ud, int timeout_ms), void (*wake)(void *ud), void *ud) {
   g_waiter.wait = wait;
   g_waiter.wake = wake;
   g_waiter.ud = ud;
@@ -379,7 +371,8 @@ static void ticket_complete(uint32_t id) {
   count_done(1);
 }
 
-void mlt__export_result(mlt_exporter *e, uint32_t id, int outcome, const char *why) {
+/* mlt__export_host.result */
+static void host_result(mlt_exporter *e, uint32_t id, int outcome, const char *why) {
   if (id >= g_n_tickets) return;
   ticket *k = &g_tickets[id];
   if (outcome == MLT__OUT_FAILED || outcome == MLT__OUT_PARTIAL) {
@@ -394,16 +387,8 @@ void mlt__export_result(mlt_exporter *e, uint32_t id, int outcome, const char *w
   if (--k->remaining == 0) ticket_complete(id);
 }
 
-void mlt__export_done(mlt_exporter *e, uint32_t id, int ok, const char *why) {
-  mlt__export_result(e, id, ok ? MLT__OUT_OK : MLT__OUT_FAILED, why);
-}
 
 /* ---- preparing a batch ----------------------------------------------- */
-
-static mlt__digest g_digest;
-static mlt__buf g_scratch[4];
-mlt__digest *mlt__scratch_digest(void) { return &g_digest; }
-mlt__buf *mlt__scratch_buf(int which) { return &g_scratch[which & 3]; }
 
 static int cmp_start(const void *a, const void *b) {
   const mlt__span *x = *(mlt__span *const *)a, *y = *(mlt__span *const *)b;
@@ -590,6 +575,7 @@ static int prepare(mlt__prepared *p, mlt__trace *t, mlt__span **spans, int32_t *
   p->spans = spans;
   p->parent = parent;
   mlt__format_trace_id(t->id_hi, t->id_lo, p->trace_id);
+  p->experiment_id = mlt__experiment_id();
   if (t->export_spans) {
     memcpy(p->spans, t->export_spans, n * sizeof *p->spans);
   } else {
@@ -716,13 +702,17 @@ static size_t exporters_in_flight(void) {
   return n;
 }
 
-int mlt__pipeline_stopping(void) { return atomic_load(&g_stop); }
+static int pipeline_stopping(void) { return atomic_load(&g_stop); }
 
-int mlt__pipeline_deadline_passed(void) {
+static int pipeline_deadline_passed(void) {
   if (!atomic_load(&g_stop) || mlt__mono_ns() < g_stop_deadline_mono) return 0;
   g_timed_out_shutdown = 1; /* the caller cuts its work short */
   return 1;
 }
+
+/* What exporters call back (e->host): ticket completion, shutdown state. */
+static const mlt__export_host g_host = {
+    .result = host_result, .stopping = pipeline_stopping, .deadline_passed = pipeline_deadline_passed};
 
 /* Backpressure: 0 while some exporter cannot take another batch (its
  * in-flight window is full). */
@@ -866,7 +856,9 @@ static mlt_exporter *build_exporters(mlt_options *opts, int *rc) {
     if (c->tracking_uri) {
       if (!strncmp(c->tracking_uri, "http://", 7) || !strncmp(c->tracking_uri, "https://", 8)) {
         mlt_exporter *e = NULL;
-        int r = mlt__exporter_mlflow_from_config(&e);
+        /* An experiment id given (option or MLFLOW_EXPERIMENT_ID) wins over
+         * a name; with neither, the exporter uses "0". */
+        int r = mlt_exporter_mlflow_new(c->tracking_uri, c->experiment_id, c->experiment_name, &e);
         if (r) {
           *rc = r;
           return list;
@@ -882,7 +874,7 @@ static mlt_exporter *build_exporters(mlt_options *opts, int *rc) {
     }
     if (c->otlp_endpoint) {
       mlt_exporter *e = NULL;
-      int r = mlt__exporter_otlp_from_config(&e);
+      int r = mlt_exporter_otlp_new(c->otlp_endpoint, c->otlp_headers, &e);
       if (r) {
         *rc = r;
         return list;
@@ -902,6 +894,43 @@ static mlt_exporter *build_exporters(mlt_options *opts, int *rc) {
     *tail = e;
   }
   return list;
+}
+
+/* Counters of the HTTP transport (mlt__http_settings.count). */
+static void http_count(int what, uint64_t n) {
+  static const int st[] = {MLT__ST_EXPORT_REQUESTS, MLT__ST_EXPORT_RETRIES, MLT__ST_EXPORT_BYTES};
+  if (what >= 0 && what < (int)MLT_ARRAY_LEN(st)) mlt__stats_add(st[what], n);
+}
+
+/* What the exporters are started with (valid until mlt_shutdown()): the
+ * resolved settings they need, and the pipeline's hooks for the transport.
+ * Also tells the log redaction which values are secrets. */
+static mlt__export_env g_env;
+static void env_init(const mlt__config *c) {
+  memset(&g_env, 0, sizeof g_env);
+  g_env.service_name = c->service_name;
+  g_env.otlp_compression = c->otlp_compression;
+  g_env.mlflow_timeout_ms = c->mlflow_timeout_ms;
+  g_env.otlp_timeout_ms = c->otlp_timeout_ms;
+  g_env.retry_budget_ms = c->retry_budget_ms;
+  g_env.insecure_tls = c->insecure_tls;
+  g_env.ca_path = c->ca_path;
+  g_env.tracking_token = c->tracking_token;
+  g_env.tracking_user = c->tracking_user;
+  g_env.tracking_password = c->tracking_password;
+  g_env.spool.enabled = c->spool_enabled;
+  g_env.spool.dir = c->spool_dir;
+  g_env.spool.max_bytes = c->spool_max_bytes;
+  g_env.http.max_requests = c->max_requests;
+  g_env.http.set_waiter = pipeline_set_waiter;
+  g_env.http.count = http_count;
+  const char *secrets[] = {c->tracking_token, c->tracking_password, NULL};
+  if (!secrets[0]) {
+    secrets[0] = secrets[1];
+    secrets[1] = NULL;
+  }
+  static const char *const keys[] = {"x-mlflow-token", NULL};
+  mlt__redact_configure(secrets, c->otlp_headers, keys);
 }
 
 static void free_exporters(mlt_exporter *e) {
@@ -930,8 +959,7 @@ static void atfork_child(void) {
   g_thread_started = 0;
   void *roots[] = {g_exporters, g_tickets, g_batch.preps, g_batch.ptrs, g_batch.counts, g_batch.spans,
                    g_batch.parent, g_ord.hmap, g_ord.first, g_ord.next, g_ord.stack, g_ord.newpos, g_ord.out,
-                   g_ord.seen, (void *)g_digest.attrs, (void *)g_digest.events, (void *)g_digest.chunks,
-                   g_scratch[0].p, g_scratch[1].p, g_scratch[2].p, g_scratch[3].p, mlt__g_cfg.service_name,
+                   g_ord.seen, mlt__g_cfg.service_name,
                    mlt__g_cfg.experiment_id, mlt__g_cfg.experiment_name, mlt__g_cfg.tracking_uri,
                    mlt__g_cfg.otlp_endpoint, mlt__g_cfg.file_path, mlt__g_cfg.ca_path, mlt__g_cfg.tracking_token,
                    mlt__g_cfg.tracking_user, mlt__g_cfg.tracking_password, mlt__g_cfg.otlp_headers,
@@ -945,8 +973,7 @@ static void atfork_child(void) {
   g_ticket_free = UINT32_MAX;
   memset(&g_batch, 0, sizeof g_batch);
   memset(&g_ord, 0, sizeof g_ord);
-  memset(&g_digest, 0, sizeof g_digest);
-  memset(g_scratch, 0, sizeof g_scratch);
+  mlt__serialize_atfork_child();
   memset(&g_waiter, 0, sizeof g_waiter);
   memset(&mlt__g_cfg, 0, sizeof mlt__g_cfg);
   g_have_final = 0;
@@ -985,6 +1012,7 @@ int mlt_init(mlt_options *opts) {
   }
   mlt__log_configure(r.log_level, r.log_fn, r.log_ud);
   mlt__g_cfg = r.cfg;
+  env_init(&mlt__g_cfg);
   g_exporters = build_exporters(opts, &rc);
   if (rc) {
     free_exporters(g_exporters);
@@ -1001,7 +1029,7 @@ int mlt_init(mlt_options *opts) {
   g_wake_bytes = MLT_MAX(g_qmax_bytes / 16, (uint64_t)1);
   memset(g_reasons, 0, sizeof g_reasons);
   g_flush_mark_loss = g_flush_mark_spool = 0;
-  for (int i = 0; i < MLT__ST_COUNT; i++) atomic_store(&g_stats[i], 0);
+  for (int i = 0; i < MLT__ST_COUNT; i++) atomic_store(&mlt__g_stats[i], 0);
   mlt__tls_reset_counters();
   mlt__workq_reset_counters();
   g_have_final = 0;
@@ -1017,8 +1045,10 @@ int mlt_init(mlt_options *opts) {
   /* Exporters start here, before the export thread exists, so that what
    * they set up (the network transport's wake-up hook) is in place before
    * any application thread can look at it. */
-  for (mlt_exporter *e = g_exporters; e; e = e->next)
-    if (e->ops->start && e->ops->start(e) != 0) e->failed_start = 1;
+  for (mlt_exporter *e = g_exporters; e; e = e->next) {
+    e->host = &g_host;
+    if (e->ops->start && e->ops->start(e, &g_env) != 0) e->failed_start = 1;
+  }
   mlt__ops_start(g_exporters);
   uint32_t ep = atomic_load(&mlt__g_epoch) + 1;
   if (ep == 0) ep = 1;
@@ -1051,7 +1081,7 @@ static void snapshot_stats(mlt_stats *s) {
   s->events_dropped = c.events_dropped;
   s->values_truncated = c.values_truncated;
   s->misuse = c.misuse;
-#define G(x) atomic_load_explicit(&g_stats[x], memory_order_relaxed)
+#define G(x) atomic_load_explicit(&mlt__g_stats[x], memory_order_relaxed)
   s->traces_finished = G(MLT__ST_TRACES_FINISHED);
   s->traces_exported = G(MLT__ST_TRACES_EXPORTED);
   s->spans_exported = G(MLT__ST_SPANS_EXPORTED);
@@ -1103,8 +1133,8 @@ int mlt_get_stats(mlt_stats *out, size_t size) {
 static int64_t deadline_after(int timeout_ms) { return mlt__mono_ns() + (int64_t)timeout_ms * 1000000; }
 
 static uint64_t losses_now(void) {
-  return atomic_load(&g_stats[MLT__ST_TRACES_FAILED]) + atomic_load(&g_stats[MLT__ST_TRACES_DROPPED]) +
-         atomic_load(&g_stats[MLT__ST_TRACES_PARTIAL]);
+  return atomic_load(&mlt__g_stats[MLT__ST_TRACES_FAILED]) + atomic_load(&mlt__g_stats[MLT__ST_TRACES_DROPPED]) +
+         atomic_load(&mlt__g_stats[MLT__ST_TRACES_PARTIAL]);
 }
 
 int mlt_flush(int timeout_ms) {
@@ -1130,7 +1160,7 @@ int mlt_flush(int timeout_ms) {
     pthread_cond_timedwait(&g_flush_cond, &g_flush_mu, &ts);
     mlt__pipeline_wakeup();
   }
-  uint64_t loss = losses_now(), spool = atomic_load(&g_stats[MLT__ST_TRACES_SPOOLED]);
+  uint64_t loss = losses_now(), spool = atomic_load(&mlt__g_stats[MLT__ST_TRACES_SPOOLED]);
   if (loss > g_flush_mark_loss)
     rc = MLT_EIO;
   else if (rc == MLT_OK && spool > g_flush_mark_spool)
@@ -1217,15 +1247,14 @@ int mlt_shutdown(int timeout_ms) {
   g_tickets = NULL;
   g_n_tickets = 0;
   g_ticket_free = UINT32_MAX;
-  mlt__digest_free(&g_digest);
-  for (int i = 0; i < 4; i++) mlt__buf_free(&g_scratch[i]);
   ord_free();
   batch_free();
   mlt__serialize_shutdown();
   mlt__otlp_shutdown();
-  mlt__pipeline_set_waiter(NULL, NULL, NULL);
+  pipeline_set_waiter(NULL, NULL, NULL);
   pthread_cond_destroy(&g_wake_cond);
   pthread_cond_destroy(&g_flush_cond);
+  mlt__redact_configure(NULL, NULL, NULL); /* wipes its copies of the secrets */
   mlt__config_free(&mlt__g_cfg);
   atomic_store(&mlt__g_state, MLT__G_OFF);
   pthread_mutex_unlock(&life_mu);

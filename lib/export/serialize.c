@@ -5,6 +5,12 @@
 
 #include <cjson/cJSON.h>
 
+/* A JSON value found invalid at export: counted, logged (rate-limited). */
+static void count_invalid_json(void) {
+  mlt__stats_add(MLT__ST_INVALID_JSON, 1);
+  mlt__log(MLT_LOG_WARN, MLT__LOGK_JSON, "a value given as JSON text is not valid JSON; exported as a string");
+}
+
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,7 +228,7 @@ static int json_rec_ok(const mlt__rec *r, const char *v, size_t len) {
     w->flags |= MLT__RF_CHECKED;
     if (!mlt__json_check(v, len, &utf8_ok)) {
       w->flags |= MLT__RF_INVALID;
-      mlt__count_invalid_json();
+      count_invalid_json();
     } else if (!utf8_ok) {
       w->flags |= MLT__RF_BADUTF8;
     }
@@ -447,7 +453,24 @@ static const mlt__rec **g_usage; /* export thread: spans_and_stats */
 static size_t g_usage_cap;
 static mlt__buf g_src_user; /* export thread: json_info_body */
 
+/* Scratch state of the export thread, reused by the serializers, the OTLP
+ * encoder and the span processor's view. */
+static mlt__digest g_digest;
+static mlt__buf g_scratch[4];
+mlt__digest *mlt__scratch_digest(void) { return &g_digest; }
+mlt__buf *mlt__scratch_buf(int which) { return &g_scratch[which & 3]; }
+
+void mlt__serialize_atfork_child(void) {
+  void *roots[] = {(void *)g_digest.attrs, (void *)g_digest.events, (void *)g_digest.chunks, (void *)g_digest.links,
+                   g_scratch[0].p,         g_scratch[1].p,          g_scratch[2].p,          g_scratch[3].p};
+  for (size_t i = 0; i < MLT_ARRAY_LEN(roots); i++) mlt__forget(roots[i]);
+  memset(&g_digest, 0, sizeof g_digest);
+  memset(g_scratch, 0, sizeof g_scratch);
+}
+
 void mlt__serialize_shutdown(void) {
+  mlt__digest_free(&g_digest);
+  for (int i = 0; i < 4; i++) mlt__buf_free(&g_scratch[i]);
   mlt__buf_free(&g_src_user);
   free((void *)g_usage);
   g_usage = NULL;
@@ -884,7 +907,7 @@ static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, e
         return;
       }
       w->flags |= MLT__RF_INVALID;
-      mlt__count_invalid_json();
+      count_invalid_json();
       out->len = mark;
     } else if (!(r->flags & MLT__RF_INVALID)) {
       size_t mark = out->len;
@@ -1079,7 +1102,7 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
   }
   /* Stream chunks: one event each (up to the cap), as MLflow records
    * generator output. */
-  size_t chunk_events = MLT_MIN(d->n_chunks, (size_t)mlt__g_cfg.max_events_per_span);
+  size_t chunk_events = mlt__chunk_events(d->n_chunks);
   for (size_t i = 0; i < chunk_events; i++) {
     const mlt__rec *r = d->chunks[i];
     int64_t ts;
@@ -1282,7 +1305,7 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
   }
   if (!for_rest) {
     mlt__buf_lit(out, ", \"trace_location\": {\"type\": \"MLFLOW_EXPERIMENT\", \"mlflow_experiment\": {\"experiment_id\": ");
-    const char *exp = mlt__experiment_id();
+    const char *exp = p->experiment_id ? p->experiment_id : "0";
     mlt__json_str(out, exp, strlen(exp));
     mlt__buf_lit(out, "}}");
   }

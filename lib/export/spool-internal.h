@@ -19,11 +19,19 @@ typedef struct mlt__spool_rec {
   uint64_t off;
 } mlt__spool_rec;
 
+/* Where and how much to spool (from the resolved options, given to the
+ * network exporters when they start). */
+typedef struct mlt__spool_settings {
+  int enabled;
+  const char *dir;    /* NULL or "": the default directory */
+  uint64_t max_bytes; /* 0: 1 GiB */
+} mlt__spool_settings;
+
 /* The spool of one destination: |kind| ("mlflow", "otlp") and |target|
  * (what identifies the destination: URL, experiment) name a directory under
- * the configured spool directory.  NULL when the spool is off.  Nothing is
- * created on disk until the first record is written. */
-mlt__spool *mlt__spool_open(const char *kind, const char *target);
+ * |st|'s spool directory.  NULL when the spool is off.  Nothing is created on
+ * disk until the first record is written. */
+mlt__spool *mlt__spool_open(const char *kind, const char *target, const mlt__spool_settings *st);
 void mlt__spool_close(mlt__spool *s);
 /* Append one record (|n| traces); 0 on success, -1 when it could not be
  * written (the caller then counts the traces as failed).  Evicts the

@@ -195,10 +195,9 @@ static char *default_dir(void) {
 
 /* ---- open / close ----------------------------------------------------- */
 
-mlt__spool *mlt__spool_open(const char *kind, const char *target) {
-  const mlt__config *c = &mlt__g_cfg;
-  if (!c->spool_enabled) return NULL;
-  char *base = c->spool_dir && c->spool_dir[0] ? strdup(c->spool_dir) : default_dir();
+mlt__spool *mlt__spool_open(const char *kind, const char *target, const mlt__spool_settings *c) {
+  if (!c || !c->enabled) return NULL;
+  char *base = c->dir && c->dir[0] ? strdup(c->dir) : default_dir();
   mlt__spool *s = base ? calloc(1, sizeof *s) : NULL;
   if (s) {
     size_t n = strlen(base) + strlen(kind) + 24;
@@ -210,7 +209,7 @@ mlt__spool *mlt__spool_open(const char *kind, const char *target) {
     free(s);
     return NULL;
   }
-  s->max_bytes = c->spool_max_bytes ? c->spool_max_bytes : ((uint64_t)1 << 30);
+  s->max_bytes = c->max_bytes ? c->max_bytes : ((uint64_t)1 << 30);
   s->seg_max = MLT_MIN(SEG_MAX_BYTES, MLT_MAX(s->max_bytes / 8, (uint64_t)65536));
   pthread_mutex_lock(&g_open_mu);
   s->next_open = g_open;

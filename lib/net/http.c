@@ -5,8 +5,8 @@
  * requests run at once within a congestion window (additive increase on
  * every success, halved on every timeout, 429 or 5xx -- an overloaded
  * server, SQLite's single writer above all, gets fewer requests, not more
- * retries), up to mlt__g_cfg.max_requests (MLflow's
- * MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS, default 10); transient failures (connection errors,
+ * retries), up to the max_requests it was opened with (the MLflow
+ * exporter passes MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS, default 10); transient failures (connection errors,
  * timeouts, HTTP 408, 429, 500, 502, 503, 504) are retried with exponential
  * backoff and jitter (honouring Retry-After) until the retry budget is spent.
  * The bytes held are bounded by the exporters' windows (backpressure, see
@@ -16,7 +16,7 @@
  * mlt_init() opens the transport and may queue a first request before the
  * export thread starts; after that only the export thread uses it.
  */
-#include "export/otlp-internal.h"
+#include "net/http-internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +32,7 @@ struct mlt__http {
   double window;      /* requests allowed in flight now (congestion control) */
   CURL *idle[16];
   int n_idle;
+  mlt__http_settings s; /* as opened */
 };
 
 /* The time budget is the bound on retries; the attempt cap only stops a
@@ -54,7 +55,11 @@ static void http_wake(void *ud) {
 
 mlt__http *mlt__http_get(void) { return g_http; }
 
-mlt__http *mlt__http_open(void) {
+static void count(mlt__http *h, int what, uint64_t n) {
+  if (h->s.count) h->s.count(what, n);
+}
+
+mlt__http *mlt__http_open(const mlt__http_settings *s) {
   if (g_http) return g_http;
   mlt__http *h = calloc(1, sizeof *h);
   if (!h) return NULL;
@@ -63,11 +68,12 @@ mlt__http *mlt__http_open(void) {
     free(h);
     return NULL;
   }
-  h->max_running = mlt__g_cfg.max_requests ? mlt__g_cfg.max_requests : 10;
+  if (s) h->s = *s;
+  h->max_running = h->s.max_requests ? h->s.max_requests : 10;
   h->window = MLT_MIN(2.0, (double)h->max_running);
   curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)h->max_running + 4);
   g_http = h;
-  mlt__pipeline_set_waiter(http_wait, http_wake, h);
+  if (h->s.set_waiter) h->s.set_waiter(http_wait, http_wake, h);
   return h;
 }
 
@@ -88,7 +94,36 @@ static int word_char(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <
  * error body, a JSON field, a query parameter). */
 static const char *const secret_keys[] = {"authorization", "proxy-authorization", "x-api-key", "api-key", "api_key",
                                           "apikey", "token", "password", "passwd", "secret", "cookie",
-                                          "x-mlflow-token", "credential"};
+                                          "credential"};
+
+/* What mlt__redact_configure() added: secret values, "k=v,..." text whose
+ * values are secrets, more key names.  Set by mlt_init() before the export
+ * thread starts; read-only while it runs. */
+#define RED_MAX 8
+static struct {
+  char *values[RED_MAX];
+  char *kv;
+  char *keys[RED_MAX];
+} g_red;
+
+static void wipe_free(char *p) {
+  if (!p) return;
+  memset(p, 0, strlen(p));
+  free(p);
+}
+
+void mlt__redact_configure(const char *const *values, const char *kv_text, const char *const *keys) {
+  for (int i = 0; i < RED_MAX; i++) {
+    wipe_free(g_red.values[i]);
+    free(g_red.keys[i]);
+  }
+  wipe_free(g_red.kv);
+  memset(&g_red, 0, sizeof g_red);
+  for (int i = 0, k = 0; values && values[i] && k < RED_MAX; i++)
+    if (values[i][0]) g_red.values[k++] = mlt__strdup(values[i]);
+  g_red.kv = kv_text ? mlt__strdup(kv_text) : NULL;
+  for (int i = 0; keys && keys[i] && i < RED_MAX; i++) g_red.keys[i] = mlt__strdup(keys[i]);
+}
 
 static size_t match_ci(const char *s, size_t n, const char *word) {
   size_t l = strlen(word);
@@ -111,17 +146,16 @@ static size_t value_len(const char *s, size_t n) {
   return i;
 }
 
-/* Secret values configured for this process (token, password, OTLP header
- * values): redacted wherever they appear verbatim. */
+/* Secret values configured for this process (token, password, header
+ * values; see mlt__redact_configure): redacted wherever they appear
+ * verbatim. */
 static int known_secret_at(const char *s, size_t n) {
-  const mlt__config *c = &mlt__g_cfg;
-  const char *vals[3] = {c->tracking_token, c->tracking_password, NULL};
-  for (int i = 0; i < 2; i++) {
-    size_t l = vals[i] ? strlen(vals[i]) : 0;
-    if (l >= 4 && l <= n && !memcmp(s, vals[i], l)) return (int)l;
+  for (int i = 0; i < RED_MAX && g_red.values[i]; i++) {
+    size_t l = strlen(g_red.values[i]);
+    if (l >= 4 && l <= n && !memcmp(s, g_red.values[i], l)) return (int)l;
   }
-  /* OTLP header values: "k=v,k2=v2" (the raw configured text). */
-  const char *h = c->otlp_headers;
+  /* header values: "k=v,k2=v2" (the raw configured text). */
+  const char *h = g_red.kv;
   while (h && *h) {
     const char *end = strchr(h, ',');
     if (!end) end = h + strlen(h);
@@ -169,6 +203,8 @@ void mlt__redact(const char *in, size_t n, char *out, size_t size) {
     size_t kl = 0;
     if (i == 0 || !word_char(in[i - 1]))
       for (size_t w = 0; w < MLT_ARRAY_LEN(secret_keys) && !kl; w++) kl = match_ci(in + i, n - i, secret_keys[w]);
+    if (!kl && (i == 0 || !word_char(in[i - 1])))
+      for (int w = 0; w < RED_MAX && g_red.keys[w] && !kl; w++) kl = match_ci(in + i, n - i, g_red.keys[w]);
     if (kl && (i + kl == n || !word_char(in[i + kl]))) {
       /* the key, then its separator (quotes, ':', '=', spaces), then the value */
       size_t j = i + kl;
@@ -304,8 +340,8 @@ static int start(mlt__http *h, mlt__http_req *r) {
   h->running++;
   r->next = h->run_head;
   h->run_head = r;
-  mlt__stats_add(MLT__ST_EXPORT_REQUESTS, 1);
-  if (r->attempts > 1) mlt__stats_add(MLT__ST_EXPORT_RETRIES, 1);
+  count(h, MLT__HTTP_N_REQUESTS, 1);
+  if (r->attempts > 1) count(h, MLT__HTTP_N_RETRIES, 1);
   return 0;
 }
 
@@ -352,21 +388,10 @@ static int transient_curl(CURLcode c) {
 
 static int transient_http(long s) { return s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504; }
 
-/* MLflow's server answers some capacity and concurrency conditions of its
- * database with HTTP 400 (it maps every SQLAlchemy error but OperationalError
- * to BAD_REQUEST): its connection pool exhausted under load, a unique
- * constraint hit by two concurrent writes of the same trace.  Retrying those
- * is right, and safe -- our writes are idempotent. */
-static const char *const transient_400[] = {"QueuePool limit", "connection timed out", "UNIQUE constraint failed",
-                                            "duplicate key value violates unique constraint", "database is locked",
-                                            "could not serialize access", "deadlock detected"};
-
 int mlt__http_transient(long status, const char *body, size_t len) {
-  if (status == 0 || transient_http(status) || (status >= 500 && status != 501)) return 1;
-  if (status == 400 && body && len)
-    for (size_t i = 0; i < MLT_ARRAY_LEN(transient_400); i++)
-      if (memmem(body, len, transient_400[i], strlen(transient_400[i]))) return 1;
-  return 0;
+  (void)body;
+  (void)len;
+  return status == 0 || transient_http(status) || (status >= 500 && status != 501);
 }
 
 static void finish(mlt__http *h, mlt__http_req *r, int ok, long status, const char *err) {
@@ -392,7 +417,7 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
   if (code == CURLE_OK && status >= 200 && status < 300) {
     if (r->health) mlt__net_success(r->health);
     h->window = MLT_MIN(h->window + 1.0 / h->window, (double)h->max_running);
-    mlt__stats_add(MLT__ST_EXPORT_BYTES, r->body.len);
+    count(h, MLT__HTTP_N_BYTES, r->body.len);
     finish(h, r, 1, status, NULL);
     return;
   }
@@ -403,7 +428,9 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
   } else
     snprintf(why, sizeof why, "HTTP %ld", status);
   int transient =
-      code != CURLE_OK ? transient_curl(code) : mlt__http_transient(status, r->resp.p, r->resp.len);
+      code != CURLE_OK ? transient_curl(code)
+                       : mlt__http_transient(status, r->resp.p, r->resp.len) ||
+                             (r->cfg->transient && r->cfg->transient(status, r->resp.p, r->resp.len));
   int64_t now = mlt__mono_ns();
   if (transient && r->health) mlt__net_failure(r->health);
   if (transient) h->window = MLT_MAX(h->window / 2, 1.0);
@@ -490,7 +517,7 @@ void mlt__http_shutdown(void) {
    * now; what their callbacks submit fails at once (no transport). */
   g_http = NULL;
   mlt__http_abandon(h, "shutting down");
-  mlt__pipeline_set_waiter(NULL, NULL, NULL);
+  if (h->s.set_waiter) h->s.set_waiter(NULL, NULL, NULL);
   while (h->n_idle) curl_easy_cleanup(h->idle[--h->n_idle]);
   curl_multi_cleanup(h->multi);
   free(h);
@@ -509,26 +536,6 @@ void mlt__net_success(mlt__net_health *h) {
 }
 
 /* ---- configuration --------------------------------------------------- */
-
-void mlt__http_cfg_init(mlt__http_cfg *c, int otlp) {
-  const mlt__config *g = &mlt__g_cfg;
-  mlt__http_cfg_free(c);
-  c->timeout_ms = (long)(otlp ? g->otlp_timeout_ms : g->mlflow_timeout_ms);
-  c->connect_timeout_ms = MLT_MIN(c->timeout_ms, 5000L);
-  c->retry_budget_ns = g->retry_budget_ms * 1000000;
-  if (otlp) return;
-  c->insecure_tls = g->insecure_tls;
-  c->ca_path = mlt__strdup(g->ca_path);
-  if (g->tracking_token) {
-    size_t n = strlen(g->tracking_token) + 32;
-    c->bearer = malloc(n);
-    if (c->bearer) snprintf(c->bearer, n, "Authorization: Bearer %s", g->tracking_token);
-  } else if (g->tracking_user && g->tracking_password) {
-    size_t n = strlen(g->tracking_user) + strlen(g->tracking_password) + 2;
-    c->userpwd = malloc(n);
-    if (c->userpwd) snprintf(c->userpwd, n, "%s:%s", g->tracking_user, g->tracking_password);
-  }
-}
 
 void mlt__http_cfg_free(mlt__http_cfg *c) {
   free(c->ca_path);

@@ -125,19 +125,9 @@ size_t mlt__utf8_prefix_chars(const char *s, size_t n, size_t max_chars, size_t 
 
 /* Keep |p| referenced for good (fork child: state it must not free). */
 void mlt__forget(void *p);
-/* Each module's state reset in the child of fork() (called by pipeline.c's
- * handler, see there). */
-void mlt__log_atfork_child(void);      /* util.c */
-void mlt__http_atfork_child(void);     /* http.c */
-void mlt__slots_atfork_child(void);    /* slots.c */
-void mlt__traces_atfork_child(void);   /* trace.c */
-void mlt__registry_atfork_child(void); /* trace.c */
-void mlt__chunks_atfork_child(void);   /* chunks.c */
-void mlt__tls_atfork_child(void);      /* core/tls.c */
-void mlt__tls_reset_counters(void);    /* core/tls.c: zero the counters of retired threads */
-/* Work queue rejections since mlt_init() (thread.c; mlt_stats.work_queue_rejected). */
-uint64_t mlt__workq_rejected(void);
-void mlt__workq_reset_counters(void);
+/* The logger's state reset in the child of fork() (called by the
+ * pipeline's handler, lib/export/pipeline.c). */
+void mlt__log_atfork_child(void);
 
 /* ---- env helpers (util.c) ---- */
 const char *mlt__getenv(const char *name); /* NULL when unset or empty */

@@ -1,0 +1,100 @@
+#!/bin/sh
+# tests/check-layers.sh: the library's layers include downward only (see
+# ARCHITECTURE.md).  A quoted #include in lib/ names its layer folder:
+#   lib/util/    may include util/
+#   lib/core/    may include util/ core/
+#   lib/net/     may include util/ net/
+#   lib/export/  may include util/ core/ net/ export/
+#   lib/cli/     the mltrace tool: its own headers and public ones only
+# and integrations/ and examples/ include no internal header of lib/.
+# Two rules that includes alone do not show: the HTTP transport (lib/net/)
+# knows nothing of MLflow (no "mlflow" outside comments), and outside core/
+# only the pipeline and the options code (export/pipeline.c,
+# export/options.c) read the global configuration mlt__g_cfg -- exporters
+# get their settings when they are started; and the exporters and
+# serializers call nothing of the pipeline but the hooks it gave them
+# (mlt__export_host).  TAP output; each offending line is printed.
+: "${top_srcdir:=.}"
+cd "$top_srcdir" || exit 1
+n=0 fail=0
+ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi; }
+show() { [ -n "$1" ] && printf '%s\n' "$1" | sed 's/^/# /' | head -40; }
+
+# allowed LAYER: the layer folders a file of LAYER may include
+allowed() {
+  case $1 in
+    util) echo "util" ;;
+    core) echo "util core" ;;
+    net) echo "util net" ;;
+    export) echo "util core net export" ;;
+  esac
+}
+
+for layer in util core net export; do
+  ok_dirs=$(allowed $layer)
+  bad=""
+  for f in lib/$layer/*.c lib/$layer/*.h; do
+    [ -f "$f" ] || continue
+    # Quoted includes; "config.h" (the build's) is allowed everywhere.
+    hits=$(grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f" | grep -v '"config.h"')
+    [ -z "$hits" ] && continue
+    while IFS= read -r line; do
+      inc=$(printf '%s\n' "$line" | sed 's/^[^"]*"\([^"]*\)".*/\1/')
+      top=${inc%%/*}
+      good=0
+      if [ "$top" != "$inc" ]; then
+        for d in $ok_dirs; do [ "$top" = "$d" ] && good=1; done
+      fi
+      [ $good = 1 ] || bad="$bad$f:$line
+"
+    done <<EOF
+$hits
+EOF
+  done
+  bad=$(printf '%s' "$bad" | sed '/^$/d')
+  [ -z "$bad" ]; ok $? "lib/$layer/ includes only $(echo "$ok_dirs" | sed 's/ /\/, /g')/ (layer named in the path)"
+  show "$bad"
+done
+
+bad=$(grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' lib/cli/*.c lib/cli/*.h | grep -v '"cli.h"\|"config.h"')
+[ -z "$bad" ]; ok $? "lib/cli/ includes its own header and public headers only"
+show "$bad"
+
+bad=$(grep -rn '^[[:space:]]*#[[:space:]]*include[[:space:]]*"\(util\|core\|net\|export\)/' integrations examples \
+  --include='*.c' --include='*.h' 2>/dev/null)
+[ -z "$bad" ]; ok $? "integrations/ and examples/ include no internal header of lib/"
+show "$bad"
+
+# Code without its comments (block and line comments; string contents kept).
+strip_comments() {
+  awk '{
+    out = ""; s = $0
+    while (s != "") {
+      if (inc) { i = index(s, "*/"); if (!i) { s = ""; break } s = substr(s, i + 2); inc = 0; continue }
+      i = index(s, "/*"); j = index(s, "//")
+      if (j && (!i || j < i)) { out = out substr(s, 1, j - 1); s = ""; break }
+      if (!i) { out = out s; s = ""; break }
+      out = out substr(s, 1, i - 1); s = substr(s, i + 2); inc = 1
+    }
+    print FILENAME ":" FNR ":" out
+  }' "$@"
+}
+
+bad=$(strip_comments lib/net/*.c lib/net/*.h | grep -i 'mlflow' | grep -v ':[0-9]*:[[:space:]]*$')
+[ -z "$bad" ]; ok $? "lib/net/ knows nothing of MLflow (no mlflow in its code)"
+show "$bad"
+
+others=$(ls lib/net/*.c lib/net/*.h lib/export/*.c lib/export/*.h lib/util/*.c lib/util/*.h 2>/dev/null |
+  grep -v -x -e lib/export/pipeline.c -e lib/export/options.c -e lib/export/options-internal.h)
+bad=$(strip_comments $others | grep 'mlt__g_cfg')
+[ -z "$bad" ]; ok $? "outside core/ only export/pipeline.c and export/options.c read mlt__g_cfg"
+show "$bad"
+
+exporters="lib/export/exporters.c lib/export/mlflow.c lib/export/otlp.c lib/export/serialize.c lib/export/spool.c
+  lib/export/view.c"
+bad=$(strip_comments $exporters | grep 'mlt__pipeline_')
+[ -z "$bad" ]; ok $? "exporters and serializers reach the pipeline only through their host (mlt__export_host)"
+show "$bad"
+
+echo "1..$n"
+exit $fail
