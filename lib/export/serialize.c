@@ -1193,7 +1193,7 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
     mlt__buf_putc(out, '"');
   }
   int lvl = mlt__digest_level(d); /* 0..50 */
-  if (!(o = wr_begin(out, 64))) return;
+  if (!(o = wr_begin(out, 96))) return;
   WR_LIT(o, ", \"mlflow.spanLogLevel\": \"");
   if (lvl >= 10 && lvl < 100) { /* (always) */
     memcpy(o, mlt__digits2 + 2 * lvl, 2);
