@@ -3,8 +3,7 @@
 # right before its declaration), every exported symbol is declared in a
 # public header, and the library exports nothing else.  TAP output.
 : "${top_srcdir:=.}" "${top_builddir:=.}"
-n=0 fail=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi; }
+. "$(dirname "$0")/harness/tap.sh"
 headers=$(ls "$top_srcdir"/lib/include/mltrace/*.h "$top_srcdir"/integrations/*/include/mltrace/*.h 2>/dev/null)
 undoc=$(awk '
   FNR == 1 { prev = "" }
@@ -12,7 +11,7 @@ undoc=$(awk '
     if (prev !~ /\*\/[ \t]*$/) print FILENAME ":" FNR ": " $0
   }
   { if ($0 !~ /^[ \t]*$/) prev = $0 }' $headers)
-[ -z "$undoc" ]; ok $? "every MLT_EXTERN declaration has a doc comment right before it"
+[ -z "$undoc" ]; tap_ok $? "every MLT_EXTERN declaration has a doc comment right before it"
 [ -n "$undoc" ] && echo "$undoc" | sed 's/^/# /' | head -40
 declared=$(cat $headers | grep -o 'mlt_[a-z0-9_]*(' | tr -d '(' | sort -u)
 for lib in lib/.libs/libmltrace.so integrations/event/.libs/libmltrace_event.so integrations/curl/.libs/libmltrace_curl.so; do
@@ -20,8 +19,7 @@ for lib in lib/.libs/libmltrace.so integrations/event/.libs/libmltrace_event.so 
   [ -f "$so" ] || continue
   exported=$(nm -D --defined-only "$so" | awk '{print $3}' | grep -v '^_' | sort -u)
   extra=$(printf '%s\n' "$exported" | grep -v -x -F "$declared" | grep -v -x -e mlt__enabled_flag -e mlt__span_start_function)
-  [ -z "$extra" ]; ok $? "$lib exports only declared mlt_ symbols"
+  [ -z "$extra" ]; tap_ok $? "$lib exports only declared mlt_ symbols"
   [ -n "$extra" ] && echo "$extra" | sed 's/^/# extra: /' | head -20
 done
-echo "1..$n"
-exit $fail
+tap_done

@@ -1,7 +1,7 @@
 # tests/: unit and integration tests (TAP), benchmarks.
-TEST_CFLAGS = $(AM_CFLAGS) $(CJSON_CFLAGS) -I$(top_srcdir)/tests -I$(top_srcdir)/lib
+TEST_CFLAGS = $(AM_CFLAGS) $(CJSON_CFLAGS) -I$(top_srcdir)/tests/harness -I$(top_srcdir)/lib
 TEST_LDADD = lib/libmltrace.la $(CJSON_LIBS) $(PTHREAD_LIBS)
-noinst_HEADERS += tests/tap.h tests/testutil.h
+include tests/harness/local.mk
 
 check_PROGRAMS += tests/unit/test_core
 tests_unit_test_core_SOURCES = tests/unit/test_core.c
@@ -66,7 +66,7 @@ tests_roundtrip_gen_traces_SOURCES = tests/roundtrip/gen_traces.c
 tests_roundtrip_gen_traces_CFLAGS = $(TEST_CFLAGS)
 tests_roundtrip_gen_traces_LDADD = $(TEST_LDADD)
 TESTS += tests/roundtrip/test_jsonl.py
-EXTRA_DIST += tests/roundtrip/test_jsonl.py tests/tap.py
+EXTRA_DIST += tests/roundtrip/test_jsonl.py
 check_PROGRAMS += tests/roundtrip/gen_previews
 tests_roundtrip_gen_previews_SOURCES = tests/roundtrip/gen_previews.c
 tests_roundtrip_gen_previews_CFLAGS = $(TEST_CFLAGS)
@@ -80,7 +80,7 @@ tests_mlflow_emit_SOURCES = tests/mlflow/emit.c
 tests_mlflow_emit_CFLAGS = $(TEST_CFLAGS)
 tests_mlflow_emit_LDADD = $(TEST_LDADD)
 TESTS += tests/mlflow/test_server.py tests/mlflow/test_faults.py
-EXTRA_DIST += tests/mlflow/test_server.py tests/mlflow/test_faults.py tests/mlflow/harness.py
+EXTRA_DIST += tests/mlflow/test_server.py tests/mlflow/test_faults.py
 
 check_PROGRAMS += tests/bench/otlp-sink
 tests_bench_otlp_sink_SOURCES = tests/bench/otlp-sink.c
@@ -123,10 +123,10 @@ MLT_PG_READY = { ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 || command
 soak: tests/mlflow/emit$(EXEEXT)
 	@$(MLT_PG_READY); top_builddir='$(abs_top_builddir)'; export top_builddir; \
 	. $(top_srcdir)/tests/venv.sh && mlt_venv_pg && \
-	PYTHONPATH='$(abs_top_srcdir)/tests' "$$MLT_VENV/bin/python" $(top_srcdir)/tests/soak/soak.py
+	PYTHONPATH='$(abs_top_srcdir)/tests/harness' "$$MLT_VENV/bin/python" $(top_srcdir)/tests/soak/soak.py
 bench-mlflow: tests/bench/bench_delivery$(EXEEXT)
 	@$(MLT_PG_READY); top_builddir='$(abs_top_builddir)'; export top_builddir; \
 	. $(top_srcdir)/tests/venv.sh && mlt_venv_pg && \
-	PYTHONPATH='$(abs_top_srcdir)/tests' "$$MLT_VENV/bin/python" $(top_srcdir)/tests/bench/bench_mlflow.py
+	PYTHONPATH='$(abs_top_srcdir)/tests/harness' "$$MLT_VENV/bin/python" $(top_srcdir)/tests/bench/bench_mlflow.py
 .PHONY: soak bench-mlflow
-EXTRA_DIST += tests/soak/soak.py tests/mlflow/pg.py tests/bench/bench_mlflow.py tests/bench/pysdk_emit.py
+EXTRA_DIST += tests/soak/soak.py tests/bench/bench_mlflow.py tests/bench/pysdk_emit.py

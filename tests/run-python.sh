@@ -13,4 +13,4 @@ if ! . "$here/venv.sh"; then
   echo "1..0 # SKIP MLflow test environment unavailable (no network?)"
   exit 0
 fi
-PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" exec "$MLT_VENV/bin/python" "$@"
+PYTHONPATH="$here/harness${PYTHONPATH:+:$PYTHONPATH}" exec "$MLT_VENV/bin/python" "$@"

@@ -50,7 +50,7 @@ EXTRA_DIST += examples/fake-openai.md
 # test on port 0): easy, multi and libevent paths, faults, 50 concurrent
 # streams on one loop.
 check_PROGRAMS += tests/curl/test_curl
-tests_curl_test_curl_SOURCES = tests/curl/test_curl.c tests/curl/curltest.h
+tests_curl_test_curl_SOURCES = tests/curl/test_curl.c
 tests_curl_test_curl_CFLAGS = $(CURL_TEST_CFLAGS)
 tests_curl_test_curl_LDADD = $(CURL_TEST_LDADD)
 TESTS += tests/curl/test_curl

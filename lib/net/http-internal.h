@@ -60,6 +60,7 @@ struct mlt__http_req {
   CURL *easy;
   mlt__buf resp;
   int attempts;
+  int timeouts;                /* attempts that timed out: each doubles the next one's timeout */
   int64_t first_ns, next_ns;
   long retry_after_ms;
   char errbuf[CURL_ERROR_SIZE];

@@ -9,6 +9,11 @@
  * exporter passes MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS, default 10); transient failures (connection errors,
  * timeouts, HTTP 408, 429, 500, 502, 503, 504) are retried with exponential
  * backoff and jitter (honouring Retry-After) until the retry budget is spent.
+ * A request that timed out is sent again with twice its time (up to
+ * MLT__HTTP_TIMEOUT_CAP_MS, or the configured timeout when that is longer):
+ * the server got it and is busy, so waiting longer gets the answer, where
+ * re-sending it with the same short timeout would only pile up the same work
+ * on a server already slower than the timeout.
  * The bytes held are bounded by the exporters' windows (backpressure, see
  * MLT__NET_WINDOW_BYTES), not here.
  * The export thread waits in curl_multi_poll(), and application threads wake
@@ -38,6 +43,17 @@ struct mlt__http {
 /* The time budget is the bound on retries; the attempt cap only stops a
  * pathological loop (backoff reaches 5 s after 6 attempts). */
 #define MAX_ATTEMPTS 1000
+/* The longest a timed-out request's retry may wait: MLflow's default
+ * MLFLOW_HTTP_REQUEST_TIMEOUT. */
+#define MLT__HTTP_TIMEOUT_CAP_MS 120000L
+
+/* The timeout of |r|'s next attempt: the configured one, doubled for each
+ * attempt that timed out, within the cap. */
+static long attempt_timeout_ms(const mlt__http_req *r) {
+  long t = r->cfg->timeout_ms, cap = MLT_MAX(t, MLT__HTTP_TIMEOUT_CAP_MS);
+  for (int i = 0; i < r->timeouts && t < cap; i++) t *= 2;
+  return MLT_MIN(t, cap);
+}
 
 static mlt__http *g_http;
 
@@ -309,7 +325,7 @@ static int start(mlt__http *h, mlt__http_req *r) {
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, attempt_timeout_ms(r));
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_USERAGENT, "mltrace/" MLT_VERSION_STRING);
@@ -422,6 +438,7 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
     return;
   }
   char why[CURL_ERROR_SIZE + 96];
+  if (code == CURLE_OPERATION_TIMEDOUT) r->timeouts++;
   if (code != CURLE_OK) {
     const char *m = r->errbuf[0] ? r->errbuf : curl_easy_strerror(code);
     mlt__redact(m, strlen(m), why, sizeof why);

@@ -31,10 +31,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "mlflow"))
-sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 
-from harness import BUILD, Server, cleanup, clean_env  # noqa: E402
+from mltest import BUILD, TMP, Server, cleanup, clean_env  # noqa: E402
 
 BENCH = os.path.join(BUILD, "tests", "bench", "bench_delivery")
 PYEMIT = os.path.join(HERE, "pysdk_emit.py")
@@ -148,12 +147,11 @@ def main():
     ap.add_argument("--procs", type=int, default=8)
     ap.add_argument("--per-proc", type=int, default=250)
     args = ap.parse_args()
-    import harness
 
     print(f"# machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     try:
         if args.backend in ("sqlite", "both"):
-            bench_backend("sqlite", f"sqlite:///{harness.TMP}/bench.db", args, workers=1)
+            bench_backend("sqlite", f"sqlite:///{TMP}/bench.db", args, workers=1)
         if args.backend in ("postgresql", "both"):
             from pg import Postgres
 

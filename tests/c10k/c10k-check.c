@@ -38,6 +38,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "traces.h"
+
 enum { O_OK = 1, O_HANGUP, O_CLOSED };
 
 typedef struct rec {
@@ -133,14 +135,9 @@ static int load_results(const char *path) {
   return 0;
 }
 
-static const char *str(const cJSON *o, const char *k) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-  return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* An attribute's value, parsed (attributes hold JSON text); caller frees. */
 static cJSON *attr_json(const cJSON *span, const char *key) {
-  const char *v = str(cJSON_GetObjectItemCaseSensitive(span, "attributes"), key);
+  const char *v = tu_attr(span, key);
   return v ? cJSON_Parse(v) : NULL;
 }
 
@@ -151,16 +148,11 @@ static int attr_str_is(const cJSON *span, const char *key, const char *want) {
   return ok;
 }
 
-static const char *status_code(const cJSON *span) { return str(cJSON_GetObjectItemCaseSensitive(span, "status"), "code"); }
-static const char *status_msg(const cJSON *span) {
-  const char *m = str(cJSON_GetObjectItemCaseSensitive(span, "status"), "message");
-  return m ? m : "";
-}
-static int is_ok(const cJSON *span) { return status_code(span) && !strcmp(status_code(span), "STATUS_CODE_OK"); }
+static int is_ok(const cJSON *span) { return tu_status_code(span) && !strcmp(tu_status_code(span), "STATUS_CODE_OK"); }
 static int err_is(const cJSON *span, const char *type) {
-  const char *c = status_code(span);
+  const char *c = tu_status_code(span);
   size_t n = strlen(type);
-  return c && !strcmp(c, "STATUS_CODE_ERROR") && !strncmp(status_msg(span), type, n) && status_msg(span)[n] == ':';
+  return c && !strcmp(c, "STATUS_CODE_ERROR") && !strncmp(tu_status_msg(span), type, n) && tu_status_msg(span)[n] == ':';
 }
 
 static int is_prefix(const char *p, size_t pn, const char *s, size_t sn) { return pn <= sn && memcmp(p, s, pn) == 0; }
@@ -172,7 +164,7 @@ static void check_trace(cJSON *t) {
   int ok_ = 1;
   g_traces++;
   cJSON *spans = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "data"), "spans");
-  const char *trace_id = str(cJSON_GetObjectItemCaseSensitive(t, "info"), "trace_id");
+  const char *trace_id = tu_str(cJSON_GetObjectItemCaseSensitive(t, "info"), "trace_id");
   cJSON *root = NULL, *s;
   int roots = 0;
   cJSON_ArrayForEach(s, spans) {
@@ -184,10 +176,10 @@ static void check_trace(cJSON *t) {
   }
   CHECK(F_TRACE, roots == 1, "%s: %d roots", trace_id, roots);
   if (roots != 1) return;
-  CHECK(F_TRACE, str(root, "name") && !strcmp(str(root, "name"), "GET /ask"), "%s: root is %s", trace_id,
-        str(root, "name"));
+  CHECK(F_TRACE, tu_str(root, "name") && !strcmp(tu_str(root, "name"), "GET /ask"), "%s: root is %s", trace_id,
+        tu_str(root, "name"));
   cJSON *in = attr_json(root, "mlflow.spanInputs");
-  const char *uri = str(in, "uri");
+  const char *uri = tu_str(in, "uri");
   const char *idp = uri ? strstr(uri, "id=") : NULL;
   const char *qp = uri ? strstr(uri, "&q=") : NULL;
   char id[32] = "", q[128] = "";
@@ -207,40 +199,40 @@ static void check_trace(cJSON *t) {
   char answer[256];
   snprintf(answer, sizeof answer, "Echo: id=%s q=%s \xE2\x9C\x93", id, q);
 
-  const char *root_tid = str(root, "trace_id"), *root_id = str(root, "span_id");
+  const char *root_tid = tu_str(root, "trace_id"), *root_id = tu_str(root, "span_id");
   int n_retrieve = 0, n_gather = 0, n_build = 0, n_llm = 0, shards = 0;
   cJSON *llm = NULL;
   cJSON_ArrayForEach(s, spans) {
-    const char *name = str(s, "name");
-    CHECK(F_SPAN, root_tid && str(s, "trace_id") && !strcmp(str(s, "trace_id"), root_tid),
-          "%s: span %s in trace %s", trace_id, name, str(s, "trace_id"));
+    const char *name = tu_str(s, "name");
+    CHECK(F_SPAN, root_tid && tu_str(s, "trace_id") && !strcmp(tu_str(s, "trace_id"), root_tid),
+          "%s: span %s in trace %s", trace_id, name, tu_str(s, "trace_id"));
     if (s == root) continue;
-    CHECK(F_SPAN, str(s, "parent_span_id") && !strcmp(str(s, "parent_span_id"), root_id),
-          "%s: span %s under %s, not the request span", trace_id, name, str(s, "parent_span_id"));
+    CHECK(F_SPAN, tu_str(s, "parent_span_id") && !strcmp(tu_str(s, "parent_span_id"), root_id),
+          "%s: span %s under %s, not the request span", trace_id, name, tu_str(s, "parent_span_id"));
     if (!name) name = "";
     if (!strcmp(name, "retrieve")) {
       n_retrieve++;
       cJSON *ri = attr_json(s, "mlflow.spanInputs");
-      const char *rid_s = str(ri, "id");
+      const char *rid_s = tu_str(ri, "id");
       cJSON *sh = cJSON_GetObjectItemCaseSensitive(ri, "shard");
       CHECK(F_SPAN, rid_s && !strcmp(rid_s, id), "%s: retrieve span of request %s in the trace of %s", trace_id,
             rid_s, id);
       if (cJSON_IsNumber(sh) && sh->valueint >= 0 && sh->valueint < 3) shards |= 1 << sh->valueint;
       cJSON_Delete(ri);
-      CHECK(F_SPAN, is_ok(s), "%s: retrieve span %s", trace_id, status_msg(s));
+      CHECK(F_SPAN, is_ok(s), "%s: retrieve span %s", trace_id, tu_status_msg(s));
     } else if (!strcmp(name, "gather") || !strcmp(name, "build_prompt")) {
       if (name[0] == 'g')
         n_gather++;
       else
         n_build++;
       CHECK(F_SPAN, attr_str_is(s, "ask.id", id), "%s: %s span not of request %s", trace_id, name, id);
-      CHECK(F_SPAN, is_ok(s), "%s: %s span %s", trace_id, name, status_msg(s));
+      CHECK(F_SPAN, is_ok(s), "%s: %s span %s", trace_id, name, tu_status_msg(s));
     } else if (!strcmp(name, "chat.completions")) {
       n_llm++;
       llm = s;
       cJSON *li = attr_json(s, "mlflow.spanInputs");
       cJSON *m1 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(li, "messages"), 1);
-      const char *content = str(m1, "content");
+      const char *content = tu_str(m1, "content");
       char want[48];
       snprintf(want, sizeof want, "id=%s ", id);
       CHECK(F_SPAN, content && !strncmp(content, want, strlen(want)), "%s: LLM span asked \"%s\", not request %s",
@@ -265,25 +257,25 @@ static void check_trace(cJSON *t) {
   cJSON *lo = llm ? attr_json(llm, "mlflow.spanOutputs") : NULL;
   cJSON *msg = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(lo, "choices"), 0),
                                                 "message");
-  llm_text = str(msg, "content");
+  llm_text = tu_str(msg, "content");
   /* The reply the client should get: the LLM's answer, or "busy" when the
    * work queue refused one of its jobs (some retrieve span is missing). */
   if (n_retrieve < 3 && n_llm == 0) snprintf(answer, sizeof answer, "busy\n");
   size_t answer_len = strlen(answer);
 
   if (r->outcome == O_OK && r->status == 200) {
-    CHECK(F_TRACE, is_ok(root), "%s: request %s complete but span %s", trace_id, id, status_msg(root));
+    CHECK(F_TRACE, is_ok(root), "%s: request %s complete but span %s", trace_id, id, tu_status_msg(root));
     CHECK(F_TRACE, !r->partial_record && on == r->body_len && memcmp(o, r->body, on) == 0,
           "%s: output \"%s\" but the client received \"%s\"", trace_id, o, r->body);
     CHECK(F_TRACE, r->body_len == answer_len && memcmp(r->body, answer, answer_len) == 0,
           "%s: client received \"%s\", expected \"%s\"", trace_id, r->body, answer);
     CHECK(F_TRACE, n_retrieve == 3 && n_gather == 3 && n_build == 1 && n_llm == 1, "%s: %d/%d/%d/%d spans", trace_id,
           n_retrieve, n_gather, n_build, n_llm);
-    CHECK(F_TRACE, llm && is_ok(llm), "%s: LLM span %s", trace_id, llm ? status_msg(llm) : "missing");
+    CHECK(F_TRACE, llm && is_ok(llm), "%s: LLM span %s", trace_id, llm ? tu_status_msg(llm) : "missing");
     CHECK(F_TRACE, llm_text && !strcmp(llm_text, o), "%s: LLM content \"%s\" != output \"%s\"", trace_id, llm_text, o);
   } else if (r->outcome == O_OK && r->status == 503) {
     g_overloaded += err_is(root, "Overloaded");
-    CHECK(F_TRACE, err_is(root, "Overloaded"), "%s: 503 but span %s", trace_id, status_msg(root));
+    CHECK(F_TRACE, err_is(root, "Overloaded"), "%s: 503 but span %s", trace_id, tu_status_msg(root));
     CHECK(F_TRACE, n_llm == 0 && n_retrieve < 3, "%s: 503 after %d retrievals and %d LLM calls", trace_id, n_retrieve,
           n_llm);
     CHECK(F_TRACE, on == r->body_len && memcmp(o, r->body, on) == 0 && !strcmp(o, "busy\n"),
@@ -295,7 +287,7 @@ static void check_trace(cJSON *t) {
       CHECK(F_TRACE, on == answer_len && memcmp(o, answer, on) == 0, "%s: complete output \"%s\"", trace_id, o);
     } else {
       CHECK(F_TRACE, err_is(root, want), "%s: %s request ended %s", trace_id,
-            r->outcome == O_HANGUP ? "hung-up" : "server-closed", status_msg(root));
+            r->outcome == O_HANGUP ? "hung-up" : "server-closed", tu_status_msg(root));
       if (err_is(root, want)) *(r->outcome == O_HANGUP ? &g_client_disc : &g_shutdown) += 1;
     }
     CHECK(F_TRACE, is_prefix(r->body, r->body_len, o, on), "%s: client received \"%s\", not a prefix of \"%s\"",
@@ -303,7 +295,7 @@ static void check_trace(cJSON *t) {
     CHECK(F_TRACE, is_prefix(o, on, answer, answer_len), "%s: output \"%s\" is not a prefix of the answer", trace_id, o);
     if (llm && !is_ok(llm)) {
       g_llm_cancelled += err_is(llm, "CancelledError");
-      CHECK(F_TRACE, err_is(llm, "CancelledError"), "%s: LLM span %s", trace_id, status_msg(llm));
+      CHECK(F_TRACE, err_is(llm, "CancelledError"), "%s: LLM span %s", trace_id, tu_status_msg(llm));
     }
     if (llm && !is_ok(root)) {
       /* The upstream call is cancelled as the request span ends: no token
@@ -312,7 +304,7 @@ static void check_trace(cJSON *t) {
       const cJSON *end = cJSON_GetObjectItemCaseSensitive(root, "end_time_unix_nano"), *ev;
       long late = 0;
       cJSON_ArrayForEach(ev, cJSON_GetObjectItemCaseSensitive(llm, "events")) {
-        const char *en = str(ev, "name");
+        const char *en = tu_str(ev, "name");
         const cJSON *tm = cJSON_GetObjectItemCaseSensitive(ev, "time_unix_nano");
         if (en && !strncmp(en, "mlflow.chunk.item.", 18) && cJSON_IsNumber(tm) && cJSON_IsNumber(end) &&
             tm->valuedouble > end->valuedouble + 1000)

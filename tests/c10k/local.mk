@@ -18,7 +18,7 @@ tests_c10k_c10k_load_LDADD = $(LIBEVENT_LIBS)
 
 check_PROGRAMS += tests/c10k/c10k-check
 tests_c10k_c10k_check_SOURCES = tests/c10k/c10k-check.c
-tests_c10k_c10k_check_CFLAGS = $(AM_CFLAGS) $(CJSON_CFLAGS)
+tests_c10k_c10k_check_CFLAGS = $(AM_CFLAGS) $(CJSON_CFLAGS) -I$(top_srcdir)/tests/harness
 tests_c10k_c10k_check_LDADD = $(CJSON_LIBS)
 
 TESTS += tests/c10k/test_c10k.sh

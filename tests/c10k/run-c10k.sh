@@ -100,17 +100,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# Wait until $1 has a "listening on ...:PORT" line; print PORT.
-wait_port() {
-  i=0
-  while [ $i -lt 600 ]; do
-    p=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$1" 2>/dev/null | head -1)
-    if [ -n "$p" ]; then echo "$p"; return 0; fi
-    i=$((i + 1))
-    sleep 0.05
-  done
-  return 1
-}
+# wait_port FILE: the port of a "listening on ...:PORT" line (tests/harness/tap.sh).
+. "$(dirname "$0")/../harness/tap.sh"
+wait_port() { tap_wait_port "$1"; }
 
 # calc FORMAT EXPR: awk arithmetic (NaN and infinities print as 0).
 calc() { awk -v f="$1" "BEGIN { x = ($2); if (x != x || x == x + 1) x = 0; printf(f, x) }" 2>/dev/null || echo 0; }

@@ -39,27 +39,15 @@ rm -rf "$tmp"
 mkdir "$tmp" || exit 99
 trap 'rm -rf "$tmp"' 0
 trap 'exit 130' INT TERM
-tap=$tmp/tap
-: >"$tap"
-
-n=0
-failed=0
-pass() { n=$((n + 1)); echo "ok $n - $1" >>"$tap"; }
-fail() {
-  n=$((n + 1))
-  failed=$((failed + 1))
-  echo "not ok $n - $1" >>"$tap"
-  # Diagnostics: the last command's output (TAP comments).
-  if [ -f "$tmp/out" ]; then sed -n '1,15s/^/# out: /p' "$tmp/out" >>"$tap"; fi
-  if [ -f "$tmp/err" ]; then sed -n '1,15s/^/# err: /p' "$tmp/err" >>"$tap"; fi
-  echo "# rc=$rc" >>"$tap"
+. "$here/../harness/tap.sh"
+# Diagnostics of a failed check: the last command's output (TAP comments).
+tap_fail_hook() {
+  if [ -f "$tmp/out" ]; then sed -n '1,15s/^/# out: /p' "$tmp/out"; fi
+  if [ -f "$tmp/err" ]; then sed -n '1,15s/^/# err: /p' "$tmp/err"; fi
+  echo "# rc=$rc"
 }
-skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2" >>"$tap"; }
-check() {
-  desc=$1
-  shift
-  if "$@"; then pass "$desc"; else fail "$desc"; fi
-}
+check() { tap_check "$@"; }
+skip() { tap_skip "$@"; }
 
 # run ARGS...: runs mltrace; stdout in $tmp/out, stderr in $tmp/err, status in $rc.
 rc=0
@@ -331,6 +319,4 @@ else
   done
 fi
 
-echo "1..$n"
-cat "$tap"
-[ "$failed" -eq 0 ]
+tap_done

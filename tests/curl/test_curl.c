@@ -4,16 +4,70 @@
  * driver; faults (HTTP errors, disconnects, timeouts, refused connections,
  * short writes, malformed events); cancellation; 50 concurrent streams on
  * one loop.  Traces are read back from the in-memory store. */
+#include <mltrace/curl.h>
+#include <mltrace/sse.h>
+
+#include <signal.h>
+
 #include <event2/event.h>
 
-#include "curltest.h"
+#include "buf.h"
+#include "net.h"
+#include "proc.h"
+#include "testutil.h"
+
+/* fake-openai's chat completions URL (set by main()). */
+static char ct_url[256];
+
+/* ---- request bodies ---------------------------------------------------- */
+
+/* {"model":"m","stream":S,[stream_options],"messages":[{"role":"user","content":MSG}]} */
+static char *ct_body(const char *msg, int stream, int include_usage) {
+  cJSON *req = cJSON_CreateObject();
+  cJSON_AddStringToObject(req, "model", "test-model");
+  if (stream) cJSON_AddBoolToObject(req, "stream", 1);
+  if (include_usage) cJSON_AddBoolToObject(cJSON_AddObjectToObject(req, "stream_options"), "include_usage", 1);
+  cJSON *msgs = cJSON_AddArrayToObject(req, "messages");
+  cJSON *sys = cJSON_CreateObject(), *m = cJSON_CreateObject();
+  cJSON_AddStringToObject(sys, "role", "system");
+  cJSON_AddStringToObject(sys, "content", "Be brief.");
+  cJSON_AddStringToObject(m, "role", "user");
+  cJSON_AddStringToObject(m, "content", msg);
+  cJSON_AddItemToArray(msgs, sys);
+  cJSON_AddItemToArray(msgs, m);
+  char *t = cJSON_PrintUnformatted(req);
+  cJSON_Delete(req);
+  return t;
+}
+
+/* An easy handle aimed at the fake server. */
+static CURL *ct_easy(void) {
+  CURL *h = curl_easy_init();
+  REQUIRE(h != NULL);
+  curl_easy_setopt(h, CURLOPT_URL, ct_url);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 20000L);
+  return h;
+}
+
+/* The assembled chat.completion of raw SSE bytes, by a fresh aggregator. */
+static char *ct_assemble(const char *bytes, size_t len) {
+  mlt_chat_stream *s = NULL;
+  REQUIRE(mlt_chat_stream_new(&s) == MLT_OK);
+  mlt_chat_stream_feed(s, bytes, len);
+  mlt_chat_stream_finish(s);
+  char *r = mlt_chat_stream_result_json(s, NULL);
+  mlt_chat_stream_free(s);
+  return r;
+}
+
 
 /* ---- one traced call, synchronously ------------------------------------ */
 
 typedef struct sync_result {
   CURLcode cc;
   int status;
-  ct_buf bytes; /* what the write callback received */
+  th_buf bytes; /* what the write callback received */
   char *error;
   char *result_json;
   char *content;
@@ -39,7 +93,7 @@ static sync_result run_call(const mlt_context *parent, const mlt_curl_options *o
   if (tweak) tweak(h);
   mlt_curl_call *call = NULL;
   REQUIRE_EQ_INT(mlt_curl_call_new(h, parent, opts, body, MLT_NTS, headers, &call), MLT_OK);
-  mlt_curl_call_set_write_fn(call, ct_write, &r.bytes);
+  mlt_curl_call_set_write_fn(call, th_buf_write, &r.bytes);
   r.cc = mlt_curl_perform(call);
   CHECK(mlt_curl_call_is_done(call));
   r.status = mlt_curl_call_status(call);
@@ -78,7 +132,7 @@ TEST(easy_stream_span_and_previews) {
   cJSON *t;
   cJSON *sp = only_span(&t);
   CHECK_EQ_STR(tu_str(sp, "name"), "chat.completions");
-  CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_OK");
+  CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_OK");
   CHECK_EQ_STR(tu_attr(sp, "mlflow.spanType"), "\"CHAT_MODEL\"");
   CHECK_EQ_STR(tu_attr(sp, "mlflow.message.format"), "\"openai\"");
   CHECK_EQ_STR(tu_attr(sp, "mlflow.llm.model"), "\"test-model\"");
@@ -103,12 +157,12 @@ TEST(easy_stream_span_and_previews) {
   CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(choice, "message"), "role"), "assistant");
   CHECK_EQ_STR(tu_str(choice, "finish_reason"), "stop");
   /* one chunk event per chunk: role + 4 tokens ("Echo", ": hi", " the", "re ✓"?) + finish + usage */
-  int chunks = ct_nevents_named(sp, "mlflow.chunk.item.");
+  int chunks = tu_nevents(sp, "mlflow.chunk.item.");
   CHECK(chunks >= 5);
   char want[32];
   snprintf(want, sizeof want, "%d", chunks);
   CHECK_EQ_STR(tu_attr(sp, "mltrace.sse.chunks"), want);
-  CHECK(ct_event(sp, "mlflow.chunk.item.0") != NULL);
+  CHECK(tu_event(sp, "mlflow.chunk.item.0") != NULL);
   /* usage: from the usage chunk, once; the trace total equals it */
   CHECK(r.usage != NULL);
   CHECK_EQ_STR(tu_attr(sp, "mlflow.chat.tokenUsage"), r.usage);
@@ -129,11 +183,11 @@ TEST(easy_stream_span_and_previews) {
 /* Capture the request headers curl sent (CURLOPT_DEBUGFUNCTION). */
 static int debug_headers(CURL *h, curl_infotype type, char *data, size_t size, void *ud) {
   (void)h;
-  if (type == CURLINFO_HEADER_OUT) ct_add(ud, data, size);
+  if (type == CURLINFO_HEADER_OUT) th_buf_add(ud, data, size);
   return 0;
 }
 
-static ct_buf sent_headers;
+static th_buf sent_headers;
 static void tweak_debug(CURL *h) {
   curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, debug_headers);
   curl_easy_setopt(h, CURLOPT_DEBUGDATA, &sent_headers);
@@ -240,7 +294,7 @@ TEST(easy_non_streaming_json) {
   r.bytes.p[--r.bytes.len] = '\0';
   CHECK_EQ_STR(tu_attr(sp, "mlflow.spanOutputs"), r.bytes.p);
   CHECK_EQ_STR(r.result_json, r.bytes.p);
-  CHECK_EQ_INT(ct_nevents_named(sp, "mlflow.chunk.item."), 0);
+  CHECK_EQ_INT(tu_nevents(sp, "mlflow.chunk.item."), 0);
   CHECK(tu_attr(sp, "gen_ai.response.time_to_first_chunk") == NULL);
   CHECK(tu_attr(sp, "mlflow.chat.tokenUsage") != NULL);
   CHECK_EQ_STR(tu_meta(t, "mlflow.trace.tokenUsage"), tu_attr(sp, "mlflow.chat.tokenUsage"));
@@ -293,9 +347,9 @@ TEST(easy_http_error_is_error_with_body) {
   REQUIRE(r.error != NULL);
   CHECK(strncmp(r.error, "HTTPError: HTTP 500: ", 21) == 0);
   cJSON *sp = only_span(NULL);
-  CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_ERROR");
-  CHECK_EQ_STR(ct_status_msg(sp), r.error);
-  CHECK(ct_event(sp, "exception") != NULL);
+  CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_ERROR");
+  CHECK_EQ_STR(tu_status_msg(sp), r.error);
+  CHECK(tu_event(sp, "exception") != NULL);
   CHECK_EQ_STR(tu_attr(sp, "http.response.status_code"), "500");
   /* the error body is the output (JSON: not parsed as a stream) */
   cJSON *out = tu_attr_json(sp, "mlflow.spanOutputs");
@@ -319,9 +373,9 @@ TEST(easy_disconnect_mid_stream_keeps_partial_output) {
   REQUIRE(r.error != NULL);
   CHECK(strncmp(r.error, "CurlError: ", 11) == 0);
   cJSON *sp = only_span(NULL);
-  CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_ERROR");
+  CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_ERROR");
   /* partial output: the 3 chunks that arrived (role, "Echo", ": a ") */
-  CHECK_EQ_INT(ct_nevents_named(sp, "mlflow.chunk.item."), 3);
+  CHECK_EQ_INT(tu_nevents(sp, "mlflow.chunk.item."), 3);
   cJSON *out = tu_attr_json(sp, "mlflow.spanOutputs");
   cJSON *msg = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(out, "choices"), 0), "message");
   CHECK_EQ_STR(tu_str(msg, "content"), "Echo: a ");
@@ -348,10 +402,10 @@ TEST(easy_timeout_is_error) {
   CHECK_EQ_INT(r.cc, CURLE_OPERATION_TIMEDOUT);
   CHECK_EQ_INT(r.status, MLT_ETIMEDOUT);
   cJSON *sp = only_span(NULL);
-  CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_ERROR");
-  CHECK(strstr(ct_status_msg(sp), "curl error 28") != NULL);
+  CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_ERROR");
+  CHECK(strstr(tu_status_msg(sp), "curl error 28") != NULL);
   /* the chunks that arrived: a partial output */
-  CHECK(ct_nevents_named(sp, "mlflow.chunk.item.") >= 1);
+  CHECK(tu_nevents(sp, "mlflow.chunk.item.") >= 1);
   CHECK(tu_attr(sp, "mlflow.spanOutputs") != NULL);
   sync_free(&r);
   cJSON_free(body);
@@ -359,17 +413,8 @@ TEST(easy_timeout_is_error) {
 }
 
 static void tweak_refused(CURL *h) {
-  /* a port nobody listens on: bind one, read its number, close it */
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, (struct sockaddr *)&a, sizeof a);
-  socklen_t al = sizeof a;
-  getsockname(fd, (struct sockaddr *)&a, &al);
-  close(fd);
-  char url[128];
-  snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", ntohs(a.sin_port));
+  char url[128]; /* a port nobody listens on */
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", th_unused_port());
   curl_easy_setopt(h, CURLOPT_URL, url);
 }
 
@@ -381,7 +426,7 @@ TEST(easy_connection_refused) {
   CHECK_EQ_INT(r.status, MLT_EIO);
   CHECK_EQ_INT(r.http, 0);
   cJSON *sp = only_span(NULL);
-  CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_ERROR");
+  CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_ERROR");
   CHECK(tu_attr(sp, "mlflow.spanOutputs") == NULL);
   CHECK(tu_attr(sp, "http.response.status_code") == NULL);
   CHECK(tu_attr(sp, "mlflow.spanInputs") != NULL);
@@ -392,11 +437,11 @@ TEST(easy_connection_refused) {
 
 /* A write callback that accepts the first 40 bytes, then a short count. */
 static size_t short_write(char *ptr, size_t size, size_t nmemb, void *ud) {
-  ct_buf *b = ud;
+  th_buf *b = ud;
   size_t n = size * nmemb;
   if (b->len >= 40) return 0;
   size_t take = b->len + n > 40 ? 40 - b->len : n;
-  ct_add(b, ptr, take);
+  th_buf_add(b, ptr, take);
   return take;
 }
 
@@ -405,7 +450,7 @@ TEST(easy_short_write_propagates) {
   tu_init();
   CURL *h = ct_easy();
   char *body = ct_body("short", 1, 0);
-  ct_buf got = {0};
+  th_buf got = {0};
   mlt_curl_call *call = NULL;
   REQUIRE_EQ_INT(mlt_curl_call_new(h, NULL, NULL, body, MLT_NTS, NULL, &call), MLT_OK);
   mlt_curl_call_set_write_fn(call, short_write, &got);
@@ -416,11 +461,11 @@ TEST(easy_short_write_propagates) {
   CHECK(mlt_curl_call_from_easy(h) == NULL);
   mlt_curl_call_free(call);
   cJSON *sp = only_span(NULL);
-  CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_ERROR");
+  CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_ERROR");
   CHECK_EQ_STR(tu_attr(sp, "http.response.body.size"), "40");
   /* reuse the handle without tracing: nothing of the call remains on it */
-  ct_buf again = {0};
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, ct_write);
+  th_buf again = {0};
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, th_buf_write);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &again);
   curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
   CHECK_EQ_INT(curl_easy_perform(h), CURLE_OK);
@@ -433,7 +478,7 @@ TEST(easy_short_write_propagates) {
 }
 
 typedef struct delta_log {
-  ct_buf text;
+  th_buf text;
   int calls, with_text, stop_after;
   mlt_curl_call *call;
 } delta_log;
@@ -445,7 +490,7 @@ static int on_delta(mlt_curl_call *call, const char *json, size_t len, const cha
   CHECK(delta[dlen] == '\0');
   d->calls++;
   if (dlen) d->with_text++;
-  ct_add(&d->text, delta, dlen);
+  th_buf_add(&d->text, delta, dlen);
   CHECK(mlt_span_is_none(mlt_current_span())); /* nothing thread-local */
   return d->stop_after && d->calls >= d->stop_after;
 }
@@ -500,7 +545,7 @@ TEST(easy_delta_hook_abort_is_cancel) {
   mlt_curl_call_free(call);
   curl_easy_cleanup(h);
   cJSON *sp = only_span(NULL);
-  CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_ERROR");
+  CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_ERROR");
   CHECK(tu_attr(sp, "mlflow.spanOutputs") != NULL);
   free(d.text.p);
   cJSON_free(body);
@@ -536,7 +581,7 @@ TEST(easy_max_chunk_events_and_body_limit) {
     s1 = s2;
     s2 = x;
   }
-  CHECK_EQ_INT(ct_nevents_named(s1, "mlflow.chunk.item."), 10);
+  CHECK_EQ_INT(tu_nevents(s1, "mlflow.chunk.item."), 10);
   CHECK_EQ_STR(tu_attr(s1, "mltrace.sse.chunks"), "2002");
   /* the 8 KB answer is cut by the core's max_value_bytes */
   CHECK(strstr(tu_attr(s1, "mlflow.spanOutputs"), "truncated") != NULL);
@@ -553,13 +598,13 @@ TEST(easy_max_chunk_events_and_body_limit) {
 /* ---- the chunk callback: choices and tool calls kept apart -------------- */
 
 typedef struct chunk_log {
-  ct_buf text[4];         /* content per choice index */
-  ct_buf args[2][4];      /* tool-call arguments per (choice 0..1, call 0..3) */
+  th_buf text[4];         /* content per choice index */
+  th_buf args[2][4];      /* tool-call arguments per (choice 0..1, call 0..3) */
   char ids[4][32], names[4][32];
   int chunks, usage_chunks, empty_chunks, finish[4];
-  ct_buf events;          /* event types, one per line */
+  th_buf events;          /* event types, one per line */
   int api;
-  ct_buf delta0;          /* what the old delta callback got */
+  th_buf delta0;          /* what the old delta callback got */
 } chunk_log;
 
 static int on_chunk_cb(mlt_curl_call *call, const mlt_curl_chunk *ch, void *ud) {
@@ -569,19 +614,19 @@ static int on_chunk_cb(mlt_curl_call *call, const mlt_curl_chunk *ch, void *ud) 
   CHECK(ch->event[ch->event_len] == '\0');
   l->chunks++;
   l->api = ch->api;
-  ct_add(&l->events, ch->event, ch->event_len);
-  ct_add(&l->events, "\n", 1);
+  th_buf_add(&l->events, ch->event, ch->event_len);
+  th_buf_add(&l->events, "\n", 1);
   if (ch->has_usage) l->usage_chunks++;
   if (!ch->n_choices) l->empty_chunks++;
   for (size_t i = 0; i < ch->n_choices; i++) {
     const mlt_curl_choice_delta *d = &ch->choices[i];
     REQUIRE(d->index >= 0 && d->index < 4);
-    ct_add(&l->text[d->index], d->content, d->content_len);
+    th_buf_add(&l->text[d->index], d->content, d->content_len);
     if (*d->finish_reason) l->finish[d->index]++;
     for (size_t k = 0; k < d->n_tool_calls; k++) {
       const mlt_curl_tool_delta *t = &d->tool_calls[k];
       REQUIRE(t->index >= 0 && t->index < 4 && d->index < 2);
-      ct_add(&l->args[d->index][t->index], t->arguments, t->arguments_len);
+      th_buf_add(&l->args[d->index][t->index], t->arguments, t->arguments_len);
       if (*t->id) snprintf(l->ids[t->index], sizeof l->ids[0], "%s", t->id);
       if (*t->name) snprintf(l->names[t->index], sizeof l->names[0], "%s", t->name);
     }
@@ -592,7 +637,7 @@ static int on_chunk_cb(mlt_curl_call *call, const mlt_curl_chunk *ch, void *ud) 
 static int on_delta0(mlt_curl_call *call, const char *json, size_t len, const char *delta, size_t dlen, void *ud) {
   chunk_log *l = ud;
   (void)call, (void)json, (void)len;
-  ct_add(&l->delta0, delta, dlen);
+  th_buf_add(&l->delta0, delta, dlen);
   return 0;
 }
 
@@ -609,7 +654,7 @@ static void chunk_log_free(chunk_log *l) {
 /* One streamed call to @p path with both callbacks logging. */
 static int logged_call(const char *path, const char *body, const char *header, chunk_log *l, char **result) {
   char url[256];
-  snprintf(url, sizeof url, "http://127.0.0.1:%d%s", ct_fake_port, path);
+  snprintf(url, sizeof url, "http://127.0.0.1:%d%s", th_fake_port, path);
   CURL *h = ct_easy();
   curl_easy_setopt(h, CURLOPT_URL, url);
   struct curl_slist *hdr = header ? curl_slist_append(NULL, header) : NULL;
@@ -649,7 +694,7 @@ TEST(chunk_callback_keeps_choices_apart) {
   cJSON *choices = cJSON_GetObjectItem(tu_attr_json(sp, "mlflow.spanOutputs"), "choices");
   REQUIRE_EQ_INT(cJSON_GetArraySize(choices), 2);
   CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(cJSON_GetArrayItem(choices, 1), "message"), "content"), l.text[1].p);
-  CHECK_EQ_INT(ct_nevents_named(sp, "mlflow.chunk.item."), l.chunks);
+  CHECK_EQ_INT(tu_nevents(sp, "mlflow.chunk.item."), l.chunks);
   chunk_log_free(&l);
   tu_done();
 }
@@ -672,7 +717,7 @@ TEST(chunk_callback_reports_tool_call_deltas) {
   CHECK(l.text[0].p == NULL || !*l.text[0].p);
   CHECK_EQ_INT(l.finish[0], 1);
   cJSON *sp = only_span(NULL);
-  CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_OK");
+  CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_OK");
   chunk_log_free(&l);
   tu_done();
 }
@@ -696,7 +741,7 @@ TEST(responses_stream_recorded_as_mlflow_autolog_does) {
   CHECK_EQ_INT(l.usage_chunks, 1);
   cJSON *sp = only_span(NULL);
   CHECK_EQ_STR(tu_str(sp, "name"), "responses");
-  CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_OK");
+  CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_OK");
   /* Outputs: the final Response object (what response.completed carried). */
   cJSON *out = tu_attr_json(sp, "mlflow.spanOutputs");
   CHECK_EQ_STR(tu_str(out, "object"), "response");
@@ -716,7 +761,7 @@ TEST(responses_stream_recorded_as_mlflow_autolog_does) {
   CHECK(cJSON_IsObject(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(tools, 0), "function"), "parameters")));
   CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(cJSON_GetArrayItem(tools, 1), "function"), "name"), "web_search_preview");
   CHECK_EQ_STR(tu_attr(sp, "mlflow.llm.model"), "\"m\"");
-  CHECK_EQ_INT(ct_nevents_named(sp, "mlflow.chunk.item."), l.chunks);
+  CHECK_EQ_INT(tu_nevents(sp, "mlflow.chunk.item."), l.chunks);
   free(result);
   chunk_log_free(&l);
   tu_done();
@@ -748,12 +793,12 @@ TEST(responses_function_calls_cuts_and_errors) {
   /* Not streamed: the Response as outputs, its text as the content. */
   sync_result r = {0};
   char url[256];
-  snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/responses", ct_fake_port);
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/responses", th_fake_port);
   CURL *h = ct_easy();
   curl_easy_setopt(h, CURLOPT_URL, url);
   mlt_curl_call *call = NULL;
   REQUIRE_EQ_INT(mlt_curl_call_new(h, NULL, NULL, "{\"model\":\"m\",\"input\":\"hi\"}", MLT_NTS, NULL, &call), MLT_OK);
-  mlt_curl_call_set_write_fn(call, ct_write, &r.bytes);
+  mlt_curl_call_set_write_fn(call, th_buf_write, &r.bytes);
   CHECK_EQ_INT(mlt_curl_perform(call), CURLE_OK);
   CHECK_EQ_STR(mlt_curl_call_content(call, NULL), "Echo: hi \xE2\x9C\x93");
   CHECK_EQ_STR(mlt_curl_call_finish_reason(call), "completed");
@@ -770,17 +815,17 @@ TEST(responses_function_calls_cuts_and_errors) {
     cJSON *out = tu_attr_json(sp, "mlflow.spanOutputs");
     const char *msg = tu_str(cJSON_GetObjectItem(sp, "status"), "message");
     if (i == 1) {
-      CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_ERROR");
+      CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_ERROR");
       CHECK(msg && strncmp(msg, "CurlError", 9) == 0);
       CHECK_EQ_STR(tu_str(out, "status"), "in_progress");
       cJSON *part = cJSON_GetArrayItem(
           cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(out, "output"), 0), "content"), 0);
       CHECK_EQ_STR(tu_str(part, "text"), "Echo: a "); /* the partial text */
     } else if (i == 2) {
-      CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_ERROR");
+      CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_ERROR");
       CHECK(msg && strstr(msg, "APIError: ") && strstr(msg, "injected by X-Fake-Error-After"));
     } else {
-      CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_OK");
+      CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_OK");
       CHECK_EQ_STR(tu_str(out, "status"), "completed");
     }
   }
@@ -791,9 +836,9 @@ TEST(responses_function_calls_cuts_and_errors) {
 
 static void run_fixture(const char *name, sync_result *r, int *port_out) {
   size_t len;
-  char *fx = ct_fixture(name, &len);
-  ct_raw srv;
-  ct_raw_start(&srv, "200 OK", "text/event-stream", fx, len, 1);
+  char *fx = th_fixture("sse", name, "", &len);
+  th_raw_server srv;
+  th_raw_server_start(&srv, "200 OK", "text/event-stream", fx, len, 1);
   free(fx);
   CURL *h = curl_easy_init();
   char url[128];
@@ -803,14 +848,14 @@ static void run_fixture(const char *name, sync_result *r, int *port_out) {
   char *body = ct_body("fixture", 1, 0);
   mlt_curl_call *call = NULL;
   REQUIRE_EQ_INT(mlt_curl_call_new(h, NULL, NULL, body, MLT_NTS, NULL, &call), MLT_OK);
-  mlt_curl_call_set_write_fn(call, ct_write, &r->bytes);
+  mlt_curl_call_set_write_fn(call, th_buf_write, &r->bytes);
   r->cc = mlt_curl_perform(call);
   r->status = mlt_curl_call_status(call);
   r->error = dup_or_null(mlt_curl_call_error(call));
   r->content = dup_or_null(mlt_curl_call_content(call, NULL));
   mlt_curl_call_free(call);
   curl_easy_cleanup(h);
-  ct_raw_stop(&srv);
+  th_raw_server_stop(&srv);
   cJSON_free(body);
   if (port_out) *port_out = srv.port;
 }
@@ -823,14 +868,14 @@ TEST(fixture_malformed_event_is_event_and_skipped) {
   CHECK_EQ_INT(r.status, MLT_OK);
   CHECK_EQ_STR(r.content, "One, two, three.");
   cJSON *sp = only_span(NULL);
-  CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_OK");
-  cJSON *ev = ct_event(sp, "mltrace.sse.malformed");
+  CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_OK");
+  cJSON *ev = tu_event(sp, "mltrace.sse.malformed");
   REQUIRE(ev != NULL);
   cJSON *a = cJSON_GetObjectItem(ev, "attributes");
   CHECK_EQ_STR(tu_str(a, "mltrace.sse.reason"), "invalid JSON");
   CHECK(strncmp(tu_str(a, "mltrace.sse.data"), "{\"id\":", 6) == 0);
   CHECK_EQ_STR(tu_attr(sp, "mltrace.sse.malformed"), "1");
-  CHECK_EQ_INT(ct_nevents_named(sp, "mlflow.chunk.item."), 8);
+  CHECK_EQ_INT(tu_nevents(sp, "mlflow.chunk.item."), 8);
   sync_free(&r);
   tu_done();
 }
@@ -843,7 +888,7 @@ TEST(fixture_error_event_is_error) {
   CHECK_EQ_INT(r.status, MLT_EHTTP);
   CHECK_EQ_STR(r.error, "APIError: The server had an error while processing your request. Sorry about that!");
   cJSON *sp = only_span(NULL);
-  CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_ERROR");
+  CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_ERROR");
   cJSON *out = tu_attr_json(sp, "mlflow.spanOutputs");
   cJSON *msg = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(out, "choices"), 0), "message");
   CHECK_EQ_STR(tu_str(msg, "content"), "Let me think");
@@ -860,7 +905,7 @@ TEST(fixture_truncated_stream_is_error) {
   CHECK_EQ_STR(r.error, "StreamError: stream ended without [DONE]");
   CHECK_EQ_STR(r.content, "Once upon a time");
   cJSON *sp = only_span(NULL);
-  CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_ERROR");
+  CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_ERROR");
   sync_free(&r);
   tu_done();
 }
@@ -889,9 +934,9 @@ TEST(fixture_usage_counted_once_under_parent) {
   mlt_span root = mlt_span_start("agent", MLT_SPAN_AGENT);
   mlt_context *ctx = mlt_context_capture(root);
   size_t len;
-  char *fx = ct_fixture("content_usage.sse", &len);
-  ct_raw srv;
-  ct_raw_start(&srv, "200 OK", "text/event-stream", fx, len, 1);
+  char *fx = th_fixture("sse", "content_usage.sse", "", &len);
+  th_raw_server srv;
+  th_raw_server_start(&srv, "200 OK", "text/event-stream", fx, len, 1);
   free(fx);
   CURL *h = curl_easy_init();
   char url[128];
@@ -906,7 +951,7 @@ TEST(fixture_usage_counted_once_under_parent) {
   char *want = strdup(usage);
   mlt_curl_call_free(call);
   curl_easy_cleanup(h);
-  ct_raw_stop(&srv);
+  th_raw_server_stop(&srv);
   mlt_context_release(ctx);
   mlt_span_end(root);
   REQUIRE_EQ_INT(tu_flush_count(), 1);
@@ -993,7 +1038,7 @@ TEST(argument_checks_and_free_before_perform) {
   curl_easy_cleanup(h);
   cJSON *sp = only_span(NULL);
   CHECK_EQ_STR(tu_attr(sp, "mlflow.spanInputs"), "\"not json\"");
-  CHECK_EQ_STR(ct_status_msg(sp), "CancelledError: call freed before the transfer completed");
+  CHECK_EQ_STR(tu_status_msg(sp), "CancelledError: call freed before the transfer completed");
   CHECK(tu_attr(sp, "url.full") == NULL);
   tu_done();
 }
@@ -1006,7 +1051,7 @@ TEST(own_multi_handle) {
   CURLM *m = curl_multi_init();
   enum { N = 4 };
   CURL *h[N];
-  ct_buf got[N];
+  th_buf got[N];
   char *bodies[N];
   memset(got, 0, sizeof got);
   for (int i = 0; i < N; i++) {
@@ -1016,7 +1061,7 @@ TEST(own_multi_handle) {
     h[i] = ct_easy();
     mlt_curl_call *call = NULL;
     REQUIRE_EQ_INT(mlt_curl_call_new(h[i], NULL, NULL, bodies[i], MLT_NTS, NULL, &call), MLT_OK);
-    mlt_curl_call_set_write_fn(call, ct_write, &got[i]);
+    mlt_curl_call_set_write_fn(call, th_buf_write, &got[i]);
     curl_multi_add_handle(m, h[i]);
   }
   int running = 1, finished = 0;
@@ -1067,8 +1112,8 @@ typedef struct xfer {
   CURL *easy;
   mlt_curl_call *call;
   char *body;
-  ct_buf bytes;
-  ct_buf deltas;
+  th_buf bytes;
+  th_buf deltas;
   int done_calls, status;
   mlt_span root;
   mlt_context *parent;
@@ -1094,7 +1139,7 @@ static int loop_delta(mlt_curl_call *call, const char *json, size_t len, const c
   (void)json, (void)len;
   xfer *x = ud;
   CHECK(x->call == call);
-  ct_add(&x->deltas, delta, dlen);
+  th_buf_add(&x->deltas, delta, dlen);
   CHECK(mlt_span_is_none(mlt_current_span()));
   lctx *lc = x->lc;
   if (lc->cancel_index == x->index && x->deltas.len > 0) {
@@ -1152,7 +1197,7 @@ static void start_xfer(lctx *lc, xfer *x, const char *extra_header) {
   if (extra_header) hdr = curl_slist_append(hdr, extra_header);
   REQUIRE_EQ_INT(mlt_curl_call_new(x->easy, x->parent, NULL, x->body, MLT_NTS, hdr, &x->call), MLT_OK);
   curl_slist_free_all(hdr);
-  mlt_curl_call_set_write_fn(x->call, ct_write, &x->bytes);
+  mlt_curl_call_set_write_fn(x->call, th_buf_write, &x->bytes);
   mlt_curl_call_set_delta_fn(x->call, loop_delta, x);
   REQUIRE_EQ_INT(mlt_curl_loop_add(lc->loop, x->call, loop_done, x), MLT_OK);
   CHECK_EQ_INT(mlt_curl_loop_add(lc->loop, x->call, loop_done, x), MLT_EINVAL);
@@ -1237,7 +1282,7 @@ TEST(loop_fifty_concurrent_streams) {
         strcmp(x->result, assembled) == 0)
       matched++;
     free(assembled);
-    CHECK_EQ_STR(ct_status_code(sp), "STATUS_CODE_OK");
+    CHECK_EQ_STR(tu_status_code(sp), "STATUS_CODE_OK");
     CHECK_EQ_STR(tu_meta(t, "mlflow.trace.tokenUsage"), tu_attr(sp, "mlflow.chat.tokenUsage"));
   }
   CHECK_EQ_INT(matched, N);
@@ -1304,7 +1349,7 @@ TEST(loop_cancel_hanging_transfer) {
   CHECK_EQ_INT(lc.x[0].done_calls, 1);
   CHECK_EQ_INT(lc.x[0].status, MLT_CURL_CANCELLED);
   cJSON *sp = only_span(NULL);
-  CHECK_EQ_STR(ct_status_msg(sp), "CancelledError: transfer cancelled");
+  CHECK_EQ_STR(tu_status_msg(sp), "CancelledError: transfer cancelled");
   lctx_free(&lc);
   tu_done();
 }
@@ -1329,7 +1374,7 @@ TEST(loop_cancel_from_delta_hook_is_deferred) {
   REQUIRE_EQ_INT(tu_flush_count(), 2);
   for (size_t k = 0; k < 2; k++) {
     cJSON *sp = cJSON_GetArrayItem(tu_spans(tu_trace(k)), 0);
-    CHECK_EQ_STR(ct_status_msg(sp), "CancelledError: transfer cancelled");
+    CHECK_EQ_STR(tu_status_msg(sp), "CancelledError: transfer cancelled");
   }
   lctx_free(&lc);
   tu_done();
@@ -1355,7 +1400,7 @@ TEST(loop_free_with_transfers_in_flight) {
   REQUIRE_EQ_INT(tu_flush_count(), N);
   for (size_t k = 0; k < N; k++) {
     cJSON *sp = cJSON_GetArrayItem(tu_spans(tu_trace(k)), 0);
-    CHECK_EQ_STR(ct_status_msg(sp), "CancelledError: loop freed before the transfer completed");
+    CHECK_EQ_STR(tu_status_msg(sp), "CancelledError: loop freed before the transfer completed");
   }
   lctx_free(&lc);
   tu_done();
@@ -1406,10 +1451,10 @@ TEST(loop_free_from_done_callback_and_disconnect) {
   int disconnect = 0, cancelled = 0, freed = 0;
   for (size_t k = 0; k < 4; k++) {
     cJSON *sp = cJSON_GetArrayItem(tu_spans(tu_trace(k)), 0);
-    const char *m = ct_status_msg(sp);
+    const char *m = tu_status_msg(sp);
     if (strncmp(m, "CurlError", 9) == 0) {
       disconnect++;
-      CHECK_EQ_INT(ct_nevents_named(sp, "mlflow.chunk.item."), 2);
+      CHECK_EQ_INT(tu_nevents(sp, "mlflow.chunk.item."), 2);
       CHECK(tu_attr(sp, "mlflow.spanOutputs") != NULL);
     }
     if (strcmp(m, "CancelledError: loop freed before the transfer completed") == 0) cancelled++;
@@ -1464,7 +1509,7 @@ static size_t pausing_write(char *ptr, size_t size, size_t nmemb, void *ud) {
     g_pause->paused_once = 1;
     return CURL_WRITEFUNC_PAUSE;
   }
-  ct_add(&x->bytes, ptr, size * nmemb);
+  th_buf_add(&x->bytes, ptr, size * nmemb);
   return size * nmemb;
 }
 
@@ -1482,7 +1527,7 @@ static void resume(evutil_socket_t fd, short kind, void *arg) {
 static int pause_delta(mlt_curl_call *call, const char *json, size_t len, const char *delta, size_t dlen, void *ud) {
   (void)call, (void)json, (void)len;
   pause_state *ps = ud;
-  ct_add(&ps->x->deltas, delta, dlen);
+  th_buf_add(&ps->x->deltas, delta, dlen);
   ps->deltas++;
   if (ps->add_in_delta && dlen) {
     ps->add_in_delta = 0;
@@ -1573,7 +1618,8 @@ TEST(loop_free_from_delta_inside_curl_easy_pause) {
 int main(int argc, char **argv) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
   signal(SIGPIPE, SIG_IGN);
-  if (ct_fake_start() != 0) printf("# fake-openai unavailable: its tests skip\n");
+  if (th_fake_openai_start() != 0) printf("# fake-openai unavailable: its tests skip\n");
+  snprintf(ct_url, sizeof ct_url, "http://127.0.0.1:%d/v1/chat/completions", th_fake_port);
   static const tap_test tests[] = {
       TAP_ENTRY(easy_stream_span_and_previews),
       TAP_ENTRY(easy_parent_traceparent_headers_and_secrets),
@@ -1611,7 +1657,7 @@ int main(int argc, char **argv) {
       TAP_END,
   };
   int rc = tap_main(argc, argv, tests);
-  ct_fake_stop();
+  th_fake_openai_stop();
   curl_global_cleanup();
   return rc;
 }

@@ -33,29 +33,16 @@ bound=
 command -v timeout >/dev/null 2>&1 && bound="timeout 300"
 $bound "$fake" --host 127.0.0.1 --port 0 --quiet >"$tmp/port" 2>"$tmp/fake.err" &
 pid=$!
-i=0
-while [ $i -lt 100 ] && ! grep -q listening "$tmp/port" 2>/dev/null; do
-  sleep 0.1
-  i=$((i + 1))
-done
-port=$(sed -n 's/.*://p' "$tmp/port" | head -1)
+. "$(dirname "$0")/../harness/tap.sh"
+port=$(tap_wait_port "$tmp/port")
 if [ -z "$port" ]; then
   echo "1..0 # SKIP fake-openai did not start"
   exit 0
 fi
 url=http://127.0.0.1:$port/v1/chat/completions
 
-# The valgrind run is not planned at all in sanitizer builds (a skip there
-# would count as a failure under CI=true).
-if [ -n "${MLT_SANITIZED:-}" ]; then echo "1..5"; else echo "1..6"; fi
-n=0
-ok() {
-  n=$((n + 1))
-  if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else
-    echo "not ok $n - $2"
-    for f in "$tmp/out" "$tmp/err"; do [ -f "$f" ] && sed -n '1,10s/^/# /p' "$f"; done
-  fi
-}
+tap_fail_hook() { tap_diag_file "$tmp/out" 10; tap_diag_file "$tmp/err" 10; }
+ok() { tap_ok "$@"; }
 
 # 1. a streamed answer, printed token by token
 MLTRACE_FILE=$tmp/traces.jsonl OPENAI_API_KEY=sk-EXAMPLESECRET \
@@ -83,8 +70,7 @@ if [ -x "$cli" ]; then
   "$cli" show "$tmp/traces.jsonl" >"$tmp/out" 2>"$tmp/err" && grep -q 'chat.completions' "$tmp/out"
   ok $? "mltrace show lists the span"
 else
-  n=$((n + 1))
-  echo "ok $n - mltrace show # SKIP lib/cli/mltrace not built"
+  tap_skip "mltrace show" "lib/cli/mltrace not built"
 fi
 
 # 5. an HTTP error: exit 1, trace state ERROR
@@ -94,7 +80,9 @@ rc=$?
 [ $rc -eq 1 ] && grep -q 'HTTPError: HTTP 404' "$tmp/err" && grep -q '"state": "ERROR"' "$tmp/traces.jsonl"
 ok $? "HTTP 404: the example fails and the trace is ERROR"
 
-# 6. under valgrind (when available): no leak, no error
+# 6. under valgrind (when available): no leak, no error.  Not planned at
+# all in sanitizer builds (a skip there would count as a failure under
+# CI=true).
 if [ -n "${MLT_SANITIZED:-}" ]; then
   :
 elif [ -n "$VALGRIND" ]; then
@@ -102,7 +90,6 @@ elif [ -n "$VALGRIND" ]; then
     "$example" "$url" "valgrind" >"$tmp/out" 2>"$tmp/err"
   ok $? "example under valgrind"
 else
-  n=$((n + 1))
-  echo "ok $n - example under valgrind # SKIP valgrind not installed"
+  tap_skip "example under valgrind" "valgrind not installed"
 fi
-exit 0
+tap_done

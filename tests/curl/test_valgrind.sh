@@ -15,18 +15,15 @@ tests="easy_stream_span_and_previews easy_disconnect_mid_stream_keeps_partial_ou
   loop_fifty_concurrent_streams loop_cancel_from_delta_hook_is_deferred loop_free_with_transfers_in_flight
   loop_free_from_done_callback_and_disconnect chunk_callback_keeps_choices_apart
   responses_function_calls_cuts_and_errors"
-echo "1..$(echo $tests | wc -w)"
-n=0
+. "$(dirname "$0")/../harness/tap.sh"
 for t in $tests; do
-  n=$((n + 1))
-  if [ ! -x "$top_builddir/$prog" ]; then echo "ok $n - $t # SKIP not built"; continue; fi
+  if [ ! -x "$top_builddir/$prog" ]; then tap_skip "$t" "not built"; continue; fi
   log="$top_builddir/$prog.$t.valgrind.log"
-  if TAP_ONLY=$t TAP_NOFORK=1 TAP_TIMEOUT_MULTIPLIER=20 "$top_builddir/libtool" --mode=execute "$VALGRIND" -q \
-       --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9 \
-       "$top_builddir/$prog" >"$log" 2>&1 && grep -q "^ok 1 - $t" "$log" && ! grep -q '^not ok' "$log"; then
-    echo "ok $n - $t is valgrind-clean"
+  if tap_valgrind "$prog" "$log" "$t"; then
+    tap_ok 0 "$t is valgrind-clean"
   else
-    echo "not ok $n - $t under valgrind (see $log)"
+    tap_ok 1 "$t under valgrind (see $log)"
     grep -E '^==|^not ok|^# ' "$log" | head -30 | sed 's/^/# /'
   fi
 done
+tap_done

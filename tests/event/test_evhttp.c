@@ -15,6 +15,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 
+#include "net.h"
 #include "testutil.h"
 
 /* ---- fixture: server and client on one base -------------------------- */
@@ -47,14 +48,7 @@ static void fixture_start_done(mlt_evhttp_options *o, mlt_evhttp_done_fn done) {
   F.base = event_base_new();
   REQUIRE(F.base != NULL);
   F.http = evhttp_new(F.base);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = 0};
-  REQUIRE(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-  REQUIRE(listen(fd, 1024) == 0);
-  socklen_t len = sizeof sa;
-  REQUIRE(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-  F.port = ntohs(sa.sin_port);
+  int fd = th_listen_loopback(1024, &F.port);
   evutil_make_socket_nonblocking(fd);
   REQUIRE(evhttp_accept_socket_with_handle(F.http, fd) != NULL);
   mlt_evhttp_options *own = NULL;
@@ -545,10 +539,7 @@ TEST(client_disconnect_mid_reply_ends_span_with_error) {
   REQUIRE_EQ_INT(mlt_evhttp_set_cb(F.inst, "/stream", h_stream, &g_st), MLT_OK);
 
   raw_client c = {0};
-  c.fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                           .sin_port = htons((uint16_t)F.port)};
-  REQUIRE(connect(c.fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  c.fd = th_connect_loopback(F.port);
   const char *rq = "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n";
   REQUIRE(send(c.fd, rq, strlen(rq), 0) == (ssize_t)strlen(rq));
   c.ev = event_new(F.base, c.fd, EV_READ | EV_PERSIST, raw_readable, &c);
@@ -613,10 +604,7 @@ TEST(client_leaving_before_the_reply_is_noticed_at_once) {
   fixture_start_done(NULL, park_done);
   g_parked = NULL;
   REQUIRE_EQ_INT(mlt_evhttp_set_cb(F.inst, "/park", h_park, NULL), MLT_OK);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                           .sin_port = htons((uint16_t)F.port)};
-  REQUIRE(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  int fd = th_connect_loopback(F.port);
   const char *rq = "GET /park HTTP/1.1\r\nHost: x\r\n\r\n";
   REQUIRE(send(fd, rq, strlen(rq), 0) == (ssize_t)strlen(rq));
   struct timeval hang = {0, 200000}, limit = {5, 0};
@@ -644,10 +632,7 @@ TEST(client_leaving_before_the_reply_is_noticed_at_once) {
 /* Connect a raw client, send GET |path|, run the loop until the handler has
  * parked the request. */
 static int park_client(const char *path) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                           .sin_port = htons((uint16_t)F.port)};
-  REQUIRE(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  int fd = th_connect_loopback(F.port);
   char rq[128];
   snprintf(rq, sizeof rq, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
   REQUIRE(send(fd, rq, strlen(rq), 0) == (ssize_t)strlen(rq));

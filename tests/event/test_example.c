@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "jsonl.h"
 #include "tap.h"
 
 #define N_CLIENT 8
@@ -39,21 +40,6 @@ static void report_port(int port, void *arg) {
   int fd = *(int *)arg;
   if (write(fd, &port, sizeof port) != (ssize_t)sizeof port) _exit(3);
   close(fd);
-}
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  static char buf[1 << 20];
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  return buf;
-}
-
-static const char *str(cJSON *o, const char *k) {
-  cJSON *v = cJSON_GetObjectItem(o, k);
-  return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 TEST(example_server_traces_each_request) {
@@ -103,46 +89,42 @@ TEST(example_server_traces_each_request) {
   REQUIRE(waitpid(pid, &status, 0) == pid); /* it stops after N_CLIENT replies */
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
-  char *text = slurp(path);
+  tu_jsonl st;
+  tu_jsonl_read(&st, path);
   unlink(path);
-  REQUIRE(text != NULL);
   int traces = 0, matched = 0;
-  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-    cJSON *t = cJSON_Parse(line);
-    REQUIRE(t != NULL);
+  for (int k = 0; k < st.n; k++) {
+    cJSON *t = st.trace[k];
     traces++;
-    cJSON *spans = cJSON_GetObjectItem(cJSON_GetObjectItem(t, "data"), "spans");
+    cJSON *spans = tu_spans(t);
     CHECK_EQ_INT(cJSON_GetArraySize(spans), 5);
     cJSON *root = NULL, *s;
-    cJSON_ArrayForEach(s, spans) if (strcmp(str(s, "name"), "GET /rag") == 0) root = s;
+    cJSON_ArrayForEach(s, spans) if (strcmp(tu_str(s, "name"), "GET /rag") == 0) root = s;
     REQUIRE(root != NULL);
     int retrieves = 0, generates = 0;
     cJSON_ArrayForEach(s, spans) {
-      const char *name = str(s, "name");
+      const char *name = tu_str(s, "name");
       if (strncmp(name, "retrieve.shard-", 15) == 0) retrieves++;
       if (strcmp(name, "generate") == 0) generates++;
-      if (s != root) CHECK_EQ_STR(str(s, "parent_span_id"), str(root, "span_id"));
+      if (s != root) CHECK_EQ_STR(tu_str(s, "parent_span_id"), tu_str(root, "span_id"));
     }
     CHECK_EQ_INT(retrieves, 3);
     CHECK_EQ_INT(generates, 1);
-    cJSON *attrs = cJSON_GetObjectItem(root, "attributes");
-    cJSON *out = cJSON_Parse(str(attrs, "mlflow.spanOutputs"));
-    cJSON *in = cJSON_Parse(str(attrs, "mlflow.spanInputs"));
+    cJSON *out = tu_jsonl_decode(&st, tu_attr(root, "mlflow.spanOutputs"));
+    cJSON *in = tu_jsonl_decode(&st, tu_attr(root, "mlflow.spanInputs"));
     REQUIRE(cJSON_IsString(out) && in != NULL);
     for (int i = 0; i < N_CLIENT; i++) {
       char uri[64];
       snprintf(uri, sizeof uri, "/rag?q=question+%d%s", i, i % 2 ? "+x" : "");
-      if (strcmp(str(in, "uri"), uri) != 0) continue;
+      if (strcmp(tu_str(in, "uri"), uri) != 0) continue;
       CHECK_EQ_INT(g[i].code, 200);
       CHECK_EQ_STR(out->valuestring, g[i].body);
       matched++;
     }
-    cJSON_Delete(out);
-    cJSON_Delete(in);
-    cJSON_Delete(t);
   }
   CHECK_EQ_INT(traces, N_CLIENT);
   CHECK_EQ_INT(matched, N_CLIENT);
+  tu_jsonl_free(&st);
 }
 
 static const tap_test tests[] = {

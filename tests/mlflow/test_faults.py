@@ -11,23 +11,20 @@ refusing, an error body that echoes the Authorization header, and the
 server killed with SIGKILL and restarted on the same port after the retry
 budget.  Short by design; long outages are in `make soak`.  Prints TAP.
 """
-import atexit
 import os
 import signal
-import sys
+import subprocess
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from tap import Tap  # noqa: E402
+from tap import Tap  # tests/harness/tap.py
 
 t = Tap()
 
 from mlflow import MlflowClient  # noqa: E402
 
-from harness import TMP, FaultProxy, Server, Session, cleanup, spans_stored, tally  # noqa: E402
+from delivery import FaultProxy, Session, spans_stored, spool_files, spool_records, tally  # noqa: E402
+from mltest import TMP, Server, cleanup, free_port, install_cleanup, program  # noqa: E402
 
-atexit.register(cleanup)
-signal.signal(signal.SIGTERM, lambda *a: (cleanup(), sys.exit(1)))
+install_cleanup()
 
 
 def partition(st, label):
@@ -65,6 +62,25 @@ t.ok(px.counts.get("otlp", 0) >= 3 and px.counts.get("start", 0) >= 12,
 t.equal(tally(client, ids), {"complete": 10},
         "slow server: every trace complete on the server, stored once (repeated writes are idempotent)")
 partition(st, "slow server")
+px.close()
+
+# 1b. A server always slower than the request timeout (every answer 1.5 s
+# late against 1 s, as a loaded server is): a timed-out request is sent
+# again with twice its time, so everything arrives complete instead of
+# timing out forever.
+eid = client.create_experiment("always-slow")
+px = FaultProxy(srv.port, lambda kind, n: ("late", 1.5) if kind in ("otlp", "start") else "forward")
+s = Session(dict(OFF, MLFLOW_TRACKING_URI=px.url, MLFLOW_EXPERIMENT_ID=eid, MLFLOW_HTTP_REQUEST_TIMEOUT="1"))
+ids = s.rich(10)
+f = s.flush(120000)
+r = s.exit(5000)
+st = r.get("stats", {})
+t.equal(f.get("rc"), 0, "always-slow server: mlt_flush() returns OK")
+t.equal((st.get("traces_exported"), st.get("traces_partial"), st.get("traces_failed")), (10, 0, 0),
+        "always-slow server: 10 exported, none partial or failed") or t.diag(r.get("stderr", "")[-1500:])
+t.ok(st.get("export_retries", 0) >= 1, f"always-slow server: timed-out requests sent again ({st.get('export_retries')})")
+t.equal(tally(client, ids), {"complete": 10}, "always-slow server: every trace complete on the server, stored once")
+partition(st, "always-slow server")
 px.close()
 
 # 2. HTTP 500 on the first three requests of each kind: retried, complete.
@@ -138,7 +154,7 @@ victim = Session(env_kill)
 killed_ids = victim.rich(6)
 f_off2, f_on2, f_victim = off.flush(60000), on.flush(60000), victim.flush(60000)
 victim.kill9()
-files = [f for d, _, fs in os.walk(os.path.join(TMP, "spool-kill")) for f in fs if f.endswith(".spool")]
+files = spool_files(os.path.join(TMP, "spool-kill"))
 t.ok(srv.start(), "server restarted on the same port")
 after_off, after_on = off.rich(5), on.rich(5)
 f_off3 = off.flush(120000)
@@ -175,7 +191,7 @@ t.ok(len(files) >= 1, f"app killed: spool files left behind ({len(files)})")
 t.equal((st.get("traces_replayed"), st.get("traces_finished")), (6, 0),
         "app killed: the next process delivered the 6 spooled traces") or t.diag(r_heir.get("stderr", "")[-1500:])
 t.equal(tally(client, killed_ids), {"complete": 6}, "app killed: all 6 complete on the server")
-left = [f for d, _, fs in os.walk(os.path.join(TMP, "spool-kill")) for f in fs if f.endswith(".spool")]
+left = spool_files(os.path.join(TMP, "spool-kill"))
 t.equal(left, [], "app killed: the spool is empty once delivered")
 
 # 6. The OTLP exporter spools too: a receiver that answers 503, the
@@ -205,10 +221,6 @@ px.close()
 # write interrupted by a crash.  The next process delivers every record
 # before the tear, skips the torn one with a warning, and the numbers add
 # up: replayed + evicted + torn = spooled.
-import subprocess  # noqa: E402
-
-from harness import BUILD, free_port, spool_files, spool_records  # noqa: E402
-
 port = free_port()
 spool9 = os.path.join(TMP, "spool-bound")
 env9 = dict(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", MLFLOW_EXPERIMENT_ID="1", MLTRACE_SPOOL_DIR=spool9,
@@ -231,7 +243,7 @@ if recs:
     with open(files[-1], "r+b") as fh:
         fh.truncate(recs[-1][0] + recs[-1][1] - 7)
 waiting = sum(n for f in files for (_, _, n) in spool_records(f))
-sink = subprocess.Popen([os.path.join(BUILD, "tests", "bench", "otlp-sink"), "--port", str(port)],
+sink = subprocess.Popen([program("tests", "bench", "otlp-sink"), "--port", str(port)],
                         stdout=subprocess.PIPE, text=True, start_new_session=True)
 sink.stdout.readline()
 b = Session(env9)

@@ -9,18 +9,14 @@ server's /v1/traces, dual export, and faults: server not yet started, killed
 and restarted mid-run, a port that accepts and never answers, HTTP 500s.
 Prints TAP.
 """
-import atexit
 import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-import urllib.request
 
 from tap import Tap
 
@@ -30,96 +26,19 @@ import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import SpanStatusCode  # noqa: E402
 
-BUILD = os.environ.get("top_builddir", ".")
-EMIT = os.path.join(BUILD, "tests", "mlflow", "emit")
-MLFLOW_BIN = os.path.join(os.path.dirname(sys.executable), "mlflow")
-TMP = tempfile.mkdtemp(prefix="mlt-mlflow-")
-servers = []
+from mltest import TMP, Server, clean_env, cleanup, install_cleanup, program, run_json, serve_http, start_server  # noqa: E402
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-class Server:
-    def __init__(self, name, backend, port=None, env=None):
-        self.name, self.backend, self.port = name, backend, port or free_port()
-        self.env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", **(env or {}))
-        self.proc = None
-        self.url = f"http://127.0.0.1:{self.port}"
-        servers.append(self)
-
-    def start(self, wait=True):
-        log = open(os.path.join(TMP, f"{self.name}.log"), "ab")
-        art = os.path.join(TMP, f"{self.name}-artifacts")
-        self.proc = subprocess.Popen(
-            [MLFLOW_BIN, "server", "--backend-store-uri", self.backend, "--host", "127.0.0.1", "--port",
-             str(self.port), "--workers", "1", "--artifacts-destination", art],
-            stdout=log, stderr=log, env=self.env, start_new_session=True)
-        if wait:
-            return self.wait()
-        return True
-
-    def wait(self, timeout=180):
-        end = time.time() + timeout
-        while time.time() < end:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return True
-            except Exception:  # noqa: BLE001
-                time.sleep(0.3)
-        return False
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, sig)
-                self.proc.wait(timeout=15)
-            except Exception:  # noqa: BLE001
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait(timeout=10)
-                except Exception:  # noqa: BLE001
-                    pass
-        self.proc = None
-
-
-def cleanup(*_):
-    for s in servers:
-        s.stop()
-
-
-atexit.register(cleanup)
-signal.signal(signal.SIGTERM, lambda *a: (cleanup(), sys.exit(1)))
+EMIT = program("tests", "mlflow", "emit")
+install_cleanup()
 
 
 def emit(args, env, timeout=180):
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_", "MLTRACE_"))}
-    e["MLTRACE_SPOOL_DIR"] = os.path.join(TMP, "spool")  # never the user's own
-    e.update(env)
-    r = subprocess.run([EMIT] + args, capture_output=True, text=True, env=e, timeout=timeout)
-    out = r.stdout.strip().splitlines()
-    try:
-        res = json.loads(out[-1])
-    except Exception:  # noqa: BLE001
-        res = {"error": r.stdout + r.stderr}
-    res["stderr"] = r.stderr
-    res["rc"] = r.returncode
-    return res
+    return run_json([EMIT] + args, clean_env(env), timeout=timeout)
 
 
 def emit_bg(args, env):
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_", "MLTRACE_"))}
-    e["MLTRACE_SPOOL_DIR"] = os.path.join(TMP, "spool")
-    e.update(env)
-    return subprocess.Popen([EMIT] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+    return subprocess.Popen([EMIT] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env(env))
 
 
 def finish_bg(p, timeout=180):
@@ -207,11 +126,7 @@ def check_all(client, res, label, exp_id, otlp_only=False):
 
 
 # ---------------------------------------------------------------------------
-sql = Server("sql", f"sqlite:///{TMP}/mlflow.db")
-if not sql.start():
-    t.ok(False, "mlflow server (sqlite) started", open(os.path.join(TMP, "sql.log")).read()[-2000:])
-    t.done()
-t.ok(True, "mlflow server (sqlite) started")
+sql = start_server(t, "sql", "mlflow server (sqlite) started", backend=f"sqlite:///{TMP}/mlflow.db")
 mlflow.set_tracking_uri(sql.url)
 client = MlflowClient(sql.url)
 
@@ -383,9 +298,8 @@ class Err500(http.server.BaseHTTPRequestHandler):
         pass
 
 
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Err500)
-threading.Thread(target=srv.serve_forever, daemon=True).start()
-res = emit(["steady", "5", "0"], {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{srv.server_address[1]}", "MLTRACE_SPOOL": "off",
+srv, srv_url = serve_http(Err500)
+res = emit(["steady", "5", "0"], {"MLFLOW_TRACKING_URI": srv_url, "MLTRACE_SPOOL": "off",
                                   "MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT": "3", "EMIT_SHUTDOWN_MS": "20000"})
 st = res.get("stats", {})
 t.equal((st.get("traces_exported"), st.get("traces_failed")), (0, 5), "HTTP 500: traces counted as failed")
@@ -397,7 +311,7 @@ srv.shutdown()
 # receiver that answers every request 20 ms late.  The window fills; the
 # export thread stops dequeuing (backpressure) and the queue holds the rest:
 # nothing fails for lack of room, however busy the machine is.
-SINK = os.path.join(BUILD, "tests", "bench", "otlp-sink")
+SINK = program("tests", "bench", "otlp-sink")
 sink = subprocess.Popen([SINK, "--delay-ms", "20"], stdout=subprocess.PIPE, text=True, start_new_session=True)
 line = sink.stdout.readline()
 sink_url = "http://" + line.split()[-1] if line.startswith("listening on") else None
@@ -429,9 +343,8 @@ class Capture(http.server.BaseHTTPRequestHandler):
         pass
 
 
-cap = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Capture)
-threading.Thread(target=cap.serve_forever, daemon=True).start()
-res = emit(["api_otlp", f"http://127.0.0.1:{cap.server_address[1]}/v1/traces"], {"OTEL_SERVICE_NAME": "svc-env"})
+cap, cap_url = serve_http(Capture)
+res = emit(["api_otlp", f"{cap_url}/v1/traces"], {"OTEL_SERVICE_NAME": "svc-env"})
 t.equal(res.get("stats", {}).get("traces_exported"), 1, "API-built OTLP exporter: trace exported")
 svc = None
 if got:
@@ -447,7 +360,7 @@ t.equal(got[0][0].get("x-ok") if got else None, "yes", "API-built OTLP exporter:
 # values holding their JSON text (as MLflow's own OpenTelemetry spans carry
 # them), numbers, booleans and typed attributes natively.
 del got[:]
-res = emit(["values"] + VALUES, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{cap.server_address[1]}/v1/traces"})
+res = emit(["values"] + VALUES, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{cap_url}/v1/traces"})
 seen = {}
 for _, body in got:
     req = ExportTraceServiceRequest()

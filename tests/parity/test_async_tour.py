@@ -12,34 +12,26 @@ import os
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 
 from tap import Tap
 
 t = Tap()
 
-from mlflow.entities import Trace  # noqa: E402
+from jsonl_store import read_traces  # noqa: E402
+from mltest import TMP, clean_env, install_cleanup, program, spawn  # noqa: E402
 
-BUILD = os.environ.get("top_builddir", ".")
-TOUR = os.path.join(BUILD, "examples", "async-tour")
-FAKE = os.path.join(BUILD, "examples", "fake-openai")
-TMP = tempfile.mkdtemp(prefix="mlt-tour-")
+TOUR = program("examples", "async-tour")
+FAKE = program("examples", "fake-openai")
 STORE = os.path.join(TMP, "traces.jsonl")
 if not os.path.exists(TOUR):
     t.skip_all("examples/async-tour not built (no libevent)")
+install_cleanup()
 
-
-def start(args, env=None):
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    line = p.stdout.readline()
-    return p, int(line.strip().rsplit(":", 1)[1])
-
-
-env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_", "MLTRACE_", "OPENAI_"))}
-env["MLTRACE_FILE"] = STORE
-fake, fport = start([FAKE, "--port", "0", "--delay-ms", "20", "--quiet"])
-tour, port = start([TOUR, "--port", "0", "--llm", f"http://127.0.0.1:{fport}/v1", "--workers", "2"], env)
+env = clean_env(drop=("MLFLOW_", "OTEL_", "MLTRACE_", "OPENAI_"), spool=False, MLTRACE_FILE=STORE)
+fake, fport = spawn([FAKE, "--port", "0", "--delay-ms", "20", "--quiet"], stderr=subprocess.PIPE)
+tour, port = spawn([TOUR, "--port", "0", "--llm", f"http://127.0.0.1:{fport}/v1", "--workers", "2"], env,
+                   stderr=subprocess.PIPE)
 try:
     def ask(q):
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -112,13 +104,7 @@ finally:
 t.ok(tour.returncode == 0 and "0 failed, 0 dropped; feedback 1 delivered, 0 failed" in err,
      "SIGTERM: clean teardown, every trace and the feedback exported", err)
 
-traces, updates = {}, []
-for line in open(STORE):
-    tr = Trace.from_json(line)
-    if tr.info.trace_metadata.get("mltrace.update"):
-        updates.append(tr)
-    else:
-        traces[tr.info.trace_id] = tr
+traces, updates = read_traces(STORE)
 t.equal(len(traces), 9, "9 traces: 1 + hang-up + 6 concurrent + the 400")
 tr = traces.get(tid)
 spans = {s.name: s for s in tr.data.spans} if tr else {}

@@ -15,12 +15,7 @@ file.  Prints TAP.
 """
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
-import time
 import urllib.request
 
 from tap import Tap
@@ -31,94 +26,27 @@ import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import SpanLogLevel, Trace  # noqa: E402
 
-BUILD = os.environ.get("top_builddir", ".")
-EMIT = os.path.join(BUILD, "tests", "parity", "parity_emit")
-MLTRACE = os.path.join(BUILD, "lib", "cli", "mltrace")
-MLFLOW_BIN = os.path.join(os.path.dirname(sys.executable), "mlflow")
-TMP = tempfile.mkdtemp(prefix="mlt-parity-")
+from jsonl_store import merge_jsonl  # noqa: E402
+from mltest import TMP, Server, clean_env, install_cleanup, program, serve_http  # noqa: E402
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-PORT = free_port()
-URL = f"http://127.0.0.1:{PORT}"
-server = subprocess.Popen(
-    [MLFLOW_BIN, "server", "--backend-store-uri", f"sqlite:///{TMP}/db.sqlite", "--host", "127.0.0.1", "--port",
-     str(PORT), "--workers", "1", "--artifacts-destination", f"{TMP}/artifacts"],
-    stdout=open(f"{TMP}/server.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
-    env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true"))
-
-
-def stop_server(*_):
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-
-
-signal.signal(signal.SIGTERM, lambda *a: (stop_server(), sys.exit(1)))
-
-
-def wait_up(timeout=180):
-    end = time.time() + timeout
-    while time.time() < end and server.poll() is None:
-        try:
-            with urllib.request.urlopen(URL + "/health", timeout=2) as r:
-                if r.status == 200:
-                    return True
-        except Exception:  # noqa: BLE001
-            time.sleep(0.3)
-    return False
-
-
-def clean_env(**extra):
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_", "MLTRACE_"))}
-    e.update(extra)
-    return e
-
-
-def merge_jsonl(path):
-    """The documented reader: Trace.from_json per line, update lines
-    (trace_metadata "mltrace.update") merged into their trace in file order."""
-    traces, updates = {}, []
-    for line in open(path):
-        tr = Trace.from_json(line)
-        if tr.info.trace_metadata.get("mltrace.update"):
-            updates.append(tr)
-        else:
-            traces.setdefault(tr.info.trace_id, tr)
-    for u in updates:
-        base = traces.get(u.info.trace_id)
-        if base is None:
-            continue
-        kind = u.info.trace_metadata["mltrace.update"]
-        if kind == "assessment":
-            base.info.assessments.extend(u.info.assessments)
-        elif kind == "set_tag":
-            base.info.tags.update(u.info.tags)
-        elif kind == "delete_tag":
-            base.info.tags.pop(u.info.trace_metadata["mltrace.deletedTag"], None)
-    return traces, updates
+EMIT = program("tests", "parity", "parity_emit")
+MLTRACE = program("lib", "cli", "mltrace")
+server = Server("parity")
+server.start(wait=False)
+URL = server.url
+install_cleanup()
 
 
 def run(args, **env):
-    r = subprocess.run(args, capture_output=True, text=True, env=clean_env(**env), timeout=120)
+    r = subprocess.run(args, capture_output=True, text=True, env=clean_env(env), timeout=120)
     return r.returncode, r.stdout, r.stderr
 
 
 try:
-    up = wait_up()
+    up = server.wait()
     t.ok(up, "mlflow server up")
     if not up:
-        stop_server()
+        server.stop()
         t.done()
     mlflow.set_tracking_uri(URL)
     client = MlflowClient()
@@ -257,7 +185,6 @@ try:
 
     # The same credentials as the exporter: a server that wants them.
     import http.server
-    import threading
     seen = []
 
     class H(http.server.BaseHTTPRequestHandler):
@@ -271,9 +198,7 @@ try:
         def log_message(self, *a):
             pass
 
-    hs = http.server.HTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=hs.serve_forever, daemon=True).start()
-    auth_url = f"http://127.0.0.1:{hs.server_address[1]}"
+    hs, auth_url = serve_http(H, threading_server=False)
     code, _, err = run([MLTRACE, "list", "--tracking-uri", auth_url], MLFLOW_TRACKING_TOKEN="tok-123")
     code2, _, err2 = run([MLTRACE, "list", "--tracking-uri", auth_url], MLFLOW_TRACKING_USERNAME="ann",
                          MLFLOW_TRACKING_PASSWORD="pw-456")
@@ -334,5 +259,5 @@ try:
     t.equal(len(files), 7, "file: 7 traces, each read with Trace.from_json")
 
 finally:
-    stop_server()
+    server.stop()
 t.done()

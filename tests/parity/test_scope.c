@@ -16,6 +16,7 @@
 #include <event2/http.h>
 #include <event2/thread.h>
 
+#include "net.h"
 #include "testutil.h"
 
 static const char *meta(const char *trace_name, const char *key) {
@@ -295,12 +296,7 @@ TEST(scope_in_evhttp_curl_and_evloop) {
   evthread_use_pthreads();
   g_base = event_base_new();
   struct evhttp *http = evhttp_new(g_base);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = 0};
-  REQUIRE(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 16) == 0);
-  socklen_t len = sizeof sa;
-  getsockname(fd, (struct sockaddr *)&sa, &len);
-  g_port = ntohs(sa.sin_port);
+  int fd = th_listen_loopback(16, &g_port);
   evutil_make_socket_nonblocking(fd);
   REQUIRE(evhttp_accept_socket_with_handle(http, fd) != NULL);
   mlt_evhttp *inst = NULL;

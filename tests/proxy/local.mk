@@ -14,7 +14,7 @@ EXTRA_DIST += examples/chat-proxy.md
 # libevent clients in the test: 50 concurrent streams, upstream and client
 # disconnects, upstream HTTP errors, shutdown with streams in flight.
 check_PROGRAMS += tests/proxy/test_proxy
-tests_proxy_test_proxy_SOURCES = tests/proxy/test_proxy.c tests/proxy/proxytest.h
+tests_proxy_test_proxy_SOURCES = tests/proxy/test_proxy.c
 tests_proxy_test_proxy_CFLAGS = $(TEST_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_proxy_test_proxy_LDADD = $(CJSON_LIBS) $(LIBEVENT_LIBS)
 TESTS += tests/proxy/test_proxy

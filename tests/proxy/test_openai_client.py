@@ -12,54 +12,31 @@ Responses API calls made directly against fake-openai, and the LLM spans of
 the gateway must have the shape MLflow stores (outputs, token usage, tools,
 model, one event per stream event).
 """
-import atexit
 import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 
-from tap import Tap  # tests/tap.py
+from jsonl_store import attr, read_dicts, root_and_child
+from mltest import clean_env, install_cleanup, program, spawn
+from tap import Tap  # tests/harness/tap.py
 
 t = Tap()
 T0 = time.monotonic()
-builddir = os.environ.get("top_builddir", ".")
-FAKE = os.path.join(builddir, "examples", "fake-openai")
-PROXY = os.path.join(builddir, "examples", "chat-proxy")
+FAKE = program("examples", "fake-openai")
+PROXY = program("examples", "chat-proxy")
 if not (os.access(FAKE, os.X_OK) and os.access(PROXY, os.X_OK)):
     t.skip_all("examples/fake-openai or examples/chat-proxy not built")
 
 tmp = tempfile.TemporaryDirectory()
-children = []
-
-
-def _kill_children():
-    for p in children:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
-atexit.register(_kill_children)
-
-
-def spawn(argv, env=None):
-    """Start a server that prints "listening on ADDR:PORT"; return (proc, port)."""
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env, text=True)
-    children.append(p)
-    line = p.stdout.readline()
-    if not line.startswith("listening on "):
-        raise RuntimeError(f"{argv[0]}: {line!r}")
-    return p, int(line.rsplit(":", 1)[1])
+install_cleanup()
 
 
 def start_proxy(upstream, name):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_", "OTEL_")) and k not in ("OPENAI_API_KEY", "MLTRACE_FILE")}
+    env = clean_env(drop=("MLFLOW_", "OTEL_", "OPENAI_API_KEY", "MLTRACE_FILE"), spool=False)
     store = os.path.join(tmp.name, name + ".jsonl")
     env["MLTRACE_FILE"] = store
     p, port = spawn([PROXY, "--upstream", upstream, "--port", "0", "--quiet"], env)
@@ -311,27 +288,10 @@ for p in (proxy_a, proxy_b):
     t.equal(p.wait(timeout=30), 0, "chat-proxy exits 0 on SIGTERM after flushing")
 
 
-def load(path):
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    return text, [json.loads(line) for line in text.splitlines()]
-
-
-text_a, traces_a = load(store_a)
-text_b, traces_b = load(store_b)
+text_a, traces_a = read_dicts(store_a)
+text_b, traces_b = read_dicts(store_b)
 t.ok(SECRET not in text_a and SECRET not in text_b, "the Authorization header is never recorded")
 by_id = {tr["info"]["trace_id"]: tr for tr in traces_a + traces_b}
-
-
-def attr(span, key):
-    v = span["attributes"].get(key)
-    return None if v is None else json.loads(v)
-
-
-def spans(tr):
-    root = next(s for s in tr["data"]["spans"] if s["parent_span_id"] is None)
-    kids = [s for s in tr["data"]["spans"] if s["parent_span_id"] == root["span_id"]]
-    return root, kids[0] if kids else None
 
 
 def chat_content(obj, i=0):
@@ -348,7 +308,7 @@ for tid, (store, name, got, extra) in cases.items():
     tr = by_id.get(tid)
     if not t.ok(tr is not None, f"{name}: its trace is in the store"):
         continue
-    root, llm = spans(tr)
+    root, llm = root_and_child(tr)
     out = attr(root, "mlflow.spanOutputs")
     llm_out = attr(llm, "mlflow.spanOutputs") if llm else None
     error = extra.get("error") or name == "upstream 500"
@@ -445,8 +405,8 @@ for stream in (False, True):
             list(res)
 proxy_c.send_signal(signal.SIGTERM)
 proxy_c.wait(timeout=30)
-_, traces_c = load(store_c)
-ours = [spans(tr)[1] for tr in traces_c]
+_, traces_c = read_dicts(store_c)
+ours = [root_and_child(tr)[1] for tr in traces_c]
 
 VOLATILE = {"id", "created_at", "item_id"}
 

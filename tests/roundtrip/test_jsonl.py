@@ -10,15 +10,15 @@ import subprocess
 import sys
 import tempfile
 
-from tap import Tap  # tests/tap.py
+from mltest import program
+from tap import Tap  # tests/harness/tap.py
 
 t = Tap()
 
 import mlflow  # noqa: E402
 from mlflow.entities import SpanStatusCode, Trace  # noqa: E402
 
-builddir = os.environ.get("top_builddir", ".")
-gen = os.path.join(builddir, "tests", "roundtrip", "gen_traces")
+gen = program("tests", "roundtrip", "gen_traces")
 
 with tempfile.TemporaryDirectory() as d:
     path = os.path.join(d, "traces.jsonl")

@@ -12,15 +12,15 @@ import random
 import subprocess
 import tempfile
 
-from tap import Tap  # tests/tap.py
+from mltest import program
+from tap import Tap  # tests/harness/tap.py
 
 t = Tap()
 
 from mlflow.entities import Trace  # noqa: E402
 from mlflow.tracing.utils.truncation import _get_truncated_preview  # noqa: E402
 
-builddir = os.environ.get("top_builddir", ".")
-gen = os.path.join(builddir, "tests", "roundtrip", "gen_previews")
+gen = program("tests", "roundtrip", "gen_previews")
 
 WORDS = ["hello", "Qu'est-ce", "\u00e9t\u00e9", "\u2713", "\U0001F600", 'a "quoted" word', "back\\slash", "line\nbreak",
          "tab\there", "\u2028", "x" * 40]

@@ -30,10 +30,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "mlflow"))
-sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 
-from harness import EMIT, TMP, Server, classify, clean_env, cleanup  # noqa: E402
+from delivery import EMIT, classify  # noqa: E402
+from mltest import TMP, Server, clean_env, cleanup  # noqa: E402
 from pg import Postgres  # noqa: E402
 
 PROCS = int(os.environ.get("SOAK_PROCS", 8))

@@ -5,6 +5,7 @@
  * tests/parity/test_parity.py. */
 #include <pthread.h>
 
+#include "jsonl.h"
 #include "testutil.h"
 
 static char g_tmp[256];
@@ -24,27 +25,6 @@ static const char *file_init(uint32_t delay_ms) {
   REQUIRE_EQ_INT(mlt_init(o), MLT_OK);
   mlt_options_free(o);
   return g_tmp;
-}
-
-/* The lines of the file store, parsed. */
-static size_t read_lines(cJSON **out, size_t max) {
-  FILE *f = fopen(g_tmp, "r");
-  REQUIRE(f != NULL);
-  char *line = NULL;
-  size_t cap = 0, n = 0;
-  while (getline(&line, &cap, f) > 0 && n < max) {
-    cJSON *j = cJSON_Parse(line);
-    if (!j) tap_diag("not JSON: %.200s", line);
-    REQUIRE(j != NULL);
-    out[n++] = j;
-  }
-  free(line);
-  fclose(f);
-  return n;
-}
-
-static void free_lines(cJSON **v, size_t n) {
-  for (size_t i = 0; i < n; i++) cJSON_Delete(v[i]);
 }
 
 static const char *update_kind(cJSON *line) { return tu_meta(line, "mltrace.update"); }
@@ -113,11 +93,13 @@ TEST(test_bad_input) {
   st = tu_stats();
   CHECK_EQ_INT((int)st.trace_ops_queued, 3);
   CHECK_EQ_INT((int)st.trace_ops_delivered, 3);
-  cJSON *lines[8];
-  size_t n = read_lines(lines, 8);
+  tu_jsonl js;
+  tu_jsonl_read(&js, g_tmp);
+  cJSON **lines = js.trace;
+  size_t n = (size_t)js.n;
   CHECK_EQ_INT((int)n, 4); /* bad_state, then the three updates */
   for (size_t i = 1; i < n; i++) CHECK_EQ_STR(tu_info(lines[i], "trace_id"), id);
-  free_lines(lines, n);
+  tu_jsonl_free(&js);
   mlt_shutdown(5000);
 }
 
@@ -249,8 +231,10 @@ TEST(test_file_updates_after_trace) {
   CHECK_EQ_INT((int)st.traces_exported, 1);
   CHECK_EQ_INT((int)st.trace_ops_queued, 6);
   CHECK_EQ_INT((int)st.trace_ops_delivered, 6);
-  cJSON *l[16];
-  size_t n = read_lines(l, 16);
+  tu_jsonl js;
+  tu_jsonl_read(&js, g_tmp);
+  cJSON **l = js.trace;
+  size_t n = (size_t)js.n;
   REQUIRE_EQ_INT((int)n, 7);
   CHECK(update_kind(l[0]) == NULL); /* the trace itself first */
   CHECK_EQ_STR(tu_tag(l[0], "app"), "x");
@@ -272,7 +256,7 @@ TEST(test_file_updates_after_trace) {
   cJSON *err = cJSON_GetObjectItem(cJSON_GetObjectItem(assessment(l[6], 0), "feedback"), "error");
   CHECK_EQ_STR(tu_str(err, "error_code"), "TIMEOUT");
   CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(assessment(l[6], 0), "source"), "source_type"), "CODE");
-  free_lines(l, n);
+  tu_jsonl_free(&js);
   CHECK_EQ_INT(mlt_shutdown(5000), MLT_OK);
   st = tu_stats();
   CHECK_EQ_INT((int)(st.trace_ops_delivered + st.trace_ops_failed), (int)st.trace_ops_queued);
@@ -351,8 +335,10 @@ TEST(test_threads) {
   mlt_stats st = tu_stats();
   CHECK_EQ_INT((int)st.trace_ops_queued, NTHREADS * PER_THREAD);
   CHECK_EQ_INT((int)st.trace_ops_delivered, NTHREADS * PER_THREAD);
-  static cJSON *l[NTHREADS * PER_THREAD + NTHREADS + 8];
-  size_t n = read_lines(l, sizeof l / sizeof *l);
+  tu_jsonl js;
+  tu_jsonl_read(&js, g_tmp);
+  cJSON **l = js.trace;
+  size_t n = (size_t)js.n;
   CHECK_EQ_INT((int)n, NTHREADS * PER_THREAD + NTHREADS);
   int next[NTHREADS] = {0};
   for (size_t i = 0; i < n; i++) {
@@ -364,7 +350,7 @@ TEST(test_threads) {
       }
   }
   for (int k = 0; k < NTHREADS; k++) CHECK_EQ_INT(next[k], PER_THREAD);
-  free_lines(l, n);
+  tu_jsonl_free(&js);
 }
 
 static const tap_test tests[] = {TAP_ENTRY(test_bad_input),

@@ -13,49 +13,19 @@
 #include <cjson/cJSON.h>
 #include <sys/stat.h>
 
+#include "buf.h"
 #include "tap.h"
 
 /* ---- transcripts ------------------------------------------------------- */
 
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
-    b->p = realloc(b->p, cap);
-    REQUIRE(b->p != NULL);
-    b->cap = cap;
-  }
-  if (n) memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-  char tmp[256];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  REQUIRE(n >= 0 && (size_t)n < sizeof tmp);
-  sb_add(b, tmp, (size_t)n);
-}
-
 /* A string with its length, so that bytes after a NUL show too. */
-static void sb_val(sbuf *b, const char *s, size_t n) {
-  sb_printf(b, "[%zu]", n);
-  sb_add(b, s, n);
+static void sb_val(th_buf *b, const char *s, size_t n) {
+  th_buf_printf(b, "[%zu]", n);
+  th_buf_add(b, s, n);
 }
 
 typedef struct run_state {
-  sbuf log;
+  th_buf log;
   size_t scanned; /* chunks the scanner read */
   size_t chunks;
 } run_state;
@@ -63,18 +33,18 @@ typedef struct run_state {
 static void on_chunk(const char *json, size_t len, const char *delta, size_t dlen, void *ud) {
   run_state *r = ud;
   CHECK(delta[dlen] == '\0');
-  sb_str(&r->log, "chunk ");
+  th_buf_str(&r->log, "chunk ");
   sb_val(&r->log, json, len);
-  sb_str(&r->log, " delta ");
+  th_buf_str(&r->log, " delta ");
   sb_val(&r->log, delta, dlen);
-  sb_str(&r->log, "\n");
+  th_buf_str(&r->log, "\n");
 }
 
 static void on_malformed(const char *reason, const char *data, size_t len, void *ud) {
   run_state *r = ud;
-  sb_printf(&r->log, "malformed %s ", reason);
+  th_buf_printf(&r->log, "malformed %s ", reason);
   sb_val(&r->log, data, len);
-  sb_str(&r->log, "\n");
+  th_buf_str(&r->log, "\n");
 }
 
 static const char *jstr(const cJSON *o, const char *k) {
@@ -82,17 +52,17 @@ static const char *jstr(const cJSON *o, const char *k) {
   return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static void log_choice(sbuf *b, int index, const char *role, const char *content, size_t content_len,
+static void log_choice(th_buf *b, int index, const char *role, const char *content, size_t content_len,
                        const char *refusal, size_t refusal_len, const char *finish, size_t ntools) {
-  sb_printf(b, " {%d role ", index);
+  th_buf_printf(b, " {%d role ", index);
   sb_val(b, role, strlen(role));
-  sb_str(b, " content ");
+  th_buf_str(b, " content ");
   sb_val(b, content, content_len);
-  sb_str(b, " refusal ");
+  th_buf_str(b, " refusal ");
   sb_val(b, refusal, refusal_len);
-  sb_str(b, " finish ");
+  th_buf_str(b, " finish ");
   sb_val(b, finish, strlen(finish));
-  sb_printf(b, " tools %zu}", ntools);
+  th_buf_printf(b, " tools %zu}", ntools);
 }
 
 /* The internal hook: what call.c's chunk callback view would show (built
@@ -102,13 +72,13 @@ static void on_json(const char *event, size_t event_len, const char *data, size_
   run_state *r = ud;
   (void)data, (void)len;
   r->chunks++;
-  sb_str(&r->log, "json ");
+  th_buf_str(&r->log, "json ");
   sb_val(&r->log, event, event_len);
-  sb_str(&r->log, " delta0 ");
+  th_buf_str(&r->log, " delta0 ");
   if (delta0)
     sb_val(&r->log, delta0, strlen(delta0));
   else
-    sb_str(&r->log, "(null)");
+    th_buf_str(&r->log, "(null)");
   if (!chunk) {
     r->scanned++;
     CHECK(n_choices == 0 || choices != NULL);
@@ -132,7 +102,7 @@ static void on_json(const char *event, size_t event_len, const char *data, size_
       i++;
     }
   }
-  sb_str(&r->log, "\n");
+  th_buf_str(&r->log, "\n");
 }
 
 /* print(parse(text)) with cJSON: the text cJSON itself would print. */
@@ -159,20 +129,20 @@ static void describe(mlt_chat_stream *s, int finish_rc, run_state *r) {
   char *usage = mlt_chat_stream_usage_json(s);
   const char *content = mlt_chat_stream_content(s, &clen);
   const char *err = mlt_chat_stream_error_message(s);
-  sb_printf(&r->log, "finish %d done %d chunks %zu malformed %zu\nresult ", finish_rc, mlt_chat_stream_is_done(s),
+  th_buf_printf(&r->log, "finish %d done %d chunks %zu malformed %zu\nresult ", finish_rc, mlt_chat_stream_is_done(s),
             mlt_chat_stream_chunk_count(s), mlt_chat_stream_malformed_count(s));
-  sb_str(&r->log, res);
-  sb_str(&r->log, "\nusage ");
-  sb_str(&r->log, usage ? usage : "(none)");
-  sb_str(&r->log, "\nmodel ");
-  sb_str(&r->log, mlt_chat_stream_model(s));
-  sb_str(&r->log, "\ncontent ");
+  th_buf_str(&r->log, res);
+  th_buf_str(&r->log, "\nusage ");
+  th_buf_str(&r->log, usage ? usage : "(none)");
+  th_buf_str(&r->log, "\nmodel ");
+  th_buf_str(&r->log, mlt_chat_stream_model(s));
+  th_buf_str(&r->log, "\ncontent ");
   sb_val(&r->log, content, clen);
-  sb_str(&r->log, "\nfinish_reason ");
-  sb_str(&r->log, mlt_chat_stream_finish_reason(s));
-  sb_str(&r->log, "\nerror ");
-  sb_str(&r->log, err ? err : "(none)");
-  sb_str(&r->log, "\n");
+  th_buf_str(&r->log, "\nfinish_reason ");
+  th_buf_str(&r->log, mlt_chat_stream_finish_reason(s));
+  th_buf_str(&r->log, "\nerror ");
+  th_buf_str(&r->log, err ? err : "(none)");
+  th_buf_str(&r->log, "\n");
   free(res);
   free(usage);
 }
@@ -237,36 +207,6 @@ static size_t check_str(const char *p) { return check_between(p, strlen(p)); }
 
 /* ---- fixtures ------------------------------------------------------------ */
 
-static const char *data_dir(void) {
-  static char dir[4096];
-  const char *env = getenv("MLT_TEST_DATA");
-  if (env && *env) return env;
-  const char *slash = strrchr(__FILE__, '/');
-  struct stat st;
-  if (slash) {
-    snprintf(dir, sizeof dir, "%.*s/../data", (int)(slash - __FILE__), __FILE__);
-    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return dir;
-  }
-  return "tests/data";
-}
-
-static char *read_fixture(const char *name, size_t *len) {
-  char path[4096];
-  int m = snprintf(path, sizeof path, "%s/sse/%s.sse", data_dir(), name);
-  REQUIRE(m > 0 && (size_t)m < sizeof path);
-  FILE *f = fopen(path, "rb");
-  if (!f) tap_diag("cannot open %s (set MLT_TEST_DATA to the tests/data directory)", path);
-  REQUIRE(f != NULL);
-  sbuf b = {0};
-  char tmp[4096];
-  size_t n;
-  while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) sb_add(&b, tmp, n);
-  fclose(f);
-  if (!b.p) sb_add(&b, "", 0);
-  *len = b.len;
-  return b.p;
-}
-
 static const char *const fixtures[] = {
     "plain_content",  "content_usage",    "parallel_tool_calls", "crlf_keepalive", "event_id_fields",
     "multiline_data", "malformed_middle", "error_chunk",         "truncated",      "n2_choices",
@@ -275,7 +215,7 @@ static const char *const fixtures[] = {
 TEST(fixtures_same_both_ways) {
   for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) {
     size_t n = 0;
-    char *in = read_fixture(fixtures[i], &n);
+    char *in = th_fixture("sse", fixtures[i], ".sse", &n);
     const char *pieces[] = {in};
     size_t scanned = same_both_ways(pieces, &n, 1, 0);
     tap_diag("%s: %zu chunks read by the scanner", fixtures[i], scanned);
@@ -297,7 +237,7 @@ TEST(scanner_reads_the_common_chunks) {
   CHECK_EQ_INT(check_str(fake_chunk), 3);
   CHECK_EQ_INT(check_str(openai_chunk), 3);
   size_t n = 0;
-  char *in = read_fixture("plain_content", &n);
+  char *in = th_fixture("sse", "plain_content", ".sse", &n);
   const char *pieces[] = {in};
   run_state r = run(pieces, &n, 1, 0, 1);
   CHECK(r.chunks > 0);
@@ -466,10 +406,10 @@ TEST(edge_cases_same_both_ways) {
   /* events larger than the scanner's stack buffer (1 KiB), twice (the heap
    * buffer is kept) */
   for (size_t size = 1000; size <= 9000; size += 4000) {
-    sbuf big = {0};
-    sb_str(&big, "{\"id\":\"big\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"");
-    for (size_t i = 0; i < size / 10; i++) sb_str(&big, "ab\\n\\u2713c");
-    sb_str(&big, "\"}}]}");
+    th_buf big = {0};
+    th_buf_str(&big, "{\"id\":\"big\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"");
+    for (size_t i = 0; i < size / 10; i++) th_buf_str(&big, "ab\\n\\u2713c");
+    th_buf_str(&big, "\"}}]}");
     const char *pieces[] = {big.p, big.p, "[DONE]"};
     size_t lens[] = {big.len, big.len, 6};
     CHECK_EQ_INT(same_both_ways(pieces, lens, 3, 1), 2);

@@ -5,79 +5,8 @@
 #include <malloc.h>
 #include <sys/stat.h>
 
+#include "buf.h"
 #include "tap.h"
-
-/* ---- helpers ------------------------------------------------------------- */
-
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
-    b->p = realloc(b->p, cap);
-    REQUIRE(b->p != NULL);
-    b->cap = cap;
-  }
-  if (n) memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-  char tmp[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  REQUIRE(n >= 0 && (size_t)n < sizeof tmp);
-  sb_add(b, tmp, (size_t)n);
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-/* Directory of the fixtures: $MLT_TEST_DATA, else TEST_DATA_DIR, else
- * ../data next to this source file, else "tests/data". */
-static const char *data_dir(void) {
-  static char dir[4096];
-  const char *env = getenv("MLT_TEST_DATA");
-  if (env && *env) return env;
-#ifdef TEST_DATA_DIR
-  return TEST_DATA_DIR;
-#else
-  const char *slash = strrchr(__FILE__, '/');
-  struct stat st;
-  if (slash) {
-    snprintf(dir, sizeof dir, "%.*s/../data", (int)(slash - __FILE__), __FILE__);
-    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return dir;
-  }
-  return "tests/data";
-#endif
-}
-
-/* Contents of tests/data/sse/<name><ext> (NUL-terminated for convenience). */
-static char *read_fixture(const char *name, const char *ext, size_t *len) {
-  char path[4096];
-  int m = snprintf(path, sizeof path, "%s/sse/%s%s", data_dir(), name, ext);
-  REQUIRE(m > 0 && (size_t)m < sizeof path);
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    tap_diag("cannot open %s (set MLT_TEST_DATA to the tests/data directory)", path);
-    REQUIRE(f != NULL);
-  }
-  sbuf b = {0};
-  char tmp[4096];
-  size_t n;
-  while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) sb_add(&b, tmp, n);
-  fclose(f);
-  if (!b.p) sb_add(&b, "", 0);
-  *len = b.len;
-  return b.p;
-}
 
 static const char *const fixtures[] = {"plain_content",  "content_usage",    "parallel_tool_calls",
                                        "crlf_keepalive", "event_id_fields",  "multiline_data",
@@ -91,7 +20,7 @@ static const char *const fixtures[] = {"plain_content",  "content_usage",    "pa
 /* ---- SSE parser: recording events ----------------------------------------- */
 
 typedef struct rec {
-  sbuf log; /* one "event|id|data" line per event */
+  th_buf log; /* one "event|id|data" line per event */
   int n, stop_at, discards;
   size_t discard_bytes;
 } rec;
@@ -100,12 +29,12 @@ static int rec_event(const char *event, size_t event_len, const char *data, size
                      size_t id_len, void *ud) {
   rec *r = ud;
   CHECK(event[event_len] == '\0' && data[data_len] == '\0' && id[id_len] == '\0');
-  sb_add(&r->log, event, event_len);
-  sb_add(&r->log, "|", 1);
-  sb_add(&r->log, id, id_len);
-  sb_add(&r->log, "|", 1);
-  sb_add(&r->log, data, data_len);
-  sb_add(&r->log, "\n", 1);
+  th_buf_add(&r->log, event, event_len);
+  th_buf_add(&r->log, "|", 1);
+  th_buf_add(&r->log, id, id_len);
+  th_buf_add(&r->log, "|", 1);
+  th_buf_add(&r->log, data, data_len);
+  th_buf_add(&r->log, "\n", 1);
   return ++r->n == r->stop_at ? 7 : 0;
 }
 
@@ -144,7 +73,7 @@ static char *parse_all_ways(const char *s, size_t n, size_t max) {
   CHECK_EQ_INT(feed_exact(p, s, n), MLT_OK);
   mlt_sse_parser_finish(p);
   mlt_sse_parser_free(p);
-  sb_add(&whole.log, "", 0);
+  th_buf_add(&whole.log, "", 0);
   for (size_t k = 0; k <= n + 1; k++) {
     rec r = {0};
     p = new_parser(&r, max);
@@ -156,7 +85,7 @@ static char *parse_all_ways(const char *s, size_t n, size_t max) {
     }
     mlt_sse_parser_finish(p);
     mlt_sse_parser_free(p);
-    sb_add(&r.log, "", 0);
+    th_buf_add(&r.log, "", 0);
     if (strcmp(r.log.p, whole.log.p) != 0) {
       tap_diag("split at %zu differs:\n%s--- vs whole:\n%s", k, r.log.p, whole.log.p);
       CHECK(0);
@@ -221,7 +150,7 @@ TEST(sse_line_endings) {
   CHECK_EQ_INT(feed_str(p, "\n\r"), MLT_OK);
   CHECK_EQ_INT(feed_str(p, "\n"), MLT_OK);
   CHECK_EQ_INT(r.n, 1);
-  sb_add(&r.log, "", 0);
+  th_buf_add(&r.log, "", 0);
   CHECK_EQ_STR(r.log.p, "message||a\nb\n");
   CHECK_EQ_INT(mlt_sse_parser_finish(p), MLT_OK);
   mlt_sse_parser_free(p);
@@ -247,7 +176,7 @@ TEST(sse_bom) {
   CHECK_EQ_INT(mlt_sse_parser_finish(p), MLT_OK);
   feed_str(p, "\xEF\xBB\xBF" "data: b\n\n");
   CHECK_EQ_INT(mlt_sse_parser_finish(p), MLT_OK);
-  sb_add(&r.log, "", 0);
+  th_buf_add(&r.log, "", 0);
   CHECK_EQ_STR(r.log.p, "message||a\nmessage||b\n");
   mlt_sse_parser_free(p);
   free(r.log.p);
@@ -267,14 +196,14 @@ TEST(sse_nul_bytes_in_data) {
 TEST(sse_max_event_bytes) {
   char big[200];
   memset(big, 'x', sizeof big);
-  sbuf in = {0};
-  sb_str(&in, "data: small\n\ndata: ");
-  sb_add(&in, big, sizeof big);
-  sb_str(&in, "\ndata: more\n\n: comment longer than the limit ");
-  sb_add(&in, big, sizeof big);
-  sb_str(&in, "\ndata: after\n\nevent: ");
-  sb_add(&in, big, sizeof big);
-  sb_str(&in, "\ndata: t\n\ndata: 0123456789\ndata: 0123456789\ndata: 0123456789\n\ndata: end\n\n");
+  th_buf in = {0};
+  th_buf_str(&in, "data: small\n\ndata: ");
+  th_buf_add(&in, big, sizeof big);
+  th_buf_str(&in, "\ndata: more\n\n: comment longer than the limit ");
+  th_buf_add(&in, big, sizeof big);
+  th_buf_str(&in, "\ndata: after\n\nevent: ");
+  th_buf_add(&in, big, sizeof big);
+  th_buf_str(&in, "\ndata: t\n\ndata: 0123456789\ndata: 0123456789\ndata: 0123456789\n\ndata: end\n\n");
   char *got = parse_all_ways(in.p, in.len, 32);
   CHECK_EQ_STR(got, "message||small\nmessage||after\nmessage||end\n");
   free(got);
@@ -383,7 +312,7 @@ TEST(sse_finish_semantics) {
   size_t len = 0;
   CHECK_EQ_STR(mlt_sse_parser_last_event_id(p, &len), "9"); /* kept across streams */
   CHECK_EQ_INT(len, 1);
-  sb_add(&r.log, "", 0);
+  th_buf_add(&r.log, "", 0);
   CHECK_EQ_STR(r.log.p, "message|9|a\nmessage|9|b\nmessage|9|c\n");
   mlt_sse_parser_free(p);
   free(r.log.p);
@@ -415,22 +344,22 @@ TEST(sse_null_arguments) {
 /* ---- chat stream: transcripts ------------------------------------------------ */
 
 static void tr_chunk(const char *json, size_t len, const char *delta, size_t dlen, void *ud) {
-  sbuf *b = ud;
-  sb_printf(b, "chunk %zu ", len);
-  sb_add(b, json, len);
-  sb_printf(b, "\ndelta %zu ", dlen);
-  sb_add(b, delta, dlen);
-  sb_add(b, "\n", 1);
+  th_buf *b = ud;
+  th_buf_printf(b, "chunk %zu ", len);
+  th_buf_add(b, json, len);
+  th_buf_printf(b, "\ndelta %zu ", dlen);
+  th_buf_add(b, delta, dlen);
+  th_buf_add(b, "\n", 1);
 }
 
 static void tr_malformed(const char *reason, const char *data, size_t len, void *ud) {
-  sbuf *b = ud;
-  sb_printf(b, "malformed %s %zu ", reason, len);
-  sb_add(b, data, len);
-  sb_add(b, "\n", 1);
+  th_buf *b = ud;
+  th_buf_printf(b, "malformed %s %zu ", reason, len);
+  th_buf_add(b, data, len);
+  th_buf_add(b, "\n", 1);
 }
 
-static mlt_chat_stream *new_chat(sbuf *log) {
+static mlt_chat_stream *new_chat(th_buf *log) {
   mlt_chat_stream *s = NULL;
   REQUIRE_EQ_INT(mlt_chat_stream_new(&s), MLT_OK);
   REQUIRE(s != NULL);
@@ -448,7 +377,7 @@ static int chat_feed_exact(mlt_chat_stream *s, const char *p, size_t n) {
 }
 
 /* Append everything observable about a finished stream to the transcript. */
-static void describe(mlt_chat_stream *s, int finish_rc, sbuf *log) {
+static void describe(mlt_chat_stream *s, int finish_rc, th_buf *log) {
   size_t len = 0, clen = 0;
   char *res = mlt_chat_stream_result_json(s, &len);
   char *usage = mlt_chat_stream_usage_json(s);
@@ -456,19 +385,19 @@ static void describe(mlt_chat_stream *s, int finish_rc, sbuf *log) {
   CHECK_EQ_INT(len, strlen(res));
   const char *content = mlt_chat_stream_content(s, &clen);
   const char *err = mlt_chat_stream_error_message(s);
-  sb_printf(log, "finish %d done %d chunks %zu malformed %zu\nresult ", finish_rc, mlt_chat_stream_is_done(s),
+  th_buf_printf(log, "finish %d done %d chunks %zu malformed %zu\nresult ", finish_rc, mlt_chat_stream_is_done(s),
             mlt_chat_stream_chunk_count(s), mlt_chat_stream_malformed_count(s));
-  sb_str(log, res);
-  sb_str(log, "\nusage ");
-  sb_str(log, usage ? usage : "(none)");
-  sb_str(log, "\nmodel ");
-  sb_str(log, mlt_chat_stream_model(s));
-  sb_printf(log, "\ncontent %zu ", clen);
-  sb_add(log, content, clen);
-  sb_str(log, "\nfinish_reason ");
-  sb_str(log, mlt_chat_stream_finish_reason(s));
-  sb_str(log, "\nerror ");
-  sb_str(log, err ? err : "(none)");
+  th_buf_str(log, res);
+  th_buf_str(log, "\nusage ");
+  th_buf_str(log, usage ? usage : "(none)");
+  th_buf_str(log, "\nmodel ");
+  th_buf_str(log, mlt_chat_stream_model(s));
+  th_buf_printf(log, "\ncontent %zu ", clen);
+  th_buf_add(log, content, clen);
+  th_buf_str(log, "\nfinish_reason ");
+  th_buf_str(log, mlt_chat_stream_finish_reason(s));
+  th_buf_str(log, "\nerror ");
+  th_buf_str(log, err ? err : "(none)");
   free(res);
   free(usage);
 }
@@ -477,7 +406,7 @@ static void describe(mlt_chat_stream *s, int finish_rc, sbuf *log) {
  * (ncuts positions, increasing), or byte by byte when cuts is NULL and
  * ncuts is 1; returns the transcript. */
 static char *run_chat(const char *in, size_t n, const size_t *cuts, size_t ncuts) {
-  sbuf log = {0};
+  th_buf log = {0};
   mlt_chat_stream *s = new_chat(&log);
   if (!cuts && ncuts == 1) {
     for (size_t i = 0; i < n; i++) CHECK_EQ_INT(chat_feed_exact(s, in + i, 1), MLT_OK);
@@ -501,8 +430,8 @@ static const cJSON *member(const cJSON *o, const char *k) { return cJSON_GetObje
 
 static void check_fixture(const char *name) {
   size_t n = 0, en = 0;
-  char *in = read_fixture(name, ".sse", &n);
-  char *exp_txt = read_fixture(name, ".json", &en);
+  char *in = th_fixture("sse", name, ".sse", &n);
+  char *exp_txt = th_fixture("sse", name, ".json", &en);
   cJSON *exp = cJSON_ParseWithLength(exp_txt, en);
   REQUIRE(exp != NULL);
   tap_diag("fixture %s (%zu bytes)", name, n);
@@ -562,7 +491,7 @@ TEST(chat_fixtures_expected_results) {
 TEST(chat_fixtures_any_split_same_result) {
   for (size_t f = 0; f < NFIXTURES; f++) {
     size_t n = 0;
-    char *in = read_fixture(fixtures[f], ".sse", &n);
+    char *in = th_fixture("sse", fixtures[f], ".sse", &n);
     char *whole = run_chat(in, n, NULL, 0);
     int bad = 0;
     for (size_t k = 0; k <= n && bad < 3; k++) {
@@ -588,7 +517,7 @@ TEST(chat_fixtures_any_split_same_result) {
 /* Explicit checks of the main fixtures (beyond the .json expectations). */
 static mlt_chat_stream *run_fixture(const char *name, int *rc) {
   size_t n = 0;
-  char *in = read_fixture(name, ".sse", &n);
+  char *in = th_fixture("sse", name, ".sse", &n);
   mlt_chat_stream *s = new_chat(NULL);
   CHECK_EQ_INT(chat_feed_exact(s, in, n), MLT_OK);
   *rc = mlt_chat_stream_finish(s);
@@ -711,7 +640,7 @@ TEST(chat_transport_variants) {
 static int add(mlt_chat_stream *s, const char *data) { return mlt_chat_stream_add_data(s, data, strlen(data)); }
 
 TEST(chat_add_data_direct) {
-  sbuf log = {0};
+  th_buf log = {0};
   mlt_chat_stream *s = new_chat(&log);
   CHECK_EQ_INT(add(s, "{\"id\":\"c1\",\"model\":\"m\",\"created\":5,\"choices\":[{\"index\":0,"
                       "\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"}}]}"),
@@ -780,7 +709,7 @@ TEST(chat_tool_calls_interleaved_and_without_index) {
 }
 
 TEST(chat_malformed_kinds) {
-  sbuf log = {0};
+  th_buf log = {0};
   mlt_chat_stream *s = new_chat(&log);
   static const char *const bad[] = {"{\"id\":", "[1,2]", "42", "\"str\"", "null", "{\"a\":1} trailing",
                                     "{\"error\":\"boom\"}", "{\"choices\":[{\"index\":-1,\"delta\":{}}]}",
@@ -824,13 +753,13 @@ TEST(chat_invalid_utf8_passes_through) {
 }
 
 TEST(chat_max_event_bytes) {
-  sbuf log = {0};
+  th_buf log = {0};
   mlt_chat_stream *s = new_chat(&log);
   CHECK_EQ_INT(mlt_chat_stream_set_max_event_bytes(s, 128), MLT_OK);
-  sbuf in = {0};
-  sb_str(&in, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"");
-  for (int i = 0; i < 100; i++) sb_str(&in, "long ");
-  sb_str(&in, "\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"short\"}}]}\n\ndata: [DONE]\n\n");
+  th_buf in = {0};
+  th_buf_str(&in, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"");
+  for (int i = 0; i < 100; i++) th_buf_str(&in, "long ");
+  th_buf_str(&in, "\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"short\"}}]}\n\ndata: [DONE]\n\n");
   CHECK_EQ_INT(chat_feed_exact(s, in.p, in.len), MLT_OK);
   CHECK_EQ_INT(mlt_chat_stream_finish(s), MLT_OK);
   CHECK_EQ_INT(mlt_chat_stream_malformed_count(s), 1);

@@ -1,4 +1,4 @@
-/* tests/tap.h: the project's tiny test harness (TAP output).
+/* tests/harness/tap.h: the project's tiny test runner (TAP output).
  *
  * A test program lists its tests in a table and calls tap_main():
  *
@@ -9,7 +9,7 @@
  * Every test runs in a child process (fork) with a timeout, so a crash, an
  * abort or a hang fails that test only.  Output is TAP ("ok 1 - name"), read
  * by automake's tap-driver.sh.  A test may skip itself with TAP_SKIP("why");
- * under CI=true a skip of a test marked TAP_ENTRY_NOSKIP counts as failure.
+ * under CI=true a skipped test counts as a failure.
  *
  * Environment: TAP_NOFORK=1 runs tests in-process (for gdb); TAP_TIMEOUT=s
  * overrides the per-test timeout (default 60 s, multiplied by
@@ -118,13 +118,18 @@ static inline void tap__fail_here(const char *file, int line, const char *fmt, .
     exit(TAP__SKIP);                                                                          \
   } while (0)
 
+/* $TAP_TIMEOUT_MULTIPLIER (e.g. 10 under valgrind), else 1: tests scale
+ * their own waits for a child process or a reply by it. */
+static inline int tap_multiplier(void) {
+  const char *e = getenv("TAP_TIMEOUT_MULTIPLIER");
+  return e && atoi(e) > 0 ? atoi(e) : 1;
+}
+
 static inline int tap__timeout(const tap_test *t) {
   int s = t->timeout_s > 0 ? t->timeout_s : 60;
   const char *e = getenv("TAP_TIMEOUT");
   if (e && atoi(e) > 0) s = atoi(e);
-  e = getenv("TAP_TIMEOUT_MULTIPLIER");
-  if (e && atoi(e) > 0) s *= atoi(e);
-  return s;
+  return s * tap_multiplier();
 }
 
 static inline int tap__run_child(const tap_test *t) {

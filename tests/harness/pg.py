@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import free_port
+from mltest import free_port
 
 
 def pg_bindir():

@@ -1,102 +1,20 @@
-"""Shared pieces of the MLflow server tests: a real `mlflow server` started
-and stopped by the test, the C emitter (tests/mlflow/emit) in one-shot and
-session mode, a fault-injecting HTTP proxy in front of the server, and the
-trace-by-trace check of what the server holds.
+"""Delivery under faults (tests/mlflow/test_faults.py, `make soak`): the C
+emitter tests/mlflow/emit in session mode, a fault-injecting HTTP proxy in
+front of a real MLflow server, the trace-by-trace check of what the server
+holds, and readers of the durable spool's files.
 """
 import http.client
 import http.server
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-import urllib.request
 
-BUILD = os.environ.get("top_builddir", ".")
-EMIT = os.path.join(BUILD, "tests", "mlflow", "emit")
-MLFLOW_BIN = os.path.join(os.path.dirname(sys.executable), "mlflow")
-TMP = tempfile.mkdtemp(prefix="mlt-mlflow-")
-servers = []
+from mltest import clean_env, program
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-class Server:
-    """`mlflow server` on 127.0.0.1 (sqlite store unless told otherwise)."""
-
-    def __init__(self, name, backend=None, port=None, env=None, workers=1):
-        self.name, self.port = name, port or free_port()
-        self.backend = backend or f"sqlite:///{TMP}/{name}.db"
-        self.env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", **(env or {}))
-        self.proc = None
-        self.workers = workers
-        self.url = f"http://127.0.0.1:{self.port}"
-        servers.append(self)
-
-    def start(self, wait=True):
-        log = open(os.path.join(TMP, f"{self.name}.log"), "ab")
-        art = os.path.join(TMP, f"{self.name}-artifacts")
-        self.proc = subprocess.Popen(
-            [MLFLOW_BIN, "server", "--backend-store-uri", self.backend, "--host", "127.0.0.1", "--port",
-             str(self.port), "--workers", str(self.workers), "--artifacts-destination", art],
-            stdout=log, stderr=log, env=self.env, start_new_session=True)
-        if wait:
-            return self.wait()
-        return True
-
-    def wait(self, timeout=180):
-        end = time.time() + timeout
-        while time.time() < end:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return True
-            except Exception:  # noqa: BLE001
-                time.sleep(0.3)
-        return False
-
-    def log_tail(self, n=2000):
-        try:
-            return open(os.path.join(TMP, f"{self.name}.log")).read()[-n:]
-        except OSError:
-            return ""
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, sig)
-                self.proc.wait(timeout=15)
-            except Exception:  # noqa: BLE001
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait(timeout=10)
-                except Exception:  # noqa: BLE001
-                    pass
-        self.proc = None
-
-
-def cleanup(*_):
-    for s in servers:
-        s.stop()
-
-
-def clean_env(env):
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_", "MLTRACE_"))}
-    e["MLTRACE_SPOOL_DIR"] = os.path.join(TMP, "spool")  # never the user's own
-    e.update(env)
-    return e
+EMIT = program("tests", "mlflow", "emit")
 
 
 class Session:

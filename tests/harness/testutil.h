@@ -1,5 +1,5 @@
-/* tests/testutil.h: helpers shared by the C tests: start the library on an
- * in-memory store, read exported traces back as cJSON, find spans. */
+/* tests/harness/testutil.h: start the library on an in-memory store and
+ * read the exported traces back as cJSON (accessors: traces.h). */
 #ifndef MLT_TESTS_TESTUTIL_H
 #define MLT_TESTS_TESTUTIL_H
 
@@ -7,6 +7,7 @@
 #include <mltrace/mltrace.h>
 
 #include "tap.h"
+#include "traces.h"
 
 static mlt_memory_store *tu_store;
 static cJSON *tu_cache[4096];
@@ -62,31 +63,6 @@ static inline cJSON *tu_trace(size_t i) {
   return j;
 }
 
-static inline cJSON *tu_spans(cJSON *trace) {
-  return cJSON_GetObjectItem(cJSON_GetObjectItem(trace, "data"), "spans");
-}
-
-static inline int tu_nspans(cJSON *trace) { return cJSON_GetArraySize(tu_spans(trace)); }
-
-static inline cJSON *tu_span(cJSON *trace, const char *name) {
-  cJSON *s;
-  cJSON_ArrayForEach(s, tu_spans(trace)) {
-    cJSON *n = cJSON_GetObjectItem(s, "name");
-    if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0) return s;
-  }
-  return NULL;
-}
-
-static inline const char *tu_str(cJSON *obj, const char *key) {
-  cJSON *v = cJSON_GetObjectItem(obj, key);
-  return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-/* The raw (JSON-encoded) attribute string of a span. */
-static inline const char *tu_attr(cJSON *span, const char *key) {
-  return tu_str(cJSON_GetObjectItem(span, "attributes"), key);
-}
-
 /* An attribute decoded one level (owned by the cache). */
 static inline cJSON *tu_attr_json(cJSON *span, const char *key) {
   const char *raw = tu_attr(span, key);
@@ -94,16 +70,6 @@ static inline cJSON *tu_attr_json(cJSON *span, const char *key) {
   cJSON *j = cJSON_Parse(raw);
   if (j && tu_ncache < sizeof tu_cache / sizeof *tu_cache) tu_cache[tu_ncache++] = j;
   return j;
-}
-
-static inline const char *tu_meta(cJSON *trace, const char *key) {
-  return tu_str(cJSON_GetObjectItem(cJSON_GetObjectItem(trace, "info"), "trace_metadata"), key);
-}
-static inline const char *tu_tag(cJSON *trace, const char *key) {
-  return tu_str(cJSON_GetObjectItem(cJSON_GetObjectItem(trace, "info"), "tags"), key);
-}
-static inline const char *tu_info(cJSON *trace, const char *key) {
-  return tu_str(cJSON_GetObjectItem(trace, "info"), key);
 }
 
 static inline mlt_stats tu_stats(void) {
