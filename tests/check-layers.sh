@@ -13,8 +13,11 @@
 # export/options.c) read the global configuration mlt__g_cfg -- exporters
 # get their settings when they are started; and the exporters and
 # serializers call nothing of the pipeline but the hooks it gave them
-# (mlt__export_host).  TAP output; each offending line is printed.
-: "${top_srcdir:=.}"
+# (mlt__export_host).  Once the library is built, the same holds for calls:
+# no object of a layer needs a symbol that only a layer above it defines
+# (nm).  TAP output; each offending line is printed.
+: "${top_srcdir:=.}" "${top_builddir:=.}"
+bd=$(cd "$top_builddir" && pwd)
 cd "$top_srcdir" || exit 1
 n=0 fail=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi; }
@@ -95,6 +98,26 @@ exporters="lib/export/exporters.c lib/export/mlflow.c lib/export/otlp.c lib/expo
 bad=$(strip_comments $exporters | grep 'mlt__pipeline_')
 [ -z "$bad" ]; ok $? "exporters and serializers reach the pipeline only through their host (mlt__export_host)"
 show "$bad"
+
+# Calls: what each layer's objects need (nm -u) from the layers it may not use.
+objs() { ls "$bd"/lib/"$1"/.libs/*.o 2>/dev/null || ls "$bd"/lib/"$1"/*.o 2>/dev/null; }
+defined() { for o in $(objs "$1"); do nm --defined-only "$o" | awk '$2 ~ /^[A-Z]$/ && $2 != "U" {print $3}'; done | sort -u; }
+if [ -n "$(objs core)" ] && command -v nm > /dev/null; then
+  for pair in "util:core net export" "core:net export" "net:core export"; do
+    layer=${pair%%:*}
+    above=$(for l in ${pair#*:}; do defined "$l"; done | sort -u)
+    bad=""
+    for o in $(objs "$layer"); do
+      for sym in $(nm -u "$o" | awk '{print $2}'); do
+        printf '%s\n' "$above" | grep -qx "$sym" && bad="$bad$(basename "$o"): $sym
+"
+      done
+    done
+    bad=$(printf '%s' "$bad" | sed '/^$/d')
+    [ -z "$bad" ]; ok $? "lib/$layer/ objects call nothing defined only in lib/{$(echo ${pair#*:} | sed 's/ /,/g')}/"
+    show "$bad"
+  done
+fi
 
 echo "1..$n"
 exit $fail

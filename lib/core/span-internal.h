@@ -668,9 +668,15 @@ static inline uint64_t mlt__tls_rand(mlt__tls *tls) {
   __uint128_t m = (__uint128_t)tls->rng * (tls->rng ^ UINT64_C(0xe7037ed1a0b428db));
   return (uint64_t)(m >> 64) ^ (uint64_t)m;
 }
-/* ---- pipeline (pipeline.c) ---- */
-/* Hand a finished trace to the export queue (drops and counts when full). */
-void mlt__pipeline_enqueue(mlt__trace *t);
+/* ---- the hand-off of finished traces ---- */
+/* Who takes a finished trace, with the reference its open counter held:
+ * the export queue (lib/export/pipeline.c, mlt__pipeline_enqueue: drops
+ * and counts when full), set by mlt_init() before any span can start.  The
+ * core calls it only through this pointer, so it links to nothing of the
+ * export layer. */
+typedef void (*mlt__trace_sink_fn)(mlt__trace *t);
+extern mlt__trace_sink_fn mlt__g_trace_sink MLT__HIDDEN;
+static inline void mlt__trace_handoff(mlt__trace *t) { mlt__g_trace_sink(t); }
 enum {
   MLT__ST_TRACES_EXPORTED,
   MLT__ST_SPANS_EXPORTED,

@@ -1,10 +1,10 @@
 /* lib/core/state.c: the library's process-wide state -- its life-cycle
  * state (off, running, stopping) and epoch, the runtime switch, the resolved
- * configuration, and the counters that are not per thread.  It owns only
- * their storage: mlt_init() / mlt_shutdown() (lib/export/pipeline.c) fill
- * and reset them, the core reads them on its hot paths.  Defined here, in
- * the lowest layer that reads them, so that no core file links to a symbol
- * of the export layer for its own state.
+ * configuration, the counters that are not per thread, and the sink that
+ * takes finished traces.  It owns only their storage: mlt_init() and
+ * mlt_shutdown() (lib/export/pipeline.c) fill and reset them, the core reads
+ * them on its hot paths.  Defined here, in the lowest layer that reads them,
+ * so that no core file links to a symbol of the export layer.
  *
  * Layer: core -- includes core/ and util/ only.
  */
@@ -15,3 +15,4 @@ int mlt__enabled_flag;
 mlt__config mlt__g_cfg;
 _Atomic uint32_t mlt__g_epoch;
 _Atomic uint64_t mlt__g_stats[MLT__ST_COUNT];
+mlt__trace_sink_fn mlt__g_trace_sink;

@@ -20,8 +20,8 @@
  * finishing a trace touch no shared list.
  *
  * Layer: core -- includes core/ and util/; a finished trace leaves the core
- * through mlt__pipeline_enqueue() only (declared in core/span-internal.h,
- * defined by the export layer).
+ * through mlt__trace_handoff() only (the sink mlt_init() sets: the export
+ * queue).
  */
 #include "core/scope-internal.h"
 
@@ -256,7 +256,7 @@ void mlt__trace_finish(mlt__trace *t, int64_t now) {
     else
       mlt__trace_set_last(t, now);
   }
-  mlt__pipeline_enqueue(t);
+  mlt__trace_handoff(t);
 }
 
 void mlt__trace_leave_slow(mlt__trace *t, int32_t o, int64_t now) {
@@ -348,7 +348,7 @@ int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, i
   if (reason == 1) mlt__stats_add(MLT__ST_TRACES_TIMED_OUT, 1);
   mlt__trace_set_last(t, now);
   mlt__trace_ref(t); /* the pipeline's (the open counter keeps its own) */
-  mlt__pipeline_enqueue(t);
+  mlt__trace_handoff(t);
   return 1;
 }
 

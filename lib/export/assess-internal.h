@@ -62,6 +62,9 @@ int mlt__exporter_mlflow_target(const mlt_exporter *e, const char **base_url, co
  * since mlt_init(). */
 uint64_t mlt__pipeline_enqueued(void);
 uint64_t mlt__pipeline_done(void);
+/* Hand a finished trace to the export queue (drops and counts when full);
+ * the core reaches it through mlt__g_trace_sink (pipeline.c). */
+void mlt__pipeline_enqueue(mlt__trace *t);
 /* Memory a finished trace holds (what the export queue's bound counts;
  * pipeline.c). */
 size_t mlt__trace_bytes(mlt__trace *t);

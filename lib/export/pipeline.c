@@ -1023,6 +1023,10 @@ int mlt_init(mlt_options *opts) {
   }
   g_n_exporters = 0;
   for (mlt_exporter *e = g_exporters; e; e = e->next) g_n_exporters++;
+  /* The core hands finished traces here.  Written once (before any span of
+   * the process can start), never changed: later mlt_init() calls find it
+   * set and do not write, so no app thread ever sees a store to it. */
+  if (mlt__g_trace_sink != mlt__pipeline_enqueue) mlt__g_trace_sink = mlt__pipeline_enqueue;
   queue_init();
   g_qmax_bytes = mlt__g_cfg.queue_max_bytes;
   g_qmax_traces = mlt__g_cfg.queue_size;
