@@ -650,7 +650,9 @@ static void trace_usage_compute(mlt__trace_info *ti, const mlt__prepared *p, con
       mlt__buf_putc(&ti->token_usage, '"');
       mlt__buf_puts(&ti->token_usage, keys[k]);
       mlt__buf_lit(&ti->token_usage, "\": ");
-      mlt__buf_i64(&ti->token_usage, (int64_t)sum[k]);
+      /* (in int64's range: converting a double outside it is undefined) */
+      double v = sum[k];
+      mlt__buf_i64(&ti->token_usage, v != v ? 0 : v >= 9.2e18 ? INT64_MAX : v <= -9.2e18 ? INT64_MIN : (int64_t)v);
     }
     mlt__buf_putc(&ti->token_usage, '}');
   }

@@ -465,6 +465,21 @@ TEST(spans_ordered_parents_first) {
   tu_done();
 }
 
+/* Token usage sums past int64 (a number like 1e300 in the attribute) are
+ * clamped, not converted out of range (undefined; UBSan runs check). */
+TEST(token_usage_sums_out_of_int64_range) {
+  tu_init();
+  mlt_span s = mlt_span_start("llm", MLT_SPAN_LLM);
+  CHECK_EQ_INT(mlt_span_set_attr_json(s, "mlflow.chat.tokenUsage",
+                                      "{\"input_tokens\": 1e300, \"output_tokens\": -1e300, \"total_tokens\": 5}"),
+               MLT_OK);
+  mlt_span_end(s);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  CHECK_EQ_STR(tu_meta(tu_trace(0), "mlflow.trace.tokenUsage"),
+               "{\"input_tokens\": 9223372036854775807, \"output_tokens\": -9223372036854775808, \"total_tokens\": 5}");
+  tu_done();
+}
+
 static const tap_test tests[] = {TAP_ENTRY(literal_and_computed_keys_agree),
                                  TAP_ENTRY(null_key_and_value_rejected),
                                  TAP_ENTRY(fast_path_values_still_truncated),
@@ -476,6 +491,7 @@ static const tap_test tests[] = {TAP_ENTRY(literal_and_computed_keys_agree),
                                  TAP_ENTRY(status_unset_reads_ok_after_end),
                                  TAP_ENTRY(values_past_the_inline_log),
                                  TAP_ENTRY(spans_ordered_parents_first),
+                                 TAP_ENTRY(token_usage_sums_out_of_int64_range),
                                  TAP_END};
 
 int main(int argc, char **argv) { return tap_main(argc, argv, tests); }
