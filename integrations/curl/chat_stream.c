@@ -1204,7 +1204,8 @@ static void jw_cs(jw *w, const cs_str *v) { jw_str(w, str_get(v)); }
 static void jw_num(jw *w, double d) {
   char b[32];
   int n;
-  if (d == (double)(long long)d && d > -1e15 && d < 1e15 && !(d == 0 && signbit(d))) {
+  /* (the range first: converting a double outside long long's is undefined) */
+  if (d > -1e15 && d < 1e15 && d == (double)(long long)d && !(d == 0 && signbit(d))) {
     /* an integer of at most 15 digits: %1.15g prints its digits */
     long long v = (long long)d;
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;

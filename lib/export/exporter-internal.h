@@ -13,7 +13,7 @@ typedef struct mlt__trace_info {
   char trace_id[MLT_TRACE_ID_SIZE];
   int64_t start_ns, end_ns;
   int state_error;
-  mlt__buf request_preview, response_preview;
+  mlt__buf request_preview, response_preview; /* JSON string bodies (escaped, no quotes) */
   int has_request_preview, has_response_preview;
   const char *client_request_id;
   const char *session, *user;

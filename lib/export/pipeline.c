@@ -134,7 +134,7 @@ static uint32_t count_spans(mlt__trace *t) {
 /* Memory a finished trace holds: its header, span slots and their log
  * chunks (what the queue bound counts).  Called once per trace, by the
  * thread that finished it; the spans are immutable by then. */
-static size_t span_bytes(mlt__span *s) {
+static MLT_ALWAYS_INLINE size_t span_bytes(mlt__span *s) {
   size_t b = sizeof *s;
   for (mlt__chunk *c = atomic_load_explicit(&s->head.next, memory_order_relaxed); c;
        c = atomic_load_explicit(&c->next, memory_order_relaxed))
@@ -142,7 +142,7 @@ static size_t span_bytes(mlt__span *s) {
   return b;
 }
 
-static size_t trace_bytes(mlt__trace *t, uint32_t *nspans) {
+static MLT_ALWAYS_INLINE size_t trace_bytes(mlt__trace *t, uint32_t *nspans) {
   size_t b = sizeof *t;
   uint32_t n = 0;
   if (t->export_spans) {
@@ -497,6 +497,25 @@ static int order_spans(mlt__prepared *p) {
         }
     }
     if (parent[i] < 0 && p->spans[i]->span_id == p->t->root_id) root_i = (int32_t)i;
+  }
+  /* Usually the start order is already the order wanted (one tree, each
+   * span after its parent and after the whole subtree of every earlier
+   * sibling): check that with a stack of the current span's ancestors. */
+  if (root_i == 0 || (root_i < 0 && parent[0] < 0)) {
+    int sp = 0;
+    uint32_t i = 1;
+    stack[sp++] = 0;
+    for (; i < n; i++) {
+      int32_t pi = parent[i];
+      if (pi < 0) break;
+      while (sp && stack[sp - 1] != pi) sp--;
+      if (!sp) break;
+      stack[sp++] = (int32_t)i;
+    }
+    if (i == n) {
+      p->root = root_i >= 0 ? 0 : -1;
+      return 0;
+    }
   }
   for (uint32_t i = n; i-- > 0;) {
     if (parent[i] >= 0) {

@@ -74,8 +74,9 @@ static void digest_func(mlt__digest *d, const mlt__rec *src) {
 /* Type names with their lengths and MLflow's log level (info for model and
  * tool types). */
 static struct {
-  const char *name;
+  const char *name; /* = buf */
   uint8_t len, level;
+  char buf[32]; /* the name, zero-padded (json_span copies 32 bytes) */
 } g_types[MLT__SPAN_TYPE_COUNT + 1];
 static pthread_once_t g_types_once = PTHREAD_ONCE_INIT;
 static const char b64tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -88,8 +89,11 @@ static void types_init(void) {
   }
   for (int t = 0; t <= MLT__SPAN_TYPE_COUNT; t++) {
     const char *n = mlt_span_type_name((mlt_span_type)t);
-    g_types[t].name = n;
-    g_types[t].len = (uint8_t)strlen(n);
+    size_t nl = strlen(n);
+    if (nl >= sizeof g_types[t].buf) nl = sizeof g_types[t].buf - 1; /* (none is) */
+    memcpy(g_types[t].buf, n, nl);
+    g_types[t].name = g_types[t].buf;
+    g_types[t].len = (uint8_t)nl;
     g_types[t].level = (uint8_t)mlt__span_log_level(n, strlen(n), 0);
   }
 }
@@ -379,7 +383,19 @@ static void put_limited(mlt__buf *out, const char *s, size_t n, size_t max, int 
   }
 }
 
-static mlt__buf g_prev_raw, g_prev_content; /* export thread */
+static mlt__buf g_prev_raw, g_prev_content, g_prev_cut; /* export thread */
+
+/* The previews are kept as JSON string bodies (escaped, no quotes): s[0..n)
+ * cut to MLflow's 1000 characters, escaped. */
+static void preview_put(mlt__buf *out, const char *s, size_t n) {
+  if (n <= 1000) { /* (n bytes hold at most n characters) */
+    mlt__json_str_body(out, s, n);
+    return;
+  }
+  mlt__buf_reset(&g_prev_cut);
+  put_limited(&g_prev_cut, s, n, 1000, 1);
+  mlt__json_str_body(out, g_prev_cut.p ? g_prev_cut.p : "", g_prev_cut.len);
+}
 /* Tapes of the root's inputs and outputs, written by the pass that escaped
  * them for the span JSON (valid for the trace being serialized), and one
  * for anything else. */
@@ -391,14 +407,20 @@ static const mlt__rec *g_tape_rec[2];
 static void preview_from_tape(mlt__buf *out, const mlt__jtape *t, const char *role) {
   size_t off, len;
   if (t->len && t->src[0] == '{' && mlt__jtape_chat_content(t, role, &off, &len) && len) {
+    if (!memchr(t->src + off, '\\', len)) {
+      /* the raw contents of a string of valid JSON text without an escape:
+       * what it decodes to, and already escaped as it is */
+      put_limited(out, t->src + off, len, 1000, 1);
+      return;
+    }
     mlt__buf_reset(&g_prev_content);
     mlt__junescape(&g_prev_content, t->src + off, len);
     if (g_prev_content.len) {
-      put_limited(out, g_prev_content.p, g_prev_content.len, 1000, 1);
+      preview_put(out, g_prev_content.p, g_prev_content.len);
       return;
     }
   }
-  put_limited(out, t->src, t->len, 1000, 1);
+  preview_put(out, t->src, t->len);
 }
 
 /* After the spans' serialization (which validated the record and, for the
@@ -424,7 +446,7 @@ static void compute_preview(mlt__buf *out, const mlt__rec *r, const char *role, 
   if (n && txt[0] == '{' && mlt__json_escape_text_tape(NULL, txt, n, &ok8, &g_tape[2]))
     preview_from_tape(out, &g_tape[2], role);
   else
-    put_limited(out, txt, n, 1000, 1);
+    preview_put(out, txt, n);
 }
 
 static const mlt__rec **g_usage; /* export thread: spans_and_stats */
@@ -457,6 +479,7 @@ void mlt__serialize_shutdown(void) {
   g_tape_rec[0] = g_tape_rec[1] = NULL;
   mlt__buf_free(&g_prev_raw);
   mlt__buf_free(&g_prev_content);
+  mlt__buf_free(&g_prev_cut);
 }
 
 static const char *tinfo_find(mlt__tinfo *i, int kind) {
@@ -542,7 +565,7 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p, cons
     const char *up = tinfo_find(ti->info, MLT__TI_REQ_PREVIEW);
     ti->has_request_preview = 1;
     if (up && *up)
-      put_limited(&ti->request_preview, up, strlen(up), 1000, 1);
+      preview_put(&ti->request_preview, up, strlen(up));
     else if (d->inputs)
       compute_preview(&ti->request_preview, d->inputs, "user", 0);
     else
@@ -550,13 +573,13 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p, cons
     up = tinfo_find(ti->info, MLT__TI_RESP_PREVIEW);
     ti->has_response_preview = 1;
     if (up && *up) {
-      put_limited(&ti->response_preview, up, strlen(up), 1000, 1);
+      preview_put(&ti->response_preview, up, strlen(up));
     } else if (d->outputs) {
       compute_preview(&ti->response_preview, d->outputs, "assistant", 1);
     } else if (d->n_chunks) {
       mlt__buf tmp = {0};
       mlt__chunks_output_json(&tmp, d);
-      put_limited(&ti->response_preview, tmp.p ? tmp.p : "", tmp.len, 1000, 1);
+      preview_put(&ti->response_preview, tmp.p ? tmp.p : "", tmp.len);
       mlt__buf_free(&tmp);
     } else {
       ti->has_response_preview = 0;
@@ -627,7 +650,9 @@ static void trace_usage_compute(mlt__trace_info *ti, const mlt__prepared *p, con
       mlt__buf_putc(&ti->token_usage, '"');
       mlt__buf_puts(&ti->token_usage, keys[k]);
       mlt__buf_lit(&ti->token_usage, "\": ");
-      mlt__buf_i64(&ti->token_usage, (int64_t)sum[k]);
+      /* (in int64's range: converting a double outside it is undefined) */
+      double v = sum[k];
+      mlt__buf_i64(&ti->token_usage, v != v ? 0 : v >= 9.2e18 ? INT64_MAX : v <= -9.2e18 ? INT64_MIN : (int64_t)v);
     }
     mlt__buf_putc(&ti->token_usage, '}');
   }
@@ -653,10 +678,22 @@ void mlt__trace_info_free(mlt__trace_info *ti) {
 /* ---- JSON writers ---------------------------------------------------- */
 
 
+/* Unchecked writes at a pointer into a buffer whose room the caller
+ * reserved (wr_begin); wr_end sets the length.  A failed reserve (the
+ * buffer is marked oom) returns NULL and the caller stops writing. */
+static inline char *wr_begin(mlt__buf *b, size_t room) {
+  if (MLT_UNLIKELY(b->cap - b->len < room) && mlt__buf_reserve(b, room)) return NULL;
+  return b->p + b->len;
+}
+static inline void wr_end(mlt__buf *b, const char *o) { b->len = (size_t)(o - b->p); }
+#define WR_LIT(o, lit)                            \
+  do {                                            \
+    memcpy((o), "" lit, sizeof(lit) - 1);         \
+    (o) += sizeof(lit) - 1;                       \
+  } while (0)
+
 /* A span id (8 bytes, big-endian) in base64 as a JSON string: 14 bytes. */
-static inline void put_b64_id8(mlt__buf *out, uint64_t v) {
-  if (MLT_UNLIKELY(out->cap - out->len < 16) && mlt__buf_reserve(out, 16)) return;
-  char *t = out->p + out->len;
+static inline char *wr_b64_id8(char *t, uint64_t v) {
   uint32_t g1 = (uint32_t)(v >> 40), g2 = (uint32_t)(v >> 16) & 0xFFFFFF, g3 = (uint32_t)(v & 0xFFFF) << 2;
   t[0] = '"';
   memcpy(t + 1, g_b64pair[g1 >> 12], 2);
@@ -667,41 +704,64 @@ static inline void put_b64_id8(mlt__buf *out, uint64_t v) {
   t[11] = b64tab[g3 & 63];
   t[12] = '=';
   t[13] = '"';
-  out->len += 14;
+  return t + 14;
 }
 
-/* A nanosecond timestamp: the seconds' digits come from a cache (spans of
- * a batch share their second), the 9 fraction digits are formatted. */
+/* A nanosecond timestamp (room: 24 bytes): the seconds' digits come from a
+ * cache (spans of a batch share their second), the 9 fraction digits are
+ * formatted. */
 static int64_t g_ts_sec = -1;
 static char g_ts_digits[24];
 static size_t g_ts_len;
 
-static void put_ts(mlt__buf *out, int64_t ns) {
+static MLT_NOINLINE char *wr_ts_slow(char *o, int64_t ns) {
+  mlt__buf tmp = {0};
   if (ns < 1000000000) {
-    mlt__buf_i64(out, ns);
-    return;
-  }
-  int64_t sec = ns / 1000000000;
-  uint32_t frac = (uint32_t)(ns - sec * 1000000000);
-  if (sec != g_ts_sec) {
-    mlt__buf tmp = {0}; /* once a second */
-    mlt__buf_u64(&tmp, (uint64_t)sec);
-    if (tmp.oom || tmp.len > 20) {
-      mlt__buf_free(&tmp);
-      return;
+    mlt__buf_i64(&tmp, ns);
+  } else { /* a new second */
+    mlt__buf_u64(&tmp, (uint64_t)(ns / 1000000000));
+    if (!tmp.oom && tmp.len <= 20) {
+      memcpy(g_ts_digits, tmp.p, tmp.len);
+      g_ts_len = tmp.len;
+      g_ts_sec = ns / 1000000000;
     }
-    memcpy(g_ts_digits, tmp.p, tmp.len);
-    g_ts_len = tmp.len;
-    g_ts_sec = sec;
-    mlt__buf_free(&tmp);
+    mlt__buf_reset(&tmp);
+    mlt__buf_i64(&tmp, ns);
   }
-  if (MLT_UNLIKELY(out->cap - out->len < 40) && mlt__buf_reserve(out, 40)) return;
-  char *o = out->p + out->len;
+  if (!tmp.oom && tmp.len <= 24) {
+    memcpy(o, tmp.p, tmp.len);
+    o += tmp.len;
+  }
+  mlt__buf_free(&tmp);
+  return o;
+}
+
+static inline char *wr_ts(char *o, int64_t ns) {
+  int64_t sec = ns / 1000000000;
+  if (MLT_UNLIKELY(sec != g_ts_sec || ns < 1000000000)) return wr_ts_slow(o, ns);
+  uint32_t frac = (uint32_t)(ns - sec * 1000000000);
   memcpy(o, g_ts_digits, 24); /* (24: a fixed size, no call) */
   o += g_ts_len;
   *o++ = (char)('0' + frac / 100000000);
   mlt__digits8_inline(frac % 100000000, o);
-  out->len += g_ts_len + 9;
+  return o + 8;
+}
+
+/* ns as seconds with 6 decimals (microseconds, rounded to nearest with
+ * ties to even: "%.6f" of ns / 1e9 but for a tie's last digit; no printf;
+ * room: 32 bytes). */
+static char *wr_secs6(char *o, int64_t ns) {
+  uint64_t a = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
+  uint64_t us = a / 1000, r = a % 1000;
+  if (r > 500 || (r == 500 && (us & 1))) us++;
+  if (ns < 0 && us) *o++ = '-';
+  o = mlt__wr_u64(o, us / 1000000);
+  *o++ = '.';
+  uint32_t f = (uint32_t)(us % 1000000);
+  char d8[8];
+  mlt__digits8_inline(f, d8); /* "00ffffff" */
+  memcpy(o, d8 + 2, 6);
+  return o + 6;
 }
 
 /* Two decimal digits of v (0..99). */
@@ -711,8 +771,35 @@ static inline void put2(char *p, int v) {
 }
 
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ" with the quotes (days from the civil calendar,
- * no libc formatting). */
-static void put_rfc3339_ms(mlt__buf *out, int64_t ns) {
+ * no libc formatting; the date of the last day written is kept). */
+static int64_t g_day = INT64_MIN;
+static char g_day_txt[12]; /* "\"YYYY-MM-DDT" */
+static void rfc3339_full(char *t, int64_t ns);
+static char *wr_rfc3339_ms(char *o, int64_t ns) { /* room: 26 bytes */
+  int64_t sec = ns / 1000000000;
+  if (MLT_LIKELY(ns >= 0 && sec / 86400 == g_day)) {
+    int ms = (int)((ns / 1000000) % 1000), rem = (int)(sec % 86400);
+    memcpy(o, g_day_txt, 12);
+    put2(o + 12, rem / 3600);
+    o[14] = ':';
+    put2(o + 15, rem / 60 % 60);
+    o[17] = ':';
+    put2(o + 18, rem % 60);
+    o[20] = '.';
+    o[21] = (char)('0' + ms / 100);
+    put2(o + 22, ms % 100);
+    o[24] = 'Z';
+    o[25] = '"';
+    return o + 26;
+  }
+  rfc3339_full(o, ns);
+  if (ns >= 0) {
+    memcpy(g_day_txt, o, 12);
+    g_day = sec / 86400;
+  }
+  return o + 26;
+}
+static void rfc3339_full(char *t, int64_t ns) {
   int64_t sec = ns / 1000000000;
   int ms = (int)((ns / 1000000) % 1000);
   if (ms < 0) {
@@ -733,7 +820,6 @@ static void put_rfc3339_ms(mlt__buf *out, int64_t ns) {
   int d = (int)(doy - (153 * mp + 2) / 5 + 1), m = (int)(mp < 10 ? mp + 3 : mp - 9);
   if (m <= 2) y++;
   if (y < 0 || y > 9999) y = 0;
-  char t[26];
   t[0] = '"';
   put2(t + 1, (int)(y / 100));
   put2(t + 3, (int)(y % 100));
@@ -752,7 +838,6 @@ static void put_rfc3339_ms(mlt__buf *out, int64_t ns) {
   put2(t + 22, ms % 100);
   t[24] = 'Z';
   t[25] = '"';
-  mlt__buf_put(out, t, 26);
 }
 
 /* "key": "<json string of value>" — an attribute value as MLflow stores it
@@ -766,9 +851,22 @@ typedef struct enc_range {
 
 static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, enc_range *rg, int tape);
 
+/* ", " "key": value */
 static void put_attr_encoded(mlt__buf *out, mlt__buf *tmp, const char *key, size_t klen, const mlt__rec *r) {
-  mlt__json_str(out, key, klen);
-  mlt__buf_lit(out, ": ");
+  char *o;
+  if (klen <= 16 && mlt__plain_short(key, klen) && (o = wr_begin(out, 32))) {
+    *o++ = ',';
+    *o++ = ' ';
+    *o++ = '"';
+    memcpy(o, key, klen);
+    o += klen;
+    WR_LIT(o, "\": ");
+    wr_end(out, o);
+  } else {
+    mlt__buf_lit(out, ", ");
+    mlt__json_str(out, key, klen);
+    mlt__buf_lit(out, ": ");
+  }
   put_value_encoded(out, tmp, r, NULL, -1);
 }
 
@@ -781,7 +879,7 @@ static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, e
      * twice and copied */
     size_t len;
     const char *v = mlt__rec_value(r, &len, NULL);
-    if (mlt__json_plain(v, len)) {
+    if (mlt__json_plain_inline(v, len)) {
       mlt__buf_lit(out, "\"\\\"");
       mlt__buf_put(out, v, len);
       mlt__buf_lit(out, "\\\"\"");
@@ -886,6 +984,8 @@ typedef struct span_ctx {
 static void span_ctx_init(span_ctx *c, const mlt__prepared *p) {
   pthread_once(&g_types_once, types_init); /* g_b64pair: before any span is digested */
   c->root_in.len = c->root_out.len = 0;
+  memset(c->head, 0, sizeof c->head); /* (json_span copies them whole) */
+  memset(c->rid, 0, sizeof c->rid);
   uint8_t idb[16];
   mlt__be64(p->t->id_hi, idb);
   mlt__be64(p->t->id_lo, idb + 8);
@@ -960,20 +1060,27 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
   mlt__digest *d = mlt__scratch_digest();
   mlt__buf *tmp = mlt__scratch_buf(2);
   mlt__digest_span(d, s);
-  mlt__buf_put(out, sc->head, sc->head_len);
-  put_b64_id8(out, s->span_id);
-  mlt__buf_lit(out, ", \"parent_span_id\": ");
+  /* the fixed parts: one reserve each (sc->head: < 64 bytes) */
+  char *o = wr_begin(out, 160);
+  if (!o) return;
+  memcpy(o, sc->head, sizeof sc->head);
+  o += sc->head_len;
+  o = wr_b64_id8(o, s->span_id);
+  WR_LIT(o, ", \"parent_span_id\": ");
   if (s->parent_id)
-    put_b64_id8(out, s->parent_id);
+    o = wr_b64_id8(o, s->parent_id);
   else
-    mlt__buf_lit(out, "null");
-  mlt__buf_lit(out, ", \"name\": ");
-  mlt__json_str(out, d->name, d->name_len);
-  mlt__buf_lit(out, ", \"start_time_unix_nano\": ");
-  put_ts(out, s->start_ns);
-  mlt__buf_lit(out, ", \"end_time_unix_nano\": ");
-  put_ts(out, MLT_UNLIKELY(s->end_ns < s->start_ns) ? s->start_ns : s->end_ns); /* never before the start */
-  mlt__buf_lit(out, ", \"events\": [");
+    WR_LIT(o, "null");
+  WR_LIT(o, ", \"name\": ");
+  wr_end(out, o);
+  mlt__json_str_inline(out, d->name, d->name_len);
+  if (!(o = wr_begin(out, 128))) return;
+  WR_LIT(o, ", \"start_time_unix_nano\": ");
+  o = wr_ts(o, s->start_ns);
+  WR_LIT(o, ", \"end_time_unix_nano\": ");
+  o = wr_ts(o, MLT_UNLIKELY(s->end_ns < s->start_ns) ? s->start_ns : s->end_ns); /* never before the start */
+  WR_LIT(o, ", \"events\": [");
+  wr_end(out, o);
   int first = 1;
   for (size_t e = 0; e < d->n_events; e++) {
     const mlt__rec *r = d->events[e];
@@ -1014,28 +1121,33 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
     mlt__json_str(out, tmp->p ? tmp->p : "", tmp->len);
     mlt__buf_lit(out, "}}");
   }
-  mlt__buf_lit(out, "], \"status\": {\"code\": ");
   int status = s->status == MLT_STATUS_UNSET ? MLT_STATUS_OK : s->status;
-  if (status == MLT_STATUS_ERROR)
-    mlt__buf_lit(out, "\"STATUS_CODE_ERROR\"");
-  else
-    mlt__buf_lit(out, "\"STATUS_CODE_OK\"");
-  mlt__buf_lit(out, ", \"message\": ");
-  if (status == MLT_STATUS_ERROR && d->status_msg) {
-    size_t ml;
-    const char *m = mlt__rec_value(d->status_msg, &ml, NULL);
-    mlt__json_str(out, m, ml);
+  if (MLT_UNLIKELY(status == MLT_STATUS_ERROR)) {
+    mlt__buf_lit(out, "], \"status\": {\"code\": \"STATUS_CODE_ERROR\", \"message\": ");
+    if (d->status_msg) {
+      size_t ml;
+      const char *m = mlt__rec_value(d->status_msg, &ml, NULL);
+      mlt__json_str(out, m, ml);
+    } else {
+      mlt__buf_lit(out, "\"\"");
+    }
+    if (!(o = wr_begin(out, 320))) return;
+    WR_LIT(o, "}, \"attributes\": ");
   } else {
-    mlt__buf_lit(out, "\"\"");
+    if (!(o = wr_begin(out, 320))) return;
+    WR_LIT(o, "], \"status\": {\"code\": \"STATUS_CODE_OK\", \"message\": \"\"}, \"attributes\": ");
   }
-  mlt__buf_lit(out, "}, \"attributes\": ");
-  mlt__buf_put(out, sc->rid, sc->rid_len);
+  memcpy(o, sc->rid, sizeof sc->rid);
+  o += sc->rid_len;
   if (!d->type_custom) {
-    /* a type name from the table: nothing to escape */
-    mlt__buf_lit(out, ", \"mlflow.spanType\": \"\\\"");
-    mlt__buf_put(out, d->type, d->type_len);
-    mlt__buf_lit(out, "\\\"\"");
+    /* a type name from the table (< 32 bytes): nothing to escape */
+    WR_LIT(o, ", \"mlflow.spanType\": \"\\\"");
+    memcpy(o, d->type, 32);
+    o += d->type_len;
+    WR_LIT(o, "\\\"\"");
+    wr_end(out, o);
   } else {
+    wr_end(out, o);
     mlt__buf_lit(out, ", ");
     mlt__buf_reset(tmp);
     mlt__json_str(tmp, d->type, d->type_len);
@@ -1043,11 +1155,15 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
   }
   int root = s == p->spans[p->root >= 0 ? p->root : 0] && p->root >= 0;
   if (d->inputs) {
-    mlt__buf_lit(out, ", \"mlflow.spanInputs\": ");
+    if (!(o = wr_begin(out, 32))) return;
+    WR_LIT(o, ", \"mlflow.spanInputs\": ");
+    wr_end(out, o);
     put_value_encoded(out, tmp, d->inputs, root ? &sc->root_in : NULL, root ? 0 : -1);
   }
   if (d->outputs) {
-    mlt__buf_lit(out, ", \"mlflow.spanOutputs\": ");
+    if (!(o = wr_begin(out, 32))) return;
+    WR_LIT(o, ", \"mlflow.spanOutputs\": ");
+    wr_end(out, o);
     put_value_encoded(out, tmp, d->outputs, root ? &sc->root_out : NULL, root ? 1 : -1);
   } else if (d->n_chunks) {
     mlt__buf_lit(out, ", ");
@@ -1057,14 +1173,15 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
   }
   for (size_t a = 0; a < d->n_attrs; a++) {
     if (mlt__reserved_attr_key(d->attrs[a])) continue;
-    mlt__buf_lit(out, ", ");
     put_attr_encoded(out, tmp, mlt__rec_key(d->attrs[a]), d->attrs[a]->key_len, d->attrs[a]);
   }
   if (d->n_chunks) {
-    char num[48];
-    int nl = snprintf(num, sizeof num, "%.6f", (double)(d->first_chunk_ns - s->start_ns) / 1e9);
-    mlt__buf_lit(out, ", ");
-    put_attr_text(out, "gen_ai.response.time_to_first_chunk", num, (size_t)nl);
+    /* seconds with 6 decimals (as "%.6f" of the seconds; no printf) */
+    if (!(o = wr_begin(out, 96))) return;
+    WR_LIT(o, ", \"gen_ai.response.time_to_first_chunk\": \"");
+    o = wr_secs6(o, d->first_chunk_ns - s->start_ns);
+    *o++ = '"';
+    wr_end(out, o);
   }
   uint32_t dropped = s->n_events_dropped;
   if (dropped) {
@@ -1077,23 +1194,23 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
     mlt__buf_u64(out, s->n_links_dropped);
     mlt__buf_putc(out, '"');
   }
-  int lvl = mlt__digest_level(d);
+  int lvl = mlt__digest_level(d); /* 0..50 */
+  if (!(o = wr_begin(out, 96))) return;
+  WR_LIT(o, ", \"mlflow.spanLogLevel\": \"");
+  if (lvl >= 10 && lvl < 100) { /* (always) */
+    memcpy(o, mlt__digits2 + 2 * lvl, 2);
+    o += 2;
+  } else {
+    o = mlt__wr_u64(o, (uint64_t)lvl);
+  }
   if (MLT_UNLIKELY(d->n_links)) {
-    mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"");
-    mlt__buf_i64(out, lvl);
-    mlt__buf_lit(out, "\"}, \"links\": ");
+    WR_LIT(o, "\"}, \"links\": ");
+    wr_end(out, o);
     json_links(out, d);
     mlt__buf_putc(out, '}');
-  } else if (lvl == 10) {
-    mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"10\"}, \"links\": []}");
-  } else if (lvl == 20) {
-    mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"20\"}, \"links\": []}");
-  } else if (lvl == 40) {
-    mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"40\"}, \"links\": []}");
   } else {
-    mlt__buf_lit(out, ", \"mlflow.spanLogLevel\": \"");
-    mlt__buf_i64(out, lvl);
-    mlt__buf_lit(out, "\"}, \"links\": []}");
+    WR_LIT(o, "\"}, \"links\": []}");
+    wr_end(out, o);
   }
 }
 
@@ -1153,20 +1270,25 @@ typedef struct size_stats {
 } size_stats;
 
 /* The sizeStats JSON text as a JSON string (escaped as it is written). */
-static void put_size_stats(mlt__buf *out, const size_stats *st) {
-  mlt__buf_lit(out, "\"{\\\"total_size_bytes\\\": ");
-  mlt__buf_u64(out, st->total);
-  mlt__buf_lit(out, ", \\\"num_spans\\\": ");
-  mlt__buf_u64(out, st->n);
-  mlt__buf_lit(out, ", \\\"max\\\": ");
-  mlt__buf_u64(out, st->max);
-  mlt__buf_lit(out, ", \\\"p25\\\": ");
-  mlt__buf_u64(out, st->p25);
-  mlt__buf_lit(out, ", \\\"p50\\\": ");
-  mlt__buf_u64(out, st->p50);
-  mlt__buf_lit(out, ", \\\"p75\\\": ");
-  mlt__buf_u64(out, st->p75);
-  mlt__buf_lit(out, "}\"");
+static void put_size_stats(mlt__buf *out, const size_stats *st, size_t size_bytes) {
+  char *o = wr_begin(out, 384);
+  if (!o) return;
+  WR_LIT(o, ", \"mlflow.trace.sizeStats\": \"{\\\"total_size_bytes\\\": ");
+  o = mlt__wr_u64(o, st->total);
+  WR_LIT(o, ", \\\"num_spans\\\": ");
+  o = mlt__wr_u64(o, st->n);
+  WR_LIT(o, ", \\\"max\\\": ");
+  o = mlt__wr_u64(o, st->max);
+  WR_LIT(o, ", \\\"p25\\\": ");
+  o = mlt__wr_u64(o, st->p25);
+  WR_LIT(o, ", \\\"p50\\\": ");
+  o = mlt__wr_u64(o, st->p50);
+  WR_LIT(o, ", \\\"p75\\\": ");
+  o = mlt__wr_u64(o, st->p75);
+  WR_LIT(o, "}\", \"mlflow.trace.sizeBytes\": \"");
+  o = mlt__wr_u64(o, size_bytes);
+  *o++ = '"';
+  wr_end(out, o);
 }
 
 static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti, int for_rest,
@@ -1189,15 +1311,17 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
     mlt__json_str(out, exp, strlen(exp));
     mlt__buf_lit(out, "}}");
   }
-  mlt__buf_lit(out, ", \"request_time\": ");
-  put_rfc3339_ms(out, ti->start_ns);
-  mlt__buf_lit(out, ", \"state\": ");
+  char *o = wr_begin(out, 256);
+  if (!o) return;
+  WR_LIT(o, ", \"request_time\": ");
+  o = wr_rfc3339_ms(o, ti->start_ns);
   if (ti->state_error)
-    mlt__buf_lit(out, "\"ERROR\"");
+    WR_LIT(o, ", \"state\": \"ERROR\"");
   else
-    mlt__buf_lit(out, "\"OK\"");
+    WR_LIT(o, ", \"state\": \"OK\"");
   /* metadata */
-  mlt__buf_lit(out, ", \"trace_metadata\": {\"mlflow.trace_schema.version\": \"3\", \"mlflow.source.type\": \"LOCAL\"");
+  WR_LIT(o, ", \"trace_metadata\": {\"mlflow.trace_schema.version\": \"3\", \"mlflow.source.type\": \"LOCAL\"");
+  wr_end(out, o);
   /* ", "mlflow.source.name": <program>, "mlflow.user": <user>", escaped once */
   if (!g_src_user.len || g_src_user.oom) {
     mlt__buf_reset(&g_src_user);
@@ -1228,13 +1352,7 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
     mlt__buf_lit(out, ", ");
     put_kv_limited(out, "mlflow.trace.user", 17, ti->user, strlen(ti->user), 250);
   }
-  if (stats) {
-    mlt__buf_lit(out, ", \"mlflow.trace.sizeStats\": ");
-    put_size_stats(out, stats);
-    mlt__buf_lit(out, ", \"mlflow.trace.sizeBytes\": \"");
-    mlt__buf_u64(out, size_bytes);
-    mlt__buf_putc(out, '"');
-  }
+  if (stats) put_size_stats(out, stats, size_bytes);
   for (mlt__tinfo *i = ti->info; i; i = i->next) {
     if (i->kind != MLT__TI_META || seen_key(ti->info, i, MLT__TI_META, i->key)) continue;
     if (!strcmp(i->key, "mlflow.trace_schema.version")) continue;
@@ -1245,7 +1363,7 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
   if (!ti->trace_name) {
     mlt__buf_lit(out, "\"continuation\"");
   } else if (ti->trace_name_len <= 4096) { /* (bytes: no more characters) */
-    mlt__json_str(out, ti->trace_name, ti->trace_name_len);
+    mlt__json_str_inline(out, ti->trace_name, ti->trace_name_len);
   } else {
     mlt__buf tmp = {0};
     put_limited(&tmp, ti->trace_name, ti->trace_name_len, 4096, 0);
@@ -1263,12 +1381,14 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
   }
   mlt__buf_putc(out, '}');
   if (ti->has_request_preview) {
-    mlt__buf_lit(out, ", \"request_preview\": ");
-    mlt__json_str(out, ti->request_preview.p ? ti->request_preview.p : "", ti->request_preview.len);
+    mlt__buf_lit(out, ", \"request_preview\": \"");
+    mlt__buf_put(out, ti->request_preview.p ? ti->request_preview.p : "", ti->request_preview.len);
+    mlt__buf_putc(out, '"');
   }
   if (ti->has_response_preview) {
-    mlt__buf_lit(out, ", \"response_preview\": ");
-    mlt__json_str(out, ti->response_preview.p ? ti->response_preview.p : "", ti->response_preview.len);
+    mlt__buf_lit(out, ", \"response_preview\": \"");
+    mlt__buf_put(out, ti->response_preview.p ? ti->response_preview.p : "", ti->response_preview.len);
+    mlt__buf_putc(out, '"');
   }
   mlt__assessments_json(out, ti->info); /* lib/export/assess.c: ", \"assessments\": [...]" when any */
   int64_t dur_ms = ti->end_ns > ti->start_ns ? (ti->end_ns - ti->start_ns) / 1000000 : 0;

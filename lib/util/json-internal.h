@@ -37,6 +37,9 @@ static inline const char *mlt__buf_cstr(mlt__buf *b) {
 }
 void mlt__buf_i64(mlt__buf *b, int64_t v);
 void mlt__buf_u64(mlt__buf *b, uint64_t v);
+/* The decimal digits of v at o (room: 24 bytes, some written past the
+ * digits); returns the end of the digits. */
+char *mlt__wr_u64(char *o, uint64_t v);
 /* Exactly 8 decimal digits of v < 10^8 at p (leading zeros kept). */
 void mlt__digits8(uint32_t v, char *p);
 extern const char mlt__digits2[201]; /* "00" "01" .. "99" */
@@ -60,6 +63,56 @@ void mlt__json_str_body(mlt__buf *b, const char *s, size_t n);
 /* 1 if s[0..n) is copied as it is by the escaper (no '"', '\\', control or
  * non-ASCII byte). */
 int mlt__json_plain(const char *s, size_t n);
+/* Non-zero when one of the 8 bytes of w is '"', '\\', < 0x20 or >= 0x80. */
+static inline uint64_t mlt__special8(uint64_t w) {
+  const uint64_t ones = UINT64_C(0x0101010101010101);
+  uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+  return ((q - ones) & ~q) | ((bs - ones) & ~bs) | ((w - ones * 0x20) & ~w) | w;
+}
+/* mlt__json_plain() of n <= 16 bytes, inline (two overlapping words). */
+static inline int mlt__plain_short(const char *s, size_t n) {
+  uint64_t a, z;
+  if (n >= 8) {
+    memcpy(&a, s, 8);
+    memcpy(&z, s + n - 8, 8);
+    return !((mlt__special8(a) | mlt__special8(z)) & UINT64_C(0x8080808080808080));
+  }
+  if (n >= 4) {
+    uint32_t x, y;
+    memcpy(&x, s, 4);
+    memcpy(&y, s + n - 4, 4);
+    a = (uint64_t)x | (uint64_t)y << 32;
+    return !(mlt__special8(a) & UINT64_C(0x8080808080808080));
+  }
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') return 0;
+  }
+  return 1;
+}
+static inline int mlt__json_plain_inline(const char *s, size_t n) {
+  return n <= 16 ? mlt__plain_short(s, n) : mlt__json_plain(s, n);
+}
+/* mlt__json_str() with the short plain case inline. */
+static inline void mlt__json_str_inline(mlt__buf *b, const char *s, size_t n) {
+  if (n <= 16 && mlt__plain_short(s, n) && (b->cap - b->len >= 24 || !mlt__buf_reserve(b, 24))) {
+    char *o = b->p + b->len;
+    o[0] = '"';
+    if (n >= 8) {
+      memcpy(o + 1, s, 8);
+      memcpy(o + 1 + n - 8, s + n - 8, 8);
+    } else if (n >= 4) {
+      memcpy(o + 1, s, 4);
+      memcpy(o + 1 + n - 4, s + n - 4, 4);
+    } else {
+      for (size_t k = 0; k < n; k++) o[1 + k] = s[k];
+    }
+    o[n + 1] = '"';
+    b->len += n + 2;
+    return;
+  }
+  mlt__json_str(b, s, n);
+}
 /* One pass over JSON text s[0..n): append it escaped as a JSON string body
  * (exactly what mlt__json_str_body() gives) and validate it as one JSON value
  * (RFC 8259, nesting <= 1000, no surrounding whitespace: trim first).

@@ -79,20 +79,43 @@ static inline char *u64_digits(uint64_t v, char *end) {
 
 void mlt__digits8(uint32_t v, char *p) { digits8(v, p); }
 
-void mlt__buf_u64(mlt__buf *b, uint64_t v) {
-  if (MLT_UNLIKELY(b->cap - b->len < 40) && mlt__buf_reserve(b, 40)) return;
-  char *o = b->p + b->len;
-  if (v < 10) {
-    *o = (char)('0' + v);
-    b->len++;
-    return;
+char *mlt__wr_u64(char *o, uint64_t v) {
+  if (v < 10000) { /* sizes, counts, durations: no loop */
+    uint32_t x = (uint32_t)v;
+    if (x < 10) {
+      *o = (char)('0' + x);
+      return o + 1;
+    }
+    if (x < 100) {
+      memcpy(o, digits2 + 2 * x, 2);
+      return o + 2;
+    }
+    if (x < 1000) {
+      *o = (char)('0' + x / 100);
+      memcpy(o + 1, digits2 + 2 * (x % 100), 2);
+      return o + 3;
+    }
+    memcpy(o, digits2 + 2 * (x / 100), 2);
+    memcpy(o + 2, digits2 + 2 * (x % 100), 2);
+    return o + 4;
+  }
+  if (v < 100000000) { /* sizes, counts: the digits straight to their place */
+    uint32_t x = (uint32_t)v;
+    size_t n = 2u + (x >= 100) + (x >= 1000) + (x >= 10000) + (x >= 100000) + (x >= 1000000) + (x >= 10000000);
+    digits_small(x, o + n);
+    return o + n;
   }
   char tmp[48] = {0}; /* the digits end at tmp + 24; fixed-size copies (no call) */
   char *p = u64_digits(v, tmp + 24);
   size_t n = (size_t)(tmp + 24 - p);
   memcpy(o, p, 16);
   if (n > 16) memcpy(o + 16, p + 16, 8);
-  b->len += n;
+  return o + n;
+}
+
+void mlt__buf_u64(mlt__buf *b, uint64_t v) {
+  if (MLT_UNLIKELY(b->cap - b->len < 40) && mlt__buf_reserve(b, 40)) return;
+  b->len = (size_t)(mlt__wr_u64(b->p + b->len, v) - b->p);
 }
 
 void mlt__buf_i64(mlt__buf *b, int64_t v) {
@@ -203,6 +226,9 @@ static inline unsigned special16(const unsigned char *s) {
 #if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #include <tmmintrin.h>
 #define MLT__SSSE3_ESC 1
+/* esc_shuf[m]: where each output byte comes from (0x80: zero, the slot of
+ * a backslash); esc_bs[m]: the backslashes to OR in; esc_len[m]: 8 + the
+ * bits of m (the output bytes). */
 static unsigned char esc_shuf[256][16], esc_bs[256][16], esc_len[256];
 static int esc_ssse3 = -1; /* -1 unknown, 0 no, 1 yes */
 static pthread_once_t esc_once = PTHREAD_ONCE_INIT;
@@ -212,8 +238,8 @@ static void esc_init(void) {
     int j = 0;
     for (int i = 0; i < 8; i++) {
       if (m & (1 << i)) {
-        esc_shuf[m][j] = (unsigned char)i;
-        esc_bs[m][j++] = 0xFF;
+        esc_shuf[m][j] = 0x80;
+        esc_bs[m][j++] = '\\';
       }
       esc_shuf[m][j] = (unsigned char)i;
       esc_bs[m][j++] = 0;
@@ -263,18 +289,14 @@ static inline unsigned qb16(const unsigned char *s) {
  * to o (room for 32 + 16); returns the bytes written. */
 __attribute__((target("ssse3"))) static inline size_t esc16_ssse3(char *o, const unsigned char *s, unsigned m) {
   __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
-  __m128i bsl = _mm_set1_epi8('\\');
   unsigned lo = m & 0xFF, hi = m >> 8;
-  __m128i sl = _mm_loadu_si128((const __m128i *)(const void *)esc_shuf[lo]);
-  __m128i bl = _mm_loadu_si128((const __m128i *)(const void *)esc_bs[lo]);
-  __m128i r = _mm_shuffle_epi8(v, sl);
-  r = _mm_or_si128(_mm_andnot_si128(bl, r), _mm_and_si128(bl, bsl));
+  __m128i r = _mm_shuffle_epi8(v, _mm_loadu_si128((const __m128i *)(const void *)esc_shuf[lo]));
+  r = _mm_or_si128(r, _mm_loadu_si128((const __m128i *)(const void *)esc_bs[lo]));
   _mm_storeu_si128((__m128i *)(void *)o, r);
   size_t n = esc_len[lo];
+  /* (the high half's indices + 8; a zero slot stays >= 0x80) */
   __m128i sh = _mm_add_epi8(_mm_loadu_si128((const __m128i *)(const void *)esc_shuf[hi]), _mm_set1_epi8(8));
-  __m128i bh = _mm_loadu_si128((const __m128i *)(const void *)esc_bs[hi]);
-  r = _mm_shuffle_epi8(v, sh);
-  r = _mm_or_si128(_mm_andnot_si128(bh, r), _mm_and_si128(bh, bsl));
+  r = _mm_or_si128(_mm_shuffle_epi8(v, sh), _mm_loadu_si128((const __m128i *)(const void *)esc_bs[hi]));
   _mm_storeu_si128((__m128i *)(void *)(o + n), r);
   return n + esc_len[hi];
 }
@@ -327,32 +349,8 @@ static inline size_t escape_one(char **op, const unsigned char *s, size_t i, siz
   return used;
 }
 
-/* Non-zero when one of the 8 bytes of w is '"', '\\', < 0x20 or >= 0x80. */
-static inline uint64_t special8(uint64_t w) {
-  const uint64_t ones = UINT64_C(0x0101010101010101);
-  uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
-  return ((q - ones) & ~q) | ((bs - ones) & ~bs) | ((w - ones * 0x20) & ~w) | w;
-}
-
-/* 1 if s[0..n) needs no escaping (n <= 16: two overlapping words). */
-static inline int plain_short(const char *s, size_t n) {
-  uint64_t a, z;
-  if (n >= 8) {
-    memcpy(&a, s, 8);
-    memcpy(&z, s + n - 8, 8);
-    return !((special8(a) | special8(z)) & UINT64_C(0x8080808080808080));
-  }
-  if (n >= 4) {
-    uint32_t x, y;
-    memcpy(&x, s, 4);
-    memcpy(&y, s + n - 4, 4);
-    a = (uint64_t)x | (uint64_t)y << 32;
-    return !(special8(a) & UINT64_C(0x8080808080808080));
-  }
-  for (size_t i = 0; i < n; i++)
-    if (esc_tab[(unsigned char)s[i]]) return 0;
-  return 1;
-}
+#define special8 mlt__special8
+#define plain_short mlt__plain_short /* (json-internal.h) */
 
 int mlt__json_plain(const char *s, size_t n) {
   if (n <= 16) return plain_short(s, n);
@@ -652,7 +650,8 @@ static int jgrow(mlt__jdoc *d) {
  * escaped as a JSON string body to b; with DOM, builds the nodes of d (as
  * mlt__jparse documents them).  Returns 1 when the text is one JSON value. */
 static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, int *utf8_ok, mlt__jdoc *d,
-                                       const int OUT, const int DOM, const int AVX2, mlt__jtape *tp) {
+                                       const int OUT, const int DOM, const int AVX2, const int TAPE,
+                                       mlt__jtape *tp) {
   const unsigned char *s = (const unsigned char *)str;
   unsigned xo = JROW(X_VALUE_TOP); /* the automaton's state (its row) */
   int depth = 0;
@@ -675,7 +674,7 @@ static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, i
     if (b->cap - b->len < 2 * n + 128 && mlt__buf_reserve(b, 2 * n + 128)) return 0;
     o = b->p + b->len;
   }
-  if (tp) {
+  if (TAPE) {
     if (tp->cap < n + 1) {
       size_t cap = n + 1 > 2 * tp->cap ? n + 1 : 2 * tp->cap;
       uint32_t *np = realloc(tp->pos, cap * sizeof *np), *nm = np ? realloc(tp->match, cap * sizeof *nm) : NULL;
@@ -728,7 +727,7 @@ static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, i
 /* Feed the token c at s[pos] to the automaton. */
 #define TOKEN(c, pos)                                                                         \
   do {                                                                                        \
-    if (tp) tape_add(tp, (pos));                                                              \
+    if (TAPE) tape_add(tp, (pos));                                                            \
     unsigned a_ = jtab[xo + (c)];                                                             \
     if (MLT_LIKELY(a_ < JROW(X_BAD))) {                                                       \
       if (DOM && (c) == '"') { /* a key when a colon must follow */                          \
@@ -753,12 +752,12 @@ static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, i
           nstack[depth] = x_;                                                                 \
         }                                                                                     \
         stack[depth++] = a_ == JACT(A_PUSH_O) ? '{' : '[';                                    \
-        if (tp) nstack[depth - 1] = (uint32_t)tp->n - 1;                                      \
+        if (TAPE) nstack[depth - 1] = (uint32_t)tp->n - 1;                                    \
         xo = a_ == JACT(A_PUSH_O) ? JROW(X_KEY_OR_END) : JROW(X_VALUE_OR_END_A);              \
         break;                                                                                \
       case JACT(A_POP): /* the states let through only the right closer */                  \
         depth--;                                                                              \
-        if (tp) tp->match[nstack[depth]] = (uint32_t)tp->n - 1;                               \
+        if (TAPE) tp->match[nstack[depth]] = (uint32_t)tp->n - 1;                             \
         if (DOM) d->nodes[nstack[depth]].len = (uint32_t)(p_ + 1 - d->nodes[nstack[depth]].off); \
         xo = depth == 0 ? JROW(X_AFTER_TOP) : stack[depth - 1] == '{' ? JROW(X_AFTER_O) : JROW(X_AFTER_A); \
         break;                                                                                \
@@ -967,29 +966,32 @@ bad:
 
 #ifdef MLT__AVX2_JSON
 __attribute__((target("avx2,bmi"))) static int escape_text_avx2(mlt__buf *b, const char *str, size_t n, int *utf8_ok) {
-  return json_pass(b, str, n, utf8_ok, NULL, 1, 0, 1, NULL);
+  return json_pass(b, str, n, utf8_ok, NULL, 1, 0, 1, 0, NULL);
 }
 __attribute__((target("avx2,bmi"))) static int escape_tape_avx2(mlt__buf *b, const char *str, size_t n, int *utf8_ok,
                                                                mlt__jtape *t) {
-  return json_pass(b, str, n, utf8_ok, NULL, b != NULL, 0, 1, t);
+  return json_pass(b, str, n, utf8_ok, NULL, 1, 0, 1, 1, t);
+}
+__attribute__((target("avx2,bmi"))) static int tape_only_avx2(const char *str, size_t n, int *utf8_ok, mlt__jtape *t) {
+  return json_pass(NULL, str, n, utf8_ok, NULL, 0, 0, 1, 1, t);
 }
 #endif
 static int escape_tape(mlt__buf *b, const char *str, size_t n, int *utf8_ok, mlt__jtape *t) {
-  if (b) return json_pass(b, str, n, utf8_ok, NULL, 1, 0, 0, t);
-  return json_pass(NULL, str, n, utf8_ok, NULL, 0, 0, 0, t);
+  if (b) return json_pass(b, str, n, utf8_ok, NULL, 1, 0, 0, 1, t);
+  return json_pass(NULL, str, n, utf8_ok, NULL, 0, 0, 0, 1, t);
 }
 
 int mlt__json_escape_text(mlt__buf *b, const char *str, size_t n, int *utf8_ok) {
 #ifdef MLT__AVX2_JSON
   if (have_avx2()) return escape_text_avx2(b, str, n, utf8_ok);
 #endif
-  return json_pass(b, str, n, utf8_ok, NULL, 1, 0, 0, NULL);
+  return json_pass(b, str, n, utf8_ok, NULL, 1, 0, 0, 0, NULL);
 }
 
 int mlt__json_escape_text_tape(mlt__buf *b, const char *str, size_t n, int *utf8_ok, mlt__jtape *t) {
   t->n = 0;
 #ifdef MLT__AVX2_JSON
-  if (have_avx2()) return escape_tape_avx2(b, str, n, utf8_ok, t);
+  if (have_avx2()) return b ? escape_tape_avx2(b, str, n, utf8_ok, t) : tape_only_avx2(str, n, utf8_ok, t);
 #endif
   return escape_tape(b, str, n, utf8_ok, t);
 }
@@ -1299,7 +1301,7 @@ void mlt__jdoc_free(mlt__jdoc *d) {
 
 int mlt__jparse(mlt__jdoc *d, const char *s, size_t n) {
   int ok8 = 1;
-  int r = json_pass(NULL, s, n, &ok8, d, 0, 1, 0, NULL);
+  int r = json_pass(NULL, s, n, &ok8, d, 0, 1, 0, 0, NULL);
   d->utf8_ok = ok8;
   return r ? 0 : -1;
 }

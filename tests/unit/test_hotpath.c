@@ -398,6 +398,88 @@ TEST(values_past_the_inline_log) {
   tu_done();
 }
 
+/* The names of a trace's spans in the order the JSON has them, and each
+ * span's parent as the index of that parent (-1: none). */
+static int span_order(cJSON *trace, char names[][16], int *parent, int max) {
+  cJSON *spans = tu_spans(trace), *s;
+  int n = 0;
+  cJSON_ArrayForEach(s, spans) {
+    if (n == max) break;
+    snprintf(names[n], 16, "%s", tu_str(s, "name"));
+    n++;
+  }
+  int i = 0;
+  cJSON_ArrayForEach(s, spans) {
+    if (i == n) break;
+    const char *pid = tu_str(s, "parent_span_id");
+    parent[i] = -1;
+    int j = 0;
+    cJSON *q;
+    cJSON_ArrayForEach(q, spans) {
+      if (pid && j < n && strcmp(tu_str(q, "span_id"), pid) == 0) parent[i] = j;
+      j++;
+    }
+    i++;
+  }
+  return n;
+}
+
+/* Spans go out root first, each after its parent, siblings by start time,
+ * depth first: when the start order is that order already (the export
+ * thread's fast path) and when it is not (a grandchild started after its
+ * parent's later sibling; a child started before its parent's explicit
+ * start). */
+TEST(spans_ordered_parents_first) {
+  tu_init();
+  /* start order = depth-first order */
+  mlt_span root = mlt_span_start("root", MLT_SPAN_CHAIN);
+  mlt_span a = mlt_span_start("a", MLT_SPAN_TOOL);
+  mlt_span a1 = mlt_span_start("a1", MLT_SPAN_TOOL);
+  mlt_span_end(a1);
+  mlt_span_end(a);
+  mlt_span b = mlt_span_start("b", MLT_SPAN_TOOL);
+  mlt_span_end(b);
+  mlt_span_end(root);
+  /* start order root, a, b, a1 (a1 a child of a): depth first is root, a, a1, b */
+  root = mlt_span_start("root2", MLT_SPAN_CHAIN);
+  a = mlt_span_start_child(root, "a", MLT_SPAN_TOOL);
+  b = mlt_span_start_child(root, "b", MLT_SPAN_TOOL);
+  a1 = mlt_span_start_child(a, "a1", MLT_SPAN_TOOL);
+  mlt_span_end(a1);
+  mlt_span_end(b);
+  mlt_span_end(a);
+  mlt_span_end(root);
+  REQUIRE_EQ_INT(tu_flush_count(), 2);
+  static const char *const want[] = {"root", "a", "a1", "b"};
+  static const int want_parent[] = {-1, 0, 1, 0};
+  for (int t = 0; t < 2; t++) {
+    char names[8][16];
+    int parent[8];
+    int n = span_order(tu_trace_named(t ? "root2" : "root"), names, parent, 8);
+    REQUIRE_EQ_INT(n, 4);
+    for (int i = 0; i < 4; i++) {
+      CHECK_EQ_STR(names[i], i == 0 && t ? "root2" : want[i]);
+      CHECK_EQ_INT(parent[i], want_parent[i]);
+    }
+  }
+  tu_done();
+}
+
+/* Token usage sums past int64 (a number like 1e300 in the attribute) are
+ * clamped, not converted out of range (undefined; UBSan runs check). */
+TEST(token_usage_sums_out_of_int64_range) {
+  tu_init();
+  mlt_span s = mlt_span_start("llm", MLT_SPAN_LLM);
+  CHECK_EQ_INT(mlt_span_set_attr_json(s, "mlflow.chat.tokenUsage",
+                                      "{\"input_tokens\": 1e300, \"output_tokens\": -1e300, \"total_tokens\": 5}"),
+               MLT_OK);
+  mlt_span_end(s);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  CHECK_EQ_STR(tu_meta(tu_trace(0), "mlflow.trace.tokenUsage"),
+               "{\"input_tokens\": 9223372036854775807, \"output_tokens\": -9223372036854775808, \"total_tokens\": 5}");
+  tu_done();
+}
+
 static const tap_test tests[] = {TAP_ENTRY(literal_and_computed_keys_agree),
                                  TAP_ENTRY(null_key_and_value_rejected),
                                  TAP_ENTRY(fast_path_values_still_truncated),
@@ -408,6 +490,8 @@ static const tap_test tests[] = {TAP_ENTRY(literal_and_computed_keys_agree),
                                  TAP_ENTRY(last_active_trace_id_across_threads),
                                  TAP_ENTRY(status_unset_reads_ok_after_end),
                                  TAP_ENTRY(values_past_the_inline_log),
+                                 TAP_ENTRY(spans_ordered_parents_first),
+                                 TAP_ENTRY(token_usage_sums_out_of_int64_range),
                                  TAP_END};
 
 int main(int argc, char **argv) { return tap_main(argc, argv, tests); }

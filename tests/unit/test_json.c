@@ -280,8 +280,13 @@ static int check_one_mode(const char *s, size_t n, int want_valid) {
   mlt__buf_lit(&c, "x");
   int v1 = mlt__json_check(s, n, &u1);
   int v2 = mlt__json_escape_text(&c, s, n, &u2);
-  mlt__buf d = {0};
+  mlt__buf d = {0}, d2 = {0};
   mlt__json_str(&d, s, n);
+  /* the inline short-string path gives the same bytes */
+  mlt__json_str_inline(&d2, s, n);
+  int inline_ok = d2.len == d.len && !memcmp(d2.p, d.p, d.len);
+  mlt__buf_free(&d2);
+  if (!inline_ok) tap_diag("mlt__json_str_inline differs");
   /* with the tape: the same bytes and verdict, and the reference tape */
   static mlt__jtape tape;
   mlt__buf e = {0};
@@ -297,7 +302,7 @@ static int check_one_mode(const char *s, size_t n, int want_valid) {
            d.p[d.len - 1] == '"' && !memcmp(d.p + 1, a.p + 1, a.len - 1);
   mlt__buf_free(&d);
   if (!tape_ok) tap_diag("tape differs (escape_text_tape %d / %d)", v3, v4);
-  ok = ok && tape_ok;
+  ok = ok && tape_ok && inline_ok;
   if (!ok) {
     tap_diag("mismatch on %zu bytes: %.*s", n, (int)(n > 120 ? 120 : n), s);
     for (size_t k = 0; k < n && k < 64; k++) fprintf(stderr, "%02x ", (unsigned char)s[k]);
@@ -488,7 +493,9 @@ TEST(escape_text_random) {
 }
 
 TEST(integers_and_hex) {
-  static const int64_t vals[] = {0, 1, 9, 10, 99, 100, 12345, -1, -10, INT64_MAX, INT64_MIN, 1796629624219538959LL,
+  /* (each length's first and last value: mlt__wr_u64 branches on them) */
+  static const int64_t vals[] = {0, 1, 9, 10, 99, 100, 999, 1000, 9999, 10000, 12345, 99999, 100000, 9999999,
+                                 10000000, 99999999, 100000000, -1, -10, INT64_MAX, INT64_MIN, 1796629624219538959LL,
                                  1000000000000000000LL, 999999999999999999LL};
   for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
     mlt__buf b = {0};
