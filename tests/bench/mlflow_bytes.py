@@ -4,7 +4,9 @@ built with MLflow's Python SDK on a throw-away sqlite store.  Optionally
 checks that a JSONL line we wrote loads with Trace.from_json.
 Usage: mlflow_bytes.py [our.jsonl]   (prints "name value unit" lines)
 """
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -13,7 +15,11 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import mlflow  # noqa: E402
 from mlflow.entities import SpanType, Trace  # noqa: E402
 
+if len(sys.argv) > 1:
+    sys.argv[1] = os.path.abspath(sys.argv[1])  # before the chdir below
 d = tempfile.mkdtemp(prefix="mlt-bytes-")
+atexit.register(shutil.rmtree, d, True)
+os.chdir(d)  # the store's default artifact root (./mlruns) goes there too
 mlflow.set_tracking_uri("sqlite:///" + os.path.join(d, "db.sqlite"))
 IN = {"messages": [{"role": "user", "content": "What does the Q3 report say about EMEA revenue?"}], "temperature": 0.2}
 OUT = {"choices": [{"message": {"role": "assistant", "content": "EMEA revenue grew 12% quarter over quarter."}}]}
