@@ -11,6 +11,7 @@ import atexit
 import http.server
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,8 +23,25 @@ import urllib.request
 
 BUILD = os.environ.get("top_builddir", ".")
 MLFLOW_BIN = os.path.join(os.path.dirname(sys.executable), "mlflow")
-TMP = tempfile.mkdtemp(prefix="mlt-test-")  # kept when anything was written to it (server logs)
-atexit.register(lambda: os.path.isdir(TMP) and not os.listdir(TMP) and os.rmdir(TMP))
+TMP = tempfile.mkdtemp(prefix="mlt-test-")
+
+
+def _remove_tmp():
+    """At exit (after cleanup() stopped the servers): TMP goes when it is
+    empty, or when this is a TAP test whose checks all passed; it stays (with
+    the servers' logs) after a failed check, for a script that is not a TAP
+    test, or when MLT_KEEP_TMP is set."""
+    if not os.path.isdir(TMP):
+        return
+    from tap import Tap
+    passed = bool(Tap.instances) and not any(t.failed for t in Tap.instances)
+    if not os.listdir(TMP):
+        os.rmdir(TMP)
+    elif passed and not os.environ.get("MLT_KEEP_TMP"):
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+atexit.register(_remove_tmp)
 servers = []   # every Server made (stopped by cleanup())
 children = []  # every spawn()ed process (killed by cleanup())
 

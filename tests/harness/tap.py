@@ -4,9 +4,12 @@ import sys
 
 
 class Tap:
+    instances = []  # every Tap of this process (mltest.py keeps TMP when one failed)
+
     def __init__(self):
         self.n = 0
         self.failed = 0
+        Tap.instances.append(self)
 
     def diag(self, msg):
         for line in str(msg).splitlines() or [""]:
