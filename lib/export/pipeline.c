@@ -1154,12 +1154,7 @@ int mlt_flush(int timeout_ms) {
       rc = MLT_ETIMEDOUT;
       break;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t step = MLT_MIN(left, (int64_t)50000000);
-    int64_t abs = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + step;
-    ts.tv_sec = (time_t)(abs / 1000000000);
-    ts.tv_nsec = (long)(abs % 1000000000);
+    struct timespec ts = mlt__realtime_after(MLT_MIN(left, (int64_t)50000000));
     pthread_cond_timedwait(&g_flush_cond, &g_flush_mu, &ts);
     mlt__pipeline_wakeup();
   }

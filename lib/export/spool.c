@@ -595,18 +595,23 @@ int mlt__spool_take(mlt__spool *s, mlt__spool_rec **out) {
   return 0;
 }
 
+/* |off| is no longer being delivered (acknowledged, or handed back). */
+static void pend_remove(seg *g, uint64_t off) {
+  for (size_t i = 0; i < g->n_pend; i++)
+    if (g->pend[i].off == off) {
+      memmove(g->pend + i, g->pend + i + 1, (g->n_pend - i - 1) * sizeof *g->pend);
+      g->n_pend--;
+      return;
+    }
+}
+
 void mlt__spool_done(mlt__spool *s, mlt__spool_rec *r) {
   if (!s || !r) {
     rec_free(r);
     return;
   }
   seg *g = r->seg;
-  for (size_t i = 0; i < g->n_pend; i++)
-    if (g->pend[i].off == r->off) {
-      memmove(g->pend + i, g->pend + i + 1, (g->n_pend - i - 1) * sizeof *g->pend);
-      g->n_pend--;
-      break;
-    }
+  pend_remove(g, r->off);
   rec_free(r);
   /* Everything before the oldest record still being delivered is done:
    * persist that, so that a later run does not send it again. */
@@ -629,12 +634,7 @@ void mlt__spool_release(mlt__spool *s, mlt__spool_rec *r) {
     return;
   }
   seg *g = r->seg;
-  for (size_t i = 0; i < g->n_pend; i++)
-    if (g->pend[i].off == r->off) {
-      memmove(g->pend + i, g->pend + i + 1, (g->n_pend - i - 1) * sizeof *g->pend);
-      g->n_pend--;
-      break;
-    }
+  pend_remove(g, r->off);
   if (r->off < g->read_off) g->read_off = r->off;
   rec_free(r);
 }

@@ -36,6 +36,13 @@ static inline int64_t mlt__now_ns(void) {
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+/* The CLOCK_REALTIME time |ns| from now, as pthread_cond_timedwait() wants
+ * it (the flush waits: at most |ns|, then they re-check their deadline on
+ * the monotonic clock). */
+static inline struct timespec mlt__realtime_after(int64_t ns) {
+  int64_t abs = mlt__now_ns() + ns;
+  return (struct timespec){.tv_sec = (time_t)(abs / 1000000000), .tv_nsec = (long)(abs % 1000000000)};
+}
 static inline int64_t mlt__mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
