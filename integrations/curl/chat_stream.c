@@ -234,25 +234,35 @@ static int merge_tool_call(cs_choice *c, const cJSON *tc, int *bad) {
   return rc;
 }
 
-static int merge_choice(mlt_chat_stream *s, const cJSON *ch, long dflt_index, int *bad, const char **delta_text) {
-  long index;
-  if (!cJSON_IsObject(ch) || !get_index(ch, dflt_index, &index)) {
-    *bad = 1;
-    return MLT_OK;
-  }
+/* The choice with |index|, added when new; NULL when it cannot be: *rc is
+ * MLT_ENOMEM, or stays MLT_OK with *bad set (past CS_MAX_CHOICES). */
+static cs_choice *choice_at(mlt_chat_stream *s, long index, int *bad, int *rc) {
   int nomem;
   size_t before = s->nchoices;
   void *arr = s->choices;
   long pos = find_or_insert(&arr, &s->nchoices, &s->cap_choices, sizeof *s->choices, CS_MAX_CHOICES, index, &nomem);
   s->choices = arr;
   if (pos < 0) {
-    if (nomem) return MLT_ENOMEM;
-    *bad = 1;
-    return MLT_OK;
+    if (nomem)
+      *rc = MLT_ENOMEM;
+    else
+      *bad = 1;
+    return NULL;
   }
   cs_choice *c = &s->choices[pos];
   if (s->nchoices != before) c->last_call = -1;
+  return c;
+}
+
+static int merge_choice(mlt_chat_stream *s, const cJSON *ch, long dflt_index, int *bad, const char **delta_text) {
+  long index;
+  if (!cJSON_IsObject(ch) || !get_index(ch, dflt_index, &index)) {
+    *bad = 1;
+    return MLT_OK;
+  }
   int rc = MLT_OK;
+  cs_choice *c = choice_at(s, index, bad, &rc);
+  if (!c) return rc;
   const cJSON *delta = cJSON_GetObjectItemCaseSensitive(ch, "delta");
   if (cJSON_IsObject(delta)) {
     const char *content = get_string(delta, "content");
@@ -844,19 +854,9 @@ static int sc_top_member(scanner *sc, const char *name, size_t len, void *ud) {
 static int merge_scanned_choice(mlt_chat_stream *s, const scan_choice *ch, long dflt_index, int *bad,
                                 const char **delta_text) {
   long index = ch->has_index ? ch->index : dflt_index;
-  int nomem;
-  size_t before = s->nchoices;
-  void *arr = s->choices;
-  long pos = find_or_insert(&arr, &s->nchoices, &s->cap_choices, sizeof *s->choices, CS_MAX_CHOICES, index, &nomem);
-  s->choices = arr;
-  if (pos < 0) {
-    if (nomem) return MLT_ENOMEM;
-    *bad = 1;
-    return MLT_OK;
-  }
-  cs_choice *c = &s->choices[pos];
-  if (s->nchoices != before) c->last_call = -1;
   int rc = MLT_OK;
+  cs_choice *c = choice_at(s, index, bad, &rc);
+  if (!c) return rc;
   if (ch->delta_obj) {
     if (ch->content.set && delta_text && index == 0) *delta_text = SC_S(s, ch->content);
     if (ch->role.set && ch->role.len) rc = str_set(&c->role, SC_S(s, ch->role), ch->role.len);
