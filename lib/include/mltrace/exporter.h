@@ -40,18 +40,22 @@ MLT_EXTERN int mlt_exporter_file_new(const char *path, mlt_exporter **out);
 /* ---- MLflow tracking server ------------------------------------------ */
 
 /**
- * Exporter sending traces to an MLflow tracking server as the Python SDK
- * does: the spans over OTLP/HTTP protobuf to {uri}/v1/traces (header
- * x-mlflow-experiment-id), then each trace's TraceInfo (previews, metadata,
- * tags, state, duration) to {uri}/api/3.0/mlflow/traces (StartTraceV3).  When
- * the server has no OTLP endpoint (404/501: FileStore backend, MLflow < 3.4)
- * it switches to StartTraceV3 plus the traces.json artifact upload.
+ * Exporter sending traces to an MLflow tracking server with the two writes
+ * the Python SDK makes: each trace's TraceInfo (previews, metadata, tags,
+ * state, duration) to {uri}/api/3.0/mlflow/traces (StartTraceV3), and the
+ * spans of a batch of traces over OTLP/HTTP protobuf to {uri}/v1/traces
+ * (header x-mlflow-experiment-id) -- TraceInfos first, which costs MLflow's
+ * SQL store less (README, "MLflow tracking server").  When the server has no
+ * OTLP endpoint (404/501: FileStore backend, MLflow < 3.4) it switches to
+ * StartTraceV3 plus the traces.json artifact upload.
  * Retries connection errors, timeouts and HTTP 408, 429, 500, 502, 503, 504
  * with exponential backoff and jitter within a budget
- * (MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT, in seconds, default 60; request
- * timeout MLFLOW_HTTP_REQUEST_TIMEOUT, default 10 s).  At most 64 MiB of
- * serialized traces wait for the server; past that, new traces fail at once
- * (counted in traces_failed).  Authentication from MLFLOW_TRACKING_TOKEN
+ * (MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT, in seconds, default 500; request
+ * timeout MLFLOW_HTTP_REQUEST_TIMEOUT, default 120 s: MLflow's defaults).
+ * While 8192 traces or 64 MiB of serialized traces wait for the server, the
+ * export thread stops taking traces from the queue (backpressure; the queue,
+ * bounded in bytes, absorbs the rest); what cannot be delivered goes to the
+ * spool (MLTRACE_SPOOL_DIR) or is counted (see mlt_stats).  Authentication from MLFLOW_TRACKING_TOKEN
  * (bearer) or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (basic);
  * TLS verified unless MLFLOW_TRACKING_INSECURE_TLS is true; CA file from
  * MLFLOW_TRACKING_SERVER_CERT_PATH.  These settings are read by mlt_init()

@@ -241,7 +241,9 @@ typedef struct mlt_stats {
    *   + traces_spooled + traces_pending  (= traces_finished)
    * exactly so once quiescent (after mlt_flush() returned MLT_OK or after
    * mlt_shutdown()); traces_pending is 0 after mlt_shutdown(). */
-  uint64_t traces_partial;     /* MLflow: spans stored, TraceInfo (tags, metadata, previews) not */
+  uint64_t traces_partial;     /* MLflow: part of the trace stored -- spans without TraceInfo (tags,
+                                  metadata, previews), or (spool off, spans refused after the
+                                  TraceInfo went first) the TraceInfo without spans */
   uint64_t spans_partial;      /* spans of those traces */
   uint64_t traces_spooled;     /* not delivered yet: written to the durable spool instead */
   uint64_t traces_replayed;    /* traces delivered from the spool (this run's or an earlier run's) */
