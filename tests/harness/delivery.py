@@ -155,12 +155,17 @@ class FaultProxy:
 def classify(client, tid, n_spans=3):
     """What the server holds of one trace of `emit session` (rich):
     "complete" (spans and every TraceInfo field the Python SDK would store),
-    "spans_only" (spans, but not the TraceInfo), "absent", or a string
-    saying what is wrong."""
+    "spans_only" (spans, but not the TraceInfo), "info_only" (the TraceInfo
+    with its metadata, no spans), "absent", or a string saying what is
+    wrong."""
     try:
         tr = client.get_trace(tid)
     except Exception:  # noqa: BLE001
-        return "absent"
+        try:  # the TraceInfo alone?  (get_trace refuses a trace without spans)
+            info = client._tracing_client.get_trace_info(tid)
+        except Exception:  # noqa: BLE001
+            return "absent"
+        return "info_only" if info is not None and info.trace_metadata.get("app.version") else "absent"
     if tr is None:
         return "absent"
     spans = tr.data.spans

@@ -117,6 +117,27 @@ t.ok("6 partial" in r.get("stderr", "") and "main reason:" in r.get("stderr", ""
 partition(st, "TraceInfo refused")
 px.close()
 
+# 3b. The spans refused for good after the TraceInfo went first (the
+# exporter sends a batch's TraceInfos before its spans; the first spans
+# request of a process is a probe and passes): spool off, the traces whose
+# TraceInfo is stored without spans are counted partial, not failed.
+eid = client.create_experiment("no-spans")
+px = FaultProxy(srv.port, lambda kind, n: ("status", 400) if kind == "otlp" and n >= 2 else "forward")
+s = Session(dict(OFF, MLFLOW_TRACKING_URI=px.url, MLFLOW_EXPERIMENT_ID=eid))
+first = s.rich(1)
+s.flush(60000)
+ids = s.rich(4)
+f = s.flush(60000)
+r = s.exit(5000)
+st = r.get("stats", {})
+t.equal(f.get("rc"), -8, "spans refused: mlt_flush() returns MLT_EIO")
+t.equal((st.get("traces_exported"), st.get("traces_partial"), st.get("traces_failed")), (1, 4, 0),
+        "spans refused: the probe's trace exported, 4 partial") or t.diag(r.get("stderr", "")[-1500:])
+t.equal((tally(client, first), tally(client, ids)), ({"complete": 1}, {"info_only": 4}),
+        "spans refused: the server holds the TraceInfo of each, no spans")
+partition(st, "spans refused")
+px.close()
+
 # 4. An error body that echoes the Authorization header: the token never
 # reaches the log.
 px = FaultProxy(srv.port, lambda kind, n: ("echo_auth", 400) if kind == "start" else "forward")
