@@ -13,9 +13,12 @@
 # export/options.c) read the global configuration mlt__g_cfg -- exporters
 # get their settings when they are started; and the exporters and
 # serializers call nothing of the pipeline but the hooks it gave them
-# (mlt__export_host).  Once the library is built, the same holds for calls:
+# (mlt__export_host); and the exporters and serializers see a finished
+# trace through core/trace-view.h only (not the span operations of
+# core/span-internal.h).  Once the library is built, the same holds for calls:
 # no object of a layer needs a symbol that only a layer above it defines
-# (nm).  TAP output; each offending line is printed.
+# (nm), and an exporter's object uses of core/ only what the view declares.
+# TAP output; each offending line is printed.
 : "${top_srcdir:=.}" "${top_builddir:=.}"
 bd=$(cd "$top_builddir" && pwd)
 cd "$top_srcdir" || exit 1
@@ -99,6 +102,42 @@ bad=$(strip_comments $exporters | grep 'mlt__pipeline_')
 [ -z "$bad" ]; ok $? "exporters and serializers reach the pipeline only through their host (mlt__export_host)"
 show "$bad"
 
+# The exporters and serializers see a finished trace through one read-only
+# view, core/trace-view.h; the operations on spans (core/span-internal.h and
+# the headers built on it) are for the core and the pipeline (the export
+# queue and thread, its options, the span processor's view.c, the
+# assessment queue in assess.c).  Followed through the export headers they
+# include.
+pipeline_side="lib/export/pipeline.c lib/export/options.c lib/export/options-internal.h lib/export/view.c
+  lib/export/assess.c"
+# incs FILE: the lib/ files FILE includes, directly or through them.
+incs() {
+  todo=$1 seen=""
+  while [ -n "$todo" ]; do
+    set -- $todo
+    f=$1
+    shift
+    todo="$*"
+    for i in $(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([a-z]*\/[^"]*\)".*/\1/p' "$f"); do
+      case " $seen " in *" lib/$i "*) continue ;; esac
+      seen="$seen lib/$i"
+      [ -f "lib/$i" ] && todo="$todo lib/$i"
+    done
+  done
+  echo $seen
+}
+bad=""
+for f in lib/export/*.c lib/export/*.h; do
+  case " $(echo $pipeline_side) " in *" $f "*) continue ;; esac
+  for i in $(incs "$f"); do
+    case $i in lib/core/*) [ "$i" = lib/core/trace-view.h ] || bad="$bad$f: includes $i
+" ;; esac
+  done
+done
+bad=$(printf '%s' "$bad" | sed '/^$/d')
+[ -z "$bad" ]; ok $? "exporters and serializers include of core/ only the read-only view core/trace-view.h"
+show "$bad"
+
 # Calls: what each layer's objects need (nm -u) from the layers it may not use.
 objs() { ls "$bd"/lib/"$1"/.libs/*.o 2>/dev/null || ls "$bd"/lib/"$1"/*.o 2>/dev/null; }
 defined() { for o in $(objs "$1"); do nm --defined-only "$o" | awk '$2 ~ /^[A-Z]$/ && $2 != "U" {print $3}'; done | sort -u; }
@@ -117,6 +156,25 @@ if [ -n "$(objs core)" ] && command -v nm > /dev/null; then
     [ -z "$bad" ]; ok $? "lib/$layer/ objects call nothing defined only in lib/{$(echo ${pair#*:} | sed 's/ /,/g')}/"
     show "$bad"
   done
+fi
+
+# ... and the same for calls: of what core/ defines, an exporter's object
+# needs only what the view declares.
+if [ -n "$(objs core)" ] && [ -n "$(objs export)" ] && command -v nm > /dev/null; then
+  core_syms=$(defined core)
+  view_syms=$(strip_comments lib/core/trace-view.h | grep -o 'mlt__[a-z0-9_]*' | sort -u)
+  bad=""
+  for o in $(objs export); do
+    case $(basename "$o" .o) in *-pipeline | *-options | *-view | *-assess | pipeline | options | view | assess) continue ;; esac
+    for sym in $(nm -u "$o" | awk '{print $2}'); do
+      printf '%s\n' "$core_syms" | grep -qx "$sym" || continue
+      printf '%s\n' "$view_syms" | grep -qx "$sym" || bad="$bad$(basename "$o"): $sym
+"
+    done
+  done
+  bad=$(printf '%s' "$bad" | sed '/^$/d')
+  [ -z "$bad" ]; ok $? "exporter objects use of core/ only what core/trace-view.h declares"
+  show "$bad"
 fi
 
 echo "1..$n"

@@ -16,6 +16,7 @@
  * gets an update line at once; the MLflow server is handled by
  * lib/export/assess-mlflow.c, which first waits until the server holds the trace.
  */
+#include "core/span-internal.h"
 #include "export/assess-internal.h"
 
 #include <errno.h>

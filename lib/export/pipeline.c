@@ -20,6 +20,7 @@
  * Layer: export (the top) -- may use core/, net/ and util/; exporters are
  * reached through their ops table (exporter-internal.h) only.
  */
+#include "core/span-internal.h"
 #include "export/assess-internal.h"
 #include "export/options-internal.h"
 #include "export/spool-internal.h"
