@@ -17,7 +17,8 @@
 # trace through core/trace-view.h only (not the span operations of
 # core/span-internal.h).  Once the library is built, the same holds for calls:
 # no object of a layer needs a symbol that only a layer above it defines
-# (nm), and an exporter's object uses of core/ only what the view declares.
+# (nm), an exporter's object uses of core/ only what the view declares, and
+# no two files of lib/export/ call each other (nor any longer call cycle).
 # TAP output; each offending line is printed.
 : "${top_srcdir:=.}" "${top_builddir:=.}"
 bd=$(cd "$top_builddir" && pwd)
@@ -175,6 +176,25 @@ if [ -n "$(objs core)" ] && [ -n "$(objs export)" ] && command -v nm > /dev/null
   bad=$(printf '%s' "$bad" | sed '/^$/d')
   [ -z "$bad" ]; ok $? "exporter objects use of core/ only what core/trace-view.h declares"
   show "$bad"
+fi
+
+# Within export/, calls between files point one way: the pipeline calls the
+# exporters, the serializers and the trace operations (assess.c), which reach
+# it only through the hooks it gives them.  No call cycle between the
+# objects of lib/export/ (a mutual call is the shortest): tsort finds one.
+if [ -n "$(objs export)" ] && command -v nm > /dev/null && command -v tsort > /dev/null; then
+  # "symbol file" for what each file defines, then for what each needs.
+  syms() { for o in $(objs export); do nm $1 "$o" | awk -v f="$(basename "$o" .o)" "$2"; done; }
+  edges=$({
+    syms --defined-only '$2 ~ /^[A-Z]$/ {print "D", $3, f}'
+    syms -u '{print "U", $2, f}'
+  } | awk '$1 == "D" {def[$2] = $3; next} ($2 in def) && def[$2] != $3 {print $3, def[$2], "#", $2}')
+  loop=$(printf '%s' "$edges" | sed 's/ #.*//' | tsort 2>&1 > /dev/null)
+  [ -z "$loop" ]; ok $? "no call cycle between the files of lib/export/ (no two call each other)"
+  if [ -n "$loop" ]; then
+    show "$loop"
+    show "$(printf '%s' "$edges" | sed 's/^/calls: /')"
+  fi
 fi
 
 echo "1..$n"
