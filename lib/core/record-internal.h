@@ -157,4 +157,17 @@ static inline int set_json(mlt_span h, int kind, const char *json, size_t len, c
   return append_fast(s, kind, MLT__V_JSON, NULL, 0, json, len, 0);
 }
 
+/* mlt__trace_finish() (trace.c) with this thread's state |tls| (NULL: look
+ * it up), inline on the span end path: the open counter of |t| reached 0. */
+static MLT_ALWAYS_INLINE void trace_finish_inline(mlt__trace *t, int64_t now, mlt__tls *tls) {
+  atomic_store_explicit(&t->state, MLT__T_FINISHED, memory_order_release);
+  if (MLT_LIKELY(!(t->flags & MLT__TF_CONTINUATION))) {
+    if (MLT_LIKELY(tls != NULL) && now > 0)
+      mlt__last_write(&tls->last, t->id_hi, t->id_lo, now);
+    else
+      mlt__trace_set_last(t, now);
+  }
+  mlt__trace_handoff(t);
+}
+
 #endif /* MLT_RECORD_INTERNAL_H */

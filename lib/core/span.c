@@ -452,11 +452,9 @@ static MLT_ALWAYS_INLINE int end_open(mlt_span h, mlt__span *s, int64_t end_ns, 
   if (MLT_UNLIKELY(!atomic_compare_exchange_strong_explicit(&s->gs, &expect, MLT__GS(MLT__GS_GEN(gs), MLT__S_ENDED),
                                                             memory_order_acq_rel, memory_order_acquire)))
     return MLT__GS_STATE(expect) == MLT__S_EXPIRED ? end_slow(h, s, expect) : MLT_EENDED;
-  if (s->flags & MLT__SF_CURRENT) {
-    mlt__tls *tls = mlt__tls_ptr;
-    if (mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed) && tls && tls->cur.id_ == h.id_)
-      tls->cur = s->saved_current;
-  }
+  /* This thread's state, when it is of this library epoch (else NULL). */
+  mlt__tls *tls = mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed) ? mlt__tls_ptr : NULL;
+  if ((s->flags & MLT__SF_CURRENT) && tls && tls->cur.id_ == h.id_) tls->cur = s->saved_current;
   /* A forced finish (timeout, shutdown, end_trace) that did not see this span
    * as ended leaves it to us: claim and free it. */
   if (MLT_UNLIKELY(atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE)) {
@@ -464,7 +462,12 @@ static MLT_ALWAYS_INLINE int end_open(mlt_span h, mlt__span *s, int64_t end_ns, 
     if (atomic_compare_exchange_strong(&s->gs, &e2, MLT__GS(MLT__GS_GEN(gs), MLT__S_EXPIRED)))
       mlt__slot_release(s, mlt__tls_get());
   }
-  mlt__trace_leave_at(t, now);
+  int32_t o = atomic_fetch_sub_explicit(&t->open, 1, memory_order_acq_rel);
+  if (MLT_LIKELY(o == 1)) {
+    trace_finish_inline(t, now, tls); /* the last span out, with the thread state at hand */
+  } else if (MLT_UNLIKELY(o == 1 - MLT__OPEN_BIAS)) {
+    mlt__trace_leave_slow(t, o, now);
+  }
   return MLT_OK;
 }
 
