@@ -9,6 +9,20 @@
 
 #include "core/span-internal.h"
 
+/* mlt__span_open_fast() as a test: *out gets the OPEN span of handle |h|
+ * (1), or 0 (not open, stale, NONE or non-recording).  The slot address is
+ * never NULL, so the callers test one condition. */
+static MLT_ALWAYS_INLINE int span_open_try(mlt_span h, mlt__span **out) {
+  uint32_t idx = (uint32_t)h.id_ - 1;
+  if (MLT_UNLIKELY(idx >= atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire))) return 0;
+  mlt__span *s = &mlt__g_slots[idx];
+  if (MLT_UNLIKELY(atomic_load_explicit(&s->gs, memory_order_acquire) !=
+                   ((h.id_ & UINT64_C(0xFFFFFFFF00000000)) | MLT__S_OPEN)))
+    return 0;
+  *out = s;
+  return 1;
+}
+
 /* One 8-byte store: the compiler folds the constant fields. */
 static inline void write_rec(char *p, unsigned kind, unsigned sub, unsigned flags, unsigned aux, size_t key_len,
                              size_t val_len) {
