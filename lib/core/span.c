@@ -204,6 +204,56 @@ static mlt__span *current_parent(mlt__tls *tls) {
   return NULL;
 }
 
+/* The common start, kept apart from start_impl()'s generality: a new trace
+ * rooted on this thread (no current span, no attached context), a name of
+ * at most mlt__g_tiny_value bytes, a trace header and a slot in this
+ * thread's caches (the caller checked all that).  The same fields as
+ * start_impl() writes for a root; the stores that need no clock come first,
+ * so that little is live across the clock read.  A clean slot already has
+ * parent 0, no next span and no saved current span (mlt__slot_release()); a
+ * clean trace header has flags 0 and no remote parent (trace.c). */
+static MLT_ALWAYS_INLINE mlt_span start_root_here(mlt__tls *tls, const char *name, size_t name_len, mlt_span_type type,
+                                                  unsigned nflags) {
+  uint64_t hi = mlt__tls_rand(tls);
+  if (MLT_UNLIKELY((hi >> 11) >= mlt__g_cfg.sample_threshold)) {
+    tls->c.traces_sampled_out++;
+    return nonrec(tls, 1, 0);
+  }
+  mlt__trace *t = tls->tfree;
+  tls->tfree = t->next_free;
+  tls->n_tfree--;
+  mlt__span *s = mlt__slot_at(tls->mag[--tls->n_mag]);
+  uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
+  mlt_span h = mlt__span_handle(s, gs);
+  uint64_t span_id = mlt__id_from_handle(h.id_);
+  atomic_store_explicit(&t->refs, 1, memory_order_relaxed);
+  atomic_store_explicit(&t->open, 1, memory_order_relaxed);
+  atomic_store_explicit(&t->n_spans, 1, memory_order_relaxed);
+  t->id_hi = hi;
+  t->id_lo = mlt__trace_lo_from_span_id(span_id);
+  t->root = h;
+  t->root_id = span_id;
+  atomic_store_explicit(&t->spans, s, memory_order_relaxed);
+  s->type = (uint8_t)type;
+  s->span_id = span_id;
+  atomic_store_explicit(&s->trace, t, memory_order_relaxed);
+  atomic_store_explicit(&s->is_root, 1, memory_order_relaxed);
+  s->flags = MLT__SF_TEXT_ONLY | MLT__SF_CURRENT; /* a clean slot's flags, made current */
+  /* The name: the first record of an empty log, in the inline area. */
+  char *p = s->inline_log;
+  write_rec(p, MLT__R_NAME, MLT__V_STR, nflags, 0, 0, name_len);
+  tiny_copy(p + sizeof(mlt__rec), name, name_len);
+  atomic_store_explicit(&s->head.used, (uint32_t)mlt__rec_size(0, name_len), memory_order_relaxed);
+  tls->c.traces_started++;
+  tls->c.spans_started++;
+  tls->cur = h;
+  int64_t now = mlt__now_ns();
+  s->start_ns = now;
+  t->start_ns = now;
+  span_publish_open(s, gs);
+  return h;
+}
+
 /* Start a span current on this thread, under its current span (or the
  * attached context). */
 static MLT_ALWAYS_INLINE mlt_span start_here(const char *name, size_t name_len, mlt_span_type type, const char *func,
@@ -219,6 +269,13 @@ static MLT_ALWAYS_INLINE mlt_span start_here(const char *name, size_t name_len, 
     tls->nonrec_depth++;
     if (tls->nonrec_limit) tls->c.spans_over_limit++;
     return (mlt_span){MLT__H_NONREC_CUR};
+  }
+  if (MLT_LIKELY(!tls->cur.id_ && !tls->attached) && (!func || (flags & MLT__SO_FUNC_NAME)) && MLT_LIKELY(name != NULL)) {
+    if (name_len == MLT_NTS) name_len = strlen(name);
+    if (MLT_LIKELY(tls->tfree != NULL && tls->n_mag != 0 &&
+                   name_len <= atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed)))
+      return start_root_here(tls, name, name_len, (unsigned)type < MLT__SPAN_TYPE_COUNT ? type : MLT_SPAN_UNKNOWN,
+                             (flags & MLT__SO_FUNC_NAME) ? MLT__RF_FUNC : 0);
   }
   mlt__span *p = tls->cur.id_ ? current_parent(tls) : NULL;
   mlt__start_opts o = {p ? NULL : tls->attached, p, name, name_len, func, func_len, type, flags | MLT__SO_CURRENT};

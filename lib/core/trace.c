@@ -56,6 +56,7 @@ static _Atomic uint32_t *th_next(uint32_t num) { return &th_at(num)->chain_next;
 static void trace_clean(mlt__trace *t) {
   atomic_store_explicit(&t->state, MLT__T_ACTIVE, memory_order_relaxed);
   t->flags = 0;
+  t->remote_parent = 0;
   atomic_store_explicit(&t->registered, 0, memory_order_relaxed);
   t->forced_reason = 0;
   atomic_store_explicit(&t->spans, NULL, memory_order_relaxed);
