@@ -39,6 +39,7 @@ noinst_HEADERS += \
   lib/core/record-internal.h \
   lib/core/scope-internal.h \
   lib/core/span-internal.h \
+  lib/core/trace-view.h \
   lib/export/assess-internal.h \
   lib/export/exporter-internal.h \
   lib/export/options-internal.h \

@@ -13,9 +13,13 @@
 # export/options.c) read the global configuration mlt__g_cfg -- exporters
 # get their settings when they are started; and the exporters and
 # serializers call nothing of the pipeline but the hooks it gave them
-# (mlt__export_host).  Once the library is built, the same holds for calls:
+# (mlt__export_host); and the exporters and serializers see a finished
+# trace through core/trace-view.h only (not the span operations of
+# core/span-internal.h).  Once the library is built, the same holds for calls:
 # no object of a layer needs a symbol that only a layer above it defines
-# (nm).  TAP output; each offending line is printed.
+# (nm), an exporter's object uses of core/ only what the view declares, and
+# no two files of lib/export/ call each other (nor any longer call cycle).
+# TAP output; each offending line is printed.
 : "${top_srcdir:=.}" "${top_builddir:=.}"
 bd=$(cd "$top_builddir" && pwd)
 cd "$top_srcdir" || exit 1
@@ -99,6 +103,42 @@ bad=$(strip_comments $exporters | grep 'mlt__pipeline_')
 [ -z "$bad" ]; ok $? "exporters and serializers reach the pipeline only through their host (mlt__export_host)"
 show "$bad"
 
+# The exporters and serializers see a finished trace through one read-only
+# view, core/trace-view.h; the operations on spans (core/span-internal.h and
+# the headers built on it) are for the core and the pipeline (the export
+# queue and thread, its options, the span processor's view.c, the
+# assessment queue in assess.c).  Followed through the export headers they
+# include.
+pipeline_side="lib/export/pipeline.c lib/export/options.c lib/export/options-internal.h lib/export/view.c
+  lib/export/assess.c"
+# incs FILE: the lib/ files FILE includes, directly or through them.
+incs() {
+  todo=$1 seen=""
+  while [ -n "$todo" ]; do
+    set -- $todo
+    f=$1
+    shift
+    todo="$*"
+    for i in $(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([a-z]*\/[^"]*\)".*/\1/p' "$f"); do
+      case " $seen " in *" lib/$i "*) continue ;; esac
+      seen="$seen lib/$i"
+      [ -f "lib/$i" ] && todo="$todo lib/$i"
+    done
+  done
+  echo $seen
+}
+bad=""
+for f in lib/export/*.c lib/export/*.h; do
+  case " $(echo $pipeline_side) " in *" $f "*) continue ;; esac
+  for i in $(incs "$f"); do
+    case $i in lib/core/*) [ "$i" = lib/core/trace-view.h ] || bad="$bad$f: includes $i
+" ;; esac
+  done
+done
+bad=$(printf '%s' "$bad" | sed '/^$/d')
+[ -z "$bad" ]; ok $? "exporters and serializers include of core/ only the read-only view core/trace-view.h"
+show "$bad"
+
 # Calls: what each layer's objects need (nm -u) from the layers it may not use.
 objs() { ls "$bd"/lib/"$1"/.libs/*.o 2>/dev/null || ls "$bd"/lib/"$1"/*.o 2>/dev/null; }
 defined() { for o in $(objs "$1"); do nm --defined-only "$o" | awk '$2 ~ /^[A-Z]$/ && $2 != "U" {print $3}'; done | sort -u; }
@@ -117,6 +157,44 @@ if [ -n "$(objs core)" ] && command -v nm > /dev/null; then
     [ -z "$bad" ]; ok $? "lib/$layer/ objects call nothing defined only in lib/{$(echo ${pair#*:} | sed 's/ /,/g')}/"
     show "$bad"
   done
+fi
+
+# ... and the same for calls: of what core/ defines, an exporter's object
+# needs only what the view declares.
+if [ -n "$(objs core)" ] && [ -n "$(objs export)" ] && command -v nm > /dev/null; then
+  core_syms=$(defined core)
+  view_syms=$(strip_comments lib/core/trace-view.h | grep -o 'mlt__[a-z0-9_]*' | sort -u)
+  bad=""
+  for o in $(objs export); do
+    case $(basename "$o" .o) in *-pipeline | *-options | *-view | *-assess | pipeline | options | view | assess) continue ;; esac
+    for sym in $(nm -u "$o" | awk '{print $2}'); do
+      printf '%s\n' "$core_syms" | grep -qx "$sym" || continue
+      printf '%s\n' "$view_syms" | grep -qx "$sym" || bad="$bad$(basename "$o"): $sym
+"
+    done
+  done
+  bad=$(printf '%s' "$bad" | sed '/^$/d')
+  [ -z "$bad" ]; ok $? "exporter objects use of core/ only what core/trace-view.h declares"
+  show "$bad"
+fi
+
+# Within export/, calls between files point one way: the pipeline calls the
+# exporters, the serializers and the trace operations (assess.c), which reach
+# it only through the hooks it gives them.  No call cycle between the
+# objects of lib/export/ (a mutual call is the shortest): tsort finds one.
+if [ -n "$(objs export)" ] && command -v nm > /dev/null && command -v tsort > /dev/null; then
+  # "symbol file" for what each file defines, then for what each needs.
+  syms() { for o in $(objs export); do nm $1 "$o" | awk -v f="$(basename "$o" .o)" "$2"; done; }
+  edges=$({
+    syms --defined-only '$2 ~ /^[A-Z]$/ {print "D", $3, f}'
+    syms -u '{print "U", $2, f}'
+  } | awk '$1 == "D" {def[$2] = $3; next} ($2 in def) && def[$2] != $3 {print $3, def[$2], "#", $2}')
+  loop=$(printf '%s' "$edges" | sed 's/ #.*//' | tsort 2>&1 > /dev/null)
+  [ -z "$loop" ]; ok $? "no call cycle between the files of lib/export/ (no two call each other)"
+  if [ -n "$loop" ]; then
+    show "$loop"
+    show "$(printf '%s' "$edges" | sed 's/^/calls: /')"
+  fi
 fi
 
 echo "1..$n"

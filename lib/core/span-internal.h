@@ -1,4 +1,10 @@
-/* lib/core/span-internal.h: spans, traces, contexts, per-thread state.
+/* lib/core/span-internal.h: the operations on spans, traces, contexts and
+ * per-thread state -- the hot path, the slots, the log chunk pool, the
+ * writers of the record log, the library's state and configuration.  The
+ * layout of a span and a trace and their read-only accessors are in
+ * core/trace-view.h (included here), the one header the exporters see.  Only
+ * core/ and the export pipeline (export/pipeline.c, options.c, view.c,
+ * assess.c) include this file (tests/check-layers.sh).
  *
  * Memory model.  A span lives in a *slot* of the slot table, one reserved
  * address range that only grows (slots are recycled, never unmapped while
@@ -24,86 +30,9 @@
 #ifndef MLT_SPAN_INTERNAL_H
 #define MLT_SPAN_INTERNAL_H
 
-#include "util/common-internal.h"
+#include "core/trace-view.h"
 
 #include <pthread.h>
-
-/* ---- span record log ------------------------------------------------- */
-
-/* Record kinds. */
-enum {
-  MLT__R_NAME = 1,      /* val = name */
-  MLT__R_TYPE,          /* flags = mlt_span_type */
-  MLT__R_TYPE_NAME,     /* val = custom type string */
-  MLT__R_ATTR,          /* key = attribute key; sub = value type */
-  MLT__R_INPUTS,        /* sub = value type (JSON, CJSON, TEXT, FIELDS, NONE) */
-  MLT__R_OUTPUTS,       /* same */
-  MLT__R_EVENT,         /* key = event name; val = i64 time, u32 n children */
-  MLT__R_CHUNK,         /* sub = TEXT or JSON; val = i64 time + bytes */
-  MLT__R_STATUS,        /* flags = status; val = message */
-  MLT__R_REMOVE_ATTR,   /* key (span processor) */
-  MLT__R_DROP_EVENTS,   /* (span processor) */
-  MLT__R_FIELD,         /* child of EVENT / FIELDS: key, sub = value type */
-  MLT__R_FUNC,          /* val = function name (mlflow.spanFunctionName) */
-  MLT__R_LINK           /* val = u64 trace hi, lo, span id, n children; FIELD children (lib/core/spanopts.c) */
-};
-
-/* Value types (rec.sub). */
-enum {
-  MLT__V_NONE = 0,
-  MLT__V_STR,   /* bytes */
-  MLT__V_I64,   /* 8 bytes */
-  MLT__V_F64,   /* 8 bytes */
-  MLT__V_BOOL,  /* 8 bytes */
-  MLT__V_JSON,  /* JSON text bytes */
-  MLT__V_CJSON, /* 8 bytes: cJSON * (owned; freed with the span) */
-  MLT__V_FIELDS /* val = u32 count; |count| MLT__R_FIELD records follow */
-};
-
-/* rec.flags bits. */
-#define MLT__RF_TRUNC 0x01   /* value truncated: val starts with u64 original length */
-#define MLT__RF_CHECKED 0x02 /* JSON text validated (export thread) */
-#define MLT__RF_INVALID 0x04 /* ... and found invalid */
-#define MLT__RF_BADUTF8 0x08 /* ... valid JSON with invalid UTF-8 in strings */
-#define MLT__RF_FUNC 0x10    /* NAME record: the name is also the function name */
-
-/* An 8-byte record header (one store on the hot path).  Keys are at most
- * 1024 bytes (11 bits); aux holds a span type or a status (< 32). */
-typedef struct mlt__rec {
-  uint32_t kind : 4;
-  uint32_t sub : 4;
-  uint32_t flags : 8;
-  uint32_t aux : 5; /* kind-specific small value (type enum, status) */
-  uint32_t key_len : 11;
-  uint32_t val_len;
-  /* key bytes, then value bytes, then padding to 8 */
-} mlt__rec;
-#define MLT__KEY_MAX 1024
-
-#define MLT__REC_ALIGN 8
-static inline size_t mlt__rec_size(size_t key_len, size_t val_len) {
-  return (sizeof(mlt__rec) + key_len + val_len + (MLT__REC_ALIGN - 1)) & ~(size_t)(MLT__REC_ALIGN - 1);
-}
-static inline const char *mlt__rec_key(const mlt__rec *r) { return (const char *)(r + 1); }
-static inline const char *mlt__rec_val(const mlt__rec *r) { return (const char *)(r + 1) + r->key_len; }
-static inline const mlt__rec *mlt__rec_next(const mlt__rec *r) {
-  return (const mlt__rec *)((const char *)r + mlt__rec_size(r->key_len, r->val_len));
-}
-
-typedef struct mlt__chunk {
-  struct mlt__chunk *_Atomic next;
-  uint32_t cap;
-  _Atomic uint32_t used; /* published with release by the owner */
-  /* aligned data follows */
-} mlt__chunk;
-/* The data after a chunk header.  For the inline chunk the data is the
- * slot's inline_log, beyond the |head| member: the empty asm hides that from
- * the compiler's object-size checks. */
-static inline char *mlt__chunk_data(mlt__chunk *c) {
-  char *p = (char *)(c + 1);
-  __asm__("" : "+r"(p));
-  return p;
-}
 
 /* ---- span slot ------------------------------------------------------- */
 
@@ -125,122 +54,18 @@ static inline int mlt__h_is_nonrec(mlt_span h) {
   return h.id_ == MLT__H_NONREC_CUR || h.id_ == MLT__H_NONREC_DET;
 }
 
-/* Span slot flags. */
-#define MLT__SF_CURRENT 0x01    /* made current on its owner thread */
-#define MLT__SF_ROOT 0x02       /* the local root of its trace */
-#define MLT__SF_CLONE 0x04      /* a snapshot made for a forced finish */
-#define MLT__SF_HAS_CHUNKS 0x08
-#define MLT__SF_OUTPUTS 0x10    /* outputs set explicitly */
-#define MLT__SF_TEXT_ONLY 0x20  /* every chunk so far was text */
-#define MLT__SF_CJSON 0x40      /* log holds cJSON values to free */
-
-#define MLT__INLINE_LOG 112
-#define MLT__MAX_LINKS 128 /* links kept per span (OpenTelemetry's default limit) */
-
-typedef struct mlt__trace mlt__trace;
-
-/* A FREE slot is clean (mlt__slot_release() makes it so, on the thread that
- * frees it, usually the export thread): empty log (head.used 0, head.next
- * NULL, tail = &head), counters 0, no reducer, no context, status UNSET,
- * flags TEXT_ONLY, end_ns 0.  Starting a span writes only what differs. */
-typedef struct mlt__span {
-  _Atomic uint64_t gs;
-  uint32_t index;
-  uint8_t type; /* start type (later changes are records) */
-  uint8_t status;
-  uint8_t flags;
-  _Atomic uint8_t is_root; /* the trace's root (set at start; read by the reaper) */
-  uint64_t span_id;
-  uint64_t parent_id;
-  int64_t start_ns;
-  int64_t end_ns;
-  mlt__trace *_Atomic trace;
-  struct mlt__span *next; /* trace span list (immutable once published) */
-  mlt_span saved_current; /* restore on end (owner thread) */
-  struct mlt_context *ctx; /* cached captured context (holds a ref) */
-  uint32_t n_events;       /* events + chunks recorded */
-  uint32_t n_events_dropped;
-  uint32_t n_chunks;
-  uint16_t n_links;         /* LINK records (lib/core/spanopts.c) */
-  uint16_t n_links_dropped; /* links over MLT__MAX_LINKS, counted only */
-  mlt_output_reducer_fn reducer;
-  void *reducer_ud;
-  mlt__chunk *tail; /* owner: chunk being appended to */
-  mlt__chunk head;  /* inline first chunk */
-  char inline_log[MLT__INLINE_LOG];
-} mlt__span;
-
 /* ---- traces ---------------------------------------------------------- */
-
-enum { MLT__T_ACTIVE = 0, MLT__T_FINISHED = 1 };
-
-#define MLT__TF_CONTINUATION 0x01 /* spans of a trace that already finished */
-#define MLT__TF_REMOTE 0x02       /* local root has a remote parent (traceparent) */
-#define MLT__TF_FORCED 0x04       /* ended by timeout / shutdown / end_trace */
-#define MLT__TF_TIMED_OUT 0x08
 
 /* The counter bias applied by a forced finish: |open| goes negative, so no
  * span can join and no late end can finish the trace a second time. */
 #define MLT__OPEN_BIAS (1 << 30)
 
-/* Trace-level update entry (tags, metadata, previews, ...). */
-enum {
-  MLT__TI_TAG = 1,
-  MLT__TI_META,
-  MLT__TI_REQ_PREVIEW,
-  MLT__TI_RESP_PREVIEW,
-  MLT__TI_CLIENT_REQ_ID,
-  MLT__TI_SESSION,
-  MLT__TI_USER,
-  MLT__TI_STATE,      /* value "OK" / "ERROR" (update_current_trace state) */
-  MLT__TI_ASSESSMENT, /* value: one Assessment JSON object (lib/export/assess.c) */
-  MLT__TI_SCOPE       /* owns the block of a scope's entries (lib/core/scope.c); no data */
-};
-typedef struct mlt__tinfo {
-  struct mlt__tinfo *next;
-  uint8_t kind;
-  uint8_t borrowed; /* key/value are a scope's strings and the entry is in its TI_SCOPE entry's block */
-  char *key;
-  char *value;
-  struct mlt__scope *scope; /* TI_SCOPE: the scope the block borrows from (reference held) */
-} mlt__tinfo;
 /* Free a list of entries (borrowed ones go with their TI_SCOPE block). */
 void mlt__tinfo_free(mlt__tinfo *i);
 /* Prepend the prepared chain head..tail (|n| entries) to trace |t|'s
  * entries if it is in progress and stays within MLT__TINFO_MAX: MLT_OK, or
  * MLT_EENDED / MLT_EFULL (the chain is the caller's again). */
 int mlt__trace_info_link(mlt__trace *t, mlt__tinfo *head, mlt__tinfo *tail, uint32_t n);
-
-struct mlt__trace {
-  _Atomic int32_t refs;
-  _Atomic int32_t open;
-  _Atomic uint8_t state;
-  uint8_t flags;
-  _Atomic uint8_t registered;
-  uint8_t forced_reason; /* 1 timeout, 2 shutdown, 3 end_trace */
-  _Atomic uint32_t n_spans;
-  uint64_t id_hi, id_lo;
-  uint64_t remote_parent;
-  int64_t start_ns;
-  mlt_span root;
-  uint64_t root_id; /* span id of the (local) root */
-  mlt__span *_Atomic spans; /* push-stack of every span of the trace */
-  /* trace-level data, under |lock| */
-  atomic_flag lock;
-  mlt__tinfo *info;
-  uint32_t n_info; /* entries in |info| (capped at MLT__TINFO_MAX) */
-  /* filled for export */
-  mlt__span **export_spans;
-  uint32_t n_export;
-  /* pool linkage */
-  mlt__trace *next_free;      /* next in a chain of free headers */
-  _Atomic uint32_t chain_next; /* chain heads: the next chain in the pool's stack */
-  uint32_t chain_n;           /* chain heads: headers in the chain */
-  uint32_t pool_num;          /* this header's number (1-based, fixed) */
-  /* export queue (pipeline.c): link while queued, bytes it holds */
-  mlt__trace *_Atomic qnext;
-  size_t qbytes;
-};
 
 /* ---- contexts -------------------------------------------------------- */
 
@@ -375,10 +200,8 @@ typedef struct mlt__config {
   uint32_t max_requests; /* concurrent export requests (MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS) */
 } mlt__config;
 
-/* The process-wide state, defined in core/state.c.  Hidden: read directly,
- * not through the GOT (the library is built with -fvisibility=hidden, but a
- * declaration alone does not say so). */
-#define MLT__HIDDEN __attribute__((visibility("hidden")))
+/* The process-wide state, defined in core/state.c.  Hidden (MLT__HIDDEN,
+ * core/trace-view.h): read directly, not through the GOT. */
 extern _Atomic int mlt__g_state MLT__HIDDEN; /* MLT__G_* */
 /* The runtime switch (mlt__enabled_flag, declared in <mltrace/span.h> for
  * the inline fast paths) is accessed with __atomic builtins. */
@@ -502,36 +325,6 @@ void mlt__tls_shutdown(void);
  * returns NULL on allocation failure.  Publish with mlt__log_publish(). */
 char *mlt__log_reserve(mlt__span *s, size_t size);
 void mlt__log_publish(mlt__span *s, size_t size);
-/* Iterate published records: chunk by chunk. */
-typedef struct mlt__log_iter {
-  mlt__chunk *c;
-  uint32_t off, used;
-} mlt__log_iter;
-static inline void mlt__log_iter_init(mlt__log_iter *it, mlt__span *s) {
-  it->c = &s->head;
-  it->off = 0;
-  it->used = atomic_load_explicit(&s->head.used, memory_order_acquire);
-}
-static inline const mlt__rec *mlt__log_iter_next(mlt__log_iter *it) {
-  if (MLT_LIKELY(it->off < it->used)) {
-    const mlt__rec *r = (const mlt__rec *)(mlt__chunk_data(it->c) + it->off);
-    it->off += (uint32_t)mlt__rec_size(r->key_len, r->val_len);
-    return r;
-  }
-  while (it->c) {
-    mlt__chunk *n = atomic_load_explicit(&it->c->next, memory_order_acquire);
-    if (!n) return NULL;
-    it->c = n;
-    it->off = 0;
-    it->used = atomic_load_explicit(&n->used, memory_order_acquire);
-    if (it->off < it->used) {
-      const mlt__rec *r = (const mlt__rec *)(mlt__chunk_data(it->c) + it->off);
-      it->off += (uint32_t)mlt__rec_size(r->key_len, r->val_len);
-      return r;
-    }
-  }
-  return NULL;
-}
 /* Copy the published log of |src| into |dst| (a fresh slot). */
 int mlt__log_copy(mlt__span *dst, mlt__span *src);
 /* Append helpers (span-record.c) used by the span files and view.c. */
@@ -603,8 +396,6 @@ void mlt__registry_del(uint64_t hi, uint64_t lo, uint64_t span_id);
 void mlt__registry_shutdown(void);
 /* Record trace-level data; |t| referenced by the caller. */
 int mlt__trace_update(mlt__trace *t, const mlt_trace_update *u);
-/* The trace-level list, read under the trace lock (export thread). */
-mlt__tinfo *mlt__trace_take_info(mlt__trace *t);
 
 /* ---- span start (span.c) ---- */
 /* Everything a span start can be told; zero-initialize and set what
@@ -677,45 +468,11 @@ static inline uint64_t mlt__tls_rand(mlt__tls *tls) {
 typedef void (*mlt__trace_sink_fn)(mlt__trace *t);
 extern mlt__trace_sink_fn mlt__g_trace_sink MLT__HIDDEN;
 static inline void mlt__trace_handoff(mlt__trace *t) { mlt__g_trace_sink(t); }
-enum {
-  MLT__ST_TRACES_EXPORTED,
-  MLT__ST_SPANS_EXPORTED,
-  MLT__ST_TRACES_DROPPED,
-  MLT__ST_SPANS_DROPPED,
-  MLT__ST_TRACES_FAILED,
-  MLT__ST_SPANS_FAILED,
-  MLT__ST_TRACES_TIMED_OUT,
-  MLT__ST_SPANS_TIMED_OUT,
-  MLT__ST_INVALID_JSON,
-  MLT__ST_EXPORT_REQUESTS,
-  MLT__ST_EXPORT_RETRIES,
-  MLT__ST_EXPORT_BYTES,
-  MLT__ST_TRACES_FINISHED,
-  MLT__ST_TRACES_PARTIAL,  /* spans stored, TraceInfo not (pipeline.c) */
-  MLT__ST_SPANS_PARTIAL,
-  MLT__ST_TRACES_SPOOLED,  /* handed to the durable spool instead */
-  MLT__ST_TRACES_REPLAYED, /* delivered from the spool (spool.c) */
-  MLT__ST_TRACES_EVICTED,  /* removed from a full spool unsent */
-  MLT__ST_COUNT
-};
-/* The counters behind mlt_get_stats() that are not per thread (core/state.c;
- * read and reset by lib/export/pipeline.c). */
-extern _Atomic uint64_t mlt__g_stats[MLT__ST_COUNT] MLT__HIDDEN;
-static inline void mlt__stats_add(int which, uint64_t n) {
-  atomic_fetch_add_explicit(&mlt__g_stats[which], n, memory_order_relaxed);
-}
 
 /* ---- lookups by id (client.c) ---- */
 /* The trace (hi, lo) while it is in memory (in progress, or finished and
  * not yet exported), referenced; NULL when unknown. */
 mlt__trace *mlt__trace_find(uint64_t hi, uint64_t lo);
-
-/* Of a finished span's |n_chunks| chunk records, how many are exported as
- * events: the first max_events_per_span (the setter counts the rest as
- * dropped events). */
-static inline size_t mlt__chunk_events(size_t n_chunks) {
-  return MLT_MIN(n_chunks, (size_t)mlt__g_cfg.max_events_per_span);
-}
 
 /* ---- fork and counters (called by lib/export/pipeline.c) ---- */
 /* Each module's state reset in the child of fork(). */

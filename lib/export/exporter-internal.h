@@ -1,9 +1,12 @@
 /* lib/export/exporter-internal.h: the exporter interface (one ops table), prepared
- * traces, and the serializers every exporter shares. */
+ * traces, and the serializers every exporter shares.  Of the core it
+ * includes only the read-only view of a finished trace (core/trace-view.h);
+ * exporters and serializers include nothing more of core/
+ * (tests/check-layers.sh). */
 #ifndef MLT_EXPORTER_INTERNAL_H
 #define MLT_EXPORTER_INTERNAL_H
 
-#include "core/span-internal.h"
+#include "core/trace-view.h"
 #include "export/spool-internal.h"
 #include "net/http-internal.h"
 #include "util/json-internal.h"

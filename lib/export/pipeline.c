@@ -20,6 +20,7 @@
  * Layer: export (the top) -- may use core/, net/ and util/; exporters are
  * reached through their ops table (exporter-internal.h) only.
  */
+#include "core/span-internal.h"
 #include "export/assess-internal.h"
 #include "export/options-internal.h"
 #include "export/spool-internal.h"
@@ -81,16 +82,16 @@ static struct {
 
 /* The network wait hook (mlt__http_settings.set_waiter): when set, the export
  * thread waits in it instead of its condition variable, and
- * mlt__pipeline_wakeup() calls |wake|. */
+ * pipeline_wakeup() calls |wake|. */
 static void pipeline_set_waiter(int (*wait)(void *ud, int timeout_ms), void (*wake)(void *ud), void *ud) {
   g_waiter.wait = wait;
   g_waiter.wake = wake;
   g_waiter.ud = ud;
 }
 
-const char *mlt__experiment_id(void) { return mlt__g_cfg.experiment_id ? mlt__g_cfg.experiment_id : "0"; }
+static const char *experiment_id(void) { return mlt__g_cfg.experiment_id ? mlt__g_cfg.experiment_id : "0"; }
 
-void mlt__pipeline_wakeup(void) {
+static void pipeline_wakeup(void) {
   if (g_waiter.wake) {
     g_waiter.wake(g_waiter.ud);
     return;
@@ -233,7 +234,7 @@ void mlt__pipeline_enqueue(mlt__trace *t) {
   qpush(t);
   if (MLT_UNLIKELY(atomic_load_explicit(&g_sleeping, memory_order_acquire)) &&
       (depth + 1 >= WAKE_TRACES || cur >= g_wake_bytes) && !atomic_exchange(&g_wake_sent, 1))
-    mlt__pipeline_wakeup();
+    pipeline_wakeup();
 }
 
 /* Export thread (and mlt_shutdown() after it stopped).  NULL when empty --
@@ -585,7 +586,7 @@ static int prepare(mlt__prepared *p, mlt__trace *t, mlt__span **spans, int32_t *
   p->spans = spans;
   p->parent = parent;
   mlt__format_trace_id(t->id_hi, t->id_lo, p->trace_id);
-  p->experiment_id = mlt__experiment_id();
+  p->experiment_id = experiment_id();
   if (t->export_spans) {
     memcpy(p->spans, t->export_spans, n * sizeof *p->spans);
   } else {
@@ -723,6 +724,15 @@ static int pipeline_deadline_passed(void) {
 /* What exporters call back (e->host): ticket completion, shutdown state. */
 static const mlt__export_host g_host = {
     .result = host_result, .stopping = pipeline_stopping, .deadline_passed = pipeline_deadline_passed};
+
+/* What the trace operations (lib/export/assess.c) call back: an operation
+ * on a finished trace waits for the traces accepted before it. */
+static uint64_t pipeline_enqueued(void) { return atomic_load(&g_enqueued); }
+static uint64_t pipeline_done(void) { return atomic_load(&g_done); }
+static const mlt__ops_host g_ops_host = {.enqueued = pipeline_enqueued,
+                                         .done = pipeline_done,
+                                         .wakeup = pipeline_wakeup,
+                                         .experiment_id = experiment_id};
 
 /* Backpressure: 0 while some exporter cannot take another batch (its
  * in-flight window is full). */
@@ -1063,7 +1073,7 @@ int mlt_init(mlt_options *opts) {
     e->host = &g_host;
     if (e->ops->start && e->ops->start(e, &g_env) != 0) e->failed_start = 1;
   }
-  mlt__ops_start(g_exporters);
+  mlt__ops_start(g_exporters, &g_ops_host);
   uint32_t ep = atomic_load(&mlt__g_epoch) + 1;
   if (ep == 0) ep = 1;
   atomic_store(&mlt__g_epoch, ep);
@@ -1157,7 +1167,7 @@ int mlt_flush(int timeout_ms) {
   if (timeout_ms < 0) timeout_ms = (int)mlt__g_cfg.shutdown_timeout_ms;
   uint64_t target = atomic_load(&g_enqueued);
   int64_t deadline = deadline_after(timeout_ms);
-  mlt__pipeline_wakeup();
+  pipeline_wakeup();
   pthread_mutex_lock(&g_flush_mu);
   int rc = MLT_OK;
   while (atomic_load(&g_done) < target) {
@@ -1168,7 +1178,7 @@ int mlt_flush(int timeout_ms) {
     }
     struct timespec ts = mlt__realtime_after(MLT_MIN(left, (int64_t)50000000));
     pthread_cond_timedwait(&g_flush_cond, &g_flush_mu, &ts);
-    mlt__pipeline_wakeup();
+    pipeline_wakeup();
   }
   uint64_t loss = losses_now(), spool = atomic_load(&mlt__g_stats[MLT__ST_TRACES_SPOOLED]);
   if (loss > g_flush_mark_loss)
@@ -1216,7 +1226,7 @@ int mlt_shutdown(int timeout_ms) {
   if (timeout_ms < 0) timeout_ms = (int)mlt__g_cfg.shutdown_timeout_ms;
   g_stop_deadline_mono = deadline_after(timeout_ms);
   atomic_store(&g_stop, 1);
-  mlt__pipeline_wakeup();
+  pipeline_wakeup();
   if (g_thread_started) pthread_join(g_thread, NULL);
   g_thread_started = 0;
   int rc = g_timed_out_shutdown ? MLT_ETIMEDOUT : MLT_OK;
@@ -1298,7 +1308,3 @@ int mlt_stats_format(const mlt_stats *stats, char *buf, size_t size) {
   return n < 0 ? MLT_EINVAL : n;
 }
 
-/* For lib/export/assess.c: operations on finished traces wait for the traces
- * accepted before them. */
-uint64_t mlt__pipeline_enqueued(void) { return atomic_load(&g_enqueued); }
-uint64_t mlt__pipeline_done(void) { return atomic_load(&g_done); }

@@ -1,5 +1,8 @@
 /* lib/export/view.c: the span processor's view (redaction before export).  Setters
- * append records to the span's log; the digest keeps the last one. */
+ * append records to the span's log; the digest keeps the last one.  It runs
+ * in the pipeline, on the export thread before any exporter sees the trace,
+ * so it is on the pipeline side: it may write spans (core/span-internal.h). */
+#include "core/span-internal.h"
 #include "export/exporter-internal.h"
 
 static const char *cstr(mlt_span_view *v, const char *p, size_t n, size_t *len) {
