@@ -498,11 +498,41 @@ static MLT_NOINLINE int end_slow_get(mlt_span h) {
  * thread's current span restored, the trace's open counter dropped.  The
  * status stays UNSET when none was set: readers take UNSET as OK once the
  * span ended. */
+/* The open counter's drop and, at zero, the trace's finish.  The common
+ * finish (this thread's state at hand, a clock value, a trace started here)
+ * is inline and ends in the hand-off; anything else takes
+ * mlt__trace_finish() / mlt__trace_leave_slow(). */
+static MLT_ALWAYS_INLINE void end_leave(mlt__trace *t, int64_t now, mlt__tls *tls) {
+  int32_t o = atomic_fetch_sub_explicit(&t->open, 1, memory_order_acq_rel);
+  if (MLT_LIKELY(o == 1)) {
+    if (MLT_LIKELY(tls != NULL && now > 0 && !(t->flags & MLT__TF_CONTINUATION)))
+      trace_finish_inline(t, now, tls); /* the last span out */
+    else
+      mlt__trace_finish(t, now);
+  } else if (MLT_UNLIKELY(o == 1 - MLT__OPEN_BIAS)) {
+    mlt__trace_leave_slow(t, o, now);
+  }
+}
+
+/* A forced finish (timeout, shutdown, end_trace) that did not see span |s|
+ * (generation |gen|) as ended leaves it to us: claim and free it; then the
+ * trace's counter as usual. */
+static MLT_NOINLINE void end_after_forced(mlt__span *s, uint32_t gen, mlt__trace *t, int64_t now, mlt__tls *tls) {
+  uint64_t e2 = MLT__GS(gen, MLT__S_ENDED);
+  if (atomic_compare_exchange_strong(&s->gs, &e2, MLT__GS(gen, MLT__S_EXPIRED))) mlt__slot_release(s, mlt__tls_get());
+  end_leave(t, now, tls);
+}
+
+static MLT_NOINLINE int end_reduced(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now);
+
 /* End open span |s| (handle |h|) at |end_ns|; |now|: the clock (the
- * trace's finish time; the same value unless an end time was given). */
-static MLT_ALWAYS_INLINE int end_open(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now) {
+ * trace's finish time; the same value unless an end time was given).  The
+ * rare cases (an output reducer to run, a forced finish under way) leave
+ * through out-of-line functions, so that few values stay live across calls. */
+static MLT_ALWAYS_INLINE int end_open_ex(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now, int reduce) {
   uint64_t gs = (h.id_ & UINT64_C(0xFFFFFFFF00000000)) | MLT__S_OPEN;
-  if (MLT_UNLIKELY(s->reducer != NULL) && s->n_chunks && !(s->flags & MLT__SF_OUTPUTS)) run_reducer(s);
+  if (reduce && MLT_UNLIKELY(s->reducer != NULL) && s->n_chunks && !(s->flags & MLT__SF_OUTPUTS))
+    return end_reduced(h, s, end_ns, now);
   mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
   s->end_ns = end_ns;
   uint64_t expect = gs;
@@ -512,28 +542,28 @@ static MLT_ALWAYS_INLINE int end_open(mlt_span h, mlt__span *s, int64_t end_ns, 
   /* This thread's state, when it is of this library epoch (else NULL). */
   mlt__tls *tls = mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed) ? mlt__tls_ptr : NULL;
   if ((s->flags & MLT__SF_CURRENT) && tls && tls->cur.id_ == h.id_) tls->cur = s->saved_current;
-  /* A forced finish (timeout, shutdown, end_trace) that did not see this span
-   * as ended leaves it to us: claim and free it. */
-  if (MLT_UNLIKELY(atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE)) {
-    uint64_t e2 = MLT__GS(MLT__GS_GEN(gs), MLT__S_ENDED);
-    if (atomic_compare_exchange_strong(&s->gs, &e2, MLT__GS(MLT__GS_GEN(gs), MLT__S_EXPIRED)))
-      mlt__slot_release(s, mlt__tls_get());
-  }
-  int32_t o = atomic_fetch_sub_explicit(&t->open, 1, memory_order_acq_rel);
-  if (MLT_LIKELY(o == 1)) {
-    trace_finish_inline(t, now, tls); /* the last span out, with the thread state at hand */
-  } else if (MLT_UNLIKELY(o == 1 - MLT__OPEN_BIAS)) {
-    mlt__trace_leave_slow(t, o, now);
-  }
+  if (MLT_UNLIKELY(atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE))
+    end_after_forced(s, MLT__GS_GEN(gs), t, now, tls);
+  else
+    end_leave(t, now, tls);
   return MLT_OK;
+}
+
+static MLT_NOINLINE int end_reduced(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now) {
+  run_reducer(s);
+  return end_open_ex(h, s, end_ns, now, 0);
+}
+
+static MLT_ALWAYS_INLINE int end_open(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now) {
+  return end_open_ex(h, s, end_ns, now, 1);
 }
 
 static MLT_ALWAYS_INLINE int end_impl(mlt_span h) {
   if (MLT_UNLIKELY(h.id_ >= MLT__H_NONREC_DET)) return end_slow_get(h);
   /* The clock first: fewer values live across the call. */
   int64_t now = mlt__now_ns();
-  mlt__span *s = mlt__span_open_fast(h);
-  if (MLT_UNLIKELY(!s)) return end_slow_get(h);
+  mlt__span *s;
+  if (MLT_UNLIKELY(!span_open_try(h, &s))) return end_slow_get(h);
   return end_open(h, s, now, now);
 }
 
