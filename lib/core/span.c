@@ -256,9 +256,9 @@ static MLT_ALWAYS_INLINE mlt_span start_root_here(mlt__tls *tls, const char *nam
 
 /* Start a span current on this thread, under its current span (or the
  * attached context). */
-static MLT_ALWAYS_INLINE mlt_span start_here(const char *name, size_t name_len, mlt_span_type type, const char *func,
-                                             size_t func_len, unsigned flags) {
-  if (MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
+static MLT_ALWAYS_INLINE mlt_span start_here_ex(const char *name, size_t name_len, mlt_span_type type, const char *func,
+                                                size_t func_len, unsigned flags, int check_enabled) {
+  if (check_enabled && MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
   mlt__tls *tls = mlt__tls_get();
   if (MLT_UNLIKELY(!tls)) return (mlt_span){0};
   if (MLT_UNLIKELY(tls->scope != NULL)) { /* a scoped context is in effect (lib/core/scope.c) */
@@ -282,10 +282,17 @@ static MLT_ALWAYS_INLINE mlt_span start_here(const char *name, size_t name_len, 
   return start_impl(tls, &o);
 }
 
+static MLT_ALWAYS_INLINE mlt_span start_here(const char *name, size_t name_len, mlt_span_type type, const char *func,
+                                             size_t func_len, unsigned flags) {
+  return start_here_ex(name, name_len, type, func, func_len, flags, 1);
+}
+
 mlt_span mlt_span_start(const char *name, mlt_span_type type) { return start_here(name, MLT_NTS, type, NULL, 0, 0); }
 
+/* Called only by mlt_span_start()'s inline fast path (<mltrace/span.h>),
+ * which has just tested the runtime switch. */
 mlt_span mlt__span_start_n(const char *name, size_t name_len, mlt_span_type type) {
-  return start_here(name, name_len, type, NULL, 0, 0);
+  return start_here_ex(name, name_len, type, NULL, 0, 0, 0);
 }
 
 mlt_span mlt__span_start_fn(const char *func, size_t func_len, const char *name, size_t name_len,

@@ -154,6 +154,11 @@ static MLT_ALWAYS_INLINE size_t span_bytes(mlt__span *s) {
 static MLT_ALWAYS_INLINE size_t trace_bytes(mlt__trace *t, uint32_t *nspans) {
   size_t b = sizeof *t;
   uint32_t n = 0;
+  mlt__span *s1 = atomic_load_explicit(&t->spans, memory_order_relaxed);
+  if (MLT_LIKELY(!t->export_spans && s1 && !s1->next && !atomic_load_explicit(&s1->head.next, memory_order_relaxed))) {
+    *nspans = 1; /* a 1-span trace whose log fits its slot */
+    return b + sizeof *s1;
+  }
   if (t->export_spans) {
     b += t->n_export * sizeof *t->export_spans;
     for (uint32_t i = 0; i < t->n_export; i++) b += span_bytes(t->export_spans[i]);
@@ -233,6 +238,7 @@ void mlt__pipeline_enqueue(mlt__trace *t) {
   atomic_fetch_add_explicit(&g_enqueued, 1, memory_order_release);
   qpush(t);
   if (MLT_UNLIKELY(atomic_load_explicit(&g_sleeping, memory_order_acquire)) &&
+      !atomic_load_explicit(&g_wake_sent, memory_order_relaxed) &&
       (depth + 1 >= WAKE_TRACES || cur >= g_wake_bytes) && !atomic_exchange(&g_wake_sent, 1))
     pipeline_wakeup();
 }
