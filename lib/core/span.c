@@ -212,12 +212,12 @@ static mlt__span *current_parent(mlt__tls *tls) {
  * so that little is live across the clock read.  A clean slot already has
  * parent 0, no next span and no saved current span (mlt__slot_release()); a
  * clean trace header has flags 0 and no remote parent (trace.c). */
-static MLT_ALWAYS_INLINE mlt_span start_root_here(mlt__tls *tls, const char *name, size_t name_len, mlt_span_type type,
-                                                  unsigned nflags) {
+static MLT_ALWAYS_INLINE mlt_span start_root_ex(mlt__tls *tls, const char *name, size_t name_len, mlt_span_type type,
+                                                unsigned nflags, int make_current) {
   uint64_t hi = mlt__tls_rand(tls);
   if (MLT_UNLIKELY((hi >> 11) >= mlt__g_cfg.sample_threshold)) {
     tls->c.traces_sampled_out++;
-    return nonrec(tls, 1, 0);
+    return nonrec(tls, make_current, 0);
   }
   mlt__trace *t = tls->tfree;
   tls->tfree = t->next_free;
@@ -238,7 +238,7 @@ static MLT_ALWAYS_INLINE mlt_span start_root_here(mlt__tls *tls, const char *nam
   s->span_id = span_id;
   atomic_store_explicit(&s->trace, t, memory_order_relaxed);
   atomic_store_explicit(&s->is_root, 1, memory_order_relaxed);
-  s->flags = MLT__SF_TEXT_ONLY | MLT__SF_CURRENT; /* a clean slot's flags, made current */
+  if (make_current) s->flags = MLT__SF_TEXT_ONLY | MLT__SF_CURRENT; /* a clean slot's flags, made current */
   /* The name: the first record of an empty log, in the inline area. */
   char *p = s->inline_log;
   write_rec(p, MLT__R_NAME, MLT__V_STR, nflags, 0, 0, name_len);
@@ -246,12 +246,16 @@ static MLT_ALWAYS_INLINE mlt_span start_root_here(mlt__tls *tls, const char *nam
   atomic_store_explicit(&s->head.used, (uint32_t)mlt__rec_size(0, name_len), memory_order_relaxed);
   tls->c.traces_started++;
   tls->c.spans_started++;
-  tls->cur = h;
+  if (make_current) tls->cur = h;
   int64_t now = mlt__now_ns();
   s->start_ns = now;
   t->start_ns = now;
   span_publish_open(s, gs);
   return h;
+}
+static MLT_ALWAYS_INLINE mlt_span start_root_here(mlt__tls *tls, const char *name, size_t name_len, mlt_span_type type,
+                                                  unsigned nflags) {
+  return start_root_ex(tls, name, name_len, type, nflags, 1);
 }
 
 /* Start a span current on this thread, under its current span (or the
@@ -739,6 +743,14 @@ int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *pare
   mlt__tls *tls = mlt__tls_get();
   if (MLT_UNLIKELY(!tls)) return MLT_ENOTRECORDING;
   if (MLT_UNLIKELY(tls->scope != NULL)) return client_start_slow(tls, name, type, parent, NULL, out);
+  if (!parent && name && MLT_LIKELY(tls->tfree != NULL && tls->n_mag != 0)) {
+    /* a new trace: the common root start, not made current */
+    size_t name_len = strlen(name);
+    if (MLT_LIKELY(name_len <= atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed)))
+      return client_ids(
+          start_root_ex(tls, name, name_len, (unsigned)type < MLT__SPAN_TYPE_COUNT ? type : MLT_SPAN_UNKNOWN, 0, 0),
+          out);
+  }
   mlt__start_opts o = {NULL, parent, name, MLT_NTS, NULL, 0, type, 0};
   return client_ids(start_impl(tls, &o), out);
 }
