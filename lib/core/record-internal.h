@@ -174,8 +174,9 @@ static inline int set_json(mlt_span h, int kind, const char *json, size_t len, c
 /* mlt__trace_finish() (trace.c) with this thread's state |tls| (NULL: look
  * it up), inline on the span end path: the open counter of |t| reached 0. */
 static MLT_ALWAYS_INLINE void trace_finish_inline(mlt__trace *t, int64_t now, mlt__tls *tls) {
+  int cont = (t->flags & MLT__TF_CONTINUATION) != 0; /* read once (the callers may have tested it) */
   atomic_store_explicit(&t->state, MLT__T_FINISHED, memory_order_release);
-  if (MLT_LIKELY(!(t->flags & MLT__TF_CONTINUATION))) {
+  if (MLT_LIKELY(!cont)) {
     if (MLT_LIKELY(tls != NULL) && now > 0)
       mlt__last_write(&tls->last, t->id_hi, t->id_lo, now);
     else

@@ -275,7 +275,7 @@ static MLT_ALWAYS_INLINE mlt_span start_here_ex(const char *name, size_t name_le
     return (mlt_span){MLT__H_NONREC_CUR};
   }
   if (MLT_LIKELY(!tls->cur.id_ && !tls->attached) && (!func || (flags & MLT__SO_FUNC_NAME)) && MLT_LIKELY(name != NULL)) {
-    if (name_len == MLT_NTS) name_len = strlen(name);
+    if (MLT_UNLIKELY(name_len == MLT_NTS)) name_len = strlen(name);
     if (MLT_LIKELY(tls->tfree != NULL && tls->n_mag != 0 &&
                    name_len <= atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed)))
       return start_root_here(tls, name, name_len, (unsigned)type < MLT__SPAN_TYPE_COUNT ? type : MLT_SPAN_UNKNOWN,
@@ -700,8 +700,26 @@ static MLT_ALWAYS_INLINE int client_finish(mlt_span h, const char *outputs_json,
   return rc;
 }
 
-int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message) {
+static MLT_NOINLINE int client_finish_general(mlt_span h, const char *outputs_json, mlt_span_status status,
+                                              const char *message) {
   return client_finish(h, outputs_json, status, message, 0);
+}
+
+static MLT_NOINLINE int client_not_open(mlt_span h) {
+  uint64_t gs;
+  return mlt__span_get(h, &gs) ? MLT_EENDED : MLT_ENOTFOUND;
+}
+
+/* The common finish (no outputs, no message, status OK or UNSET) is the
+ * plain end, with the status kept when it is ERROR already. */
+int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message) {
+  if (MLT_UNLIKELY(outputs_json != NULL || message != NULL || status == MLT_STATUS_ERROR))
+    return client_finish_general(h, outputs_json, status, message);
+  int64_t now = mlt__now_ns();
+  mlt__span *s;
+  if (MLT_UNLIKELY(!span_open_try(h, &s))) return client_not_open(h);
+  if (status != MLT_STATUS_UNSET && s->status != MLT_STATUS_ERROR) s->status = (uint8_t)status;
+  return end_open(h, s, now, now);
 }
 
 int mlt__span_client_finish_at(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message,
@@ -718,8 +736,11 @@ static MLT_ALWAYS_INLINE int client_ids(mlt_span h, mlt_client_span *out) {
   if (h.id_ == 0 || mlt__h_is_nonrec(h)) return MLT_ENOTRECORDING;
   /* Just started here: open, and nobody else has the handle yet. */
   mlt__span *s = mlt__slot_at((uint32_t)h.id_ - 1);
-  return mlt__span_ids(s, MLT__GS(h.id_ >> 32, MLT__S_OPEN), atomic_load_explicit(&s->trace, memory_order_relaxed),
-                       out->trace_id, out->span_id);
+  mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
+  if (MLT_UNLIKELY(t->flags & (MLT__TF_CONTINUATION | MLT__TF_REMOTE))) /* a foreign id: made reachable */
+    return mlt__span_ids(s, MLT__GS(h.id_ >> 32, MLT__S_OPEN), t, out->trace_id, out->span_id);
+  mlt__format_ids(t->id_hi, t->id_lo, s->span_id, out->trace_id, out->span_id);
+  return MLT_OK;
 }
 
 /* With start options (lib/core/spanopts.c) or under a scoped context (lib/core/scope.c). */
