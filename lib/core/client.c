@@ -61,7 +61,7 @@ static int find_span(uint64_t hi, uint64_t lo, uint64_t sid, mlt_span *out, mlt_
 }
 
 /* |h| is the root of a live trace with id (hi, lo): that trace, referenced. */
-static mlt__trace *root_trace(mlt_span h, uint64_t hi, uint64_t lo) {
+static MLT_ALWAYS_INLINE mlt__trace *root_trace(mlt_span h, uint64_t hi, uint64_t lo) {
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
   if (!s) return NULL;

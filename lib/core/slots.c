@@ -221,6 +221,9 @@ void mlt__slot_release(mlt__span *s, mlt__tls *tls) {
   s->n_events = s->n_events_dropped = s->n_chunks = 0;
   s->n_links = s->n_links_dropped = 0;
   s->reducer = NULL;
+  s->parent_id = 0;
+  s->next = NULL;
+  s->saved_current.id_ = 0;
   atomic_store_explicit(&s->head.used, 0, memory_order_relaxed);
   s->tail = &s->head;
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);

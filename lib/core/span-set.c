@@ -109,8 +109,8 @@ static MLT_NOINLINE int attr_bool_slow(mlt_span h, const char *key, size_t key_l
 static MLT_ALWAYS_INLINE mlt__chunk *attr_room(mlt_span h, size_t key_len, size_t size, uint32_t *usedp) {
   /* key_len is MLT_NTS when the caller did not know it (a NULL key
    * included): the general path checks and measures. */
-  mlt__span *s = mlt__span_open_fast(h);
-  if (MLT_UNLIKELY(!s || key_len > MLT__TINY)) return NULL;
+  mlt__span *s;
+  if (MLT_UNLIKELY(!span_open_try(h, &s) || key_len > MLT__TINY)) return NULL;
   mlt__chunk *c = s->tail;
   uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
   if (MLT_UNLIKELY(c->cap - used < size)) return NULL;
@@ -186,6 +186,95 @@ int mlt__attr_f64(mlt_span h, const char *key, size_t key_len, double value) {
 int mlt__attr_bool(mlt_span h, const char *key, size_t key_len, int value) {
   if (MLT_UNLIKELY(attr_word(h, key, key_len, MLT__V_BOOL, 0, 0, value != 0)))
     return attr_bool_slow(h, key, key_len, value);
+  return MLT_OK;
+}
+
+/* ---- short constant keys (<mltrace/span.h> packs a literal key of 1..8
+ * bytes into |key8|, its bytes in memory order, zero above |key_len|) ---- */
+
+/* The record of a packed key: room in the current chunk, the header, the key
+ * as one 8-byte store (within the record, which is at least 16 bytes; the
+ * value, written next, overwrites its zero bytes).  NULL: the general path. */
+static MLT_ALWAYS_INLINE char *attr_k_rec(mlt_span h, uint64_t key8, size_t key_len, unsigned sub, size_t val_len,
+                                          unsigned aux, mlt__chunk **cp, uint32_t *sizep) {
+  mlt__span *s;
+  if (MLT_UNLIKELY(key_len - 1 >= 8 || !span_open_try(h, &s))) return NULL;
+  uint32_t size = (uint32_t)mlt__rec_size(key_len, val_len);
+  mlt__chunk *c = s->tail;
+  uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
+  if (MLT_UNLIKELY(c->cap - used < size)) return NULL;
+  char *p = mlt__chunk_data(c) + used;
+  write_rec(p, MLT__R_ATTR, sub, 0, aux, key_len, val_len);
+  memcpy(p + sizeof(mlt__rec), &key8, 8);
+  *cp = c;
+  *sizep = used + size;
+  return p + sizeof(mlt__rec) + key_len;
+}
+
+/* The general path for a packed key: unpack it (a key of 0 or more than 8
+ * bytes is the caller's error, reported as a NULL key would be). */
+#define K8_UNPACK(kbuf, key8, key_len)        \
+  char kbuf[9];                                \
+  memcpy(kbuf, &(key8), 8);                    \
+  kbuf[8] = '\0';                              \
+  const char *kbuf##_p = (key_len) - 1 < 8 ? kbuf : NULL
+
+static MLT_NOINLINE int attr_str_k_slow(mlt_span h, uint64_t key8, size_t key_len, const char *value, size_t len) {
+  K8_UNPACK(k, key8, key_len);
+  return mlt__attr_str(h, k_p, k_p ? key_len : MLT_NTS, value, len);
+}
+static MLT_NOINLINE int attr_i64_k_slow(mlt_span h, uint64_t key8, size_t key_len, int64_t value) {
+  K8_UNPACK(k, key8, key_len);
+  return attr_i64_slow(h, k_p, k_p ? key_len : MLT_NTS, value);
+}
+static MLT_NOINLINE int attr_f64_k_slow(mlt_span h, uint64_t key8, size_t key_len, double value) {
+  K8_UNPACK(k, key8, key_len);
+  return attr_f64_slow(h, k_p, k_p ? key_len : MLT_NTS, value);
+}
+static MLT_NOINLINE int attr_bool_k_slow(mlt_span h, uint64_t key8, size_t key_len, int value) {
+  K8_UNPACK(k, key8, key_len);
+  return attr_bool_slow(h, k_p, k_p ? key_len : MLT_NTS, value);
+}
+
+int mlt__attr_str_k(mlt_span h, uint64_t key8, size_t key_len, const char *value, size_t len) {
+  mlt__chunk *c;
+  uint32_t end;
+  char *v;
+  /* len is MLT_NTS for a NULL value: the general path reports it */
+  if (MLT_UNLIKELY(len > atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed)) ||
+      MLT_UNLIKELY(!(v = attr_k_rec(h, key8, key_len, MLT__V_STR, len, 0, &c, &end))))
+    return attr_str_k_slow(h, key8, key_len, value, len);
+  tiny_copy(v, value, len);
+  atomic_store_explicit(&c->used, end, memory_order_release);
+  return MLT_OK;
+}
+
+int mlt__attr_i64_k(mlt_span h, uint64_t key8, size_t key_len, int64_t value) {
+  mlt__chunk *c;
+  uint32_t end;
+  char *v = attr_k_rec(h, key8, key_len, MLT__V_I64, 8, 0, &c, &end);
+  if (MLT_UNLIKELY(!v)) return attr_i64_k_slow(h, key8, key_len, value);
+  memcpy(v, &value, 8);
+  atomic_store_explicit(&c->used, end, memory_order_release);
+  return MLT_OK;
+}
+
+int mlt__attr_f64_k(mlt_span h, uint64_t key8, size_t key_len, double value) {
+  mlt__chunk *c;
+  uint32_t end;
+  char *v = attr_k_rec(h, key8, key_len, MLT__V_F64, 8, 0, &c, &end);
+  if (MLT_UNLIKELY(!v)) return attr_f64_k_slow(h, key8, key_len, value);
+  memcpy(v, &value, 8);
+  atomic_store_explicit(&c->used, end, memory_order_release);
+  return MLT_OK;
+}
+
+int mlt__attr_bool_k(mlt_span h, uint64_t key8, size_t key_len, int value) {
+  mlt__chunk *c;
+  uint32_t end;
+  if (MLT_UNLIKELY(!attr_k_rec(h, key8, key_len, MLT__V_BOOL, 0, value != 0, &c, &end)))
+    return attr_bool_k_slow(h, key8, key_len, value);
+  atomic_store_explicit(&c->used, end, memory_order_release);
   return MLT_OK;
 }
 

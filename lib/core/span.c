@@ -204,11 +204,65 @@ static mlt__span *current_parent(mlt__tls *tls) {
   return NULL;
 }
 
+/* The common start, kept apart from start_impl()'s generality: a new trace
+ * rooted on this thread (no current span, no attached context), a name of
+ * at most mlt__g_tiny_value bytes, a trace header and a slot in this
+ * thread's caches (the caller checked all that).  The same fields as
+ * start_impl() writes for a root; the stores that need no clock come first,
+ * so that little is live across the clock read.  A clean slot already has
+ * parent 0, no next span and no saved current span (mlt__slot_release()); a
+ * clean trace header has flags 0 and no remote parent (trace.c). */
+static MLT_ALWAYS_INLINE mlt_span start_root_ex(mlt__tls *tls, const char *name, size_t name_len, mlt_span_type type,
+                                                unsigned nflags, int make_current) {
+  uint64_t hi = mlt__tls_rand(tls);
+  if (MLT_UNLIKELY((hi >> 11) >= mlt__g_cfg.sample_threshold)) {
+    tls->c.traces_sampled_out++;
+    return nonrec(tls, make_current, 0);
+  }
+  mlt__trace *t = tls->tfree;
+  tls->tfree = t->next_free;
+  tls->n_tfree--;
+  mlt__span *s = mlt__slot_at(tls->mag[--tls->n_mag]);
+  uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
+  mlt_span h = mlt__span_handle(s, gs);
+  uint64_t span_id = mlt__id_from_handle(h.id_);
+  atomic_store_explicit(&t->refs, 1, memory_order_relaxed);
+  atomic_store_explicit(&t->open, 1, memory_order_relaxed);
+  atomic_store_explicit(&t->n_spans, 1, memory_order_relaxed);
+  t->id_hi = hi;
+  t->id_lo = mlt__trace_lo_from_span_id(span_id);
+  t->root = h;
+  t->root_id = span_id;
+  atomic_store_explicit(&t->spans, s, memory_order_relaxed);
+  s->type = (uint8_t)type;
+  s->span_id = span_id;
+  atomic_store_explicit(&s->trace, t, memory_order_relaxed);
+  atomic_store_explicit(&s->is_root, 1, memory_order_relaxed);
+  if (make_current) s->flags = MLT__SF_TEXT_ONLY | MLT__SF_CURRENT; /* a clean slot's flags, made current */
+  /* The name: the first record of an empty log, in the inline area. */
+  char *p = s->inline_log;
+  write_rec(p, MLT__R_NAME, MLT__V_STR, nflags, 0, 0, name_len);
+  tiny_copy(p + sizeof(mlt__rec), name, name_len);
+  atomic_store_explicit(&s->head.used, (uint32_t)mlt__rec_size(0, name_len), memory_order_relaxed);
+  tls->c.traces_started++;
+  tls->c.spans_started++;
+  if (make_current) tls->cur = h;
+  int64_t now = mlt__now_ns();
+  s->start_ns = now;
+  t->start_ns = now;
+  span_publish_open(s, gs);
+  return h;
+}
+static MLT_ALWAYS_INLINE mlt_span start_root_here(mlt__tls *tls, const char *name, size_t name_len, mlt_span_type type,
+                                                  unsigned nflags) {
+  return start_root_ex(tls, name, name_len, type, nflags, 1);
+}
+
 /* Start a span current on this thread, under its current span (or the
  * attached context). */
-static MLT_ALWAYS_INLINE mlt_span start_here(const char *name, size_t name_len, mlt_span_type type, const char *func,
-                                             size_t func_len, unsigned flags) {
-  if (MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
+static MLT_ALWAYS_INLINE mlt_span start_here_ex(const char *name, size_t name_len, mlt_span_type type, const char *func,
+                                                size_t func_len, unsigned flags, int check_enabled) {
+  if (check_enabled && MLT_UNLIKELY(!enabled_now())) return (mlt_span){0};
   mlt__tls *tls = mlt__tls_get();
   if (MLT_UNLIKELY(!tls)) return (mlt_span){0};
   if (MLT_UNLIKELY(tls->scope != NULL)) { /* a scoped context is in effect (lib/core/scope.c) */
@@ -220,15 +274,29 @@ static MLT_ALWAYS_INLINE mlt_span start_here(const char *name, size_t name_len, 
     if (tls->nonrec_limit) tls->c.spans_over_limit++;
     return (mlt_span){MLT__H_NONREC_CUR};
   }
+  if (MLT_LIKELY(!tls->cur.id_ && !tls->attached) && (!func || (flags & MLT__SO_FUNC_NAME)) && MLT_LIKELY(name != NULL)) {
+    if (MLT_UNLIKELY(name_len == MLT_NTS)) name_len = strlen(name);
+    if (MLT_LIKELY(tls->tfree != NULL && tls->n_mag != 0 &&
+                   name_len <= atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed)))
+      return start_root_here(tls, name, name_len, (unsigned)type < MLT__SPAN_TYPE_COUNT ? type : MLT_SPAN_UNKNOWN,
+                             (flags & MLT__SO_FUNC_NAME) ? MLT__RF_FUNC : 0);
+  }
   mlt__span *p = tls->cur.id_ ? current_parent(tls) : NULL;
   mlt__start_opts o = {p ? NULL : tls->attached, p, name, name_len, func, func_len, type, flags | MLT__SO_CURRENT};
   return start_impl(tls, &o);
 }
 
+static MLT_ALWAYS_INLINE mlt_span start_here(const char *name, size_t name_len, mlt_span_type type, const char *func,
+                                             size_t func_len, unsigned flags) {
+  return start_here_ex(name, name_len, type, func, func_len, flags, 1);
+}
+
 mlt_span mlt_span_start(const char *name, mlt_span_type type) { return start_here(name, MLT_NTS, type, NULL, 0, 0); }
 
+/* Called only by mlt_span_start()'s inline fast path (<mltrace/span.h>),
+ * which has just tested the runtime switch. */
 mlt_span mlt__span_start_n(const char *name, size_t name_len, mlt_span_type type) {
-  return start_here(name, name_len, type, NULL, 0, 0);
+  return start_here_ex(name, name_len, type, NULL, 0, 0, 0);
 }
 
 mlt_span mlt__span_start_fn(const char *func, size_t func_len, const char *name, size_t name_len,
@@ -441,39 +509,72 @@ static MLT_NOINLINE int end_slow_get(mlt_span h) {
  * thread's current span restored, the trace's open counter dropped.  The
  * status stays UNSET when none was set: readers take UNSET as OK once the
  * span ended. */
+/* The open counter's drop and, at zero, the trace's finish.  The common
+ * finish (this thread's state at hand, a clock value, a trace started here)
+ * is inline and ends in the hand-off; anything else takes
+ * mlt__trace_finish() / mlt__trace_leave_slow(). */
+static MLT_ALWAYS_INLINE void end_leave(mlt__trace *t, int64_t now, mlt__tls *tls) {
+  int32_t o = atomic_fetch_sub_explicit(&t->open, 1, memory_order_acq_rel);
+  if (MLT_LIKELY(o == 1)) {
+    if (MLT_LIKELY(tls != NULL && now > 0 && !(t->flags & MLT__TF_CONTINUATION)))
+      trace_finish_inline(t, now, tls); /* the last span out */
+    else
+      mlt__trace_finish(t, now);
+  } else if (MLT_UNLIKELY(o == 1 - MLT__OPEN_BIAS)) {
+    mlt__trace_leave_slow(t, o, now);
+  }
+}
+
+/* A forced finish (timeout, shutdown, end_trace) that did not see span |s|
+ * (generation |gen|) as ended leaves it to us: claim and free it; then the
+ * trace's counter as usual. */
+static MLT_NOINLINE void end_after_forced(mlt__span *s, uint32_t gen, mlt__trace *t, int64_t now, mlt__tls *tls) {
+  uint64_t e2 = MLT__GS(gen, MLT__S_ENDED);
+  if (atomic_compare_exchange_strong(&s->gs, &e2, MLT__GS(gen, MLT__S_EXPIRED))) mlt__slot_release(s, mlt__tls_get());
+  end_leave(t, now, tls);
+}
+
+static MLT_NOINLINE int end_reduced(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now);
+
 /* End open span |s| (handle |h|) at |end_ns|; |now|: the clock (the
- * trace's finish time; the same value unless an end time was given). */
-static MLT_ALWAYS_INLINE int end_open(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now) {
+ * trace's finish time; the same value unless an end time was given).  The
+ * rare cases (an output reducer to run, a forced finish under way) leave
+ * through out-of-line functions, so that few values stay live across calls. */
+static MLT_ALWAYS_INLINE int end_open_ex(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now, int reduce) {
   uint64_t gs = (h.id_ & UINT64_C(0xFFFFFFFF00000000)) | MLT__S_OPEN;
-  if (MLT_UNLIKELY(s->reducer != NULL) && s->n_chunks && !(s->flags & MLT__SF_OUTPUTS)) run_reducer(s);
+  if (reduce && MLT_UNLIKELY(s->reducer != NULL) && s->n_chunks && !(s->flags & MLT__SF_OUTPUTS))
+    return end_reduced(h, s, end_ns, now);
   mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
   s->end_ns = end_ns;
   uint64_t expect = gs;
   if (MLT_UNLIKELY(!atomic_compare_exchange_strong_explicit(&s->gs, &expect, MLT__GS(MLT__GS_GEN(gs), MLT__S_ENDED),
                                                             memory_order_acq_rel, memory_order_acquire)))
     return MLT__GS_STATE(expect) == MLT__S_EXPIRED ? end_slow(h, s, expect) : MLT_EENDED;
-  if (s->flags & MLT__SF_CURRENT) {
-    mlt__tls *tls = mlt__tls_ptr;
-    if (mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed) && tls && tls->cur.id_ == h.id_)
-      tls->cur = s->saved_current;
-  }
-  /* A forced finish (timeout, shutdown, end_trace) that did not see this span
-   * as ended leaves it to us: claim and free it. */
-  if (MLT_UNLIKELY(atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE)) {
-    uint64_t e2 = MLT__GS(MLT__GS_GEN(gs), MLT__S_ENDED);
-    if (atomic_compare_exchange_strong(&s->gs, &e2, MLT__GS(MLT__GS_GEN(gs), MLT__S_EXPIRED)))
-      mlt__slot_release(s, mlt__tls_get());
-  }
-  mlt__trace_leave_at(t, now);
+  /* This thread's state, when it is of this library epoch (else NULL). */
+  mlt__tls *tls = mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed) ? mlt__tls_ptr : NULL;
+  if ((s->flags & MLT__SF_CURRENT) && tls && tls->cur.id_ == h.id_) tls->cur = s->saved_current;
+  if (MLT_UNLIKELY(atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE))
+    end_after_forced(s, MLT__GS_GEN(gs), t, now, tls);
+  else
+    end_leave(t, now, tls);
   return MLT_OK;
+}
+
+static MLT_NOINLINE int end_reduced(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now) {
+  run_reducer(s);
+  return end_open_ex(h, s, end_ns, now, 0);
+}
+
+static MLT_ALWAYS_INLINE int end_open(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now) {
+  return end_open_ex(h, s, end_ns, now, 1);
 }
 
 static MLT_ALWAYS_INLINE int end_impl(mlt_span h) {
   if (MLT_UNLIKELY(h.id_ >= MLT__H_NONREC_DET)) return end_slow_get(h);
   /* The clock first: fewer values live across the call. */
   int64_t now = mlt__now_ns();
-  mlt__span *s = mlt__span_open_fast(h);
-  if (MLT_UNLIKELY(!s)) return end_slow_get(h);
+  mlt__span *s;
+  if (MLT_UNLIKELY(!span_open_try(h, &s))) return end_slow_get(h);
   return end_open(h, s, now, now);
 }
 
@@ -599,8 +700,26 @@ static MLT_ALWAYS_INLINE int client_finish(mlt_span h, const char *outputs_json,
   return rc;
 }
 
-int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message) {
+static MLT_NOINLINE int client_finish_general(mlt_span h, const char *outputs_json, mlt_span_status status,
+                                              const char *message) {
   return client_finish(h, outputs_json, status, message, 0);
+}
+
+static MLT_NOINLINE int client_not_open(mlt_span h) {
+  uint64_t gs;
+  return mlt__span_get(h, &gs) ? MLT_EENDED : MLT_ENOTFOUND;
+}
+
+/* The common finish (no outputs, no message, status OK or UNSET) is the
+ * plain end, with the status kept when it is ERROR already. */
+int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message) {
+  if (MLT_UNLIKELY(outputs_json != NULL || message != NULL || status == MLT_STATUS_ERROR))
+    return client_finish_general(h, outputs_json, status, message);
+  int64_t now = mlt__now_ns();
+  mlt__span *s;
+  if (MLT_UNLIKELY(!span_open_try(h, &s))) return client_not_open(h);
+  if (status != MLT_STATUS_UNSET && s->status != MLT_STATUS_ERROR) s->status = (uint8_t)status;
+  return end_open(h, s, now, now);
 }
 
 int mlt__span_client_finish_at(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message,
@@ -617,8 +736,11 @@ static MLT_ALWAYS_INLINE int client_ids(mlt_span h, mlt_client_span *out) {
   if (h.id_ == 0 || mlt__h_is_nonrec(h)) return MLT_ENOTRECORDING;
   /* Just started here: open, and nobody else has the handle yet. */
   mlt__span *s = mlt__slot_at((uint32_t)h.id_ - 1);
-  return mlt__span_ids(s, MLT__GS(h.id_ >> 32, MLT__S_OPEN), atomic_load_explicit(&s->trace, memory_order_relaxed),
-                       out->trace_id, out->span_id);
+  mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
+  if (MLT_UNLIKELY(t->flags & (MLT__TF_CONTINUATION | MLT__TF_REMOTE))) /* a foreign id: made reachable */
+    return mlt__span_ids(s, MLT__GS(h.id_ >> 32, MLT__S_OPEN), t, out->trace_id, out->span_id);
+  mlt__format_ids(t->id_hi, t->id_lo, s->span_id, out->trace_id, out->span_id);
+  return MLT_OK;
 }
 
 /* With start options (lib/core/spanopts.c) or under a scoped context (lib/core/scope.c). */
@@ -642,6 +764,14 @@ int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *pare
   mlt__tls *tls = mlt__tls_get();
   if (MLT_UNLIKELY(!tls)) return MLT_ENOTRECORDING;
   if (MLT_UNLIKELY(tls->scope != NULL)) return client_start_slow(tls, name, type, parent, NULL, out);
+  if (!parent && name && MLT_LIKELY(tls->tfree != NULL && tls->n_mag != 0)) {
+    /* a new trace: the common root start, not made current */
+    size_t name_len = strlen(name);
+    if (MLT_LIKELY(name_len <= atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed)))
+      return client_ids(
+          start_root_ex(tls, name, name_len, (unsigned)type < MLT__SPAN_TYPE_COUNT ? type : MLT_SPAN_UNKNOWN, 0, 0),
+          out);
+  }
   mlt__start_opts o = {NULL, parent, name, MLT_NTS, NULL, 0, type, 0};
   return client_ids(start_impl(tls, &o), out);
 }

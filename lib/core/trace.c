@@ -23,6 +23,7 @@
  * through mlt__trace_handoff() only (the sink mlt_init() sets: the export
  * queue).
  */
+#include "core/record-internal.h"
 #include "core/scope-internal.h"
 
 #include <stdio.h>
@@ -55,6 +56,7 @@ static _Atomic uint32_t *th_next(uint32_t num) { return &th_at(num)->chain_next;
 static void trace_clean(mlt__trace *t) {
   atomic_store_explicit(&t->state, MLT__T_ACTIVE, memory_order_relaxed);
   t->flags = 0;
+  t->remote_parent = 0;
   atomic_store_explicit(&t->registered, 0, memory_order_relaxed);
   t->forced_reason = 0;
   atomic_store_explicit(&t->spans, NULL, memory_order_relaxed);
@@ -247,17 +249,7 @@ int mlt_get_last_active_trace_id(char *buf, size_t size) {
  * finish needs the counter above 0, and it never rises from 0), so a plain
  * store marks the trace finished; the counter's reference goes with the
  * trace to the pipeline. */
-void mlt__trace_finish(mlt__trace *t, int64_t now) {
-  atomic_store_explicit(&t->state, MLT__T_FINISHED, memory_order_release);
-  if (!(t->flags & MLT__TF_CONTINUATION)) {
-    mlt__tls *tls = mlt__tls_get();
-    if (MLT_LIKELY(tls != NULL) && now > 0)
-      mlt__last_write(&tls->last, t->id_hi, t->id_lo, now);
-    else
-      mlt__trace_set_last(t, now);
-  }
-  mlt__trace_handoff(t);
-}
+void mlt__trace_finish(mlt__trace *t, int64_t now) { trace_finish_inline(t, now, mlt__tls_get()); }
 
 void mlt__trace_leave_slow(mlt__trace *t, int32_t o, int64_t now) {
   if (o == 1)

@@ -112,6 +112,14 @@ static void pipeline_wakeup(void) {
   pthread_mutex_unlock(&g_wake_mu);
 }
 
+/* Raise the recorded peak of g_qbytes to |v| (a value it held). */
+static void note_peak(uint64_t v) {
+  uint64_t peak = atomic_load_explicit(&g_qbytes_peak, memory_order_relaxed);
+  while (v > peak && !atomic_compare_exchange_weak_explicit(&g_qbytes_peak, &peak, v, memory_order_relaxed,
+                                                            memory_order_relaxed)) {
+  }
+}
+
 /* Free what a finished trace holds (its spans) and drop the pipeline's
  * reference.  |spans| NULL: walk the trace's own list. */
 static void release_trace(mlt__trace *t, mlt__span **spans, uint32_t n) {
@@ -132,7 +140,7 @@ static void release_trace(mlt__trace *t, mlt__span **spans, uint32_t n) {
   }
   atomic_store(&t->spans, NULL);
   mlt__trace_unref(t);
-  if (qb) atomic_fetch_sub_explicit(&g_qbytes, qb, memory_order_relaxed);
+  if (qb) note_peak(atomic_fetch_sub_explicit(&g_qbytes, qb, memory_order_relaxed));
 }
 
 static uint32_t count_spans(mlt__trace *t) {
@@ -156,6 +164,11 @@ static MLT_ALWAYS_INLINE size_t span_bytes(mlt__span *s) {
 static MLT_ALWAYS_INLINE size_t trace_bytes(mlt__trace *t, uint32_t *nspans) {
   size_t b = sizeof *t;
   uint32_t n = 0;
+  mlt__span *s1 = atomic_load_explicit(&t->spans, memory_order_relaxed);
+  if (MLT_LIKELY(!t->export_spans && s1 && !s1->next && !atomic_load_explicit(&s1->head.next, memory_order_relaxed))) {
+    *nspans = 1; /* a 1-span trace whose log fits its slot */
+    return b + sizeof *s1;
+  }
   if (t->export_spans) {
     b += t->n_export * sizeof *t->export_spans;
     for (uint32_t i = 0; i < t->n_export; i++) b += span_bytes(t->export_spans[i]);
@@ -209,30 +222,34 @@ static void drop_trace(mlt__trace *t, uint32_t n, int over_count) {
 
 #define WAKE_TRACES 256 /* queued traces at which producers wake the export thread */
 
+/* The app thread's hand-off of a finished trace.  Kept short: the bounds
+ * are checked against plain loads; traces_finished is not counted here (it is
+ * g_enqueued plus the drops, see snapshot_stats()) and the bytes' peak is
+ * kept by release_trace() (every maximum of g_qbytes is the value a later
+ * decrement starts from, or the current value). */
 void mlt__pipeline_enqueue(mlt__trace *t) {
   uint32_t n;
   size_t b = trace_bytes(t, &n);
   uint64_t cur = atomic_load_explicit(&g_qbytes, memory_order_relaxed);
   /* An empty queue takes any trace, so that one larger than the bound is
    * not lost for good. */
-  if (cur && cur + b > g_qmax_bytes) {
+  if (MLT_UNLIKELY(cur && cur + b > g_qmax_bytes)) {
     drop_trace(t, n, 0);
     return;
   }
-  if (g_qmax_traces && queue_depth() >= g_qmax_traces) {
+  uint64_t e = atomic_load_explicit(&g_enqueued, memory_order_relaxed);
+  uint64_t depth = e - atomic_load_explicit(&g_dequeued, memory_order_relaxed);
+  if (MLT_UNLIKELY(g_qmax_traces && (int64_t)depth >= (int64_t)g_qmax_traces)) {
     drop_trace(t, n, 1);
     return;
   }
   t->qbytes = b;
   cur = atomic_fetch_add_explicit(&g_qbytes, b, memory_order_relaxed) + b;
-  uint64_t peak = atomic_load_explicit(&g_qbytes_peak, memory_order_relaxed);
-  while (cur > peak && !atomic_compare_exchange_weak_explicit(&g_qbytes_peak, &peak, cur, memory_order_relaxed,
-                                                              memory_order_relaxed)) {
-  }
-  uint64_t depth = atomic_fetch_add(&g_enqueued, 1) + 1 - atomic_load_explicit(&g_dequeued, memory_order_relaxed);
-  mlt__stats_add(MLT__ST_TRACES_FINISHED, 1);
+  atomic_fetch_add_explicit(&g_enqueued, 1, memory_order_release);
   qpush(t);
-  if ((depth >= WAKE_TRACES || cur >= g_wake_bytes) && atomic_load(&g_sleeping) && !atomic_exchange(&g_wake_sent, 1))
+  if (MLT_UNLIKELY(atomic_load_explicit(&g_sleeping, memory_order_acquire)) &&
+      !atomic_load_explicit(&g_wake_sent, memory_order_relaxed) &&
+      (depth + 1 >= WAKE_TRACES || cur >= g_wake_bytes) && !atomic_exchange(&g_wake_sent, 1))
     pipeline_wakeup();
 }
 
@@ -1107,7 +1124,9 @@ static void snapshot_stats(mlt_stats *s) {
   s->values_truncated = c.values_truncated;
   s->misuse = c.misuse;
 #define G(x) atomic_load_explicit(&mlt__g_stats[x], memory_order_relaxed)
-  s->traces_finished = G(MLT__ST_TRACES_FINISHED);
+  /* one read of g_enqueued for traces_finished and traces_pending */
+  uint64_t acc = atomic_load(&g_enqueued), done = atomic_load(&g_done);
+  s->traces_finished = G(MLT__ST_TRACES_FINISHED) + acc; /* the drops at the queue + the traces it took */
   s->traces_exported = G(MLT__ST_TRACES_EXPORTED);
   s->spans_exported = G(MLT__ST_SPANS_EXPORTED);
   s->traces_dropped = G(MLT__ST_TRACES_DROPPED);
@@ -1129,9 +1148,8 @@ static void snapshot_stats(mlt_stats *s) {
   s->queue_depth = queue_depth();
   s->queue_bytes = atomic_load(&g_qbytes);
   s->queue_max_bytes = g_qmax_bytes;
-  s->queue_bytes_peak = atomic_load(&g_qbytes_peak);
+  s->queue_bytes_peak = MLT_MAX(atomic_load(&g_qbytes_peak), s->queue_bytes);
 #undef G
-  uint64_t acc = atomic_load(&g_enqueued), done = atomic_load(&g_done);
   s->traces_pending = acc > done ? acc - done : 0;
   s->work_queue_rejected = mlt__workq_rejected();
   mlt__ops_stats(s);

@@ -245,18 +245,36 @@ static inline int64_t unhex8(const char *s) {
 #endif
 
 #ifdef MLT__SSE_HEX
-/* 16 hex digits (either case) at s, all readable: 0 and the value, or -1. */
-static int unhex16(const char *s, uint64_t *out) {
-  __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+/* The 16 hex digits (either case) in |v| as 8 bytes in the low half of the
+ * result (per 16-bit lane: first digit << 4 | second); *ok gets 0xFF in
+ * each byte that is a hex digit. */
+static MLT_ALWAYS_INLINE __m128i hex_pairs(__m128i v, __m128i *ok) {
   __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)), _mm_cmpgt_epi8(_mm_set1_epi8('9' + 1), v));
   __m128i l = _mm_or_si128(v, _mm_set1_epi8(0x20));
   __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(l, _mm_set1_epi8('a' - 1)), _mm_cmpgt_epi8(_mm_set1_epi8('f' + 1), l));
-  if (_mm_movemask_epi8(_mm_or_si128(digit, letter)) != 0xFFFF) return -1;
+  *ok = _mm_or_si128(digit, letter);
   __m128i val = _mm_add_epi8(_mm_and_si128(v, _mm_set1_epi8(0x0F)), _mm_and_si128(letter, _mm_set1_epi8(9)));
-  /* per 16-bit lane (first digit in the low byte): first << 4 | second */
-  __m128i pairs = _mm_or_si128(_mm_and_si128(_mm_slli_epi16(val, 4), _mm_set1_epi16(0x00F0)), _mm_srli_epi16(val, 8));
+  return _mm_or_si128(_mm_and_si128(_mm_slli_epi16(val, 4), _mm_set1_epi16(0x00F0)), _mm_srli_epi16(val, 8));
+}
+
+/* 16 hex digits (either case) at s, all readable: 0 and the value, or -1. */
+static int unhex16(const char *s, uint64_t *out) {
+  __m128i ok, pairs = hex_pairs(_mm_loadu_si128((const __m128i *)(const void *)s), &ok);
+  if (_mm_movemask_epi8(ok) != 0xFFFF) return -1;
   uint64_t bytes = (uint64_t)_mm_cvtsi128_si64(_mm_packus_epi16(pairs, pairs));
   *out = __builtin_bswap64(bytes);
+  return 0;
+}
+
+/* 32 hex digits at s, all readable: the two halves in one pass. */
+static MLT_ALWAYS_INLINE int unhex32(const char *s, uint64_t *hi, uint64_t *lo) {
+  __m128i oka, okb;
+  __m128i pa = hex_pairs(_mm_loadu_si128((const __m128i *)(const void *)s), &oka);
+  __m128i pb = hex_pairs(_mm_loadu_si128((const __m128i *)(const void *)(s + 16)), &okb);
+  if (_mm_movemask_epi8(_mm_and_si128(oka, okb)) != 0xFFFF) return -1;
+  __m128i both = _mm_packus_epi16(pa, pb);
+  *hi = __builtin_bswap64((uint64_t)_mm_cvtsi128_si64(both));
+  *lo = __builtin_bswap64((uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(both, both)));
   return 0;
 }
 #endif
@@ -296,7 +314,11 @@ int mlt__parse_trace_id(const char *s, uint64_t *hi, uint64_t *lo) {
   if (s[0] == 't' && s[1] == 'r' && s[2] == '-') s += 3;
   /* strnlen: never reads past the terminator */
   if (strnlen(s, 33) != 32) return -1;
+#ifdef MLT__SSE_HEX
+  if (unhex32(s, hi, lo)) return -1;
+#else
   if (mlt__parse_hex(s, 16, hi) || mlt__parse_hex(s + 16, 16, lo)) return -1;
+#endif
   return (*hi | *lo) ? 0 : -1;
 }
 

@@ -110,7 +110,19 @@ TEST(null_key_and_value_rejected) {
   CHECK_EQ_INT((mlt_span_set_attr_str)(s, "k", NULL), MLT_EINVAL);
   CHECK_EQ_INT(mlt_span_set_attr_str_n(s, "k", NULL, 3), MLT_EINVAL);
   CHECK_EQ_INT(mlt_span_set_attr_str_n(s, "k", NULL, 0), MLT_OK);
+  /* packed keys (what the macros pass for a literal of 1..8 bytes): a
+   * length outside 1..8 is reported as a NULL key */
+  uint64_t k8 = mlt__k8("key", 3);
+  CHECK_EQ_INT(mlt__attr_i64_k(s, k8, 0, 1), MLT_EINVAL);
+  CHECK_EQ_INT(mlt__attr_i64_k(s, k8, 9, 1), MLT_EINVAL);
+  CHECK_EQ_INT(mlt__attr_str_k(s, k8, 0, "v", 1), MLT_EINVAL);
+  CHECK_EQ_INT(mlt__attr_f64_k(s, k8, MLT_NTS, 1.0), MLT_EINVAL);
+  CHECK_EQ_INT(mlt__attr_bool_k(s, k8, 9, 1), MLT_EINVAL);
+  CHECK_EQ_INT(mlt__attr_str_k(s, k8, 3, NULL, MLT_NTS), MLT_EINVAL);
+  CHECK_EQ_INT(mlt__attr_str_k(s, k8, 3, "v", 1), MLT_OK);
   mlt_span_end(s);
+  CHECK_EQ_INT(mlt__attr_i64_k(s, k8, 3, 1), MLT_EENDED);
+  CHECK_EQ_INT(mlt__attr_bool_k(MLT_SPAN_NONE, k8, 3, 1), MLT_ENOTRECORDING);
   /* ended, NONE and non-recording handles */
   CHECK_EQ_INT(mlt_span_set_attr_str(s, "k", "v"), MLT_EENDED);
   CHECK_EQ_INT(mlt_span_set_attr_int(MLT_SPAN_NONE, "k", 1), MLT_ENOTRECORDING);

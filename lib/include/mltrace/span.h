@@ -236,6 +236,21 @@ MLT_EXTERN int mlt__attr_f64(mlt_span span, const char *key, size_t key_len, dou
  *  MLT_NTS).  Same contract and return codes. */
 MLT_EXTERN int mlt__attr_bool(mlt_span span, const char *key, size_t key_len, int value);
 
+/** @internal mlt_span_set_attr_str() for a key of 1 to 8 bytes packed into
+ *  @p key8 (its @p key_len bytes in memory order, the other bytes zero; the
+ *  inline fast paths pack a string literal at compile time).  @p value: @p len
+ *  bytes or MLT_NTS.  A @p key_len outside 1..8 is reported as a NULL key.
+ *  Same contract and return codes as mlt_span_set_attr_str(). */
+MLT_EXTERN int mlt__attr_str_k(mlt_span span, uint64_t key8, size_t key_len, const char *value, size_t len);
+/** @internal mlt_span_set_attr_int() with a packed key (see mlt__attr_str_k()).
+ *  Same contract and return codes. */
+MLT_EXTERN int mlt__attr_i64_k(mlt_span span, uint64_t key8, size_t key_len, int64_t value);
+/** @internal mlt_span_set_attr_double() with a packed key (see
+ *  mlt__attr_str_k()).  Same contract and return codes. */
+MLT_EXTERN int mlt__attr_f64_k(mlt_span span, uint64_t key8, size_t key_len, double value);
+/** @internal mlt_span_set_attr_bool() with a packed key (see
+ *  mlt__attr_str_k()).  Same contract and return codes. */
+MLT_EXTERN int mlt__attr_bool_k(mlt_span span, uint64_t key8, size_t key_len, int value);
 #if defined(__GNUC__) && !defined(MLT__BUILDING_LIB) && !defined(MLT_NO_INLINE_FAST_PATHS)
 #define MLT__FAST_PATHS 1
 /* Function-like macros with the functions' own names: `mlt_span_end(s)`
@@ -278,17 +293,40 @@ static inline mlt_span mlt__fast_start_fn(const char *func, size_t func_len, con
   return mlt__span_start_fn(func, func_len, name, len, type);
 }
 static inline int mlt__fast_end(mlt_span s) { return s.id_ ? (mlt_span_end)(s) : MLT_ENOTRECORDING; }
+/* A key of |n| (1..8) bytes packed into a 64-bit word, its bytes in memory
+ * order, the rest zero: folded to a constant for a string literal (bytes
+ * past |n| are never read). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define MLT__K8B(k, n, i) ((n) > (i) ? (uint64_t)(unsigned char)(k)[i] << (56 - 8 * (i)) : 0)
+#else
+#define MLT__K8B(k, n, i) ((n) > (i) ? (uint64_t)(unsigned char)(k)[i] << (8 * (i)) : 0)
+#endif
+static inline uint64_t mlt__k8(const char *k, size_t n) {
+  return MLT__K8B(k, n, 0) | MLT__K8B(k, n, 1) | MLT__K8B(k, n, 2) | MLT__K8B(k, n, 3) | MLT__K8B(k, n, 4) |
+         MLT__K8B(k, n, 5) | MLT__K8B(k, n, 6) | MLT__K8B(k, n, 7);
+}
+/* A key the compiler knows, 1..8 bytes (a string literal), goes packed. */
+#define MLT__K8_OK(k, kl) \
+  (__builtin_constant_p(kl) && (kl) - 1 < 8 && __builtin_constant_p((k)[0]) && __builtin_constant_p((k)[(kl) - 1]))
 static inline int mlt__fast_attr_str(mlt_span s, const char *k, size_t kl, const char *v, size_t vl) {
-  return s.id_ ? mlt__attr_str(s, k, kl, v, vl) : MLT_ENOTRECORDING;
+  if (!s.id_) return MLT_ENOTRECORDING;
+  if (MLT__K8_OK(k, kl)) return mlt__attr_str_k(s, mlt__k8(k, kl), kl, v, vl);
+  return mlt__attr_str(s, k, kl, v, vl);
 }
 static inline int mlt__fast_attr_int(mlt_span s, const char *k, size_t kl, int64_t v) {
-  return s.id_ ? mlt__attr_i64(s, k, kl, v) : MLT_ENOTRECORDING;
+  if (!s.id_) return MLT_ENOTRECORDING;
+  if (MLT__K8_OK(k, kl)) return mlt__attr_i64_k(s, mlt__k8(k, kl), kl, v);
+  return mlt__attr_i64(s, k, kl, v);
 }
 static inline int mlt__fast_attr_double(mlt_span s, const char *k, size_t kl, double v) {
-  return s.id_ ? mlt__attr_f64(s, k, kl, v) : MLT_ENOTRECORDING;
+  if (!s.id_) return MLT_ENOTRECORDING;
+  if (MLT__K8_OK(k, kl)) return mlt__attr_f64_k(s, mlt__k8(k, kl), kl, v);
+  return mlt__attr_f64(s, k, kl, v);
 }
 static inline int mlt__fast_attr_bool(mlt_span s, const char *k, size_t kl, int v) {
-  return s.id_ ? mlt__attr_bool(s, k, kl, v) : MLT_ENOTRECORDING;
+  if (!s.id_) return MLT_ENOTRECORDING;
+  if (MLT__K8_OK(k, kl)) return mlt__attr_bool_k(s, mlt__k8(k, kl), kl, v);
+  return mlt__attr_bool(s, k, kl, v);
 }
 static inline int mlt__fast_inputs_json(mlt_span s, const char *j) {
   return s.id_ ? (mlt_span_set_inputs_json)(s, j) : MLT_ENOTRECORDING;
