@@ -5,9 +5,21 @@
  * requests run at once within a congestion window (additive increase on
  * every success, halved on every timeout, 429 or 5xx -- an overloaded
  * server, SQLite's single writer above all, gets fewer requests, not more
- * retries), up to the max_requests it was opened with (the MLflow
- * exporter passes MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS, default 10); transient failures (connection errors,
- * timeouts, HTTP 408, 429, 500, 502, 503, 504) are retried with exponential
+ * retries), up to the max_requests it was opened with (the MLflow exporter
+ * passes MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS, default 10).  The window
+ * also remembers where it failed: after an overload failure (timeout, 429,
+ * 5xx, a transient 400; not a refused connection) it may grow back only up
+ * to the size it was halved to, plus one per cooldown (10 s, doubled when
+ * the raised size fails again, up to 5 min).  Many processes sharing one
+ * server cannot see each other, and some servers fail hard past a
+ * concurrency they do not announce: an MLflow server's SQLAlchemy pool
+ * (5 + 10 connections per worker) deadlocks for its 30 s pool timeout when
+ * 15 StartTraceV3 requests each hold one connection and wait for a second
+ * (its start_trace looks the experiment up in a nested session).  Without
+ * the memory, eight processes each growing back from 1 to 2 in one round
+ * trip re-enter that state every ~30 s; with it they settle below it.
+ * Transient failures (connection errors, timeouts, HTTP 408, 429, 500, 502,
+ * 503, 504) are retried with exponential
  * backoff and jitter (honouring Retry-After) until the retry budget is spent.
  * A request that timed out is sent again with twice its time (up to
  * MLT__HTTP_TIMEOUT_CAP_MS, or the configured timeout when that is longer):
@@ -35,6 +47,10 @@ struct mlt__http {
   size_t body_bytes; /* bodies of queued + running requests */
   size_t max_running; /* the configured bound */
   double window;      /* requests allowed in flight now (congestion control) */
+  double ceiling;     /* the window may not grow past this before ceil_at_ns */
+  int64_t ceil_at_ns; /* when the ceiling may rise by one (0: no ceiling) */
+  int64_t cooldown_ns; /* current cooldown; doubled while failures repeat */
+  int probing;         /* the ceiling was raised and has not failed since */
   CURL *idle[16];
   int n_idle;
   mlt__http_settings s; /* as opened */
@@ -56,6 +72,42 @@ static long attempt_timeout_ms(const mlt__http_req *r) {
 }
 
 static mlt__http *g_http;
+
+#define COOLDOWN_MIN_NS ((int64_t)10 * 1000000000)
+#define COOLDOWN_MAX_NS ((int64_t)300 * 1000000000)
+
+/* A success: additive increase, within the learned ceiling. */
+static void grow_window(mlt__http *h) {
+  double max = (double)h->max_running;
+  if (h->ceil_at_ns) {
+    int64_t now = mlt__mono_ns();
+    if (now >= h->ceil_at_ns) { /* a cooldown without failure: one more */
+      if (h->probing) h->cooldown_ns = MLT_MAX(h->cooldown_ns / 2, COOLDOWN_MIN_NS);
+      h->ceiling += 1.0;
+      h->probing = 1;
+      h->ceil_at_ns = now + h->cooldown_ns;
+      if (h->ceiling >= max) h->ceil_at_ns = 0; /* forgotten */
+    }
+    if (h->ceil_at_ns) max = MLT_MIN(max, h->ceiling);
+  }
+  h->window = MLT_MIN(h->window + 1.0 / h->window, max);
+}
+
+/* A transient failure: halve the window; when the server answered it
+ * (429, 5xx, a transient 400) or timed out -- overload, not a server that is
+ * down -- remember the size.  A failure right after the ceiling was raised
+ * doubles the cooldown. */
+static void shrink_window(mlt__http *h, int64_t now, int overload) {
+  h->window = MLT_MAX(h->window / 2, 1.0);
+  if (!overload) return;
+  if (!h->ceil_at_ns)
+    h->cooldown_ns = COOLDOWN_MIN_NS;
+  else if (h->probing)
+    h->cooldown_ns = MLT_MIN(h->cooldown_ns * 2, COOLDOWN_MAX_NS);
+  h->probing = 0;
+  h->ceiling = (double)(long)h->window;
+  h->ceil_at_ns = now + h->cooldown_ns;
+}
 
 static int http_wait(void *ud, int timeout_ms) {
   mlt__http *h = ud;
@@ -432,7 +484,7 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
     }
   if (code == CURLE_OK && status >= 200 && status < 300) {
     if (r->health) mlt__net_success(r->health);
-    h->window = MLT_MIN(h->window + 1.0 / h->window, (double)h->max_running);
+    grow_window(h);
     count(h, MLT__HTTP_N_BYTES, r->body.len);
     finish(h, r, 1, status, NULL);
     return;
@@ -450,7 +502,7 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
                              (r->cfg->transient && r->cfg->transient(status, r->resp.p, r->resp.len));
   int64_t now = mlt__mono_ns();
   if (transient && r->health) mlt__net_failure(r->health);
-  if (transient) h->window = MLT_MAX(h->window / 2, 1.0);
+  if (transient) shrink_window(h, now, code == CURLE_OK || code == CURLE_OPERATION_TIMEDOUT);
   if (transient) {
     /* Exponential backoff with full jitter around the nominal delay. */
     int64_t base = (int64_t)200 * 1000000 << MLT_MIN(r->attempts - 1, 5);
