@@ -74,12 +74,15 @@ class FaultProxy:
     ("late", s): forward, then answer s seconds late (the request lands, the
     client times out); ("status", code): answer code without forwarding;
     ("echo_auth", code): answer code with the request's Authorization header
-    in the body."""
+    in the body.  `started` lists (monotonic time, requests in flight then)
+    for each forwarded request; `injected` the time of the last injected
+    status answer."""
 
     def __init__(self, upstream_port, rule):
         self.upstream_port, self.rule = upstream_port, rule
         self.counts = {}
         self.lock = threading.Lock()
+        self.active, self.started, self.injected = 0, [], None
         proxy = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -99,13 +102,26 @@ class FaultProxy:
                     self.close_connection = True
                     return
                 if isinstance(action, tuple) and action[0] == "status":
-                    return self._reply(action[1], b'{"error_code": "INTERNAL_ERROR", "message": "injected"}',
-                                       "application/json")
+                    self._reply(action[1], b'{"error_code": "INTERNAL_ERROR", "message": "injected"}',
+                                "application/json")
+                    with proxy.lock:
+                        proxy.injected = time.monotonic()
+                    return
                 if isinstance(action, tuple) and action[0] == "echo_auth":
                     msg = json.dumps({"error_code": "BAD_REQUEST",
                                       "message": "rejected; request headers: Authorization: "
                                                  + str(self.headers.get("Authorization"))})
                     return self._reply(action[1], msg.encode(), "application/json")
+                with proxy.lock:
+                    proxy.active += 1
+                    proxy.started.append((time.monotonic(), proxy.active))
+                try:
+                    self._forward(action, body)
+                finally:
+                    with proxy.lock:
+                        proxy.active -= 1
+
+            def _forward(self, action, body):
                 try:
                     c = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=300)
                     hdrs = {k: v for k, v in self.headers.items()

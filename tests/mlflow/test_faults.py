@@ -97,6 +97,41 @@ t.equal(tally(client, ids), {"complete": 8}, "HTTP 500s: every trace complete on
 partition(st, "HTTP 500s")
 px.close()
 
+# 2b. Overload remembered.  Every forwarded request answers 0.3 s late, so
+# the congestion window shows as requests in flight at once; it grows past 1
+# while all goes well.  Then four StartTraceV3 are answered 503 (the server
+# says it is overloaded): the window halves to 1 and, for its 10 s cooldown,
+# does not grow back past it (it used to be back at 2 after one success --
+# eight processes doing that kept an MLflow worker's connection pool
+# deadlocked).  Every trace still arrives complete.
+eid = client.create_experiment("overload")
+fail = {"from": None}
+
+
+def overload_rule(kind, n):
+    if kind == "start" and fail["from"] is not None and fail["from"] <= n < fail["from"] + 4:
+        return ("status", 503)
+    return ("late", 0.3) if kind in ("otlp", "start") else "forward"
+
+
+px = FaultProxy(srv.port, overload_rule)
+s = Session(dict(OFF, MLFLOW_TRACKING_URI=px.url, MLFLOW_EXPERIMENT_ID=eid))
+ids = s.rich(12)
+s.flush(120000)
+grown = max((a for _, a in px.started), default=0)
+fail["from"] = px.counts.get("start", 0) + 1
+ids += s.rich(12)
+f = s.flush(120000)
+r = s.exit(5000)
+st = r.get("stats", {})
+t.ok(grown >= 2, f"overload: the window grows while all goes well ({grown} requests in flight at once)")
+after = [a for ts, a in px.started if px.injected is not None and px.injected < ts < px.injected + 8]
+t.ok(after and max(after) == 1, f"overload: after the 503s, one request at a time during the cooldown ({after})")
+t.equal((f.get("rc"), st.get("traces_exported"), st.get("traces_failed")), (0, 24, 0), "overload: all 24 exported")
+t.equal(tally(client, ids), {"complete": 24}, "overload: every trace complete on the server")
+partition(st, "overload")
+px.close()
+
 # 3. The server keeps refusing the TraceInfo (StartTraceV3 always 500; retry
 # budget 2 s; spool off): the spans are stored, the TraceInfo is not -- the
 # traces are counted partial, not exported and not failed.
