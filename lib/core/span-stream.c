@@ -12,6 +12,76 @@
 
 /* ---- streaming ------------------------------------------------------- */
 
+/* Bytes a[0,n) and b[0,n) have in common at their start. */
+static size_t common_prefix(const char *a, const char *b, size_t n) {
+  size_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x, y;
+    memcpy(&x, a + i, 8);
+    memcpy(&y, b + i, 8);
+    if (x != y) return i + (size_t)(__builtin_ctzll(x ^ y) >> 3);
+  }
+#endif
+  while (i < n && a[i] == b[i]) i++;
+  return i;
+}
+
+/* Bytes the |n| bytes before |a_end| and before |b_end| have in common at
+ * their end. */
+static size_t common_suffix(const char *a_end, const char *b_end, size_t n) {
+  size_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x, y;
+    memcpy(&x, a_end - i - 8, 8);
+    memcpy(&y, b_end - i - 8, 8);
+    if (x != y) return i + (size_t)(__builtin_clzll(x ^ y) >> 3);
+  }
+#endif
+  while (i < n && a_end[-1 - (ptrdiff_t)i] == b_end[-1 - (ptrdiff_t)i]) i++;
+  return i;
+}
+
+/* One CHUNK record: a delta against the span's reference chunk when that is
+ * smaller, else whole (and then the new reference).  See
+ * core/trace-view.h.  A chunk past max_value_bytes is stored whole,
+ * truncated, and never serves as a reference. */
+static int append_chunk(mlt__span *s, int sub, int64_t now, const char *data, size_t len) {
+  if (!(s->flags & MLT__SF_HAS_CHUNKS)) s->chunk_ref = NULL; /* the slot's earlier life */
+  if (len > mlt__g_cfg.max_value_bytes)
+    return mlt__append_value(s, MLT__R_CHUNK, sub, (const char *)&now, 8, data, len, 0);
+  const mlt__rec *ref = s->chunk_ref;
+  if (ref) {
+    const char *rv = mlt__rec_val(ref);
+    size_t rl = ref->val_len, n = MLT_MIN(rl, len);
+    size_t pre = common_prefix(rv, data, n);
+    size_t suf = common_suffix(rv + rl, data + len, n - pre);
+    size_t mid = len - pre - suf;
+    size_t size = mlt__rec_size(8, MLT__DELTA_HDR + mid);
+    if (size < mlt__rec_size(8, len)) {
+      char *w = mlt__log_reserve(s, size);
+      if (MLT_UNLIKELY(!w)) return MLT_ENOMEM;
+      write_rec(w, MLT__R_CHUNK, (unsigned)sub, MLT__RF_DELTA, 0, 8, MLT__DELTA_HDR + mid);
+      uint32_t ps[2] = {(uint32_t)pre, (uint32_t)suf};
+      memcpy(w + sizeof(mlt__rec), &now, 8);
+      memcpy(w + sizeof(mlt__rec) + 8, ps, MLT__DELTA_HDR);
+      if (mid) memcpy(w + sizeof(mlt__rec) + 8 + MLT__DELTA_HDR, data + pre, mid);
+      mlt__log_publish(s, size);
+      return MLT_OK;
+    }
+  }
+  size_t size = mlt__rec_size(8, len);
+  char *w = mlt__log_reserve(s, size);
+  if (MLT_UNLIKELY(!w)) return MLT_ENOMEM;
+  write_rec(w, MLT__R_CHUNK, (unsigned)sub, 0, 0, 8, len);
+  memcpy(w + sizeof(mlt__rec), &now, 8);
+  if (len) memcpy(w + sizeof(mlt__rec) + 8, data, len);
+  mlt__log_publish(s, size);
+  s->chunk_ref = (const mlt__rec *)(const void *)w;
+  return MLT_OK;
+}
+
 static int add_chunk(mlt_span h, int sub, const char *data, size_t len, const char *what) {
   if (!data && len) return mlt__span_report(what, MLT_EINVAL);
   GET_OPEN_OR_RETURN(s, h, what);
@@ -30,7 +100,7 @@ static int add_chunk(mlt_span h, int sub, const char *data, size_t len, const ch
       return MLT_OK;
     }
   }
-  int rc = mlt__append_value(s, MLT__R_CHUNK, sub, (const char *)&now, 8, data ? data : "", len, 0);
+  int rc = append_chunk(s, sub, now, data ? data : "", len);
   if (rc) return rc;
   s->n_chunks++;
   s->flags |= MLT__SF_HAS_CHUNKS;
