@@ -7,17 +7,19 @@
 #   lib/export/  may include util/ core/ net/ export/
 #   lib/cli/     the mltrace tool: its own headers and public ones only
 # and integrations/ and examples/ include no internal header of lib/.
-# Two rules that includes alone do not show: the HTTP transport (lib/net/)
-# knows nothing of MLflow (no "mlflow" outside comments), and outside core/
-# only the pipeline and the options code (export/pipeline.c,
-# export/options.c) read the global configuration mlt__g_cfg -- exporters
-# get their settings when they are started; and the exporters and
-# serializers call nothing of the pipeline but the hooks it gave them
-# (mlt__export_host); and the exporters and serializers see a finished
-# trace through core/trace-view.h only (not the span operations of
-# core/span-internal.h).  Once the library is built, the same holds for calls:
-# no object of a layer needs a symbol that only a layer above it defines
-# (nm), and an exporter's object uses of core/ only what the view declares.
+# Rules that includes alone do not show: the HTTP transport (lib/net/)
+# knows nothing of MLflow (no "mlflow" outside comments); core/ never sees
+# the export settings (mlt__export_config: the configuration is split by
+# layer), and outside core/ only the pipeline and the options code
+# (export/pipeline.c, export/options.c) read the core's configuration
+# mlt__g_cfg -- exporters get their settings when they are started; the
+# exporters and serializers call nothing of the pipeline but the hooks it
+# gave them (mlt__export_host), and see a finished trace through
+# core/trace-view.h only (not the span operations of core/span-internal.h).
+# Once the library is built, the same holds for calls: no object of a layer
+# needs a symbol that only a layer above it defines (nm), an exporter's
+# object uses of core/ only what the view declares, and no two files of
+# lib/export/ call each other (nor is there any longer call cycle).
 # TAP output; each offending line is printed.
 : "${top_srcdir:=.}" "${top_builddir:=.}"
 bd=$(cd "$top_builddir" && pwd)
@@ -94,6 +96,29 @@ others=$(ls lib/net/*.c lib/net/*.h lib/export/*.c lib/export/*.h lib/util/*.c l
   grep -v -x -e lib/export/pipeline.c -e lib/export/options.c -e lib/export/options-internal.h)
 bad=$(strip_comments $others | grep 'mlt__g_cfg')
 [ -z "$bad" ]; ok $? "outside core/ only export/pipeline.c and export/options.c read mlt__g_cfg"
+show "$bad"
+
+# The configuration is split by layer: the core's settings (mlt__config,
+# mlt__g_cfg: span caps, sampling, trace timeout) and the export layer's
+# (mlt__export_config in export/options-internal.h: exporters, endpoints,
+# timeouts, queue, spool, processor), which no file of core/ names and no
+# field of the core's struct repeats.
+fields() { # STRUCT FILE: the member names of typedef struct STRUCT in FILE
+  strip_comments "$2" | sed 's/^[^:]*:[0-9]*://' |
+    awk -v s="$1" '$0 ~ "typedef struct " s " *[{]" {f = 1; next} f && /^}/ {f = 0} f' |
+    grep -o '[A-Za-z_][A-Za-z0-9_]*[;,]' | tr -d ';,' | sort -u
+}
+bad=$(strip_comments lib/core/*.c lib/core/*.h | grep 'mlt__export_config\|options-internal')
+core_f=$(fields mlt__config lib/core/span-internal.h)
+export_f=$(fields mlt__export_config lib/export/options-internal.h)
+[ -n "$core_f" ] && [ -n "$export_f" ] || bad="$bad
+lib/core/span-internal.h or lib/export/options-internal.h: mlt__config / mlt__export_config not found"
+for f in $core_f; do
+  printf '%s\n' "$export_f" | grep -qx "$f" && bad="$bad
+lib/core/span-internal.h: mlt__config.$f is also an export setting (mlt__export_config)"
+done
+bad=$(printf '%s' "$bad" | sed '/^$/d')
+[ -z "$bad" ]; ok $? "core/ never sees the export settings (mlt__export_config; mlt__config holds core settings only)"
 show "$bad"
 
 exporters="lib/export/exporters.c lib/export/mlflow.c lib/export/otlp.c lib/export/serialize.c lib/export/spool.c
@@ -175,6 +200,25 @@ if [ -n "$(objs core)" ] && [ -n "$(objs export)" ] && command -v nm > /dev/null
   bad=$(printf '%s' "$bad" | sed '/^$/d')
   [ -z "$bad" ]; ok $? "exporter objects use of core/ only what core/trace-view.h declares"
   show "$bad"
+fi
+
+# Within export/, calls between files point one way: the pipeline calls the
+# exporters, the serializers and the trace operations (assess.c), which reach
+# it only through the hooks it gives them.  No call cycle between the
+# objects of lib/export/ (a mutual call is the shortest): tsort finds one.
+if [ -n "$(objs export)" ] && command -v nm > /dev/null && command -v tsort > /dev/null; then
+  # "symbol file" for what each file defines, then for what each needs.
+  syms() { for o in $(objs export); do nm $1 "$o" | awk -v f="$(basename "$o" .o)" "$2"; done; }
+  edges=$({
+    syms --defined-only '$2 ~ /^[A-Z]$/ {print "D", $3, f}'
+    syms -u '{print "U", $2, f}'
+  } | awk '$1 == "D" {def[$2] = $3; next} ($2 in def) && def[$2] != $3 {print $3, def[$2], "#", $2}')
+  loop=$(printf '%s' "$edges" | sed 's/ #.*//' | tsort 2>&1 > /dev/null)
+  [ -z "$loop" ]; ok $? "no call cycle between the files of lib/export/ (no two call each other)"
+  if [ -n "$loop" ]; then
+    show "$loop"
+    show "$(printf '%s' "$edges" | sed 's/^/calls: /')"
+  fi
 fi
 
 echo "1..$n"

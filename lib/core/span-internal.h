@@ -172,36 +172,19 @@ typedef struct mlt__tls {
 
 enum { MLT__G_OFF = 0, MLT__G_RUNNING = 1, MLT__G_STOPPING = 2 };
 
+/* The core's settings (mlt__g_cfg), read by the core on its hot paths;
+ * mlt_init() fills them (lib/export/options.c resolves them) and nothing
+ * changes them while the library runs.  The export settings (exporters,
+ * endpoints, timeouts, queue, spool, span processor) are the export layer's
+ * own (mlt__export_config, lib/export/options-internal.h): the core never
+ * sees them (tests/check-layers.sh). */
 typedef struct mlt__config {
   double sampling_ratio;
   uint64_t sample_threshold; /* compare against rand >> 11 */
-  int enabled;
   int64_t trace_timeout_ns;
-  uint32_t queue_size;
-  uint32_t schedule_delay_ms;
-  uint32_t shutdown_timeout_ms;
   uint32_t max_value_bytes;
   uint32_t max_spans_per_trace;
   uint32_t max_events_per_span;
-  char *service_name;
-  char *experiment_id;
-  char *experiment_name;
-  char *tracking_uri;
-  char *otlp_endpoint;
-  char *file_path;
-  mlt_span_processor_fn processor;
-  void *processor_ud;
-  /* network exporters (lib/net/http.c, lib/export/mlflow.c) */
-  int64_t mlflow_timeout_ms, otlp_timeout_ms, retry_budget_ms;
-  int insecure_tls;
-  char *ca_path, *tracking_token, *tracking_user, *tracking_password; /* secrets wiped on free */
-  char *otlp_headers, *otlp_compression;
-  /* delivery (pipeline.c, spool.c) */
-  uint64_t queue_max_bytes; /* bound of the export queue in bytes */
-  int spool_enabled;
-  char *spool_dir;
-  uint64_t spool_max_bytes;
-  uint32_t max_requests; /* concurrent export requests (MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS) */
 } mlt__config;
 
 /* The process-wide state, defined in core/state.c.  Hidden (MLT__HIDDEN,

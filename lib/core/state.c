@@ -1,6 +1,7 @@
 /* lib/core/state.c: the library's process-wide state -- its life-cycle
- * state (off, running, stopping) and epoch, the runtime switch, the resolved
- * configuration, the counters that are not per thread, and the sink that
+ * state (off, running, stopping) and epoch, the runtime switch, the core's
+ * configuration (mlt__g_cfg; the export settings are the export layer's),
+ * the counters that are not per thread, and the sink that
  * takes finished traces.  It owns only their storage: mlt_init() and
  * mlt_shutdown() (lib/export/pipeline.c) fill and reset them, the core reads
  * them on its hot paths.  Defined here, in the lowest layer that reads them,

@@ -1,8 +1,11 @@
 /* lib/export/assess-internal.h: trace operations (feedback, expectations, tags on a
  * finished trace) between the public API (lib/export/assess.c), their delivery to
- * an MLflow server (lib/export/assess-mlflow.c) and the hooks in the export
- * pipeline (pipeline.c), the serializer (serialize.c) and the exporters
- * (exporters.c, mlflow.c). */
+ * an MLflow server (lib/export/assess-mlflow.c), the export pipeline
+ * (pipeline.c) and the exporters (exporters.c, mlflow.c).  Calls point one
+ * way: the pipeline calls the operations (mlt__ops_*), which reach the
+ * pipeline only through the mlt__ops_host it gives them; assess.c calls
+ * assess-mlflow.c, which reports back through the callback it is given
+ * (tests/check-layers.sh: no call cycle between the files of export/). */
 #ifndef MLT_ASSESS_INTERNAL_H
 #define MLT_ASSESS_INTERNAL_H
 
@@ -28,16 +31,17 @@ typedef struct mlt__op {
 } mlt__op;
 
 /* An exporter reports its part of |op| (export thread).  |why| is logged
- * (rate-limited) when !ok. */
+ * (rate-limited) when !ok.  assess.c's mlt__op_done() is the one. */
+typedef void (*mlt__op_done_fn)(mlt__op *op, int ok, const char *why);
 void mlt__op_done(mlt__op *op, int ok, const char *why);
 
 /* ---- delivery to an MLflow server (assess-mlflow.c) ------------------ */
 
 /* Start delivering |op| to MLflow exporter |e|: wait until the server holds
  * the trace (and StartTraceV3 finalized it), then send the request; calls
- * mlt__op_done() once.  Returns -1 (nothing done) if |e| is not an MLflow
+ * |done| once.  Returns -1 (nothing done) if |e| is not an MLflow
  * exporter. */
-int mlt__op_mlflow_start(mlt__op *op, mlt_exporter *e);
+int mlt__op_mlflow_start(mlt__op *op, mlt_exporter *e, mlt__op_done_fn done);
 /* 1 if |e| is an MLflow exporter. */
 int mlt__op_mlflow_accepts(mlt_exporter *e);
 /* Start what is due; returns when (monotonic ns) it next needs to run, or 0. */
@@ -56,28 +60,32 @@ const char *mlt__exporter_file_path(const mlt_exporter *e);
  * the exporter lives. */
 int mlt__exporter_mlflow_target(const mlt_exporter *e, const char **base_url, const mlt__http_cfg **cfg);
 
-/* ---- pipeline counters (pipeline.c) ---------------------------------- */
+/* ---- the pipeline (pipeline.c) --------------------------------------- */
 
-/* Traces accepted by the export queue, and traces fully exported or failed,
- * since mlt_init(). */
-uint64_t mlt__pipeline_enqueued(void);
-uint64_t mlt__pipeline_done(void);
 /* Hand a finished trace to the export queue (drops and counts when full);
  * the core reaches it through mlt__g_trace_sink (pipeline.c). */
 void mlt__pipeline_enqueue(mlt__trace *t);
 /* Memory a finished trace holds (what the export queue's bound counts;
  * pipeline.c). */
 size_t mlt__trace_bytes(mlt__trace *t);
-/* Wake the export thread (pipeline.c). */
-void mlt__pipeline_wakeup(void);
-/* The configured experiment id, "0" when none (pipeline.c). */
-const char *mlt__experiment_id(void);
 
 /* ---- hooks called by the pipeline (assess.c) ------------------------- */
 
+/* What the pipeline gives the trace operations: the only way they reach it.
+ * The functions are thread-safe; the table lives as long as the library. */
+typedef struct mlt__ops_host {
+  /* Traces accepted by the export queue, and traces fully exported or
+   * failed, since mlt_init(): an operation waits for the traces accepted
+   * before it. */
+  uint64_t (*enqueued)(void);
+  uint64_t (*done)(void);
+  void (*wakeup)(void);              /* wake the export thread */
+  const char *(*experiment_id)(void); /* the configured experiment id, "0" when none */
+} mlt__ops_host;
+
 /* mlt_init(), before the export thread starts: which exporters take trace
- * operations; counters reset. */
-void mlt__ops_start(mlt_exporter *exporters);
+ * operations, the pipeline's hooks (|host|, kept); counters reset. */
+void mlt__ops_start(mlt_exporter *exporters, const mlt__ops_host *host);
 /* Export thread, every loop: deliver what is due.  Returns when
  * (monotonic ns) it next needs to run, or 0. */
 int64_t mlt__ops_poll(int64_t now_mono_ns);
@@ -96,11 +104,5 @@ void mlt__ops_stop(void);
 void mlt__ops_stats(mlt_stats *s);
 /* Child of fork(): forget the state without freeing it. */
 void mlt__ops_atfork_child(void);
-
-/* ---- serializer hook (serialize.c) ----------------------------------- */
-
-/* Append ', "assessments": [...]' for the MLT__TI_ASSESSMENT entries of a
- * trace's update list (newest first), oldest first; nothing when none. */
-void mlt__assessments_json(mlt__buf *out, const mlt__tinfo *info);
 
 #endif /* MLT_ASSESS_INTERNAL_H */

@@ -17,6 +17,8 @@
  *   POST   /api/3.0/mlflow/traces/{id}/assessments  {"assessment": {...}}
  *   PATCH  /api/2.0/mlflow/traces/{id}/tags         {"key": k, "value": v}
  *   DELETE /api/2.0/mlflow/traces/{id}/tags         {"key": k}
+ * Each outcome goes back through the callback assess.c passes with the
+ * operation (it calls nothing of assess.c by name).
  */
 #include "export/assess-internal.h"
 
@@ -32,6 +34,7 @@
 typedef struct mjob {
   struct mjob *next; /* waiting for its next check */
   mlt__op *op;
+  mlt__op_done_fn done; /* reports the outcome (assess.c) */
   const char *base;
   const mlt__http_cfg *cfg;
   int64_t first_ns, exists_ns, next_ns; /* monotonic */
@@ -47,7 +50,7 @@ int mlt__op_mlflow_accepts(mlt_exporter *e) {
 }
 
 static void job_finish(mjob *j, int ok, const char *why) {
-  mlt__op_done(j->op, ok, why);
+  j->done(j->op, ok, why);
   free(j);
 }
 
@@ -178,16 +181,17 @@ static void check(mjob *j) {
   mlt__http_submit(mlt__http_get(), r);
 }
 
-int mlt__op_mlflow_start(mlt__op *op, mlt_exporter *e) {
+int mlt__op_mlflow_start(mlt__op *op, mlt_exporter *e, mlt__op_done_fn done) {
   const char *base;
   const mlt__http_cfg *cfg;
   if (mlt__exporter_mlflow_target(e, &base, &cfg) != 0) return -1;
   mjob *j = calloc(1, sizeof *j);
   if (!j) {
-    mlt__op_done(op, 0, "out of memory");
+    done(op, 0, "out of memory");
     return 0;
   }
   j->op = op;
+  j->done = done;
   j->base = base;
   j->cfg = cfg;
   j->first_ns = mlt__mono_ns();

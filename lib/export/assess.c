@@ -15,6 +15,8 @@
  * (so a set then a delete of one tag arrive in that order).  The file store
  * gets an update line at once; the MLflow server is handled by
  * lib/export/assess-mlflow.c, which first waits until the server holds the trace.
+ * The pipeline drives this file (mlt__ops_*, assess-internal.h); this file
+ * reaches the pipeline only through the mlt__ops_host it is started with.
  */
 #include "core/span-internal.h"
 #include "export/assess-internal.h"
@@ -37,6 +39,9 @@ static _Atomic uint64_t g_queued, g_delivered, g_failed, g_dropped;
 static int g_capable;               /* exporters that take queued trace operations */
 static int g_json_capable;          /* exporters that write Trace JSON (assessments of a trace in progress) */
 static mlt_exporter *g_exporters;  /* the pipeline's list (export thread) */
+/* The pipeline's hooks (mlt__ops_start(); kept after mlt_shutdown(): the
+ * table is the pipeline's static one).  Read only while g_capable is set. */
+static const mlt__ops_host *g_host;
 static mlt__op *g_fifo_head, *g_fifo_tail; /* export thread only */
 
 static pthread_mutex_t g_flush_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -216,26 +221,6 @@ static int assessment_json(mlt__buf *b, const char *trace_id, int expectation, c
   return b->oom ? MLT_ENOMEM : MLT_OK;
 }
 
-void mlt__assessments_json(mlt__buf *out, const mlt__tinfo *info) {
-  size_t n = 0;
-  for (const mlt__tinfo *i = info; i; i = i->next)
-    if (i->kind == MLT__TI_ASSESSMENT) n++;
-  if (!n) return;
-  /* The list is newest first; write oldest first (a small array of them). */
-  const mlt__tinfo *stack[64], **v = n <= 64 ? stack : malloc(n * sizeof *v);
-  if (!v) return;
-  size_t k = n;
-  for (const mlt__tinfo *i = info; i; i = i->next)
-    if (i->kind == MLT__TI_ASSESSMENT) v[--k] = i;
-  mlt__buf_lit(out, ", \"assessments\": [");
-  for (size_t j = 0; j < n; j++) {
-    if (j) mlt__buf_lit(out, ", ");
-    mlt__buf_puts(out, v[j]->value);
-  }
-  mlt__buf_putc(out, ']');
-  if (v != stack) free(v);
-}
-
 /* ---- the trace in memory ---------------------------------------------- */
 
 /* The trace in progress named by |hi, lo|, referenced, or NULL. */
@@ -302,7 +287,7 @@ static int submit(mlt__op *op) {
     op_free(op);
     return MLT_EFULL;
   }
-  op->barrier = mlt__pipeline_enqueued();
+  op->barrier = g_host->enqueued();
   atomic_fetch_add(&g_queued, 1);
   mlt__op *head = atomic_load_explicit(&g_stack, memory_order_relaxed);
   do {
@@ -458,7 +443,7 @@ static void update_line(mlt__buf *b, const mlt__op *op) {
   mlt__buf_puts(b, op->trace_id);
   mlt__buf_lit(b, "\", \"trace_location\": {\"type\": \"MLFLOW_EXPERIMENT\", \"mlflow_experiment\": "
                   "{\"experiment_id\": ");
-  const char *exp = mlt__experiment_id();
+  const char *exp = g_host->experiment_id();
   mlt__json_str(b, exp, strlen(exp));
   mlt__buf_lit(b, "}}, \"request_time\": ");
   put_time(b, op->submit_ns);
@@ -560,7 +545,7 @@ static void start_op(mlt__op *op) {
       mlt__op_done(op, ok, ok ? NULL : why);
     } else if (mlt__op_mlflow_accepts(e)) {
       op->remaining++;
-      mlt__op_mlflow_start(op, e);
+      mlt__op_mlflow_start(op, e, mlt__op_done);
     }
   }
   mlt__op_done(op, 1, NULL);
@@ -615,7 +600,7 @@ int64_t mlt__ops_poll(int64_t now) {
       memset(g_seen, 0, SEEN_CAP * sizeof *g_seen);
       g_seen_gen = 1;
     }
-    uint64_t done = mlt__pipeline_done();
+    uint64_t done = g_host->done();
     mlt__op **pp = &g_fifo_head, *prev = NULL;
     while (*pp) {
       mlt__op *op = *pp;
@@ -671,7 +656,7 @@ int mlt__ops_flush(int64_t deadline) {
     }
     struct timespec ts = mlt__realtime_after(MLT_MIN(left, (int64_t)50000000));
     pthread_mutex_unlock(&g_flush_mu);
-    mlt__pipeline_wakeup();
+    g_host->wakeup();
     pthread_mutex_lock(&g_flush_mu);
     if (atomic_load(&g_delivered) + atomic_load(&g_failed) < target)
       pthread_cond_timedwait(&g_flush_cond, &g_flush_mu, &ts);
@@ -686,7 +671,8 @@ int mlt__ops_flush(int64_t deadline) {
   return rc;
 }
 
-void mlt__ops_start(mlt_exporter *exporters) {
+void mlt__ops_start(mlt_exporter *exporters, const mlt__ops_host *host) {
+  g_host = host;
   g_exporters = exporters;
   g_capable = g_json_capable = 0;
   for (mlt_exporter *e = exporters; e; e = e->next) {

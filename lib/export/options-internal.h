@@ -1,4 +1,8 @@
-/* lib/export/options-internal.h: the options object. */
+/* lib/export/options-internal.h: the options object, and the export layer's
+ * settings (mlt__export_config) that mlt_init() resolves from it next to the
+ * core's (mlt__config, core/span-internal.h).  Only the pipeline side
+ * (pipeline.c, options.c) includes it; exporters get what they need in their
+ * mlt__export_env. */
 #ifndef MLT_OPTIONS_INTERNAL_H
 #define MLT_OPTIONS_INTERNAL_H
 
@@ -52,14 +56,45 @@ struct mlt_options {
   char *spool_dir;
 };
 
+/* The settings of the export layer (the life cycle, the queue and the export
+ * thread, the exporters built from the environment, the span processor).
+ * mlt_init() keeps them in lib/export/pipeline.c; strings are owned (freed
+ * by mlt__export_config_free()). */
+typedef struct mlt__export_config {
+  int enabled; /* the runtime switch as configured (mlt_set_enabled() updates it) */
+  uint32_t queue_size;
+  uint32_t schedule_delay_ms;
+  uint32_t shutdown_timeout_ms;
+  char *service_name;
+  char *experiment_id;
+  char *experiment_name;
+  char *tracking_uri;
+  char *otlp_endpoint;
+  char *file_path;
+  mlt_span_processor_fn processor;
+  void *processor_ud;
+  /* network exporters (lib/net/http.c, lib/export/mlflow.c) */
+  int64_t mlflow_timeout_ms, otlp_timeout_ms, retry_budget_ms;
+  int insecure_tls;
+  char *ca_path, *tracking_token, *tracking_user, *tracking_password; /* secrets wiped on free */
+  char *otlp_headers, *otlp_compression;
+  /* delivery (pipeline.c, spool.c) */
+  uint64_t queue_max_bytes; /* bound of the export queue in bytes */
+  int spool_enabled;
+  char *spool_dir;
+  uint64_t spool_max_bytes;
+  uint32_t max_requests; /* concurrent export requests (MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS) */
+} mlt__export_config;
+
 typedef struct mlt__resolved {
-  mlt__config cfg;
+  mlt__config cfg;          /* the core's (mlt__g_cfg) */
+  mlt__export_config xcfg;  /* the export layer's */
   mlt_log_level log_level;
   mlt_log_fn log_fn;
   void *log_ud;
 } mlt__resolved;
 
 int mlt__options_resolve(const mlt_options *o, mlt__resolved *r);
-void mlt__config_free(mlt__config *c);
+void mlt__export_config_free(mlt__export_config *c);
 
 #endif /* MLT_OPTIONS_INTERNAL_H */

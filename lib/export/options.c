@@ -255,13 +255,14 @@ int mlt__options_resolve(const mlt_options *o, mlt__resolved *r) {
   memset(r, 0, sizeof *r);
   int env = o ? o->use_env : 1;
   unsigned set = o ? o->set : 0;
-  mlt__config *c = &r->cfg;
+  mlt__config *k = &r->cfg;        /* the core's settings */
+  mlt__export_config *c = &r->xcfg; /* the export layer's */
 
-  c->sampling_ratio = (set & MLT__O_RATIO) ? o->sampling_ratio
+  k->sampling_ratio = (set & MLT__O_RATIO) ? o->sampling_ratio
                       : env ? env_double("MLFLOW_TRACE_SAMPLING_RATIO", 0, 1, 1.0)
                             : 1.0;
   c->enabled = (set & MLT__O_ENABLED) ? o->enabled : env ? env_bool("MLFLOW_TRACING_ENABLED", 1) : 1;
-  c->trace_timeout_ns = (set & MLT__O_TIMEOUT) ? o->trace_timeout_ms * 1000000 /* bounded by the setter */
+  k->trace_timeout_ns = (set & MLT__O_TIMEOUT) ? o->trace_timeout_ms * 1000000 /* bounded by the setter */
                         : env ? (int64_t)(env_double("MLFLOW_TRACE_TIMEOUT_SECONDS", 0, 1e9, 0) * 1e9)
                               : 0;
   /* The queue is bounded in bytes; MLflow's variable, when set, keeps its
@@ -283,11 +284,11 @@ int mlt__options_resolve(const mlt_options *o, mlt__resolved *r) {
   c->shutdown_timeout_ms = (set & MLT__O_SHUTDOWN) ? o->shutdown_timeout_ms
                            : env ? (uint32_t)env_clamped("MLTRACE_SHUTDOWN_TIMEOUT_MS", 0, 600000, 5000)
                                  : 5000;
-  c->max_value_bytes = (set & MLT__O_MAXVAL) ? o->max_value_bytes
+  k->max_value_bytes = (set & MLT__O_MAXVAL) ? o->max_value_bytes
                        : env ? (uint32_t)env_double("MLTRACE_MAX_VALUE_BYTES", 64, 1073741824.0, 1048576)
                              : 1048576;
-  c->max_spans_per_trace = (set & MLT__O_MAXSPANS) ? o->max_spans : 10000;
-  c->max_events_per_span = (set & MLT__O_MAXEVENTS) ? o->max_events : 1000;
+  k->max_spans_per_trace = (set & MLT__O_MAXSPANS) ? o->max_spans : 10000;
+  k->max_events_per_span = (set & MLT__O_MAXEVENTS) ? o->max_events : 1000;
 
 #define PICK(bit, field, envname) \
   ((set & (bit)) ? mlt__strdup(o->field) : env ? dup_env(envname) : NULL)
@@ -344,8 +345,8 @@ int mlt__options_resolve(const mlt_options *o, mlt__resolved *r) {
   if (!c->service_name) return MLT_ENOMEM;
 
   /* Sampling threshold over 53 random bits. */
-  c->sample_threshold = c->sampling_ratio >= 1.0 ? (UINT64_C(1) << 53)
-                                                 : (uint64_t)(c->sampling_ratio * 9007199254740992.0);
+  k->sample_threshold = k->sampling_ratio >= 1.0 ? (UINT64_C(1) << 53)
+                                                 : (uint64_t)(k->sampling_ratio * 9007199254740992.0);
   r->log_level = (set & MLT__O_LOG) ? o->log_level : mlt__log_level_from_env(MLT_LOG_WARN);
   r->log_fn = (set & MLT__O_LOG) ? o->log_fn : NULL;
   r->log_ud = (set & MLT__O_LOG) ? o->log_ud : NULL;
@@ -359,7 +360,7 @@ static void free_secret(char *p) {
   }
 }
 
-void mlt__config_free(mlt__config *c) {
+void mlt__export_config_free(mlt__export_config *c) {
   free_secret(c->tracking_token);
   free_secret(c->tracking_user);
   free_secret(c->tracking_password);

@@ -82,16 +82,26 @@ static struct {
 
 /* The network wait hook (mlt__http_settings.set_waiter): when set, the export
  * thread waits in it instead of its condition variable, and
- * mlt__pipeline_wakeup() calls |wake|. */
+ * pipeline_wakeup() calls |wake|. */
 static void pipeline_set_waiter(int (*wait)(void *ud, int timeout_ms), void (*wake)(void *ud), void *ud) {
   g_waiter.wait = wait;
   g_waiter.wake = wake;
   g_waiter.ud = ud;
 }
 
-const char *mlt__experiment_id(void) { return mlt__g_cfg.experiment_id ? mlt__g_cfg.experiment_id : "0"; }
+/* The export layer's settings (lib/export/options-internal.h); the core's
+ * are mlt__g_cfg (core/state.c).  Both are written by mlt_init() and
+ * mlt_shutdown() only. */
+static mlt__export_config g_xcfg;
+/* Both back to zero, the export strings freed (secrets wiped). */
+static void config_free(void) {
+  mlt__export_config_free(&g_xcfg);
+  memset(&mlt__g_cfg, 0, sizeof mlt__g_cfg);
+}
 
-void mlt__pipeline_wakeup(void) {
+static const char *experiment_id(void) { return g_xcfg.experiment_id ? g_xcfg.experiment_id : "0"; }
+
+static void pipeline_wakeup(void) {
   if (g_waiter.wake) {
     g_waiter.wake(g_waiter.ud);
     return;
@@ -223,7 +233,7 @@ void mlt__pipeline_enqueue(mlt__trace *t) {
   mlt__stats_add(MLT__ST_TRACES_FINISHED, 1);
   qpush(t);
   if ((depth >= WAKE_TRACES || cur >= g_wake_bytes) && atomic_load(&g_sleeping) && !atomic_exchange(&g_wake_sent, 1))
-    mlt__pipeline_wakeup();
+    pipeline_wakeup();
 }
 
 /* Export thread (and mlt_shutdown() after it stopped).  NULL when empty --
@@ -556,10 +566,10 @@ static int order_spans(mlt__prepared *p) {
 }
 
 static void run_processor(mlt__prepared *p) {
-  if (!mlt__g_cfg.processor) return;
+  if (!g_xcfg.processor) return;
   for (uint32_t i = 0; i < p->n; i++) {
     struct mlt_span_view v = {p->spans[i], {0}};
-    mlt__g_cfg.processor(&v, mlt__g_cfg.processor_ud);
+    g_xcfg.processor(&v, g_xcfg.processor_ud);
     mlt__buf_free(&v.tmp);
   }
 }
@@ -575,7 +585,7 @@ static int prepare(mlt__prepared *p, mlt__trace *t, mlt__span **spans, int32_t *
   p->spans = spans;
   p->parent = parent;
   mlt__format_trace_id(t->id_hi, t->id_lo, p->trace_id);
-  p->experiment_id = mlt__experiment_id();
+  p->experiment_id = experiment_id();
   if (t->export_spans) {
     memcpy(p->spans, t->export_spans, n * sizeof *p->spans);
   } else {
@@ -714,6 +724,15 @@ static int pipeline_deadline_passed(void) {
 static const mlt__export_host g_host = {
     .result = host_result, .stopping = pipeline_stopping, .deadline_passed = pipeline_deadline_passed};
 
+/* What the trace operations (lib/export/assess.c) call back: an operation
+ * on a finished trace waits for the traces accepted before it. */
+static uint64_t pipeline_enqueued(void) { return atomic_load(&g_enqueued); }
+static uint64_t pipeline_done(void) { return atomic_load(&g_done); }
+static const mlt__ops_host g_ops_host = {.enqueued = pipeline_enqueued,
+                                         .done = pipeline_done,
+                                         .wakeup = pipeline_wakeup,
+                                         .experiment_id = experiment_id};
+
 /* Backpressure: 0 while some exporter cannot take another batch (its
  * in-flight window is full). */
 static int exporters_ready(void) {
@@ -785,7 +804,7 @@ static void *export_main(void *arg) {
       mlt__traces_reap(mlt__now_ns(), 0);
       next_reap = now + REAP_INTERVAL_NS;
     }
-    int64_t wake_at = now + (int64_t)mlt__g_cfg.schedule_delay_ms * 1000000;
+    int64_t wake_at = now + (int64_t)g_xcfg.schedule_delay_ms * 1000000;
     for (mlt_exporter *e = g_exporters; e; e = e->next) {
       if (!e->ops->poll) continue;
       int64_t w = e->ops->poll(e, now);
@@ -850,7 +869,7 @@ static mlt_exporter *build_exporters(mlt_options *opts, int *rc) {
     while (*tail) tail = &(*tail)->next;
     if (!(opts->set & MLT__O_FILE)) return list;
   }
-  mlt__config *c = &mlt__g_cfg;
+  const mlt__export_config *c = &g_xcfg;
   int network = 0;
   if (!list) {
     if (c->tracking_uri) {
@@ -906,7 +925,7 @@ static void http_count(int what, uint64_t n) {
  * resolved settings they need, and the pipeline's hooks for the transport.
  * Also tells the log redaction which values are secrets. */
 static mlt__export_env g_env;
-static void env_init(const mlt__config *c) {
+static void env_init(const mlt__export_config *c) {
   memset(&g_env, 0, sizeof g_env);
   g_env.service_name = c->service_name;
   g_env.otlp_compression = c->otlp_compression;
@@ -959,11 +978,11 @@ static void atfork_child(void) {
   g_thread_started = 0;
   void *roots[] = {g_exporters, g_tickets, g_batch.preps, g_batch.ptrs, g_batch.counts, g_batch.spans,
                    g_batch.parent, g_ord.hmap, g_ord.first, g_ord.next, g_ord.stack, g_ord.newpos, g_ord.out,
-                   g_ord.seen, mlt__g_cfg.service_name,
-                   mlt__g_cfg.experiment_id, mlt__g_cfg.experiment_name, mlt__g_cfg.tracking_uri,
-                   mlt__g_cfg.otlp_endpoint, mlt__g_cfg.file_path, mlt__g_cfg.ca_path, mlt__g_cfg.tracking_token,
-                   mlt__g_cfg.tracking_user, mlt__g_cfg.tracking_password, mlt__g_cfg.otlp_headers,
-                   mlt__g_cfg.otlp_compression, mlt__g_cfg.spool_dir};
+                   g_ord.seen, g_xcfg.service_name,
+                   g_xcfg.experiment_id, g_xcfg.experiment_name, g_xcfg.tracking_uri,
+                   g_xcfg.otlp_endpoint, g_xcfg.file_path, g_xcfg.ca_path, g_xcfg.tracking_token,
+                   g_xcfg.tracking_user, g_xcfg.tracking_password, g_xcfg.otlp_headers,
+                   g_xcfg.otlp_compression, g_xcfg.spool_dir};
   for (size_t i = 0; i < MLT_ARRAY_LEN(roots); i++) mlt__forget(roots[i]);
   queue_init(); /* queued traces are the parent's */
   g_exporters = NULL;
@@ -976,6 +995,7 @@ static void atfork_child(void) {
   mlt__serialize_atfork_child();
   memset(&g_waiter, 0, sizeof g_waiter);
   memset(&mlt__g_cfg, 0, sizeof mlt__g_cfg);
+  memset(&g_xcfg, 0, sizeof g_xcfg);
   g_have_final = 0;
   mlt__http_atfork_child();
   mlt__spool_atfork_child();
@@ -1006,18 +1026,19 @@ int mlt_init(mlt_options *opts) {
   mlt__resolved r;
   int rc = mlt__options_resolve(opts, &r);
   if (rc) {
-    mlt__config_free(&r.cfg);
+    mlt__export_config_free(&r.xcfg);
     pthread_mutex_unlock(&life_mu);
     return rc;
   }
   mlt__log_configure(r.log_level, r.log_fn, r.log_ud);
   mlt__g_cfg = r.cfg;
-  env_init(&mlt__g_cfg);
+  g_xcfg = r.xcfg;
+  env_init(&g_xcfg);
   g_exporters = build_exporters(opts, &rc);
   if (rc) {
     free_exporters(g_exporters);
     g_exporters = NULL;
-    mlt__config_free(&mlt__g_cfg);
+    config_free();
     pthread_mutex_unlock(&life_mu);
     return rc;
   }
@@ -1028,8 +1049,8 @@ int mlt_init(mlt_options *opts) {
    * set and do not write, so no app thread ever sees a store to it. */
   if (mlt__g_trace_sink != mlt__pipeline_enqueue) mlt__g_trace_sink = mlt__pipeline_enqueue;
   queue_init();
-  g_qmax_bytes = mlt__g_cfg.queue_max_bytes;
-  g_qmax_traces = mlt__g_cfg.queue_size;
+  g_qmax_bytes = g_xcfg.queue_max_bytes;
+  g_qmax_traces = g_xcfg.queue_size;
   g_wake_bytes = MLT_MAX(g_qmax_bytes / 16, (uint64_t)1);
   memset(g_reasons, 0, sizeof g_reasons);
   g_flush_mark_loss = g_flush_mark_spool = 0;
@@ -1053,19 +1074,19 @@ int mlt_init(mlt_options *opts) {
     e->host = &g_host;
     if (e->ops->start && e->ops->start(e, &g_env) != 0) e->failed_start = 1;
   }
-  mlt__ops_start(g_exporters);
+  mlt__ops_start(g_exporters, &g_ops_host);
   uint32_t ep = atomic_load(&mlt__g_epoch) + 1;
   if (ep == 0) ep = 1;
   atomic_store(&mlt__g_epoch, ep);
   atomic_store(&mlt__g_state, MLT__G_RUNNING);
-  MLT__SET_ENABLED(mlt__g_cfg.enabled);
+  MLT__SET_ENABLED(g_xcfg.enabled);
   if (pthread_create(&g_thread, NULL, export_main, NULL) != 0) {
     MLT__SET_ENABLED(0);
     atomic_store(&mlt__g_state, MLT__G_OFF);
     mlt__http_shutdown(); /* its requests point at the exporters */
     free_exporters(g_exporters);
     g_exporters = NULL;
-    mlt__config_free(&mlt__g_cfg);
+    config_free();
     pthread_mutex_unlock(&life_mu);
     return MLT_EIO;
   }
@@ -1143,10 +1164,10 @@ static uint64_t losses_now(void) {
 
 int mlt_flush(int timeout_ms) {
   if (!mlt__running()) return MLT_ENOTINIT;
-  if (timeout_ms < 0) timeout_ms = (int)mlt__g_cfg.shutdown_timeout_ms;
+  if (timeout_ms < 0) timeout_ms = (int)g_xcfg.shutdown_timeout_ms;
   uint64_t target = atomic_load(&g_enqueued);
   int64_t deadline = deadline_after(timeout_ms);
-  mlt__pipeline_wakeup();
+  pipeline_wakeup();
   pthread_mutex_lock(&g_flush_mu);
   int rc = MLT_OK;
   while (atomic_load(&g_done) < target) {
@@ -1157,7 +1178,7 @@ int mlt_flush(int timeout_ms) {
     }
     struct timespec ts = mlt__realtime_after(MLT_MIN(left, (int64_t)50000000));
     pthread_cond_timedwait(&g_flush_cond, &g_flush_mu, &ts);
-    mlt__pipeline_wakeup();
+    pipeline_wakeup();
   }
   uint64_t loss = losses_now(), spool = atomic_load(&mlt__g_stats[MLT__ST_TRACES_SPOOLED]);
   if (loss > g_flush_mark_loss)
@@ -1202,10 +1223,10 @@ int mlt_shutdown(int timeout_ms) {
     return MLT_ENOTINIT;
   }
   MLT__SET_ENABLED(0);
-  if (timeout_ms < 0) timeout_ms = (int)mlt__g_cfg.shutdown_timeout_ms;
+  if (timeout_ms < 0) timeout_ms = (int)g_xcfg.shutdown_timeout_ms;
   g_stop_deadline_mono = deadline_after(timeout_ms);
   atomic_store(&g_stop, 1);
-  mlt__pipeline_wakeup();
+  pipeline_wakeup();
   if (g_thread_started) pthread_join(g_thread, NULL);
   g_thread_started = 0;
   int rc = g_timed_out_shutdown ? MLT_ETIMEDOUT : MLT_OK;
@@ -1235,7 +1256,7 @@ int mlt_shutdown(int timeout_ms) {
   free_exporters(g_exporters);
   g_exporters = NULL;
   g_n_exporters = 0;
-  mlt__g_cfg.processor = NULL;
+  g_xcfg.processor = NULL;
   mlt__tls_shutdown();
   mlt__registry_shutdown();
   mlt__traces_shutdown();
@@ -1254,7 +1275,7 @@ int mlt_shutdown(int timeout_ms) {
   pthread_cond_destroy(&g_wake_cond);
   pthread_cond_destroy(&g_flush_cond);
   mlt__redact_configure(NULL, NULL, NULL); /* wipes its copies of the secrets */
-  mlt__config_free(&mlt__g_cfg);
+  config_free();
   atomic_store(&mlt__g_state, MLT__G_OFF);
   pthread_mutex_unlock(&life_mu);
   return rc;
@@ -1262,7 +1283,7 @@ int mlt_shutdown(int timeout_ms) {
 
 void mlt_set_enabled(int enabled) {
   if (!mlt__running()) return;
-  mlt__g_cfg.enabled = enabled ? 1 : 0;
+  g_xcfg.enabled = enabled ? 1 : 0;
   MLT__SET_ENABLED(enabled ? 1 : 0);
 }
 
@@ -1287,7 +1308,3 @@ int mlt_stats_format(const mlt_stats *stats, char *buf, size_t size) {
   return n < 0 ? MLT_EINVAL : n;
 }
 
-/* For lib/export/assess.c: operations on finished traces wait for the traces
- * accepted before them. */
-uint64_t mlt__pipeline_enqueued(void) { return atomic_load(&g_enqueued); }
-uint64_t mlt__pipeline_done(void) { return atomic_load(&g_done); }

@@ -1,7 +1,8 @@
 /* lib/export/serialize.c: span digests and MLflow's Trace JSON (the form of
  * Trace.to_json(), loadable with Trace.from_json(); also traces.json and the
- * StartTraceV3 TraceInfo).  Runs on the export thread only. */
-#include "export/assess-internal.h"
+ * StartTraceV3 TraceInfo, with the assessments a trace's updates hold).  Runs
+ * on the export thread only. */
+#include "export/exporter-internal.h"
 
 #include <cjson/cJSON.h>
 
@@ -722,6 +723,30 @@ void mlt__trace_info_free(mlt__trace_info *ti) {
 
 /* ---- JSON writers ---------------------------------------------------- */
 
+/* ', "assessments": [...]' for the MLT__TI_ASSESSMENT entries of a trace's
+ * update list (newest first; each entry one Assessment JSON object made by
+ * lib/export/assess.c), oldest first; nothing when none. */
+static void assessments_json(mlt__buf *out, const mlt__tinfo *info) {
+  size_t n = 0;
+  for (const mlt__tinfo *i = info; i; i = i->next)
+    if (i->kind == MLT__TI_ASSESSMENT) n++;
+  if (!n) return;
+  /* The list is newest first; write oldest first (a small array of them). */
+  const mlt__tinfo *stack[64], **v = n <= 64 ? stack : malloc(n * sizeof *v);
+  if (!v) return;
+  size_t k = n;
+  for (const mlt__tinfo *i = info; i; i = i->next)
+    if (i->kind == MLT__TI_ASSESSMENT) v[--k] = i;
+  mlt__buf_lit(out, ", \"assessments\": [");
+  for (size_t j = 0; j < n; j++) {
+    if (j) mlt__buf_lit(out, ", ");
+    mlt__buf_puts(out, v[j]->value);
+  }
+  mlt__buf_putc(out, ']');
+  if (v != stack) free(v);
+}
+
+
 
 /* Unchecked writes at a pointer into a buffer whose room the caller
  * reserved (wr_begin); wr_end sets the length.  A failed reserve (the
@@ -1435,7 +1460,7 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
     mlt__buf_put(out, ti->response_preview.p ? ti->response_preview.p : "", ti->response_preview.len);
     mlt__buf_putc(out, '"');
   }
-  mlt__assessments_json(out, ti->info); /* lib/export/assess.c: ", \"assessments\": [...]" when any */
+  assessments_json(out, ti->info);
   int64_t dur_ms = ti->end_ns > ti->start_ns ? (ti->end_ns - ti->start_ns) / 1000000 : 0;
   if (for_rest) {
     char d[48];
