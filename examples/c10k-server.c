@@ -698,13 +698,14 @@ out:
     /* One line of counters, "name=value" (the C10k harness reads it). */
     printf("c10k-server: requests=%lu ok=%lu client_gone=%lu shutdown=%lu busy=%lu upstream_errors=%lu bad=%lu "
            "max_live=%lu max_streams=%lu work_queue_rejected=%llu traces_exported=%llu spans_exported=%llu traces_dropped=%llu "
-           "traces_failed=%llu flush=%s maxrss_kb=%ld cpu_user_s=%.3f cpu_sys_s=%.3f\n",
+           "traces_failed=%llu flush=%s maxrss_kb=%ld cpu_user_s=%.3f cpu_sys_s=%.3f queue_peak_kb=%llu\n",
            srv.n_requests, srv.n_ok, srv.n_client_gone, srv.n_shutdown, srv.n_busy, srv.n_upstream_errors, srv.n_bad,
            srv.max_live, srv.max_streams, (unsigned long long)st.work_queue_rejected, (unsigned long long)st.traces_exported,
            (unsigned long long)st.spans_exported, (unsigned long long)st.traces_dropped,
            (unsigned long long)st.traces_failed, flushed == MLT_OK ? "ok" : mlt_status_name(flushed), ru.ru_maxrss,
            (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6,
+           (unsigned long long)(st.queue_bytes_peak / 1024));
     fflush(stdout);
   }
   return status;

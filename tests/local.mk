@@ -14,6 +14,12 @@ tests_unit_test_hotpath_SOURCES = tests/unit/test_hotpath.c
 tests_unit_test_hotpath_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_hotpath_LDADD = $(TEST_LDADD)
 TESTS += tests/unit/test_hotpath
+# Streamed chunks stored delta-encoded export as if stored whole (issue 14).
+check_PROGRAMS += tests/unit/test_chunks
+tests_unit_test_chunks_SOURCES = tests/unit/test_chunks.c
+tests_unit_test_chunks_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_chunks_LDADD = $(TEST_LDADD)
+TESTS += tests/unit/test_chunks
 # The export thread's JSON routines against reference versions (internal:
 # built from the library's sources).
 check_PROGRAMS += tests/unit/test_json

@@ -8,7 +8,7 @@ if [ -z "${VALGRIND:-}" ] || [ -n "${MLT_SANITIZED:-}" ]; then
   echo "1..0 # SKIP valgrind not available (or sanitizer build)"
   exit 0
 fi
-progs="tests/unit/test_core tests/unit/test_hotpath tests/unit/test_delivery tests/unit/test_thread tests/unit/test_assess tests/unit/test_sse tests/event/test_evloop tests/event/test_evhttp tests/unit/test_span_options tests/parity/test_scope tests/unit/test_chat_scan"
+progs="tests/unit/test_core tests/unit/test_hotpath tests/unit/test_chunks tests/unit/test_delivery tests/unit/test_thread tests/unit/test_assess tests/unit/test_sse tests/event/test_evloop tests/event/test_evhttp tests/unit/test_span_options tests/parity/test_scope tests/unit/test_chat_scan"
 . "$(dirname "$0")/harness/tap.sh"
 for p in $progs; do
   if [ ! -x "$top_builddir/$p" ]; then tap_skip "$p" "not built"; continue; fi

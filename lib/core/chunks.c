@@ -3,7 +3,7 @@
  * App threads allocate log chunks; the export thread frees them.  Passing
  * that traffic through malloc makes the two threads fight over glibc arena
  * locks (futex calls per span under load), so chunks come in power-of-two
- * size classes (512 B .. 64 KiB) from per-thread caches that refill from and
+ * size classes (128 B .. 64 KiB) from per-thread caches that refill from and
  * spill to global lists in batches: one short lock per CACHE/2 chunks.
  * Larger chunks go straight to malloc.
  *
@@ -15,7 +15,7 @@
 #include <sched.h>
 #include <stdlib.h>
 
-#define MIN_SHIFT 9 /* 512 B */
+#define MIN_SHIFT 7 /* 128 B */
 #define MAX_CLASS MLT__CHUNK_CLASSES
 /* Per class, beyond which freed chunks go back to malloc.  The lists fill
  * up to it after any burst and stay there (allocations and frees balance):

@@ -89,16 +89,20 @@ struct mlt_context {
 #define MLT__TINFO_MAX 4096 /* trace-level entries (tags, metadata, ...) per trace */
 #define MLT__MAX_ATTACH 64
 #define MLT__MAG_SIZE 256
-#define MLT__CHUNK_CLASSES 8 /* log chunk size classes: 512 B .. 64 KiB */
-#define MLT__CHUNK_CACHE 64  /* per class, per thread, at most (see mlt__chunk_cache_max()) */
-/* A thread's cache of class k holds up to 32 KiB worth (at least 4 chunks). */
-static inline unsigned mlt__chunk_cache_max(int k) { return (64u >> k) < 4 ? 4 : 64u >> k; }
-/* Smallest log chunk class (512 B << k, header included) whose payload
+#define MLT__CHUNK_CLASSES 10 /* log chunk size classes: 128 B .. 64 KiB */
+#define MLT__CHUNK_CACHE 64   /* per class, per thread, at most (see mlt__chunk_cache_max()) */
+/* A thread's cache of class k holds up to 64 chunks and 32 KiB worth (at
+ * least 4 chunks). */
+static inline unsigned mlt__chunk_cache_max(int k) {
+  unsigned n = 256u >> k;
+  return n > MLT__CHUNK_CACHE ? MLT__CHUNK_CACHE : n < 4 ? 4 : n;
+}
+/* Smallest log chunk class (128 B << k, header included) whose payload
  * holds |need| bytes, or -1 (larger: a chunk of its own). */
 static inline int mlt__chunk_class(size_t need) {
   size_t total = need + 16;
-  if (total <= 512) return 0;
-  int k = (int)(64 - __builtin_clzll((unsigned long long)(total - 1))) - 9;
+  if (total <= 128) return 0;
+  int k = (int)(64 - __builtin_clzll((unsigned long long)(total - 1))) - 7;
   return k < MLT__CHUNK_CLASSES ? k : -1;
 }
 

@@ -18,20 +18,22 @@ char *mlt__log_reserve(mlt__span *s, size_t size) {
   mlt__chunk *c = s->tail;
   uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
   if (MLT_LIKELY(c->cap - used >= size)) return mlt__chunk_data(c) + used;
-  /* Chunk sizes (each a whole size class): 512 B, then 1 KiB four times,
-   * then doubling up to 64 KiB.  Most logs end within a few KiB, and a
-   * span holds its chunks until the trace is exported: doubling from the
-   * start left up to half of a typical LLM span's log empty (4 KiB taken
-   * for ~500 bytes of outputs at the end). */
+  /* Chunk sizes (each a whole size class): 128 B, 256 B, 512 B, then
+   * 1 KiB four times, then doubling up to 64 KiB.  Most logs end within a
+   * few KiB, and a span holds its chunks until the trace is exported: many
+   * small spans outgrow the slot's inline log by a few records (a 512 B
+   * first chunk held 8 B of a C10k retrieval span), and doubling from the
+   * start left up to half of a typical LLM span's log empty. */
   size_t cap;
   if (c == &s->head) {
-    cap = 512 - sizeof(mlt__chunk);
+    cap = 128 - sizeof(mlt__chunk);
   } else {
-    int k = 0;
-    for (const mlt__chunk *x = atomic_load_explicit(&s->head.next, memory_order_relaxed); x && k < 5;
+    int k = 0; /* heap chunks so far */
+    for (const mlt__chunk *x = atomic_load_explicit(&s->head.next, memory_order_relaxed); x && k < 7;
          x = atomic_load_explicit(&x->next, memory_order_relaxed))
       k++;
-    cap = k < 5 ? 1024 - sizeof(mlt__chunk) : ((size_t)c->cap + sizeof(mlt__chunk)) * 2 - sizeof(mlt__chunk);
+    cap = k < 3 ? ((size_t)128 << k) - sizeof(mlt__chunk)
+                : k < 7 ? 1024 - sizeof(mlt__chunk) : ((size_t)c->cap + sizeof(mlt__chunk)) * 2 - sizeof(mlt__chunk);
   }
   if (cap > 65536 - sizeof(mlt__chunk)) cap = 65536 - sizeof(mlt__chunk);
   if (cap < size) cap = size;

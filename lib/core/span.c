@@ -432,15 +432,24 @@ static int run_reducer(mlt__span *s) {
   if (!ptrs || !lens || !owned) goto out;
   mlt__log_iter it;
   mlt__log_iter_init(&it, s);
-  const mlt__rec *r;
+  const mlt__rec *r, *ref = NULL;
   while ((r = mlt__log_iter_next(&it)) != NULL && i < n) {
     if (r->kind != MLT__R_CHUNK) continue;
     const char *v = mlt__rec_val(r);
     size_t len = r->val_len;
-    if (r->flags & MLT__RF_TRUNC) {
+    char *rebuilt = NULL;
+    if (r->flags & MLT__RF_DELTA) {
+      /* delta-encoded: rebuild the text (core/trace-view.h) */
+      len = mlt__delta_len(r, ref);
+      rebuilt = malloc(len ? len : 1);
+      if (!rebuilt) goto out;
+      mlt__delta_rebuild(rebuilt, r, ref);
+      v = rebuilt;
+    } else if (r->flags & MLT__RF_TRUNC) {
       v += 8;
       len -= 8;
     }
+    mlt__chunk_ref_see(&ref, r);
     if (r->sub == MLT__V_STR) {
       /* Text chunk: hand it over as a JSON string. */
       char *tmp = mlt__strndup(v, len);
@@ -450,9 +459,11 @@ static int run_reducer(mlt__span *s) {
       free(tmp);
       ptrs[i] = owned[i] ? owned[i] : "\"\"";
       lens[i] = strlen(ptrs[i]);
+      free(rebuilt);
     } else {
       ptrs[i] = v;
       lens[i] = len;
+      owned[i] = rebuilt; /* (freed with the others) */
     }
     i++;
   }

@@ -63,6 +63,7 @@ enum {
 #define MLT__RF_INVALID 0x04 /* ... and found invalid */
 #define MLT__RF_BADUTF8 0x08 /* ... valid JSON with invalid UTF-8 in strings */
 #define MLT__RF_FUNC 0x10    /* NAME record: the name is also the function name */
+#define MLT__RF_DELTA 0x20   /* CHUNK record stored as a delta (see "delta-encoded chunks" below) */
 
 /* An 8-byte record header (one store on the hot path).  Keys are at most
  * 1024 bytes (11 bits); aux holds a span type or a status (< 32). */
@@ -85,6 +86,66 @@ static inline const char *mlt__rec_key(const mlt__rec *r) { return (const char *
 static inline const char *mlt__rec_val(const mlt__rec *r) { return (const char *)(r + 1) + r->key_len; }
 static inline const mlt__rec *mlt__rec_next(const mlt__rec *r) {
   return (const mlt__rec *)((const char *)r + mlt__rec_size(r->key_len, r->val_len));
+}
+
+/* Delta-encoded chunks.  A streamed LLM answer arrives as many small JSON
+ * records that are almost all alike (an OpenAI chat.completion.chunk repeats
+ * its id, object, created, model, system_fingerprint, logprobs and
+ * finish_reason in every event: ~95 % of its ~230 bytes), and a span keeps
+ * every chunk until its trace is exported.  So a CHUNK record may be stored
+ * as a delta against the span's reference chunk:
+ *
+ *   flags MLT__RF_DELTA, key = i64 time (as every CHUNK record),
+ *   val   = u32 prefix, u32 suffix, then the middle bytes;
+ *   text  = ref[0, prefix) + middle + ref[ref_len - suffix, ref_len)
+ *
+ * The reference of a delta record is the latest CHUNK record before it in
+ * the span's log that is neither a delta nor truncated (MLT__RF_TRUNC).  The
+ * writer (core/span-stream.c, the span's owner) keeps a pointer to it
+ * (mlt__span.chunk_ref) and stores a chunk whole -- the new reference --
+ * when a delta would not be smaller.  A reader walks the log in order, so it
+ * meets the reference before the deltas that use it: mlt__chunk_ref_see()
+ * tracks it, mlt__delta_len() / mlt__delta_rebuild() give a delta's text.
+ * Readers: the digest (export/serialize.c: the JSON writer, the OTLP encoder
+ * and the default output get rebuilt records) and the output reducer
+ * (core/span.c).  What is exported is the chunk's bytes, as if stored whole. */
+#define MLT__DELTA_HDR 8 /* u32 prefix, u32 suffix */
+
+/* Call for every CHUNK record met, in log order, after using it. */
+static inline void mlt__chunk_ref_see(const mlt__rec **ref, const mlt__rec *r) {
+  if (!(r->flags & (MLT__RF_DELTA | MLT__RF_TRUNC))) *ref = r;
+}
+
+/* A delta record's prefix and suffix lengths, clamped to what |ref| holds
+ * (without a reference a delta rebuilds to its middle bytes). */
+static inline void mlt__delta_parts(const mlt__rec *r, const mlt__rec *ref, uint32_t *prefix, uint32_t *suffix) {
+  uint32_t p = 0, s = 0;
+  if (r->val_len >= MLT__DELTA_HDR) {
+    memcpy(&p, mlt__rec_val(r), 4);
+    memcpy(&s, mlt__rec_val(r) + 4, 4);
+  }
+  uint32_t rl = ref ? ref->val_len : 0;
+  if (p > rl) p = rl;
+  if (s > rl - p) s = rl - p;
+  *prefix = p;
+  *suffix = s;
+}
+
+/* Bytes of a delta record's text. */
+static inline size_t mlt__delta_len(const mlt__rec *r, const mlt__rec *ref) {
+  uint32_t p, s;
+  mlt__delta_parts(r, ref, &p, &s);
+  return (size_t)p + s + (r->val_len >= MLT__DELTA_HDR ? r->val_len - MLT__DELTA_HDR : 0);
+}
+
+/* Write a delta record's text (mlt__delta_len() bytes) to |dst|. */
+static inline void mlt__delta_rebuild(char *dst, const mlt__rec *r, const mlt__rec *ref) {
+  uint32_t p, s;
+  mlt__delta_parts(r, ref, &p, &s);
+  size_t mid = r->val_len >= MLT__DELTA_HDR ? r->val_len - MLT__DELTA_HDR : 0;
+  if (p) memcpy(dst, mlt__rec_val(ref), p);
+  if (mid) memcpy(dst + p, mlt__rec_val(r) + MLT__DELTA_HDR, mid);
+  if (s) memcpy(dst + p + mid, mlt__rec_val(ref) + ref->val_len - s, s);
 }
 
 typedef struct mlt__chunk {
@@ -144,6 +205,7 @@ typedef struct mlt__span {
   uint16_t n_links_dropped; /* links over MLT__MAX_LINKS, counted only */
   mlt_output_reducer_fn reducer;
   void *reducer_ud;
+  const mlt__rec *chunk_ref; /* owner: the reference of delta CHUNK records (above); set with MLT__SF_HAS_CHUNKS */
   mlt__chunk *tail; /* owner: chunk being appended to */
   mlt__chunk head;  /* inline first chunk */
   char inline_log[MLT__INLINE_LOG];

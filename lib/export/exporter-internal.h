@@ -175,6 +175,10 @@ typedef struct mlt__digest {
   const mlt__rec **links; /* LINK records (children follow each) */
   size_t n_links, cap_links;
   int level; /* mlflow.spanLogLevel as MLflow resolves it from the records so far; -1: not set */
+  /* delta-encoded CHUNK records rebuilt as whole ones (core/trace-view.h):
+   * |chunks| may point here; valid until the next mlt__digest_span() */
+  char *arena;
+  size_t arena_len, arena_cap;
 } mlt__digest;
 
 void mlt__digest_span(mlt__digest *d, mlt__span *s);

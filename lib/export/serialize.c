@@ -30,6 +30,31 @@ static int grow(const mlt__rec ***arr, size_t *cap, size_t need) {
   return 0;
 }
 
+/* A delta CHUNK record rebuilt as a whole one (core/trace-view.h) in
+ * the digest's arena; returns its offset + 1 (a tag: records are 8-byte
+ * aligned), or 0 without memory.  mlt__digest_span() turns the tags into
+ * pointers once the arena stops moving. */
+static uintptr_t rebuild_chunk(mlt__digest *d, const mlt__rec *r, const mlt__rec *ref) {
+  size_t len = mlt__delta_len(r, ref), size = mlt__rec_size(8, len);
+  if (len > UINT32_MAX) return 0;
+  if (d->arena_len + size > d->arena_cap) {
+    size_t c = d->arena_cap ? d->arena_cap * 2 : 4096;
+    while (c < d->arena_len + size) c *= 2;
+    char *n = realloc(d->arena, c);
+    if (!n) return 0;
+    d->arena = n;
+    d->arena_cap = c;
+  }
+  char *w = d->arena + d->arena_len;
+  mlt__rec h = {.kind = MLT__R_CHUNK, .sub = r->sub, .key_len = 8, .val_len = (uint32_t)len};
+  memcpy(w, &h, sizeof h);
+  memcpy(w + sizeof h, mlt__rec_key(r), 8);
+  mlt__delta_rebuild(w + sizeof h + 8, r, ref);
+  uintptr_t tag = d->arena_len + 1;
+  d->arena_len += size;
+  return tag;
+}
+
 static int key_eq(const mlt__rec *a, const char *key, size_t klen) {
   return a->key_len == klen && memcmp(mlt__rec_key(a), key, klen) == 0;
 }
@@ -121,6 +146,9 @@ void mlt__digest_span(mlt__digest *d, mlt__span *s) {
   d->have_func = 0;
   d->n_links = 0;
   d->level = -1;
+  d->arena_len = 0;
+  const mlt__rec *chunk_ref = NULL; /* the reference of delta CHUNK records */
+  int rebuilt = 0;
   mlt__log_iter it;
   mlt__log_iter_init(&it, s);
   const mlt__rec *r;
@@ -167,7 +195,18 @@ void mlt__digest_span(mlt__digest *d, mlt__span *s) {
       case MLT__R_CHUNK:
         if (d->n_chunks == 0) memcpy(&d->first_chunk_ns, mlt__rec_key(r), 8);
         if (r->sub != MLT__V_STR) d->chunks_text_only = 0;
-        if (grow(&d->chunks, &d->cap_chunks, d->n_chunks + 1) == 0) d->chunks[d->n_chunks++] = r;
+        if (grow(&d->chunks, &d->cap_chunks, d->n_chunks + 1) == 0) {
+          if (r->flags & MLT__RF_DELTA) {
+            uintptr_t tag = rebuild_chunk(d, r, chunk_ref);
+            if (tag) {
+              d->chunks[d->n_chunks++] = (const mlt__rec *)tag;
+              rebuilt = 1;
+            }
+          } else {
+            d->chunks[d->n_chunks++] = r;
+          }
+        }
+        mlt__chunk_ref_see(&chunk_ref, r);
         break;
       case MLT__R_STATUS:
         if (r->aux == MLT_STATUS_ERROR || d->status_msg == NULL || d->status_msg->aux != MLT_STATUS_ERROR)
@@ -180,6 +219,10 @@ void mlt__digest_span(mlt__digest *d, mlt__span *s) {
         break; /* FIELD children are reached through their header */
     }
   }
+  if (rebuilt)
+    for (size_t i = 0; i < d->n_chunks; i++)
+      if ((uintptr_t)d->chunks[i] & 1)
+        d->chunks[i] = (const mlt__rec *)(const void *)(d->arena + ((uintptr_t)d->chunks[i] - 1));
 }
 
 void mlt__digest_free(mlt__digest *d) {
@@ -187,6 +230,7 @@ void mlt__digest_free(mlt__digest *d) {
   free((void *)d->events);
   free((void *)d->chunks);
   free((void *)d->links);
+  free(d->arena);
   memset(d, 0, sizeof *d);
 }
 
@@ -463,7 +507,8 @@ mlt__buf *mlt__scratch_buf(int which) { return &g_scratch[which & 3]; }
 
 void mlt__serialize_atfork_child(void) {
   void *roots[] = {(void *)g_digest.attrs, (void *)g_digest.events, (void *)g_digest.chunks, (void *)g_digest.links,
-                   g_scratch[0].p,         g_scratch[1].p,          g_scratch[2].p,          g_scratch[3].p};
+                   g_digest.arena,         g_scratch[0].p,          g_scratch[1].p,          g_scratch[2].p,
+                   g_scratch[3].p};
   for (size_t i = 0; i < MLT_ARRAY_LEN(roots); i++) mlt__forget(roots[i]);
   memset(&g_digest, 0, sizeof g_digest);
   memset(g_scratch, 0, sizeof g_scratch);

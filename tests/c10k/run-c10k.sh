@@ -244,6 +244,8 @@ while [ $r -le "$rounds" ]; do
     fig_line "$label" load_avg "(1 min, at start)" "$(cat "$dir/$label.loadavg" 2>/dev/null)"
     case $label in
       on*)
+        # memory held by finished traces waiting for the export thread, at most
+        fig_line "$label" export_queue_peak MB "$(calc "%.1f" "$(stat "$srv" queue_peak_kb) / 1024")"
         spans=$(stat "$srv" spans_exported); rt=$(fig "$load" "$label" run_time)
         fig_line "$label" spans_per_s spans/s "$(calc "%.0f" "${spans:-0} / ${rt:-1}")"
         if [ -f "$dir/$label.check" ]; then
