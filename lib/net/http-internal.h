@@ -62,6 +62,7 @@ struct mlt__http_req {
   int attempts;
   int timeouts;                /* attempts that timed out: each doubles the next one's timeout */
   int64_t first_ns, next_ns;
+  int64_t sent_ns;             /* when the current attempt started */
   long retry_after_ms;
   char errbuf[CURL_ERROR_SIZE];
   mlt__http_req *next;

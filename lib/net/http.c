@@ -51,6 +51,13 @@ struct mlt__http {
   int64_t ceil_at_ns; /* when the ceiling may rise by one (0: no ceiling) */
   int64_t cooldown_ns; /* current cooldown; doubled while failures repeat */
   int probing;         /* the ceiling was raised and has not failed since */
+  struct {              /* answer time of a URL when the server is not queueing */
+    uint64_t key;       /* hash of the URL; 0: free */
+    int64_t base;       /* least answer time of this epoch and the one before */
+    int64_t cur;        /* least of this epoch */
+    int64_t epoch_end;
+  } lat[4];
+  unsigned lat_next;
   CURL *idle[16];
   int n_idle;
   mlt__http_settings s; /* as opened */
@@ -75,6 +82,37 @@ static mlt__http *g_http;
 
 #define COOLDOWN_MIN_NS ((int64_t)10 * 1000000000)
 #define COOLDOWN_MAX_NS ((int64_t)300 * 1000000000)
+
+/* The answer time of |url| when the server is not queueing: the least seen
+ * over the last 30-60 s (a few URLs are tracked; an exporter uses one or
+ * two).  A success answered within twice that grows the window; one answered
+ * in over four times that (the server queues our requests behind each other
+ * or behind other clients') shrinks it by as much as a success grows it
+ * (delay-based, as TCP Vegas): several processes sharing a server settle
+ * where it stops answering faster, before it fails. */
+#define LAT_SLACK_NS ((int64_t)5 * 1000000)
+#define LAT_EPOCH_NS ((int64_t)30 * 1000000000)
+static int64_t base_latency(mlt__http *h, const char *url, int64_t took, int64_t now) {
+  uint64_t k = 1469598103934665603u;
+  for (const unsigned char *p = (const unsigned char *)url; *p; p++) k = (k ^ *p) * 1099511628211u;
+  k |= 1;
+  unsigned i = 0;
+  while (i < 4 && h->lat[i].key != k) i++;
+  if (i == 4) { /* a new URL takes the oldest slot */
+    i = h->lat_next++ % 4;
+    h->lat[i].key = k;
+    h->lat[i].base = h->lat[i].cur = took;
+    h->lat[i].epoch_end = now + LAT_EPOCH_NS;
+  }
+  if (now >= h->lat[i].epoch_end) {
+    h->lat[i].base = h->lat[i].cur;
+    h->lat[i].cur = took;
+    h->lat[i].epoch_end = now + LAT_EPOCH_NS;
+  }
+  if (took < h->lat[i].cur) h->lat[i].cur = took;
+  if (took < h->lat[i].base) h->lat[i].base = took;
+  return h->lat[i].base;
+}
 
 /* A success: additive increase, within the learned ceiling. */
 static void grow_window(mlt__http *h) {
@@ -138,7 +176,7 @@ mlt__http *mlt__http_open(const mlt__http_settings *s) {
   }
   if (s) h->s = *s;
   h->max_running = h->s.max_requests ? h->s.max_requests : 10;
-  h->window = MLT_MIN(2.0, (double)h->max_running);
+  h->window = 1.0; /* grows on the first fast answer */
   curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)h->max_running + 4);
   g_http = h;
   if (h->s.set_waiter) h->s.set_waiter(http_wait, http_wake, h);
@@ -405,6 +443,7 @@ static int start(mlt__http *h, mlt__http_req *r) {
     return -1;
   }
   r->attempts++;
+  r->sent_ns = mlt__mono_ns();
   h->running++;
   r->next = h->run_head;
   h->run_head = r;
@@ -484,7 +523,11 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
     }
   if (code == CURLE_OK && status >= 200 && status < 300) {
     if (r->health) mlt__net_success(r->health);
-    grow_window(h);
+    int64_t now = mlt__mono_ns(), took = now - r->sent_ns, base = base_latency(h, r->url, took, now);
+    if (took <= 2 * base + LAT_SLACK_NS)
+      grow_window(h);
+    else if (took > 4 * base + 10 * LAT_SLACK_NS) /* the server queues: fewer at once */
+      h->window = MLT_MAX(h->window - 1.0 / h->window, 1.0);
     count(h, MLT__HTTP_N_BYTES, r->body.len);
     finish(h, r, 1, status, NULL);
     return;

@@ -72,7 +72,9 @@ class FaultProxy:
     the n-th request (from 1) of a kind -- "otlp" (POST /v1/traces), "start"
     (POST /api/3.0/mlflow/traces), "other" -- what happens: "forward";
     ("late", s): forward, then answer s seconds late (the request lands, the
-    client times out); ("status", code): answer code without forwarding;
+    client times out); ("serial", s): forward one request at a time, each
+    taking s seconds more (a server that queues: more requests at once only
+    wait longer); ("status", code): answer code without forwarding;
     ("echo_auth", code): answer code with the request's Authorization header
     in the body.  `started` lists (monotonic time, requests in flight then)
     for each forwarded request; `injected` the time of the last injected
@@ -83,6 +85,7 @@ class FaultProxy:
         self.counts = {}
         self.lock = threading.Lock()
         self.active, self.started, self.injected = 0, [], None
+        self.serial = threading.Lock()
         proxy = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -116,7 +119,12 @@ class FaultProxy:
                     proxy.active += 1
                     proxy.started.append((time.monotonic(), proxy.active))
                 try:
-                    self._forward(action, body)
+                    if isinstance(action, tuple) and action[0] == "serial":
+                        with proxy.serial:
+                            time.sleep(action[1])
+                            self._forward("forward", body)
+                    else:
+                        self._forward(action, body)
                 finally:
                     with proxy.lock:
                         proxy.active -= 1
