@@ -203,23 +203,68 @@ static MLT_ALWAYS_INLINE void hex64(uint64_t v, char out[16]) {
 
 void mlt__hex64(uint64_t v, char out[16]) { hex64(v, out); }
 
+/* The ids this thread formatted last, as digits and values: a client call
+ * that passes back the id it was just given (start_trace, then start_span /
+ * end_span / end_trace with that id) compares the digits instead of
+ * parsing them.  Pure memo of the text <-> value mapping (no pointer to a
+ * trace or span), so it can never be stale; each thread has its own.  All
+ * zero at first: NUL digits never match a string of 32 (or 16) characters. */
+static MLT_TLS struct id_memo {
+  _Alignas(16) char trace[32];
+  _Alignas(16) char span[16];
+  uint64_t hi, lo, sid;
+} id_memo;
+
+#ifdef MLT__SSE_HEX
+/* The 32 digits of (hi, lo) in two vectors: both halves split into nibbles
+ * in one pass. */
+static MLT_ALWAYS_INLINE void hex128(uint64_t hi, uint64_t lo, __m128i *d0, __m128i *d1) {
+  __m128i b = _mm_set_epi64x((long long)__builtin_bswap64(lo), (long long)__builtin_bswap64(hi));
+  __m128i mask = _mm_set1_epi8(0x0F), nine = _mm_set1_epi8(9), adj = _mm_set1_epi8('a' - '0' - 10),
+          zero = _mm_set1_epi8('0');
+  __m128i h = _mm_and_si128(_mm_srli_epi16(b, 4), mask), l = _mm_and_si128(b, mask);
+  __m128i n0 = _mm_unpacklo_epi8(h, l), n1 = _mm_unpackhi_epi8(h, l);
+  *d0 = _mm_add_epi8(_mm_add_epi8(n0, zero), _mm_and_si128(_mm_cmpgt_epi8(n0, nine), adj));
+  *d1 = _mm_add_epi8(_mm_add_epi8(n1, zero), _mm_and_si128(_mm_cmpgt_epi8(n1, nine), adj));
+}
+#endif
+
+/* The 32 digits of (hi, lo) at out, remembered in the memo. */
+static MLT_ALWAYS_INLINE void trace_hex(uint64_t hi, uint64_t lo, char out[32]) {
+  struct id_memo *m = &id_memo;
+#ifdef MLT__SSE_HEX
+  __m128i d0, d1;
+  hex128(hi, lo, &d0, &d1);
+  _mm_storeu_si128((__m128i *)(void *)out, d0);
+  _mm_storeu_si128((__m128i *)(void *)(out + 16), d1);
+  _mm_store_si128((__m128i *)(void *)m->trace, d0);
+  _mm_store_si128((__m128i *)(void *)(m->trace + 16), d1);
+#else
+  hex64(hi, out);
+  hex64(lo, out + 16);
+  memcpy(m->trace, out, 32);
+#endif
+  m->hi = hi;
+  m->lo = lo;
+}
+
 void mlt__format_trace_id(uint64_t hi, uint64_t lo, char out[MLT_TRACE_ID_SIZE]) {
   out[0] = 't';
   out[1] = 'r';
   out[2] = '-';
-  hex64(hi, out + 3);
-  hex64(lo, out + 19);
+  trace_hex(hi, lo, out + 3);
   out[35] = '\0';
 }
 
 void mlt__format_ids(uint64_t hi, uint64_t lo, uint64_t span_id, char trace_out[MLT_TRACE_ID_SIZE],
                      char span_out[MLT_SPAN_ID_SIZE]) {
   memcpy(trace_out, "tr-", 3);
-  hex64(hi, trace_out + 3);
-  hex64(lo, trace_out + 19);
+  trace_hex(hi, lo, trace_out + 3);
   trace_out[35] = '\0';
   hex64(span_id, span_out);
   span_out[16] = '\0';
+  memcpy(id_memo.span, span_out, 16);
+  id_memo.sid = span_id;
 }
 
 #ifdef MLT__SWAR_HEX
@@ -266,11 +311,11 @@ static int unhex16(const char *s, uint64_t *out) {
   return 0;
 }
 
-/* 32 hex digits at s, all readable: the two halves in one pass. */
-static MLT_ALWAYS_INLINE int unhex32(const char *s, uint64_t *hi, uint64_t *lo) {
+/* 32 hex digits (loaded as a, b): the two halves in one pass. */
+static MLT_ALWAYS_INLINE int unhex32(__m128i a, __m128i b, uint64_t *hi, uint64_t *lo) {
   __m128i oka, okb;
-  __m128i pa = hex_pairs(_mm_loadu_si128((const __m128i *)(const void *)s), &oka);
-  __m128i pb = hex_pairs(_mm_loadu_si128((const __m128i *)(const void *)(s + 16)), &okb);
+  __m128i pa = hex_pairs(a, &oka);
+  __m128i pb = hex_pairs(b, &okb);
   if (_mm_movemask_epi8(_mm_and_si128(oka, okb)) != 0xFFFF) return -1;
   __m128i both = _mm_packus_epi16(pa, pb);
   *hi = __builtin_bswap64((uint64_t)_mm_cvtsi128_si64(both));
@@ -312,19 +357,37 @@ int mlt__parse_hex(const char *s, size_t n, uint64_t *out) {
 int mlt__parse_trace_id(const char *s, uint64_t *hi, uint64_t *lo) {
   if (!s) return -1;
   if (s[0] == 't' && s[1] == 'r' && s[2] == '-') s += 3;
-  /* strnlen: never reads past the terminator */
+  /* strnlen: never reads past the terminator; after it, all 32 digits are
+   * readable */
   if (strnlen(s, 33) != 32) return -1;
+  const struct id_memo *m = &id_memo;
 #ifdef MLT__SSE_HEX
-  if (unhex32(s, hi, lo)) return -1;
+  __m128i a = _mm_loadu_si128((const __m128i *)(const void *)s);
+  __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(s + 16));
+  __m128i same = _mm_and_si128(_mm_cmpeq_epi8(a, _mm_load_si128((const __m128i *)(const void *)m->trace)),
+                               _mm_cmpeq_epi8(b, _mm_load_si128((const __m128i *)(const void *)(m->trace + 16))));
+  if (_mm_movemask_epi8(same) == 0xFFFF) {
+    *hi = m->hi;
+    *lo = m->lo;
+  } else if (unhex32(a, b, hi, lo))
+    return -1;
 #else
-  if (mlt__parse_hex(s, 16, hi) || mlt__parse_hex(s + 16, 16, lo)) return -1;
+  if (!memcmp(s, m->trace, 32)) {
+    *hi = m->hi;
+    *lo = m->lo;
+  } else if (mlt__parse_hex(s, 16, hi) || mlt__parse_hex(s + 16, 16, lo))
+    return -1;
 #endif
   return (*hi | *lo) ? 0 : -1;
 }
 
 int mlt__parse_span_id(const char *s, uint64_t *id) {
   if (!s || strnlen(s, 17) != 16) return -1;
-  if (mlt__parse_hex(s, 16, id)) return -1;
+  const struct id_memo *m = &id_memo;
+  if (!memcmp(s, m->span, 16))
+    *id = m->sid;
+  else if (mlt__parse_hex(s, 16, id))
+    return -1;
   return *id ? 0 : -1;
 }
 
