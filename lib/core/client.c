@@ -227,9 +227,13 @@ static MLT_ALWAYS_INLINE int end_trace(const char *trace_id, const char *outputs
   if (!mlt__running()) return MLT_ENOTINIT;
   uint64_t hi, lo;
   if (mlt__parse_trace_id(trace_id, &hi, &lo) != 0) return MLT_EINVAL;
+  int rc;
+  if (!outputs_json && !status_message && status != MLT_STATUS_ERROR && !end_ns &&
+      MLT_LIKELY((rc = mlt__span_client_end_root(hi, lo, status)) != MLT__CLIENT_SLOW))
+    return rc;
   mlt_span root;
   mlt__trace *t;
-  int rc = find_root(hi, lo, &root, &t);
+  rc = find_root(hi, lo, &root, &t);
   if (rc) return rc;
   if (atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE) {
     mlt__trace_unref(t);

@@ -428,6 +428,14 @@ int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_statu
  * MLT_ERANGE then). */
 int mlt__span_client_finish_at(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message,
                                int64_t end_ns);
+/* mlt_client_end_trace()'s common case (no outputs, no message, status not
+ * ERROR, end time now) in one pass: the root's slot from the trace id, the
+ * trace referenced and checked as client.c's find_root() does (ids, root,
+ * active), the root ended, spans still open force-ended.  MLT__CLIENT_SLOW
+ * (having changed nothing) when the general path must answer: a foreign id,
+ * the root not open, the trace not active. */
+#define MLT__CLIENT_SLOW 1
+int mlt__span_client_end_root(uint64_t hi, uint64_t lo, mlt_span_status status);
 void mlt__count_misuse(const char *what, int status);
 /* Format the trace id ("tr-...", MLT_TRACE_ID_SIZE) and/or the span id (16
  * hex + NUL) of open or ended span |s| (handle state |gs|) in trace |t|, and

@@ -727,6 +727,29 @@ int mlt__span_client_finish_at(mlt_span h, const char *outputs_json, mlt_span_st
   return client_finish(h, outputs_json, status, message, end_ns);
 }
 
+int mlt__span_client_end_root(uint64_t hi, uint64_t lo, mlt_span_status status) {
+  mlt_span h = {mlt__handle_from_id(mlt__span_id_from_trace_lo(lo))};
+  int64_t now = mlt__now_ns();
+  mlt__span *s;
+  if (MLT_UNLIKELY(!span_open_try(h, &s))) return MLT__CLIENT_SLOW;
+  mlt__trace *t = mlt__trace_acquire_from_span(s, (uint32_t)(h.id_ >> 32));
+  if (MLT_UNLIKELY(!t)) return MLT__CLIENT_SLOW;
+  if (MLT_UNLIKELY(t->id_hi != hi || t->id_lo != lo || t->root.id_ != h.id_ ||
+                   atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE)) {
+    mlt__trace_unref(t);
+    return MLT__CLIENT_SLOW;
+  }
+  if (status != MLT_STATUS_UNSET && s->status != MLT_STATUS_ERROR) s->status = (uint8_t)status;
+  int rc = end_open(h, s, now, now);
+  /* Children still open are ended now: the trace is complete. */
+  if (MLT_UNLIKELY(atomic_load_explicit(&t->state, memory_order_acquire) == MLT__T_ACTIVE)) {
+    mlt__trace_force_finish_at(t, 3, "span was still open when its trace ended (end_trace)", 0);
+    if (rc == MLT_EENDED) rc = MLT_OK; /* root had ended; the trace is ended now */
+  }
+  mlt__trace_unref(t);
+  return rc;
+}
+
 int mlt__span_client_inputs(mlt_span h, const char *inputs_json) {
   return set_json(h, MLT__R_INPUTS, inputs_json, MLT_NTS, "mlt_client_start_span");
 }
