@@ -212,8 +212,11 @@ static mlt__span *current_parent(mlt__tls *tls) {
  * so that little is live across the clock read.  A clean slot already has
  * parent 0, no next span and no saved current span (mlt__slot_release()); a
  * clean trace header has flags 0 and no remote parent (trace.c). */
+/* |ids|: the client API's output (mlt__span_client_start), filled with the
+ * new ids while they are at hand (a trace from the free list has no foreign
+ * id), or NULL (a constant in the other callers). */
 static MLT_ALWAYS_INLINE mlt_span start_root_ex(mlt__tls *tls, const char *name, size_t name_len, mlt_span_type type,
-                                                unsigned nflags, int make_current) {
+                                                unsigned nflags, int make_current, mlt_client_span *ids) {
   uint64_t hi = mlt__tls_rand(tls);
   if (MLT_UNLIKELY((hi >> 11) >= mlt__g_cfg.sample_threshold)) {
     tls->c.traces_sampled_out++;
@@ -238,6 +241,7 @@ static MLT_ALWAYS_INLINE mlt_span start_root_ex(mlt__tls *tls, const char *name,
   s->span_id = span_id;
   atomic_store_explicit(&s->trace, t, memory_order_relaxed);
   atomic_store_explicit(&s->is_root, 1, memory_order_relaxed);
+  if (ids) mlt__format_ids(hi, t->id_lo, span_id, ids->trace_id, ids->span_id);
   if (make_current) s->flags = MLT__SF_TEXT_ONLY | MLT__SF_CURRENT; /* a clean slot's flags, made current */
   /* The name: the first record of an empty log, in the inline area. */
   char *p = s->inline_log;
@@ -255,7 +259,7 @@ static MLT_ALWAYS_INLINE mlt_span start_root_ex(mlt__tls *tls, const char *name,
 }
 static MLT_ALWAYS_INLINE mlt_span start_root_here(mlt__tls *tls, const char *name, size_t name_len, mlt_span_type type,
                                                   unsigned nflags) {
-  return start_root_ex(tls, name, name_len, type, nflags, 1);
+  return start_root_ex(tls, name, name_len, type, nflags, 1, NULL);
 }
 
 /* Start a span current on this thread, under its current span (or the
@@ -790,10 +794,12 @@ int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *pare
   if (!parent && name && MLT_LIKELY(tls->tfree != NULL && tls->n_mag != 0)) {
     /* a new trace: the common root start, not made current */
     size_t name_len = strlen(name);
-    if (MLT_LIKELY(name_len <= atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed)))
-      return client_ids(
-          start_root_ex(tls, name, name_len, (unsigned)type < MLT__SPAN_TYPE_COUNT ? type : MLT_SPAN_UNKNOWN, 0, 0),
-          out);
+    if (MLT_LIKELY(name_len <= atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed))) {
+      mlt_span h =
+          start_root_ex(tls, name, name_len, (unsigned)type < MLT__SPAN_TYPE_COUNT ? type : MLT_SPAN_UNKNOWN, 0, 0, out);
+      out->span = h;
+      return MLT_LIKELY(h.id_ != 0 && !mlt__h_is_nonrec(h)) ? MLT_OK : MLT_ENOTRECORDING;
+    }
   }
   mlt__start_opts o = {NULL, parent, name, MLT_NTS, NULL, 0, type, 0};
   return client_ids(start_impl(tls, &o), out);

@@ -705,8 +705,17 @@ TEST(sampling_ratio_zero_and_disabled) {
     CHECK_EQ_INT(mlt_span_set_attr_int(c, "i", i), MLT_ENOTRECORDING);
   }
   CHECK(mlt_span_is_none(mlt_current_span()));
+  /* the client API: no ids, a handle that records nothing */
+  for (int i = 0; i < 10; i++) {
+    mlt_client_span cs;
+    CHECK_EQ_INT(mlt_client_start_trace("c", MLT_SPAN_CHAIN, NULL, &cs), MLT_ENOTRECORDING);
+    CHECK_EQ_STR(cs.trace_id, "");
+    CHECK_EQ_STR(cs.span_id, "");
+    CHECK_EQ_INT(mlt_span_is_recording(cs.span), 0);
+    CHECK_EQ_INT(mlt_span_set_attr_int(cs.span, "i", i), MLT_ENOTRECORDING);
+  }
   CHECK_EQ_INT(tu_flush_count(), 0);
-  CHECK_EQ_INT(tu_stats().traces_sampled_out, 100);
+  CHECK_EQ_INT(tu_stats().traces_sampled_out, 110);
   tu_done();
 
   o = tu_options();
