@@ -436,6 +436,14 @@ int mlt__span_client_finish_at(mlt_span h, const char *outputs_json, mlt_span_st
  * the root not open, the trace not active. */
 #define MLT__CLIENT_SLOW 1
 int mlt__span_client_end_root(uint64_t hi, uint64_t lo, mlt_span_status status);
+/* mlt_client_end_trace() itself: the case above for the id this thread
+ * formatted last (mlt__trace_id_memo), with no frame in between; anything
+ * else goes to mlt__client_end_trace_general() (client.c: the full checks,
+ * parse and lookup). */
+int mlt__span_client_end_trace(const char *trace_id, const char *outputs_json, mlt_span_status status,
+                               const char *message);
+int mlt__client_end_trace_general(const char *trace_id, const char *outputs_json, mlt_span_status status,
+                                  const char *message);
 void mlt__count_misuse(const char *what, int status);
 /* Format the trace id ("tr-...", MLT_TRACE_ID_SIZE) and/or the span id (16
  * hex + NUL) of open or ended span |s| (handle state |gs|) in trace |t|, and

@@ -731,7 +731,7 @@ int mlt__span_client_finish_at(mlt_span h, const char *outputs_json, mlt_span_st
   return client_finish(h, outputs_json, status, message, end_ns);
 }
 
-int mlt__span_client_end_root(uint64_t hi, uint64_t lo, mlt_span_status status) {
+static MLT_ALWAYS_INLINE int client_end_root(uint64_t hi, uint64_t lo, mlt_span_status status) {
   mlt_span h = {mlt__handle_from_id(mlt__span_id_from_trace_lo(lo))};
   int64_t now = mlt__now_ns();
   mlt__span *s;
@@ -752,6 +752,21 @@ int mlt__span_client_end_root(uint64_t hi, uint64_t lo, mlt_span_status status) 
   }
   mlt__trace_unref(t);
   return rc;
+}
+
+int mlt__span_client_end_root(uint64_t hi, uint64_t lo, mlt_span_status status) {
+  return client_end_root(hi, lo, status);
+}
+
+int mlt__span_client_end_trace(const char *trace_id, const char *outputs_json, mlt_span_status status,
+                               const char *message) {
+  uint64_t hi, lo;
+  int rc;
+  if (MLT_LIKELY(!outputs_json && !message && (unsigned)status < MLT_STATUS_ERROR && mlt__running() &&
+                 mlt__trace_id_memo(trace_id, &hi, &lo)) &&
+      MLT_LIKELY((rc = client_end_root(hi, lo, status)) != MLT__CLIENT_SLOW))
+    return rc;
+  return mlt__client_end_trace_general(trace_id, outputs_json, status, message);
 }
 
 int mlt__span_client_inputs(mlt_span h, const char *inputs_json) {

@@ -203,17 +203,10 @@ static MLT_ALWAYS_INLINE void hex64(uint64_t v, char out[16]) {
 
 void mlt__hex64(uint64_t v, char out[16]) { hex64(v, out); }
 
-/* The ids this thread formatted last, as digits and values: a client call
- * that passes back the id it was just given (start_trace, then start_span /
- * end_span / end_trace with that id) compares the digits instead of
- * parsing them.  Pure memo of the text <-> value mapping (no pointer to a
- * trace or span), so it can never be stale; each thread has its own.  All
- * zero at first: NUL digits never match a string of 32 (or 16) characters. */
-static MLT_TLS struct id_memo {
-  _Alignas(16) char trace[32];
-  _Alignas(16) char span[16];
-  uint64_t hi, lo, sid;
-} id_memo;
+/* The ids this thread formatted last (see mlt__id_memo in
+ * common-internal.h). */
+MLT_TLS mlt__id_memo mlt__g_id_memo;
+#define id_memo mlt__g_id_memo
 
 #ifdef MLT__SSE_HEX
 /* The 32 digits of (hi, lo) in two vectors: both halves split into nibbles
@@ -231,7 +224,7 @@ static MLT_ALWAYS_INLINE void hex128(uint64_t hi, uint64_t lo, __m128i *d0, __m1
 
 /* The 32 digits of (hi, lo) at out, remembered in the memo. */
 static MLT_ALWAYS_INLINE void trace_hex(uint64_t hi, uint64_t lo, char out[32]) {
-  struct id_memo *m = &id_memo;
+  mlt__id_memo *m = &id_memo;
 #ifdef MLT__SSE_HEX
   __m128i d0, d1;
   hex128(hi, lo, &d0, &d1);
@@ -360,7 +353,7 @@ int mlt__parse_trace_id(const char *s, uint64_t *hi, uint64_t *lo) {
   /* strnlen: never reads past the terminator; after it, all 32 digits are
    * readable */
   if (strnlen(s, 33) != 32) return -1;
-  const struct id_memo *m = &id_memo;
+  const mlt__id_memo *m = &id_memo;
 #ifdef MLT__SSE_HEX
   __m128i a = _mm_loadu_si128((const __m128i *)(const void *)s);
   __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(s + 16));
@@ -383,7 +376,7 @@ int mlt__parse_trace_id(const char *s, uint64_t *hi, uint64_t *lo) {
 
 int mlt__parse_span_id(const char *s, uint64_t *id) {
   if (!s || strnlen(s, 17) != 16) return -1;
-  const struct id_memo *m = &id_memo;
+  const mlt__id_memo *m = &id_memo;
   if (!memcmp(s, m->span, 16))
     *id = m->sid;
   else if (mlt__parse_hex(s, 16, id))
