@@ -142,8 +142,15 @@ static MLT_ALWAYS_INLINE int start_trace(const char *name, mlt_span_type type, c
   return rc;
 }
 
-int mlt_client_start_trace(const char *name, mlt_span_type type, const char *inputs_json, mlt_client_span *out) {
+int mlt__client_start_trace_general(const char *name, mlt_span_type type, const char *inputs_json,
+                                    mlt_client_span *out) {
   return start_trace(name, type, inputs_json, NULL, out);
+}
+
+/* The common root start in one frame in span.c (which comes back to the
+ * general path above for anything else). */
+int mlt_client_start_trace(const char *name, mlt_span_type type, const char *inputs_json, mlt_client_span *out) {
+  return mlt__span_client_start_trace(name, type, inputs_json, out);
 }
 
 int mlt_client_start_trace_with(const char *name, mlt_span_type type, const char *inputs_json,

@@ -419,6 +419,14 @@ int mlt__span_end_at(mlt_span h, int64_t end_ns);
  * ids and handle of |out|; MLT_OK, MLT_ENOTRECORDING (disabled, sampled
  * out), MLT_ENOTFOUND (parent gone), MLT_ENOMEM. */
 int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out);
+/* mlt_client_start_trace() itself: the common root start (no inputs, no
+ * scoped context, a name that fits the slot) with the ids formatted in the
+ * same frame; anything else goes to mlt__client_start_trace_general()
+ * (client.c). */
+int mlt__span_client_start_trace(const char *name, mlt_span_type type, const char *inputs_json,
+                                 mlt_client_span *out);
+int mlt__client_start_trace_general(const char *name, mlt_span_type type, const char *inputs_json,
+                                    mlt_client_span *out);
 /* The same with |x|'s start time and sampling (lib/core/spanopts.c). */
 int mlt__span_client_start_with(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out,
                                 const mlt__start_opts *x);

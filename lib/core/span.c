@@ -820,6 +820,26 @@ int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *pare
   return client_ids(start_impl(tls, &o), out);
 }
 
+int mlt__span_client_start_trace(const char *name, mlt_span_type type, const char *inputs_json,
+                                 mlt_client_span *out) {
+  if (MLT_LIKELY(out && !inputs_json && name && mlt__running() && enabled_now())) {
+    mlt__tls *tls = mlt__tls_get();
+    if (MLT_LIKELY(tls && !tls->scope && tls->tfree != NULL && tls->n_mag != 0)) {
+      size_t name_len = strlen(name);
+      if (MLT_LIKELY(name_len <= atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed))) {
+        mlt_span h = start_root_ex(tls, name, name_len,
+                                   (unsigned)type < MLT__SPAN_TYPE_COUNT ? type : MLT_SPAN_UNKNOWN, 0, 0, out);
+        out->span = h;
+        if (MLT_LIKELY(h.id_ != 0 && !mlt__h_is_nonrec(h))) return MLT_OK;
+        out->trace_id[0] = '\0'; /* sampled out: no ids */
+        out->span_id[0] = '\0';
+        return MLT_ENOTRECORDING;
+      }
+    }
+  }
+  return mlt__client_start_trace_general(name, type, inputs_json, out);
+}
+
 int mlt__span_client_start_with(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out,
                                 const mlt__start_opts *x) {
   if (MLT_UNLIKELY(!enabled_now())) return MLT_ENOTRECORDING;
