@@ -124,9 +124,11 @@ typedef struct mlt__id_memo {
 } mlt__id_memo;
 extern MLT_TLS mlt__id_memo mlt__g_id_memo;
 /* 1 and the value when |s| is "tr-" + the 32 digits this thread formatted
- * last, else 0 (then parse it).  strnlen bounds every read of |s|. */
+ * last, else 0 (then parse it).  No read past the terminator of |s|: its
+ * length is known (strlen, which stops there: glibc's is cheaper than its
+ * strnlen) before the digits are compared. */
 static inline int mlt__trace_id_memo(const char *s, uint64_t *hi, uint64_t *lo) {
-  if (!s || s[0] != 't' || s[1] != 'r' || s[2] != '-' || strnlen(s + 3, 33) != 32) return 0;
+  if (!s || s[0] != 't' || s[1] != 'r' || s[2] != '-' || strlen(s + 3) != 32) return 0;
   const mlt__id_memo *m = &mlt__g_id_memo;
   if (memcmp(s + 3, m->trace, 32) != 0 || !(m->hi | m->lo)) return 0;
   *hi = m->hi;
