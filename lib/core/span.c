@@ -9,6 +9,7 @@
  */
 #include "core/record-internal.h"
 #include "core/scope-internal.h"
+#include "util/hex-internal.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -241,7 +242,7 @@ static MLT_ALWAYS_INLINE mlt_span start_root_ex(mlt__tls *tls, const char *name,
   s->span_id = span_id;
   atomic_store_explicit(&s->trace, t, memory_order_relaxed);
   atomic_store_explicit(&s->is_root, 1, memory_order_relaxed);
-  if (ids) mlt__format_ids(hi, t->id_lo, span_id, ids->trace_id, ids->span_id);
+  if (ids) mlt__format_ids_inline(hi, t->id_lo, span_id, ids->trace_id, ids->span_id);
   if (make_current) s->flags = MLT__SF_TEXT_ONLY | MLT__SF_CURRENT; /* a clean slot's flags, made current */
   /* The name: the first record of an empty log, in the inline area. */
   char *p = s->inline_log;
