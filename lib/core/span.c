@@ -242,7 +242,10 @@ static MLT_ALWAYS_INLINE mlt_span start_root_ex(mlt__tls *tls, const char *name,
   s->span_id = span_id;
   atomic_store_explicit(&s->trace, t, memory_order_relaxed);
   atomic_store_explicit(&s->is_root, 1, memory_order_relaxed);
-  if (ids) mlt__format_ids_inline(hi, t->id_lo, span_id, ids->trace_id, ids->span_id);
+  if (ids) {
+    mlt__format_ids_inline(hi, t->id_lo, span_id, ids->trace_id, ids->span_id);
+    mlt__g_id_memo.root = h.id_; /* end_trace of this id needs not map it back */
+  }
   if (make_current) s->flags = MLT__SF_TEXT_ONLY | MLT__SF_CURRENT; /* a clean slot's flags, made current */
   /* The name: the first record of an empty log, in the inline area. */
   char *p = s->inline_log;
@@ -732,8 +735,8 @@ int mlt__span_client_finish_at(mlt_span h, const char *outputs_json, mlt_span_st
   return client_finish(h, outputs_json, status, message, end_ns);
 }
 
-static MLT_ALWAYS_INLINE int client_end_root(uint64_t hi, uint64_t lo, mlt_span_status status) {
-  mlt_span h = {mlt__handle_from_id(mlt__span_id_from_trace_lo(lo))};
+static MLT_ALWAYS_INLINE int client_end_root(uint64_t hi, uint64_t lo, uint64_t root_hint, mlt_span_status status) {
+  mlt_span h = {root_hint ? root_hint : mlt__handle_from_id(mlt__span_id_from_trace_lo(lo))};
   int64_t now = mlt__now_ns();
   mlt__span *s;
   if (MLT_UNLIKELY(!span_open_try(h, &s))) return MLT__CLIENT_SLOW;
@@ -756,16 +759,16 @@ static MLT_ALWAYS_INLINE int client_end_root(uint64_t hi, uint64_t lo, mlt_span_
 }
 
 int mlt__span_client_end_root(uint64_t hi, uint64_t lo, mlt_span_status status) {
-  return client_end_root(hi, lo, status);
+  return client_end_root(hi, lo, 0, status);
 }
 
 int mlt__span_client_end_trace(const char *trace_id, const char *outputs_json, mlt_span_status status,
                                const char *message) {
-  uint64_t hi, lo;
+  uint64_t hi, lo, root;
   int rc;
   if (MLT_LIKELY(!outputs_json && !message && (unsigned)status < MLT_STATUS_ERROR && mlt__running() &&
-                 mlt__trace_id_memo(trace_id, &hi, &lo)) &&
-      MLT_LIKELY((rc = client_end_root(hi, lo, status)) != MLT__CLIENT_SLOW))
+                 mlt__trace_id_memo(trace_id, &hi, &lo, &root)) &&
+      MLT_LIKELY((rc = client_end_root(hi, lo, root, status)) != MLT__CLIENT_SLOW))
     return rc;
   return mlt__client_end_trace_general(trace_id, outputs_json, status, message);
 }

@@ -121,18 +121,22 @@ typedef struct mlt__id_memo {
   _Alignas(16) char trace[32];
   _Alignas(16) char span[16];
   uint64_t hi, lo, sid;
+  uint64_t root; /* the root's handle when the client root start formatted the trace id, else 0: a hint,
+                    checked like any handle */
 } mlt__id_memo;
 extern MLT_TLS mlt__id_memo mlt__g_id_memo;
-/* 1 and the value when |s| is "tr-" + the 32 digits this thread formatted
- * last, else 0 (then parse it).  No read past the terminator of |s|: its
+/* 1, the value and the root hint (or 0) when |s| is "tr-" + the 32 digits
+ * this thread formatted last, else 0 (then parse it; an all-zero id is
+ * never remembered from a trace and is refused by the parse).  No read past the terminator of |s|: its
  * length is known (strlen, which stops there: glibc's is cheaper than its
  * strnlen) before the digits are compared. */
-static inline int mlt__trace_id_memo(const char *s, uint64_t *hi, uint64_t *lo) {
+static inline int mlt__trace_id_memo(const char *s, uint64_t *hi, uint64_t *lo, uint64_t *root) {
   if (!s || s[0] != 't' || s[1] != 'r' || s[2] != '-' || strlen(s + 3) != 32) return 0;
   const mlt__id_memo *m = &mlt__g_id_memo;
-  if (memcmp(s + 3, m->trace, 32) != 0 || !(m->hi | m->lo)) return 0;
+  if (memcmp(s + 3, m->trace, 32) != 0) return 0;
   *hi = m->hi;
   *lo = m->lo;
+  *root = m->root;
   return 1;
 }
 /* Parse "tr-<32 hex>" or "<32 hex>"; returns 0 on success. */

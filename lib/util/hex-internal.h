@@ -88,6 +88,7 @@ static MLT_ALWAYS_INLINE void trace_hex(uint64_t hi, uint64_t lo, char out[32]) 
 #endif
   m->hi = hi;
   m->lo = lo;
+  m->root = 0;
 }
 
 /* mlt__format_ids() inlined (the client root start formats from registers). */

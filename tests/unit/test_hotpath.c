@@ -409,6 +409,27 @@ TEST(client_id_memo_edges) {
     CHECK(rc == MLT_EENDED || rc == MLT_ENOTFOUND);
   }
   REQUIRE_EQ_INT(tu_flush_count(), 66); /* counted since tu_init() */
+  /* the remembered root handle of an id whose slot was reused since (by
+   * spans that format no id): stale, so the id reaches nothing */
+  mlt_client_span d;
+  REQUIRE_EQ_INT(mlt_client_start_trace("d", MLT_SPAN_CHAIN, NULL, &d), MLT_OK);
+  CHECK_EQ_INT(mlt_span_end(d.span), MLT_OK);
+  REQUIRE_EQ_INT(tu_flush_count(), 67);
+  for (int i = 0; i < 8; i++) {
+    MLT_SPAN_SCOPE(s, "reuse", MLT_SPAN_CHAIN);
+    mlt_span_set_attr_int(s, "i", i);
+  }
+  rc = mlt_client_end_trace(d.trace_id, NULL, MLT_STATUS_OK, NULL);
+  CHECK(rc == MLT_EENDED || rc == MLT_ENOTFOUND);
+  /* an id formatted by mlt_span_get_trace_id (remembered without a root
+   * handle): ended by id all the same */
+  mlt_span e = mlt_span_start("e", MLT_SPAN_CHAIN);
+  char eid[MLT_TRACE_ID_SIZE];
+  REQUIRE_EQ_INT(mlt_span_get_trace_id(e, eid, sizeof eid), MLT_OK);
+  CHECK_EQ_INT(mlt_client_end_trace(eid, NULL, MLT_STATUS_OK, NULL), MLT_OK);
+  rc = mlt_span_end(e);
+  CHECK(rc == MLT_EENDED || rc == MLT_ESTALE);
+  REQUIRE_EQ_INT(tu_flush_count(), 76);
   tu_done();
 }
 
