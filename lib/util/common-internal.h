@@ -118,7 +118,7 @@ void mlt__format_ids(uint64_t hi, uint64_t lo, uint64_t span_id, char trace_out[
  * by mlt__format_trace_id / mlt__format_ids, util.c).  All zero at first:
  * NUL digits never match a string of 32 (or 16) characters. */
 typedef struct mlt__id_memo {
-  _Alignas(16) char trace[32];
+  _Alignas(16) char trace[48]; /* "tr-" + the 32 digits (+ unused) */
   _Alignas(16) char span[16];
   uint64_t hi, lo, sid;
   uint64_t root; /* the root's handle when the client root start formatted the trace id, else 0: a hint,
@@ -127,13 +127,14 @@ typedef struct mlt__id_memo {
 extern MLT_TLS mlt__id_memo mlt__g_id_memo;
 /* 1, the value and the root hint (or 0) when |s| is "tr-" + the 32 digits
  * this thread formatted last, else 0 (then parse it; an all-zero id is
- * never remembered from a trace and is refused by the parse).  No read past the terminator of |s|: its
- * length is known (strlen, which stops there: glibc's is cheaper than its
- * strnlen) before the digits are compared. */
+ * never remembered from a trace and is refused by the parse).  No read
+ * past the terminator of |s|: its length is known first (strlen, which
+ * stops there; glibc's is cheaper than its strnlen), then its 35 bytes are
+ * compared at once. */
 static inline int mlt__trace_id_memo(const char *s, uint64_t *hi, uint64_t *lo, uint64_t *root) {
-  if (!s || s[0] != 't' || s[1] != 'r' || s[2] != '-' || strlen(s + 3) != 32) return 0;
+  if (!s || strlen(s) != 35) return 0;
   const mlt__id_memo *m = &mlt__g_id_memo;
-  if (memcmp(s + 3, m->trace, 32) != 0) return 0;
+  if (memcmp(s, m->trace, 35) != 0) return 0;
   *hi = m->hi;
   *lo = m->lo;
   *root = m->root;

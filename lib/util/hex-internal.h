@@ -79,12 +79,14 @@ static MLT_ALWAYS_INLINE void trace_hex(uint64_t hi, uint64_t lo, char out[32]) 
   hex128(hi, lo, &d0, &d1);
   _mm_storeu_si128((__m128i *)(void *)out, d0);
   _mm_storeu_si128((__m128i *)(void *)(out + 16), d1);
-  _mm_store_si128((__m128i *)(void *)m->trace, d0);
-  _mm_store_si128((__m128i *)(void *)(m->trace + 16), d1);
+  memcpy(m->trace, "tr-", 3);
+  _mm_storeu_si128((__m128i *)(void *)(m->trace + 3), d0);
+  _mm_storeu_si128((__m128i *)(void *)(m->trace + 19), d1);
 #else
   hex64(hi, out);
   hex64(lo, out + 16);
-  memcpy(m->trace, out, 32);
+  memcpy(m->trace, "tr-", 3);
+  memcpy(m->trace + 3, out, 32);
 #endif
   m->hi = hi;
   m->lo = lo;

@@ -271,15 +271,15 @@ int mlt__parse_trace_id(const char *s, uint64_t *hi, uint64_t *lo) {
 #ifdef MLT__SSE_HEX
   __m128i a = _mm_loadu_si128((const __m128i *)(const void *)s);
   __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(s + 16));
-  __m128i same = _mm_and_si128(_mm_cmpeq_epi8(a, _mm_load_si128((const __m128i *)(const void *)m->trace)),
-                               _mm_cmpeq_epi8(b, _mm_load_si128((const __m128i *)(const void *)(m->trace + 16))));
+  __m128i same = _mm_and_si128(_mm_cmpeq_epi8(a, _mm_loadu_si128((const __m128i *)(const void *)(m->trace + 3))),
+                               _mm_cmpeq_epi8(b, _mm_loadu_si128((const __m128i *)(const void *)(m->trace + 19))));
   if (_mm_movemask_epi8(same) == 0xFFFF) {
     *hi = m->hi;
     *lo = m->lo;
   } else if (unhex32(a, b, hi, lo))
     return -1;
 #else
-  if (!memcmp(s, m->trace, 32)) {
+  if (!memcmp(s, m->trace + 3, 32)) {
     *hi = m->hi;
     *lo = m->lo;
   } else if (mlt__parse_hex(s, 16, hi) || mlt__parse_hex(s + 16, 16, lo))
