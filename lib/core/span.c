@@ -826,7 +826,8 @@ int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *pare
 
 int mlt__span_client_start_trace(const char *name, mlt_span_type type, const char *inputs_json,
                                  mlt_client_span *out) {
-  if (MLT_LIKELY(out && !inputs_json && name && mlt__running() && enabled_now())) {
+  if (MLT_UNLIKELY(inputs_json != NULL)) return mlt__client_start_trace_general(name, type, inputs_json, out);
+  if (MLT_LIKELY(out && name && mlt__running() && enabled_now())) {
     mlt__tls *tls = mlt__tls_get();
     if (MLT_LIKELY(tls && !tls->scope && tls->tfree != NULL && tls->n_mag != 0)) {
       size_t name_len = strlen(name);
