@@ -35,6 +35,7 @@ lib_libmltrace_la_SOURCES = \
   lib/export/view.c
 noinst_HEADERS += \
   lib/util/common-internal.h \
+  lib/util/hex-internal.h \
   lib/util/json-internal.h \
   lib/core/record-internal.h \
   lib/core/scope-internal.h \

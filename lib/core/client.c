@@ -142,8 +142,15 @@ static MLT_ALWAYS_INLINE int start_trace(const char *name, mlt_span_type type, c
   return rc;
 }
 
-int mlt_client_start_trace(const char *name, mlt_span_type type, const char *inputs_json, mlt_client_span *out) {
+int mlt__client_start_trace_general(const char *name, mlt_span_type type, const char *inputs_json,
+                                    mlt_client_span *out) {
   return start_trace(name, type, inputs_json, NULL, out);
+}
+
+/* The common root start in one frame in span.c (which comes back to the
+ * general path above for anything else). */
+int mlt_client_start_trace(const char *name, mlt_span_type type, const char *inputs_json, mlt_client_span *out) {
+  return mlt__span_client_start_trace(name, type, inputs_json, out);
 }
 
 int mlt_client_start_trace_with(const char *name, mlt_span_type type, const char *inputs_json,
@@ -227,9 +234,13 @@ static MLT_ALWAYS_INLINE int end_trace(const char *trace_id, const char *outputs
   if (!mlt__running()) return MLT_ENOTINIT;
   uint64_t hi, lo;
   if (mlt__parse_trace_id(trace_id, &hi, &lo) != 0) return MLT_EINVAL;
+  int rc;
+  if (!outputs_json && !status_message && status != MLT_STATUS_ERROR && !end_ns &&
+      MLT_LIKELY((rc = mlt__span_client_end_root(hi, lo, status)) != MLT__CLIENT_SLOW))
+    return rc;
   mlt_span root;
   mlt__trace *t;
-  int rc = find_root(hi, lo, &root, &t);
+  rc = find_root(hi, lo, &root, &t);
   if (rc) return rc;
   if (atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE) {
     mlt__trace_unref(t);
@@ -248,9 +259,16 @@ static MLT_ALWAYS_INLINE int end_trace(const char *trace_id, const char *outputs
   return rc;
 }
 
+int mlt__client_end_trace_general(const char *trace_id, const char *outputs_json, mlt_span_status status,
+                                  const char *status_message) {
+  return end_trace(trace_id, outputs_json, status, status_message, 0);
+}
+
+/* The id this thread was just given: one pass in span.c (which comes back
+ * to the general path above for anything else). */
 int mlt_client_end_trace(const char *trace_id, const char *outputs_json, mlt_span_status status,
                          const char *status_message) {
-  return end_trace(trace_id, outputs_json, status, status_message, 0);
+  return mlt__span_client_end_trace(trace_id, outputs_json, status, status_message);
 }
 
 int mlt_client_end_trace_at(const char *trace_id, const char *outputs_json, mlt_span_status status,

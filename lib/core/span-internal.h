@@ -423,6 +423,14 @@ int mlt__span_end_at(mlt_span h, int64_t end_ns);
  * ids and handle of |out|; MLT_OK, MLT_ENOTRECORDING (disabled, sampled
  * out), MLT_ENOTFOUND (parent gone), MLT_ENOMEM. */
 int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out);
+/* mlt_client_start_trace() itself: the common root start (no inputs, no
+ * scoped context, a name that fits the slot) with the ids formatted in the
+ * same frame; anything else goes to mlt__client_start_trace_general()
+ * (client.c). */
+int mlt__span_client_start_trace(const char *name, mlt_span_type type, const char *inputs_json,
+                                 mlt_client_span *out);
+int mlt__client_start_trace_general(const char *name, mlt_span_type type, const char *inputs_json,
+                                    mlt_client_span *out);
 /* The same with |x|'s start time and sampling (lib/core/spanopts.c). */
 int mlt__span_client_start_with(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out,
                                 const mlt__start_opts *x);
@@ -432,6 +440,22 @@ int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_statu
  * MLT_ERANGE then). */
 int mlt__span_client_finish_at(mlt_span h, const char *outputs_json, mlt_span_status status, const char *message,
                                int64_t end_ns);
+/* mlt_client_end_trace()'s common case (no outputs, no message, status not
+ * ERROR, end time now) in one pass: the root's slot from the trace id, the
+ * trace referenced and checked as client.c's find_root() does (ids, root,
+ * active), the root ended, spans still open force-ended.  MLT__CLIENT_SLOW
+ * (having changed nothing) when the general path must answer: a foreign id,
+ * the root not open, the trace not active. */
+#define MLT__CLIENT_SLOW 1
+int mlt__span_client_end_root(uint64_t hi, uint64_t lo, mlt_span_status status);
+/* mlt_client_end_trace() itself: the case above for the id this thread
+ * formatted last (mlt__trace_id_memo), with no frame in between; anything
+ * else goes to mlt__client_end_trace_general() (client.c: the full checks,
+ * parse and lookup). */
+int mlt__span_client_end_trace(const char *trace_id, const char *outputs_json, mlt_span_status status,
+                               const char *message);
+int mlt__client_end_trace_general(const char *trace_id, const char *outputs_json, mlt_span_status status,
+                                  const char *message);
 void mlt__count_misuse(const char *what, int status);
 /* Format the trace id ("tr-...", MLT_TRACE_ID_SIZE) and/or the span id (16
  * hex + NUL) of open or ended span |s| (handle state |gs|) in trace |t|, and

@@ -9,6 +9,7 @@
  */
 #include "core/record-internal.h"
 #include "core/scope-internal.h"
+#include "util/hex-internal.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -212,8 +213,11 @@ static mlt__span *current_parent(mlt__tls *tls) {
  * so that little is live across the clock read.  A clean slot already has
  * parent 0, no next span and no saved current span (mlt__slot_release()); a
  * clean trace header has flags 0 and no remote parent (trace.c). */
+/* |ids|: the client API's output (mlt__span_client_start), filled with the
+ * new ids while they are at hand (a trace from the free list has no foreign
+ * id), or NULL (a constant in the other callers). */
 static MLT_ALWAYS_INLINE mlt_span start_root_ex(mlt__tls *tls, const char *name, size_t name_len, mlt_span_type type,
-                                                unsigned nflags, int make_current) {
+                                                unsigned nflags, int make_current, mlt_client_span *ids) {
   uint64_t hi = mlt__tls_rand(tls);
   if (MLT_UNLIKELY((hi >> 11) >= mlt__g_cfg.sample_threshold)) {
     tls->c.traces_sampled_out++;
@@ -238,6 +242,10 @@ static MLT_ALWAYS_INLINE mlt_span start_root_ex(mlt__tls *tls, const char *name,
   s->span_id = span_id;
   atomic_store_explicit(&s->trace, t, memory_order_relaxed);
   atomic_store_explicit(&s->is_root, 1, memory_order_relaxed);
+  if (ids) {
+    mlt__format_ids_inline(hi, t->id_lo, span_id, ids->trace_id, ids->span_id);
+    mlt__g_id_memo.root = h.id_; /* end_trace of this id needs not map it back */
+  }
   if (make_current) s->flags = MLT__SF_TEXT_ONLY | MLT__SF_CURRENT; /* a clean slot's flags, made current */
   /* The name: the first record of an empty log, in the inline area. */
   char *p = s->inline_log;
@@ -255,7 +263,7 @@ static MLT_ALWAYS_INLINE mlt_span start_root_ex(mlt__tls *tls, const char *name,
 }
 static MLT_ALWAYS_INLINE mlt_span start_root_here(mlt__tls *tls, const char *name, size_t name_len, mlt_span_type type,
                                                   unsigned nflags) {
-  return start_root_ex(tls, name, name_len, type, nflags, 1);
+  return start_root_ex(tls, name, name_len, type, nflags, 1, NULL);
 }
 
 /* Start a span current on this thread, under its current span (or the
@@ -738,6 +746,44 @@ int mlt__span_client_finish_at(mlt_span h, const char *outputs_json, mlt_span_st
   return client_finish(h, outputs_json, status, message, end_ns);
 }
 
+static MLT_ALWAYS_INLINE int client_end_root(uint64_t hi, uint64_t lo, uint64_t root_hint, mlt_span_status status) {
+  mlt_span h = {root_hint ? root_hint : mlt__handle_from_id(mlt__span_id_from_trace_lo(lo))};
+  int64_t now = mlt__now_ns();
+  mlt__span *s;
+  if (MLT_UNLIKELY(!span_open_try(h, &s))) return MLT__CLIENT_SLOW;
+  mlt__trace *t = mlt__trace_acquire_from_span(s, (uint32_t)(h.id_ >> 32));
+  if (MLT_UNLIKELY(!t)) return MLT__CLIENT_SLOW;
+  if (MLT_UNLIKELY(t->id_hi != hi || t->id_lo != lo || t->root.id_ != h.id_ ||
+                   atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE)) {
+    mlt__trace_unref(t);
+    return MLT__CLIENT_SLOW;
+  }
+  if (status != MLT_STATUS_UNSET && s->status != MLT_STATUS_ERROR) s->status = (uint8_t)status;
+  int rc = end_open(h, s, now, now);
+  /* Children still open are ended now: the trace is complete. */
+  if (MLT_UNLIKELY(atomic_load_explicit(&t->state, memory_order_acquire) == MLT__T_ACTIVE)) {
+    mlt__trace_force_finish_at(t, 3, "span was still open when its trace ended (end_trace)", 0);
+    if (rc == MLT_EENDED) rc = MLT_OK; /* root had ended; the trace is ended now */
+  }
+  mlt__trace_unref(t);
+  return rc;
+}
+
+int mlt__span_client_end_root(uint64_t hi, uint64_t lo, mlt_span_status status) {
+  return client_end_root(hi, lo, 0, status);
+}
+
+int mlt__span_client_end_trace(const char *trace_id, const char *outputs_json, mlt_span_status status,
+                               const char *message) {
+  uint64_t hi, lo, root;
+  int rc;
+  if (MLT_LIKELY(!outputs_json && !message && (unsigned)status < MLT_STATUS_ERROR && mlt__running() &&
+                 mlt__trace_id_memo(trace_id, &hi, &lo, &root)) &&
+      MLT_LIKELY((rc = client_end_root(hi, lo, root, status)) != MLT__CLIENT_SLOW))
+    return rc;
+  return mlt__client_end_trace_general(trace_id, outputs_json, status, message);
+}
+
 int mlt__span_client_inputs(mlt_span h, const char *inputs_json) {
   return set_json(h, MLT__R_INPUTS, inputs_json, MLT_NTS, "mlt_client_start_span");
 }
@@ -778,13 +824,36 @@ int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *pare
   if (!parent && name && MLT_LIKELY(tls->tfree != NULL && tls->n_mag != 0)) {
     /* a new trace: the common root start, not made current */
     size_t name_len = strlen(name);
-    if (MLT_LIKELY(name_len <= atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed)))
-      return client_ids(
-          start_root_ex(tls, name, name_len, (unsigned)type < MLT__SPAN_TYPE_COUNT ? type : MLT_SPAN_UNKNOWN, 0, 0),
-          out);
+    if (MLT_LIKELY(name_len <= atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed))) {
+      mlt_span h =
+          start_root_ex(tls, name, name_len, (unsigned)type < MLT__SPAN_TYPE_COUNT ? type : MLT_SPAN_UNKNOWN, 0, 0, out);
+      out->span = h;
+      return MLT_LIKELY(h.id_ != 0 && !mlt__h_is_nonrec(h)) ? MLT_OK : MLT_ENOTRECORDING;
+    }
   }
   mlt__start_opts o = {NULL, parent, name, MLT_NTS, NULL, 0, type, 0};
   return client_ids(start_impl(tls, &o), out);
+}
+
+int mlt__span_client_start_trace(const char *name, mlt_span_type type, const char *inputs_json,
+                                 mlt_client_span *out) {
+  if (MLT_UNLIKELY(inputs_json != NULL)) return mlt__client_start_trace_general(name, type, inputs_json, out);
+  if (MLT_LIKELY(out && name && mlt__running() && enabled_now())) {
+    mlt__tls *tls = mlt__tls_get();
+    if (MLT_LIKELY(tls && !tls->scope && tls->tfree != NULL && tls->n_mag != 0)) {
+      size_t name_len = strlen(name);
+      if (MLT_LIKELY(name_len <= atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed))) {
+        mlt_span h = start_root_ex(tls, name, name_len,
+                                   (unsigned)type < MLT__SPAN_TYPE_COUNT ? type : MLT_SPAN_UNKNOWN, 0, 0, out);
+        out->span = h;
+        if (MLT_LIKELY(h.id_ != 0 && !mlt__h_is_nonrec(h))) return MLT_OK;
+        out->trace_id[0] = '\0'; /* sampled out: no ids */
+        out->span_id[0] = '\0';
+        return MLT_ENOTRECORDING;
+      }
+    }
+  }
+  return mlt__client_start_trace_general(name, type, inputs_json, out);
 }
 
 int mlt__span_client_start_with(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out,

@@ -110,6 +110,36 @@ void mlt__format_trace_id(uint64_t hi, uint64_t lo, char out[MLT_TRACE_ID_SIZE])
 /* Both ids of a span: "tr-" + 32 hex + NUL, and 16 hex + NUL. */
 void mlt__format_ids(uint64_t hi, uint64_t lo, uint64_t span_id, char trace_out[MLT_TRACE_ID_SIZE],
                      char span_out[MLT_SPAN_ID_SIZE]);
+/* The ids this thread formatted last, as digits and values: a client call
+ * that passes back the id it was just given (start_trace, then start_span /
+ * end_span / end_trace with that id) compares the digits instead of
+ * parsing them.  A pure memo of the text <-> value mapping (no pointer to a
+ * trace or span), so it is never stale; each thread has its own (written
+ * by mlt__format_trace_id / mlt__format_ids, util.c).  All zero at first:
+ * NUL digits never match a string of 32 (or 16) characters. */
+typedef struct mlt__id_memo {
+  _Alignas(16) char trace[48]; /* "tr-" + the 32 digits (+ unused) */
+  _Alignas(16) char span[16];
+  uint64_t hi, lo, sid;
+  uint64_t root; /* the root's handle when the client root start formatted the trace id, else 0: a hint,
+                    checked like any handle */
+} mlt__id_memo;
+extern MLT_TLS mlt__id_memo mlt__g_id_memo;
+/* 1, the value and the root hint (or 0) when |s| is "tr-" + the 32 digits
+ * this thread formatted last, else 0 (then parse it; an all-zero id is
+ * never remembered from a trace and is refused by the parse).  No read
+ * past the terminator of |s|: its length is known first (strlen, which
+ * stops there; glibc's is cheaper than its strnlen), then its 35 bytes are
+ * compared at once. */
+static inline int mlt__trace_id_memo(const char *s, uint64_t *hi, uint64_t *lo, uint64_t *root) {
+  if (!s || strlen(s) != 35) return 0;
+  const mlt__id_memo *m = &mlt__g_id_memo;
+  if (memcmp(s, m->trace, 35) != 0) return 0;
+  *hi = m->hi;
+  *lo = m->lo;
+  *root = m->root;
+  return 1;
+}
 /* Parse "tr-<32 hex>" or "<32 hex>"; returns 0 on success. */
 int mlt__parse_trace_id(const char *s, uint64_t *hi, uint64_t *lo);
 /* Parse 16 hex digits; returns 0 on success (0 ids rejected). */

@@ -152,74 +152,26 @@ void mlt__idkeys_init(void) { pthread_once(&idkey_once, idkeys_make); }
 
 /* ---- hex / base64 ---------------------------------------------------- */
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define MLT__SWAR_HEX 1
-#endif
-#if defined(__SSE2__) && defined(MLT__SWAR_HEX)
-#include <emmintrin.h>
-#define MLT__SSE_HEX 1
-#endif
-
-#ifdef MLT__SWAR_HEX
-/* 8 lowercase hex digits of x, most significant first: each nibble spread
- * to a byte, then turned into a digit, 8 at a time. */
-static inline uint64_t hex8(uint32_t x) {
-  uint64_t v = x;
-  v = (v | v << 16) & UINT64_C(0x0000FFFF0000FFFF);
-  v = (v | v << 8) & UINT64_C(0x00FF00FF00FF00FF);
-  v = (v | v << 4) & UINT64_C(0x0F0F0F0F0F0F0F0F);
-  /* byte i holds nibble i (least significant first): digits, then reverse */
-  uint64_t letters = ((v + UINT64_C(0x0606060606060606)) >> 4) & UINT64_C(0x0101010101010101);
-  v += UINT64_C(0x3030303030303030) + letters * ('a' - '0' - 10);
-  return __builtin_bswap64(v);
-}
-
-#ifdef MLT__SSE_HEX
-/* 16 digits at once: the bytes most significant first, split into nibbles,
- * interleaved, turned into digits. */
-static MLT_ALWAYS_INLINE void hex64(uint64_t v, char out[16]) {
-  __m128i b = _mm_cvtsi64_si128((long long)__builtin_bswap64(v));
-  __m128i mask = _mm_set1_epi8(0x0F);
-  __m128i n = _mm_unpacklo_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), mask), _mm_and_si128(b, mask));
-  __m128i letters = _mm_and_si128(_mm_cmpgt_epi8(n, _mm_set1_epi8(9)), _mm_set1_epi8('a' - '0' - 10));
-  _mm_storeu_si128((__m128i *)(void *)out, _mm_add_epi8(_mm_add_epi8(n, _mm_set1_epi8('0')), letters));
-}
-#else
-static MLT_ALWAYS_INLINE void hex64(uint64_t v, char out[16]) {
-  uint64_t a = hex8((uint32_t)(v >> 32)), b = hex8((uint32_t)v);
-  memcpy(out, &a, 8);
-  memcpy(out + 8, &b, 8);
-}
-#endif
-#else
-static MLT_ALWAYS_INLINE void hex64(uint64_t v, char out[16]) {
-  static const char hexd[] = "0123456789abcdef";
-  for (int i = 15; i >= 0; i--) {
-    out[i] = hexd[v & 15];
-    v >>= 4;
-  }
-}
-#endif
+#include "util/hex-internal.h"
 
 void mlt__hex64(uint64_t v, char out[16]) { hex64(v, out); }
+
+/* The ids this thread formatted last (see mlt__id_memo in
+ * common-internal.h). */
+MLT_TLS mlt__id_memo mlt__g_id_memo;
+#define id_memo mlt__g_id_memo
 
 void mlt__format_trace_id(uint64_t hi, uint64_t lo, char out[MLT_TRACE_ID_SIZE]) {
   out[0] = 't';
   out[1] = 'r';
   out[2] = '-';
-  hex64(hi, out + 3);
-  hex64(lo, out + 19);
+  trace_hex(hi, lo, out + 3);
   out[35] = '\0';
 }
 
 void mlt__format_ids(uint64_t hi, uint64_t lo, uint64_t span_id, char trace_out[MLT_TRACE_ID_SIZE],
                      char span_out[MLT_SPAN_ID_SIZE]) {
-  memcpy(trace_out, "tr-", 3);
-  hex64(hi, trace_out + 3);
-  hex64(lo, trace_out + 19);
-  trace_out[35] = '\0';
-  hex64(span_id, span_out);
-  span_out[16] = '\0';
+  mlt__format_ids_inline(hi, lo, span_id, trace_out, span_out);
 }
 
 #ifdef MLT__SWAR_HEX
@@ -266,11 +218,11 @@ static int unhex16(const char *s, uint64_t *out) {
   return 0;
 }
 
-/* 32 hex digits at s, all readable: the two halves in one pass. */
-static MLT_ALWAYS_INLINE int unhex32(const char *s, uint64_t *hi, uint64_t *lo) {
+/* 32 hex digits (loaded as a, b): the two halves in one pass. */
+static MLT_ALWAYS_INLINE int unhex32(__m128i a, __m128i b, uint64_t *hi, uint64_t *lo) {
   __m128i oka, okb;
-  __m128i pa = hex_pairs(_mm_loadu_si128((const __m128i *)(const void *)s), &oka);
-  __m128i pb = hex_pairs(_mm_loadu_si128((const __m128i *)(const void *)(s + 16)), &okb);
+  __m128i pa = hex_pairs(a, &oka);
+  __m128i pb = hex_pairs(b, &okb);
   if (_mm_movemask_epi8(_mm_and_si128(oka, okb)) != 0xFFFF) return -1;
   __m128i both = _mm_packus_epi16(pa, pb);
   *hi = __builtin_bswap64((uint64_t)_mm_cvtsi128_si64(both));
@@ -312,19 +264,37 @@ int mlt__parse_hex(const char *s, size_t n, uint64_t *out) {
 int mlt__parse_trace_id(const char *s, uint64_t *hi, uint64_t *lo) {
   if (!s) return -1;
   if (s[0] == 't' && s[1] == 'r' && s[2] == '-') s += 3;
-  /* strnlen: never reads past the terminator */
+  /* strnlen: never reads past the terminator; after it, all 32 digits are
+   * readable */
   if (strnlen(s, 33) != 32) return -1;
+  const mlt__id_memo *m = &id_memo;
 #ifdef MLT__SSE_HEX
-  if (unhex32(s, hi, lo)) return -1;
+  __m128i a = _mm_loadu_si128((const __m128i *)(const void *)s);
+  __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(s + 16));
+  __m128i same = _mm_and_si128(_mm_cmpeq_epi8(a, _mm_loadu_si128((const __m128i *)(const void *)(m->trace + 3))),
+                               _mm_cmpeq_epi8(b, _mm_loadu_si128((const __m128i *)(const void *)(m->trace + 19))));
+  if (_mm_movemask_epi8(same) == 0xFFFF) {
+    *hi = m->hi;
+    *lo = m->lo;
+  } else if (unhex32(a, b, hi, lo))
+    return -1;
 #else
-  if (mlt__parse_hex(s, 16, hi) || mlt__parse_hex(s + 16, 16, lo)) return -1;
+  if (!memcmp(s, m->trace + 3, 32)) {
+    *hi = m->hi;
+    *lo = m->lo;
+  } else if (mlt__parse_hex(s, 16, hi) || mlt__parse_hex(s + 16, 16, lo))
+    return -1;
 #endif
   return (*hi | *lo) ? 0 : -1;
 }
 
 int mlt__parse_span_id(const char *s, uint64_t *id) {
   if (!s || strnlen(s, 17) != 16) return -1;
-  if (mlt__parse_hex(s, 16, id)) return -1;
+  const mlt__id_memo *m = &id_memo;
+  if (!memcmp(s, m->span, 16))
+    *id = m->sid;
+  else if (mlt__parse_hex(s, 16, id))
+    return -1;
   return *id ? 0 : -1;
 }
 

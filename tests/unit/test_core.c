@@ -405,6 +405,46 @@ TEST(client_end_trace_ends_open_children) {
   tu_done();
 }
 
+/* end_trace's one-pass path (mlt__span_client_end_root) and the general
+ * path it falls back to give the same answers. */
+TEST(client_end_trace_fast_and_general_agree) {
+  tu_init();
+  mlt_client_span a, b, bc, c;
+  /* a status set earlier (ERROR) is kept by a plain end_trace(OK) */
+  REQUIRE_EQ_INT(mlt_client_start_trace("a", MLT_SPAN_CHAIN, NULL, &a), MLT_OK);
+  REQUIRE_EQ_INT(mlt_span_set_status(a.span, MLT_STATUS_ERROR, "failed"), MLT_OK);
+  CHECK_EQ_INT(mlt_client_end_trace(a.trace_id, NULL, MLT_STATUS_OK, NULL), MLT_OK);
+  CHECK_EQ_INT(mlt_client_end_trace(a.trace_id, NULL, MLT_STATUS_OK, NULL), MLT_EENDED);
+  /* the root ended through its handle, a child still open: the trace is
+   * ended by id all the same (the child force-ended) */
+  REQUIRE_EQ_INT(mlt_client_start_trace("b", MLT_SPAN_CHAIN, NULL, &b), MLT_OK);
+  REQUIRE_EQ_INT(mlt_client_start_span(b.trace_id, b.span_id, "bc", MLT_SPAN_TOOL, NULL, &bc), MLT_OK);
+  CHECK_EQ_INT(mlt_span_end(b.span), MLT_OK);
+  CHECK_EQ_INT(mlt_client_end_trace(b.trace_id, NULL, MLT_STATUS_UNSET, NULL), MLT_OK);
+  CHECK_EQ_INT(mlt_client_end_span(bc.trace_id, bc.span_id, NULL, MLT_STATUS_OK, NULL), MLT_EENDED);
+  /* status UNSET, and an id whose low half is the root's span id: no trace */
+  REQUIRE_EQ_INT(mlt_client_start_trace("c", MLT_SPAN_CHAIN, NULL, &c), MLT_OK);
+  char fake[MLT_TRACE_ID_SIZE];
+  snprintf(fake, sizeof fake, "tr-%.16s%s", c.trace_id + 3, c.span_id);
+  int rc = mlt_client_end_trace(fake, NULL, MLT_STATUS_OK, NULL);
+  CHECK(rc == MLT_ENOTFOUND);
+  CHECK_EQ_INT(mlt_client_end_trace(c.trace_id, NULL, MLT_STATUS_UNSET, NULL), MLT_OK);
+  REQUIRE_EQ_INT(tu_flush_count(), 3);
+  cJSON *ta = NULL, *tb = NULL, *tc = NULL;
+  for (int i = 0; i < 3; i++) {
+    cJSON *t = tu_trace(i);
+    if (tu_span(t, "a")) ta = t;
+    if (tu_span(t, "b")) tb = t;
+    if (tu_span(t, "c")) tc = t;
+  }
+  REQUIRE(ta && tb && tc);
+  CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(tu_span(ta, "a"), "status"), "code"), "STATUS_CODE_ERROR");
+  CHECK_EQ_INT(tu_nspans(tb), 2);
+  CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(tu_span(tb, "bc"), "status"), "code"), "STATUS_CODE_ERROR");
+  CHECK_EQ_STR(tu_str(cJSON_GetObjectItem(tu_span(tc, "c"), "status"), "code"), "STATUS_CODE_OK");
+  tu_done();
+}
+
 /* ---- trace-level data ------------------------------------------------ */
 
 TEST(update_current_trace_and_limits) {
@@ -665,8 +705,17 @@ TEST(sampling_ratio_zero_and_disabled) {
     CHECK_EQ_INT(mlt_span_set_attr_int(c, "i", i), MLT_ENOTRECORDING);
   }
   CHECK(mlt_span_is_none(mlt_current_span()));
+  /* the client API: no ids, a handle that records nothing */
+  for (int i = 0; i < 10; i++) {
+    mlt_client_span cs;
+    CHECK_EQ_INT(mlt_client_start_trace("c", MLT_SPAN_CHAIN, NULL, &cs), MLT_ENOTRECORDING);
+    CHECK_EQ_STR(cs.trace_id, "");
+    CHECK_EQ_STR(cs.span_id, "");
+    CHECK_EQ_INT(mlt_span_is_recording(cs.span), 0);
+    CHECK_EQ_INT(mlt_span_set_attr_int(cs.span, "i", i), MLT_ENOTRECORDING);
+  }
   CHECK_EQ_INT(tu_flush_count(), 0);
-  CHECK_EQ_INT(tu_stats().traces_sampled_out, 100);
+  CHECK_EQ_INT(tu_stats().traces_sampled_out, 110);
   tu_done();
 
   o = tu_options();
@@ -1073,6 +1122,7 @@ static const tap_test tests[] = {
     TAP_ENTRY(parent_ended_before_children),
     TAP_ENTRY(client_api),
     TAP_ENTRY(client_end_trace_ends_open_children),
+    TAP_ENTRY(client_end_trace_fast_and_general_agree),
     TAP_ENTRY(update_current_trace_and_limits),
     TAP_ENTRY(update_trace_entries_are_capped),
     TAP_ENTRY(previews_truncated_to_1000_chars),

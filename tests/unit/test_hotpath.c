@@ -292,6 +292,147 @@ TEST(client_ids_any_case_and_malformed) {
   tu_done();
 }
 
+/* The ids a thread formatted last are remembered as text and compared
+ * instead of parsed (lib/util/util.c, id_memo): every edge of that memo
+ * gives what a full parse and lookup give. */
+static char *heap_copy(const char *s, size_t n) { /* exactly n bytes + NUL: over-reads are caught */
+  char *p = malloc(n + 1);
+  memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
+
+typedef struct memo_peer {
+  const char *end_tid; /* a trace id to end here (NULL: none) */
+  int end_rc;
+  mlt_client_span started; /* a trace started here (left open) */
+  int start_rc;
+} memo_peer;
+
+static void *memo_peer_main(void *p) {
+  memo_peer *m = p;
+  /* a fresh thread: the memo is empty; an all-zero id is still invalid */
+  char zero[MLT_TRACE_ID_SIZE] = "tr-00000000000000000000000000000000";
+  m->start_rc = mlt_client_end_trace(zero, NULL, MLT_STATUS_OK, NULL) == MLT_EINVAL ? 0 : -1;
+  if (m->end_tid) m->end_rc = mlt_client_end_trace(m->end_tid, NULL, MLT_STATUS_OK, NULL);
+  int rc = mlt_client_start_trace("peer", MLT_SPAN_CHAIN, NULL, &m->started);
+  if (m->start_rc == 0) m->start_rc = rc;
+  return NULL;
+}
+
+TEST(client_id_memo_edges) {
+  tu_init();
+  mlt_client_span a, c;
+  REQUIRE_EQ_INT(mlt_client_start_trace("a", MLT_SPAN_CHAIN, NULL, &a), MLT_OK);
+  /* ids shorter than 32 digits (and without the prefix), each in a block of
+   * its exact size, and one digit too many */
+  for (size_t n = 0; n < 35; n++) {
+    char *p = heap_copy(a.trace_id, n);
+    CHECK_EQ_INT(mlt_client_start_span(p, a.span_id, "c", MLT_SPAN_TOOL, NULL, &c), MLT_EINVAL);
+    free(p);
+    if (n < 32) {
+      p = heap_copy(a.trace_id + 3, n);
+      CHECK_EQ_INT(mlt_client_start_span(p, a.span_id, "c", MLT_SPAN_TOOL, NULL, &c), MLT_EINVAL);
+      free(p);
+    }
+    if (n < 16) {
+      p = heap_copy(a.span_id, n);
+      CHECK_EQ_INT(mlt_client_start_span(a.trace_id, p, "c", MLT_SPAN_TOOL, NULL, &c), MLT_EINVAL);
+      free(p);
+    }
+  }
+  char longer[64];
+  snprintf(longer, sizeof longer, "%s0", a.trace_id);
+  CHECK_EQ_INT(mlt_client_start_span(longer, a.span_id, "c", MLT_SPAN_TOOL, NULL, &c), MLT_EINVAL);
+  snprintf(longer, sizeof longer, "%s0", a.span_id);
+  CHECK_EQ_INT(mlt_client_start_span(a.trace_id, longer, "c", MLT_SPAN_TOOL, NULL, &c), MLT_EINVAL);
+  /* each digit changed: another id (not found) or not hex (invalid) --
+   * never the remembered one */
+  for (int i = 0; i < 32; i++) {
+    char *p = heap_copy(a.trace_id, 35);
+    p[3 + i] = p[3 + i] == '0' ? '1' : '0';
+    CHECK_EQ_INT(mlt_client_start_span(p, a.span_id, "c", MLT_SPAN_TOOL, NULL, &c), MLT_ENOTFOUND);
+    p[3 + i] = 'g';
+    CHECK_EQ_INT(mlt_client_start_span(p, a.span_id, "c", MLT_SPAN_TOOL, NULL, &c), MLT_EINVAL);
+    free(p);
+  }
+  for (int i = 0; i < 16; i++) {
+    char *p = heap_copy(a.span_id, 16);
+    p[i] = p[i] == '0' ? '1' : '0';
+    CHECK_EQ_INT(mlt_client_start_span(a.trace_id, p, "c", MLT_SPAN_TOOL, NULL, &c), MLT_ENOTFOUND);
+    p[i] = 'x';
+    CHECK_EQ_INT(mlt_client_start_span(a.trace_id, p, "c", MLT_SPAN_TOOL, NULL, &c), MLT_EINVAL);
+    free(p);
+  }
+  /* uppercase: the same ids (parsed, not remembered) */
+  char tid[MLT_TRACE_ID_SIZE], sid[MLT_SPAN_ID_SIZE];
+  memcpy(tid, a.trace_id, sizeof tid);
+  memcpy(sid, a.span_id, sizeof sid);
+  upper_hex(tid + 3);
+  upper_hex(sid);
+  mlt_client_span a1;
+  REQUIRE_EQ_INT(mlt_client_start_span(tid, sid, "upper", MLT_SPAN_TOOL, NULL, &a1), MLT_OK);
+  CHECK_EQ_STR(a1.trace_id, a.trace_id);
+  /* the memo now holds a1's ids (same trace id, the child's span id) */
+  CHECK_EQ_INT(mlt_client_end_span(a1.trace_id, a1.span_id, NULL, MLT_STATUS_OK, NULL), MLT_OK);
+  CHECK_EQ_INT(mlt_client_end_span(a1.trace_id, a1.span_id, NULL, MLT_STATUS_OK, NULL), MLT_EENDED);
+  /* another thread: its memo is its own; it ends this thread's trace by
+   * id, and starts one this thread ends by id */
+  memo_peer m = {.end_tid = a.trace_id};
+  pthread_t th;
+  REQUIRE(pthread_create(&th, NULL, memo_peer_main, &m) == 0);
+  pthread_join(th, NULL);
+  CHECK_EQ_INT(m.end_rc, MLT_OK);
+  REQUIRE_EQ_INT(m.start_rc, MLT_OK);
+  /* a's id is still the remembered one here: a is ended */
+  int rc = mlt_client_end_trace(a.trace_id, NULL, MLT_STATUS_OK, NULL);
+  CHECK(rc == MLT_EENDED || rc == MLT_ENOTFOUND);
+  CHECK_EQ_INT(mlt_client_start_span(a.trace_id, a.span_id, "late", MLT_SPAN_TOOL, NULL, &c), MLT_ENOTFOUND);
+  CHECK_EQ_INT(mlt_client_end_trace(m.started.trace_id, NULL, MLT_STATUS_OK, NULL), MLT_OK);
+  REQUIRE_EQ_INT(tu_flush_count(), 2);
+  /* slots and traces reused after the end: the old ids (remembered or not)
+   * reach nothing, the new ones their own trace */
+  for (int i = 0; i < 64; i++) {
+    mlt_client_span b;
+    REQUIRE_EQ_INT(mlt_client_start_trace("b", MLT_SPAN_CHAIN, NULL, &b), MLT_OK);
+    CHECK(strcmp(b.trace_id, a.trace_id) != 0);
+    CHECK_EQ_INT(mlt_client_end_trace(a.trace_id, NULL, MLT_STATUS_OK, NULL), MLT_ENOTFOUND);
+    CHECK_EQ_INT(mlt_client_start_span(m.started.trace_id, m.started.span_id, "x", MLT_SPAN_TOOL, NULL, &c),
+                 MLT_ENOTFOUND);
+    if (i & 1) { /* the remembered digits without the "tr-" prefix: parsed, the same trace */
+      CHECK_EQ_INT(mlt_client_end_trace(b.trace_id + 3, NULL, MLT_STATUS_OK, NULL), MLT_OK);
+      CHECK_EQ_INT(mlt_client_end_trace(b.trace_id, NULL, MLT_STATUS_OK, NULL), MLT_EENDED);
+      continue;
+    }
+    CHECK_EQ_INT(mlt_client_end_span(b.trace_id, b.span_id, NULL, MLT_STATUS_OK, NULL), MLT_OK);
+    rc = mlt_client_end_trace(b.trace_id, NULL, MLT_STATUS_OK, NULL);
+    CHECK(rc == MLT_EENDED || rc == MLT_ENOTFOUND);
+  }
+  REQUIRE_EQ_INT(tu_flush_count(), 66); /* counted since tu_init() */
+  /* the remembered root handle of an id whose slot was reused since (by
+   * spans that format no id): stale, so the id reaches nothing */
+  mlt_client_span d;
+  REQUIRE_EQ_INT(mlt_client_start_trace("d", MLT_SPAN_CHAIN, NULL, &d), MLT_OK);
+  CHECK_EQ_INT(mlt_span_end(d.span), MLT_OK);
+  REQUIRE_EQ_INT(tu_flush_count(), 67);
+  for (int i = 0; i < 8; i++) {
+    MLT_SPAN_SCOPE(s, "reuse", MLT_SPAN_CHAIN);
+    mlt_span_set_attr_int(s, "i", i);
+  }
+  rc = mlt_client_end_trace(d.trace_id, NULL, MLT_STATUS_OK, NULL);
+  CHECK(rc == MLT_EENDED || rc == MLT_ENOTFOUND);
+  /* an id formatted by mlt_span_get_trace_id (remembered without a root
+   * handle): ended by id all the same */
+  mlt_span e = mlt_span_start("e", MLT_SPAN_CHAIN);
+  char eid[MLT_TRACE_ID_SIZE];
+  REQUIRE_EQ_INT(mlt_span_get_trace_id(e, eid, sizeof eid), MLT_OK);
+  CHECK_EQ_INT(mlt_client_end_trace(eid, NULL, MLT_STATUS_OK, NULL), MLT_OK);
+  rc = mlt_span_end(e);
+  CHECK(rc == MLT_EENDED || rc == MLT_ESTALE);
+  REQUIRE_EQ_INT(tu_flush_count(), 76);
+  tu_done();
+}
+
 TEST(foreign_trace_ids_found_through_registry) {
   tu_init();
   mlt_context *remote = NULL;
@@ -498,6 +639,7 @@ static const tap_test tests[] = {TAP_ENTRY(literal_and_computed_keys_agree),
                                  TAP_ENTRY(function_scope_records_function_name),
                                  TAP_ENTRY(span_ids_unique_and_linked),
                                  TAP_ENTRY(client_ids_any_case_and_malformed),
+                                 TAP_ENTRY(client_id_memo_edges),
                                  TAP_ENTRY(foreign_trace_ids_found_through_registry),
                                  TAP_ENTRY(last_active_trace_id_across_threads),
                                  TAP_ENTRY(status_unset_reads_ok_after_end),
