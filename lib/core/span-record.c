@@ -36,7 +36,10 @@ char *mlt__log_reserve(mlt__span *s, size_t size) {
                 : k < 7 ? 1024 - sizeof(mlt__chunk) : ((size_t)c->cap + sizeof(mlt__chunk)) * 2 - sizeof(mlt__chunk);
   }
   if (cap > 65536 - sizeof(mlt__chunk)) cap = 65536 - sizeof(mlt__chunk);
-  if (cap < size) cap = size;
+  /* A record larger than the step: room for about as much again (a GenAI
+   * span's ~370 B inputs then share one chunk with its outputs instead of
+   * taking three), up to 1 KiB; a bigger value gets a chunk of its size. */
+  if (cap < size) cap = size <= 512 ? MLT_MIN(2 * size, (size_t)1024 - sizeof(mlt__chunk)) : size;
   if (cap > UINT32_MAX - 64) return NULL;
   mlt__tls *tls = mlt__tls_get();
   int k = mlt__chunk_class(cap);
