@@ -249,24 +249,24 @@ int mlt__attr_str_k(mlt_span h, uint64_t key8, size_t key_len, const char *value
   return MLT_OK;
 }
 
-int mlt__attr_i64_k(mlt_span h, uint64_t key8, size_t key_len, int64_t value) {
+/* An 8-byte value (|sub| I64 or F64) in place; 0 when the fast path cannot
+ * take it (the caller's slow path decides). */
+static MLT_ALWAYS_INLINE int attr_k_word(mlt_span h, uint64_t key8, size_t key_len, unsigned sub, const void *value) {
   mlt__chunk *c;
   uint32_t end;
-  char *v = attr_k_rec(h, key8, key_len, MLT__V_I64, 8, 0, &c, &end);
-  if (MLT_UNLIKELY(!v)) return attr_i64_k_slow(h, key8, key_len, value);
-  memcpy(v, &value, 8);
+  char *v = attr_k_rec(h, key8, key_len, sub, 8, 0, &c, &end);
+  if (MLT_UNLIKELY(!v)) return 0;
+  memcpy(v, value, 8);
   atomic_store_explicit(&c->used, end, memory_order_release);
-  return MLT_OK;
+  return 1;
+}
+
+int mlt__attr_i64_k(mlt_span h, uint64_t key8, size_t key_len, int64_t value) {
+  return attr_k_word(h, key8, key_len, MLT__V_I64, &value) ? MLT_OK : attr_i64_k_slow(h, key8, key_len, value);
 }
 
 int mlt__attr_f64_k(mlt_span h, uint64_t key8, size_t key_len, double value) {
-  mlt__chunk *c;
-  uint32_t end;
-  char *v = attr_k_rec(h, key8, key_len, MLT__V_F64, 8, 0, &c, &end);
-  if (MLT_UNLIKELY(!v)) return attr_f64_k_slow(h, key8, key_len, value);
-  memcpy(v, &value, 8);
-  atomic_store_explicit(&c->used, end, memory_order_release);
-  return MLT_OK;
+  return attr_k_word(h, key8, key_len, MLT__V_F64, &value) ? MLT_OK : attr_f64_k_slow(h, key8, key_len, value);
 }
 
 int mlt__attr_bool_k(mlt_span h, uint64_t key8, size_t key_len, int value) {

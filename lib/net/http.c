@@ -115,10 +115,9 @@ static int64_t base_latency(mlt__http *h, const char *url, int64_t took, int64_t
 }
 
 /* A success: additive increase, within the learned ceiling. */
-static void grow_window(mlt__http *h) {
+static void grow_window(mlt__http *h, int64_t now) {
   double max = (double)h->max_running;
   if (h->ceil_at_ns) {
-    int64_t now = mlt__mono_ns();
     if (now >= h->ceil_at_ns) { /* a cooldown without failure: one more */
       if (h->probing) h->cooldown_ns = MLT_MAX(h->cooldown_ns / 2, COOLDOWN_MIN_NS);
       h->ceiling += 1.0;
@@ -525,7 +524,7 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
     if (r->health) mlt__net_success(r->health);
     int64_t now = mlt__mono_ns(), took = now - r->sent_ns, base = base_latency(h, r->url, took, now);
     if (took <= 2 * base + LAT_SLACK_NS)
-      grow_window(h);
+      grow_window(h, now);
     else if (took > 4 * base + 10 * LAT_SLACK_NS) /* the server queues: fewer at once */
       h->window = MLT_MAX(h->window - 1.0 / h->window, 1.0);
     count(h, MLT__HTTP_N_BYTES, r->body.len);
