@@ -168,7 +168,7 @@ static long find_or_insert(void **arr, size_t *n, size_t *cap, size_t elem, size
   if (pos < *n && *(const long *)((char *)*arr + pos * elem) == index) return (long)pos;
   if (*n >= max) return -1;
   if (*n == *cap) {
-    size_t ncap = *cap ? *cap * 2 : 2;
+    size_t ncap = *cap ? *cap * 2 : 1; /* most streams have one choice */
     void *q = realloc(*arr, ncap * elem);
     if (!q) {
       *nomem = 1;

@@ -8,7 +8,8 @@
  * twice by the same search (O(n) for any split, including one byte per feed
  * and '\r'-only streams).  Comment lines are never copied.  Memory is bounded
  * by max_event_bytes: an event that would hold more is dropped up to its
- * blank line.
+ * blank line; between feeds the parser holds only what a split line or event
+ * still needs (and the last event id).
  */
 #include <mltrace/sse.h>
 
@@ -63,6 +64,15 @@ static int buf_append(sse_buf *b, const char *s, size_t n) {
   b->len += n;
   b->p[b->len] = '\0';
   return MLT_OK;
+}
+
+/* An empty buffer's memory goes back to malloc (between feeds: a stream
+ * waiting for its next read holds none; see mlt_sse_parser_feed()). */
+static void buf_release_empty(sse_buf *b) {
+  if (b->len || !b->p) return;
+  free(b->p);
+  b->p = NULL;
+  b->cap = 0;
 }
 
 static void buf_trim(sse_buf *b) {
@@ -255,6 +265,13 @@ int mlt_sse_parser_feed(mlt_sse_parser *p, const char *bytes, size_t len) {
     }
     if (rc) return stop(p, rc);
   }
+  /* Between reads a stream usually has no partial line or event: release
+   * the buffers then (a server relaying thousands of streams would otherwise
+   * hold a few hundred bytes per idle stream; one malloc per read with
+   * events costs far less than the read). */
+  buf_release_empty(&p->line);
+  buf_release_empty(&p->data);
+  buf_release_empty(&p->event);
   return MLT_OK;
 }
 
