@@ -16,8 +16,7 @@ static MLT_ALWAYS_INLINE int span_open_try(mlt_span h, mlt__span **out) {
   uint32_t idx = (uint32_t)h.id_ - 1;
   if (MLT_UNLIKELY(idx >= atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire))) return 0;
   mlt__span *s = &mlt__g_slots[idx];
-  if (MLT_UNLIKELY(atomic_load_explicit(&s->gs, memory_order_acquire) !=
-                   ((h.id_ & UINT64_C(0xFFFFFFFF00000000)) | MLT__S_OPEN)))
+  if (MLT_UNLIKELY(atomic_load_explicit(&s->gs, memory_order_acquire) != h.id_)) /* an open span's gs word is its handle */
     return 0;
   *out = s;
   return 1;

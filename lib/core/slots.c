@@ -128,7 +128,7 @@ static int add_chunk(void) {
     c[i].head.cap = MLT__INLINE_LOG;
     c[i].tail = &c[i].head;
     c[i].flags = MLT__SF_TEXT_ONLY;
-    atomic_init(&c[i].gs, MLT__GS(base, MLT__S_FREE));
+    atomic_init(&c[i].gs, MLT__GS_MAKE(base, MLT__S_FREE, first + i));
     /* reversed, so that low indices are handed out first */
     idx[i] = first + MLT__SLOT_CHUNK - 1 - i;
   }
@@ -227,7 +227,7 @@ void mlt__slot_release(mlt__span *s, mlt__tls *tls) {
   atomic_store_explicit(&s->head.used, 0, memory_order_relaxed);
   s->tail = &s->head;
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
-  atomic_store_explicit(&s->gs, MLT__GS(next_gen(MLT__GS_GEN(gs)), MLT__S_FREE), memory_order_release);
+  atomic_store_explicit(&s->gs, MLT__GS_MAKE(next_gen(MLT__GS_GEN(gs)), MLT__S_FREE, s->index), memory_order_release);
   if (tls) {
     if (tls->n_mag == MLT__MAG_SIZE) tls->n_mag -= (uint32_t)pool_put(tls->mag + BATCH, BATCH);
     if (MLT_LIKELY(tls->n_mag < MLT__MAG_SIZE)) tls->mag[tls->n_mag++] = s->index;

@@ -41,11 +41,20 @@
  * owner still held it, or ended by its owner after a forced finish missed it:
  * the owner frees the slot.  CLAIMED: ended, and taken by a forced finish for
  * export: the exporter frees the slot. */
-enum { MLT__S_FREE = 0, MLT__S_OPEN = 1, MLT__S_ENDED = 2, MLT__S_EXPIRED = 3, MLT__S_CLAIMED = 4 };
+enum { MLT__S_OPEN = 0, MLT__S_FREE = 1, MLT__S_ENDED = 2, MLT__S_EXPIRED = 3, MLT__S_CLAIMED = 4 };
 
-#define MLT__GS(gen, state) (((uint64_t)(gen) << 32) | (uint64_t)(state))
+/* The gs word: generation (high 32 bits), state (bits 28-31), slot index + 1
+ * (bits 0-27).  A handle is generation << 32 | index + 1, and OPEN is state
+ * 0, so an open span's gs word IS its handle: checking a handle against its
+ * slot is one compare (generation, state and index at once). */
+#define MLT__GS_STATE_SHIFT 28
+#define MLT__GS_STATE_MASK (UINT64_C(0xF) << MLT__GS_STATE_SHIFT)
+#define MLT__GS_MAKE(gen, state, index)                                                                        \
+  (((uint64_t)(gen) << 32) | ((uint64_t)(state) << MLT__GS_STATE_SHIFT) | (uint64_t)((uint32_t)(index) + 1u))
+/* The same slot and generation in another state. */
+#define MLT__GS_SET(gs, state) (((gs) & ~MLT__GS_STATE_MASK) | ((uint64_t)(state) << MLT__GS_STATE_SHIFT))
 #define MLT__GS_GEN(gs) ((uint32_t)((gs) >> 32))
-#define MLT__GS_STATE(gs) ((uint32_t)((gs)&0xff))
+#define MLT__GS_STATE(gs) ((uint32_t)((gs) >> MLT__GS_STATE_SHIFT) & 0xFu)
 
 /* Handles with special meaning. */
 #define MLT__H_NONREC_CUR UINT64_C(0xFFFFFFFFFFFFFFFF)  /* non-recording, current on thread */
@@ -239,6 +248,7 @@ static inline uint32_t mlt__lf_pop(_Atomic uint64_t *top, mlt__lf_next_fn next_o
  * a handle. */
 #define MLT__SLOT_CHUNK 1024u
 #define MLT__SLOT_MAX (1u << 26) /* slots reserved at most (fewer when the address space is short) */
+_Static_assert(MLT__SLOT_MAX < (1u << MLT__GS_STATE_SHIFT), "a slot index + 1 must fit below the gs word's state bits");
 extern mlt__span *mlt__g_slots;
 extern _Atomic uint32_t mlt__g_slots_n;
 
@@ -262,11 +272,13 @@ static inline mlt__span *mlt__span_open_fast(mlt_span h) {
   if (MLT_UNLIKELY(idx >= atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire))) return NULL;
   mlt__span *s = &mlt__g_slots[idx];
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_acquire);
-  if (MLT_UNLIKELY(gs != ((h.id_ & UINT64_C(0xFFFFFFFF00000000)) | MLT__S_OPEN))) return NULL;
+  if (MLT_UNLIKELY(gs != h.id_)) return NULL; /* an open span's gs word is its handle */
   return s;
 }
+/* The handle of slot |s| at gs word |gs| (any state). */
 static inline mlt_span mlt__span_handle(const mlt__span *s, uint64_t gs) {
-  mlt_span h = {((uint64_t)MLT__GS_GEN(gs) << 32) | (uint64_t)(s->index + 1)};
+  (void)s;
+  mlt_span h = {MLT__GS_SET(gs, MLT__S_OPEN)};
   return h;
 }
 

@@ -282,7 +282,7 @@ static mlt__span *clone_expired(mlt__span *s, mlt__trace *t, const char *message
                    {"exception.message", MLT_ATTR_STRING, {.s = message}, MLT_NTS}};
   mlt__append_event(c, "exception", c->end_ns, a, 2);
   uint64_t gs = atomic_load(&c->gs);
-  atomic_store(&c->gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_CLAIMED));
+  atomic_store(&c->gs, MLT__GS_SET(gs, MLT__S_CLAIMED));
   return c;
 }
 
@@ -315,11 +315,11 @@ int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, i
       uint64_t gs = atomic_load(&s->gs);
       uint32_t st = MLT__GS_STATE(gs);
       if (st == MLT__S_ENDED) {
-        if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_CLAIMED))) arr[n++] = s;
+        if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS_SET(gs, MLT__S_CLAIMED))) arr[n++] = s;
         else continue; /* the owner moved it: look again */
       } else if (st == MLT__S_OPEN) {
         mlt__span *c = clone_expired(s, t, message, now, end_ns);
-        if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_EXPIRED))) {
+        if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS_SET(gs, MLT__S_EXPIRED))) {
           if (c) arr[n++] = c;
           expired++;
         } else {
