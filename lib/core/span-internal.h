@@ -249,8 +249,8 @@ static inline uint32_t mlt__lf_pop(_Atomic uint64_t *top, mlt__lf_next_fn next_o
 #define MLT__SLOT_CHUNK 1024u
 #define MLT__SLOT_MAX (1u << 26) /* slots reserved at most (fewer when the address space is short) */
 _Static_assert(MLT__SLOT_MAX < (1u << MLT__GS_STATE_SHIFT), "a slot index + 1 must fit below the gs word's state bits");
-extern mlt__span *mlt__g_slots;
-extern _Atomic uint32_t mlt__g_slots_n;
+extern mlt__span *mlt__g_slots MLT__HIDDEN;
+extern _Atomic uint32_t mlt__g_slots_n MLT__HIDDEN;
 
 /* Slot |index| (taken from a magazine: always committed). */
 static inline mlt__span *mlt__slot_at(uint32_t index) { return &mlt__g_slots[index]; }
@@ -307,8 +307,15 @@ void mlt__slots_shutdown(void);
 mlt__tls *mlt__tls_get_slow(void);
 /* The pointer is only trusted when the thread's epoch matches the library's:
  * mlt_shutdown() frees every thread's state and bumps the epoch. */
-extern MLT_TLS mlt__tls *mlt__tls_ptr;
-extern MLT_TLS uint32_t mlt__tls_epoch;
+/* One thread-local object for both, so that a function finds them from one
+ * thread-pointer offset. */
+typedef struct mlt__tls_ref {
+  mlt__tls *ptr;
+  uint32_t epoch;
+} mlt__tls_ref;
+extern MLT_TLS mlt__tls_ref mlt__tls_here MLT__HIDDEN;
+#define mlt__tls_ptr (mlt__tls_here.ptr)
+#define mlt__tls_epoch (mlt__tls_here.epoch)
 static inline mlt__tls *mlt__tls_get(void) {
   if (MLT_LIKELY(mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed))) return mlt__tls_ptr;
   return mlt__tls_get_slow();
