@@ -39,7 +39,7 @@ static MLT_ALWAYS_INLINE void span_init_fields(mlt__span *s, mlt__trace *t, uint
 /* OPEN, with a release store: the fields and records above are visible to
  * whoever resolves the handle. */
 static MLT_ALWAYS_INLINE void span_publish_open(mlt__span *s, uint64_t gs) {
-  atomic_store_explicit(&s->gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_OPEN), memory_order_release);
+  atomic_store_explicit(&s->gs, MLT__GS_SET(gs, MLT__S_OPEN), memory_order_release);
 }
 
 void mlt__span_init(mlt__span *s, mlt__trace *t, uint64_t span_id, uint64_t parent_id, const char *name,
@@ -432,7 +432,7 @@ mlt_span mlt_current_span(void) {
 /* The output reducer over the span's chunks, at its end (outputs not set
  * explicitly).  The chunks themselves are recorded by span-stream.c. */
 static int run_reducer(mlt__span *s) {
-  size_t n = s->n_chunks, i = 0;
+  size_t n = s->ext->n_chunks, i = 0;
   const char **ptrs = malloc(n * sizeof *ptrs);
   size_t *lens = malloc(n * sizeof *lens);
   char **owned = calloc(n, sizeof *owned);
@@ -476,7 +476,7 @@ static int run_reducer(mlt__span *s) {
     i++;
   }
   size_t out_len = 0;
-  char *out = s->reducer(ptrs, lens, i, &out_len, s->reducer_ud);
+  char *out = s->ext->reducer(ptrs, lens, i, &out_len, s->ext->reducer_ud);
   rc = MLT_OK;
   if (out) {
     rc = mlt__append_value(s, MLT__R_OUTPUTS, MLT__V_JSON, NULL, 0, out, out_len, 0);
@@ -545,11 +545,11 @@ static MLT_ALWAYS_INLINE void end_leave(mlt__trace *t, int64_t now, mlt__tls *tl
 }
 
 /* A forced finish (timeout, shutdown, end_trace) that did not see span |s|
- * (generation |gen|) as ended leaves it to us: claim and free it; then the
+ * (gs word |gs|, any state) as ended leaves it to us: claim and free it; then the
  * trace's counter as usual. */
-static MLT_NOINLINE void end_after_forced(mlt__span *s, uint32_t gen, mlt__trace *t, int64_t now, mlt__tls *tls) {
-  uint64_t e2 = MLT__GS(gen, MLT__S_ENDED);
-  if (atomic_compare_exchange_strong(&s->gs, &e2, MLT__GS(gen, MLT__S_EXPIRED))) mlt__slot_release(s, mlt__tls_get());
+static MLT_NOINLINE void end_after_forced(mlt__span *s, uint64_t gs, mlt__trace *t, int64_t now, mlt__tls *tls) {
+  uint64_t e2 = MLT__GS_SET(gs, MLT__S_ENDED);
+  if (atomic_compare_exchange_strong(&s->gs, &e2, MLT__GS_SET(gs, MLT__S_EXPIRED))) mlt__slot_release(s, mlt__tls_get());
   end_leave(t, now, tls);
 }
 
@@ -560,20 +560,20 @@ static MLT_NOINLINE int end_reduced(mlt_span h, mlt__span *s, int64_t end_ns, in
  * rare cases (an output reducer to run, a forced finish under way) leave
  * through out-of-line functions, so that few values stay live across calls. */
 static MLT_ALWAYS_INLINE int end_open_ex(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now, int reduce) {
-  uint64_t gs = (h.id_ & UINT64_C(0xFFFFFFFF00000000)) | MLT__S_OPEN;
-  if (reduce && MLT_UNLIKELY(s->reducer != NULL) && s->n_chunks && !(s->flags & MLT__SF_OUTPUTS))
+  uint64_t gs = h.id_; /* the gs word of the open span */
+  if (reduce && MLT_UNLIKELY(s->ext != NULL) && s->ext->reducer && s->ext->n_chunks && !(s->flags & MLT__SF_OUTPUTS))
     return end_reduced(h, s, end_ns, now);
   mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
   s->end_ns = end_ns;
   uint64_t expect = gs;
-  if (MLT_UNLIKELY(!atomic_compare_exchange_strong_explicit(&s->gs, &expect, MLT__GS(MLT__GS_GEN(gs), MLT__S_ENDED),
+  if (MLT_UNLIKELY(!atomic_compare_exchange_strong_explicit(&s->gs, &expect, MLT__GS_SET(gs, MLT__S_ENDED),
                                                             memory_order_acq_rel, memory_order_acquire)))
     return MLT__GS_STATE(expect) == MLT__S_EXPIRED ? end_slow(h, s, expect) : MLT_EENDED;
   /* This thread's state, when it is of this library epoch (else NULL). */
   mlt__tls *tls = mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed) ? mlt__tls_ptr : NULL;
   if ((s->flags & MLT__SF_CURRENT) && tls && tls->cur.id_ == h.id_) tls->cur = s->saved_current;
   if (MLT_UNLIKELY(atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE))
-    end_after_forced(s, MLT__GS_GEN(gs), t, now, tls);
+    end_after_forced(s, gs, t, now, tls);
   else
     end_leave(t, now, tls);
   return MLT_OK;
@@ -795,7 +795,7 @@ static MLT_ALWAYS_INLINE int client_ids(mlt_span h, mlt_client_span *out) {
   mlt__span *s = mlt__slot_at((uint32_t)h.id_ - 1);
   mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
   if (MLT_UNLIKELY(t->flags & (MLT__TF_CONTINUATION | MLT__TF_REMOTE))) /* a foreign id: made reachable */
-    return mlt__span_ids(s, MLT__GS(h.id_ >> 32, MLT__S_OPEN), t, out->trace_id, out->span_id);
+    return mlt__span_ids(s, h.id_ /* open: gs == handle */, t, out->trace_id, out->span_id);
   mlt__format_ids(t->id_hi, t->id_lo, s->span_id, out->trace_id, out->span_id);
   return MLT_OK;
 }

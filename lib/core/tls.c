@@ -16,8 +16,7 @@
 #include <sys/random.h>
 #endif
 
-MLT_TLS mlt__tls *mlt__tls_ptr;
-MLT_TLS uint32_t mlt__tls_epoch;
+MLT_TLS mlt__tls_ref mlt__tls_here;
 
 /* ---- per-thread state ------------------------------------------------ */
 

@@ -274,15 +274,20 @@ static mlt__span *clone_expired(mlt__span *s, mlt__trace *t, const char *message
   }
   c->flags |= MLT__SF_CLONE;
   c->end_ns = end_ns ? MLT_MAX(end_ns, s->start_ns) : now;
-  c->n_links = s->n_links;
-  c->n_links_dropped = s->n_links_dropped;
+  if (s->ext && (s->ext->n_links || s->ext->n_links_dropped)) {
+    mlt__span_ext *x = mlt__span_ext_get(c);
+    if (x) {
+      x->n_links = s->ext->n_links;
+      x->n_links_dropped = s->ext->n_links_dropped;
+    }
+  }
   c->status = MLT_STATUS_ERROR;
   mlt__append_value(c, MLT__R_STATUS, MLT__V_STR, NULL, 0, message, strlen(message), MLT_STATUS_ERROR);
   mlt_attr a[2] = {{"exception.type", MLT_ATTR_STRING, {.s = "MlflowTracingException"}, MLT_NTS},
                    {"exception.message", MLT_ATTR_STRING, {.s = message}, MLT_NTS}};
   mlt__append_event(c, "exception", c->end_ns, a, 2);
   uint64_t gs = atomic_load(&c->gs);
-  atomic_store(&c->gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_CLAIMED));
+  atomic_store(&c->gs, MLT__GS_SET(gs, MLT__S_CLAIMED));
   return c;
 }
 
@@ -315,11 +320,11 @@ int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, i
       uint64_t gs = atomic_load(&s->gs);
       uint32_t st = MLT__GS_STATE(gs);
       if (st == MLT__S_ENDED) {
-        if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_CLAIMED))) arr[n++] = s;
+        if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS_SET(gs, MLT__S_CLAIMED))) arr[n++] = s;
         else continue; /* the owner moved it: look again */
       } else if (st == MLT__S_OPEN) {
         mlt__span *c = clone_expired(s, t, message, now, end_ns);
-        if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS(MLT__GS_GEN(gs), MLT__S_EXPIRED))) {
+        if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS_SET(gs, MLT__S_EXPIRED))) {
           if (c) arr[n++] = c;
           expired++;
         } else {
@@ -357,7 +362,7 @@ void mlt__traces_reap(int64_t now_ns, int all) {
            (double)timeout / 1e9);
   uint32_t n = atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire);
   for (uint32_t k = 0; k < n; k++) {
-    mlt__span *s = mlt__slot_at(k);
+    mlt__span *s = &mlt__g_slots[k];
     uint64_t gs = atomic_load_explicit(&s->gs, memory_order_acquire);
     uint32_t st = MLT__GS_STATE(gs);
     if (st != MLT__S_OPEN && st != MLT__S_ENDED) continue;

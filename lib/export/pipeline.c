@@ -222,6 +222,13 @@ static void drop_trace(mlt__trace *t, uint32_t n, int over_count) {
 
 #define WAKE_TRACES 256 /* queued traces at which producers wake the export thread */
 
+/* queue_depth() for the hand-off: relaxed loads, and negative when the
+ * export thread took a trace between them. */
+static MLT_ALWAYS_INLINE int64_t depth_relaxed(void) {
+  uint64_t e = atomic_load_explicit(&g_enqueued, memory_order_relaxed);
+  return (int64_t)(e - atomic_load_explicit(&g_dequeued, memory_order_relaxed));
+}
+
 /* The app thread's hand-off of a finished trace.  Kept short: the bounds
  * are checked against plain loads; traces_finished is not counted here (it is
  * g_enqueued plus the drops, see snapshot_stats()) and the bytes' peak is
@@ -237,9 +244,9 @@ void mlt__pipeline_enqueue(mlt__trace *t) {
     drop_trace(t, n, 0);
     return;
   }
-  uint64_t e = atomic_load_explicit(&g_enqueued, memory_order_relaxed);
-  uint64_t depth = e - atomic_load_explicit(&g_dequeued, memory_order_relaxed);
-  if (MLT_UNLIKELY(g_qmax_traces && (int64_t)depth >= (int64_t)g_qmax_traces)) {
+  /* The trace bound is off unless MLflow's variable sets it: the depth is
+   * read only then (and when the export thread sleeps, below). */
+  if (MLT_UNLIKELY(g_qmax_traces != 0) && depth_relaxed() >= (int64_t)g_qmax_traces) {
     drop_trace(t, n, 1);
     return;
   }
@@ -249,7 +256,7 @@ void mlt__pipeline_enqueue(mlt__trace *t) {
   qpush(t);
   if (MLT_UNLIKELY(atomic_load_explicit(&g_sleeping, memory_order_acquire)) &&
       !atomic_load_explicit(&g_wake_sent, memory_order_relaxed) &&
-      (depth + 1 >= WAKE_TRACES || cur >= g_wake_bytes) && !atomic_exchange(&g_wake_sent, 1))
+      (depth_relaxed() >= WAKE_TRACES || cur >= g_wake_bytes) && !atomic_exchange(&g_wake_sent, 1))
     pipeline_wakeup();
 }
 

@@ -25,6 +25,10 @@
 #define MLT_ALWAYS_INLINE inline __attribute__((always_inline))
 #define MLT_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define MLT_TLS __thread __attribute__((tls_model("initial-exec")))
+/* On a declaration of a library-internal variable: the compiler then
+ * addresses it directly instead of through the GOT (-fvisibility=hidden
+ * covers definitions only). */
+#define MLT_INTERNAL_VAR __attribute__((visibility("hidden")))
 
 #define MLT_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MLT_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -83,7 +87,7 @@ uint64_t mlt__rand64(void);
  * they look random, never repeat among live spans, and a client API call by
  * id finds its span by inverting the permutation, with no registry.  0 maps
  * to 0, so no valid handle gives a 0 id.  (util.c) */
-extern uint64_t mlt__g_idkey[3];
+extern uint64_t mlt__g_idkey[3] MLT_INTERNAL_VAR;
 void mlt__idkeys_init(void);
 static inline uint64_t mlt__idmix(uint64_t x) {
   x *= UINT64_C(0xd6e8feb86659fd93);
@@ -124,7 +128,7 @@ typedef struct mlt__id_memo {
   uint64_t root; /* the root's handle when the client root start formatted the trace id, else 0: a hint,
                     checked like any handle */
 } mlt__id_memo;
-extern MLT_TLS mlt__id_memo mlt__g_id_memo;
+extern MLT_TLS mlt__id_memo mlt__g_id_memo MLT_INTERNAL_VAR;
 /* 1, the value and the root hint (or 0) when |s| is "tr-" + the 32 digits
  * this thread formatted last, else 0 (then parse it; an all-zero id is
  * never remembered from a trace and is refused by the parse).  No read

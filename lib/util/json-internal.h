@@ -42,7 +42,7 @@ void mlt__buf_u64(mlt__buf *b, uint64_t v);
 char *mlt__wr_u64(char *o, uint64_t v);
 /* Exactly 8 decimal digits of v < 10^8 at p (leading zeros kept). */
 void mlt__digits8(uint32_t v, char *p);
-extern const char mlt__digits2[201]; /* "00" "01" .. "99" */
+extern const char mlt__digits2[201] MLT_INTERNAL_VAR; /* "00" "01" .. "99" */
 static inline void mlt__digits8_inline(uint32_t v, char *p) {
   uint32_t a = v / 10000, b = v % 10000;
   memcpy(p, mlt__digits2 + 2 * (a / 100), 2);
