@@ -18,28 +18,33 @@ char *mlt__log_reserve(mlt__span *s, size_t size) {
   mlt__chunk *c = s->tail;
   uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
   if (MLT_LIKELY(c->cap - used >= size)) return mlt__chunk_data(c) + used;
-  /* Chunk sizes (each a whole size class): 128 B, 256 B, 512 B, then
-   * 1 KiB four times, then doubling up to 64 KiB.  Most logs end within a
-   * few KiB, and a span holds its chunks until the trace is exported: many
-   * small spans outgrow the slot's inline log by a few records (a 512 B
-   * first chunk held 8 B of a C10k retrieval span), and doubling from the
-   * start left up to half of a typical LLM span's log empty. */
+  /* Chunk sizes (each a whole size class): 128 B, 256 B, then 512 B five
+   * times, then doubling up to 64 KiB.  Most logs end within a few KiB, and
+   * a span holds its chunks until the trace is exported, the last one
+   * partly empty: many small spans outgrow the slot's inline log by a few
+   * records (a 512 B first chunk held 8 B of a C10k retrieval span), and a
+   * streamed LLM span's log (~1.8 KB of records: inputs, then ~40 B per
+   * chunk event) took 3 KiB of chunks with 1 KiB steps, 2 KiB with 512 B. */
   size_t cap;
-  if (c == &s->head) {
+  int first = c == &s->head;
+  if (first) {
     cap = 128 - sizeof(mlt__chunk);
   } else {
     int k = 0; /* heap chunks so far */
     for (const mlt__chunk *x = atomic_load_explicit(&s->head.next, memory_order_relaxed); x && k < 7;
          x = atomic_load_explicit(&x->next, memory_order_relaxed))
       k++;
-    cap = k < 3 ? ((size_t)128 << k) - sizeof(mlt__chunk)
-                : k < 7 ? 1024 - sizeof(mlt__chunk) : ((size_t)c->cap + sizeof(mlt__chunk)) * 2 - sizeof(mlt__chunk);
+    cap = k < 2 ? ((size_t)128 << k) - sizeof(mlt__chunk)
+                : k < 7 ? 512 - sizeof(mlt__chunk) : ((size_t)c->cap + sizeof(mlt__chunk)) * 2 - sizeof(mlt__chunk);
   }
   if (cap > 65536 - sizeof(mlt__chunk)) cap = 65536 - sizeof(mlt__chunk);
-  /* A record larger than the step: room for about as much again (a GenAI
-   * span's ~370 B inputs then share one chunk with its outputs instead of
-   * taking three), up to 1 KiB; a bigger value gets a chunk of its size. */
-  if (cap < size) cap = size <= 512 ? MLT_MIN(2 * size, (size_t)1024 - sizeof(mlt__chunk)) : size;
+  /* A record larger than the step.  In the first heap chunk: room for about
+   * as much again (a GenAI span's ~370 B inputs then share one chunk with
+   * its outputs instead of taking three), up to 1 KiB; later (a log that
+   * keeps growing, like a stream's chunk events): a chunk of its size class,
+   * whose slack the next records fill.  A bigger value gets a chunk of its
+   * size. */
+  if (cap < size) cap = first && size <= 512 ? MLT_MIN(2 * size, (size_t)1024 - sizeof(mlt__chunk)) : size;
   if (cap > UINT32_MAX - 64) return NULL;
   mlt__tls *tls = mlt__tls_get();
   int k = mlt__chunk_class(cap);
