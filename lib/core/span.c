@@ -751,7 +751,7 @@ static MLT_ALWAYS_INLINE int client_end_root(uint64_t hi, uint64_t lo, uint64_t 
   int64_t now = mlt__now_ns();
   mlt__span *s;
   if (MLT_UNLIKELY(!span_open_try(h, &s))) return MLT__CLIENT_SLOW;
-  mlt__trace *t = mlt__trace_acquire_from_span(s, (uint32_t)(h.id_ >> 32));
+  mlt__trace *t = mlt__trace_acquire_open(s, h);
   if (MLT_UNLIKELY(!t)) return MLT__CLIENT_SLOW;
   if (MLT_UNLIKELY(t->id_hi != hi || t->id_lo != lo || t->root.id_ != h.id_ ||
                    atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE)) {
