@@ -149,9 +149,8 @@ int mlt__client_start_trace_general(const char *name, mlt_span_type type, const 
 
 /* The common root start in one frame in span.c (which comes back to the
  * general path above for anything else). */
-int mlt_client_start_trace(const char *name, mlt_span_type type, const char *inputs_json, mlt_client_span *out) {
-  return mlt__span_client_start_trace(name, type, inputs_json, out);
-}
+/* mlt_client_start_trace() and mlt_client_end_trace() are defined in
+ * lib/core/span.c (aliases of its client fast paths). */
 
 int mlt_client_start_trace_with(const char *name, mlt_span_type type, const char *inputs_json,
                                 const mlt_span_options *so, mlt_client_span *out) {
@@ -266,11 +265,6 @@ int mlt__client_end_trace_general(const char *trace_id, const char *outputs_json
 
 /* The id this thread was just given: one pass in span.c (which comes back
  * to the general path above for anything else). */
-int mlt_client_end_trace(const char *trace_id, const char *outputs_json, mlt_span_status status,
-                         const char *status_message) {
-  return mlt__span_client_end_trace(trace_id, outputs_json, status, status_message);
-}
-
 int mlt_client_end_trace_at(const char *trace_id, const char *outputs_json, mlt_span_status status,
                             const char *status_message, int64_t end_ns) {
   return end_trace(trace_id, outputs_json, status, status_message, end_ns);

@@ -383,6 +383,23 @@ static inline mlt__trace *mlt__trace_acquire_from_span(mlt__span *s, uint32_t ge
   }
   return t;
 }
+/* mlt__trace_acquire_from_span() for a span seen OPEN under handle |h|:
+ * after the reference is taken, the span must still be open under |h| (its
+ * gs word is the handle), and an open span's trace pointer does not change
+ * (NULL: it ended or moved on; the caller's general path decides). */
+static inline mlt__trace *mlt__trace_acquire_open(mlt__span *s, mlt_span h) {
+  mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_acquire);
+  if (MLT_UNLIKELY(!t)) return NULL;
+  int32_t r = atomic_load_explicit(&t->refs, memory_order_relaxed);
+  do {
+    if (r <= 0) return NULL;
+  } while (!atomic_compare_exchange_weak(&t->refs, &r, r + 1));
+  if (MLT_UNLIKELY(atomic_load(&s->gs) != h.id_)) {
+    mlt__trace_unref(t);
+    return NULL;
+  }
+  return t;
+}
 /* Try to add one to the open counter (joining a span or a hold). */
 int mlt__trace_join(mlt__trace *t);
 /* Drop one from the open counter; finishes the trace at zero (|now|: the

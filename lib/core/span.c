@@ -751,7 +751,7 @@ static MLT_ALWAYS_INLINE int client_end_root(uint64_t hi, uint64_t lo, uint64_t 
   int64_t now = mlt__now_ns();
   mlt__span *s;
   if (MLT_UNLIKELY(!span_open_try(h, &s))) return MLT__CLIENT_SLOW;
-  mlt__trace *t = mlt__trace_acquire_from_span(s, (uint32_t)(h.id_ >> 32));
+  mlt__trace *t = mlt__trace_acquire_open(s, h);
   if (MLT_UNLIKELY(!t)) return MLT__CLIENT_SLOW;
   if (MLT_UNLIKELY(t->id_hi != hi || t->id_lo != lo || t->root.id_ != h.id_ ||
                    atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE)) {
@@ -777,7 +777,10 @@ int mlt__span_client_end_trace(const char *trace_id, const char *outputs_json, m
                                const char *message) {
   uint64_t hi, lo, root;
   int rc;
-  if (MLT_LIKELY(!outputs_json && !message && (unsigned)status < MLT_STATUS_ERROR && mlt__running() &&
+  /* No check of the library's state: after mlt_shutdown() the slot table is
+   * empty (no key is below its bound), so client_end_root() finds no span
+   * and the general path answers. */
+  if (MLT_LIKELY(!outputs_json && !message && (unsigned)status < MLT_STATUS_ERROR &&
                  mlt__trace_id_memo(trace_id, &hi, &lo, &root)) &&
       MLT_LIKELY((rc = client_end_root(hi, lo, root, status)) != MLT__CLIENT_SLOW))
     return rc;
@@ -838,7 +841,9 @@ int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *pare
 int mlt__span_client_start_trace(const char *name, mlt_span_type type, const char *inputs_json,
                                  mlt_client_span *out) {
   if (MLT_UNLIKELY(inputs_json != NULL)) return mlt__client_start_trace_general(name, type, inputs_json, out);
-  if (MLT_LIKELY(out && name && mlt__running() && enabled_now())) {
+  /* The enabled flag is set only while the library runs (pipeline.c), so it
+   * stands for both, as in the block scope's start. */
+  if (MLT_LIKELY(out && name && enabled_now())) {
     mlt__tls *tls = mlt__tls_get();
     if (MLT_LIKELY(tls && !tls->scope && tls->tfree != NULL && tls->n_mag != 0)) {
       size_t name_len = strlen(name);
@@ -855,6 +860,13 @@ int mlt__span_client_start_trace(const char *name, mlt_span_type type, const cha
   }
   return mlt__client_start_trace_general(name, type, inputs_json, out);
 }
+
+/* The public client API's trace start and end are these functions under
+ * their public names (<mltrace/trace.h>): no extra call between them. */
+int mlt_client_start_trace(const char *name, mlt_span_type type, const char *inputs_json, mlt_client_span *out)
+    __attribute__((alias("mlt__span_client_start_trace")));
+int mlt_client_end_trace(const char *trace_id, const char *outputs_json, mlt_span_status status,
+                         const char *status_message) __attribute__((alias("mlt__span_client_end_trace")));
 
 int mlt__span_client_start_with(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out,
                                 const mlt__start_opts *x) {

@@ -219,8 +219,7 @@ typedef struct mlt__span {
 } mlt__span;
 _Static_assert(sizeof(mlt__span) == 224, "a span slot is 224 bytes (memory per open span)");
 
-/* The extension's counters of a span (0 without one). */
-static inline uint32_t mlt__span_n_chunks(const mlt__span *s) { return s->ext ? s->ext->n_chunks : 0; }
+/* Links over the limit, counted only (0 without an extension). */
 static inline uint32_t mlt__span_links_dropped(const mlt__span *s) { return s->ext ? s->ext->n_links_dropped : 0; }
 
 /* ---- traces ---------------------------------------------------------- */

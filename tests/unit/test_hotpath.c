@@ -633,6 +633,49 @@ TEST(token_usage_sums_out_of_int64_range) {
   tu_done();
 }
 
+/* A handle names its slot by key (the slot's offset in 32-byte units): one
+ * whose key points inside a slot, with a live span's generation, reaches
+ * nothing -- setters, end, status and ids refuse it and the span is intact;
+ * and the client fast paths, which skip the library-state check, answer
+ * after mlt_shutdown() and after a new mlt_init() without touching the old
+ * table. */
+TEST(handles_inside_a_slot_and_client_after_shutdown) {
+  tu_init();
+  mlt_span s = mlt_span_start("s", MLT_SPAN_CHAIN);
+  REQUIRE(s.id_ != 0);
+  for (uint64_t d = 1; d < 7; d++) {
+    mlt_span bad = {s.id_ + d};
+    CHECK(mlt_span_set_attr_int(bad, "k", 1) != MLT_OK);
+    CHECK(mlt_span_set_attr_str(bad, "k", "v") != MLT_OK);
+    CHECK(mlt_span_end(bad) != MLT_OK);
+    CHECK_EQ_INT(mlt_span_is_recording(bad), 0);
+    char id[MLT_TRACE_ID_SIZE];
+    CHECK(mlt_span_get_trace_id(bad, id, sizeof id) != MLT_OK);
+    mlt_span bad2 = {s.id_ - d};
+    CHECK(mlt_span_end(bad2) != MLT_OK);
+  }
+  CHECK_EQ_INT(mlt_span_is_recording(s), 1);
+  CHECK_EQ_INT(mlt_span_end(s), MLT_OK);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *sp = tu_span(tu_trace(0), "s");
+  REQUIRE(sp != NULL);
+  CHECK(tu_attr(sp, "k") == NULL);
+
+  mlt_client_span a;
+  REQUIRE_EQ_INT(mlt_client_start_trace("a", MLT_SPAN_CHAIN, NULL, &a), MLT_OK);
+  tu_done();
+  /* the memo still holds a's id and root handle */
+  CHECK(mlt_client_end_trace(a.trace_id, NULL, MLT_STATUS_OK, NULL) != MLT_OK);
+  mlt_client_span b;
+  CHECK(mlt_client_start_trace("b", MLT_SPAN_CHAIN, NULL, &b) != MLT_OK);
+  tu_init();
+  CHECK(mlt_client_end_trace(a.trace_id, NULL, MLT_STATUS_OK, NULL) != MLT_OK);
+  REQUIRE_EQ_INT(mlt_client_start_trace("c", MLT_SPAN_CHAIN, NULL, &b), MLT_OK);
+  CHECK_EQ_INT(mlt_client_end_trace(b.trace_id, NULL, MLT_STATUS_OK, NULL), MLT_OK);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  tu_done();
+}
+
 static const tap_test tests[] = {TAP_ENTRY(literal_and_computed_keys_agree),
                                  TAP_ENTRY(null_key_and_value_rejected),
                                  TAP_ENTRY(fast_path_values_still_truncated),
@@ -646,6 +689,7 @@ static const tap_test tests[] = {TAP_ENTRY(literal_and_computed_keys_agree),
                                  TAP_ENTRY(values_past_the_inline_log),
                                  TAP_ENTRY(spans_ordered_parents_first),
                                  TAP_ENTRY(token_usage_sums_out_of_int64_range),
+                                 TAP_ENTRY(handles_inside_a_slot_and_client_after_shutdown),
                                  TAP_END};
 
 int main(int argc, char **argv) { return tap_main(argc, argv, tests); }
