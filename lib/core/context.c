@@ -63,15 +63,12 @@ mlt_context *mlt_context_capture(mlt_span h) {
   mlt__span *s = mlt__span_get(h, &gs);
   if (!s) return NULL;
   int open = MLT__GS_STATE(gs) == MLT__S_OPEN;
-  if (open && s->ext && s->ext->ctx && s->ext->ctx->scope == sc) return mlt_context_retain(s->ext->ctx);
+  if (open && s->ctx && s->ctx->scope == sc) return mlt_context_retain(s->ctx);
   mlt__trace *t = mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
   if (!t) return NULL;
   mlt_context *c = with_scope(mlt__context_new(t, t->id_hi, t->id_lo, s->span_id, MLT__CF_SAMPLED), sc);
   /* Cache it on an open span (owner thread): later captures are free. */
-  if (c && open) {
-    mlt__span_ext *x = mlt__span_ext_get(s);
-    if (x && !x->ctx) x->ctx = mlt_context_retain(c);
-  }
+  if (c && open && !s->ctx) s->ctx = mlt_context_retain(c);
   return c;
 }
 

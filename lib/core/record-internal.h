@@ -13,9 +13,9 @@
  * (1), or 0 (not open, stale, NONE or non-recording).  The slot address is
  * never NULL, so the callers test one condition. */
 static MLT_ALWAYS_INLINE int span_open_try(mlt_span h, mlt__span **out) {
-  uint32_t key = (uint32_t)h.id_ - 1;
-  if (MLT_UNLIKELY(key >= atomic_load_explicit(&mlt__g_slot_keys, memory_order_acquire))) return 0;
-  mlt__span *s = mlt__slot_at(key);
+  uint32_t idx = (uint32_t)h.id_ - 1;
+  if (MLT_UNLIKELY(idx >= atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire))) return 0;
+  mlt__span *s = &mlt__g_slots[idx];
   if (MLT_UNLIKELY(atomic_load_explicit(&s->gs, memory_order_acquire) != h.id_)) /* an open span's gs word is its handle */
     return 0;
   *out = s;

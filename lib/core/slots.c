@@ -3,10 +3,10 @@
  * Slots live in one reserved address range, committed 1024 slots at a time
  * and never released while the library runs, so a stale handle can always be
  * checked against its slot's generation, and a slot's address is the table's
- * base plus its key (its offset in 32-byte units, see span-internal.h).
- * Free slot keys circulate through per-thread magazines (no lock, no
+ * base plus its index.
+ * Free slot indices circulate through per-thread magazines (no lock, no
  * atomic operation on the hot path) and a global pool of batches of
- * MLT__MAG_SIZE / 2 keys, a lock-free stack that magazines refill from and
+ * MLT__MAG_SIZE / 2 indices, a lock-free stack that magazines refill from and
  * spill to: one compare-and-swap per 128 spans.  Only growing the table (a
  * new chunk of slots) takes a mutex.
  *
@@ -22,7 +22,6 @@
 
 mlt__span *mlt__g_slots;
 _Atomic uint32_t mlt__g_slots_n;
-_Atomic uint32_t mlt__g_slot_keys;
 static size_t g_slots_reserved; /* slots the reserved range holds */
 static size_t g_slots_bytes;    /* its size */
 
@@ -125,17 +124,16 @@ static int add_chunk(void) {
   uint32_t first = n_chunks * MLT__SLOT_CHUNK;
   uint32_t idx[MLT__SLOT_CHUNK];
   for (uint32_t i = 0; i < MLT__SLOT_CHUNK; i++) {
-    c[i].key = mlt__slot_key(first + i);
+    c[i].index = first + i;
     c[i].head.cap = MLT__INLINE_LOG;
     c[i].tail = &c[i].head;
     c[i].flags = MLT__SF_TEXT_ONLY;
-    atomic_init(&c[i].gs, MLT__GS_MAKE(base, MLT__S_FREE, c[i].key));
-    /* reversed, so that low keys are handed out first */
-    idx[i] = mlt__slot_key(first + MLT__SLOT_CHUNK - 1 - i);
+    atomic_init(&c[i].gs, MLT__GS_MAKE(base, MLT__S_FREE, first + i));
+    /* reversed, so that low indices are handed out first */
+    idx[i] = first + MLT__SLOT_CHUNK - 1 - i;
   }
   n_chunks++;
   atomic_store_explicit(&mlt__g_slots_n, n_chunks * MLT__SLOT_CHUNK, memory_order_release);
-  atomic_store_explicit(&mlt__g_slot_keys, mlt__slot_key(n_chunks * MLT__SLOT_CHUNK), memory_order_release);
   pool_put_ex(idx, MLT__SLOT_CHUNK, 1);
   return 0;
 }
@@ -184,11 +182,6 @@ mlt__span *mlt__slot_alloc(mlt__tls *tls) {
   return mlt__slot_at(idx);
 }
 
-mlt__span_ext *mlt__span_ext_get(mlt__span *s) {
-  if (MLT_LIKELY(s->ext != NULL)) return s->ext;
-  return s->ext = calloc(1, sizeof *s->ext);
-}
-
 void mlt__slots_put_indices(const uint32_t *idx, size_t n) { pool_put(idx, n); }
 
 void mlt__span_free_payload(mlt__span *s, mlt__tls *tls) {
@@ -216,29 +209,30 @@ void mlt__span_free_payload(mlt__span *s, mlt__tls *tls) {
 
 void mlt__slot_release(mlt__span *s, mlt__tls *tls) {
   mlt__span_free_payload(s, tls);
-  if (s->ext) {
-    if (s->ext->ctx) mlt_context_release(s->ext->ctx);
-    free(s->ext);
-    s->ext = NULL;
+  if (s->ctx) {
+    mlt_context_release(s->ctx);
+    s->ctx = NULL;
   }
   /* Clean, so that the next start writes only what differs. */
   s->status = MLT_STATUS_UNSET;
   s->flags = MLT__SF_TEXT_ONLY;
   atomic_store_explicit(&s->is_root, 0, memory_order_relaxed);
   s->end_ns = 0;
-  s->n_events = s->n_events_dropped = 0;
+  s->n_events = s->n_events_dropped = s->n_chunks = 0;
+  s->n_links = s->n_links_dropped = 0;
+  s->reducer = NULL;
   s->parent_id = 0;
   s->next = NULL;
   s->saved_current.id_ = 0;
   atomic_store_explicit(&s->head.used, 0, memory_order_relaxed);
   s->tail = &s->head;
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
-  atomic_store_explicit(&s->gs, MLT__GS_MAKE(next_gen(MLT__GS_GEN(gs)), MLT__S_FREE, s->key), memory_order_release);
+  atomic_store_explicit(&s->gs, MLT__GS_MAKE(next_gen(MLT__GS_GEN(gs)), MLT__S_FREE, s->index), memory_order_release);
   if (tls) {
     if (tls->n_mag == MLT__MAG_SIZE) tls->n_mag -= (uint32_t)pool_put(tls->mag + BATCH, BATCH);
-    if (MLT_LIKELY(tls->n_mag < MLT__MAG_SIZE)) tls->mag[tls->n_mag++] = s->key;
+    if (MLT_LIKELY(tls->n_mag < MLT__MAG_SIZE)) tls->mag[tls->n_mag++] = s->index;
   } else {
-    pool_put(&s->key, 1);
+    pool_put(&s->index, 1);
   }
 }
 
@@ -250,7 +244,6 @@ void mlt__slots_atfork_child(void) {
   mlt__g_slots = NULL;
   g_slots_reserved = g_slots_bytes = 0;
   atomic_store(&mlt__g_slots_n, 0);
-  atomic_store(&mlt__g_slot_keys, 0);
   for (uint32_t i = 0; i < SB_MAX_BLOCKS; i++) {
     mlt__forget(atomic_load_explicit(&sb_blocks[i], memory_order_relaxed));
     atomic_store_explicit(&sb_blocks[i], NULL, memory_order_relaxed);
@@ -263,18 +256,13 @@ void mlt__slots_atfork_child(void) {
 void mlt__slots_shutdown(void) {
   pthread_mutex_lock(&grow_mu);
   atomic_store(&mlt__g_slots_n, 0);
-  atomic_store(&mlt__g_slot_keys, 0);
   for (size_t i = 0; i < (size_t)n_chunks * MLT__SLOT_CHUNK; i++) {
     /* Spans still allocated were abandoned (e.g. expired and never ended by
      * their owner): free their log chunks too. */
     mlt__span *c = &mlt__g_slots[i];
     if (MLT__GS_STATE(atomic_load(&c->gs)) == MLT__S_FREE) continue;
     mlt__span_free_payload(c, NULL);
-    if (c->ext) {
-      if (c->ext->ctx) mlt_context_release(c->ext->ctx);
-      free(c->ext);
-      c->ext = NULL;
-    }
+    if (c->ctx) mlt_context_release(c->ctx);
   }
   if (mlt__g_slots) munmap(mlt__g_slots, g_slots_bytes);
   mlt__g_slots = NULL;

@@ -43,15 +43,14 @@
  * export: the exporter frees the slot. */
 enum { MLT__S_OPEN = 0, MLT__S_FREE = 1, MLT__S_ENDED = 2, MLT__S_EXPIRED = 3, MLT__S_CLAIMED = 4 };
 
-/* The gs word: generation (high 32 bits), state (bits 28-31), slot key + 1
- * (bits 0-27; the key is the slot's offset in the table, see below).  A
- * handle is generation << 32 | key + 1, and OPEN is state 0, so an open
- * span's gs word IS its handle: checking a handle against its slot is one
- * compare (generation, state and slot at once). */
+/* The gs word: generation (high 32 bits), state (bits 28-31), slot index + 1
+ * (bits 0-27).  A handle is generation << 32 | index + 1, and OPEN is state
+ * 0, so an open span's gs word IS its handle: checking a handle against its
+ * slot is one compare (generation, state and index at once). */
 #define MLT__GS_STATE_SHIFT 28
 #define MLT__GS_STATE_MASK (UINT64_C(0xF) << MLT__GS_STATE_SHIFT)
-#define MLT__GS_MAKE(gen, state, key)                                                                          \
-  (((uint64_t)(gen) << 32) | ((uint64_t)(state) << MLT__GS_STATE_SHIFT) | (uint64_t)((uint32_t)(key) + 1u))
+#define MLT__GS_MAKE(gen, state, index)                                                                        \
+  (((uint64_t)(gen) << 32) | ((uint64_t)(state) << MLT__GS_STATE_SHIFT) | (uint64_t)((uint32_t)(index) + 1u))
 /* The same slot and generation in another state. */
 #define MLT__GS_SET(gs, state) (((gs) & ~MLT__GS_STATE_MASK) | ((uint64_t)(state) << MLT__GS_STATE_SHIFT))
 #define MLT__GS_GEN(gs) ((uint32_t)((gs) >> 32))
@@ -165,7 +164,7 @@ typedef struct mlt__tls {
   struct mlt_context *attached; /* frames[depth-1].ctx, or NULL */
   struct mlt__scope *scope;     /* scoped context in effect, or NULL (borrowed from a frame) */
   uint64_t rng;                 /* wyrand state (seeded with the thread state) */
-  uint32_t mag[MLT__MAG_SIZE]; /* free slot keys */
+  uint32_t mag[MLT__MAG_SIZE]; /* free slot indices */
   mlt__tls_counters c;
   mlt__last_trace last;
   mlt__attach_frame frames[MLT__MAX_ATTACH];
@@ -244,37 +243,23 @@ static inline uint32_t mlt__lf_pop(_Atomic uint64_t *top, mlt__lf_next_fn next_o
 /* ---- slots (slots.c) ---- */
 /* The slot table is one reserved address range (never moved or unmapped
  * while the library runs), committed in chunks of MLT__SLOT_CHUNK slots as it
- * grows.  A slot is named by its key, its offset from the base in units of
- * 32 bytes (slot i has key i * MLT__SLOT_UNITS): the address is base + key
- * shifted, with no multiply by the slot's size (224 bytes).  Handles, gs
- * words, magazines and the pool carry keys.  mlt__g_slot_keys (release-stored
- * after a chunk is committed) bounds every key taken from a handle. */
+ * grows: a slot's address is base + index, one multiply.  mlt__g_slots_n
+ * (release-stored after a chunk is committed) bounds every index taken from
+ * a handle. */
 #define MLT__SLOT_CHUNK 1024u
-#define MLT__SLOT_MAX (1u << 25) /* slots reserved at most (fewer when the address space is short) */
-#define MLT__SLOT_UNIT 32u
-#define MLT__SLOT_UNITS ((uint32_t)(sizeof(mlt__span) / MLT__SLOT_UNIT))
-_Static_assert(sizeof(mlt__span) % MLT__SLOT_UNIT == 0, "a slot is a whole number of key units");
-_Static_assert((uint64_t)MLT__SLOT_MAX * (sizeof(mlt__span) / MLT__SLOT_UNIT) < (1u << MLT__GS_STATE_SHIFT),
-               "a slot key + 1 must fit below the gs word's state bits");
+#define MLT__SLOT_MAX (1u << 26) /* slots reserved at most (fewer when the address space is short) */
+_Static_assert(MLT__SLOT_MAX < (1u << MLT__GS_STATE_SHIFT), "a slot index + 1 must fit below the gs word's state bits");
 extern mlt__span *mlt__g_slots MLT__HIDDEN;
-extern _Atomic uint32_t mlt__g_slots_n MLT__HIDDEN;    /* slots committed */
-extern _Atomic uint32_t mlt__g_slot_keys MLT__HIDDEN;  /* keys below this are committed (slots * units) */
+extern _Atomic uint32_t mlt__g_slots_n MLT__HIDDEN;
 
-/* The slot of key |key| (taken from a magazine: always committed). */
-static inline mlt__span *mlt__slot_at(uint32_t key) {
-  return (mlt__span *)(void *)((char *)mlt__g_slots + (size_t)key * MLT__SLOT_UNIT);
-}
-static inline uint32_t mlt__slot_key(uint32_t index) { return index * MLT__SLOT_UNITS; }
+/* Slot |index| (taken from a magazine: always committed). */
+static inline mlt__span *mlt__slot_at(uint32_t index) { return &mlt__g_slots[index]; }
 /* Resolve a handle: returns the slot if the generation matches (any state
- * but FREE), with *gs_out = the current gs word.  A key that names no slot's
- * start is refused here; the open-span checks below need not refuse it: the
- * word they read then lies inside a slot, and it equals the handle only if
- * the handle was made from it. */
+ * but FREE), with *gs_out = the current gs word. */
 static inline mlt__span *mlt__span_get(mlt_span h, uint64_t *gs_out) {
-  uint32_t key = (uint32_t)h.id_ - 1; /* NONE and non-recording handles give a key past the table */
-  if (MLT_UNLIKELY(key >= atomic_load_explicit(&mlt__g_slot_keys, memory_order_acquire) || key % MLT__SLOT_UNITS))
-    return NULL;
-  mlt__span *s = mlt__slot_at(key);
+  uint32_t idx = (uint32_t)h.id_ - 1; /* NONE and non-recording handles give an index past the table */
+  if (MLT_UNLIKELY(idx >= atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire))) return NULL;
+  mlt__span *s = &mlt__g_slots[idx];
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_acquire);
   if (MLT_UNLIKELY(MLT__GS_GEN(gs) != (uint32_t)(h.id_ >> 32) || MLT__GS_STATE(gs) == MLT__S_FREE)) return NULL;
   *gs_out = gs;
@@ -283,9 +268,9 @@ static inline mlt__span *mlt__span_get(mlt_span h, uint64_t *gs_out) {
 /* Resolve a handle to an OPEN span in a few instructions (one compare checks
  * generation and state), or NULL: not open, stale, NONE or non-recording. */
 static inline mlt__span *mlt__span_open_fast(mlt_span h) {
-  uint32_t key = (uint32_t)h.id_ - 1;
-  if (MLT_UNLIKELY(key >= atomic_load_explicit(&mlt__g_slot_keys, memory_order_acquire))) return NULL;
-  mlt__span *s = mlt__slot_at(key);
+  uint32_t idx = (uint32_t)h.id_ - 1;
+  if (MLT_UNLIKELY(idx >= atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire))) return NULL;
+  mlt__span *s = &mlt__g_slots[idx];
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_acquire);
   if (MLT_UNLIKELY(gs != h.id_)) return NULL; /* an open span's gs word is its handle */
   return s;
@@ -298,9 +283,6 @@ static inline mlt_span mlt__span_handle(const mlt__span *s, uint64_t gs) {
 }
 
 mlt__span *mlt__slot_alloc(mlt__tls *tls);
-/* The extension of span |s| (lib/core/trace-view.h), made on first use by
- * the span's owner; NULL when out of memory. */
-mlt__span_ext *mlt__span_ext_get(mlt__span *s);
 /* Refill this thread's slot magazine from the pool (0, or -1: no memory). */
 int mlt__slot_refill(mlt__tls *tls);
 /* Free the span's log chunks and cJSON values, bump the generation and give

@@ -65,10 +65,11 @@ static size_t common_suffix(const char *a_end, const char *b_end, size_t n) {
  * smaller, else whole (and then the new reference).  See
  * core/trace-view.h.  A chunk past max_value_bytes is stored whole,
  * truncated, and never serves as a reference. */
-static int append_chunk(mlt__span *s, mlt__span_ext *x, int sub, int64_t now, const char *data, size_t len) {
+static int append_chunk(mlt__span *s, int sub, int64_t now, const char *data, size_t len) {
+  if (!(s->flags & MLT__SF_HAS_CHUNKS)) s->chunk_ref = NULL; /* the slot's earlier life */
   if (len > mlt__g_cfg.max_value_bytes)
     return mlt__append_value(s, MLT__R_CHUNK, sub, (const char *)&now, 8, data, len, 0);
-  const mlt__rec *ref = x->chunk_ref;
+  const mlt__rec *ref = s->chunk_ref;
   if (ref) {
     const char *rv = mlt__rec_val(ref);
     size_t rl = ref->val_len, n = MLT_MIN(rl, len);
@@ -98,7 +99,7 @@ static int append_chunk(mlt__span *s, mlt__span_ext *x, int sub, int64_t now, co
   memcpy(w + sizeof(mlt__rec), &now, 8);
   if (len) memcpy(w + sizeof(mlt__rec) + 8, data, len);
   mlt__log_publish(s, size);
-  x->chunk_ref = (const mlt__rec *)(const void *)w;
+  s->chunk_ref = (const mlt__rec *)(const void *)w;
   return MLT_OK;
 }
 
@@ -106,10 +107,8 @@ static int add_chunk(mlt_span h, int sub, const char *data, size_t len, const ch
   if (!data && len) return mlt__span_report(what, MLT_EINVAL);
   GET_OPEN_OR_RETURN(s, h, what);
   if (len == MLT_NTS) len = data ? strlen(data) : 0;
-  mlt__span_ext *x = mlt__span_ext_get(s);
-  if (MLT_UNLIKELY(!x)) return MLT_ENOMEM;
   int64_t now = mlt__now_ns();
-  if (x->n_chunks < mlt__g_cfg.max_events_per_span) {
+  if (s->n_chunks < mlt__g_cfg.max_events_per_span) {
     if (s->n_events < mlt__g_cfg.max_events_per_span) s->n_events++;
   } else {
     s->n_events_dropped++;
@@ -117,14 +116,14 @@ static int add_chunk(mlt_span h, int sub, const char *data, size_t len, const ch
     if (tls) tls->c.events_dropped++;
     /* Past the event cap a chunk is kept only to compute the default
      * output; with outputs set explicitly (and no reducer) it is not needed. */
-    if ((s->flags & MLT__SF_OUTPUTS) && !x->reducer) {
-      x->n_chunks++;
+    if ((s->flags & MLT__SF_OUTPUTS) && !s->reducer) {
+      s->n_chunks++;
       return MLT_OK;
     }
   }
-  int rc = append_chunk(s, x, sub, now, data ? data : "", len);
+  int rc = append_chunk(s, sub, now, data ? data : "", len);
   if (rc) return rc;
-  x->n_chunks++;
+  s->n_chunks++;
   s->flags |= MLT__SF_HAS_CHUNKS;
   if (sub != MLT__V_STR) s->flags &= (uint8_t)~MLT__SF_TEXT_ONLY;
   return MLT_OK;
@@ -139,10 +138,8 @@ int mlt_span_add_chunk_text(mlt_span h, const char *text, size_t len) {
 
 int mlt_span_set_output_reducer(mlt_span h, mlt_output_reducer_fn fn, void *user_data) {
   GET_OPEN_OR_RETURN(s, h, "mlt_span_set_output_reducer");
-  mlt__span_ext *x = mlt__span_ext_get(s);
-  if (MLT_UNLIKELY(!x)) return MLT_ENOMEM;
-  x->reducer = fn;
-  x->reducer_ud = user_data;
+  s->reducer = fn;
+  s->reducer_ud = user_data;
   return MLT_OK;
 }
 

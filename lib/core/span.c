@@ -432,7 +432,7 @@ mlt_span mlt_current_span(void) {
 /* The output reducer over the span's chunks, at its end (outputs not set
  * explicitly).  The chunks themselves are recorded by span-stream.c. */
 static int run_reducer(mlt__span *s) {
-  size_t n = s->ext->n_chunks, i = 0;
+  size_t n = s->n_chunks, i = 0;
   const char **ptrs = malloc(n * sizeof *ptrs);
   size_t *lens = malloc(n * sizeof *lens);
   char **owned = calloc(n, sizeof *owned);
@@ -476,7 +476,7 @@ static int run_reducer(mlt__span *s) {
     i++;
   }
   size_t out_len = 0;
-  char *out = s->ext->reducer(ptrs, lens, i, &out_len, s->ext->reducer_ud);
+  char *out = s->reducer(ptrs, lens, i, &out_len, s->reducer_ud);
   rc = MLT_OK;
   if (out) {
     rc = mlt__append_value(s, MLT__R_OUTPUTS, MLT__V_JSON, NULL, 0, out, out_len, 0);
@@ -561,7 +561,7 @@ static MLT_NOINLINE int end_reduced(mlt_span h, mlt__span *s, int64_t end_ns, in
  * through out-of-line functions, so that few values stay live across calls. */
 static MLT_ALWAYS_INLINE int end_open_ex(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now, int reduce) {
   uint64_t gs = h.id_; /* the gs word of the open span */
-  if (reduce && MLT_UNLIKELY(s->ext != NULL) && s->ext->reducer && s->ext->n_chunks && !(s->flags & MLT__SF_OUTPUTS))
+  if (reduce && MLT_UNLIKELY(s->reducer != NULL) && s->n_chunks && !(s->flags & MLT__SF_OUTPUTS))
     return end_reduced(h, s, end_ns, now);
   mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
   s->end_ns = end_ns;

@@ -162,14 +162,12 @@ int mlt_span_add_link(mlt_span h, const mlt_link *l) {
   int rc = MLT_OK;
   mlt__span *s = open_span(h, "mlt_span_add_link", &rc);
   if (!s) return rc;
-  mlt__span_ext *x = mlt__span_ext_get(s);
-  if (MLT_UNLIKELY(!x)) return MLT_ENOMEM;
-  if (x->n_links >= MLT__MAX_LINKS) {
-    if (x->n_links_dropped < UINT16_MAX) x->n_links_dropped++;
+  if (s->n_links >= MLT__MAX_LINKS) {
+    if (s->n_links_dropped < UINT16_MAX) s->n_links_dropped++;
     return MLT_EFULL;
   }
   rc = mlt__append_link(s, hi, lo, sid, l->attrs, l->n_attrs);
-  if (rc == MLT_OK) x->n_links++;
+  if (rc == MLT_OK) s->n_links++;
   return rc;
 }
 

@@ -102,7 +102,7 @@ static inline const mlt__rec *mlt__rec_next(const mlt__rec *r) {
  * The reference of a delta record is the latest CHUNK record before it in
  * the span's log that is neither a delta nor truncated (MLT__RF_TRUNC).  The
  * writer (core/span-stream.c, the span's owner) keeps a pointer to it
- * (mlt__span_ext.chunk_ref) and stores a chunk whole -- the new reference --
+ * (mlt__span.chunk_ref) and stores a chunk whole -- the new reference --
  * when a delta would not be smaller.  A reader walks the log in order, so it
  * meets the reference before the deltas that use it: mlt__chunk_ref_see()
  * tracks it, mlt__delta_len() / mlt__delta_rebuild() give a delta's text.
@@ -179,26 +179,13 @@ static inline char *mlt__chunk_data(mlt__chunk *c) {
 
 typedef struct mlt__trace mlt__trace;
 
-/* What few spans need (streamed chunks, an output reducer, links, a captured
- * context), kept out of the slot: allocated on first use by the span's
- * owner, freed with the slot.  No extension reads as all zero. */
-typedef struct mlt__span_ext {
-  struct mlt_context *ctx; /* cached captured context (holds a ref) */
-  mlt_output_reducer_fn reducer;
-  void *reducer_ud;
-  const mlt__rec *chunk_ref; /* the reference of delta CHUNK records (above) */
-  uint32_t n_chunks;         /* CHUNK records added (also past the event cap) */
-  uint16_t n_links;          /* LINK records (lib/core/spanopts.c) */
-  uint16_t n_links_dropped;  /* links over MLT__MAX_LINKS, counted only */
-} mlt__span_ext;
-
 /* A FREE slot is clean (mlt__slot_release() makes it so, on the thread that
  * frees it, usually the export thread): empty log (head.used 0, head.next
- * NULL, tail = &head), counters 0, no extension, status UNSET, flags
- * TEXT_ONLY, end_ns 0.  Starting a span writes only what differs. */
+ * NULL, tail = &head), counters 0, no reducer, no context, status UNSET,
+ * flags TEXT_ONLY, end_ns 0.  Starting a span writes only what differs. */
 typedef struct mlt__span {
   _Atomic uint64_t gs;
-  uint32_t key; /* the slot's offset from the table's base in 32-byte units (lib/core/span-internal.h) */
+  uint32_t index;
   uint8_t type; /* start type (later changes are records) */
   uint8_t status;
   uint8_t flags;
@@ -210,17 +197,19 @@ typedef struct mlt__span {
   mlt__trace *_Atomic trace;
   struct mlt__span *next; /* trace span list (immutable once published) */
   mlt_span saved_current; /* restore on end (owner thread) */
+  struct mlt_context *ctx; /* cached captured context (holds a ref) */
   uint32_t n_events;       /* events + chunks recorded */
   uint32_t n_events_dropped;
-  mlt__span_ext *ext; /* owner: the rare fields (above), or NULL */
-  mlt__chunk *tail;   /* owner: chunk being appended to */
-  mlt__chunk head;    /* inline first chunk */
+  uint32_t n_chunks;
+  uint16_t n_links;         /* LINK records (lib/core/spanopts.c) */
+  uint16_t n_links_dropped; /* links over MLT__MAX_LINKS, counted only */
+  mlt_output_reducer_fn reducer;
+  void *reducer_ud;
+  const mlt__rec *chunk_ref; /* owner: the reference of delta CHUNK records (above); set with MLT__SF_HAS_CHUNKS */
+  mlt__chunk *tail; /* owner: chunk being appended to */
+  mlt__chunk head;  /* inline first chunk */
   char inline_log[MLT__INLINE_LOG];
 } mlt__span;
-_Static_assert(sizeof(mlt__span) == 224, "a span slot is 224 bytes (memory per open span)");
-
-/* Links over the limit, counted only (0 without an extension). */
-static inline uint32_t mlt__span_links_dropped(const mlt__span *s) { return s->ext ? s->ext->n_links_dropped : 0; }
 
 /* ---- traces ---------------------------------------------------------- */
 

@@ -274,13 +274,8 @@ static mlt__span *clone_expired(mlt__span *s, mlt__trace *t, const char *message
   }
   c->flags |= MLT__SF_CLONE;
   c->end_ns = end_ns ? MLT_MAX(end_ns, s->start_ns) : now;
-  if (s->ext && (s->ext->n_links || s->ext->n_links_dropped)) {
-    mlt__span_ext *x = mlt__span_ext_get(c);
-    if (x) {
-      x->n_links = s->ext->n_links;
-      x->n_links_dropped = s->ext->n_links_dropped;
-    }
-  }
+  c->n_links = s->n_links;
+  c->n_links_dropped = s->n_links_dropped;
   c->status = MLT_STATUS_ERROR;
   mlt__append_value(c, MLT__R_STATUS, MLT__V_STR, NULL, 0, message, strlen(message), MLT_STATUS_ERROR);
   mlt_attr a[2] = {{"exception.type", MLT_ATTR_STRING, {.s = "MlflowTracingException"}, MLT_NTS},
@@ -362,7 +357,7 @@ void mlt__traces_reap(int64_t now_ns, int all) {
            (double)timeout / 1e9);
   uint32_t n = atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire);
   for (uint32_t k = 0; k < n; k++) {
-    mlt__span *s = &mlt__g_slots[k];
+    mlt__span *s = mlt__slot_at(k);
     uint64_t gs = atomic_load_explicit(&s->gs, memory_order_acquire);
     uint32_t st = MLT__GS_STATE(gs);
     if (st != MLT__S_OPEN && st != MLT__S_ENDED) continue;

@@ -482,7 +482,7 @@ static void encode_span(mlt__buf *b, mlt__prepared *p, uint32_t idx, mlt__buf *t
   if (d->n_chunks) kv_double(b, 9, "gen_ai.response.time_to_first_chunk", (double)(d->first_chunk_ns - s->start_ns) / 1e9);
   if (s->n_events_dropped) kv_int(b, 9, "mltrace.droppedEvents", s->n_events_dropped);
   int status = s->status == MLT_STATUS_UNSET ? MLT_STATUS_OK : s->status;
-  if (MLT_UNLIKELY(mlt__span_links_dropped(s))) kv_int(b, 9, "mltrace.droppedLinks", mlt__span_links_dropped(s));
+  if (MLT_UNLIKELY(s->n_links_dropped)) kv_int(b, 9, "mltrace.droppedLinks", s->n_links_dropped);
   kv_int_n(b, 9, "mlflow.spanLogLevel", 19, mlt__digest_level(d));
   if ((int)idx == p->root) {
     const mlt__trace_info *ti = mlt__prepared_info(p); /* (no previews needed here) */
@@ -580,7 +580,7 @@ static void encode_span(mlt__buf *b, mlt__prepared *p, uint32_t idx, mlt__buf *t
     }
     pb_close(b, lk);
   }
-  if (mlt__span_links_dropped(s)) pb_uint(b, 14, mlt__span_links_dropped(s));
+  if (s->n_links_dropped) pb_uint(b, 14, s->n_links_dropped);
   /* status */
   size_t st = pb_open(b, 15);
   if (status == MLT_STATUS_ERROR && d->status_msg) {

@@ -1259,9 +1259,9 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
     mlt__buf_u64(out, dropped);
     mlt__buf_putc(out, '"');
   }
-  if (MLT_UNLIKELY(mlt__span_links_dropped(s))) {
+  if (MLT_UNLIKELY(s->n_links_dropped)) {
     mlt__buf_lit(out, ", \"mltrace.droppedLinks\": \"");
-    mlt__buf_u64(out, mlt__span_links_dropped(s));
+    mlt__buf_u64(out, s->n_links_dropped);
     mlt__buf_putc(out, '"');
   }
   int lvl = mlt__digest_level(d); /* 0..50 */
