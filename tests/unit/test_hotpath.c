@@ -633,13 +633,13 @@ TEST(token_usage_sums_out_of_int64_range) {
   tu_done();
 }
 
-/* A handle names its slot by key (the slot's offset in 32-byte units): one
- * whose key points inside a slot, with a live span's generation, reaches
- * nothing -- setters, end, status and ids refuse it and the span is intact;
- * and the client fast paths, which skip the library-state check, answer
- * after mlt_shutdown() and after a new mlt_init() without touching the old
+/* A handle with a live span's generation but a neighbouring slot's index
+ * (the one-compare check of the open span's gs word) reaches nothing --
+ * setters, end, status and ids refuse it and the span is intact; and the
+ * client fast paths, which skip the library-state check, answer after
+ * mlt_shutdown() and after a new mlt_init() without touching the old
  * table. */
-TEST(handles_inside_a_slot_and_client_after_shutdown) {
+TEST(nearby_handles_and_client_after_shutdown) {
   tu_init();
   mlt_span s = mlt_span_start("s", MLT_SPAN_CHAIN);
   REQUIRE(s.id_ != 0);
@@ -689,7 +689,7 @@ static const tap_test tests[] = {TAP_ENTRY(literal_and_computed_keys_agree),
                                  TAP_ENTRY(values_past_the_inline_log),
                                  TAP_ENTRY(spans_ordered_parents_first),
                                  TAP_ENTRY(token_usage_sums_out_of_int64_range),
-                                 TAP_ENTRY(handles_inside_a_slot_and_client_after_shutdown),
+                                 TAP_ENTRY(nearby_handles_and_client_after_shutdown),
                                  TAP_END};
 
 int main(int argc, char **argv) { return tap_main(argc, argv, tests); }
