@@ -147,10 +147,9 @@ int mlt__client_start_trace_general(const char *name, mlt_span_type type, const 
   return start_trace(name, type, inputs_json, NULL, out);
 }
 
-/* The common root start in one frame in span.c (which comes back to the
- * general path above for anything else). */
-/* mlt_client_start_trace() and mlt_client_end_trace() are defined in
- * lib/core/span.c (aliases of its client fast paths). */
+/* mlt_client_start_trace() is defined in lib/core/span.c: the common root
+ * start in one frame (an alias of mlt__span_client_start_trace), which comes
+ * back to the general path above for anything else. */
 
 int mlt_client_start_trace_with(const char *name, mlt_span_type type, const char *inputs_json,
                                 const mlt_span_options *so, mlt_client_span *out) {
@@ -263,8 +262,9 @@ int mlt__client_end_trace_general(const char *trace_id, const char *outputs_json
   return end_trace(trace_id, outputs_json, status, status_message, 0);
 }
 
-/* The id this thread was just given: one pass in span.c (which comes back
- * to the general path above for anything else). */
+/* mlt_client_end_trace() is defined in lib/core/span.c: the id this thread
+ * was just given in one pass (an alias of mlt__span_client_end_trace), which
+ * comes back to the general path above for anything else. */
 int mlt_client_end_trace_at(const char *trace_id, const char *outputs_json, mlt_span_status status,
                             const char *status_message, int64_t end_ns) {
   return end_trace(trace_id, outputs_json, status, status_message, end_ns);
