@@ -9,19 +9,6 @@
 
 #include "core/span-internal.h"
 
-/* mlt__span_open_fast() as a test: *out gets the OPEN span of handle |h|
- * (1), or 0 (not open, stale, NONE or non-recording).  The slot address is
- * never NULL, so the callers test one condition. */
-static MLT_ALWAYS_INLINE int span_open_try(mlt_span h, mlt__span **out) {
-  uint32_t idx = (uint32_t)h.id_ - 1;
-  if (MLT_UNLIKELY(idx >= atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire))) return 0;
-  mlt__span *s = &mlt__g_slots[idx];
-  if (MLT_UNLIKELY(atomic_load_explicit(&s->gs, memory_order_acquire) != h.id_)) /* an open span's gs word is its handle */
-    return 0;
-  *out = s;
-  return 1;
-}
-
 /* One 8-byte store: the compiler folds the constant fields. */
 static inline void write_rec(char *p, unsigned kind, unsigned sub, unsigned flags, unsigned aux, size_t key_len,
                              size_t val_len) {
@@ -170,8 +157,10 @@ static inline int set_json(mlt_span h, int kind, const char *json, size_t len, c
   return append_fast(s, kind, MLT__V_JSON, NULL, 0, json, len, 0);
 }
 
-/* mlt__trace_finish() (trace.c) with this thread's state |tls| (NULL: look
- * it up), inline on the span end path: the open counter of |t| reached 0. */
+/* mlt__trace_finish() (trace.c) with this thread's state |tls|, inline on
+ * the span end path: the open counter of |t| reached 0.  Without a thread
+ * state (NULL) or a clock value the last finished trace is recorded through
+ * mlt__trace_set_last(). */
 static MLT_ALWAYS_INLINE void trace_finish_inline(mlt__trace *t, int64_t now, mlt__tls *tls) {
   int cont = (t->flags & MLT__TF_CONTINUATION) != 0; /* read once (the callers may have tested it) */
   atomic_store_explicit(&t->state, MLT__T_FINISHED, memory_order_release);

@@ -265,19 +265,25 @@ static inline mlt__span *mlt__span_get(mlt_span h, uint64_t *gs_out) {
   *gs_out = gs;
   return s;
 }
-/* Resolve a handle to an OPEN span in a few instructions (one compare checks
- * generation and state), or NULL: not open, stale, NONE or non-recording. */
-static inline mlt__span *mlt__span_open_fast(mlt_span h) {
+/* Resolve a handle to an OPEN span in a few instructions: *out gets the
+ * span (1), or 0 -- not open, stale, NONE or non-recording.  One compare
+ * checks generation, state and slot: an open span's gs word is its handle.
+ * The slot address is never NULL, so the callers test one condition. */
+static MLT_ALWAYS_INLINE int mlt__span_open_try(mlt_span h, mlt__span **out) {
   uint32_t idx = (uint32_t)h.id_ - 1;
-  if (MLT_UNLIKELY(idx >= atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire))) return NULL;
+  if (MLT_UNLIKELY(idx >= atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire))) return 0;
   mlt__span *s = &mlt__g_slots[idx];
-  uint64_t gs = atomic_load_explicit(&s->gs, memory_order_acquire);
-  if (MLT_UNLIKELY(gs != h.id_)) return NULL; /* an open span's gs word is its handle */
-  return s;
+  if (MLT_UNLIKELY(atomic_load_explicit(&s->gs, memory_order_acquire) != h.id_)) return 0;
+  *out = s;
+  return 1;
 }
-/* The handle of slot |s| at gs word |gs| (any state). */
-static inline mlt_span mlt__span_handle(const mlt__span *s, uint64_t gs) {
-  (void)s;
+/* The same as a pointer (NULL: not open). */
+static inline mlt__span *mlt__span_open_fast(mlt_span h) {
+  mlt__span *s;
+  return mlt__span_open_try(h, &s) ? s : NULL;
+}
+/* The handle of the span whose gs word is |gs| (any state). */
+static inline mlt_span mlt__span_handle(uint64_t gs) {
   mlt_span h = {MLT__GS_SET(gs, MLT__S_OPEN)};
   return h;
 }

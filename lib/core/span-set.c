@@ -110,7 +110,7 @@ static MLT_ALWAYS_INLINE mlt__chunk *attr_room(mlt_span h, size_t key_len, size_
   /* key_len is MLT_NTS when the caller did not know it (a NULL key
    * included): the general path checks and measures. */
   mlt__span *s;
-  if (MLT_UNLIKELY(!span_open_try(h, &s) || key_len > MLT__TINY)) return NULL;
+  if (MLT_UNLIKELY(!mlt__span_open_try(h, &s) || key_len > MLT__TINY)) return NULL;
   mlt__chunk *c = s->tail;
   uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
   if (MLT_UNLIKELY(c->cap - used < size)) return NULL;
@@ -198,7 +198,7 @@ int mlt__attr_bool(mlt_span h, const char *key, size_t key_len, int value) {
 static MLT_ALWAYS_INLINE char *attr_k_rec(mlt_span h, uint64_t key8, size_t key_len, unsigned sub, size_t val_len,
                                           unsigned aux, mlt__chunk **cp, uint32_t *sizep) {
   mlt__span *s;
-  if (MLT_UNLIKELY(key_len - 1 >= 8 || !span_open_try(h, &s))) return NULL;
+  if (MLT_UNLIKELY(key_len - 1 >= 8 || !mlt__span_open_try(h, &s))) return NULL;
   uint32_t size = (uint32_t)mlt__rec_size(key_len, val_len);
   mlt__chunk *c = s->tail;
   uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);

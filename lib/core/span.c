@@ -138,7 +138,7 @@ static MLT_ALWAYS_INLINE mlt_span start_impl(mlt__tls *tls, const mlt__start_opt
   /* The clock is read only for spans that are recorded. */
   int64_t now = o->start_ns ? o->start_ns : mlt__now_ns();
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
-  mlt_span h = mlt__span_handle(s, gs);
+  mlt_span h = mlt__span_handle(gs);
   uint64_t span_id = mlt__id_from_handle(h.id_);
   if (mint) t->id_lo = mlt__trace_lo_from_span_id(span_id);
   span_init_fields(s, t, span_id, parent_id, type, now);
@@ -228,7 +228,7 @@ static MLT_ALWAYS_INLINE mlt_span start_root_ex(mlt__tls *tls, const char *name,
   tls->n_tfree--;
   mlt__span *s = mlt__slot_at(tls->mag[--tls->n_mag]);
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
-  mlt_span h = mlt__span_handle(s, gs);
+  mlt_span h = mlt__span_handle(gs);
   uint64_t span_id = mlt__id_from_handle(h.id_);
   atomic_store_explicit(&t->refs, 1, memory_order_relaxed);
   atomic_store_explicit(&t->open, 1, memory_order_relaxed);
@@ -426,7 +426,7 @@ mlt_span mlt_current_span(void) {
   if (tls->nonrec_depth) return (mlt_span){MLT__H_NONREC_CUR};
   mlt__span *s = tls->cur.id_ ? current_parent(tls) : NULL;
   if (!s) return (mlt_span){0};
-  return mlt__span_handle(s, atomic_load_explicit(&s->gs, memory_order_relaxed));
+  return mlt__span_handle(atomic_load_explicit(&s->gs, memory_order_relaxed));
 }
 
 /* The output reducer over the span's chunks, at its end (outputs not set
@@ -524,10 +524,6 @@ static MLT_NOINLINE int end_slow_get(mlt_span h) {
   return end_slow(h, s, gs);
 }
 
-/* The end of a span: one compare-and-swap (a forced finish may race), the
- * thread's current span restored, the trace's open counter dropped.  The
- * status stays UNSET when none was set: readers take UNSET as OK once the
- * span ended. */
 /* The open counter's drop and, at zero, the trace's finish.  The common
  * finish (this thread's state at hand, a clock value, a trace started here)
  * is inline and ends in the hand-off; anything else takes
@@ -555,7 +551,11 @@ static MLT_NOINLINE void end_after_forced(mlt__span *s, uint64_t gs, mlt__trace 
 
 static MLT_NOINLINE int end_reduced(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now);
 
-/* End open span |s| (handle |h|) at |end_ns|; |now|: the clock (the
+/* The end of a span: one compare-and-swap (a forced finish may race), the
+ * thread's current span restored, the trace's open counter dropped.  The
+ * status stays UNSET when none was set: readers take UNSET as OK once the
+ * span ended.
+ * End open span |s| (handle |h|) at |end_ns|; |now|: the clock (the
  * trace's finish time; the same value unless an end time was given).  The
  * rare cases (an output reducer to run, a forced finish under way) leave
  * through out-of-line functions, so that few values stay live across calls. */
@@ -593,7 +593,7 @@ static MLT_ALWAYS_INLINE int end_impl(mlt_span h) {
   /* The clock first: fewer values live across the call. */
   int64_t now = mlt__now_ns();
   mlt__span *s;
-  if (MLT_UNLIKELY(!span_open_try(h, &s))) return end_slow_get(h);
+  if (MLT_UNLIKELY(!mlt__span_open_try(h, &s))) return end_slow_get(h);
   return end_open(h, s, now, now);
 }
 
@@ -736,7 +736,7 @@ int mlt__span_client_finish(mlt_span h, const char *outputs_json, mlt_span_statu
     return client_finish_general(h, outputs_json, status, message);
   int64_t now = mlt__now_ns();
   mlt__span *s;
-  if (MLT_UNLIKELY(!span_open_try(h, &s))) return client_not_open(h);
+  if (MLT_UNLIKELY(!mlt__span_open_try(h, &s))) return client_not_open(h);
   if (status != MLT_STATUS_UNSET && s->status != MLT_STATUS_ERROR) s->status = (uint8_t)status;
   return end_open(h, s, now, now);
 }
@@ -750,7 +750,7 @@ static MLT_ALWAYS_INLINE int client_end_root(uint64_t hi, uint64_t lo, uint64_t 
   mlt_span h = {root_hint ? root_hint : mlt__handle_from_id(mlt__span_id_from_trace_lo(lo))};
   int64_t now = mlt__now_ns();
   mlt__span *s;
-  if (MLT_UNLIKELY(!span_open_try(h, &s))) return MLT__CLIENT_SLOW;
+  if (MLT_UNLIKELY(!mlt__span_open_try(h, &s))) return MLT__CLIENT_SLOW;
   mlt__trace *t = mlt__trace_acquire_open(s, h);
   if (MLT_UNLIKELY(!t)) return MLT__CLIENT_SLOW;
   if (MLT_UNLIKELY(t->id_hi != hi || t->id_lo != lo || t->root.id_ != h.id_ ||
@@ -778,8 +778,8 @@ int mlt__span_client_end_trace(const char *trace_id, const char *outputs_json, m
   uint64_t hi, lo, root;
   int rc;
   /* No check of the library's state: after mlt_shutdown() the slot table is
-   * empty (no key is below its bound), so client_end_root() finds no span
-   * and the general path answers. */
+   * empty (its bound is 0), so client_end_root() finds no span and the
+   * general path answers. */
   if (MLT_LIKELY(!outputs_json && !message && (unsigned)status < MLT_STATUS_ERROR &&
                  mlt__trace_id_memo(trace_id, &hi, &lo, &root)) &&
       MLT_LIKELY((rc = client_end_root(hi, lo, root, status)) != MLT__CLIENT_SLOW))
@@ -819,20 +819,32 @@ static MLT_NOINLINE int client_start_slow(mlt__tls *tls, const char *name, mlt_s
   return client_ids(h, out);
 }
 
+/* The client API's common root start: a new trace, not made current, its
+ * ids formatted into |out| in the same frame.  MLT_OK or MLT_ENOTRECORDING
+ * (sampled out: the ids empty); MLT__CLIENT_SLOW (nothing done) when the
+ * name does not fit the slot or this thread's caches are empty. */
+static MLT_ALWAYS_INLINE int client_root_start(mlt__tls *tls, const char *name, mlt_span_type type,
+                                               mlt_client_span *out) {
+  if (MLT_UNLIKELY(tls->tfree == NULL || tls->n_mag == 0)) return MLT__CLIENT_SLOW;
+  size_t name_len = strlen(name);
+  if (MLT_UNLIKELY(name_len > atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed))) return MLT__CLIENT_SLOW;
+  mlt_span h =
+      start_root_ex(tls, name, name_len, (unsigned)type < MLT__SPAN_TYPE_COUNT ? type : MLT_SPAN_UNKNOWN, 0, 0, out);
+  out->span = h;
+  if (MLT_LIKELY(h.id_ != 0 && !mlt__h_is_nonrec(h))) return MLT_OK;
+  out->trace_id[0] = '\0';
+  out->span_id[0] = '\0';
+  return MLT_ENOTRECORDING;
+}
+
 int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out) {
   if (MLT_UNLIKELY(!enabled_now())) return MLT_ENOTRECORDING;
   mlt__tls *tls = mlt__tls_get();
   if (MLT_UNLIKELY(!tls)) return MLT_ENOTRECORDING;
   if (MLT_UNLIKELY(tls->scope != NULL)) return client_start_slow(tls, name, type, parent, NULL, out);
-  if (!parent && name && MLT_LIKELY(tls->tfree != NULL && tls->n_mag != 0)) {
-    /* a new trace: the common root start, not made current */
-    size_t name_len = strlen(name);
-    if (MLT_LIKELY(name_len <= atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed))) {
-      mlt_span h =
-          start_root_ex(tls, name, name_len, (unsigned)type < MLT__SPAN_TYPE_COUNT ? type : MLT_SPAN_UNKNOWN, 0, 0, out);
-      out->span = h;
-      return MLT_LIKELY(h.id_ != 0 && !mlt__h_is_nonrec(h)) ? MLT_OK : MLT_ENOTRECORDING;
-    }
+  if (!parent && name) {
+    int rc = client_root_start(tls, name, type, out);
+    if (MLT_LIKELY(rc != MLT__CLIENT_SLOW)) return rc;
   }
   mlt__start_opts o = {NULL, parent, name, MLT_NTS, NULL, 0, type, 0};
   return client_ids(start_impl(tls, &o), out);
@@ -845,17 +857,9 @@ int mlt__span_client_start_trace(const char *name, mlt_span_type type, const cha
    * stands for both, as in the block scope's start. */
   if (MLT_LIKELY(out && name && enabled_now())) {
     mlt__tls *tls = mlt__tls_get();
-    if (MLT_LIKELY(tls && !tls->scope && tls->tfree != NULL && tls->n_mag != 0)) {
-      size_t name_len = strlen(name);
-      if (MLT_LIKELY(name_len <= atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed))) {
-        mlt_span h = start_root_ex(tls, name, name_len,
-                                   (unsigned)type < MLT__SPAN_TYPE_COUNT ? type : MLT_SPAN_UNKNOWN, 0, 0, out);
-        out->span = h;
-        if (MLT_LIKELY(h.id_ != 0 && !mlt__h_is_nonrec(h))) return MLT_OK;
-        out->trace_id[0] = '\0'; /* sampled out: no ids */
-        out->span_id[0] = '\0';
-        return MLT_ENOTRECORDING;
-      }
+    if (MLT_LIKELY(tls && !tls->scope)) {
+      int rc = client_root_start(tls, name, type, out);
+      if (MLT_LIKELY(rc != MLT__CLIENT_SLOW)) return rc;
     }
   }
   return mlt__client_start_trace_general(name, type, inputs_json, out);

@@ -364,7 +364,7 @@ void mlt__traces_reap(int64_t now_ns, int all) {
     if (!atomic_load_explicit(&s->is_root, memory_order_relaxed)) continue;
     mlt__trace *t = mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
     if (!t) continue;
-    if (atomic_load(&t->state) == MLT__T_ACTIVE && t->root.id_ == mlt__span_handle(s, gs).id_) {
+    if (atomic_load(&t->state) == MLT__T_ACTIVE && t->root.id_ == mlt__span_handle(gs).id_) {
       if (all)
         mlt__trace_force_finish(t, 2, "span still open at shutdown");
       else if (now_ns - t->start_ns > timeout)
