@@ -459,11 +459,10 @@ mlt_span mlt__span_start_ex(int mode, const struct mlt_context *parent_ctx, mlt_
 int mlt__span_end_at(mlt_span h, int64_t end_ns);
 
 /* ---- spans (span.c) ---- */
-/* Client API (client.c): start per |o| on this thread (NONE when disabled);
- * set the inputs; finish a span as mlt_client_end_span() does. */
-/* Start a span named |name| under |parent| (or a new trace) and fill the
- * ids and handle of |out|; MLT_OK, MLT_ENOTRECORDING (disabled, sampled
- * out), MLT_ENOTFOUND (parent gone), MLT_ENOMEM. */
+/* Client API (client.c): start a span named |name| under |parent| (or a
+ * new trace) and fill the ids and handle of |out|; MLT_OK,
+ * MLT_ENOTRECORDING (disabled, sampled out, no slot), MLT_ENOMEM (the ids
+ * of a span in a foreign trace not registered for lookups). */
 int mlt__span_client_start(const char *name, mlt_span_type type, mlt__span *parent, mlt_client_span *out);
 /* mlt_client_start_trace() itself: the common root start (no inputs, no
  * scoped context, a name that fits the slot) with the ids formatted in the

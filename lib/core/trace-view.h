@@ -210,6 +210,7 @@ typedef struct mlt__span {
   mlt__chunk head;  /* inline first chunk */
   char inline_log[MLT__INLINE_LOG];
 } mlt__span;
+_Static_assert(sizeof(mlt__span) == 256, "a span slot is 256 bytes, four cache lines (memory per open span)");
 
 /* ---- traces ---------------------------------------------------------- */
 

@@ -2,10 +2,11 @@
  *
  * One curl multi handle on the export thread: keep-alive connections are
  * reused across requests (the multi's connection cache), at most
- * requests run at once within a congestion window (additive increase on
- * every success, halved on every timeout, 429 or 5xx -- an overloaded
- * server, SQLite's single writer above all, gets fewer requests, not more
- * retries), up to the max_requests it was opened with (the MLflow exporter
+ * requests run at once within a congestion window (grown by a success
+ * answered quickly, shrunk by one answered slowly -- see base_latency() --
+ * and halved on every transient failure: a timeout, a refused or reset
+ * connection, 408, 429, 5xx; an overloaded server, SQLite's single writer
+ * above all, gets fewer requests, not more retries), up to the max_requests it was opened with (the MLflow exporter
  * passes MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS, default 10).  The window
  * also remembers where it failed: after an overload failure (timeout, 429,
  * 5xx, a transient 400; not a refused connection) it may grow back only up

@@ -45,7 +45,7 @@ MLT_EXTERN int mlt_exporter_file_new(const char *path, mlt_exporter **out);
  * state, duration) to {uri}/api/3.0/mlflow/traces (StartTraceV3), and the
  * spans of a batch of traces over OTLP/HTTP protobuf to {uri}/v1/traces
  * (header x-mlflow-experiment-id) -- TraceInfos first, which costs MLflow's
- * SQL store less (README, "MLflow tracking server").  When the server has no
+ * SQL store less (README, "Sending traces to an MLflow server").  When the server has no
  * OTLP endpoint (404/501: FileStore backend, MLflow < 3.4) it switches to
  * StartTraceV3 plus the traces.json artifact upload.
  * Retries connection errors, timeouts and HTTP 408, 429, 500, 502, 503, 504

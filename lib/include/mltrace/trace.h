@@ -118,7 +118,10 @@ MLT_EXTERN int mlt_client_start_trace(const char *name, mlt_span_type type, cons
  * Start a span in trace @p trace_id under span @p parent_span_id, like
  * MlflowClient.start_span().
  * @return MLT_OK; MLT_ENOTFOUND for an unknown trace or parent id (or one
- *         whose trace already finished); MLT_EINVAL; MLT_ENOTINIT.
+ *         whose trace already finished); MLT_EINVAL (NULL or malformed ids,
+ *         bad options); MLT_ENOTINIT; MLT_ENOTRECORDING (tracing disabled);
+ *         MLT_ENOMEM (the span started, but its ids could not be
+ *         registered for later lookups).
  * Thread-safety: any thread.
  */
 MLT_EXTERN int mlt_client_start_span(const char *trace_id, const char *parent_span_id, const char *name,
@@ -129,7 +132,9 @@ MLT_EXTERN int mlt_client_start_span(const char *trace_id, const char *parent_sp
  * @param outputs_json outputs as JSON text (copied), or NULL.
  * @param status MLT_STATUS_OK/ERROR, or UNSET (becomes OK).
  * @param status_message description for ERROR (copied), or NULL.
- * @return MLT_OK; MLT_ENOTFOUND (unknown ids); MLT_EENDED (already ended).
+ * @return MLT_OK; MLT_ENOTFOUND (unknown ids); MLT_EENDED (already ended);
+ *         MLT_EINVAL (NULL or malformed ids, a status above ERROR);
+ *         MLT_ENOTINIT.
  */
 MLT_EXTERN int mlt_client_end_span(const char *trace_id, const char *span_id, const char *outputs_json,
                                    mlt_span_status status, const char *status_message);
@@ -139,13 +144,16 @@ MLT_EXTERN int mlt_client_end_span(const char *trace_id, const char *span_id, co
  * @p status, like MlflowClient.end_trace().  Spans of the trace still open
  * are ended with status ERROR ("span was still open when its trace ended"),
  * and the trace is queued for export.
- * @return MLT_OK; MLT_ENOTFOUND; MLT_EENDED.
+ * @return MLT_OK; MLT_ENOTFOUND; MLT_EENDED; MLT_EINVAL (NULL or malformed
+ *         id, a status above ERROR); MLT_ENOTINIT (also after mlt_shutdown(),
+ *         for an id this thread was given before).
  */
 MLT_EXTERN int mlt_client_end_trace(const char *trace_id, const char *outputs_json, mlt_span_status status,
                                     const char *status_message);
 
 /** Look up the handle of span @p span_id in trace @p trace_id (to set
- *  attributes or events on it).  @return MLT_OK, MLT_ENOTFOUND, MLT_EINVAL. */
+ *  attributes or events on it).  @return MLT_OK, MLT_ENOTFOUND, MLT_EINVAL,
+ *  MLT_ENOTINIT. */
 MLT_EXTERN int mlt_client_get_span(const char *trace_id, const char *span_id, mlt_span *out);
 
 #ifdef __cplusplus
