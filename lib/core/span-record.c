@@ -31,11 +31,11 @@ char *mlt__log_reserve(mlt__span *s, size_t size) {
   if (first) {
     cap = 128 - sizeof(mlt__chunk);
   } else {
-    int k = 0; /* heap chunks so far */
+    int k = 0; /* heap chunks so far: at least 1 (the tail is one) */
     for (const mlt__chunk *x = atomic_load_explicit(&s->head.next, memory_order_relaxed); x && k < 7;
          x = atomic_load_explicit(&x->next, memory_order_relaxed))
       k++;
-    cap = k < 3 ? ((size_t)128 << (k ? 1 : 0)) - sizeof(mlt__chunk)
+    cap = k < 3 ? 256 - sizeof(mlt__chunk)
                 : k < 7 ? 512 - sizeof(mlt__chunk) : ((size_t)c->cap + sizeof(mlt__chunk)) * 2 - sizeof(mlt__chunk);
   }
   if (cap > 65536 - sizeof(mlt__chunk)) cap = 65536 - sizeof(mlt__chunk);

@@ -328,7 +328,6 @@ enum {
   MLT__ST_EXPORT_REQUESTS,
   MLT__ST_EXPORT_RETRIES,
   MLT__ST_EXPORT_BYTES,
-  MLT__ST_TRACES_FINISHED,
   MLT__ST_TRACES_PARTIAL,  /* spans stored, TraceInfo not (pipeline.c) */
   MLT__ST_SPANS_PARTIAL,
   MLT__ST_TRACES_SPOOLED,  /* handed to the durable spool instead */

@@ -5,7 +5,7 @@
  * budget).
  *
  * An operation may be queued while its trace is still on its way to the
- * server (in the export queue, or between the OTLP spans and StartTraceV3).
+ * server (in the export queue, or between StartTraceV3 and the OTLP spans).
  * Sent then, it would fail (unknown trace) or be undone (StartTraceV3 merges
  * the trace's own tags over a tag set in between).  So each job first asks
  * the server for the trace (GetTraceInfoV3) and sends the operation once the

@@ -17,8 +17,9 @@
  * wait for its answer: a FileStore server answers a spans request for a
  * trace it already holds with 500, not with the 404/501 that tells the
  * exporter to switch, for the rest of the process, to StartTraceV3 followed
- * by PUT of the traces.json artifact through the server's artifact proxy.  Spans of continuations and of traces
- * continued from a remote traceparent go through OTLP only, as MLflow's
+ * by PUT of the traces.json artifact through the server's artifact proxy.
+ * Spans of continuations and of traces continued from a remote traceparent
+ * go through OTLP only, as MLflow's
  * distributed tracing does.
  *
  * Everything runs on the export thread through the shared HTTP transport
@@ -547,6 +548,7 @@ static void send_start(tjob *j) {
     start_result(j, 0, 0, "out of memory");
     return;
   }
+  r->lat_track = 1;
   mlt__buf_lit(&r->body, "{\"trace\": {\"trace_info\": {\"trace_location\": {\"type\": \"MLFLOW_EXPERIMENT\", "
                          "\"mlflow_experiment\": {\"experiment_id\": ");
   mlt__json_str(&r->body, x->experiment_id, strlen(x->experiment_id));
@@ -565,7 +567,9 @@ static void send_start(tjob *j) {
   mlt__http_submit(mlt__http_get(), r);
 }
 
-/* The spans of |u| are stored: its traces' TraceInfos follow. */
+/* The spans of |u| are stored: each job ends with its TraceInfo's outcome
+ * (sent before the spans, in OTLP mode), or its TraceInfo follows now (the
+ * probe unit, a spooled unit). */
 static void spans_stored(unit *u) {
   mlflow_exp *x = u->x;
   for (size_t i = u->n; i-- > 0;) {
@@ -683,10 +687,14 @@ static void send_otlp(unit *u) {
   mlt__http_req *r = url ? mlt__http_req_new(url, MLT__HTTP_POST, &x->cfg) : NULL;
   free(url);
   if (!r) {
+    int probe = u->probe;
+    u->probe = 0;
     unit_fail(u, &u->otlp, 0, "out of memory");
+    if (probe) probe_answered(x); /* no answer will come: the units waiting for it go on */
     return;
   }
   x->held_bytes -= u->otlp.len; /* the transport counts it from here */
+  r->lat_track = 1;
   r->body = u->otlp;
   memset(&u->otlp, 0, sizeof u->otlp);
   r->headers = base_headers(x, "Content-Type: application/x-protobuf");
@@ -1067,6 +1075,7 @@ static void otlp_send(otlp_exp *x, obatch *b, mlt__buf *body) {
     obatch_end(b, MLT__OUT_FAILED, "out of memory");
     return;
   }
+  r->lat_track = 1;
   for (struct curl_slist *h = x->headers; h; h = h->next) r->headers = curl_slist_append(r->headers, h->data);
   r->headers = curl_slist_append(r->headers, "Content-Type: application/x-protobuf");
   r->headers = curl_slist_append(r->headers, "Expect:");

@@ -199,7 +199,6 @@ static uint64_t queue_depth(void) {
 static void drop_trace(mlt__trace *t, uint32_t n, int over_count) {
   mlt__stats_add(MLT__ST_TRACES_DROPPED, 1);
   mlt__stats_add(MLT__ST_SPANS_DROPPED, n);
-  mlt__stats_add(MLT__ST_TRACES_FINISHED, 1);
   if (over_count)
     mlt__log(MLT_LOG_WARN, MLT__LOGK_DROP,
              "export queue full (%llu traces, MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE): trace dropped",
@@ -252,9 +251,12 @@ void mlt__pipeline_enqueue(mlt__trace *t) {
   }
   t->qbytes = b;
   cur = atomic_fetch_add_explicit(&g_qbytes, b, memory_order_relaxed) + b;
-  atomic_fetch_add_explicit(&g_enqueued, 1, memory_order_release);
+  /* Sequentially consistent, with the export thread's store to g_sleeping
+   * and its read of the depth after it: one side sees the other (on x86 the
+   * same instructions as weaker orders). */
+  atomic_fetch_add(&g_enqueued, 1);
   qpush(t);
-  if (MLT_UNLIKELY(atomic_load_explicit(&g_sleeping, memory_order_acquire)) &&
+  if (MLT_UNLIKELY(atomic_load(&g_sleeping)) &&
       !atomic_load_explicit(&g_wake_sent, memory_order_relaxed) &&
       (depth_relaxed() >= WAKE_TRACES || cur >= g_wake_bytes) && !atomic_exchange(&g_wake_sent, 1))
     pipeline_wakeup();
@@ -1133,10 +1135,11 @@ static void snapshot_stats(mlt_stats *s) {
 #define G(x) atomic_load_explicit(&mlt__g_stats[x], memory_order_relaxed)
   /* one read of g_enqueued for traces_finished and traces_pending */
   uint64_t acc = atomic_load(&g_enqueued), done = atomic_load(&g_done);
-  s->traces_finished = G(MLT__ST_TRACES_FINISHED) + acc; /* the drops at the queue + the traces it took */
+  /* the drops at the queue (all of traces_dropped) + the traces it took */
+  s->traces_dropped = G(MLT__ST_TRACES_DROPPED);
+  s->traces_finished = s->traces_dropped + acc;
   s->traces_exported = G(MLT__ST_TRACES_EXPORTED);
   s->spans_exported = G(MLT__ST_SPANS_EXPORTED);
-  s->traces_dropped = G(MLT__ST_TRACES_DROPPED);
   s->spans_dropped = G(MLT__ST_SPANS_DROPPED);
   s->traces_failed = G(MLT__ST_TRACES_FAILED);
   s->spans_failed = G(MLT__ST_SPANS_FAILED);

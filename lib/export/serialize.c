@@ -1479,8 +1479,9 @@ static size_t spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt
 
 void mlt__json_trace_info(mlt__buf *out, mlt__buf *data, const mlt__prepared *p, const mlt__trace_info *ti) {
   /* sizeStats.num_spans doubles as the server's completeness check (a trace
-   * with fewer stored spans is hidden from search): it is exact here, and
-   * the MLflow exporter sends this only after the spans were stored. */
+   * with fewer stored spans is hidden from search until they arrive): it is
+   * exact here.  The MLflow exporter sends this before the spans (after them
+   * for a process's first batch, its probe of the server). */
   size_stats stats;
   mlt__buf *spans = mlt__scratch_buf(1);
   span_ctx sc;

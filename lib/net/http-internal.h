@@ -56,6 +56,9 @@ struct mlt__http_req {
   void *ud;
   const mlt__http_cfg *cfg;    /* borrowed; outlives the request */
   struct mlt__net_health *health; /* borrowed or NULL: told of every attempt's outcome */
+  int lat_track;               /* 1: a URL every request of its kind goes to (the window learns its answer
+                                  time); 0 (default): a URL of one trace (artifact PUT, assessment), whose
+                                  success leaves the window as it is */
   /* transport state */
   CURL *easy;
   mlt__buf resp;

@@ -6,8 +6,9 @@
  * answered quickly, shrunk by one answered slowly -- see base_latency() --
  * and halved on every transient failure: a timeout, a refused or reset
  * connection, 408, 429, 5xx; an overloaded server, SQLite's single writer
- * above all, gets fewer requests, not more retries), up to the max_requests it was opened with (the MLflow exporter
- * passes MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS, default 10).  The window
+ * above all, gets fewer requests, not more retries), up to the
+ * max_requests it was opened with (the MLflow exporter passes
+ * MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS, default 10).  The window
  * also remembers where it failed: after an overload failure (timeout, 429,
  * 5xx, a transient 400; not a refused connection) it may grow back only up
  * to the size it was halved to, plus one per cooldown (10 s, doubled when
@@ -85,8 +86,9 @@ static mlt__http *g_http;
 #define COOLDOWN_MAX_NS ((int64_t)300 * 1000000000)
 
 /* The answer time of |url| when the server is not queueing: the least seen
- * over the last 30-60 s (a few URLs are tracked; an exporter uses one or
- * two).  A success answered within twice that grows the window; one answered
+ * over the last 30-60 s (a few URLs are tracked: those of requests marked
+ * lat_track, the ones every trace goes to; an exporter has one or two).  A
+ * success answered within twice that grows the window; one answered
  * in over four times that (the server queues our requests behind each other
  * or behind other clients') shrinks it by as much as a success grows it
  * (delay-based, as TCP Vegas): several processes sharing a server settle
@@ -523,11 +525,13 @@ static void complete(mlt__http *h, CURL *e, CURLcode code) {
     }
   if (code == CURLE_OK && status >= 200 && status < 300) {
     if (r->health) mlt__net_success(r->health);
-    int64_t now = mlt__mono_ns(), took = now - r->sent_ns, base = base_latency(h, r->url, took, now);
-    if (took <= 2 * base + LAT_SLACK_NS)
-      grow_window(h, now);
-    else if (took > 4 * base + 10 * LAT_SLACK_NS) /* the server queues: fewer at once */
-      h->window = MLT_MAX(h->window - 1.0 / h->window, 1.0);
+    if (r->lat_track) { /* a URL of one trace would take a slot with no history and always grow */
+      int64_t now = mlt__mono_ns(), took = now - r->sent_ns, base = base_latency(h, r->url, took, now);
+      if (took <= 2 * base + LAT_SLACK_NS)
+        grow_window(h, now);
+      else if (took > 4 * base + 10 * LAT_SLACK_NS) /* the server queues: fewer at once */
+        h->window = MLT_MAX(h->window - 1.0 / h->window, 1.0);
+    }
     count(h, MLT__HTTP_N_BYTES, r->body.len);
     finish(h, r, 1, status, NULL);
     return;

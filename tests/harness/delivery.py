@@ -77,14 +77,21 @@ class FaultProxy:
     wait longer); ("status", code): answer code without forwarding;
     ("echo_auth", code): answer code with the request's Authorization header
     in the body.  `started` lists (monotonic time, requests in flight then)
-    for each forwarded request; `injected` the time of the last injected
-    status answer."""
+    for each forwarded request, `spans` its [start, end] (end None while it
+    runs); `injected` the time of the last injected status answer."""
+
+    def most_at_once(self, lo, hi):
+        """The most requests in flight at once among those started in (lo, hi):
+        at each one's start, how many of them had started and not ended."""
+        with self.lock:
+            sel = [(s, e) for s, e in self.spans if lo < s < hi]
+        return max((sum(1 for s2, e2 in sel if s2 <= s and (e2 is None or e2 > s)) for s, _ in sel), default=0)
 
     def __init__(self, upstream_port, rule):
         self.upstream_port, self.rule = upstream_port, rule
         self.counts = {}
         self.lock = threading.Lock()
-        self.active, self.started, self.injected = 0, [], None
+        self.active, self.started, self.spans, self.injected = 0, [], [], None
         self.serial = threading.Lock()
         proxy = self
 
@@ -117,7 +124,10 @@ class FaultProxy:
                     return self._reply(action[1], msg.encode(), "application/json")
                 with proxy.lock:
                     proxy.active += 1
-                    proxy.started.append((time.monotonic(), proxy.active))
+                    now = time.monotonic()
+                    proxy.started.append((now, proxy.active))
+                    span = [now, None]
+                    proxy.spans.append(span)
                 try:
                     if isinstance(action, tuple) and action[0] == "serial":
                         with proxy.serial:
@@ -128,6 +138,7 @@ class FaultProxy:
                 finally:
                     with proxy.lock:
                         proxy.active -= 1
+                        span[1] = time.monotonic()
 
             def _forward(self, action, body):
                 try:

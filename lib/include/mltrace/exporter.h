@@ -55,8 +55,8 @@ MLT_EXTERN int mlt_exporter_file_new(const char *path, mlt_exporter **out);
  * While 8192 traces or 64 MiB of serialized traces wait for the server, the
  * export thread stops taking traces from the queue (backpressure; the queue,
  * bounded in bytes, absorbs the rest); what cannot be delivered goes to the
- * spool (MLTRACE_SPOOL_DIR) or is counted (see mlt_stats).  Authentication from MLFLOW_TRACKING_TOKEN
- * (bearer) or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (basic);
+ * spool (MLTRACE_SPOOL_DIR) or is counted (see mlt_stats).  Authentication
+ * from MLFLOW_TRACKING_TOKEN (bearer) or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (basic);
  * TLS verified unless MLFLOW_TRACKING_INSECURE_TLS is true; CA file from
  * MLFLOW_TRACKING_SERVER_CERT_PATH.  These settings are read by mlt_init()
  * (not when mlt_options_use_env(opts, 0) said to ignore the environment).
