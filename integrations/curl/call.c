@@ -142,16 +142,9 @@ static char *dup_n(const char *s, size_t n) {
   return p;
 }
 
-/* cJSON's text, copied into a malloc() buffer (cJSON may use other hooks). */
-static char *print_json(const cJSON *j, size_t *len) {
-  char *t = j ? cJSON_PrintUnformatted(j) : NULL;
-  if (!t) return NULL;
-  size_t n = strlen(t);
-  char *out = dup_n(t, n);
-  cJSON_free(t);
-  if (out && len) *len = n;
-  return out;
-}
+/* cJSON's text (as cJSON_PrintUnformatted() prints it) in a malloc()
+ * buffer. */
+static char *print_json(const cJSON *j, size_t *len) { return mlt__json_print(j, NULL, 0, len); }
 
 static const char *json_string(const cJSON *obj, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -329,9 +322,10 @@ static void record_request(mlt_curl_call *c, const mlt_curl_options *o, const ch
     cJSON_ArrayForEach(item, req) {
       const char *k = item->string;
       if (!k || strcmp(k, "messages") == 0 || strcmp(k, "input") == 0) continue;
-      char *txt = print_json(item, NULL);
+      char stack[256];
+      char *txt = mlt__json_print(item, stack, sizeof stack, NULL);
       if (txt) mlt_span_set_attr_json(c->span, k, txt);
-      free(txt);
+      if (txt != stack) free(txt);
       if (strcmp(k, "tools") == 0 && cJSON_IsArray(item) && (txt = chat_tools_text(item)) != NULL) {
         mlt_span_set_attr_json(c->span, "mlflow.chat.tools", txt);
         free(txt);
@@ -370,7 +364,8 @@ static void add_traceparent(mlt_curl_call *c, const mlt_context *parent) {
   char tp[MLT_TRACEPARENT_SIZE], line[MLT_TRACEPARENT_SIZE + 16];
   const mlt_context *src = c->ctx ? c->ctx : parent;
   if (!src || mlt_context_to_traceparent(src, tp, sizeof tp) != MLT_OK) return;
-  snprintf(line, sizeof line, "traceparent: %s", tp);
+  memcpy(line, "traceparent: ", 13);
+  memcpy(line + 13, tp, strnlen(tp, sizeof tp - 1) + 1);
   struct curl_slist *tmp = curl_slist_append(c->headers, line);
   if (tmp) c->headers = tmp; /* out of memory: no header, the call goes on */
 }

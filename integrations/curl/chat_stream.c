@@ -1144,60 +1144,107 @@ static char *print_and_delete(cJSON *root, size_t *len) {
  * building a cJSON tree to print it once cost ~20 allocations per call. */
 typedef struct jw {
   char *p;
-  size_t len, cap;
+  size_t len, cap; /* cap - len > 0 always: room for the closing NUL */
+  int heap;        /* p is from malloc() (else the caller's buffer) */
   int oom;
 } jw;
 
-static void jw_put(jw *w, const char *b, size_t n) {
-  if (w->oom) return;
-  if (w->cap - w->len <= n) {
-    size_t cap = w->cap ? w->cap : 256;
-    while (cap - w->len <= n) cap *= 2;
-    char *q = realloc(w->p, cap);
-    if (!q) {
-      w->oom = 1;
-      return;
-    }
-    w->p = q;
-    w->cap = cap;
-  }
-  memcpy(w->p + w->len, b, n);
+/* Room for @p n more bytes (and the NUL): the write position, or NULL once
+ * out of memory (then cap == len, so every later request comes here). */
+static __attribute__((noinline)) char *jw_grow(jw *w, size_t n) {
+  if (w->oom) return NULL;
+  if (n > ((size_t)-1) / 4 - w->len) goto oom;
+  size_t cap = w->cap ? w->cap : 256;
+  while (cap - w->len <= n) cap *= 2;
+  char *q = w->heap ? realloc(w->p, cap) : malloc(cap);
+  if (!q) goto oom;
+  if (!w->heap && w->len) memcpy(q, w->p, w->len);
+  w->p = q;
+  w->cap = cap;
+  w->heap = 1;
+  return w->p + w->len;
+oom:
+  w->oom = 1;
+  w->cap = w->len;
+  return NULL;
+}
+
+static inline char *jw_room(jw *w, size_t n) { return w->cap - w->len > n ? w->p + w->len : jw_grow(w, n); }
+
+static inline void jw_put(jw *w, const char *b, size_t n) {
+  char *o = jw_room(w, n);
+  if (!o) return;
+  memcpy(o, b, n);
   w->len += n;
-  w->p[w->len] = '\0';
 }
 
 #define JW_LIT(w, lit) jw_put((w), (lit), sizeof(lit) - 1)
 
-/* A string as cJSON prints one: ", \, and the control characters escaped
- * (\b \f \n \r \t, else \u00xx), every other byte as it is. */
-static void jw_str(jw *w, const char *v) {
-  JW_LIT(w, "\"");
-  const char *run = v;
-  for (const char *q = v;; q++) {
-    unsigned char c = (unsigned char)*q;
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    jw_put(w, run, (size_t)(q - run));
-    if (!c) break;
-    char esc[8];
-    size_t n = 2;
-    esc[0] = '\\';
-    switch (c) {
-    case '"': esc[1] = '"'; break;
-    case '\\': esc[1] = '\\'; break;
-    case '\b': esc[1] = 'b'; break;
-    case '\f': esc[1] = 'f'; break;
-    case '\n': esc[1] = 'n'; break;
-    case '\r': esc[1] = 'r'; break;
-    case '\t': esc[1] = 't'; break;
-    default: n = (size_t)snprintf(esc, sizeof esc, "\\u%04x", c); break;
-    }
-    jw_put(w, esc, n);
-    run = q + 1;
-  }
-  JW_LIT(w, "\"");
+/* Bytes a JSON string must escape as cJSON does: ", \ and the control
+ * characters (NUL included: it ends the string). */
+static const unsigned char jw_esc[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0};
+
+#define JW_ONES 0x0101010101010101ULL
+/* Whether any of the 8 bytes of @p x is one jw_esc[] marks (exact as a
+ * whole: a byte below 0x20, a quote, a backslash). */
+static inline int jw_word_esc(uint64_t x) {
+  uint64_t q = x ^ (JW_ONES * '"'), b = x ^ (JW_ONES * '\\');
+  uint64_t t = ((x - JW_ONES * 0x20) & ~x) | ((q - JW_ONES) & ~q) | ((b - JW_ONES) & ~b);
+  return (t & (JW_ONES * 0x80)) != 0;
 }
 
-static void jw_cs(jw *w, const cs_str *v) { jw_str(w, str_get(v)); }
+/* @p n bytes of @p v as a JSON string, as cJSON prints one: ", \ and the
+ * control characters escaped (\b \f \n \r \t, else \u00xx), every other byte
+ * as it is; an embedded NUL ends the string (as a C string's end would). */
+static void jw_strn(jw *w, const char *v, size_t n) {
+  char *o = jw_room(w, n + 2);
+  if (!o) return;
+  *o++ = '"';
+  size_t i = 0;
+  for (;;) {
+    while (i + 8 <= n) {
+      uint64_t x;
+      memcpy(&x, v + i, 8);
+      if (jw_word_esc(x)) break;
+      memcpy(o, &x, 8);
+      o += 8;
+      i += 8;
+    }
+    while (i < n && !jw_esc[(unsigned char)v[i]]) *o++ = v[i++];
+    if (i == n) break;
+    unsigned char c = (unsigned char)v[i++];
+    if (!c) break;
+    /* an escape takes up to 6 bytes where the room counted 1 */
+    w->len = (size_t)(o - w->p);
+    if (!(o = jw_room(w, n - i + 7))) return;
+    *o++ = '\\';
+    switch (c) {
+    case '"': *o++ = '"'; break;
+    case '\\': *o++ = '\\'; break;
+    case '\b': *o++ = 'b'; break;
+    case '\f': *o++ = 'f'; break;
+    case '\n': *o++ = 'n'; break;
+    case '\r': *o++ = 'r'; break;
+    case '\t': *o++ = 't'; break;
+    default:
+      *o++ = 'u';
+      *o++ = '0';
+      *o++ = '0';
+      *o++ = "0123456789abcdef"[c >> 4];
+      *o++ = "0123456789abcdef"[c & 15];
+      break;
+    }
+  }
+  *o++ = '"';
+  w->len = (size_t)(o - w->p);
+}
+
+static void jw_str(jw *w, const char *v) { jw_strn(w, v, strlen(v)); }
+
+static void jw_cs(jw *w, const cs_str *v) { jw_strn(w, str_get(v), v->len); }
 
 /* A number as cJSON (1.7) prints one: %1.15g, or %1.17g when that does not
  * read back; NaN and infinities as null. */
@@ -1226,7 +1273,7 @@ static void jw_num(jw *w, double d) {
   jw_put(w, b, (size_t)n);
 }
 
-/* A parsed value (the usage object), as cJSON prints it. */
+/* A parsed value, as cJSON prints it. */
 static void jw_cjson(jw *w, const cJSON *v) {
   if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
     int obj = cJSON_IsObject(v);
@@ -1250,9 +1297,36 @@ static void jw_cjson(jw *w, const cJSON *v) {
     JW_LIT(w, "false");
   } else if (cJSON_IsRaw(v) && v->valuestring) {
     jw_put(w, v->valuestring, strlen(v->valuestring));
-  } else {
+  } else if (cJSON_IsNull(v)) {
     JW_LIT(w, "null");
+  } else if (!w->oom) { /* an invalid item, a raw one without text: cJSON prints nothing */
+    if (w->heap) free(w->p);
+    w->p = NULL;
+    w->heap = 0;
+    w->oom = 1;
+    w->cap = w->len;
   }
+}
+
+/* Ends the text (NUL); its buffer, or NULL (freed) when out of memory. */
+static char *jw_finish(jw *w, size_t *len) {
+  if (w->oom) {
+    if (w->heap) free(w->p);
+    w->p = NULL;
+    return NULL;
+  }
+  w->p[w->len] = '\0';
+  if (len) *len = w->len;
+  return w->p;
+}
+
+char *mlt__json_print(const cJSON *v, char *buf, size_t cap, size_t *len) {
+  if (len) *len = 0;
+  if (!v) return NULL;
+  jw w = {buf && cap ? buf : NULL, 0, buf ? cap : 0, 0, 0};
+  if (!w.p) w.cap = 0;
+  jw_cjson(&w, v);
+  return jw_finish(&w, len);
 }
 
 static void put_choice(jw *w, const cs_choice *c) {
@@ -1298,7 +1372,18 @@ char *mlt_chat_stream_result_json(const mlt_chat_stream *s, size_t *len) {
   if (len) *len = 0;
   if (!s) return NULL;
   if (s->responses) return print_and_delete(response_result(s), len);
-  jw w = {0};
+  /* One buffer of about the right size: the strings, the members' names
+   * and punctuation, the usage object's few dozen bytes (escapes may grow
+   * it). */
+  size_t est = 192 + s->id.len + s->model.len + s->fingerprint.len + (s->usage ? 256 : 0);
+  for (size_t i = 0; i < s->nchoices; i++) {
+    const cs_choice *c = &s->choices[i];
+    est += 112 + c->role.len + c->content.len + c->refusal.len + c->finish_reason.len;
+    for (size_t k = 0; k < c->ncalls; k++)
+      est += 80 + c->calls[k].id.len + c->calls[k].type.len + c->calls[k].name.len + c->calls[k].args.len;
+  }
+  jw w = {malloc(est), 0, est, 1, 0};
+  if (!w.p) return NULL;
   JW_LIT(&w, "{\"id\":");
   jw_cs(&w, &s->id);
   JW_LIT(&w, ",\"object\":\"chat.completion\",\"created\":");
@@ -1320,12 +1405,7 @@ char *mlt_chat_stream_result_json(const mlt_chat_stream *s, size_t *len) {
     jw_cjson(&w, s->usage);
   }
   JW_LIT(&w, "}");
-  if (w.oom) {
-    free(w.p);
-    return NULL;
-  }
-  if (len) *len = w.len;
-  return w.p;
+  return jw_finish(&w, len);
 }
 
 /* A token count member as an integer (0 when absent or unusable). */

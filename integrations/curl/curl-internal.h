@@ -107,6 +107,13 @@ void mlt__chat_stream_set_json_hook(mlt_chat_stream *s, mlt__chat_json_hook fn);
 void mlt__chat_stream_set_scan(mlt_chat_stream *s, int on);
 /* The usage object of the stream (borrowed), NULL when none came. */
 const struct cJSON *mlt__chat_stream_usage(const mlt_chat_stream *s);
+/* The text cJSON_PrintUnformatted() gives for @p v, NUL-terminated, written
+ * without building it through cJSON's printer: in @p buf (@p cap bytes, may
+ * be NULL) when it fits, and then @p buf is returned; else in a buffer from
+ * malloc() that the caller frees (any result != @p buf).  NULL when @p v is
+ * NULL, cJSON would print nothing (an invalid item), or out of memory.
+ * *len (may be NULL): the text's length. */
+char *mlt__json_print(const struct cJSON *v, char *buf, size_t cap, size_t *len);
 /* 1 once the stream is a Responses API event stream. */
 int mlt__chat_stream_is_responses(const mlt_chat_stream *s);
 

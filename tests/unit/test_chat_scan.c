@@ -448,8 +448,111 @@ TEST(mutations_same_both_ways) {
   tap_diag("%zu inputs compared", g_compared);
 }
 
+/* mlt__json_print() (the writer call.c prints request members with, and
+ * the result is written with) against cJSON_PrintUnformatted(): the same
+ * text for every value, written into a caller's buffer of every size
+ * (moving to the heap at every point) or straight to the heap. */
+static void check_print(const cJSON *v, int every_cap) {
+  char *want = cJSON_PrintUnformatted(v);
+  REQUIRE(want != NULL);
+  size_t n = strlen(want), len = 0;
+  char *got = mlt__json_print(v, NULL, 0, &len);
+  if (!got || strcmp(got, want) != 0 || len != n) {
+    tap_diag("mlt__json_print: %s\ncJSON: %s", got ? got : "(NULL)", want);
+    CHECK(0);
+  }
+  free(got);
+  char *stack = malloc(n + 2);
+  REQUIRE(stack != NULL);
+  size_t step = !every_cap ? n / 2 + 1 : n > 64 ? n / 16 : 1;
+  for (size_t cap = 0; cap <= n + 1; cap += step) {
+    got = mlt__json_print(v, stack, cap, &len);
+    int ok = got && strcmp(got, want) == 0 && len == n;
+    if (!ok) {
+      tap_diag("cap %zu: %s", cap, got ? got : "(NULL)");
+      CHECK(0);
+    }
+    if (got != stack) free(got);
+    if (step > 1 && cap < n && cap + step > n) cap = n - step; /* n and n + 1 too */
+  }
+  free(stack);
+  cJSON_free(want);
+  g_compared++;
+}
+
+TEST(json_print_is_cjsons) {
+  static const char *const texts[] = {
+      "{}", "[]", "{\"a\":[]}", "[{},[],{\"b\":{}}]", "null", "true", "false", "0", "-0", "-0.0", "1e15", "-1e15",
+      "999999999999999", "-999999999999999", "123456789012345678", "0.1", "1.5e-7", "1e300", "-2.5e-300",
+      "3.141592653589793", "2147483648", "-2147483649", "\"\"", "\"plain text\"",
+      "\"quote \\\" backslash \\\\ slash \\/ nl \\n cr \\r tab \\t bs \\b ff \\f\"",
+      "\"ctl \\u0001\\u001f\\u007f end\"", "\"utf8 \\u00e9 \\u2713 \\ud83d\\ude00\"",
+      "{\"model\":\"fake-gpt\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"temperature\":0.7,"
+      "\"max_tokens\":256,\"stop\":[\"\\n\",\"END\"],\"n\":null,\"tools\":[{\"type\":\"function\",\"function\":"
+      "{\"name\":\"f\",\"parameters\":{\"type\":\"object\"}}}]}",
+      "{\"k\\\"ey\":1,\"\":2,\"\\u0000x\":3}",
+  };
+  for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+    cJSON *j = cJSON_Parse(texts[i]);
+    if (!j) {
+      tap_diag("does not parse: %s", texts[i]);
+      CHECK(0);
+      continue;
+    }
+    check_print(j, 1);
+    cJSON_Delete(j);
+  }
+  /* every byte value, at every position within a machine word, in strings
+   * of several lengths (the writer copies 8 bytes at a time) */
+  char s[64];
+  for (int c = 1; c < 256; c++) {
+    static const size_t lens[] = {1, 7, 8, 9, 16, 17};
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+      size_t len = lens[li];
+      for (size_t at = 0; at < len; at++) {
+        memset(s, 'x', len);
+        s[len] = '\0';
+        s[at] = (char)c;
+        cJSON *str = cJSON_CreateString(s);
+        REQUIRE(str != NULL);
+        check_print(str, 0);
+        cJSON_Delete(str);
+      }
+    }
+  }
+  /* a long string with an escape every few bytes, and a long key */
+  th_buf big = {0};
+  for (int i = 0; i < 500; i++) th_buf_str(&big, i % 3 ? "abcdefg\"" : "\x01xyz\\");
+  cJSON *o = cJSON_CreateObject();
+  REQUIRE(o != NULL);
+  cJSON_AddStringToObject(o, big.p, big.p);
+  cJSON_AddNumberToObject(o, "n", 1.0 / 3.0);
+  check_print(o, 1);
+  cJSON_Delete(o);
+  free(big.p);
+  /* what cJSON cannot print, neither does the writer */
+  cJSON *raw = cJSON_CreateRaw("[1, 2]");
+  REQUIRE(raw != NULL);
+  check_print(raw, 1);
+  cJSON_free(raw->valuestring);
+  raw->valuestring = NULL;
+  CHECK(cJSON_PrintUnformatted(raw) == NULL);
+  CHECK(mlt__json_print(raw, NULL, 0, NULL) == NULL);
+  cJSON_Delete(raw);
+  cJSON *arr = cJSON_CreateArray(), *bad = cJSON_CreateNull();
+  REQUIRE(arr != NULL && bad != NULL);
+  bad->type = cJSON_Invalid;
+  cJSON_AddItemToArray(arr, bad);
+  CHECK(cJSON_PrintUnformatted(arr) == NULL);
+  char stack[8];
+  CHECK(mlt__json_print(arr, stack, sizeof stack, NULL) == NULL);
+  cJSON_Delete(arr);
+  CHECK(mlt__json_print(NULL, NULL, 0, NULL) == NULL);
+  tap_diag("%zu values compared", g_compared);
+}
+
 static const tap_test tests[] = {TAP_ENTRY(fixtures_same_both_ways), TAP_ENTRY(scanner_reads_the_common_chunks),
                                  TAP_ENTRY(edge_cases_same_both_ways), TAP_ENTRY(mutations_same_both_ways),
-                                 TAP_END};
+                                 TAP_ENTRY(json_print_is_cjsons), TAP_END};
 
 int main(int argc, char **argv) { return tap_main(argc, argv, tests); }
