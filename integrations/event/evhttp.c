@@ -30,6 +30,7 @@ struct mlt_evhttp_options {
   char *span_name;
   mlt_span_type span_type;
   char *headers[MAX_HEADERS]; /* lowercase */
+  size_t header_lens[MAX_HEADERS];
   size_t n_headers;
   size_t max_body;
   int accept_traceparent;
@@ -95,6 +96,7 @@ int mlt_evhttp_options_allow_header(mlt_evhttp_options *o, const char *name) {
   char *copy = strdup(name);
   if (!copy) return MLT_ENOMEM;
   for (char *p = copy; *p; p++) *p = (char)tolower((unsigned char)*p);
+  o->header_lens[o->n_headers] = strlen(copy);
   o->headers[o->n_headers++] = copy;
   return MLT_OK;
 }
@@ -134,6 +136,7 @@ static int options_copy(const mlt_evhttp_options *src, mlt_evhttp_options *dst) 
   if (src->span_name && !(dst->span_name = strdup(src->span_name))) return MLT_ENOMEM;
   for (size_t i = 0; i < src->n_headers; i++) {
     if (!(dst->headers[i] = strdup(src->headers[i]))) return MLT_ENOMEM;
+    dst->header_lens[i] = src->header_lens[i];
     dst->n_headers = i + 1;
   }
   return MLT_OK;
@@ -195,6 +198,8 @@ struct req_state {
   unsigned tracking : 1;       /* the ledger is in use */
   unsigned ledger_broken : 1;  /* the buffer shrank under a wrapper call: unknown */
   unsigned closed_by : 2;      /* CLOSED_BY_* when the connection closed first */
+  unsigned te_known : 1;       /* |chunked| is set (the reply's headers are out) */
+  unsigned chunked : 1;        /* the reply has Transfer-Encoding: chunked */
 };
 
 enum { CLOSED_BY_PEER = 1, CLOSED_BY_SERVER = 2 };
@@ -446,19 +451,21 @@ static void tb_body(tbuf *b, struct evbuffer *buf, size_t max, const char *conte
   TB_LIT(b, "\"");
 }
 
-static void record_inputs(req_state *st, struct evhttp_request *req, const char *method) {
+/* |hv|: the value of each allowed header (o->headers), NULL when absent. */
+static void record_inputs(req_state *st, struct evhttp_request *req, const char *method, size_t method_len,
+                          const char *const *hv) {
   const mlt_evhttp_options *o = &st->inst->opts;
   struct evkeyvalq *in = evhttp_request_get_input_headers(req);
   char stack[1024];
   tbuf b = {stack, 0, sizeof stack, 0, 0};
-  TB_LIT(&b, "{\"method\":");
-  tb_cstr(&b, method);
-  TB_LIT(&b, ",\"uri\":");
+  TB_LIT(&b, "{\"method\":\"");
+  tb_put(&b, method, method_len); /* (a constant: nothing to escape) */
+  TB_LIT(&b, "\",\"uri\":");
   const char *uri = evhttp_request_get_uri(req);
   tb_cstr(&b, uri ? uri : "");
   int headers = 0;
   for (size_t i = 0; i < o->n_headers; i++) {
-    const char *v = evhttp_find_header(in, o->headers[i]);
+    const char *v = hv[i];
     if (!v) continue;
     if (!headers++)
       TB_LIT(&b, ",\"headers\":{");
@@ -469,7 +476,8 @@ static void record_inputs(req_state *st, struct evhttp_request *req, const char 
     tb_cstr(&b, v);
   }
   if (headers) TB_LIT(&b, "}");
-  tb_body(&b, evhttp_request_get_input_buffer(req), o->max_body, evhttp_find_header(in, "Content-Type"));
+  struct evbuffer *body = evhttp_request_get_input_buffer(req);
+  if (body && evbuffer_get_length(body)) tb_body(&b, body, o->max_body, evhttp_find_header(in, "Content-Type"));
   TB_LIT(&b, "}");
   if (!b.oom) mlt_span_set_inputs_json_n(st->span, b.p, b.len);
   if (b.heap) free(b.p);
@@ -621,26 +629,61 @@ static void live_unlink(req_state *st) {
   st->prev = st->next = NULL;
 }
 
+/* Header name |key| (|klen| bytes) equals |lower| (|len| bytes, lowercase),
+ * ASCII case folded (as evhttp_find_header() compares). */
+static int name_is(const char *key, size_t klen, const char *lower, size_t len) {
+  if (klen != len) return 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)key[i];
+    if (c >= 'A' && c <= 'Z') c = (unsigned char)(c + 32);
+    if (c != (unsigned char)lower[i]) return 0;
+  }
+  return 1;
+}
+
 /* Start the span of |req| (none when tracing is off, but the request is
  * still followed for the done callback); NULL when out of memory. */
 static req_state *request_start(mlt_evhttp *inst, struct evhttp_request *req, const char *route) {
   const mlt_evhttp_options *o = &inst->opts;
-  struct evkeyvalq *in = evhttp_request_get_input_headers(req);
   mlt_context *parent = NULL;
   int enabled = mlt_is_enabled();
-  if (enabled && o->accept_traceparent) {
-    const char *tp = evhttp_find_header(in, "traceparent");
+  /* One pass over the request's headers: traceparent and the allowed ones
+   * (the first of each name, as evhttp_find_header() would find). */
+  const char *hv[MAX_HEADERS];
+  for (size_t i = 0; i < o->n_headers; i++) hv[i] = NULL;
+  if (enabled) {
+    const char *tp = NULL;
+    size_t want = o->n_headers + (o->accept_traceparent ? 1 : 0);
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    for (const struct evkeyval *kv = in ? in->tqh_first : NULL; kv && want; kv = kv->next.tqe_next) {
+      size_t klen = strlen(kv->key);
+      if (o->accept_traceparent && !tp && name_is(kv->key, klen, "traceparent", 11)) {
+        tp = kv->value;
+        want--;
+      }
+      for (size_t i = 0; i < o->n_headers; i++) {
+        if (!hv[i] && name_is(kv->key, klen, o->headers[i], o->header_lens[i])) {
+          hv[i] = kv->value;
+          want--;
+          break;
+        }
+      }
+    }
     if (tp && mlt_context_from_traceparent(tp, &parent) != MLT_OK) parent = NULL; /* never trusted */
   }
   const char *method = method_name(evhttp_request_get_command(req));
+  size_t method_len = strlen(method);
   const char *uri = evhttp_request_get_uri(req);
   if (!uri) uri = "";
   size_t path_len = strcspn(uri, "?#");
   char name[MAX_NAME_PATH + 16];
   const char *span_name = o->span_name ? o->span_name : ""; /* (no span when disabled) */
-  if (!o->span_name && enabled) {
-    int plen = (int)(path_len > MAX_NAME_PATH ? MAX_NAME_PATH : path_len);
-    snprintf(name, sizeof name, "%s %.*s", method, plen, uri);
+  if (!o->span_name && enabled) { /* "METHOD /path" */
+    size_t plen = path_len > MAX_NAME_PATH ? MAX_NAME_PATH : path_len;
+    memcpy(name, method, method_len);
+    name[method_len] = ' ';
+    memcpy(name + method_len + 1, uri, plen);
+    name[method_len + 1 + plen] = '\0';
     span_name = name;
   }
   mlt_span span = mlt_span_start_in(parent, span_name, o->span_type);
@@ -659,23 +702,19 @@ static req_state *request_start(mlt_evhttp *inst, struct evhttp_request *req, co
     goto fail;
   }
   if (st->recording) {
-    mlt_attr attrs[6];
-    size_t n = 0;
-    attrs[n++] = MLT_ATTR_STR("http.request.method", method);
-    attrs[n] = MLT_ATTR_STR("url.path", uri);
-    attrs[n++].len = path_len;
-    if (route) attrs[n++] = MLT_ATTR_STR("http.route", route);
+    mlt_span_set_attr_str_n(span, "http.request.method", method, method_len);
+    mlt_span_set_attr_str_n(span, "url.path", uri, path_len);
+    if (route) mlt_span_set_attr_str_n(span, "http.route", route, strlen(route));
     if (st->evcon) {
       char *addr = NULL;
       ev_uint16_t port = 0;
       evhttp_connection_get_peer(st->evcon, &addr, &port);
       if (addr) {
-        attrs[n++] = MLT_ATTR_STR("client.address", addr);
-        attrs[n++] = MLT_ATTR_INT("client.port", port);
+        mlt_span_set_attr_str_n(span, "client.address", addr, strlen(addr));
+        mlt_span_set_attr_int(span, "client.port", port);
       }
     }
-    mlt_span_set_attrs(span, attrs, n);
-    record_inputs(st, req, method);
+    record_inputs(st, req, method, method_len, hv);
   }
   st->next = inst->live;
   if (st->next) st->next->prev = st;
@@ -711,13 +750,10 @@ static void request_end(req_state *st, struct evhttp_request *req, int disconnec
     written = size;
     int cut = disconnected && st->tracking && !st->ledger_broken && st->body_written_at_close < st->reply_bytes;
     if (cut) written = st->body_written_at_close;
-    mlt_attr attrs[4];
-    size_t n = 0;
-    if (code) attrs[n++] = MLT_ATTR_INT("http.response.status_code", code);
-    attrs[n++] = MLT_ATTR_INT("http.response.body.size", (int64_t)written);
-    if (cut) attrs[n++] = MLT_ATTR_INT("mltrace.http.reply_unsent_bytes", (int64_t)(st->reply_bytes - written));
-    if (st->reply_cut) attrs[n++] = MLT_ATTR_BOOL("mltrace.http.reply_truncated", 1);
-    mlt_span_set_attrs(st->span, attrs, n);
+    if (code) mlt_span_set_attr_int(st->span, "http.response.status_code", code);
+    mlt_span_set_attr_int(st->span, "http.response.body.size", (int64_t)written);
+    if (cut) mlt_span_set_attr_int(st->span, "mltrace.http.reply_unsent_bytes", (int64_t)(st->reply_bytes - written));
+    if (st->reply_cut) mlt_span_set_attr_bool(st->span, "mltrace.http.reply_truncated", 1);
     if (cut && written < st->recorded_bytes) mlt_span_set_output_reducer(st->span, cut_reducer, &written);
     if (disconnected == CLOSED_BY_PEER) {
       mlt_span_record_error(st->span, "ClientDisconnected", "the client closed the connection before the reply was complete");
@@ -947,6 +983,17 @@ void *mlt_evhttp_request_get_data(struct evhttp_request *req) {
 
 /* ==== reply wrappers ================================================== */
 
+/* Whether the reply started with evhttp_send_reply_start() is chunked:
+ * its headers are fixed once it started, so they are read once. */
+static int reply_chunked(req_state *st, struct evhttp_request *req) {
+  if (!st->te_known) {
+    const char *te = evhttp_find_header(evhttp_request_get_output_headers(req), "Transfer-Encoding");
+    st->chunked = te && strstr(te, "chunked") ? 1 : 0;
+    st->te_known = 1;
+  }
+  return st->chunked;
+}
+
 static int reply_is_json(struct evhttp_request *req, const char *data, size_t len) {
   const char *ct = evhttp_find_header(evhttp_request_get_output_headers(req), "Content-Type");
   if (ct) return content_type_json(ct);
@@ -1007,8 +1054,7 @@ void mlt_evhttp_send_reply_chunk(struct evhttp_request *req, struct evbuffer *ch
       if (st->recording && (out = conn_output(st->evcon))) {
         /* A chunked reply frames each chunk "<hex length>\r\n<data>\r\n";
          * an HTTP/1.0 one (or one with a Content-Length) sends data only. */
-        const char *te = evhttp_find_header(evhttp_request_get_output_headers(req), "Transfer-Encoding");
-        trail = te && strstr(te, "chunked") ? 2 : 0;
+        trail = reply_chunked(st, req) ? 2 : 0;
         before = ledger_before(st, out);
       }
       st->reply_bytes += len;
@@ -1032,8 +1078,7 @@ void mlt_evhttp_send_reply_chunk(struct evhttp_request *req, struct evbuffer *ch
 void mlt_evhttp_send_reply_end(struct evhttp_request *req) {
   req_state *st = map_find(req);
   struct evbuffer *out = st && st->tracking && !st->ledger_broken ? conn_output(st->evcon) : NULL;
-  const char *te = out ? evhttp_find_header(evhttp_request_get_output_headers(req), "Transfer-Encoding") : NULL;
-  if (!te || !strstr(te, "chunked")) {
+  if (!out || !reply_chunked(st, req)) {
     evhttp_send_reply_end(req); /* may complete (and free the state) at once */
     return;
   }

@@ -195,7 +195,8 @@ TEST(request_span_inputs_outputs_and_attributes) {
   REQUIRE_EQ_INT(mlt_evhttp_set_cb(F.inst, "/fail", h_fail, NULL), MLT_OK);
   reply r;
   const char *hdrs[] = {"User-Agent", "test/1", "Authorization", "Bearer secret", "Cookie", "s=1",
-                        "X-Custom", "yes", "X-Other", "no", "Content-Type", "application/json", NULL};
+                        "X-Custom", "yes", "X-Other", "no", "Content-Type", "application/json",
+                        "x-CUSTOM", "second" /* the first of a name counts */, NULL};
   http_call("POST", "/json?x=1", hdrs, "{\"question\": \"why\", \"k\": [1, 2]}", &r);
   CHECK_EQ_INT(r.code, 200);
   CHECK_EQ_STR(r.body, "{\"answer\": 42}");
