@@ -139,10 +139,17 @@ static MLT_NOINLINE int attr_str_big(mlt_span h, const char *key, size_t key_len
   return MLT_OK;
 }
 
+/* A NUL-terminated value (a string known only at run time, which the
+ * <mltrace/span.h> macros pass as MLT_NTS): measured, then the fast path
+ * when it is short (a tail call: the fast path keeps no stack frame). */
+static MLT_NOINLINE int attr_str_nts(mlt_span h, const char *key, size_t key_len, const char *value) {
+  return mlt__attr_str(h, key, key_len, value, strlen(value));
+}
+
 int mlt__attr_str(mlt_span h, const char *key, size_t key_len, const char *value, size_t len) {
   /* len is MLT_NTS for a NULL value: the general path reports it */
   if (MLT_UNLIKELY(len > atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed)))
-    return attr_str_big(h, key, key_len, value, len);
+    return len == MLT_NTS && value ? attr_str_nts(h, key, key_len, value) : attr_str_big(h, key, key_len, value, len);
   uint32_t used;
   size_t size = mlt__rec_size(key_len, len);
   mlt__chunk *c = attr_room(h, key_len, size, &used);
@@ -236,13 +243,19 @@ static MLT_NOINLINE int attr_bool_k_slow(mlt_span h, uint64_t key8, size_t key_l
   return attr_bool_slow(h, k_p, k_p ? key_len : MLT_NTS, value);
 }
 
+/* mlt__attr_str_k() of a NUL-terminated value: measured (see attr_str_nts()). */
+static MLT_NOINLINE int attr_str_k_nts(mlt_span h, uint64_t key8, size_t key_len, const char *value) {
+  return mlt__attr_str_k(h, key8, key_len, value, strlen(value));
+}
+
 int mlt__attr_str_k(mlt_span h, uint64_t key8, size_t key_len, const char *value, size_t len) {
   mlt__chunk *c;
   uint32_t end;
   char *v;
   /* len is MLT_NTS for a NULL value: the general path reports it */
-  if (MLT_UNLIKELY(len > atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed)) ||
-      MLT_UNLIKELY(!(v = attr_k_rec(h, key8, key_len, MLT__V_STR, len, 0, &c, &end))))
+  if (MLT_UNLIKELY(len > atomic_load_explicit(&mlt__g_tiny_value, memory_order_relaxed)))
+    return len == MLT_NTS && value ? attr_str_k_nts(h, key8, key_len, value) : attr_str_k_slow(h, key8, key_len, value, len);
+  if (MLT_UNLIKELY(!(v = attr_k_rec(h, key8, key_len, MLT__V_STR, len, 0, &c, &end))))
     return attr_str_k_slow(h, key8, key_len, value, len);
   tiny_copy(v, value, len);
   atomic_store_explicit(&c->used, end, memory_order_release);

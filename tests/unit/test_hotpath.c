@@ -97,6 +97,38 @@ TEST(literal_and_computed_keys_agree) {
   tu_done();
 }
 
+/* Literal keys (known lengths: the packed-key path for 1..8 bytes, the
+ * known-length path beyond) with values known only at run time (passed
+ * NUL-terminated, measured by the library): every length around the fast
+ * path's limit records the same value. */
+TEST(literal_keys_runtime_values) {
+  tu_init();
+  static const int lens[] = {0, 1, 7, 8, 15, 16, 31, 32, 33, 63, 64, 65, 69};
+  enum { N = sizeof lens / sizeof *lens };
+  char val[80], name[16];
+  for (int i = 0; i < N; i++) {
+    memset(val, 'a' + i, (size_t)lens[i]);
+    val[lens[i]] = '\0';
+    snprintf(name, sizeof name, "nts%d", lens[i]);
+    mlt_span x = mlt_span_start(name, MLT_SPAN_TOOL);
+    CHECK_EQ_INT(mlt_span_set_attr_str(x, "k8", val), MLT_OK);
+    CHECK_EQ_INT(mlt_span_set_attr_str(x, "a.longer.literal.key", val), MLT_OK);
+    mlt_span_end(x);
+  }
+  REQUIRE_EQ_INT(tu_flush_count(), N);
+  for (int i = 0; i < N; i++) {
+    memset(val, 'a' + i, (size_t)lens[i]);
+    val[lens[i]] = '\0';
+    snprintf(name, sizeof name, "nts%d", lens[i]);
+    cJSON *t = tu_trace_named(name);
+    cJSON *sp = t ? tu_span(t, name) : NULL;
+    REQUIRE(sp != NULL);
+    CHECK(attr_is(sp, "k8", jstr(val)));
+    CHECK(attr_is(sp, "a.longer.literal.key", jstr(val)));
+  }
+  tu_done();
+}
+
 TEST(null_key_and_value_rejected) {
   tu_init();
   mlt_span s = mlt_span_start("x", MLT_SPAN_TOOL);
@@ -677,7 +709,7 @@ TEST(nearby_handles_and_client_after_shutdown) {
 }
 
 static const tap_test tests[] = {TAP_ENTRY(literal_and_computed_keys_agree),
-                                 TAP_ENTRY(null_key_and_value_rejected),
+                                 TAP_ENTRY(literal_keys_runtime_values), TAP_ENTRY(null_key_and_value_rejected),
                                  TAP_ENTRY(fast_path_values_still_truncated),
                                  TAP_ENTRY(function_scope_records_function_name),
                                  TAP_ENTRY(span_ids_unique_and_linked),
