@@ -1203,7 +1203,7 @@ static void jw_strn(jw *w, const char *v, size_t n) {
   char *o = jw_room(w, n + 2);
   if (!o) return;
   *o++ = '"';
-  size_t i = 0;
+  size_t i = 0, seg = 0; /* v[seg, i) went out as it is, to o - (i - seg) */
   for (;;) {
     while (i + 8 <= n) {
       uint64_t x;
@@ -1212,6 +1212,17 @@ static void jw_strn(jw *w, const char *v, size_t n) {
       memcpy(o, &x, 8);
       o += 8;
       i += 8;
+    }
+    if (i < n && i + 8 > n && n >= 8 && n - 8 >= seg) {
+      /* the last 1..7 bytes: the string's last word, overlapping bytes
+       * already written the same */
+      uint64_t x;
+      memcpy(&x, v + n - 8, 8);
+      if (!jw_word_esc(x)) {
+        memcpy(o - (i - (n - 8)), &x, 8);
+        o += n - i;
+        i = n;
+      }
     }
     while (i < n && !jw_esc[(unsigned char)v[i]]) *o++ = v[i++];
     if (i == n) break;
@@ -1237,6 +1248,7 @@ static void jw_strn(jw *w, const char *v, size_t n) {
       *o++ = "0123456789abcdef"[c & 15];
       break;
     }
+    seg = i;
   }
   *o++ = '"';
   w->len = (size_t)(o - w->p);
@@ -1254,12 +1266,26 @@ static void jw_num(jw *w, double d) {
   /* (the range first: converting a double outside long long's is undefined) */
   if (d > -1e15 && d < 1e15 && d == (double)(long long)d && !(d == 0 && signbit(d))) {
     /* an integer of at most 15 digits: %1.15g prints its digits */
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
     long long v = (long long)d;
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    n = 0;
-    do b[31 - n++] = (char)('0' + u % 10); while ((u /= 10) != 0);
-    if (v < 0) b[31 - n++] = '-';
-    jw_put(w, b + 32 - n, (size_t)n);
+    char *p = b + sizeof b;
+    while (u >= 100) { /* two digits a step */
+      unsigned r = (unsigned)(u % 100);
+      u /= 100;
+      p -= 2;
+      memcpy(p, pairs + 2 * r, 2);
+    }
+    if (u >= 10) {
+      p -= 2;
+      memcpy(p, pairs + 2 * u, 2);
+    } else {
+      *--p = (char)('0' + u);
+    }
+    if (v < 0) *--p = '-';
+    jw_put(w, p, (size_t)(b + sizeof b - p));
     return;
   }
   if (isnan(d) || isinf(d)) {

@@ -641,6 +641,15 @@ static int name_is(const char *key, size_t klen, const char *lower, size_t len) 
   return 1;
 }
 
+/* evhttp_find_header() for a lowercase |lower| of |len| bytes: the lengths
+ * compared first (libevent compares every header's name a character at a
+ * time through a function call per character). */
+static const char *find_header(const struct evkeyvalq *h, const char *lower, size_t len) {
+  for (const struct evkeyval *kv = h ? h->tqh_first : NULL; kv; kv = kv->next.tqe_next)
+    if (name_is(kv->key, strlen(kv->key), lower, len)) return kv->value;
+  return NULL;
+}
+
 /* Start the span of |req| (none when tracing is off, but the request is
  * still followed for the done callback); NULL when out of memory. */
 static req_state *request_start(mlt_evhttp *inst, struct evhttp_request *req, const char *route) {
@@ -987,7 +996,7 @@ void *mlt_evhttp_request_get_data(struct evhttp_request *req) {
  * its headers are fixed once it started, so they are read once. */
 static int reply_chunked(req_state *st, struct evhttp_request *req) {
   if (!st->te_known) {
-    const char *te = evhttp_find_header(evhttp_request_get_output_headers(req), "Transfer-Encoding");
+    const char *te = find_header(evhttp_request_get_output_headers(req), "transfer-encoding", 17);
     st->chunked = te && strstr(te, "chunked") ? 1 : 0;
     st->te_known = 1;
   }

@@ -502,11 +502,22 @@ TEST(json_print_is_cjsons) {
     check_print(j, 1);
     cJSON_Delete(j);
   }
+  /* integers of every digit count, both signs (the writer prints them itself) */
+  double p10 = 1;
+  for (int k = 0; k <= 16; k++, p10 *= 10) {
+    const double vals[] = {p10 - 1, p10, p10 + 1, -p10, -(p10 - 1), 7 * p10, 99 * p10};
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
+      cJSON *num = cJSON_CreateNumber(vals[i]);
+      REQUIRE(num != NULL);
+      check_print(num, 0);
+      cJSON_Delete(num);
+    }
+  }
   /* every byte value, at every position within a machine word, in strings
    * of several lengths (the writer copies 8 bytes at a time) */
   char s[64];
   for (int c = 1; c < 256; c++) {
-    static const size_t lens[] = {1, 7, 8, 9, 16, 17};
+    static const size_t lens[] = {1, 7, 8, 9, 12, 16, 17, 23};
     for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
       size_t len = lens[li];
       for (size_t at = 0; at < len; at++) {
