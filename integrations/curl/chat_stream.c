@@ -1299,10 +1299,13 @@ static void jw_num(jw *w, double d) {
   jw_put(w, b, (size_t)n);
 }
 
-/* A parsed value, as cJSON prints it. */
+/* A parsed value, as cJSON prints it (its type read directly: the
+ * cJSON_Is*() tests are calls into the library). */
 static void jw_cjson(jw *w, const cJSON *v) {
-  if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
-    int obj = cJSON_IsObject(v);
+  switch (v ? v->type & 0xFF : cJSON_Invalid) {
+  case cJSON_Object:
+  case cJSON_Array: {
+    int obj = (v->type & 0xFF) == cJSON_Object;
     jw_put(w, obj ? "{" : "[", 1);
     for (const cJSON *c = v->child; c; c = c->next) {
       if (c != v->child) JW_LIT(w, ",");
@@ -1313,19 +1316,23 @@ static void jw_cjson(jw *w, const cJSON *v) {
       jw_cjson(w, c);
     }
     jw_put(w, obj ? "}" : "]", 1);
-  } else if (cJSON_IsString(v)) {
-    jw_str(w, v->valuestring ? v->valuestring : "");
-  } else if (cJSON_IsNumber(v)) {
-    jw_num(w, v->valuedouble);
-  } else if (cJSON_IsTrue(v)) {
-    JW_LIT(w, "true");
-  } else if (cJSON_IsFalse(v)) {
-    JW_LIT(w, "false");
-  } else if (cJSON_IsRaw(v) && v->valuestring) {
-    jw_put(w, v->valuestring, strlen(v->valuestring));
-  } else if (cJSON_IsNull(v)) {
-    JW_LIT(w, "null");
-  } else if (!w->oom) { /* an invalid item, a raw one without text: cJSON prints nothing */
+    return;
+  }
+  case cJSON_String: jw_str(w, v->valuestring ? v->valuestring : ""); return;
+  case cJSON_Number: jw_num(w, v->valuedouble); return;
+  case cJSON_True: JW_LIT(w, "true"); return;
+  case cJSON_False: JW_LIT(w, "false"); return;
+  case cJSON_NULL: JW_LIT(w, "null"); return;
+  case cJSON_Raw:
+    if (v->valuestring) {
+      jw_put(w, v->valuestring, strlen(v->valuestring));
+      return;
+    }
+    break;
+  default: break;
+  }
+  /* an invalid item, a raw one without text: cJSON prints nothing */
+  if (!w->oom) {
     if (w->heap) free(w->p);
     w->p = NULL;
     w->heap = 0;

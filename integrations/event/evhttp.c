@@ -393,14 +393,31 @@ static void tb_put(tbuf *b, const char *s, size_t n) {
 /* @p n bytes escaped for a JSON string, up to an embedded NUL (as a C
  * string would be): quote, backslash and control characters escaped, other
  * bytes as they are (the library escapes invalid UTF-8 when it exports). */
+#define TB_ONES 0x0101010101010101ULL
+/* Whether any of the 8 bytes of |x| needs escaping (below 0x20, a quote, a
+ * backslash). */
+static inline int tb_word_esc(uint64_t x) {
+  uint64_t q = x ^ (TB_ONES * '"'), k = x ^ (TB_ONES * '\\');
+  uint64_t t = ((x - TB_ONES * 0x20) & ~x) | ((q - TB_ONES) & ~q) | ((k - TB_ONES) & ~k);
+  return (t & (TB_ONES * 0x80)) != 0;
+}
+
 static void tb_esc(tbuf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   size_t run = 0, i = 0;
-  for (; i < n; i++) {
+  for (;;) {
+    /* the plain run: 8 bytes a step, then a byte a step up to the escape */
+    while (i + 8 <= n) {
+      uint64_t x;
+      memcpy(&x, s + i, 8);
+      if (tb_word_esc(x)) break;
+      i += 8;
+    }
+    while (i < n && (unsigned char)s[i] >= 0x20 && s[i] != '"' && s[i] != '\\') i++;
+    if (i == n) break;
     unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
     tb_put(b, s + run, i - run);
-    run = i + 1;
+    run = ++i;
     if (!c) return;
     char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
     switch (c) {

@@ -269,6 +269,40 @@ TEST(request_span_inputs_outputs_and_attributes) {
   tu_done();
 }
 
+/* The URI and a text body are recorded as JSON strings with every byte
+ * that needs it escaped, wherever it falls (the escaper skips plain bytes a
+ * word at a time). */
+TEST(inputs_escaped_wherever_the_escapes_fall) {
+  tu_init();
+  fixture_start(NULL);
+  REQUIRE_EQ_INT(mlt_evhttp_set_cb(F.inst, "/json", h_json, NULL), MLT_OK);
+  static const char *const bodies[] = {
+      "plain text, longer than a word or two",
+      "\"quoted\" and back\\slash",
+      "tab\there, cr\rlf\n, bell\x07, del\x7f, utf-8 \xc3\xa9\xe2\x9c\x93",
+      "0123456\n89abcdef01234\"6789abcdef\\",
+      "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x1f",
+  };
+  enum { N = sizeof bodies / sizeof *bodies };
+  reply r;
+  for (int i = 0; i < N; i++) {
+    http_call("POST", "/json?q=%22a%22&x=1", (const char *[]){"Content-Type", "text/plain", NULL}, bodies[i], &r);
+    reply_free(&r);
+  }
+  fixture_stop();
+  REQUIRE_EQ_INT(tu_flush_count(), N);
+  for (int i = 0; i < N; i++) {
+    cJSON *in = tu_attr_json(cJSON_GetArrayItem(tu_spans(tu_trace((size_t)i)), 0), "mlflow.spanInputs");
+    REQUIRE(in != NULL);
+    CHECK_EQ_STR(tu_str(in, "uri"), "/json?q=%22a%22&x=1");
+    const char *body = tu_str(in, "body");
+    int found = 0; /* (the traces may be stored in any order) */
+    for (int k = 0; k < N; k++) found += body && strcmp(body, bodies[k]) == 0;
+    CHECK_EQ_INT(found, 1);
+  }
+  tu_done();
+}
+
 TEST(options_name_type_body_limit) {
   tu_init();
   mlt_evhttp_options *o = NULL;
@@ -1006,7 +1040,7 @@ static const tap_test tests[] = {
     TAP_ENTRY(incoming_traceparent_is_continued),
     TAP_ENTRY(malformed_traceparent_is_ignored),
     TAP_ENTRY(outgoing_traceparent_propagates),
-    TAP_ENTRY(async_chunked_reply_output_equals_what_client_received),
+    TAP_ENTRY(async_chunked_reply_output_equals_what_client_received), TAP_ENTRY(inputs_escaped_wherever_the_escapes_fall),
     TAP_ENTRY(client_disconnect_mid_reply_ends_span_with_error),
     TAP_ENTRY(client_leaving_before_the_reply_is_noticed_at_once),
     TAP_ENTRY(server_shutdown_is_not_a_client_disconnect),
