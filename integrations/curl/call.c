@@ -321,12 +321,12 @@ static void record_request(mlt_curl_call *c, const mlt_curl_options *o, const ch
     const cJSON *item;
     cJSON_ArrayForEach(item, req) {
       const char *k = item->string;
-      if (!k || strcmp(k, "messages") == 0 || strcmp(k, "input") == 0) continue;
+      if (!k || (k[0] == 'm' && strcmp(k, "messages") == 0) || (k[0] == 'i' && strcmp(k, "input") == 0)) continue;
       char stack[256];
       char *txt = mlt__json_print(item, stack, sizeof stack, NULL);
       if (txt) mlt_span_set_attr_json(c->span, k, txt);
       if (txt != stack) free(txt);
-      if (strcmp(k, "tools") == 0 && cJSON_IsArray(item) && (txt = chat_tools_text(item)) != NULL) {
+      if (k[0] == 't' && strcmp(k, "tools") == 0 && cJSON_IsArray(item) && (txt = chat_tools_text(item)) != NULL) {
         mlt_span_set_attr_json(c->span, "mlflow.chat.tools", txt);
         free(txt);
       }
