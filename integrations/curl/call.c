@@ -359,15 +359,28 @@ nomem:
   return MLT_ENOMEM;
 }
 
-/* Append "traceparent: ..." for the span (or, tracing off, the parent). */
+/* Append "traceparent: ..." for the span (or, tracing off, the parent):
+ * a list node inside the call (curl only reads the list; headers_free()
+ * unlinks the node before curl's free), which saves two allocations. */
 static void add_traceparent(mlt_curl_call *c, const mlt_context *parent) {
-  char tp[MLT_TRACEPARENT_SIZE], line[MLT_TRACEPARENT_SIZE + 16];
+  _Static_assert(sizeof c->tp_line >= MLT_TRACEPARENT_SIZE + 13, "room for the header");
   const mlt_context *src = c->ctx ? c->ctx : parent;
-  if (!src || mlt_context_to_traceparent(src, tp, sizeof tp) != MLT_OK) return;
-  memcpy(line, "traceparent: ", 13);
-  memcpy(line + 13, tp, strnlen(tp, sizeof tp - 1) + 1);
-  struct curl_slist *tmp = curl_slist_append(c->headers, line);
-  if (tmp) c->headers = tmp; /* out of memory: no header, the call goes on */
+  memcpy(c->tp_line, "traceparent: ", 13);
+  if (!src || mlt_context_to_traceparent(src, c->tp_line + 13, sizeof c->tp_line - 13) != MLT_OK) return;
+  c->tp_node.data = c->tp_line;
+  c->tp_node.next = NULL;
+  struct curl_slist **tail = &c->headers;
+  while (*tail) tail = &(*tail)->next;
+  *tail = &c->tp_node;
+}
+
+/* Free the header list (the call's own traceparent node unlinked first). */
+static void headers_free(mlt_curl_call *c) {
+  struct curl_slist **pp = &c->headers;
+  while (*pp && *pp != &c->tp_node) pp = &(*pp)->next;
+  *pp = NULL;
+  curl_slist_free_all(c->headers);
+  c->headers = NULL;
 }
 
 /* ==== response: the write path ======================================== */
@@ -598,8 +611,7 @@ static void detach(mlt_curl_call *c) {
     curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, (void *)stdout);
   }
   curl_easy_setopt(c->easy, CURLOPT_PRIVATE, c->prev_private);
-  curl_slist_free_all(c->headers);
-  c->headers = NULL;
+  headers_free(c);
 }
 
 int mlt_curl_call_new(CURL *easy, const mlt_context *parent, const mlt_curl_options *opts, const char *body,
@@ -843,7 +855,7 @@ void mlt__curl_call_destroy(mlt_curl_call *c) {
   mlt_chat_stream_free(c->stream);
   mlt_context_release(c->ctx);
   mlt_context_release(c->parent);
-  curl_slist_free_all(c->headers);
+  headers_free(c);
   free(c->sc_choices);
   free(c->sc_tools);
   free(c->req_model);

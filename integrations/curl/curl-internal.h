@@ -35,7 +35,9 @@ struct mlt_curl_call {
   char *req_model;
 
   /* what the call installed on the handle */
-  struct curl_slist *headers;
+  struct curl_slist *headers; /* ends with &tp_node when a traceparent is sent */
+  struct curl_slist tp_node;  /* the traceparent header: not from curl_slist_append() */
+  char tp_line[96];
   void *prev_private;
   int attached; /* our options are on the handle */
 
