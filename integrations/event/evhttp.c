@@ -662,8 +662,11 @@ static int name_is(const char *key, size_t klen, const char *lower, size_t len) 
  * compared first (libevent compares every header's name a character at a
  * time through a function call per character). */
 static const char *find_header(const struct evkeyvalq *h, const char *lower, size_t len) {
-  for (const struct evkeyval *kv = h ? h->tqh_first : NULL; kv; kv = kv->next.tqe_next)
-    if (name_is(kv->key, strlen(kv->key), lower, len)) return kv->value;
+  for (const struct evkeyval *kv = h ? h->tqh_first : NULL; kv; kv = kv->next.tqe_next) {
+    unsigned char c = (unsigned char)kv->key[0];
+    if (c >= 'A' && c <= 'Z') c = (unsigned char)(c + 32);
+    if (c == (unsigned char)lower[0] && name_is(kv->key, strlen(kv->key), lower, len)) return kv->value;
+  }
   return NULL;
 }
 
