@@ -302,9 +302,11 @@ if [ "$off" = 1 ]; then
 fi
 
 # ---- instructions per request (make bench) ------------------------------------
-# The same server under callgrind, 50 connections for 10 s, tracing on and
+# The same server under callgrind, 50 connections for 30 s, tracing on and
 # off: instructions of every thread (start-up and shutdown included) per
-# request handled, which the machine's load does not change; on: split into
+# request handled, which the machine's load does not change (start-up and
+# shutdown, ~20M instructions on either side, spread over fewer requests
+# with tracing on: the longer the window, the less they weigh); on: split into
 # the loop thread, the export thread and the workers.
 callgrind_run() { # on|off DIR
   cdir=$2
@@ -319,7 +321,7 @@ callgrind_run() { # on|off DIR
     --callgrind-out-file="$cdir/cg.out" "$B/examples/c10k-server" $cargs > "$cdir/srv" 2> "$cdir/srv.err" &
   cpid=$!
   csport=$(wait_port "$cdir/srv") || { kill "$cpid" "$cup"; return 1; }
-  "$B/tests/c10k/c10k-load" --port "$csport" --conns 50 --warmup 1 --duration 10 --hangup-every "$hangup" \
+  "$B/tests/c10k/c10k-load" --port "$csport" --conns 50 --warmup 1 --duration 30 --hangup-every "$hangup" \
     --header "X-Fake-Delay-Ms: 0" --sigterm "$cpid" --label cg > "$cdir/load" 2>&1
   wait "$cpid"
   kill "$cup" 2>/dev/null
