@@ -12,6 +12,7 @@ static void count_invalid_json(void) {
   mlt__log(MLT_LOG_WARN, MLT__LOGK_JSON, "a value given as JSON text is not valid JSON; exported as a string");
 }
 
+#include <locale.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -497,6 +498,17 @@ static void compute_preview(mlt__buf *out, const mlt__rec *r, const char *role, 
 static const mlt__rec **g_usage; /* export thread: spans_and_stats */
 static size_t g_usage_cap;
 static mlt__buf g_src_user; /* export thread: json_info_body */
+/* One span's token counts: bit k of |present| when member g_usage_keys[k]
+ * is a number (its value in v[k]). */
+typedef struct usage_vals {
+  double v[5];
+  unsigned present;
+} usage_vals;
+
+static char *g_uflags; /* export thread: trace_usage_compute */
+static usage_vals *g_uvals;
+static size_t g_ucap;
+static mlt__jdoc g_udoc;
 
 /* Scratch state of the export thread, reused by the serializers, the OTLP
  * encoder and the span processor's view. */
@@ -521,6 +533,12 @@ void mlt__serialize_shutdown(void) {
   free((void *)g_usage);
   g_usage = NULL;
   g_usage_cap = 0;
+  free(g_uflags);
+  free(g_uvals);
+  g_uflags = NULL;
+  g_uvals = NULL;
+  g_ucap = 0;
+  mlt__jdoc_free(&g_udoc);
   for (int i = 0; i < 3; i++) mlt__jtape_free(&g_tape[i]);
   g_tape_rec[0] = g_tape_rec[1] = NULL;
   mlt__buf_free(&g_prev_raw);
@@ -640,14 +658,96 @@ static const mlt__rec *digest_usage(const mlt__digest *d) {
   return NULL;
 }
 
+static const char *const g_usage_keys[5] = {"input_tokens", "output_tokens", "total_tokens",
+                                            "cache_read_input_tokens", "cache_creation_input_tokens"};
+
+
+/* A JSON number's token as a double, as cJSON (1.7) reads it: strtod of
+ * the text with '.' as the locale's decimal point; short integers exactly
+ * (what strtod gives them) without strtod. */
+static double usage_number(const char *s, size_t n) {
+  int neg = s[0] == '-';
+  if (n - (size_t)neg <= 15) {
+    uint64_t x = 0;
+    size_t i = (size_t)neg;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) x = x * 10 + (uint64_t)(s[i] - '0');
+    if (i == n) return neg ? -(double)x : (double)x;
+  }
+  char buf[64];
+  char dp = localeconv()->decimal_point[0];
+  for (size_t i = 0; i < n; i++) buf[i] = s[i] == '.' ? dp : s[i];
+  buf[n] = '\0';
+  return strtod(buf, NULL);
+}
+
+/* The token counts of a tokenUsage value; 1 when the value's JSON text
+ * (mlt__value_json()) is an object.  The common case -- JSON text holding
+ * one flat object whose keys and strings have no escapes and whose numbers
+ * are short -- is read from a DOM over the record's text; anything else is
+ * given to cJSON, as all of them were (the same sums: cJSON reads the first
+ * member of each name, and fails on numbers longer than 63 bytes and on
+ * some escapes). */
+static int usage_read(const mlt__rec *u, usage_vals *uv) {
+  uv->present = 0;
+  if (u->sub == MLT__V_JSON && !(u->flags & MLT__RF_TRUNC)) {
+    size_t n;
+    const char *txt = mlt__rec_value(u, &n, NULL);
+    if (!json_rec_ok(u, txt, n)) return 0; /* (exported as a JSON string) */
+    trim_ws(&txt, &n);
+    if (!n || txt[0] != '{') return 0; /* valid JSON, not an object */
+    if (!(u->flags & MLT__RF_BADUTF8) && mlt__jparse(&g_udoc, txt, n) == 0 && g_udoc.nodes[0].type == MLT__J_OBJ) {
+      const mlt__jdoc *d = &g_udoc;
+      const mlt__jnode *o = &d->nodes[0];
+      int flat = 1;
+      uint32_t c = o->child;
+      for (uint32_t k = 0; k < o->count && flat; k++, c = d->nodes[c].next) {
+        const mlt__jnode *x = &d->nodes[c];
+        flat = x->type != MLT__J_ARR && x->type != MLT__J_OBJ && !x->key_esc && !(x->type == MLT__J_STR && x->val_esc) &&
+               !(x->type == MLT__J_NUM && x->len > 63);
+      }
+      if (flat) {
+        unsigned seen = 0;
+        c = o->child;
+        for (uint32_t k = 0; k < o->count; k++, c = d->nodes[c].next) {
+          const mlt__jnode *x = &d->nodes[c];
+          const char *key = d->src + x->key_off;
+          for (int j = 0; j < 5; j++) {
+            if (seen & (1u << j) || x->key_len != strlen(g_usage_keys[j]) || memcmp(key, g_usage_keys[j], x->key_len))
+              continue;
+            seen |= 1u << j; /* the first member of the name counts */
+            if (x->type == MLT__J_NUM) {
+              uv->v[j] = usage_number(d->src + x->off, x->len);
+              uv->present |= 1u << j;
+            }
+            break;
+          }
+        }
+        return 1;
+      }
+    }
+  }
+  mlt__buf tmp = {0};
+  mlt__value_json(&tmp, u);
+  cJSON *j = cJSON_ParseWithLength(tmp.p ? tmp.p : "", tmp.len);
+  mlt__buf_free(&tmp);
+  int obj = cJSON_IsObject(j);
+  for (int k = 0; obj && k < 5; k++) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, g_usage_keys[k]);
+    if (cJSON_IsNumber(v)) {
+      uv->v[k] = v->valuedouble;
+      uv->present |= 1u << k;
+    }
+  }
+  cJSON_Delete(j);
+  return obj;
+}
+
 /* Token usage: tree-aware sum of mlflow.chat.tokenUsage, as MLflow does.
  * |found|: each span's attribute (last value, a span processor's removal
  * applied), as the serialization of the spans saw them; NULL: look. */
 static void trace_usage_compute(mlt__trace_info *ti, const mlt__prepared *p, const mlt__rec *const *found) {
   ti->usage_ready = 1;
-  char *flags = NULL;
-  cJSON **usage = NULL;
-  int any = 0;
+  int any = 0, have = 0;
   for (uint32_t i = 0; i < p->n; i++) {
     const mlt__rec *u;
     if (found) {
@@ -658,31 +758,32 @@ static void trace_usage_compute(mlt__trace_info *ti, const mlt__prepared *p, con
       u = digest_usage(d);
     }
     if (!u) continue;
-    if (!flags) {
-      flags = calloc(p->n, 1);
-      usage = calloc(p->n, sizeof *usage);
-      if (!flags || !usage) break;
+    if (!have) {
+      if (g_ucap < p->n) {
+        size_t cap = p->n > 2 * g_ucap ? p->n : 2 * g_ucap;
+        char *f = realloc(g_uflags, cap);
+        if (f) g_uflags = f;
+        usage_vals *v = f ? realloc(g_uvals, cap * sizeof *v) : NULL;
+        if (!v) break;
+        g_uvals = v;
+        g_ucap = cap;
+      }
+      memset(g_uflags, 0, p->n);
+      have = 1;
     }
-    mlt__buf tmp = {0};
-    mlt__value_json(&tmp, u);
-    usage[i] = cJSON_ParseWithLength(tmp.p ? tmp.p : "", tmp.len);
-    mlt__buf_free(&tmp);
-    if (cJSON_IsObject(usage[i])) {
-      flags[i] = 1;
+    if (usage_read(u, &g_uvals[i])) {
+      g_uflags[i] = 1;
       any = 1;
     }
   }
   if (any) {
-    static const char *const keys[] = {"input_tokens", "output_tokens", "total_tokens", "cache_read_input_tokens",
-                                       "cache_creation_input_tokens"};
     double sum[5] = {0};
     int present[5] = {0};
     for (uint32_t i = 0; i < p->n; i++) {
-      if (!flags[i] || has_ancestor_usage(p, flags, i)) continue;
+      if (!g_uflags[i] || has_ancestor_usage(p, g_uflags, i)) continue;
       for (int k = 0; k < 5; k++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(usage[i], keys[k]);
-        if (cJSON_IsNumber(v)) {
-          sum[k] += v->valuedouble;
+        if (g_uvals[i].present & (1u << k)) {
+          sum[k] += g_uvals[i].v[k];
           present[k] = 1;
         }
       }
@@ -694,7 +795,7 @@ static void trace_usage_compute(mlt__trace_info *ti, const mlt__prepared *p, con
       if (!first) mlt__buf_lit(&ti->token_usage, ", ");
       first = 0;
       mlt__buf_putc(&ti->token_usage, '"');
-      mlt__buf_puts(&ti->token_usage, keys[k]);
+      mlt__buf_puts(&ti->token_usage, g_usage_keys[k]);
       mlt__buf_lit(&ti->token_usage, "\": ");
       /* (in int64's range: converting a double outside it is undefined) */
       double v = sum[k];
@@ -702,9 +803,6 @@ static void trace_usage_compute(mlt__trace_info *ti, const mlt__prepared *p, con
     }
     mlt__buf_putc(&ti->token_usage, '}');
   }
-  for (uint32_t i = 0; usage && i < p->n; i++) cJSON_Delete(usage[i]);
-  free(usage);
-  free(flags);
 }
 
 const mlt__trace_info *mlt__prepared_info(mlt__prepared *p) {
@@ -978,9 +1076,13 @@ static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, e
         if (rg) *rg = (enc_range){mark, out->len - mark, len};
         return;
       }
-      w->flags |= MLT__RF_INVALID;
-      count_invalid_json();
       out->len = mark;
+      if (MLT_UNLIKELY(out->oom)) {
+        w->flags &= (uint8_t)~MLT__RF_CHECKED; /* no room to say: no verdict */
+      } else {
+        w->flags |= MLT__RF_INVALID;
+        count_invalid_json();
+      }
     } else if (!(r->flags & MLT__RF_INVALID)) {
       size_t mark = out->len;
       mlt__json_str(out, v, len);
@@ -1016,16 +1118,15 @@ int mlt__reserved_attr_key(const mlt__rec *r) {
   return 0;
 }
 
-/* Event attributes are raw values (not JSON-encoded again). */
-static void put_event_attr(mlt__buf *out, const mlt__rec *c) {
+/* Event attributes are raw values (not JSON-encoded again).  |tmp|: scratch
+ * (its contents are lost). */
+static void put_event_attr(mlt__buf *out, mlt__buf *tmp, const mlt__rec *c) {
   mlt__json_str(out, mlt__rec_key(c), c->key_len);
   mlt__buf_lit(out, ": ");
   if (c->sub == MLT__V_JSON && !(c->flags & MLT__RF_TRUNC)) {
-    /* A JSON-typed event attribute is carried as its JSON text. */
-    mlt__buf tmp = {0};
-    mlt__value_json(&tmp, c);
-    mlt__json_str(out, tmp.p ? tmp.p : "", tmp.len);
-    mlt__buf_free(&tmp);
+    /* A JSON-typed event attribute is carried as its JSON text: the JSON
+     * string of mlt__value_json(), as put_value_encoded() writes it. */
+    put_value_encoded(out, tmp, c, NULL, -1);
   } else {
     mlt__value_json(out, c);
   }
@@ -1096,7 +1197,7 @@ int mlt__digest_level(const mlt__digest *d) {
 
 /* A link's attributes (FIELD children of |r|), raw as Span.to_dict() has
  * them, or null. */
-static void json_links(mlt__buf *out, const mlt__digest *d) {
+static void json_links(mlt__buf *out, mlt__buf *tmp, const mlt__digest *d) {
   mlt__buf_putc(out, '[');
   for (size_t i = 0; i < d->n_links; i++) {
     const mlt__rec *r = d->links[i];
@@ -1118,7 +1219,7 @@ static void json_links(mlt__buf *out, const mlt__digest *d) {
     const mlt__rec *c = mlt__rec_next(r);
     for (uint64_t k = 0; k < v[3]; k++, c = mlt__rec_next(c)) {
       if (k) mlt__buf_lit(out, ", ");
-      put_event_attr(out, c);
+      put_event_attr(out, tmp, c);
     }
     mlt__buf_lit(out, "}}");
   }
@@ -1168,7 +1269,7 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
     const mlt__rec *c = mlt__rec_next(r);
     for (uint64_t k = 0; k < n; k++, c = mlt__rec_next(c)) {
       if (k) mlt__buf_lit(out, ", ");
-      put_event_attr(out, c);
+      put_event_attr(out, tmp, c);
     }
     mlt__buf_lit(out, "}}");
   }
@@ -1186,9 +1287,9 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
     mlt__buf_lit(out, "\", \"time_unix_nano\": ");
     mlt__buf_i64(out, ts);
     mlt__buf_lit(out, ", \"attributes\": {\"mlflow.chunk.value\": ");
-    mlt__buf_reset(tmp);
-    mlt__value_json(tmp, r);
-    mlt__json_str(out, tmp->p ? tmp->p : "", tmp->len);
+    /* the JSON string of the chunk's JSON text: JSON text in one pass
+     * (escaped and validated at once, the verdict kept in the record) */
+    put_value_encoded(out, tmp, r, NULL, -1);
     mlt__buf_lit(out, "}}");
   }
   int status = s->status == MLT_STATUS_UNSET ? MLT_STATUS_OK : s->status;
@@ -1276,7 +1377,7 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
   if (MLT_UNLIKELY(d->n_links)) {
     WR_LIT(o, "\"}, \"links\": ");
     wr_end(out, o);
-    json_links(out, d);
+    json_links(out, tmp, d);
     mlt__buf_putc(out, '}');
   } else {
     WR_LIT(o, "\"}, \"links\": []}");

@@ -825,6 +825,145 @@ TEST(trace_timeout_ends_open_spans) {
   tu_done();
 }
 
+/* ---- JSON text, byte for byte ----------------------------------------- */
+
+/* The JSON string token after |needle| in |raw| (malloc()ed), or NULL. */
+static char *raw_token_after(const char *raw, const char *needle) {
+  const char *p = strstr(raw, needle);
+  if (!p) return NULL;
+  p += strlen(needle);
+  if (*p != '"') return NULL;
+  const char *e = p + 1;
+  while (*e && *e != '"') e += *e == '\\' && e[1] ? 2 : 1;
+  if (!*e) return NULL;
+  size_t n = (size_t)(e + 1 - p);
+  char *r = malloc(n + 1);
+  memcpy(r, p, n);
+  r[n] = '\0';
+  return r;
+}
+
+static void check_raw(const char *raw, const char *needle, const char *want, const char *what) {
+  char *got = raw_token_after(raw, needle);
+  if (!want) {
+    CHECK(got == NULL);
+    if (got) tap_diag("%s: %s was %s (none expected)", what, needle, got);
+  } else {
+    CHECK(got && strcmp(got, want) == 0);
+    if (!got || strcmp(got, want)) tap_diag("%s: %s was %s, want %s", what, needle, got ? got : "(none)", want);
+  }
+  free(got);
+}
+
+/* JSON text given as a chunk, a JSON event attribute and a span attribute:
+ * exported exactly so (trimmed; invalid JSON as the JSON string of its text;
+ * invalid UTF-8 as U+FFFD; past the value limit cut with the marker). */
+TEST(json_text_values_byte_for_byte) {
+  mlt_options *o = tu_options();
+  mlt_options_set_max_value_bytes(o, 64);
+  tu_start(o);
+  static const struct {
+    const char *text, *want, *want_ev; /* want_ev: the event attribute's, when not want */
+  } cases[] = {
+      {"{\"a\": [1, 2.5, \"x\\n\\u00e9\"], \"b\": {}}", "\"{\\\"a\\\": [1, 2.5, \\\"x\\\\n\\\\u00e9\\\"], \\\"b\\\": {}}\""},
+      {" \n\t{\"k\": \"v\"}\r\n ", "\"{\\\"k\\\": \\\"v\\\"}\""},
+      {"{\"k\": ", "\"\\\"{\\\\\\\"k\\\\\\\": \\\"\""},
+      {" not json ", "\"\\\" not json \\\"\""},
+      {"{\"k\": \"a\xff" "b\"}", "\"{\\\"k\\\": \\\"a\xef\xbf\xbd" "b\\\"}\""},
+      {"{\"k\": \"a\xff" "b\"", "\"\\\"{\\\\\\\"k\\\\\\\": \\\\\\\"a\xef\xbf\xbd" "b\\\\\\\"\\\"\""},
+      {"\"plain\"", "\"\\\"plain\\\"\""},
+      {"[\"\xc3\xa9\", null, true, -0.5e3]", "\"[\\\"\xc3\xa9\\\", null, true, -0.5e3]\""},
+      {"{\"long\": \"0123456789012345678901234567890123456789012345678901234567890123456789\"}",
+       "\"\\\"{\\\\\\\"long\\\\\\\": \\\\\\\"012345678901234567890123456789012345678901234567890123...[truncated by "
+       "mltrace: 82 bytes]\\\"\"",
+       "\"{\\\"long\\\": \\\"012345678901234567890123456789012345678901234567890123...[truncated by mltrace: 82 bytes]\""},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "json-%zu", i);
+    mlt_span s = mlt_span_start(name, MLT_SPAN_LLM);
+    CHECK_EQ_INT(mlt_span_add_chunk_json(s, cases[i].text, MLT_NTS), MLT_OK);
+    mlt_attr ev[] = {MLT_ATTR_JSON("j", cases[i].text)};
+    CHECK_EQ_INT(mlt_span_add_event(s, "ev", ev, 1), MLT_OK);
+    CHECK_EQ_INT(mlt_span_set_attr_json(s, "attr.j", cases[i].text), MLT_OK);
+    mlt_span_end(s);
+    REQUIRE_EQ_INT(tu_flush_count(), i + 1);
+    char *raw = mlt_memory_store_get(tu_store, i);
+    REQUIRE(raw != NULL);
+    check_raw(raw, "\"mlflow.chunk.value\": ", cases[i].want, name);
+    check_raw(raw, "\"j\": ", cases[i].want_ev ? cases[i].want_ev : cases[i].want, name);
+    check_raw(raw, "\"attr.j\": ", cases[i].want, name);
+    free(raw);
+  }
+  tu_done();
+}
+
+/* mlflow.trace.tokenUsage: the sums of the five counts over the spans with
+ * no ancestor holding one, whatever shape each span's value has. */
+TEST(token_usage_odd_values) {
+  tu_init();
+  static const struct {
+    const char *usage[2]; /* root's, child's */
+  } cases[] = {
+      /* the first member of a name counts; numbers as doubles */
+      {{"{\"input_tokens\": 1, \"input_tokens\": 5, \"output_tokens\": 2.7, \"total_tokens\": -0, "
+        "\"cache_read_input_tokens\": 1e2}",
+        NULL}},
+      /* members that are not numbers; an escaped key */
+      {{" {\"input_tokens\": \"3\", \"output_tokens\": null, \"total_tokens\": true, \"input\\u005ftokens\": 9} ", NULL}},
+      {{"{\"input\\u005ftokens\": 4, \"output_tokens\": 123456789012345678, \"total_tokens\": 1.5E1}", NULL}},
+      /* nested values, strings with escapes and invalid UTF-8 around */
+      {{"{\"x\": {\"input_tokens\": 100}, \"input_tokens\": 7, \"s\": \"a\\\"b\", \"total_tokens\": 3}", NULL}},
+      {{"{\"s\": \"\xff\", \"input_tokens\": 2, \"output_tokens\": 2, \"total_tokens\": 4}", NULL}},
+      {{"{\"s\": \"\\ud800\", \"input_tokens\": 2, \"output_tokens\": 2, \"total_tokens\": 4}", NULL}},
+      /* numbers longer than 63 bytes, and as long */
+      {{"{\"input_tokens\": 1, \"output_tokens\": "
+        "1.000000000000000000000000000000000000000000000000000000000000000000000001}",
+        NULL}},
+      {{"{\"input_tokens\": 1, \"output_tokens\": 10000000000000000000000000000000000000000000000000000000000000}",
+        NULL}},
+      /* not objects */
+      {{"[1, 2]", NULL}},
+      {{"{\"input_tokens\": 1", NULL}},
+      {{"{}", NULL}},
+      /* the child's usage counts only when the root has none that is an object */
+      {{"{\"input_tokens\": 5, \"output_tokens\": 6, \"total_tokens\": 11}",
+        "{\"input_tokens\": 50, \"output_tokens\": 60, \"total_tokens\": 110}"}},
+      {{"\"text\"", "{\"input_tokens\": 50, \"output_tokens\": 60, \"cache_creation_input_tokens\": 8}"}},
+  };
+  static const char *const want[] = {
+      "\"{\\\"input_tokens\\\": 1, \\\"output_tokens\\\": 2, \\\"total_tokens\\\": 0, \\\"cache_read_input_tokens\\\": 100}\"",
+      "\"{\\\"input_tokens\\\": 0, \\\"output_tokens\\\": 0, \\\"total_tokens\\\": 0}\"",
+      "\"{\\\"input_tokens\\\": 4, \\\"output_tokens\\\": 123456789012345680, \\\"total_tokens\\\": 15}\"",
+      "\"{\\\"input_tokens\\\": 7, \\\"output_tokens\\\": 0, \\\"total_tokens\\\": 3}\"",
+      "\"{\\\"input_tokens\\\": 2, \\\"output_tokens\\\": 2, \\\"total_tokens\\\": 4}\"",
+      NULL,
+      "\"{\\\"input_tokens\\\": 1, \\\"output_tokens\\\": 1, \\\"total_tokens\\\": 0}\"",
+      "\"{\\\"input_tokens\\\": 1, \\\"output_tokens\\\": 9223372036854775807, \\\"total_tokens\\\": 0}\"",
+      NULL,
+      NULL,
+      "\"{\\\"input_tokens\\\": 0, \\\"output_tokens\\\": 0, \\\"total_tokens\\\": 0}\"",
+      "\"{\\\"input_tokens\\\": 5, \\\"output_tokens\\\": 6, \\\"total_tokens\\\": 11}\"",
+      "\"{\\\"input_tokens\\\": 50, \\\"output_tokens\\\": 60, \\\"total_tokens\\\": 0, \\\"cache_creation_input_tokens\\\": 8}\"",
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "usage-%zu", i);
+    mlt_span r = mlt_span_start(name, MLT_SPAN_CHAIN);
+    CHECK_EQ_INT(mlt_span_set_attr_json(r, "mlflow.chat.tokenUsage", cases[i].usage[0]), MLT_OK);
+    mlt_span c = mlt_span_start("llm", MLT_SPAN_LLM);
+    if (cases[i].usage[1]) CHECK_EQ_INT(mlt_span_set_attr_json(c, "mlflow.chat.tokenUsage", cases[i].usage[1]), MLT_OK);
+    mlt_span_end(c);
+    mlt_span_end(r);
+    REQUIRE_EQ_INT(tu_flush_count(), i + 1);
+    char *raw = mlt_memory_store_get(tu_store, i);
+    REQUIRE(raw != NULL);
+    check_raw(raw, "\"mlflow.trace.tokenUsage\": ", want[i], name);
+    free(raw);
+  }
+  tu_done();
+}
+
 /* ---- streaming ------------------------------------------------------- */
 
 TEST(stream_chunks_events_and_output) {
@@ -1135,6 +1274,8 @@ static const tap_test tests[] = {
     TAP_ENTRY(sampling_half_is_per_trace),
     TAP_ENTRY(threads_never_mix_traces),
     TAP_ENTRY(trace_timeout_ends_open_spans),
+    TAP_ENTRY(json_text_values_byte_for_byte),
+    TAP_ENTRY(token_usage_odd_values),
     TAP_ENTRY(stream_chunks_events_and_output),
     TAP_ENTRY(stream_reducer_and_event_cap),
     TAP_ENTRY(span_processor_redacts),
