@@ -1586,6 +1586,7 @@ void mlt__json_trace_info(mlt__buf *out, mlt__buf *data, const mlt__prepared *p,
   size_stats stats;
   mlt__buf *spans = mlt__scratch_buf(1);
   span_ctx sc;
+  mlt__buf_reset(spans);
   size_t total = spans_and_stats(spans, p, ti, &stats, &sc);
   json_info_body(out, p, ti, 1, p->root >= 0 && stats.have ? &stats : NULL, total, spans, &sc);
   if (data) {
@@ -1610,7 +1611,7 @@ static size_t percentile(const size_t *sorted, size_t n, double q) {
 static size_t spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt__trace_info *ti,
                               size_stats *stats, span_ctx *sc) {
   (void)ti;
-  mlt__buf_reset(spans);
+  /* (appended to what |spans| holds: offsets in sc are from spans->p) */
   span_ctx_init(sc, p);
   size_t sizes_stack[64];
   size_t *sizes = p->n <= 64 ? sizes_stack : malloc(p->n * sizeof *sizes);
@@ -1658,15 +1659,27 @@ static size_t spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt
   return total;
 }
 
-void mlt__json_trace(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti) {
-  /* Spans first (into scratch), so that sizeStats is exact for our bytes. */
-  mlt__buf *spans = mlt__scratch_buf(1);
+size_t mlt__json_trace_split(mlt__buf *out, mlt__buf *spans, const mlt__prepared *p, const mlt__trace_info *ti) {
+  /* Spans first, so that sizeStats is exact for our bytes. */
   size_stats stats;
   span_ctx sc;
   size_t total = spans_and_stats(spans, p, ti, &stats, &sc);
   mlt__buf_lit(out, "{\"info\": ");
   json_info_body(out, p, ti, 0, p->root >= 0 && stats.have ? &stats : NULL, total, spans, &sc);
   mlt__buf_lit(out, ", \"data\": {\"spans\": [");
-  mlt__buf_put(out, spans->p ? spans->p : "", spans->len);
+  size_t at = out->len;
   mlt__buf_lit(out, "]}}\n");
+  return at;
+}
+
+void mlt__json_trace(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti) {
+  mlt__buf *spans = mlt__scratch_buf(1);
+  mlt__buf_reset(spans);
+  size_t at = mlt__json_trace_split(out, spans, p, ti);
+  /* the spans go before the tail (4 bytes) */
+  if (spans->oom) out->oom = 1;
+  if (mlt__buf_reserve(out, spans->len)) return;
+  memmove(out->p + at + spans->len, out->p + at, out->len - at);
+  memcpy(out->p + at, spans->p ? spans->p : "", spans->len);
+  out->len += spans->len;
 }

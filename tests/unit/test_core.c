@@ -1107,6 +1107,62 @@ TEST(full_queue_drops_and_counts) {
 
 /* ---- file store ------------------------------------------------------ */
 
+/* The file store writes each line in two pieces (the line without its spans,
+ * the spans); the bytes are the memory store's, line for line, across the
+ * writes a batch is cut into (256 KiB, 500 lines). */
+TEST(file_store_same_bytes_as_memory_store) {
+  char path[] = "/tmp/mlt-test-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  mlt_options *o = tu_options();
+  mlt_exporter *fe = NULL;
+  REQUIRE(mlt_exporter_file_new(path, &fe) == MLT_OK);
+  mlt_options_add_exporter(o, fe);
+  mlt_options_set_queue_size(o, 4096);
+  tu_start(o);
+  static char big[60000];
+  memset(big, 'q', sizeof big - 1);
+  int ntraces = 1200;
+  for (int i = 0; i < ntraces; i++) {
+    mlt_span r = mlt_span_start("root", MLT_SPAN_CHAIN);
+    mlt_span_set_inputs_json(r, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi \\u00e9\"}]}");
+    if (i % 100 == 7) mlt_span_set_attr_str(r, "big", big);
+    if (i % 3 == 0) {
+      mlt_span c = mlt_span_start("llm", MLT_SPAN_LLM);
+      mlt_span_add_chunk_json(c, "{\"delta\": \"a\"}", MLT_NTS);
+      mlt_span_add_chunk_json(c, "{\"delta\": ", MLT_NTS);
+      mlt_span_add_chunk_text(c, "t\xffxt", MLT_NTS);
+      mlt_span_set_attr_json(c, "mlflow.chat.tokenUsage", "{\"input_tokens\": 1, \"output_tokens\": 2, \"total_tokens\": 3}");
+      mlt_span_end(c);
+    }
+    mlt_span_set_outputs_text(r, "done", MLT_NTS);
+    mlt_span_end(r);
+  }
+  REQUIRE_EQ_INT(tu_flush_count(), (size_t)ntraces);
+  FILE *f = fopen(path, "r");
+  REQUIRE(f != NULL);
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  int lines = 0, same = 0;
+  while ((len = getline(&line, &cap, f)) > 0) {
+    char *m = lines < ntraces ? mlt_memory_store_get(tu_store, (size_t)lines) : NULL;
+    if (m && line[len - 1] == '\n' && strlen(m) == (size_t)len - 1 && !memcmp(m, line, (size_t)len - 1))
+      same++;
+    else if (same == lines)
+      tap_diag("line %d differs: %.200s", lines + 1, line);
+    free(m);
+    lines++;
+  }
+  free(line);
+  fclose(f);
+  unlink(path);
+  CHECK_EQ_INT(lines, ntraces);
+  CHECK_EQ_INT(same, ntraces);
+  tu_done();
+}
+
 TEST(file_store_lines_whole_across_processes) {
   char path[] = "/tmp/mlt-test-XXXXXX";
   int fd = mkstemp(path);
@@ -1281,6 +1337,7 @@ static const tap_test tests[] = {
     TAP_ENTRY(span_processor_redacts),
     TAP_ENTRY(max_spans_per_trace),
     TAP_ENTRY(full_queue_drops_and_counts),
+    TAP_ENTRY(file_store_same_bytes_as_memory_store),
     TAP_ENTRY(file_store_lines_whole_across_processes),
     TAP_ENTRY(file_store_unwritable_path_counts_failures),
     TAP_ENTRY(shutdown_exports_open_traces),
