@@ -498,6 +498,9 @@ static void compute_preview(mlt__buf *out, const mlt__rec *r, const char *role, 
 static const mlt__rec **g_usage; /* export thread: spans_and_stats */
 static size_t g_usage_cap;
 static mlt__buf g_src_user; /* export thread: json_info_body */
+/* The root span's default output from its chunks (json_span keeps it for
+ * the trace's metadata and preview). */
+static mlt__buf g_root_chunks;
 /* One span's token counts: bit k of |present| when member g_usage_keys[k]
  * is a number (its value in v[k]). */
 typedef struct usage_vals {
@@ -530,6 +533,7 @@ void mlt__serialize_shutdown(void) {
   mlt__digest_free(&g_digest);
   for (int i = 0; i < 4; i++) mlt__buf_free(&g_scratch[i]);
   mlt__buf_free(&g_src_user);
+  mlt__buf_free(&g_root_chunks);
   free((void *)g_usage);
   g_usage = NULL;
   g_usage_cap = 0;
@@ -607,14 +611,15 @@ typedef struct root_seen {
   size_t name_len;
   const mlt__rec *inputs, *outputs;
   size_t n_chunks;
+  const mlt__buf *chunks_out; /* the chunks' default output, as the span's attribute had it, or NULL */
 } root_seen;
 
 static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p, const root_seen *rs) {
   ti->late_ready = 1;
   mlt__span *root = p->root >= 0 ? p->spans[p->root] : NULL;
   mlt__digest *d = mlt__scratch_digest();
-  if (root && rs && rs->have && (rs->outputs || !rs->n_chunks)) {
-    /* (the chunks' default output needs the digest) */
+  if (root && rs && rs->have && (rs->outputs || !rs->n_chunks || rs->chunks_out)) {
+    /* (the chunks' default output needs the digest, unless it was kept) */
     d->name = rs->name;
     d->name_len = rs->name_len;
     d->inputs = rs->inputs;
@@ -640,6 +645,8 @@ static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p, cons
       preview_put(&ti->response_preview, up, strlen(up));
     } else if (d->outputs) {
       compute_preview(&ti->response_preview, d->outputs, "assistant", 1);
+    } else if (d->n_chunks && rs && rs->have && rs->chunks_out) {
+      preview_put(&ti->response_preview, rs->chunks_out->p ? rs->chunks_out->p : "", rs->chunks_out->len);
     } else if (d->n_chunks) {
       mlt__buf tmp = {0};
       mlt__chunks_output_json(&tmp, d);
@@ -1043,16 +1050,24 @@ static void put_attr_encoded(mlt__buf *out, mlt__buf *tmp, const char *key, size
 static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, enc_range *rg, int tape) {
   if (rg) rg->len = 0;
   if (r->sub == MLT__V_STR && !(r->flags & MLT__RF_TRUNC)) {
-    /* a string: the JSON string of its JSON string; plain text is quoted
-     * twice and copied */
+    /* a string: the JSON string of its JSON string; text the escaper
+     * copies as it is (ASCII or valid UTF-8) is quoted twice and copied */
     size_t len;
     const char *v = mlt__rec_value(r, &len, NULL);
-    if (mlt__json_plain_inline(v, len)) {
+    if (mlt__json_plain_inline(v, len) || mlt__json_plain_utf8(v, len)) {
       mlt__buf_lit(out, "\"\\\"");
       mlt__buf_put(out, v, len);
       mlt__buf_lit(out, "\\\"\"");
       return;
     }
+  }
+  if ((r->sub == MLT__V_I64 || r->sub == MLT__V_F64 || r->sub == MLT__V_BOOL) && !(r->flags & MLT__RF_TRUNC)) {
+    /* a number or boolean: its JSON text needs no escaping, the JSON
+     * string of it is that text quoted */
+    mlt__buf_putc(out, '"');
+    mlt__value_json(out, r);
+    mlt__buf_putc(out, '"');
+    return;
   }
   if (r->sub == MLT__V_JSON && !(r->flags & MLT__RF_TRUNC)) {
     /* JSON text: escaped straight from the record.  The first time, one pass
@@ -1150,11 +1165,13 @@ typedef struct span_ctx {
   size_t rid_len;
   const mlt__rec **usage; /* each span's mlflow.chat.tokenUsage (or NULL) */
   root_seen root;
+  int root_chunks; /* g_root_chunks holds the root's default output */
 } span_ctx;
 
 static void span_ctx_init(span_ctx *c, const mlt__prepared *p) {
   pthread_once(&g_types_once, types_init); /* g_b64pair: before any span is digested */
   c->root_in.len = c->root_out.len = 0;
+  c->root_chunks = 0;
   memset(c->head, 0, sizeof c->head); /* (json_span copies them whole) */
   memset(c->rid, 0, sizeof c->rid);
   uint8_t idb[16];
@@ -1280,13 +1297,21 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
     const mlt__rec *r = d->chunks[i];
     int64_t ts;
     memcpy(&ts, mlt__rec_key(r), 8);
-    if (!first) mlt__buf_lit(out, ", ");
+    /* the event's head in one reserve (< 2 + 29 + 24 + 21 + 25 + 39 bytes) */
+    if (!(o = wr_begin(out, 160))) return;
+    if (!first) WR_LIT(o, ", ");
     first = 0;
-    mlt__buf_lit(out, "{\"name\": \"mlflow.chunk.item.");
-    mlt__buf_u64(out, i);
-    mlt__buf_lit(out, "\", \"time_unix_nano\": ");
-    mlt__buf_i64(out, ts);
-    mlt__buf_lit(out, ", \"attributes\": {\"mlflow.chunk.value\": ");
+    WR_LIT(o, "{\"name\": \"mlflow.chunk.item.");
+    o = mlt__wr_u64(o, i);
+    WR_LIT(o, "\", \"time_unix_nano\": ");
+    if (MLT_UNLIKELY(ts < 0)) {
+      *o++ = '-';
+      o = mlt__wr_u64(o, (uint64_t)0 - (uint64_t)ts);
+    } else {
+      o = mlt__wr_u64(o, (uint64_t)ts);
+    }
+    WR_LIT(o, ", \"attributes\": {\"mlflow.chunk.value\": ");
+    wr_end(out, o);
     /* the JSON string of the chunk's JSON text: JSON text in one pass
      * (escaped and validated at once, the verdict kept in the record) */
     put_value_encoded(out, tmp, r, NULL, -1);
@@ -1337,10 +1362,18 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
     wr_end(out, o);
     put_value_encoded(out, tmp, d->outputs, root ? &sc->root_out : NULL, root ? 1 : -1);
   } else if (d->n_chunks) {
-    mlt__buf_lit(out, ", ");
     mlt__buf_reset(tmp);
     mlt__chunks_output_json(tmp, d);
-    put_attr_text(out, "mlflow.spanOutputs", tmp->p, tmp->len);
+    mlt__buf_lit(out, ", \"mlflow.spanOutputs\": ");
+    size_t mark = out->len;
+    mlt__json_str(out, tmp->p ? tmp->p : "", tmp->len);
+    if (root) {
+      /* the trace's outputs and response preview are this text */
+      sc->root_out = (enc_range){mark, out->len - mark, tmp->len};
+      mlt__buf_reset(&g_root_chunks);
+      mlt__buf_put(&g_root_chunks, tmp->p ? tmp->p : "", tmp->len);
+      sc->root_chunks = !tmp->oom && !g_root_chunks.oom;
+    }
   }
   for (size_t a = 0; a < d->n_attrs; a++) {
     if (mlt__reserved_attr_key(d->attrs[a])) continue;
@@ -1631,7 +1664,8 @@ static size_t spans_and_stats(mlt__buf *spans, const mlt__prepared *p, const mlt
     const mlt__digest *d = mlt__scratch_digest();
     if (sc->usage) sc->usage[i] = digest_usage(d);
     if ((int)i == p->root)
-      sc->root = (root_seen){1, d->name, d->name_len, d->inputs, d->outputs, d->n_chunks};
+      sc->root = (root_seen){1, d->name, d->name_len, d->inputs, d->outputs, d->n_chunks,
+                             sc->root_chunks ? &g_root_chunks : NULL};
     size_t sz = spans->len - start;
     if (sizes) sizes[i] = sz;
     total += sz;

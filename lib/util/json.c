@@ -150,6 +150,32 @@ void mlt__buf_f64(mlt__buf *b, double v) {
   if (!memchr(tmp, '.', (size_t)n) && !memchr(tmp, 'e', (size_t)n)) mlt__buf_lit(b, ".0");
 }
 
+int mlt__json_plain_utf8(const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0;
+  while (i < n) {
+    if (i + 8 <= n) {
+      uint64_t w;
+      memcpy(&w, s + i, 8);
+      if (!(mlt__special8(w) & UINT64_C(0x8080808080808080))) {
+        i += 8;
+        continue;
+      }
+    }
+    unsigned c = s[i];
+    if (c >= 0x80) {
+      size_t l = mlt__utf8_seq(s + i, n - i);
+      if (!l) return 0;
+      i += l;
+    } else if (c < 0x20 || c == '"' || c == '\\') {
+      return 0;
+    } else {
+      i++;
+    }
+  }
+  return 1;
+}
+
 /* Length of a valid UTF-8 sequence at s (n bytes available), or 0. */
 size_t mlt__utf8_seq(const unsigned char *s, size_t n) {
   unsigned c = s[0];

@@ -865,7 +865,8 @@ TEST(json_text_values_byte_for_byte) {
   static const struct {
     const char *text, *want, *want_ev; /* want_ev: the event attribute's, when not want */
   } cases[] = {
-      {"{\"a\": [1, 2.5, \"x\\n\\u00e9\"], \"b\": {}}", "\"{\\\"a\\\": [1, 2.5, \\\"x\\\\n\\\\u00e9\\\"], \\\"b\\\": {}}\""},
+      {"{\"a\": [1, 2.5, \"x\\n\\u00e9\"], \"b\": {}}",
+       "\"{\\\"a\\\": [1, 2.5, \\\"x\\\\n\\\\u00e9\\\"], \\\"b\\\": {}}\""},
       {" \n\t{\"k\": \"v\"}\r\n ", "\"{\\\"k\\\": \\\"v\\\"}\""},
       {"{\"k\": ", "\"\\\"{\\\\\\\"k\\\\\\\": \\\"\""},
       {" not json ", "\"\\\" not json \\\"\""},
@@ -893,6 +894,173 @@ TEST(json_text_values_byte_for_byte) {
     check_raw(raw, "\"mlflow.chunk.value\": ", cases[i].want, name);
     check_raw(raw, "\"j\": ", cases[i].want_ev ? cases[i].want_ev : cases[i].want, name);
     check_raw(raw, "\"attr.j\": ", cases[i].want, name);
+    free(raw);
+  }
+  /* text as a chunk and as a span attribute: the JSON string of its JSON
+   * string (ASCII, valid and invalid UTF-8, characters to escape) */
+  static const struct {
+    const char *text, *want;
+  } texts[] = {
+      {"plain text", "\"\\\"plain text\\\"\""},
+      {"check \xe2\x9c\x93 done, \xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80",
+       "\"\\\"check \xe2" "\x9c" "\x93" " done, \xc3" "\xa9" "t\xc3" "\xa9" " \xf0" "\x9f" "\x98" "\x80" "\\\"\""},
+      {"bad \xff byte, cut \xe2\x9c",
+       "\"\\\"bad \xef" "\xbf" "\xbd" " byte, cut \xef" "\xbf" "\xbd" "\xef" "\xbf" "\xbd" "\\\"\""},
+      {"quote \" and \\ and \t tab \xc3\xa9", "\"\\\"quote \\\\\\\" and \\\\\\\\ and \\\\t tab \xc3" "\xa9" "\\\"\""},
+      {"0123456789abcdef\xe2\x9c\x93 longer than sixteen bytes \xce\xbb",
+       "\"\\\"0123456789abcdef\xe2" "\x9c" "\x93" " longer than sixteen bytes \xce" "\xbb" "\\\"\""},
+      {"\xed\xa0\x80 surrogate, \xc0\xaf overlong, \x7f del",
+       "\"\\\"\xef" "\xbf" "\xbd" "\xef" "\xbf" "\xbd" "\xef" "\xbf" "\xbd" " surrogate, \xef" "\xbf" "\xbd" "\xef"
+       "\xbf" "\xbd" " overlong, \x7f" " del\\\"\""},
+  };
+  size_t n0 = sizeof cases / sizeof *cases;
+  for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "text-%zu", i);
+    mlt_span s = mlt_span_start(name, MLT_SPAN_LLM);
+    CHECK_EQ_INT(mlt_span_add_chunk_text(s, texts[i].text, MLT_NTS), MLT_OK);
+    CHECK_EQ_INT(mlt_span_set_attr_str(s, "attr.s", texts[i].text), MLT_OK);
+    mlt_span_end(s);
+    REQUIRE_EQ_INT(tu_flush_count(), n0 + i + 1);
+    char *raw = mlt_memory_store_get(tu_store, n0 + i);
+    REQUIRE(raw != NULL);
+    check_raw(raw, "\"mlflow.chunk.value\": ", texts[i].want, name);
+    check_raw(raw, "\"attr.s\": ", texts[i].want, name);
+    free(raw);
+  }
+  n0 += sizeof texts / sizeof *texts;
+  /* numbers and booleans as span attributes: the JSON string of their text */
+  mlt_span s = mlt_span_start("scalars", MLT_SPAN_CHAIN);
+  mlt_span_set_attr_int(s, "a.i", -9223372036854775807 - 1);
+  mlt_span_set_attr_double(s, "a.d", -0.1);
+  mlt_span_set_attr_double(s, "a.big", 1e300);
+  mlt_span_set_attr_double(s, "a.nan", 0.0 / 0.0);
+  mlt_span_set_attr_bool(s, "a.b", 1);
+  mlt_span_end(s);
+  REQUIRE_EQ_INT(tu_flush_count(), n0 + 1);
+  char *raw = mlt_memory_store_get(tu_store, n0);
+  REQUIRE(raw != NULL);
+  check_raw(raw, "\"a.i\": ", "\"-9223372036854775808\"", "scalars");
+  check_raw(raw, "\"a.d\": ", "\"-0.1\"", "scalars");
+  check_raw(raw, "\"a.big\": ", "\"1e+300\"", "scalars");
+  check_raw(raw, "\"a.nan\": ", "\"NaN\"", "scalars");
+  check_raw(raw, "\"a.b\": ", "\"true\"", "scalars");
+  free(raw);
+  tu_done();
+}
+
+/* A root span whose output is its chunks: the trace's outputs and response
+ * preview are those of the span attribute, byte for byte (short, long,
+ * text, JSON, invalid JSON, invalid UTF-8). */
+TEST(root_chunk_outputs_byte_for_byte) {
+  tu_init();
+  static char longtext[700];
+  for (size_t k = 0; k + 1 < sizeof longtext; k++) longtext[k] = (char)('a' + k % 26);
+  static const struct {
+    int json[3];
+    const char *chunk[3];
+  } cases[] = {
+      {{0, 0, 0}, {"Hel", "lo \"w\"", "\xff!"}},
+      {{1, 1, 1}, {"{\"d\": \"a\"}", " [1, 2] ", "{\"d\": "}},
+      {{0, 1, 0}, {"text ", "{\"k\": \"\xc3\xa9\"}", "more"}},
+      {{0, 0, 0}, {longtext, longtext, "end"}},
+      {{1, 0, 0}, {"{\"a\": 1}", longtext, NULL}},
+  };
+  /* spanOutputs, traceOutputs, response_preview (as the library before
+   * json_span kept the root's chunk output wrote them) */
+  static const char *const want[][3] = {
+      {
+          "\"\\\"Hello \\\\\\\"w\\\\\\\"\xef" "\xbf" "\xbd" "!\\\"\"",
+          "\"\\\"Hello \\\\\\\"w\\\\\\\"\xef" "\xbf" "\xbd" "!\\\"\"",
+          "\"\\\"Hello \\\\\\\"w\\\\\\\"\xef" "\xbf" "\xbd" "!\\\"\"",
+      },
+      {
+          "\"[{\\\"d\\\": \\\"a\\\"}, [1, 2], \\\"{\\\\\\\"d\\\\\\\": \\\"]\"",
+          "\"[{\\\"d\\\": \\\"a\\\"}, [1, 2], \\\"{\\\\\\\"d\\\\\\\": \\\"]\"",
+          "\"[{\\\"d\\\": \\\"a\\\"}, [1, 2], \\\"{\\\\\\\"d\\\\\\\": \\\"]\"",
+      },
+      {
+          "\"[\\\"text \\\", {\\\"k\\\": \\\"\xc3" "\xa9" "\\\"}, \\\"more\\\"]\"",
+          "\"[\\\"text \\\", {\\\"k\\\": \\\"\xc3" "\xa9" "\\\"}, \\\"more\\\"]\"",
+          "\"[\\\"text \\\", {\\\"k\\\": \\\"\xc3" "\xa9" "\\\"}, \\\"more\\\"]\"",
+      },
+      {
+          "\"\\\"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+          "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdef"
+          "ghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl"
+          "mnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqr"
+          "stuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwx"
+          "yzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcd"
+          "efghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghij"
+          "klmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnop"
+          "qrstuvwxyzabcdefghijklmnopqrstuvwabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxy"
+          "zabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcde"
+          "fghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijk"
+          "lmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopq"
+          "rstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvw"
+          "xyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabc"
+          "defghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghi"
+          "jklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmno"
+          "pqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwend\\\"\"",
+          "\"\\\"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+          "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdef"
+          "ghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl"
+          "...\"",
+          "\"\\\"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+          "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdef"
+          "ghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl"
+          "mnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqr"
+          "stuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwx"
+          "yzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcd"
+          "efghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghij"
+          "klmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnop"
+          "qrstuvwxyzabcdefghijklmnopqrstuvwabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxy"
+          "zabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcde"
+          "fghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijk"
+          "lmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijk...\"",
+      },
+      {
+          "\"[{\\\"a\\\": 1}, \\\"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghi"
+          "jklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmno"
+          "pqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstu"
+          "vwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyza"
+          "bcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefg"
+          "hijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm"
+          "nopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrs"
+          "tuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxy"
+          "zabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvw\\\"]\"",
+          "\"[{\\\"a\\\": 1}, \\\"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghi"
+          "jklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmno"
+          "pqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstu"
+          "vwxyza...\"",
+          "\"[{\\\"a\\\": 1}, \\\"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghi"
+          "jklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmno"
+          "pqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstu"
+          "vwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyza"
+          "bcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefg"
+          "hijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm"
+          "nopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrs"
+          "tuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxy"
+          "zabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvw\\\"]\"",
+      },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "chunks-%zu", i);
+    mlt_span s = mlt_span_start(name, MLT_SPAN_LLM);
+    for (int k = 0; k < 3 && cases[i].chunk[k]; k++) {
+      if (cases[i].json[k])
+        CHECK_EQ_INT(mlt_span_add_chunk_json(s, cases[i].chunk[k], MLT_NTS), MLT_OK);
+      else
+        CHECK_EQ_INT(mlt_span_add_chunk_text(s, cases[i].chunk[k], MLT_NTS), MLT_OK);
+    }
+    mlt_span_end(s);
+    REQUIRE_EQ_INT(tu_flush_count(), i + 1);
+    char *raw = mlt_memory_store_get(tu_store, i);
+    REQUIRE(raw != NULL);
+    check_raw(raw, "\"mlflow.spanOutputs\": ", want[i][0], name);
+    check_raw(raw, "\"mlflow.traceOutputs\": ", want[i][1], name);
+    check_raw(raw, "\"response_preview\": ", want[i][2], name);
     free(raw);
   }
   tu_done();
@@ -1332,6 +1500,7 @@ static const tap_test tests[] = {
     TAP_ENTRY(trace_timeout_ends_open_spans),
     TAP_ENTRY(json_text_values_byte_for_byte),
     TAP_ENTRY(token_usage_odd_values),
+    TAP_ENTRY(root_chunk_outputs_byte_for_byte),
     TAP_ENTRY(stream_chunks_events_and_output),
     TAP_ENTRY(stream_reducer_and_event_cap),
     TAP_ENTRY(span_processor_redacts),
