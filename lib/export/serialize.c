@@ -511,7 +511,6 @@ typedef struct usage_vals {
 static char *g_uflags; /* export thread: trace_usage_compute */
 static usage_vals *g_uvals;
 static size_t g_ucap;
-static mlt__jdoc g_udoc;
 
 /* Scratch state of the export thread, reused by the serializers, the OTLP
  * encoder and the span processor's view. */
@@ -542,7 +541,6 @@ void mlt__serialize_shutdown(void) {
   g_uflags = NULL;
   g_uvals = NULL;
   g_ucap = 0;
-  mlt__jdoc_free(&g_udoc);
   for (int i = 0; i < 3; i++) mlt__jtape_free(&g_tape[i]);
   g_tape_rec[0] = g_tape_rec[1] = NULL;
   mlt__buf_free(&g_prev_raw);
@@ -687,13 +685,58 @@ static double usage_number(const char *s, size_t n) {
   return strtod(buf, NULL);
 }
 
+static inline int usage_ws(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+
+/* The counts of a flat object from its JSON text s[0..n) (valid JSON,
+ * trimmed, s[0] == '{'): 1 when read; 0 when a member is an object or
+ * array, a key or string has an escape, or a number is longer than 63
+ * bytes (uv->present is then meaningless). */
+static int usage_flat(const char *s, size_t n, usage_vals *uv) {
+  unsigned seen = 0;
+  size_t i = 1;
+  uv->present = 0;
+  for (;;) {
+    while (i < n && (usage_ws(s[i]) || s[i] == ',')) i++;
+    if (i >= n || s[i] != '"') return i < n && s[i] == '}';
+    size_t k0 = ++i;
+    while (i < n && s[i] != '"' && s[i] != '\\') i++;
+    if (i >= n || s[i] != '"') return 0;
+    size_t kl = i - k0;
+    i++;
+    while (i < n && (usage_ws(s[i]) || s[i] == ':')) i++;
+    if (i >= n) return 0;
+    size_t v0 = i;
+    int num = 0;
+    char c = s[i];
+    if (c == '{' || c == '[') return 0;
+    if (c == '"') {
+      i++;
+      while (i < n && s[i] != '"' && s[i] != '\\') i++;
+      if (i >= n || s[i] != '"') return 0;
+      i++;
+    } else {
+      num = c == '-' || (c >= '0' && c <= '9');
+      while (i < n && !usage_ws(s[i]) && s[i] != ',' && s[i] != '}') i++;
+      if (num && i - v0 > 63) return 0;
+    }
+    for (int j = 0; j < 5; j++) {
+      if (seen & (1u << j) || kl != strlen(g_usage_keys[j]) || memcmp(s + k0, g_usage_keys[j], kl)) continue;
+      seen |= 1u << j; /* the first member of the name counts */
+      if (num) {
+        uv->v[j] = usage_number(s + v0, i - v0);
+        uv->present |= 1u << j;
+      }
+      break;
+    }
+  }
+}
+
 /* The token counts of a tokenUsage value; 1 when the value's JSON text
  * (mlt__value_json()) is an object.  The common case -- JSON text holding
  * one flat object whose keys and strings have no escapes and whose numbers
- * are short -- is read from a DOM over the record's text; anything else is
- * given to cJSON, as all of them were (the same sums: cJSON reads the first
- * member of each name, and fails on numbers longer than 63 bytes and on
- * some escapes). */
+ * are short -- is read from the record's text (usage_flat()); anything
+ * else is given to cJSON, as all of them were (the same sums: cJSON reads
+ * the first member of each name, and fails on some escapes). */
 static int usage_read(const mlt__rec *u, usage_vals *uv) {
   uv->present = 0;
   if (u->sub == MLT__V_JSON && !(u->flags & MLT__RF_TRUNC)) {
@@ -702,37 +745,9 @@ static int usage_read(const mlt__rec *u, usage_vals *uv) {
     if (!json_rec_ok(u, txt, n)) return 0; /* (exported as a JSON string) */
     trim_ws(&txt, &n);
     if (!n || txt[0] != '{') return 0; /* valid JSON, not an object */
-    if (!(u->flags & MLT__RF_BADUTF8) && mlt__jparse(&g_udoc, txt, n) == 0 && g_udoc.nodes[0].type == MLT__J_OBJ) {
-      const mlt__jdoc *d = &g_udoc;
-      const mlt__jnode *o = &d->nodes[0];
-      int flat = 1;
-      uint32_t c = o->child;
-      for (uint32_t k = 0; k < o->count && flat; k++, c = d->nodes[c].next) {
-        const mlt__jnode *x = &d->nodes[c];
-        flat = x->type != MLT__J_ARR && x->type != MLT__J_OBJ && !x->key_esc && !(x->type == MLT__J_STR && x->val_esc) &&
-               !(x->type == MLT__J_NUM && x->len > 63);
-      }
-      if (flat) {
-        unsigned seen = 0;
-        c = o->child;
-        for (uint32_t k = 0; k < o->count; k++, c = d->nodes[c].next) {
-          const mlt__jnode *x = &d->nodes[c];
-          const char *key = d->src + x->key_off;
-          for (int j = 0; j < 5; j++) {
-            if (seen & (1u << j) || x->key_len != strlen(g_usage_keys[j]) || memcmp(key, g_usage_keys[j], x->key_len))
-              continue;
-            seen |= 1u << j; /* the first member of the name counts */
-            if (x->type == MLT__J_NUM) {
-              uv->v[j] = usage_number(d->src + x->off, x->len);
-              uv->present |= 1u << j;
-            }
-            break;
-          }
-        }
-        return 1;
-      }
-    }
+    if (!(u->flags & MLT__RF_BADUTF8) && usage_flat(txt, n, uv)) return 1;
   }
+  uv->present = 0;
   mlt__buf tmp = {0};
   mlt__value_json(&tmp, u);
   cJSON *j = cJSON_ParseWithLength(tmp.p ? tmp.p : "", tmp.len);
@@ -1026,6 +1041,47 @@ typedef struct enc_range {
 
 static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, enc_range *rg, int tape);
 
+static int copied_as_is(const char *s, size_t n) { return mlt__json_plain_inline(s, n) || mlt__json_plain_utf8(s, n); }
+
+/* The JSON string of a FIELDS value's JSON text (fields_json()), written
+ * straight when every key and string value is one the escaper copies as it
+ * is and every other value a number or boolean (their text needs no
+ * escaping either); 0, with nothing written, otherwise. */
+static int fields_encoded(mlt__buf *out, const mlt__rec *hdr) {
+  uint64_t n;
+  memcpy(&n, mlt__rec_val(hdr), 8);
+  const mlt__rec *c = mlt__rec_next(hdr);
+  for (uint64_t i = 0; i < n; i++, c = mlt__rec_next(c)) {
+    if ((c->flags & MLT__RF_TRUNC) || !copied_as_is(mlt__rec_key(c), c->key_len)) return 0;
+    if (c->sub == MLT__V_STR) {
+      size_t len;
+      const char *v = mlt__rec_value(c, &len, NULL);
+      if (!copied_as_is(v, len)) return 0;
+    } else if (c->sub != MLT__V_I64 && c->sub != MLT__V_F64 && c->sub != MLT__V_BOOL) {
+      return 0;
+    }
+  }
+  mlt__buf_lit(out, "\"{");
+  c = mlt__rec_next(hdr);
+  for (uint64_t i = 0; i < n; i++, c = mlt__rec_next(c)) {
+    if (i) mlt__buf_lit(out, ", ");
+    mlt__buf_lit(out, "\\\"");
+    mlt__buf_put(out, mlt__rec_key(c), c->key_len);
+    mlt__buf_lit(out, "\\\": ");
+    if (c->sub == MLT__V_STR) {
+      size_t len;
+      const char *v = mlt__rec_value(c, &len, NULL);
+      mlt__buf_lit(out, "\\\"");
+      mlt__buf_put(out, v, len);
+      mlt__buf_lit(out, "\\\"");
+    } else {
+      mlt__value_json(out, c);
+    }
+  }
+  mlt__buf_lit(out, "}\"");
+  return 1;
+}
+
 /* ", " "key": value */
 static void put_attr_encoded(mlt__buf *out, mlt__buf *tmp, const char *key, size_t klen, const mlt__rec *r) {
   char *o;
@@ -1054,7 +1110,7 @@ static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, e
      * copies as it is (ASCII or valid UTF-8) is quoted twice and copied */
     size_t len;
     const char *v = mlt__rec_value(r, &len, NULL);
-    if (mlt__json_plain_inline(v, len) || mlt__json_plain_utf8(v, len)) {
+    if (copied_as_is(v, len)) {
       mlt__buf_lit(out, "\"\\\"");
       mlt__buf_put(out, v, len);
       mlt__buf_lit(out, "\\\"\"");
@@ -1105,6 +1161,7 @@ static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, e
       return;
     }
   }
+  if (r->sub == MLT__V_FIELDS && !(r->flags & MLT__RF_TRUNC) && fields_encoded(out, r)) return;
   mlt__buf_reset(tmp);
   mlt__value_json(tmp, r);
   mlt__json_str(out, tmp->p ? tmp->p : "", tmp->len);

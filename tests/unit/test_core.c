@@ -929,6 +929,41 @@ TEST(json_text_values_byte_for_byte) {
     free(raw);
   }
   n0 += sizeof texts / sizeof *texts;
+  /* fields as inputs and outputs: the JSON string of their JSON object */
+  static const struct {
+    mlt_attr f[4];
+    const char *want;
+  } fields[] = {
+      {{MLT_ATTR_STR("id", "req-1"), MLT_ATTR_INT("shard", -2), MLT_ATTR_DOUBLE("w", 0.5), MLT_ATTR_BOOL("ok", 0)},
+       "\"{\\\"id\\\": \\\"req-1\\\", \\\"shard\\\": -2, \\\"w\\\": 0.5, \\\"ok\\\": false}\""},
+      {{MLT_ATTR_STR("doc", "\xc3\xa9t\xc3\xa9 \xe2\x9c\x93"), MLT_ATTR_STR("k\xc3\xa9y", ""), MLT_ATTR_INT("n", 0),
+        MLT_ATTR_BOOL("b", 1)},
+       "\"{\\\"doc\\\": \\\"\xc3" "\xa9" "t\xc3" "\xa9" " \xe2" "\x9c" "\x93" "\\\", \\\"k\xc3" "\xa9"
+       "y\\\": \\\"\\\", \\\"n\\\": 0, \\\"b\\\": true}\""},
+      {{MLT_ATTR_STR("q", "say \"hi\""), MLT_ATTR_INT("n", 1), MLT_ATTR_INT("m", 2), MLT_ATTR_INT("o", 3)},
+       "\"{\\\"q\\\": \\\"say \\\\\\\"hi\\\\\\\"\\\", \\\"n\\\": 1, \\\"m\\\": 2, \\\"o\\\": 3}\""},
+      {{MLT_ATTR_STR("bad", "\xff"), MLT_ATTR_INT("n", 1), MLT_ATTR_INT("m", 2), MLT_ATTR_INT("o", 3)},
+       "\"{\\\"bad\\\": \\\"\xef" "\xbf" "\xbd" "\\\", \\\"n\\\": 1, \\\"m\\\": 2, \\\"o\\\": 3}\""},
+      {{MLT_ATTR_JSON("j", "{\"a\": [1]}"), MLT_ATTR_INT("n", 1), MLT_ATTR_INT("m", 2), MLT_ATTR_INT("o", 3)},
+       "\"{\\\"j\\\": {\\\"a\\\": [1]}, \\\"n\\\": 1, \\\"m\\\": 2, \\\"o\\\": 3}\""},
+      {{MLT_ATTR_STR("k\"q", "v"), MLT_ATTR_INT("n", 1), MLT_ATTR_INT("m", 2), MLT_ATTR_INT("o", 3)},
+       "\"{\\\"k\\\\\\\"q\\\": \\\"v\\\", \\\"n\\\": 1, \\\"m\\\": 2, \\\"o\\\": 3}\""},
+  };
+  for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "fields-%zu", i);
+    mlt_span s = mlt_span_start(name, MLT_SPAN_CHAIN);
+    CHECK_EQ_INT(mlt_span_set_inputs_fields(s, fields[i].f, 4), MLT_OK);
+    CHECK_EQ_INT(mlt_span_set_outputs_fields(s, fields[i].f, i == 0 ? 0 : 4), MLT_OK);
+    mlt_span_end(s);
+    REQUIRE_EQ_INT(tu_flush_count(), n0 + i + 1);
+    char *raw = mlt_memory_store_get(tu_store, n0 + i);
+    REQUIRE(raw != NULL);
+    check_raw(raw, "\"mlflow.spanInputs\": ", fields[i].want, name);
+    check_raw(raw, "\"mlflow.spanOutputs\": ", i == 0 ? "\"{}\"" : fields[i].want, name);
+    free(raw);
+  }
+  n0 += sizeof fields / sizeof *fields;
   /* numbers and booleans as span attributes: the JSON string of their text */
   mlt_span s = mlt_span_start("scalars", MLT_SPAN_CHAIN);
   mlt_span_set_attr_int(s, "a.i", -9223372036854775807 - 1);
@@ -1098,6 +1133,12 @@ TEST(token_usage_odd_values) {
       {{"{\"input_tokens\": 5, \"output_tokens\": 6, \"total_tokens\": 11}",
         "{\"input_tokens\": 50, \"output_tokens\": 60, \"total_tokens\": 110}"}},
       {{"\"text\"", "{\"input_tokens\": 50, \"output_tokens\": 60, \"cache_creation_input_tokens\": 8}"}},
+      /* spacing, strings holding the object's punctuation, literals, signs */
+      {{"{ \"input_tokens\" :3 ,\n\t\"output_tokens\":\r\n-4.5e1,\"total_tokens\" : 1E2 }", NULL}},
+      {{"{\"note\": \"a, b: } {\\\"\", \"input_tokens\": 2, \"n\": null, \"t\": true, \"output_tokens\": 0.25}", NULL}},
+      {{"{\"note\": \"a, \\\"input_tokens\\\": 9, b: }\", \"f\": false, \"input_tokens\": 2, \"total_tokens\": -0.0}", NULL}},
+      {{"{\"input_tokens\": 3, \"k\u00e9y\": \"\u00e9\", \"output_tokens\": 1}", NULL}},
+      {{"{\"input_tokens\": 3, \"k\xc3\xa9y\": \"\xc3\xa9\", \"output_tokens\": 1}", NULL}},
   };
   static const char *const want[] = {
       "\"{\\\"input_tokens\\\": 1, \\\"output_tokens\\\": 2, \\\"total_tokens\\\": 0, \\\"cache_read_input_tokens\\\": 100}\"",
@@ -1113,6 +1154,11 @@ TEST(token_usage_odd_values) {
       "\"{\\\"input_tokens\\\": 0, \\\"output_tokens\\\": 0, \\\"total_tokens\\\": 0}\"",
       "\"{\\\"input_tokens\\\": 5, \\\"output_tokens\\\": 6, \\\"total_tokens\\\": 11}\"",
       "\"{\\\"input_tokens\\\": 50, \\\"output_tokens\\\": 60, \\\"total_tokens\\\": 0, \\\"cache_creation_input_tokens\\\": 8}\"",
+      "\"{\\\"input_tokens\\\": 3, \\\"output_tokens\\\": -45, \\\"total_tokens\\\": 100}\"",
+      "\"{\\\"input_tokens\\\": 2, \\\"output_tokens\\\": 0, \\\"total_tokens\\\": 0}\"",
+      "\"{\\\"input_tokens\\\": 2, \\\"output_tokens\\\": 0, \\\"total_tokens\\\": 0}\"",
+      "\"{\\\"input_tokens\\\": 3, \\\"output_tokens\\\": 1, \\\"total_tokens\\\": 0}\"",
+      "\"{\\\"input_tokens\\\": 3, \\\"output_tokens\\\": 1, \\\"total_tokens\\\": 0}\"",
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     char name[32];
