@@ -220,7 +220,6 @@ void mlt__slot_release(mlt__span *s, mlt__tls *tls) {
   s->end_ns = 0;
   s->n_events = s->n_events_dropped = s->n_chunks = 0;
   s->n_links = s->n_links_dropped = 0;
-  s->reducer = NULL;
   s->parent_id = 0;
   s->next = NULL;
   s->saved_current.id_ = 0;

@@ -116,7 +116,7 @@ static int add_chunk(mlt_span h, int sub, const char *data, size_t len, const ch
     if (tls) tls->c.events_dropped++;
     /* Past the event cap a chunk is kept only to compute the default
      * output; with outputs set explicitly (and no reducer) it is not needed. */
-    if ((s->flags & MLT__SF_OUTPUTS) && !s->reducer) {
+    if ((s->flags & (MLT__SF_OUTPUTS | MLT__SF_REDUCER)) == MLT__SF_OUTPUTS) {
       s->n_chunks++;
       return MLT_OK;
     }
@@ -138,8 +138,17 @@ int mlt_span_add_chunk_text(mlt_span h, const char *text, size_t len) {
 
 int mlt_span_set_output_reducer(mlt_span h, mlt_output_reducer_fn fn, void *user_data) {
   GET_OPEN_OR_RETURN(s, h, "mlt_span_set_output_reducer");
-  s->reducer = fn;
-  s->reducer_ud = user_data;
+  /* Kept as a record in the span's log (rarely used: no slot room for it);
+   * the span's end reads the last one. */
+  char v[sizeof fn + sizeof user_data];
+  memcpy(v, &fn, sizeof fn);
+  memcpy(v + sizeof fn, &user_data, sizeof user_data);
+  int rc = mlt__append_value(s, MLT__R_REDUCER, MLT__V_NONE, NULL, 0, v, sizeof v, 0);
+  if (rc != MLT_OK) return mlt__span_report("mlt_span_set_output_reducer", rc);
+  if (fn)
+    s->flags |= MLT__SF_REDUCER;
+  else
+    s->flags &= (uint8_t)~MLT__SF_REDUCER;
   return MLT_OK;
 }
 

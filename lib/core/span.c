@@ -432,15 +432,25 @@ mlt_span mlt_current_span(void) {
 /* The output reducer over the span's chunks, at its end (outputs not set
  * explicitly).  The chunks themselves are recorded by span-stream.c. */
 static int run_reducer(mlt__span *s) {
+  /* the reducer: the log's last MLT__R_REDUCER record (span-stream.c) */
+  mlt_output_reducer_fn fn = NULL;
+  void *fn_ud = NULL;
+  mlt__log_iter it;
+  mlt__log_iter_init(&it, s);
+  const mlt__rec *r, *ref = NULL;
+  while ((r = mlt__log_iter_next(&it)) != NULL)
+    if (r->kind == MLT__R_REDUCER && r->val_len == sizeof fn + sizeof fn_ud) {
+      memcpy(&fn, mlt__rec_val(r), sizeof fn);
+      memcpy(&fn_ud, mlt__rec_val(r) + sizeof fn, sizeof fn_ud);
+    }
+  if (!fn) return MLT_OK;
   size_t n = s->n_chunks, i = 0;
   const char **ptrs = malloc(n * sizeof *ptrs);
   size_t *lens = malloc(n * sizeof *lens);
   char **owned = calloc(n, sizeof *owned);
   int rc = MLT_ENOMEM;
   if (!ptrs || !lens || !owned) goto out;
-  mlt__log_iter it;
   mlt__log_iter_init(&it, s);
-  const mlt__rec *r, *ref = NULL;
   while ((r = mlt__log_iter_next(&it)) != NULL && i < n) {
     if (r->kind != MLT__R_CHUNK) continue;
     const char *v = mlt__rec_val(r);
@@ -476,7 +486,7 @@ static int run_reducer(mlt__span *s) {
     i++;
   }
   size_t out_len = 0;
-  char *out = s->reducer(ptrs, lens, i, &out_len, s->reducer_ud);
+  char *out = fn(ptrs, lens, i, &out_len, fn_ud);
   rc = MLT_OK;
   if (out) {
     rc = mlt__append_value(s, MLT__R_OUTPUTS, MLT__V_JSON, NULL, 0, out, out_len, 0);
@@ -561,7 +571,7 @@ static MLT_NOINLINE int end_reduced(mlt_span h, mlt__span *s, int64_t end_ns, in
  * through out-of-line functions, so that few values stay live across calls. */
 static MLT_ALWAYS_INLINE int end_open_ex(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now, int reduce) {
   uint64_t gs = h.id_; /* the gs word of the open span */
-  if (reduce && MLT_UNLIKELY(s->reducer != NULL) && s->n_chunks && !(s->flags & MLT__SF_OUTPUTS))
+  if (reduce && MLT_UNLIKELY((s->flags & (MLT__SF_REDUCER | MLT__SF_OUTPUTS)) == MLT__SF_REDUCER) && s->n_chunks)
     return end_reduced(h, s, end_ns, now);
   mlt__trace *t = atomic_load_explicit(&s->trace, memory_order_relaxed);
   s->end_ns = end_ns;

@@ -42,7 +42,8 @@ enum {
   MLT__R_DROP_EVENTS,   /* (span processor) */
   MLT__R_FIELD,         /* child of EVENT / FIELDS: key, sub = value type */
   MLT__R_FUNC,          /* val = function name (mlflow.spanFunctionName) */
-  MLT__R_LINK           /* val = u64 trace hi, lo, span id, n children; FIELD children (lib/core/spanopts.c) */
+  MLT__R_LINK,          /* val = u64 trace hi, lo, span id, n children; FIELD children (lib/core/spanopts.c) */
+  MLT__R_REDUCER        /* val = mlt_output_reducer_fn, void * user data (the last one counts; not exported) */
 };
 
 /* Value types (rec.sub). */
@@ -173,8 +174,9 @@ static inline char *mlt__chunk_data(mlt__chunk *c) {
 #define MLT__SF_OUTPUTS 0x10    /* outputs set explicitly */
 #define MLT__SF_TEXT_ONLY 0x20  /* every chunk so far was text */
 #define MLT__SF_CJSON 0x40      /* log holds cJSON values to free */
+#define MLT__SF_REDUCER 0x80    /* an output reducer is set: the log's last MLT__R_REDUCER record */
 
-#define MLT__INLINE_LOG 112
+#define MLT__INLINE_LOG 128
 #define MLT__MAX_LINKS 128 /* links kept per span (OpenTelemetry's default limit) */
 
 typedef struct mlt__trace mlt__trace;
@@ -203,8 +205,6 @@ typedef struct mlt__span {
   uint32_t n_chunks;
   uint16_t n_links;         /* LINK records (lib/core/spanopts.c) */
   uint16_t n_links_dropped; /* links over MLT__MAX_LINKS, counted only */
-  mlt_output_reducer_fn reducer;
-  void *reducer_ud;
   const mlt__rec *chunk_ref; /* owner: the reference of delta CHUNK records (above); set with MLT__SF_HAS_CHUNKS */
   mlt__chunk *tail; /* owner: chunk being appended to */
   mlt__chunk head;  /* inline first chunk */

@@ -1235,6 +1235,46 @@ TEST(stream_reducer_and_event_cap) {
   tu_done();
 }
 
+static char *tag_reducer(const char *const *chunks, const size_t *lens, size_t n, size_t *out_len, void *ud) {
+  (void)chunks, (void)lens;
+  char *out = malloc(64);
+  *out_len = (size_t)snprintf(out, 64, "{\"tag\": \"%s\", \"n\": %zu}", (const char *)ud, n);
+  return out;
+}
+
+/* The reducer is kept in the span's log: the last one set counts, NULL
+ * restores the default, its user data is passed as given, and nothing of it
+ * is exported. */
+TEST(stream_reducer_last_wins_and_reset) {
+  tu_start(tu_options());
+  mlt_span a = mlt_span_start("last-wins", MLT_SPAN_LLM);
+  CHECK_EQ_INT(mlt_span_set_output_reducer(a, tag_reducer, "first"), MLT_OK);
+  mlt_span_add_chunk_text(a, "x", 1);
+  CHECK_EQ_INT(mlt_span_set_output_reducer(a, tag_reducer, "second"), MLT_OK);
+  mlt_span_add_chunk_text(a, "y", 1);
+  mlt_span_end(a);
+  mlt_span b = mlt_span_start("reset", MLT_SPAN_LLM);
+  mlt_span_set_output_reducer(b, tag_reducer, "unused");
+  CHECK_EQ_INT(mlt_span_set_output_reducer(b, NULL, NULL), MLT_OK);
+  mlt_span_add_chunk_text(b, "ab", 2);
+  mlt_span_add_chunk_text(b, "cd", 2);
+  mlt_span_end(b);
+  CHECK_EQ_INT(mlt_span_set_output_reducer(b, tag_reducer, "late"), MLT_EENDED);
+  REQUIRE_EQ_INT(tu_flush_count(), 2);
+  cJSON *sa = tu_span(tu_trace_named("last-wins"), "last-wins");
+  CHECK_EQ_STR(tu_attr(sa, "mlflow.spanOutputs"), "{\"tag\": \"second\", \"n\": 2}");
+  CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(sa, "events")), 2);
+  cJSON *sb = tu_span(tu_trace_named("reset"), "reset");
+  CHECK_EQ_STR(tu_attr(sb, "mlflow.spanOutputs"), "\"abcd\"");
+  int n_attrs = 0;
+  for (cJSON *x = cJSON_GetObjectItem(sa, "attributes")->child; x; x = x->next) n_attrs++;
+  cJSON *plain_attrs = cJSON_GetObjectItem(sb, "attributes");
+  int n_plain = 0;
+  for (cJSON *x = plain_attrs->child; x; x = x->next) n_plain++;
+  CHECK_EQ_INT(n_attrs, n_plain); /* the reducer records add no attribute */
+  tu_done();
+}
+
 /* ---- processor, limits, queue ---------------------------------------- */
 
 static void redact(mlt_span_view *v, void *ud) {
@@ -1549,6 +1589,7 @@ static const tap_test tests[] = {
     TAP_ENTRY(root_chunk_outputs_byte_for_byte),
     TAP_ENTRY(stream_chunks_events_and_output),
     TAP_ENTRY(stream_reducer_and_event_cap),
+    TAP_ENTRY(stream_reducer_last_wins_and_reset),
     TAP_ENTRY(span_processor_redacts),
     TAP_ENTRY(max_spans_per_trace),
     TAP_ENTRY(full_queue_drops_and_counts),

@@ -181,7 +181,10 @@ MLT_EXTERN int mlt_span_add_chunk_json(mlt_span span, const char *json, size_t l
 /** Add a streamed text chunk (copied).  When every chunk of a span is text,
  *  the default output is the concatenated text. */
 MLT_EXTERN int mlt_span_add_chunk_text(mlt_span span, const char *text, size_t len);
-/** Set the reducer used when the span ends (NULL restores the default). */
+/** Set the reducer used when the span ends (NULL restores the default); the
+ *  last one set counts.  @p user_data is passed to it as is (not owned).
+ *  @return MLT_OK; MLT_ENOMEM (not recorded: the reducer set before, if any,
+ *  stays); MLT_EENDED / MLT_ESTALE / MLT_ENOTRECORDING as above. */
 MLT_EXTERN int mlt_span_set_output_reducer(mlt_span span, mlt_output_reducer_fn fn, void *user_data);
 
 /* ---- Ids ------------------------------------------------------------- */
