@@ -463,6 +463,15 @@ void mlt__json_str_body(mlt__buf *b, const char *str, size_t n) {
   str_body_plain(b, str, n);
 }
 
+/* 1 if s holds the literal that starts with c ('t', 'f' or 'n'); s has
+ * room for it (5 bytes for false, else 4). */
+static inline int lit_at(const unsigned char *s, unsigned char c) {
+  uint32_t w, want;
+  memcpy(&w, s, 4);
+  memcpy(&want, c == 't' ? "true" : c == 'f' ? "fals" : "null", 4);
+  return w == want && (c != 'f' || s[4] == 'e');
+}
+
 static size_t scan_number(const char *s, size_t n, size_t i) {
   size_t start = i;
   if (i < n && s[i] == '-') i++;
@@ -789,9 +798,8 @@ static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, i
         break;                                                                                \
       case JACT(A_LIT): {                                                                     \
         unsigned char c_ = s[p_];                                                             \
-        const char *w_ = c_ == 't' ? "true" : c_ == 'f' ? "false" : "null";                   \
         size_t wl_ = c_ == 'f' ? 5 : 4;                                                       \
-        if (n - p_ < wl_ || memcmp(s + p_, w_, wl_)) goto bad;                                \
+        if (n - p_ < wl_ || !lit_at(s + p_, c_)) goto bad;                                    \
         if (DOM) {                                                                            \
           uint32_t x_;                                                                        \
           NODE(x_, c_ == 't' ? MLT__J_TRUE : c_ == 'f' ? MLT__J_FALSE : MLT__J_NULL, p_);     \
