@@ -225,6 +225,12 @@ int mlt__span_log_level(const char *type, size_t n, int error);
 /* Append one trace as one line of Trace JSON ({"info":..,"data":..}) and a
  * '\n'. */
 void mlt__json_trace(mlt__buf *out, const mlt__prepared *p, const mlt__trace_info *ti);
+/* The same line in two buffers, with no copy of the spans: appends to
+ * |out| the line without the spans array's contents (its tail "]}}\n"
+ * included) and to |spans| those contents (offsets within |spans| stay
+ * valid across calls: it is appended to, never reset).  Returns the offset
+ * in |out| where the contents belong (before the tail). */
+size_t mlt__json_trace_split(mlt__buf *out, mlt__buf *spans, const mlt__prepared *p, const mlt__trace_info *ti);
 /* The StartTraceV3 TraceInfo without its opening brace and without
  * trace_location (the caller prepends both: the experiment may not be known
  * yet), with execution_duration as "<s>s".  When |data| is not NULL, the

@@ -8,39 +8,60 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* ---- file store ------------------------------------------------------ */
 
+/* The buffer is written out once it holds this much (whole lines), so that
+ * a batch of big traces (a burst at shutdown, 512 traces of ~10 KB) does
+ * not grow it to many MiB; or once it holds this many lines (two pieces
+ * each in one writev(), within IOV_MAX = 1024). */
+#define FILE_WRITE_BYTES (256u << 10)
+#define FILE_WRITE_LINES 500
+
+/* Each line is serialized in two pieces, neither copied again: the line
+ * without its spans (in buf) and the spans (in spans); cut_b[i] is where
+ * line i's spans go in buf, cut_s[i] where they end in spans. */
 typedef struct file_exp {
   mlt_exporter base;
   char *path;
   int fd;
-  mlt__buf buf;
+  mlt__buf buf, spans;
+  size_t nlines;
+  size_t cut_b[FILE_WRITE_LINES], cut_s[FILE_WRITE_LINES];
 } file_exp;
 
-static int write_all(int fd, const char *p, size_t n) {
-  while (n) {
-    ssize_t w = write(fd, p, n);
+static int writev_all(int fd, struct iovec *iov, int cnt) {
+  while (cnt > 0) {
+    ssize_t w = writev(fd, iov, cnt);
     if (w < 0) {
       if (errno == EINTR) continue;
       return -1;
     }
-    p += w;
-    n -= (size_t)w;
+    size_t left = (size_t)w;
+    while (cnt > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      iov++;
+      cnt--;
+    }
+    if (cnt > 0) {
+      iov->iov_base = (char *)iov->iov_base + left;
+      iov->iov_len -= left;
+    }
   }
   return 0;
 }
 
-/* Append |buf| as one unit: under an exclusive advisory lock, with O_APPEND,
- * and cut back to the old end on failure so the file never holds a partial
- * line. */
-static int append_locked(int fd, const char *p, size_t n, int *err) {
+/* Append the pieces as one unit: under an exclusive advisory lock, with
+ * O_APPEND, and cut back to the old end on failure so the file never holds
+ * a partial line. */
+static int append_locked(int fd, struct iovec *iov, int cnt, int *err) {
   while (flock(fd, LOCK_EX) != 0) {
     if (errno != EINTR) break; /* no lock support: O_APPEND alone */
   }
   off_t end = lseek(fd, 0, SEEK_END);
-  int rc = write_all(fd, p, n);
+  int rc = writev_all(fd, iov, cnt);
   if (rc) {
     *err = errno;
     if (end >= 0 && ftruncate(fd, end) != 0) {
@@ -51,14 +72,9 @@ static int append_locked(int fd, const char *p, size_t n, int *err) {
   return rc;
 }
 
-/* The buffer is written out once it holds this much (whole lines), so that
- * a batch of big traces (a burst at shutdown, 512 traces of ~10 KB) does
- * not grow it to many MiB. */
-#define FILE_WRITE_BYTES (256u << 10)
-
-/* Write the buffer (whole lines) to the file; NULL, or why not. */
+/* Write the lines held (whole lines) to the file; NULL, or why not. */
 static const char *file_write(file_exp *f, char *msg, size_t msg_size) {
-  if (f->buf.oom) return "out of memory while serializing";
+  if (f->buf.oom || f->spans.oom) return "out of memory while serializing";
   if (f->fd < 0) {
     f->fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (f->fd < 0) {
@@ -66,16 +82,32 @@ static const char *file_write(file_exp *f, char *msg, size_t msg_size) {
       return msg;
     }
   }
+  struct iovec iov[2 * FILE_WRITE_LINES + 1];
+  int cnt = 0;
+  size_t b = 0, sp = 0;
+  for (size_t i = 0; i < f->nlines; i++) {
+    iov[cnt++] = (struct iovec){f->buf.p + b, f->cut_b[i] - b};
+    iov[cnt++] = (struct iovec){f->spans.p ? f->spans.p + sp : NULL, f->cut_s[i] - sp};
+    b = f->cut_b[i];
+    sp = f->cut_s[i];
+  }
+  iov[cnt++] = (struct iovec){f->buf.p + b, f->buf.len - b};
   int err = 0;
   mlt__stats_add(MLT__ST_EXPORT_REQUESTS, 1);
-  if (append_locked(f->fd, f->buf.p, f->buf.len, &err) != 0) {
+  if (append_locked(f->fd, iov, cnt, &err) != 0) {
     snprintf(msg, msg_size, "cannot write %s: %s", f->path, strerror(err));
     close(f->fd);
     f->fd = -1; /* reopen next time (the file may have been rotated) */
     return msg;
   }
-  mlt__stats_add(MLT__ST_EXPORT_BYTES, f->buf.len);
+  mlt__stats_add(MLT__ST_EXPORT_BYTES, f->buf.len + f->spans.len);
   return NULL;
+}
+
+static void file_reset(file_exp *f) {
+  mlt__buf_reset(&f->buf);
+  mlt__buf_reset(&f->spans);
+  f->nlines = 0;
 }
 
 static void file_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n) {
@@ -83,23 +115,29 @@ static void file_export(mlt_exporter *e, mlt__prepared *const *traces, size_t n)
   const char *why = NULL;
   char msg[300];
   size_t done = 0; /* traces reported */
-  mlt__buf_reset(&f->buf);
+  file_reset(f);
   for (size_t i = 0; i < n; i++) {
-    mlt__json_trace(&f->buf, traces[i], mlt__prepared_info(traces[i]));
-    if (i + 1 < n && f->buf.len < FILE_WRITE_BYTES && !f->buf.oom) continue;
+    f->cut_b[f->nlines] = mlt__json_trace_split(&f->buf, &f->spans, traces[i], mlt__prepared_info(traces[i]));
+    f->cut_s[f->nlines++] = f->spans.len;
+    if (i + 1 < n && f->buf.len + f->spans.len < FILE_WRITE_BYTES && f->nlines < FILE_WRITE_LINES && !f->buf.oom &&
+        !f->spans.oom)
+      continue;
     why = file_write(f, msg, sizeof msg);
-    mlt__buf_reset(&f->buf);
+    file_reset(f);
     for (; done <= i; done++) mlt__export_done(e, traces[done]->ticket, why == NULL, why);
     if (why) break; /* the rest of the batch fails with it */
   }
   for (; done < n; done++) mlt__export_done(e, traces[done]->ticket, 0, why);
-  if (f->buf.cap > (1u << 20)) mlt__buf_free(&f->buf); /* do not keep a huge buffer (one huge trace) */
+  /* do not keep a huge buffer (one huge trace) */
+  if (f->buf.cap > (1u << 20)) mlt__buf_free(&f->buf);
+  if (f->spans.cap > (1u << 20)) mlt__buf_free(&f->spans);
 }
 
 static void file_destroy(mlt_exporter *e) {
   file_exp *f = (file_exp *)e;
   if (f->fd >= 0) close(f->fd);
   mlt__buf_free(&f->buf);
+  mlt__buf_free(&f->spans);
   free(f->path);
   free(f);
 }

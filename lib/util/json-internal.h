@@ -63,6 +63,9 @@ void mlt__json_str_body(mlt__buf *b, const char *s, size_t n);
 /* 1 if s[0..n) is copied as it is by the escaper (no '"', '\\', control or
  * non-ASCII byte). */
 int mlt__json_plain(const char *s, size_t n);
+/* 1 if s[0..n) is copied as it is by the escaper: no '"', '\\' or control
+ * character, and every non-ASCII byte part of valid UTF-8. */
+int mlt__json_plain_utf8(const char *s, size_t n);
 /* Non-zero when one of the 8 bytes of w is '"', '\\', < 0x20 or >= 0x80. */
 static inline uint64_t mlt__special8(uint64_t w) {
   const uint64_t ones = UINT64_C(0x0101010101010101);

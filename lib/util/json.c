@@ -150,6 +150,32 @@ void mlt__buf_f64(mlt__buf *b, double v) {
   if (!memchr(tmp, '.', (size_t)n) && !memchr(tmp, 'e', (size_t)n)) mlt__buf_lit(b, ".0");
 }
 
+int mlt__json_plain_utf8(const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0;
+  while (i < n) {
+    if (i + 8 <= n) {
+      uint64_t w;
+      memcpy(&w, s + i, 8);
+      if (!(mlt__special8(w) & UINT64_C(0x8080808080808080))) {
+        i += 8;
+        continue;
+      }
+    }
+    unsigned c = s[i];
+    if (c >= 0x80) {
+      size_t l = mlt__utf8_seq(s + i, n - i);
+      if (!l) return 0;
+      i += l;
+    } else if (c < 0x20 || c == '"' || c == '\\') {
+      return 0;
+    } else {
+      i++;
+    }
+  }
+  return 1;
+}
+
 /* Length of a valid UTF-8 sequence at s (n bytes available), or 0. */
 size_t mlt__utf8_seq(const unsigned char *s, size_t n) {
   unsigned c = s[0];
@@ -435,6 +461,15 @@ void mlt__json_str_body(mlt__buf *b, const char *str, size_t n) {
   }
 #endif
   str_body_plain(b, str, n);
+}
+
+/* 1 if s holds the literal that starts with c ('t', 'f' or 'n'); s has
+ * room for it (5 bytes for false, else 4). */
+static inline int lit_at(const unsigned char *s, unsigned char c) {
+  uint32_t w, want;
+  memcpy(&w, s, 4);
+  memcpy(&want, c == 't' ? "true" : c == 'f' ? "fals" : "null", 4);
+  return w == want && (c != 'f' || s[4] == 'e');
 }
 
 static size_t scan_number(const char *s, size_t n, size_t i) {
@@ -763,9 +798,8 @@ static MLT_ALWAYS_INLINE int json_pass(mlt__buf *b, const char *str, size_t n, i
         break;                                                                                \
       case JACT(A_LIT): {                                                                     \
         unsigned char c_ = s[p_];                                                             \
-        const char *w_ = c_ == 't' ? "true" : c_ == 'f' ? "false" : "null";                   \
         size_t wl_ = c_ == 'f' ? 5 : 4;                                                       \
-        if (n - p_ < wl_ || memcmp(s + p_, w_, wl_)) goto bad;                                \
+        if (n - p_ < wl_ || !lit_at(s + p_, c_)) goto bad;                                    \
         if (DOM) {                                                                            \
           uint32_t x_;                                                                        \
           NODE(x_, c_ == 't' ? MLT__J_TRUE : c_ == 'f' ? MLT__J_FALSE : MLT__J_NULL, p_);     \

@@ -825,6 +825,359 @@ TEST(trace_timeout_ends_open_spans) {
   tu_done();
 }
 
+/* ---- JSON text, byte for byte ----------------------------------------- */
+
+/* The JSON string token after |needle| in |raw| (malloc()ed), or NULL. */
+static char *raw_token_after(const char *raw, const char *needle) {
+  const char *p = strstr(raw, needle);
+  if (!p) return NULL;
+  p += strlen(needle);
+  if (*p != '"') return NULL;
+  const char *e = p + 1;
+  while (*e && *e != '"') e += *e == '\\' && e[1] ? 2 : 1;
+  if (!*e) return NULL;
+  size_t n = (size_t)(e + 1 - p);
+  char *r = malloc(n + 1);
+  memcpy(r, p, n);
+  r[n] = '\0';
+  return r;
+}
+
+static void check_raw(const char *raw, const char *needle, const char *want, const char *what) {
+  char *got = raw_token_after(raw, needle);
+  if (!want) {
+    CHECK(got == NULL);
+    if (got) tap_diag("%s: %s was %s (none expected)", what, needle, got);
+  } else {
+    CHECK(got && strcmp(got, want) == 0);
+    if (!got || strcmp(got, want)) tap_diag("%s: %s was %s, want %s", what, needle, got ? got : "(none)", want);
+  }
+  free(got);
+}
+
+/* JSON text given as a chunk, a JSON event attribute and a span attribute:
+ * exported exactly so (trimmed; invalid JSON as the JSON string of its text;
+ * invalid UTF-8 as U+FFFD; past the value limit cut with the marker). */
+TEST(json_text_values_byte_for_byte) {
+  mlt_options *o = tu_options();
+  mlt_options_set_max_value_bytes(o, 64);
+  tu_start(o);
+  static const struct {
+    const char *text, *want, *want_ev; /* want_ev: the event attribute's, when not want */
+  } cases[] = {
+      {"{\"a\": [1, 2.5, \"x\\n\\u00e9\"], \"b\": {}}",
+       "\"{\\\"a\\\": [1, 2.5, \\\"x\\\\n\\\\u00e9\\\"], \\\"b\\\": {}}\""},
+      {" \n\t{\"k\": \"v\"}\r\n ", "\"{\\\"k\\\": \\\"v\\\"}\""},
+      {"{\"k\": ", "\"\\\"{\\\\\\\"k\\\\\\\": \\\"\""},
+      {" not json ", "\"\\\" not json \\\"\""},
+      {"{\"k\": \"a\xff" "b\"}", "\"{\\\"k\\\": \\\"a\xef\xbf\xbd" "b\\\"}\""},
+      {"{\"k\": \"a\xff" "b\"", "\"\\\"{\\\\\\\"k\\\\\\\": \\\\\\\"a\xef\xbf\xbd" "b\\\\\\\"\\\"\""},
+      {"\"plain\"", "\"\\\"plain\\\"\""},
+      {"[\"\xc3\xa9\", null, true, -0.5e3]", "\"[\\\"\xc3\xa9\\\", null, true, -0.5e3]\""},
+      {"{\"long\": \"0123456789012345678901234567890123456789012345678901234567890123456789\"}",
+       "\"\\\"{\\\\\\\"long\\\\\\\": \\\\\\\"012345678901234567890123456789012345678901234567890123...[truncated by "
+       "mltrace: 82 bytes]\\\"\"",
+       "\"{\\\"long\\\": \\\"012345678901234567890123456789012345678901234567890123...[truncated by mltrace: 82 bytes]\""},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "json-%zu", i);
+    mlt_span s = mlt_span_start(name, MLT_SPAN_LLM);
+    CHECK_EQ_INT(mlt_span_add_chunk_json(s, cases[i].text, MLT_NTS), MLT_OK);
+    mlt_attr ev[] = {MLT_ATTR_JSON("j", cases[i].text)};
+    CHECK_EQ_INT(mlt_span_add_event(s, "ev", ev, 1), MLT_OK);
+    CHECK_EQ_INT(mlt_span_set_attr_json(s, "attr.j", cases[i].text), MLT_OK);
+    mlt_span_end(s);
+    REQUIRE_EQ_INT(tu_flush_count(), i + 1);
+    char *raw = mlt_memory_store_get(tu_store, i);
+    REQUIRE(raw != NULL);
+    check_raw(raw, "\"mlflow.chunk.value\": ", cases[i].want, name);
+    check_raw(raw, "\"j\": ", cases[i].want_ev ? cases[i].want_ev : cases[i].want, name);
+    check_raw(raw, "\"attr.j\": ", cases[i].want, name);
+    free(raw);
+  }
+  /* text as a chunk and as a span attribute: the JSON string of its JSON
+   * string (ASCII, valid and invalid UTF-8, characters to escape) */
+  static const struct {
+    const char *text, *want;
+  } texts[] = {
+      {"plain text", "\"\\\"plain text\\\"\""},
+      {"check \xe2\x9c\x93 done, \xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80",
+       "\"\\\"check \xe2" "\x9c" "\x93" " done, \xc3" "\xa9" "t\xc3" "\xa9" " \xf0" "\x9f" "\x98" "\x80" "\\\"\""},
+      {"bad \xff byte, cut \xe2\x9c",
+       "\"\\\"bad \xef" "\xbf" "\xbd" " byte, cut \xef" "\xbf" "\xbd" "\xef" "\xbf" "\xbd" "\\\"\""},
+      {"quote \" and \\ and \t tab \xc3\xa9", "\"\\\"quote \\\\\\\" and \\\\\\\\ and \\\\t tab \xc3" "\xa9" "\\\"\""},
+      {"0123456789abcdef\xe2\x9c\x93 longer than sixteen bytes \xce\xbb",
+       "\"\\\"0123456789abcdef\xe2" "\x9c" "\x93" " longer than sixteen bytes \xce" "\xbb" "\\\"\""},
+      {"\xed\xa0\x80 surrogate, \xc0\xaf overlong, \x7f del",
+       "\"\\\"\xef" "\xbf" "\xbd" "\xef" "\xbf" "\xbd" "\xef" "\xbf" "\xbd" " surrogate, \xef" "\xbf" "\xbd" "\xef"
+       "\xbf" "\xbd" " overlong, \x7f" " del\\\"\""},
+  };
+  size_t n0 = sizeof cases / sizeof *cases;
+  for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "text-%zu", i);
+    mlt_span s = mlt_span_start(name, MLT_SPAN_LLM);
+    CHECK_EQ_INT(mlt_span_add_chunk_text(s, texts[i].text, MLT_NTS), MLT_OK);
+    CHECK_EQ_INT(mlt_span_set_attr_str(s, "attr.s", texts[i].text), MLT_OK);
+    mlt_span_end(s);
+    REQUIRE_EQ_INT(tu_flush_count(), n0 + i + 1);
+    char *raw = mlt_memory_store_get(tu_store, n0 + i);
+    REQUIRE(raw != NULL);
+    check_raw(raw, "\"mlflow.chunk.value\": ", texts[i].want, name);
+    check_raw(raw, "\"attr.s\": ", texts[i].want, name);
+    free(raw);
+  }
+  n0 += sizeof texts / sizeof *texts;
+  /* fields as inputs and outputs: the JSON string of their JSON object */
+  static const struct {
+    mlt_attr f[4];
+    const char *want;
+  } fields[] = {
+      {{MLT_ATTR_STR("id", "req-1"), MLT_ATTR_INT("shard", -2), MLT_ATTR_DOUBLE("w", 0.5), MLT_ATTR_BOOL("ok", 0)},
+       "\"{\\\"id\\\": \\\"req-1\\\", \\\"shard\\\": -2, \\\"w\\\": 0.5, \\\"ok\\\": false}\""},
+      {{MLT_ATTR_STR("doc", "\xc3\xa9t\xc3\xa9 \xe2\x9c\x93"), MLT_ATTR_STR("k\xc3\xa9y", ""), MLT_ATTR_INT("n", 0),
+        MLT_ATTR_BOOL("b", 1)},
+       "\"{\\\"doc\\\": \\\"\xc3" "\xa9" "t\xc3" "\xa9" " \xe2" "\x9c" "\x93" "\\\", \\\"k\xc3" "\xa9"
+       "y\\\": \\\"\\\", \\\"n\\\": 0, \\\"b\\\": true}\""},
+      {{MLT_ATTR_STR("q", "say \"hi\""), MLT_ATTR_INT("n", 1), MLT_ATTR_INT("m", 2), MLT_ATTR_INT("o", 3)},
+       "\"{\\\"q\\\": \\\"say \\\\\\\"hi\\\\\\\"\\\", \\\"n\\\": 1, \\\"m\\\": 2, \\\"o\\\": 3}\""},
+      {{MLT_ATTR_STR("bad", "\xff"), MLT_ATTR_INT("n", 1), MLT_ATTR_INT("m", 2), MLT_ATTR_INT("o", 3)},
+       "\"{\\\"bad\\\": \\\"\xef" "\xbf" "\xbd" "\\\", \\\"n\\\": 1, \\\"m\\\": 2, \\\"o\\\": 3}\""},
+      {{MLT_ATTR_JSON("j", "{\"a\": [1]}"), MLT_ATTR_INT("n", 1), MLT_ATTR_INT("m", 2), MLT_ATTR_INT("o", 3)},
+       "\"{\\\"j\\\": {\\\"a\\\": [1]}, \\\"n\\\": 1, \\\"m\\\": 2, \\\"o\\\": 3}\""},
+      {{MLT_ATTR_STR("k\"q", "v"), MLT_ATTR_INT("n", 1), MLT_ATTR_INT("m", 2), MLT_ATTR_INT("o", 3)},
+       "\"{\\\"k\\\\\\\"q\\\": \\\"v\\\", \\\"n\\\": 1, \\\"m\\\": 2, \\\"o\\\": 3}\""},
+  };
+  for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "fields-%zu", i);
+    mlt_span s = mlt_span_start(name, MLT_SPAN_CHAIN);
+    CHECK_EQ_INT(mlt_span_set_inputs_fields(s, fields[i].f, 4), MLT_OK);
+    CHECK_EQ_INT(mlt_span_set_outputs_fields(s, fields[i].f, i == 0 ? 0 : 4), MLT_OK);
+    mlt_span_end(s);
+    REQUIRE_EQ_INT(tu_flush_count(), n0 + i + 1);
+    char *raw = mlt_memory_store_get(tu_store, n0 + i);
+    REQUIRE(raw != NULL);
+    check_raw(raw, "\"mlflow.spanInputs\": ", fields[i].want, name);
+    check_raw(raw, "\"mlflow.spanOutputs\": ", i == 0 ? "\"{}\"" : fields[i].want, name);
+    free(raw);
+  }
+  n0 += sizeof fields / sizeof *fields;
+  /* numbers and booleans as span attributes: the JSON string of their text */
+  mlt_span s = mlt_span_start("scalars", MLT_SPAN_CHAIN);
+  mlt_span_set_attr_int(s, "a.i", -9223372036854775807 - 1);
+  mlt_span_set_attr_double(s, "a.d", -0.1);
+  mlt_span_set_attr_double(s, "a.big", 1e300);
+  mlt_span_set_attr_double(s, "a.nan", 0.0 / 0.0);
+  mlt_span_set_attr_bool(s, "a.b", 1);
+  mlt_span_end(s);
+  REQUIRE_EQ_INT(tu_flush_count(), n0 + 1);
+  char *raw = mlt_memory_store_get(tu_store, n0);
+  REQUIRE(raw != NULL);
+  check_raw(raw, "\"a.i\": ", "\"-9223372036854775808\"", "scalars");
+  check_raw(raw, "\"a.d\": ", "\"-0.1\"", "scalars");
+  check_raw(raw, "\"a.big\": ", "\"1e+300\"", "scalars");
+  check_raw(raw, "\"a.nan\": ", "\"NaN\"", "scalars");
+  check_raw(raw, "\"a.b\": ", "\"true\"", "scalars");
+  free(raw);
+  tu_done();
+}
+
+/* A root span whose output is its chunks: the trace's outputs and response
+ * preview are those of the span attribute, byte for byte (short, long,
+ * text, JSON, invalid JSON, invalid UTF-8). */
+TEST(root_chunk_outputs_byte_for_byte) {
+  tu_init();
+  static char longtext[700];
+  for (size_t k = 0; k + 1 < sizeof longtext; k++) longtext[k] = (char)('a' + k % 26);
+  static const struct {
+    int json[3];
+    const char *chunk[3];
+  } cases[] = {
+      {{0, 0, 0}, {"Hel", "lo \"w\"", "\xff!"}},
+      {{1, 1, 1}, {"{\"d\": \"a\"}", " [1, 2] ", "{\"d\": "}},
+      {{0, 1, 0}, {"text ", "{\"k\": \"\xc3\xa9\"}", "more"}},
+      {{0, 0, 0}, {longtext, longtext, "end"}},
+      {{1, 0, 0}, {"{\"a\": 1}", longtext, NULL}},
+  };
+  /* spanOutputs, traceOutputs, response_preview (as the library before
+   * json_span kept the root's chunk output wrote them) */
+  static const char *const want[][3] = {
+      {
+          "\"\\\"Hello \\\\\\\"w\\\\\\\"\xef" "\xbf" "\xbd" "!\\\"\"",
+          "\"\\\"Hello \\\\\\\"w\\\\\\\"\xef" "\xbf" "\xbd" "!\\\"\"",
+          "\"\\\"Hello \\\\\\\"w\\\\\\\"\xef" "\xbf" "\xbd" "!\\\"\"",
+      },
+      {
+          "\"[{\\\"d\\\": \\\"a\\\"}, [1, 2], \\\"{\\\\\\\"d\\\\\\\": \\\"]\"",
+          "\"[{\\\"d\\\": \\\"a\\\"}, [1, 2], \\\"{\\\\\\\"d\\\\\\\": \\\"]\"",
+          "\"[{\\\"d\\\": \\\"a\\\"}, [1, 2], \\\"{\\\\\\\"d\\\\\\\": \\\"]\"",
+      },
+      {
+          "\"[\\\"text \\\", {\\\"k\\\": \\\"\xc3" "\xa9" "\\\"}, \\\"more\\\"]\"",
+          "\"[\\\"text \\\", {\\\"k\\\": \\\"\xc3" "\xa9" "\\\"}, \\\"more\\\"]\"",
+          "\"[\\\"text \\\", {\\\"k\\\": \\\"\xc3" "\xa9" "\\\"}, \\\"more\\\"]\"",
+      },
+      {
+          "\"\\\"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+          "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdef"
+          "ghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl"
+          "mnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqr"
+          "stuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwx"
+          "yzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcd"
+          "efghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghij"
+          "klmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnop"
+          "qrstuvwxyzabcdefghijklmnopqrstuvwabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxy"
+          "zabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcde"
+          "fghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijk"
+          "lmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopq"
+          "rstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvw"
+          "xyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabc"
+          "defghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghi"
+          "jklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmno"
+          "pqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwend\\\"\"",
+          "\"\\\"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+          "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdef"
+          "ghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl"
+          "...\"",
+          "\"\\\"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+          "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdef"
+          "ghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl"
+          "mnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqr"
+          "stuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwx"
+          "yzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcd"
+          "efghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghij"
+          "klmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnop"
+          "qrstuvwxyzabcdefghijklmnopqrstuvwabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxy"
+          "zabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcde"
+          "fghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijk"
+          "lmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijk...\"",
+      },
+      {
+          "\"[{\\\"a\\\": 1}, \\\"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghi"
+          "jklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmno"
+          "pqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstu"
+          "vwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyza"
+          "bcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefg"
+          "hijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm"
+          "nopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrs"
+          "tuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxy"
+          "zabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvw\\\"]\"",
+          "\"[{\\\"a\\\": 1}, \\\"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghi"
+          "jklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmno"
+          "pqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstu"
+          "vwxyza...\"",
+          "\"[{\\\"a\\\": 1}, \\\"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghi"
+          "jklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmno"
+          "pqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstu"
+          "vwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyza"
+          "bcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefg"
+          "hijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm"
+          "nopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrs"
+          "tuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxy"
+          "zabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvw\\\"]\"",
+      },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "chunks-%zu", i);
+    mlt_span s = mlt_span_start(name, MLT_SPAN_LLM);
+    for (int k = 0; k < 3 && cases[i].chunk[k]; k++) {
+      if (cases[i].json[k])
+        CHECK_EQ_INT(mlt_span_add_chunk_json(s, cases[i].chunk[k], MLT_NTS), MLT_OK);
+      else
+        CHECK_EQ_INT(mlt_span_add_chunk_text(s, cases[i].chunk[k], MLT_NTS), MLT_OK);
+    }
+    mlt_span_end(s);
+    REQUIRE_EQ_INT(tu_flush_count(), i + 1);
+    char *raw = mlt_memory_store_get(tu_store, i);
+    REQUIRE(raw != NULL);
+    check_raw(raw, "\"mlflow.spanOutputs\": ", want[i][0], name);
+    check_raw(raw, "\"mlflow.traceOutputs\": ", want[i][1], name);
+    check_raw(raw, "\"response_preview\": ", want[i][2], name);
+    free(raw);
+  }
+  tu_done();
+}
+
+/* mlflow.trace.tokenUsage: the sums of the five counts over the spans with
+ * no ancestor holding one, whatever shape each span's value has. */
+TEST(token_usage_odd_values) {
+  tu_init();
+  static const struct {
+    const char *usage[2]; /* root's, child's */
+  } cases[] = {
+      /* the first member of a name counts; numbers as doubles */
+      {{"{\"input_tokens\": 1, \"input_tokens\": 5, \"output_tokens\": 2.7, \"total_tokens\": -0, "
+        "\"cache_read_input_tokens\": 1e2}",
+        NULL}},
+      /* members that are not numbers; an escaped key */
+      {{" {\"input_tokens\": \"3\", \"output_tokens\": null, \"total_tokens\": true, \"input\\u005ftokens\": 9} ", NULL}},
+      {{"{\"input\\u005ftokens\": 4, \"output_tokens\": 123456789012345678, \"total_tokens\": 1.5E1}", NULL}},
+      /* nested values, strings with escapes and invalid UTF-8 around */
+      {{"{\"x\": {\"input_tokens\": 100}, \"input_tokens\": 7, \"s\": \"a\\\"b\", \"total_tokens\": 3}", NULL}},
+      {{"{\"s\": \"\xff\", \"input_tokens\": 2, \"output_tokens\": 2, \"total_tokens\": 4}", NULL}},
+      {{"{\"s\": \"\\ud800\", \"input_tokens\": 2, \"output_tokens\": 2, \"total_tokens\": 4}", NULL}},
+      /* numbers longer than 63 bytes, and as long */
+      {{"{\"input_tokens\": 1, \"output_tokens\": "
+        "1.000000000000000000000000000000000000000000000000000000000000000000000001}",
+        NULL}},
+      {{"{\"input_tokens\": 1, \"output_tokens\": 10000000000000000000000000000000000000000000000000000000000000}",
+        NULL}},
+      /* not objects */
+      {{"[1, 2]", NULL}},
+      {{"{\"input_tokens\": 1", NULL}},
+      {{"{}", NULL}},
+      /* the child's usage counts only when the root has none that is an object */
+      {{"{\"input_tokens\": 5, \"output_tokens\": 6, \"total_tokens\": 11}",
+        "{\"input_tokens\": 50, \"output_tokens\": 60, \"total_tokens\": 110}"}},
+      {{"\"text\"", "{\"input_tokens\": 50, \"output_tokens\": 60, \"cache_creation_input_tokens\": 8}"}},
+      /* spacing, strings holding the object's punctuation, literals, signs */
+      {{"{ \"input_tokens\" :3 ,\n\t\"output_tokens\":\r\n-4.5e1,\"total_tokens\" : 1E2 }", NULL}},
+      {{"{\"note\": \"a, b: } {\\\"\", \"input_tokens\": 2, \"n\": null, \"t\": true, \"output_tokens\": 0.25}", NULL}},
+      {{"{\"note\": \"a, \\\"input_tokens\\\": 9, b: }\", \"f\": false, \"input_tokens\": 2, \"total_tokens\": -0.0}", NULL}},
+      {{"{\"input_tokens\": 3, \"k\u00e9y\": \"\u00e9\", \"output_tokens\": 1}", NULL}},
+      {{"{\"input_tokens\": 3, \"k\xc3\xa9y\": \"\xc3\xa9\", \"output_tokens\": 1}", NULL}},
+  };
+  static const char *const want[] = {
+      "\"{\\\"input_tokens\\\": 1, \\\"output_tokens\\\": 2, \\\"total_tokens\\\": 0, \\\"cache_read_input_tokens\\\": 100}\"",
+      "\"{\\\"input_tokens\\\": 0, \\\"output_tokens\\\": 0, \\\"total_tokens\\\": 0}\"",
+      "\"{\\\"input_tokens\\\": 4, \\\"output_tokens\\\": 123456789012345680, \\\"total_tokens\\\": 15}\"",
+      "\"{\\\"input_tokens\\\": 7, \\\"output_tokens\\\": 0, \\\"total_tokens\\\": 3}\"",
+      "\"{\\\"input_tokens\\\": 2, \\\"output_tokens\\\": 2, \\\"total_tokens\\\": 4}\"",
+      NULL,
+      "\"{\\\"input_tokens\\\": 1, \\\"output_tokens\\\": 1, \\\"total_tokens\\\": 0}\"",
+      "\"{\\\"input_tokens\\\": 1, \\\"output_tokens\\\": 9223372036854775807, \\\"total_tokens\\\": 0}\"",
+      NULL,
+      NULL,
+      "\"{\\\"input_tokens\\\": 0, \\\"output_tokens\\\": 0, \\\"total_tokens\\\": 0}\"",
+      "\"{\\\"input_tokens\\\": 5, \\\"output_tokens\\\": 6, \\\"total_tokens\\\": 11}\"",
+      "\"{\\\"input_tokens\\\": 50, \\\"output_tokens\\\": 60, \\\"total_tokens\\\": 0, \\\"cache_creation_input_tokens\\\": 8}\"",
+      "\"{\\\"input_tokens\\\": 3, \\\"output_tokens\\\": -45, \\\"total_tokens\\\": 100}\"",
+      "\"{\\\"input_tokens\\\": 2, \\\"output_tokens\\\": 0, \\\"total_tokens\\\": 0}\"",
+      "\"{\\\"input_tokens\\\": 2, \\\"output_tokens\\\": 0, \\\"total_tokens\\\": 0}\"",
+      "\"{\\\"input_tokens\\\": 3, \\\"output_tokens\\\": 1, \\\"total_tokens\\\": 0}\"",
+      "\"{\\\"input_tokens\\\": 3, \\\"output_tokens\\\": 1, \\\"total_tokens\\\": 0}\"",
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "usage-%zu", i);
+    mlt_span r = mlt_span_start(name, MLT_SPAN_CHAIN);
+    CHECK_EQ_INT(mlt_span_set_attr_json(r, "mlflow.chat.tokenUsage", cases[i].usage[0]), MLT_OK);
+    mlt_span c = mlt_span_start("llm", MLT_SPAN_LLM);
+    if (cases[i].usage[1]) CHECK_EQ_INT(mlt_span_set_attr_json(c, "mlflow.chat.tokenUsage", cases[i].usage[1]), MLT_OK);
+    mlt_span_end(c);
+    mlt_span_end(r);
+    REQUIRE_EQ_INT(tu_flush_count(), i + 1);
+    char *raw = mlt_memory_store_get(tu_store, i);
+    REQUIRE(raw != NULL);
+    check_raw(raw, "\"mlflow.trace.tokenUsage\": ", want[i], name);
+    free(raw);
+  }
+  tu_done();
+}
+
 /* ---- streaming ------------------------------------------------------- */
 
 TEST(stream_chunks_events_and_output) {
@@ -1008,6 +1361,62 @@ TEST(full_queue_drops_and_counts) {
 
 /* ---- file store ------------------------------------------------------ */
 
+/* The file store writes each line in two pieces (the line without its spans,
+ * the spans); the bytes are the memory store's, line for line, across the
+ * writes a batch is cut into (256 KiB, 500 lines). */
+TEST(file_store_same_bytes_as_memory_store) {
+  char path[] = "/tmp/mlt-test-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  mlt_options *o = tu_options();
+  mlt_exporter *fe = NULL;
+  REQUIRE(mlt_exporter_file_new(path, &fe) == MLT_OK);
+  mlt_options_add_exporter(o, fe);
+  mlt_options_set_queue_size(o, 4096);
+  tu_start(o);
+  static char big[60000];
+  memset(big, 'q', sizeof big - 1);
+  int ntraces = 1200;
+  for (int i = 0; i < ntraces; i++) {
+    mlt_span r = mlt_span_start("root", MLT_SPAN_CHAIN);
+    mlt_span_set_inputs_json(r, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi \\u00e9\"}]}");
+    if (i % 100 == 7) mlt_span_set_attr_str(r, "big", big);
+    if (i % 3 == 0) {
+      mlt_span c = mlt_span_start("llm", MLT_SPAN_LLM);
+      mlt_span_add_chunk_json(c, "{\"delta\": \"a\"}", MLT_NTS);
+      mlt_span_add_chunk_json(c, "{\"delta\": ", MLT_NTS);
+      mlt_span_add_chunk_text(c, "t\xffxt", MLT_NTS);
+      mlt_span_set_attr_json(c, "mlflow.chat.tokenUsage", "{\"input_tokens\": 1, \"output_tokens\": 2, \"total_tokens\": 3}");
+      mlt_span_end(c);
+    }
+    mlt_span_set_outputs_text(r, "done", MLT_NTS);
+    mlt_span_end(r);
+  }
+  REQUIRE_EQ_INT(tu_flush_count(), (size_t)ntraces);
+  FILE *f = fopen(path, "r");
+  REQUIRE(f != NULL);
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  int lines = 0, same = 0;
+  while ((len = getline(&line, &cap, f)) > 0) {
+    char *m = lines < ntraces ? mlt_memory_store_get(tu_store, (size_t)lines) : NULL;
+    if (m && line[len - 1] == '\n' && strlen(m) == (size_t)len - 1 && !memcmp(m, line, (size_t)len - 1))
+      same++;
+    else if (same == lines)
+      tap_diag("line %d differs: %.200s", lines + 1, line);
+    free(m);
+    lines++;
+  }
+  free(line);
+  fclose(f);
+  unlink(path);
+  CHECK_EQ_INT(lines, ntraces);
+  CHECK_EQ_INT(same, ntraces);
+  tu_done();
+}
+
 TEST(file_store_lines_whole_across_processes) {
   char path[] = "/tmp/mlt-test-XXXXXX";
   int fd = mkstemp(path);
@@ -1175,12 +1584,16 @@ static const tap_test tests[] = {
     TAP_ENTRY(sampling_half_is_per_trace),
     TAP_ENTRY(threads_never_mix_traces),
     TAP_ENTRY(trace_timeout_ends_open_spans),
+    TAP_ENTRY(json_text_values_byte_for_byte),
+    TAP_ENTRY(token_usage_odd_values),
+    TAP_ENTRY(root_chunk_outputs_byte_for_byte),
     TAP_ENTRY(stream_chunks_events_and_output),
     TAP_ENTRY(stream_reducer_and_event_cap),
     TAP_ENTRY(stream_reducer_last_wins_and_reset),
     TAP_ENTRY(span_processor_redacts),
     TAP_ENTRY(max_spans_per_trace),
     TAP_ENTRY(full_queue_drops_and_counts),
+    TAP_ENTRY(file_store_same_bytes_as_memory_store),
     TAP_ENTRY(file_store_lines_whole_across_processes),
     TAP_ENTRY(file_store_unwritable_path_counts_failures),
     TAP_ENTRY(shutdown_exports_open_traces),

@@ -343,6 +343,18 @@ TEST(escape_text_crafted) {
       {"{1:2}", 0},
       {"tru", 0},
       {"truex", 0},
+      {"false", 1},
+      {"fals", 0},
+      {"falsE", 0},
+      {"falsee", 0},
+      {"nul", 0},
+      {"nulL", 0},
+      {"nulltrue", 0},
+      {"[true,false,null,fals]", 0},
+      {"[null,true,false]", 1},
+      {"{\"a\":false}", 1},
+      {"{\"a\":fals}", 0},
+      {"{\"a\":nu", 0},
       {"\"unterminated", 0},
       {"\"raw\ncontrol\"", 0},
       {"\"bad \\x escape\"", 0},
@@ -542,7 +554,45 @@ TEST(integers_and_hex) {
   CHECK(mlt__parse_hex("0123456789\xC1" "bcdef", 16, &x) != 0);
 }
 
+/* mlt__json_plain_utf8(): 1 exactly when the escaper copies the text as
+ * it is (random text of ASCII, control characters, valid and invalid
+ * UTF-8, quotes and backslashes; lengths around the 8-byte words). */
+TEST(plain_utf8_is_what_the_escaper_copies) {
+  unsigned seed = 777;
+  static const char *const parts[] = {"a",   "bc d",     "\xC3\xA9",     "\xE2\x9C\x93", "\xF0\x9F\x98\x80", "\xFF",
+                                      "\xC3", "\xE2\x9C", "\xED\xA0\x80", "\xC0\xAF",     "\x7F",             "\x01",
+                                      "\t",   "\"",       "\\",           "0123456789abcdef"};
+  char buf[200];
+  mlt__buf b = {0};
+  int bad = 0, plain = 0;
+  for (int round = 0; round < 20000 && !bad; round++) {
+    size_t n = 0;
+    int k = rand_r(&seed) % 12;
+    for (int j = 0; j < k; j++) {
+      /* mostly copied bytes, so that both answers come up */
+      const char *p = parts[rand_r(&seed) % 4 ? rand_r(&seed) % 5 : rand_r(&seed) % 16];
+      size_t l = strlen(p);
+      if (n + l >= sizeof buf) break;
+      memcpy(buf + n, p, l);
+      n += l;
+    }
+    mlt__buf_reset(&b);
+    mlt__json_str_body(&b, buf, n);
+    int want = b.len == n && !memcmp(b.p ? b.p : "", buf, n);
+    int got = mlt__json_plain_utf8(buf, n);
+    plain += want;
+    if (got != want) {
+      bad = 1;
+      tap_diag("round %d: plain_utf8 %d, escaper copies %d (%zu bytes)", round, got, want, n);
+    }
+  }
+  mlt__buf_free(&b);
+  CHECK(!bad);
+  CHECK(plain > 1000 && plain < 19000);
+}
+
 static const tap_test tests[] = {TAP_ENTRY(escape_text_crafted), TAP_ENTRY(escape_text_random),
-                                 TAP_ENTRY(integers_and_hex), TAP_END};
+                                 TAP_ENTRY(integers_and_hex), TAP_ENTRY(plain_utf8_is_what_the_escaper_copies),
+                                 TAP_END};
 
 int main(int argc, char **argv) { return tap_main(argc, argv, tests); }
