@@ -223,6 +223,10 @@ cpu_per_request() {
   u=$(stat "$1" cpu_user_s); s=$(stat "$1" cpu_sys_s); q=$(stat "$1" requests)
   if [ "${q:-0}" -gt 0 ]; then calc "%.1f" "(${u:-0} + ${s:-0}) * 1000000 / $q"; else echo 0; fi
 }
+# rss_per_call SRV_OUT: peak RSS (KB) / most LLM calls in flight at once
+rss_per_call() {
+  calc "%.1f" "$(stat "$1" maxrss_kb) / $(stat "$1" max_streams)"
+}
 fig_line() { # label name unit value
   diag "c10k_$2_$1 $4 $3"
 }
@@ -240,6 +244,8 @@ while [ $r -le "$rounds" ]; do
     fig_line "$label" server_max_llm_streams streams "$(stat "$srv" max_streams)"
     rss=$(stat "$srv" maxrss_kb)
     fig_line "$label" peak_rss MB "$(calc "%.1f" "${rss:-0} / 1024")"
+    # peak RSS over the most LLM calls in flight at once, which it follows
+    fig_line "$label" peak_rss_per_llm_call KB "$(rss_per_call "$srv")"
     fig_line "$label" server_cpu_per_request us "$(cpu_per_request "$srv")"
     fig_line "$label" load_avg "(1 min, at start)" "$(cat "$dir/$label.loadavg" 2>/dev/null)"
     case $label in
@@ -275,7 +281,7 @@ stats() {
     while read -r line; do diag "$line"; done
 }
 if [ "$off" = 1 ]; then
-  tr_list=""; cr_list=""; ron=""; roff=""; con=""; coff=""; r=1
+  tr_list=""; cr_list=""; ron=""; roff=""; con=""; coff=""; kon=""; koff=""; r=1
   while [ $r -le "$rounds" ]; do
     if [ -f "$dir/on$r.rc" ] && [ -f "$dir/off$r.rc" ]; then
       on=$(fig "$dir/on$r.load" "on$r" throughput); of=$(fig "$dir/off$r.load" "off$r" throughput)
@@ -287,6 +293,7 @@ if [ "$off" = 1 ]; then
       ron="$ron $(calc "%.1f" "$(stat "$dir/on$r.srv" maxrss_kb) / 1024")"
       roff="$roff $(calc "%.1f" "$(stat "$dir/off$r.srv" maxrss_kb) / 1024")"
       con="$con $cpu_on"; coff="$coff $cpu_off"
+      kon="$kon $(rss_per_call "$dir/on$r.srv")"; koff="$koff $(rss_per_call "$dir/off$r.srv")"
     fi
     r=$((r + 1))
   done
@@ -298,6 +305,8 @@ if [ "$off" = 1 ]; then
     stats c10k_server_cpu_per_request_off us $coff
     stats c10k_peak_rss_on MB $ron
     stats c10k_peak_rss_off MB $roff
+    stats c10k_peak_rss_per_llm_call_on KB $kon
+    stats c10k_peak_rss_per_llm_call_off KB $koff
   }
 fi
 
