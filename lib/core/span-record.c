@@ -22,7 +22,8 @@ char *mlt__log_reserve(mlt__span *s, size_t size) {
    * four times, then doubling up to 64 KiB.  Most logs end within a few
    * KiB, and a span holds its chunks until the trace is exported, the last
    * one partly empty: many small spans outgrow the slot's inline log by a few
-   * records (a 512 B first chunk held 8 B of a C10k retrieval span), and a
+   * records (a 512 B first chunk once held 8 B of a C10k retrieval span,
+   * whose 120 B of records now fit the 128 B inline log), and a
    * streamed LLM span's log (~1.8 KB of records: inputs, then ~40 B per
    * chunk event) took 3 KiB of chunks with 1 KiB steps, ~2.2 KiB now; an
    * evhttp request span's (~350 B: its written chunks) 848 B, now 592 B. */
