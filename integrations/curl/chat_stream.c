@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 #include <float.h>
+#include <locale.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -674,6 +675,11 @@ static int sc_number(scanner *sc, double *out) {
       char tmp[48];
       memcpy(tmp, start, n);
       tmp[n] = '\0';
+      /* strtod reads the locale's decimal point (a comma under de_DE), as
+       * cJSON's parser allows for */
+      char dp = localeconv()->decimal_point[0];
+      for (size_t i = 0; i < n && dp != '.' && dp; i++)
+        if (tmp[i] == '.') tmp[i] = dp;
       *out = strtod(tmp, NULL);
     }
   }
@@ -1295,6 +1301,12 @@ static void jw_num(jw *w, double d) {
     double back = 0;
     if (sscanf(b, "%lg", &back) != 1 || !(fabs(back - d) <= (fabs(back) > fabs(d) ? fabs(back) : fabs(d)) * DBL_EPSILON))
       n = snprintf(b, sizeof b, "%1.17g", d);
+    /* printf writes the locale's decimal point (a comma under de_DE, say):
+     * JSON wants a dot, as cJSON's printer gives */
+    char dp = localeconv()->decimal_point[0];
+    if (dp != '.' && dp)
+      for (int i = 0; i < n; i++)
+        if (b[i] == dp) b[i] = '.';
   }
   jw_put(w, b, (size_t)n);
 }

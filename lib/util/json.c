@@ -5,6 +5,7 @@
 #include "util/json-internal.h"
 
 #include <ctype.h>
+#include <locale.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -145,6 +146,12 @@ void mlt__buf_f64(mlt__buf *b, double v) {
     n = snprintf(tmp, sizeof tmp, "%.*g", prec, v);
     if (strtod(tmp, NULL) == v) break;
   }
+  /* printf and strtod follow the locale's decimal point (a comma under
+   * de_DE, say): JSON wants a dot */
+  char dp = localeconv()->decimal_point[0];
+  if (dp != '.' && dp)
+    for (int i = 0; i < n; i++)
+      if (tmp[i] == dp) tmp[i] = '.';
   mlt__buf_put(b, tmp, (size_t)n);
   /* Python writes floats with a '.0' or an exponent: keep them floats. */
   if (!memchr(tmp, '.', (size_t)n) && !memchr(tmp, 'e', (size_t)n)) mlt__buf_lit(b, ".0");

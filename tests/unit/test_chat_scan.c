@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "buf.h"
+#include "numlocale.h"
 #include "tap.h"
 
 /* ---- transcripts ------------------------------------------------------- */
@@ -562,8 +563,29 @@ TEST(json_print_is_cjsons) {
   tap_diag("%zu values compared", g_compared);
 }
 
+/* Under a locale whose decimal point is a comma: the writer prints
+ * numbers as cJSON does (with a dot), and the scanner reads them as
+ * cJSON's parser does. */
+TEST(comma_locale_same_as_cjson) {
+  if (!tl_comma_locale()) TAP_SKIP("no locale with a comma decimal point (localedef failed)");
+  static const char *const texts[] = {"0.1", "-2.5e-300", "1.5e-7", "3.141592653589793", "1e300", "0.7",
+                                      "{\"temperature\":0.7,\"top_p\":0.95,\"n\":1}"};
+  for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+    cJSON *j = cJSON_Parse(texts[i]);
+    REQUIRE(j != NULL);
+    check_print(j, 0);
+    char *got = mlt__json_print(j, NULL, 0, NULL);
+    CHECK(got != NULL && strchr(got, ',') == NULL ? 1 : strchr(texts[i], ',') != NULL);
+    free(got);
+    cJSON_Delete(j);
+  }
+  check_str("{\"id\":\"c\",\"created\":1.5,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}");
+  check_str("{\"id\":\"c\",\"created\":1677664795.25,\"choices\":[]}");
+  tl_c_locale();
+}
+
 static const tap_test tests[] = {TAP_ENTRY(fixtures_same_both_ways), TAP_ENTRY(scanner_reads_the_common_chunks),
                                  TAP_ENTRY(edge_cases_same_both_ways), TAP_ENTRY(mutations_same_both_ways),
-                                 TAP_ENTRY(json_print_is_cjsons), TAP_END};
+                                 TAP_ENTRY(json_print_is_cjsons), TAP_ENTRY(comma_locale_same_as_cjson), TAP_END};
 
 int main(int argc, char **argv) { return tap_main(argc, argv, tests); }

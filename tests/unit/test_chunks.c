@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "numlocale.h"
 #include "net.h"
 #include "testutil.h"
 
@@ -415,10 +416,44 @@ TEST(invalid_utf8_mixed_kinds_truncation_and_event_cap) {
   cap_stop();
 }
 
+/* A JSON number attribute goes out over OTLP as a double whatever the
+ * application's locale (strtod reads a comma there). */
+TEST(otlp_json_number_under_a_comma_locale) {
+  if (!tl_comma_locale()) TAP_SKIP("no locale with a comma decimal point (localedef failed)");
+  cap_start();
+  tu_start(case_options(0, 0));
+  g_requests = 0;
+  mlt_span s = mlt_span_start("locale", MLT_SPAN_UNKNOWN);
+  CHECK_EQ_INT(mlt_span_set_attr_json(s, "ratio", "0.5"), MLT_OK);
+  CHECK_EQ_INT(mlt_span_set_attr_json(s, "tiny", "-2.5e-300"), MLT_OK);
+  mlt_span_end(s);
+  CHECK_EQ_INT(mlt_flush(10000), MLT_OK);
+  const th_buf *b = cap_body(g_requests++);
+  /* KeyValue{1: key, 2: AnyValue{4: double (fixed64)}} */
+  static const struct {
+    const char *kv;
+    size_t n;
+    double want;
+  } want[] = {{"\x0a\x05ratio\x12\x09\x21", 10, 0.5}, {"\x0a\x04tiny\x12\x09\x21", 9, -2.5e-300}};
+  for (size_t k = 0; k < 2; k++) {
+    const char *at = NULL;
+    for (size_t i = 0; i + want[k].n + 8 <= b->len && !at; i++)
+      if (memcmp(b->p + i, want[k].kv, want[k].n) == 0) at = b->p + i + want[k].n;
+    double got = 0;
+    if (at) memcpy(&got, at, 8);
+    CHECK(at != NULL);
+    CHECK(got == want[k].want);
+  }
+  tl_c_locale();
+  tu_done();
+  cap_stop();
+}
+
 static const tap_test tests[] = {
     TAP_ENTRY(openai_stream_exported_as_stored_whole),
     TAP_ENTRY(identical_disjoint_prefix_suffix_and_overlapping_chunks),
     TAP_ENTRY(invalid_utf8_mixed_kinds_truncation_and_event_cap),
+    TAP_ENTRY(otlp_json_number_under_a_comma_locale),
     TAP_END};
 
 int main(int argc, char **argv) { return tap_main(argc, argv, tests); }

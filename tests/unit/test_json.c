@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "numlocale.h"
 #include "tap.h"
 
 /* Reference escaper: byte by byte, as json.dumps(ensure_ascii=False) does,
@@ -591,7 +592,28 @@ TEST(plain_utf8_is_what_the_escaper_copies) {
   CHECK(plain > 1000 && plain < 19000);
 }
 
-static const tap_test tests[] = {TAP_ENTRY(escape_text_crafted), TAP_ENTRY(escape_text_random),
+/* Doubles are written with a dot whatever the application's locale. */
+TEST(f64_dot_under_a_comma_locale) {
+  static const double vals[] = {0.5, -2.5, 3.141592653589793, 1.5e-7, 1e300, 0.1, 42};
+  mlt__buf c = {0}, d = {0};
+  for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
+    mlt__buf_f64(&c, vals[i]);
+    mlt__buf_putc(&c, ' ');
+  }
+  if (!tl_comma_locale()) TAP_SKIP("no locale with a comma decimal point (localedef failed)");
+  for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
+    mlt__buf_f64(&d, vals[i]);
+    mlt__buf_putc(&d, ' ');
+  }
+  tl_c_locale();
+  CHECK_EQ_INT((int)d.len, (int)c.len);
+  CHECK(c.len == d.len && memcmp(c.p, d.p, c.len) == 0);
+  CHECK(memchr(d.p, ',', d.len) == NULL);
+  mlt__buf_free(&c);
+  mlt__buf_free(&d);
+}
+
+static const tap_test tests[] = {TAP_ENTRY(f64_dot_under_a_comma_locale), TAP_ENTRY(escape_text_crafted), TAP_ENTRY(escape_text_random),
                                  TAP_ENTRY(integers_and_hex), TAP_ENTRY(plain_utf8_is_what_the_escaper_copies),
                                  TAP_END};
 
