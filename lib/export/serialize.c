@@ -522,10 +522,18 @@ mlt__buf *mlt__scratch_buf(int which) { return &g_scratch[which & 3]; }
 void mlt__serialize_atfork_child(void) {
   void *roots[] = {(void *)g_digest.attrs, (void *)g_digest.events, (void *)g_digest.chunks, (void *)g_digest.links,
                    g_digest.arena,         g_scratch[0].p,          g_scratch[1].p,          g_scratch[2].p,
-                   g_scratch[3].p};
+                   g_scratch[3].p,         g_src_user.p,            g_root_chunks.p,         (void *)g_usage,
+                   g_uflags,               g_uvals};
   for (size_t i = 0; i < MLT_ARRAY_LEN(roots); i++) mlt__forget(roots[i]);
   memset(&g_digest, 0, sizeof g_digest);
   memset(g_scratch, 0, sizeof g_scratch);
+  memset(&g_src_user, 0, sizeof g_src_user);
+  memset(&g_root_chunks, 0, sizeof g_root_chunks);
+  g_usage = NULL;
+  g_usage_cap = 0;
+  g_uflags = NULL;
+  g_uvals = NULL;
+  g_ucap = 0;
 }
 
 void mlt__serialize_shutdown(void) {
@@ -1165,6 +1173,7 @@ static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, e
   mlt__buf_reset(tmp);
   mlt__value_json(tmp, r);
   mlt__json_str(out, tmp->p ? tmp->p : "", tmp->len);
+  if (tmp->oom) out->oom = 1; /* the value is cut short: the trace is not complete */
 }
 
 static void put_attr_text(mlt__buf *out, const char *key, const char *json_text, size_t n) {
@@ -1424,9 +1433,11 @@ static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_
     mlt__buf_lit(out, ", \"mlflow.spanOutputs\": ");
     size_t mark = out->len;
     mlt__json_str(out, tmp->p ? tmp->p : "", tmp->len);
+    if (tmp->oom) out->oom = 1; /* cut short: the trace is not complete */
     if (root) {
       /* the trace's outputs and response preview are this text */
       sc->root_out = (enc_range){mark, out->len - mark, tmp->len};
+      if (g_root_chunks.cap > (1u << 20)) mlt__buf_free(&g_root_chunks); /* not kept at a long stream's size */
       mlt__buf_reset(&g_root_chunks);
       mlt__buf_put(&g_root_chunks, tmp->p ? tmp->p : "", tmp->len);
       sc->root_chunks = !tmp->oom && !g_root_chunks.oom;
@@ -1683,6 +1694,10 @@ void mlt__json_trace_info(mlt__buf *out, mlt__buf *data, const mlt__prepared *p,
     mlt__buf_lit(data, "{\"spans\": [");
     mlt__buf_put(data, spans->p ? spans->p : "", spans->len);
     mlt__buf_lit(data, "]}");
+  }
+  if (spans->oom) { /* spans left out: the trace must not go as complete */
+    out->oom = 1;
+    if (data) data->oom = 1;
   }
 }
 
