@@ -65,6 +65,7 @@ enum {
 #define MLT__RF_BADUTF8 0x08 /* ... valid JSON with invalid UTF-8 in strings */
 #define MLT__RF_FUNC 0x10    /* NAME record: the name is also the function name */
 #define MLT__RF_DELTA 0x20   /* CHUNK record stored as a delta (see "delta-encoded chunks" below) */
+#define MLT__RF_COPY 0x40    /* export thread: a digest's rebuilt copy of a delta record (export/serialize.c) */
 
 /* An 8-byte record header (one store on the hot path).  Keys are at most
  * 1024 bytes (11 bits); aux holds a span type or a status (< 32). */

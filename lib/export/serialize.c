@@ -36,7 +36,9 @@ static int grow(const mlt__rec ***arr, size_t *cap, size_t need) {
  * aligned), or 0 without memory.  mlt__digest_span() turns the tags into
  * pointers once the arena stops moving. */
 static uintptr_t rebuild_chunk(mlt__digest *d, const mlt__rec *r, const mlt__rec *ref) {
-  size_t len = mlt__delta_len(r, ref), size = mlt__rec_size(8, len);
+  /* the original's address, then the copy (MLT__RF_COPY: its JSON verdict
+   * goes back to the original, see verdict_back()) */
+  size_t len = mlt__delta_len(r, ref), size = sizeof r + mlt__rec_size(8, len);
   if (len > UINT32_MAX) return 0;
   if (d->arena_len + size > d->arena_cap) {
     size_t c = d->arena_cap ? d->arena_cap * 2 : 4096;
@@ -47,11 +49,17 @@ static uintptr_t rebuild_chunk(mlt__digest *d, const mlt__rec *r, const mlt__rec
     d->arena_cap = c;
   }
   char *w = d->arena + d->arena_len;
-  mlt__rec h = {.kind = MLT__R_CHUNK, .sub = r->sub, .key_len = 8, .val_len = (uint32_t)len};
+  memcpy(w, &r, sizeof r);
+  w += sizeof r;
+  mlt__rec h = {.kind = MLT__R_CHUNK,
+                .sub = r->sub,
+                .flags = MLT__RF_COPY | (r->flags & (MLT__RF_CHECKED | MLT__RF_INVALID | MLT__RF_BADUTF8)),
+                .key_len = 8,
+                .val_len = (uint32_t)len};
   memcpy(w, &h, sizeof h);
   memcpy(w + sizeof h, mlt__rec_key(r), 8);
   mlt__delta_rebuild(w + sizeof h + 8, r, ref);
-  uintptr_t tag = d->arena_len + 1;
+  uintptr_t tag = d->arena_len + sizeof r + 1;
   d->arena_len += size;
   return tag;
 }
@@ -265,6 +273,16 @@ void mlt__utf8_copy(mlt__buf *out, const char *s, size_t n) {
   mlt__buf_put(out, s + start, n - start);
 }
 
+/* A verdict reached on a digest's copy of a delta record also goes to the
+ * original in the span's log, so the next digest of the span (another
+ * exporter, the trace's outputs) neither checks nor counts it again. */
+static void verdict_back(const mlt__rec *r) {
+  if (!(r->flags & MLT__RF_COPY)) return;
+  mlt__rec *orig;
+  memcpy(&orig, (const char *)r - sizeof orig, sizeof orig);
+  orig->flags |= (uint8_t)(r->flags & (MLT__RF_CHECKED | MLT__RF_INVALID | MLT__RF_BADUTF8));
+}
+
 /* Validate a JSON-text record once (the export thread owns the span now) and
  * remember the verdict in its flags. */
 static int json_rec_ok(const mlt__rec *r, const char *v, size_t len) {
@@ -278,6 +296,7 @@ static int json_rec_ok(const mlt__rec *r, const char *v, size_t len) {
     } else if (!utf8_ok) {
       w->flags |= MLT__RF_BADUTF8;
     }
+    verdict_back(w);
   }
   return !(w->flags & MLT__RF_INVALID);
 }
@@ -1151,6 +1170,7 @@ static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, e
       if (ok) {
         if (tape >= 0) g_tape_rec[tape] = r;
         if (!utf8_ok) w->flags |= MLT__RF_BADUTF8;
+        verdict_back(w);
         mlt__buf_putc(out, '"');
         if (rg) *rg = (enc_range){mark, out->len - mark, len};
         return;
@@ -1161,6 +1181,7 @@ static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, e
       } else {
         w->flags |= MLT__RF_INVALID;
         count_invalid_json();
+        verdict_back(w);
       }
     } else if (!(r->flags & MLT__RF_INVALID)) {
       size_t mark = out->len;

@@ -302,6 +302,37 @@ TEST(invalid_json_text_exported_as_string) {
   tu_done();
 }
 
+/* An invalid stream chunk stored as a delta (like the chunk before it) is
+ * counted once, however often its span is digested (a root span: for its
+ * JSON, the trace's outputs and the preview), and exported as its text. */
+TEST(invalid_delta_chunk_counted_once) {
+  mlt_options *o = tu_options();
+  mlt_memory_store *second = mlt_memory_store_new();
+  mlt_exporter *e = NULL;
+  REQUIRE_EQ_INT(mlt_exporter_memory_new(second, &e), MLT_OK);
+  mlt_options_add_exporter(o, e); /* a second exporter digests the span again */
+  tu_start(o);
+  mlt_span s = mlt_span_start("d", MLT_SPAN_LLM);
+  static const char a[] = "{\"id\":\"abcdefghijklmnopqrstuvwxyz\",\"d\":\"a\"}";
+  static const char b[] = "{\"id\":\"abcdefghijklmnopqrstuvwxyz\",\"d\":\"b\"";
+  static const char c[] = "{\"id\":\"abcdefghijklmnopqrstuvwxyz\",\"d\":\"\xff\"}";
+  mlt_span_add_chunk_json(s, a, sizeof a - 1);
+  mlt_span_add_chunk_json(s, b, sizeof b - 1);
+  mlt_span_add_chunk_json(s, c, sizeof c - 1);
+  mlt_span_end(s);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *ev = cJSON_GetObjectItem(tu_span(tu_trace(0), "d"), "events");
+  REQUIRE_EQ_INT(cJSON_GetArraySize(ev), 3);
+  const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(ev, 1), "attributes"), "mlflow.chunk.value");
+  cJSON *inner = cJSON_Parse(cJSON_GetStringValue(v)); /* the JSON string of its text */
+  CHECK(cJSON_IsString(inner) && strcmp(inner->valuestring, b) == 0);
+  cJSON_Delete(inner);
+  CHECK_EQ_INT(tu_stats().invalid_json, 1);
+  CHECK_EQ_INT((int)mlt_memory_store_count(second), 1);
+  tu_done();
+  mlt_memory_store_release(second);
+}
+
 /* ---- misuse ---------------------------------------------------------- */
 
 TEST(double_end_and_stale_handles) {
@@ -1567,6 +1598,7 @@ static const tap_test tests[] = {
     TAP_ENTRY(huge_payload_truncated_with_marker),
     TAP_ENTRY(truncation_keeps_utf8_whole),
     TAP_ENTRY(invalid_json_text_exported_as_string),
+    TAP_ENTRY(invalid_delta_chunk_counted_once),
     TAP_ENTRY(double_end_and_stale_handles),
     TAP_ENTRY(parent_ended_before_children),
     TAP_ENTRY(client_api),
