@@ -354,6 +354,26 @@ TEST(incoming_traceparent_is_continued) {
   tu_done();
 }
 
+/* Header names are case-insensitive, and of two traceparent headers the
+ * first counts (as libevent's own lookup gave). */
+TEST(incoming_traceparent_any_case_first_wins) {
+  tu_init();
+  fixture_start(NULL);
+  REQUIRE_EQ_INT(mlt_evhttp_set_cb(F.inst, "/json", h_json, NULL), MLT_OK);
+  reply r;
+  http_call("GET", "/json",
+            (const char *[]){"TraceParent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "traceparent",
+                             "00-11111111111111111111111111111111-2222222222222222-01", NULL},
+            NULL, &r);
+  reply_free(&r);
+  fixture_stop();
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *t = tu_trace(0);
+  CHECK_EQ_STR(tu_info(t, "trace_id"), "tr-0af7651916cd43dd8448eb211c80319c");
+  CHECK_EQ_STR(tu_str(tu_span(t, "GET /json"), "parent_span_id"), "t61rcWkgMzE=");
+  tu_done();
+}
+
 TEST(malformed_traceparent_is_ignored) {
   static const char *const bad[] = {
       "garbage",
@@ -1038,6 +1058,7 @@ static const tap_test tests[] = {
     TAP_ENTRY(request_span_inputs_outputs_and_attributes),
     TAP_ENTRY(options_name_type_body_limit),
     TAP_ENTRY(incoming_traceparent_is_continued),
+    TAP_ENTRY(incoming_traceparent_any_case_first_wins),
     TAP_ENTRY(malformed_traceparent_is_ignored),
     TAP_ENTRY(outgoing_traceparent_propagates),
     TAP_ENTRY(async_chunked_reply_output_equals_what_client_received), TAP_ENTRY(inputs_escaped_wherever_the_escapes_fall),
