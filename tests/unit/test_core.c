@@ -1,6 +1,9 @@
 /* tests/unit/test_core.c: the core API at its three levels, end to end through
  * the in-memory store (the same serializer as the file store). */
 #include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -1395,6 +1398,80 @@ TEST(full_queue_drops_and_counts) {
 /* The file store writes each line in two pieces (the line without its spans,
  * the spans); the bytes are the memory store's, line for line, across the
  * writes a batch is cut into (256 KiB, 500 lines). */
+/* The file store when the file cannot grow (RLIMIT_FSIZE: a write is cut
+ * short, the next fails with EFBIG): the file keeps only whole lines, each
+ * one a trace counted exported, and every other trace is counted failed. */
+TEST(file_store_cut_short_keeps_whole_lines) {
+  char path[] = "/tmp/mlt-test-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  int pfd[2];
+  REQUIRE(pipe(pfd) == 0);
+  const int ntraces = 600;
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) { /* child: the limit applies to this process only */
+    close(pfd[0]);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {200000, 200000};
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(2);
+    mlt_options *o = NULL;
+    mlt_exporter *fe = NULL;
+    if (mlt_options_new(&o) != MLT_OK || mlt_exporter_file_new(path, &fe) != MLT_OK) _exit(2);
+    mlt_options_use_env(o, 0);
+    mlt_options_set_log(o, MLT_LOG_OFF, NULL, NULL);
+    mlt_options_add_exporter(o, fe);
+    mlt_options_set_queue_size(o, 4096);
+    if (mlt_init(o) != MLT_OK) _exit(2);
+    mlt_options_free(o);
+    for (int i = 0; i < ntraces; i++) {
+      mlt_span r = mlt_span_start("root", MLT_SPAN_CHAIN);
+      mlt_span_set_inputs_json(r, "{\"messages\": [{\"role\": \"user\", \"content\": \"a question of some length\"}]}");
+      mlt_span c = mlt_span_start("llm", MLT_SPAN_LLM);
+      mlt_span_add_chunk_json(c, "{\"delta\": \"a\"}", MLT_NTS);
+      mlt_span_end(c);
+      mlt_span_set_outputs_text(r, "done", MLT_NTS);
+      mlt_span_end(r);
+      if (i % 50 == 49) mlt_flush(10000); /* several writes, some past the limit */
+    }
+    mlt_flush(10000);
+    mlt_stats st;
+    mlt_get_stats(&st, sizeof st);
+    unsigned long long v[2] = {st.traces_exported, st.traces_failed};
+    if (write(pfd[1], v, sizeof v) != (ssize_t)sizeof v) _exit(2);
+    mlt_shutdown(5000);
+    _exit(0);
+  }
+  close(pfd[1]);
+  unsigned long long v[2] = {0, 0};
+  ssize_t got = read(pfd[0], v, sizeof v);
+  close(pfd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0 && got == (ssize_t)sizeof v);
+  CHECK(v[1] > 0);                          /* the limit was reached */
+  CHECK_EQ_INT((int)(v[0] + v[1]), ntraces); /* every trace counted once */
+  FILE *f = fopen(path, "r");
+  REQUIRE(f != NULL);
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  int lines = 0, whole = 0;
+  while ((len = getline(&line, &cap, f)) > 0) {
+    lines++;
+    cJSON *j = line[len - 1] == '\n' ? cJSON_Parse(line) : NULL;
+    if (j && cJSON_GetObjectItem(j, "info")) whole++;
+    cJSON_Delete(j);
+  }
+  free(line);
+  fclose(f);
+  unlink(path);
+  CHECK_EQ_INT(whole, lines);
+  CHECK_EQ_INT(lines, (int)v[0]); /* what was counted exported is in the file */
+  tap_diag("%d lines written, %llu traces failed", lines, v[1]);
+}
+
 TEST(file_store_same_bytes_as_memory_store) {
   char path[] = "/tmp/mlt-test-XXXXXX";
   int fd = mkstemp(path);
@@ -1625,6 +1702,7 @@ static const tap_test tests[] = {
     TAP_ENTRY(span_processor_redacts),
     TAP_ENTRY(max_spans_per_trace),
     TAP_ENTRY(full_queue_drops_and_counts),
+    TAP_ENTRY(file_store_cut_short_keeps_whole_lines),
     TAP_ENTRY(file_store_same_bytes_as_memory_store),
     TAP_ENTRY(file_store_lines_whole_across_processes),
     TAP_ENTRY(file_store_unwritable_path_counts_failures),
