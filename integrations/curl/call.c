@@ -806,7 +806,10 @@ int mlt__curl_call_complete(mlt_curl_call *c, CURLcode result, const char *cance
     if (code > 0) mlt_span_set_attr_int(c->span, "http.response.status_code", code);
     if (c->mode != MLT__CURL_UNDECIDED)
       mlt_span_set_attr_int(c->span, "http.response.body.size", (int64_t)c->body_bytes);
-    if (c->model) mlt_span_set_attr_str(c->span, "mlflow.llm.model", c->model);
+    /* (recorded at the start from the request: again only when the answer
+     * names another model) */
+    if (c->model && !(c->req_model && strcmp(c->model, c->req_model) == 0))
+      mlt_span_set_attr_str(c->span, "mlflow.llm.model", c->model);
     if (c->usage_json) mlt_span_set_attr_json(c->span, "mlflow.chat.tokenUsage", c->usage_json);
     if (c->mode == MLT__CURL_SSE) {
       mlt_span_set_attr_int(c->span, "mltrace.sse.chunks", (int64_t)mlt_chat_stream_chunk_count(c->stream));
