@@ -38,7 +38,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #ifdef __SSE2__
@@ -307,11 +306,7 @@ static int any_scalar(mlt__buf *b, const char *txt, size_t n) {
       if (!strpbrk(num, ".eE") && errno != ERANGE) { /* an integer that fits an int64 */
         pb_uint(b, 3, (uint64_t)iv);
       } else {
-        /* strtod reads the locale's decimal point (a comma under de_DE) */
-        char dp = localeconv()->decimal_point[0];
-        for (size_t i = 0; i < l && dp != '.' && dp; i++)
-          if (num[i] == '.') num[i] = dp;
-        double v = strtod(num, NULL);
+        double v = mlt__json_strtod(num, l);
         uint64_t bits;
         memcpy(&bits, &v, 8);
         pb_fixed64(b, 4, bits);

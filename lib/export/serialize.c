@@ -12,7 +12,6 @@ static void count_invalid_json(void) {
   mlt__log(MLT_LOG_WARN, MLT__LOGK_JSON, "a value given as JSON text is not valid JSON; exported as a string");
 }
 
-#include <locale.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -705,11 +704,7 @@ static double usage_number(const char *s, size_t n) {
     for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) x = x * 10 + (uint64_t)(s[i] - '0');
     if (i == n) return neg ? -(double)x : (double)x;
   }
-  char buf[64];
-  char dp = localeconv()->decimal_point[0];
-  for (size_t i = 0; i < n; i++) buf[i] = s[i] == '.' ? dp : s[i];
-  buf[n] = '\0';
-  return strtod(buf, NULL);
+  return mlt__json_strtod(s, n);
 }
 
 static inline int usage_ws(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }

@@ -129,6 +129,11 @@ void mlt__json_use_ssse3(int on);
  * 0 when invalid (overlongs and surrogates rejected). */
 size_t mlt__utf8_seq(const unsigned char *s, size_t n);
 
+/* A JSON number's text s[0..n) (at most 63 bytes are read) as a double,
+ * as strtod reads it whatever the application's locale (its decimal point
+ * may be a comma). */
+double mlt__json_strtod(const char *s, size_t n);
+
 /* 1 if s[0..n) is exactly one JSON value (RFC 8259, surrounding whitespace
  * allowed, nesting depth <= 1000); *utf8_ok tells whether every string in
  * it is valid UTF-8. */

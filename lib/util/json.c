@@ -157,6 +157,15 @@ void mlt__buf_f64(mlt__buf *b, double v) {
   if (!memchr(tmp, '.', (size_t)n) && !memchr(tmp, 'e', (size_t)n)) mlt__buf_lit(b, ".0");
 }
 
+double mlt__json_strtod(const char *s, size_t n) {
+  char buf[64];
+  if (n > sizeof buf - 1) n = sizeof buf - 1;
+  char dp = localeconv()->decimal_point[0];
+  for (size_t i = 0; i < n; i++) buf[i] = s[i] == '.' && dp ? dp : s[i];
+  buf[n] = '\0';
+  return strtod(buf, NULL);
+}
+
 int mlt__json_plain_utf8(const char *str, size_t n) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;
