@@ -225,6 +225,7 @@ void mlt__slot_release(mlt__span *s, mlt__tls *tls) {
   s->saved_current.id_ = 0;
   atomic_store_explicit(&s->head.used, 0, memory_order_relaxed);
   s->tail = &s->head;
+  s->chunk_ref = NULL;
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
   atomic_store_explicit(&s->gs, MLT__GS_MAKE(next_gen(MLT__GS_GEN(gs)), MLT__S_FREE, s->index), memory_order_release);
   if (tls) {

@@ -123,7 +123,6 @@ static MLT_ALWAYS_INLINE mlt__chunk *attr_room(mlt_span h, size_t key_len, size_
  * end but a chunk from this thread's cache). */
 static MLT_NOINLINE int attr_str_big(mlt_span h, const char *key, size_t key_len, const char *value, size_t len) {
   if (MLT_UNLIKELY(!value || !key)) return attr_str_slow(h, key, key_len, value, len);
-  if (len == MLT_NTS) len = strlen(value);
   if (MLT_UNLIKELY(key_len > MLT__KEY_MAX || len > mlt__g_cfg.max_value_bytes))
     return attr_str_slow(h, key, key_len, value, len);
   mlt__span *s = mlt__span_open_fast(h);
@@ -140,9 +139,12 @@ static MLT_NOINLINE int attr_str_big(mlt_span h, const char *key, size_t key_len
 }
 
 /* A NUL-terminated value (a string known only at run time, which the
- * <mltrace/span.h> macros pass as MLT_NTS): measured, then the fast path
- * when it is short (a tail call: the fast path keeps no stack frame). */
+ * <mltrace/span.h> macros pass as MLT_NTS): measured, and so is a
+ * NUL-terminated key (mlt_span_set_attr_str() called as a function), then
+ * the fast path when both are short (a tail call: the fast path keeps no
+ * stack frame). */
 static MLT_NOINLINE int attr_str_nts(mlt_span h, const char *key, size_t key_len, const char *value) {
+  if (key_len == MLT_NTS && key) key_len = strlen(key);
   return mlt__attr_str(h, key, key_len, value, strlen(value));
 }
 

@@ -66,7 +66,6 @@ static size_t common_suffix(const char *a_end, const char *b_end, size_t n) {
  * core/trace-view.h.  A chunk past max_value_bytes is stored whole,
  * truncated, and never serves as a reference. */
 static int append_chunk(mlt__span *s, int sub, int64_t now, const char *data, size_t len) {
-  if (!(s->flags & MLT__SF_HAS_CHUNKS)) s->chunk_ref = NULL; /* the slot's earlier life */
   if (len > mlt__g_cfg.max_value_bytes)
     return mlt__append_value(s, MLT__R_CHUNK, sub, (const char *)&now, 8, data, len, 0);
   const mlt__rec *ref = s->chunk_ref;
@@ -114,9 +113,9 @@ static int add_chunk(mlt_span h, int sub, const char *data, size_t len, const ch
     s->n_events_dropped++;
     mlt__tls *tls = mlt__tls_get();
     if (tls) tls->c.events_dropped++;
-    /* Past the event cap a chunk is kept only to compute the default
-     * output; with outputs set explicitly (and no reducer) it is not needed. */
-    if ((s->flags & (MLT__SF_OUTPUTS | MLT__SF_REDUCER)) == MLT__SF_OUTPUTS) {
+    /* Past the event cap a chunk is kept only to compute the outputs; with
+     * outputs set explicitly (no reducer runs then) it is not needed. */
+    if (s->flags & MLT__SF_OUTPUTS) {
       s->n_chunks++;
       return MLT_OK;
     }

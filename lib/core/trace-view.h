@@ -184,7 +184,7 @@ typedef struct mlt__trace mlt__trace;
 
 /* A FREE slot is clean (mlt__slot_release() makes it so, on the thread that
  * frees it, usually the export thread): empty log (head.used 0, head.next
- * NULL, tail = &head), counters 0, no reducer, no context, status UNSET,
+ * NULL, tail = &head, chunk_ref NULL), counters 0, no context, status UNSET,
  * flags TEXT_ONLY, end_ns 0.  Starting a span writes only what differs. */
 typedef struct mlt__span {
   _Atomic uint64_t gs;
@@ -206,7 +206,7 @@ typedef struct mlt__span {
   uint32_t n_chunks;
   uint16_t n_links;         /* LINK records (lib/core/spanopts.c) */
   uint16_t n_links_dropped; /* links over MLT__MAX_LINKS, counted only */
-  const mlt__rec *chunk_ref; /* owner: the reference of delta CHUNK records (above); set with MLT__SF_HAS_CHUNKS */
+  const mlt__rec *chunk_ref; /* owner: the reference of delta CHUNK records (above); NULL in a FREE slot */
   mlt__chunk *tail; /* owner: chunk being appended to */
   mlt__chunk head;  /* inline first chunk */
   char inline_log[MLT__INLINE_LOG];

@@ -276,6 +276,7 @@ static mlt__span *clone_expired(mlt__span *s, mlt__trace *t, const char *message
   c->end_ns = end_ns ? MLT_MAX(end_ns, s->start_ns) : now;
   c->n_links = s->n_links;
   c->n_links_dropped = s->n_links_dropped;
+  c->n_events_dropped = s->n_events_dropped;
   c->status = MLT_STATUS_ERROR;
   mlt__append_value(c, MLT__R_STATUS, MLT__V_STR, NULL, 0, message, strlen(message), MLT_STATUS_ERROR);
   mlt_attr a[2] = {{"exception.type", MLT_ATTR_STRING, {.s = "MlflowTracingException"}, MLT_NTS},

@@ -439,6 +439,24 @@ TEST(client_end_trace_ends_open_children) {
   tu_done();
 }
 
+/* A child still open when its trace is ended is exported from a snapshot
+ * that keeps what the child had counted: its dropped events too. */
+TEST(open_child_snapshot_keeps_dropped_events) {
+  mlt_options *o = tu_options();
+  mlt_options_set_max_events_per_span(o, 2);
+  tu_start(o);
+  mlt_client_span root, child;
+  REQUIRE_EQ_INT(mlt_client_start_trace("t", MLT_SPAN_CHAIN, NULL, &root), MLT_OK);
+  REQUIRE_EQ_INT(mlt_client_start_span(root.trace_id, root.span_id, "open", MLT_SPAN_TOOL, NULL, &child), MLT_OK);
+  for (int i = 0; i < 5; i++) mlt_span_add_event(child.span, "e", NULL, 0);
+  CHECK_EQ_INT(mlt_client_end_trace(root.trace_id, NULL, MLT_STATUS_OK, NULL), MLT_OK);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *open = tu_span(tu_trace(0), "open");
+  REQUIRE(open != NULL);
+  CHECK_EQ_STR(tu_attr(open, "mltrace.droppedEvents"), "3");
+  tu_done();
+}
+
 /* end_trace's one-pass path (mlt__span_client_end_root) and the general
  * path it falls back to give the same answers. */
 TEST(client_end_trace_fast_and_general_agree) {
@@ -1631,6 +1649,7 @@ static const tap_test tests[] = {
     TAP_ENTRY(parent_ended_before_children),
     TAP_ENTRY(client_api),
     TAP_ENTRY(client_end_trace_ends_open_children),
+    TAP_ENTRY(open_child_snapshot_keeps_dropped_events),
     TAP_ENTRY(client_end_trace_fast_and_general_agree),
     TAP_ENTRY(update_current_trace_and_limits),
     TAP_ENTRY(update_trace_entries_are_capped),

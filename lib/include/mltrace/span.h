@@ -161,7 +161,9 @@ MLT_EXTERN int mlt_span_record_error(mlt_span span, const char *type, const char
 /**
  * Output reducer: computes a streaming span's outputs from its chunks, the
  * analog of MLflow's output_reducer.  Called once, when the span ends, on the
- * thread that ends it.  @p chunks[i] is JSON text of @p lens[i] bytes (text
+ * thread that ends it -- not when the span has no chunks, when its outputs
+ * were set explicitly, or when a trace timeout or forced finish ends it (it
+ * then gets the default output).  @p chunks[i] is JSON text of @p lens[i] bytes (text
  * chunks arrive as JSON strings).  Return malloc()ed JSON text (the library
  * frees it) and its length in *out_len, or NULL to keep the default output.
  */
@@ -182,7 +184,8 @@ MLT_EXTERN int mlt_span_add_chunk_json(mlt_span span, const char *json, size_t l
  *  the default output is the concatenated text. */
 MLT_EXTERN int mlt_span_add_chunk_text(mlt_span span, const char *text, size_t len);
 /** Set the reducer used when the span ends (NULL restores the default); the
- *  last one set counts.  @p user_data is passed to it as is (not owned).
+ *  last one set counts.  Each call adds a small record (24 bytes) to the
+ *  span's log: set it once, not per chunk.  @p user_data is passed to it as is (not owned).
  *  @return MLT_OK; MLT_ENOMEM (not recorded: the reducer set before, if any,
  *  stays); MLT_EENDED / MLT_ESTALE / MLT_ENOTRECORDING as above. */
 MLT_EXTERN int mlt_span_set_output_reducer(mlt_span span, mlt_output_reducer_fn fn, void *user_data);

@@ -119,7 +119,8 @@ MLT_EXTERN int mlt_client_start_trace(const char *name, mlt_span_type type, cons
  * MlflowClient.start_span().
  * @return MLT_OK; MLT_ENOTFOUND for an unknown trace or parent id (or one
  *         whose trace already finished); MLT_EINVAL (NULL or malformed ids,
- *         bad options); MLT_ENOTINIT; MLT_ENOTRECORDING (tracing disabled);
+ *         bad options); MLT_ENOTINIT; MLT_ENOTRECORDING (tracing disabled,
+ *         or no memory for a span);
  *         MLT_ENOMEM (the span started, but its ids could not be
  *         registered for later lookups).
  * Thread-safety: any thread.
