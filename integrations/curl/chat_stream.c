@@ -10,6 +10,7 @@
 #include <float.h>
 #include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -471,6 +472,17 @@ fail:
 }
 
 
+/* The "C" numeric locale, created once ((locale_t)0 without memory): JSON
+ * numbers are read and printed with a dot whatever the application's locale
+ * (its decimal point may be a comma, or several bytes). */
+static locale_t g_c_numeric;
+static pthread_once_t g_c_numeric_once = PTHREAD_ONCE_INIT;
+static void c_numeric_init(void) { g_c_numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0); }
+static locale_t c_numeric(void) {
+  pthread_once(&g_c_numeric_once, c_numeric_init);
+  return g_c_numeric;
+}
+
 /* ---- the chunk scanner ------------------------------------------------- */
 
 /* Nearly every event of a Chat Completions stream is a small
@@ -675,12 +687,8 @@ static int sc_number(scanner *sc, double *out) {
       char tmp[48];
       memcpy(tmp, start, n);
       tmp[n] = '\0';
-      /* strtod reads the locale's decimal point (a comma under de_DE), as
-       * cJSON's parser allows for */
-      char dp = localeconv()->decimal_point[0];
-      for (size_t i = 0; i < n && dp != '.' && dp; i++)
-        if (tmp[i] == '.') tmp[i] = dp;
-      *out = strtod(tmp, NULL);
+      locale_t c = c_numeric(); /* JSON's dot, whatever the application's locale */
+      *out = c ? strtod_l(tmp, NULL, c) : strtod(tmp, NULL);
     }
   }
   sc->p = p;
@@ -1297,16 +1305,13 @@ static void jw_num(jw *w, double d) {
   if (isnan(d) || isinf(d)) {
     n = snprintf(b, sizeof b, "null");
   } else {
+    /* in the "C" locale: JSON wants a dot, as cJSON's printer gives */
+    locale_t c = c_numeric(), old = c ? uselocale(c) : (locale_t)0;
     n = snprintf(b, sizeof b, "%1.15g", d);
     double back = 0;
     if (sscanf(b, "%lg", &back) != 1 || !(fabs(back - d) <= (fabs(back) > fabs(d) ? fabs(back) : fabs(d)) * DBL_EPSILON))
       n = snprintf(b, sizeof b, "%1.17g", d);
-    /* printf writes the locale's decimal point (a comma under de_DE, say):
-     * JSON wants a dot, as cJSON's printer gives */
-    char dp = localeconv()->decimal_point[0];
-    if (dp != '.' && dp)
-      for (int i = 0; i < n; i++)
-        if (b[i] == dp) b[i] = '.';
+    if (c) uselocale(old);
   }
   jw_put(w, b, (size_t)n);
 }

@@ -6,6 +6,8 @@
 
 #include "util/common-internal.h"
 
+#include <locale.h>
+
 typedef struct mlt__buf {
   char *p;
   size_t len, cap;
@@ -129,9 +131,12 @@ void mlt__json_use_ssse3(int on);
  * 0 when invalid (overlongs and surrogates rejected). */
 size_t mlt__utf8_seq(const unsigned char *s, size_t n);
 
-/* A JSON number's text s[0..n) (at most 63 bytes are read) as a double,
- * as strtod reads it whatever the application's locale (its decimal point
- * may be a comma). */
+/* The "C" numeric locale (created once; (locale_t)0 without memory): for
+ * printf/strtod of JSON numbers whatever the application's locale (its
+ * decimal point may be a comma, or several bytes). */
+locale_t mlt__c_numeric(void);
+/* A JSON number's text s[0..n) as a double, as strtod reads it in the "C"
+ * locale (0 without memory for a number of 64 bytes or more). */
 double mlt__json_strtod(const char *s, size_t n);
 
 /* 1 if s[0..n) is exactly one JSON value (RFC 8259, surrounding whitespace

@@ -140,30 +140,39 @@ void mlt__buf_f64(mlt__buf *b, double v) {
       mlt__buf_lit(b, "Infinity");
     return;
   }
+  /* printf and strtod in the "C" locale: JSON wants a dot, whatever
+   * decimal point the application's locale has */
   char tmp[40];
   int n = 0;
+  locale_t c = mlt__c_numeric(), old = c ? uselocale(c) : (locale_t)0;
   for (int prec = 15; prec <= 17; prec++) {
     n = snprintf(tmp, sizeof tmp, "%.*g", prec, v);
     if (strtod(tmp, NULL) == v) break;
   }
-  /* printf and strtod follow the locale's decimal point (a comma under
-   * de_DE, say): JSON wants a dot */
-  char dp = localeconv()->decimal_point[0];
-  if (dp != '.' && dp)
-    for (int i = 0; i < n; i++)
-      if (tmp[i] == dp) tmp[i] = '.';
+  if (c) uselocale(old);
   mlt__buf_put(b, tmp, (size_t)n);
   /* Python writes floats with a '.0' or an exponent: keep them floats. */
   if (!memchr(tmp, '.', (size_t)n) && !memchr(tmp, 'e', (size_t)n)) mlt__buf_lit(b, ".0");
 }
 
+static locale_t g_c_numeric;
+static pthread_once_t g_c_numeric_once = PTHREAD_ONCE_INIT;
+static void c_numeric_init(void) { g_c_numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0); }
+
+locale_t mlt__c_numeric(void) {
+  pthread_once(&g_c_numeric_once, c_numeric_init);
+  return g_c_numeric;
+}
+
 double mlt__json_strtod(const char *s, size_t n) {
-  char buf[64];
-  if (n > sizeof buf - 1) n = sizeof buf - 1;
-  char dp = localeconv()->decimal_point[0];
-  for (size_t i = 0; i < n; i++) buf[i] = s[i] == '.' && dp ? dp : s[i];
+  char stack[64], *buf = n < sizeof stack ? stack : malloc(n + 1);
+  if (!buf) return 0;
+  memcpy(buf, s, n);
   buf[n] = '\0';
-  return strtod(buf, NULL);
+  locale_t c = mlt__c_numeric();
+  double v = c ? strtod_l(buf, NULL, c) : strtod(buf, NULL);
+  if (buf != stack) free(buf);
+  return v;
 }
 
 int mlt__json_plain_utf8(const char *str, size_t n) {
