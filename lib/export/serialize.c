@@ -808,7 +808,10 @@ static void trace_usage_compute(mlt__trace_info *ti, const mlt__prepared *p, con
         char *f = realloc(g_uflags, cap);
         if (f) g_uflags = f;
         usage_vals *v = f ? realloc(g_uvals, cap * sizeof *v) : NULL;
-        if (!v) break;
+        if (!v) {
+          ti->token_usage.oom = 1; /* no room to sum: the trace is not complete */
+          break;
+        }
         g_uvals = v;
         g_ucap = cap;
       }
@@ -1628,6 +1631,7 @@ static void json_info_body(mlt__buf *out, const mlt__prepared *p, const mlt__tra
   if (p->t->flags & MLT__TF_CONTINUATION) mlt__buf_lit(out, ", \"mltrace.continuation\": \"true\"");
   if (p->t->flags & MLT__TF_REMOTE) mlt__buf_lit(out, ", \"mltrace.remoteParent\": \"true\"");
   if (!ti->usage_ready) trace_usage_compute((mlt__trace_info *)ti, p, sc ? sc->usage : NULL);
+  if (ti->token_usage.oom) out->oom = 1; /* the sums could not be made: not sent as complete */
   if (ti->token_usage.len) {
     mlt__buf_lit(out, ", \"mlflow.trace.tokenUsage\": ");
     mlt__json_str(out, ti->token_usage.p, ti->token_usage.len);
