@@ -687,8 +687,11 @@ static int sc_number(scanner *sc, double *out) {
       char tmp[48];
       memcpy(tmp, start, n);
       tmp[n] = '\0';
-      locale_t c = c_numeric(); /* JSON's dot, whatever the application's locale */
-      *out = c ? strtod_l(tmp, NULL, c) : strtod(tmp, NULL);
+      /* JSON's dot, whatever the application's locale (uselocale: POSIX,
+       * unlike strtod_l) */
+      locale_t c = c_numeric(), old = c ? uselocale(c) : (locale_t)0;
+      *out = strtod(tmp, NULL);
+      if (c) uselocale(old);
     }
   }
   sc->p = p;

@@ -136,7 +136,7 @@ size_t mlt__utf8_seq(const unsigned char *s, size_t n);
  * decimal point may be a comma, or several bytes). */
 locale_t mlt__c_numeric(void);
 /* A JSON number's text s[0..n) as a double, as strtod reads it in the "C"
- * locale (0 without memory for a number of 64 bytes or more). */
+ * locale (uselocale, POSIX) (0 without memory for a number of 64 bytes or more). */
 double mlt__json_strtod(const char *s, size_t n);
 
 /* 1 if s[0..n) is exactly one JSON value (RFC 8259, surrounding whitespace

@@ -169,8 +169,9 @@ double mlt__json_strtod(const char *s, size_t n) {
   if (!buf) return 0;
   memcpy(buf, s, n);
   buf[n] = '\0';
-  locale_t c = mlt__c_numeric();
-  double v = c ? strtod_l(buf, NULL, c) : strtod(buf, NULL);
+  locale_t c = mlt__c_numeric(), old = c ? uselocale(c) : (locale_t)0;
+  double v = strtod(buf, NULL);
+  if (c) uselocale(old);
   if (buf != stack) free(buf);
   return v;
 }
