@@ -214,7 +214,7 @@ void mlt__slot_release(mlt__span *s, mlt__tls *tls) {
     s->ctx = NULL;
   }
   /* Clean, so that the next start writes only what differs. */
-  s->status = MLT_STATUS_UNSET;
+  __atomic_store_n(&s->status, (uint8_t)MLT_STATUS_UNSET, __ATOMIC_RELAXED); /* (mlt_span_get_status() may read it) */
   s->flags = MLT__SF_TEXT_ONLY;
   atomic_store_explicit(&s->is_root, 0, memory_order_relaxed);
   s->end_ns = 0;

@@ -686,9 +686,15 @@ int mlt_span_get_status(mlt_span h) {
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
   if (!s) return h.id_ && !mlt__h_is_nonrec(h) ? (mlt__running() ? MLT_ESTALE : MLT_ENOTINIT) : MLT_ENOTRECORDING;
+  /* An ended span's slot may be freed by the export thread meanwhile: read
+   * the status, then check the slot still holds this span (else stale). */
+  uint8_t st = __atomic_load_n(&s->status, __ATOMIC_RELAXED);
+  atomic_thread_fence(memory_order_acquire);
+  if (MLT_UNLIKELY(atomic_load_explicit(&s->gs, memory_order_relaxed) != gs))
+    return mlt__running() ? MLT_ESTALE : MLT_ENOTINIT;
   /* UNSET becomes OK when the span ends (left to the readers). */
-  if (s->status == MLT_STATUS_UNSET && MLT__GS_STATE(gs) != MLT__S_OPEN) return MLT_STATUS_OK;
-  return s->status;
+  if (st == MLT_STATUS_UNSET && MLT__GS_STATE(gs) != MLT__S_OPEN) return MLT_STATUS_OK;
+  return st;
 }
 
 int mlt_span_is_recording(mlt_span h) {
