@@ -10,6 +10,7 @@ lib_libmltrace_la_SOURCES = \
   lib/util/util.c \
   lib/core/chunks.c \
   lib/core/client.c \
+  lib/core/compact.c \
   lib/core/context.c \
   lib/core/scope.c \
   lib/core/slots.c \

@@ -20,9 +20,8 @@ int mlt_update_trace(mlt_span span, const mlt_trace_update *u) {
   if (span.id_ == 0 || mlt__h_is_nonrec(span)) return MLT_ENOTRECORDING;
   uint64_t gs;
   mlt__span *s = mlt__span_get(span, &gs);
-  if (!s) return MLT_ESTALE;
-  mlt__trace *t = mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
-  if (!t) return MLT_ESTALE;
+  mlt__trace *t = s ? mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs)) : NULL;
+  if (!t && !(!s && mlt__moved_find(span, &t, NULL))) return MLT_ESTALE;
   int rc = mlt__trace_update(t, u);
   mlt__trace_unref(t);
   return rc;
@@ -48,9 +47,8 @@ static int find_span(uint64_t hi, uint64_t lo, uint64_t sid, mlt_span *out, mlt_
   mlt_span h = {mlt__handle_from_id(sid)};
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
-  if (!s || s->span_id != sid) return MLT_ENOTFOUND;
-  mlt__trace *t = mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
-  if (!t) return MLT_ENOTFOUND;
+  mlt__trace *t = s && s->span_id == sid ? mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs)) : NULL;
+  if (!t && !mlt__moved_find(h, &t, NULL)) return MLT_ENOTFOUND; /* (or ended and moved: compact.c) */
   if (t->id_hi != hi || t->id_lo != lo) {
     mlt__trace_unref(t);
     return MLT_ENOTFOUND;
@@ -179,9 +177,17 @@ static MLT_ALWAYS_INLINE int start_span(const char *trace_id, const char *parent
   }
   uint64_t gs;
   mlt__span *p = mlt__span_get(parent, &gs);
-  rc = !p ? MLT_ENOTFOUND
-     : so ? mlt__span_client_start_with(name ? name : "span", type, p, out, &x)
-          : mlt__span_client_start(name ? name : "span", type, p, out);
+  struct mlt_context pc;
+  mlt__trace *mt = NULL;
+  if (!p && mlt__moved_context(parent, &pc, &mt)) { /* an ended parent, moved out of its slot */
+    x.parent_ctx = &pc;
+    rc = mlt__span_client_start_with(name ? name : "span", type, NULL, out, &x);
+    mlt__trace_unref(mt);
+  } else {
+    rc = !p ? MLT_ENOTFOUND
+       : so ? mlt__span_client_start_with(name ? name : "span", type, p, out, &x)
+            : mlt__span_client_start(name ? name : "span", type, p, out);
+  }
   mlt__trace_unref(t);
   if (rc != MLT_OK && rc != MLT_ENOMEM) return rc;
   if (inputs_json) mlt__span_client_inputs(out->span, inputs_json);

@@ -90,13 +90,14 @@ static MLT_ALWAYS_INLINE void tiny_copy(char *dst, const char *src, size_t n) {
 
 /* The general path of append_rec() (span-record.c): keys or values past the
  * limits, or a record that needs a new chunk. */
-int mlt__append_slow(mlt__span *s, int kind, int sub, unsigned flags, const char *key, size_t key_len,
-                     const char *val, size_t val_len, int aux);
+int mlt__append_slow_c(mlt__score *s, int kind, int sub, unsigned flags, const char *key, size_t key_len,
+                       const char *val, size_t val_len, int aux);
+#define mlt__append_slow(s, ...) mlt__append_slow_c(MLT__SC(s), __VA_ARGS__)
 
 /* The hot path: a record that fits the current chunk and needs no
  * truncation is written in place (header, key, value, one release store);
  * everything else takes mlt__append_slow(). */
-static MLT_ALWAYS_INLINE int append_rec(mlt__span *s, unsigned kind, unsigned sub, unsigned flags,
+static MLT_ALWAYS_INLINE int append_rec_c(mlt__score *s, unsigned kind, unsigned sub, unsigned flags,
                                         const char *key, size_t key_len, const void *val, size_t val_len,
                                         unsigned aux) {
   if (MLT_UNLIKELY(key_len > MLT__KEY_MAX || val_len > mlt__g_cfg.max_value_bytes))
@@ -113,6 +114,7 @@ static MLT_ALWAYS_INLINE int append_rec(mlt__span *s, unsigned kind, unsigned su
   atomic_store_explicit(&c->used, used + (uint32_t)size, memory_order_release);
   return MLT_OK;
 }
+#define append_rec(s, ...) append_rec_c(MLT__SC(s), __VA_ARGS__)
 #define append_fast(s, kind, sub, key, key_len, val, val_len, aux) \
   append_rec((s), (kind), (sub), 0, (key), (key_len), (val), (val_len), (aux))
 
@@ -134,7 +136,7 @@ static inline mlt__span *open_span(mlt_span h, int *rc) {
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
   if (MLT_LIKELY(s && MLT__GS_STATE(gs) == MLT__S_OPEN)) return s;
-  if (s)
+  if (s || mlt__h_moved(h))
     *rc = MLT_EENDED;
   else if (h.id_ == 0 || mlt__h_is_nonrec(h))
     *rc = MLT_ENOTRECORDING;

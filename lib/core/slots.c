@@ -184,7 +184,7 @@ mlt__span *mlt__slot_alloc(mlt__tls *tls) {
 
 void mlt__slots_put_indices(const uint32_t *idx, size_t n) { pool_put(idx, n); }
 
-void mlt__span_free_payload(mlt__span *s, mlt__tls *tls) {
+void mlt__score_free_payload(mlt__score *s, mlt__tls *tls) {
   if (s->flags & MLT__SF_CJSON) {
     mlt__log_iter it;
     mlt__log_iter_init(&it, s);

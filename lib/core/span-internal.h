@@ -297,7 +297,24 @@ int mlt__slot_refill(mlt__tls *tls);
 void mlt__slot_release(mlt__span *s, mlt__tls *tls);
 void mlt__slots_put_indices(const uint32_t *idx, size_t n);
 /* Free what a span's log owns (heap chunks, cJSON values). */
-void mlt__span_free_payload(mlt__span *s, mlt__tls *tls);
+void mlt__score_free_payload(mlt__score *s, mlt__tls *tls);
+#define mlt__span_free_payload(s, tls) mlt__score_free_payload(&(s)->core, (tls))
+
+/* ---- ended spans moved out of their slots (compact.c) ---- */
+/* Span |s| (not a root), just ended under trace |t| by this thread: move it
+ * to |t|'s list of moved spans and free its slot (1), or leave it (0). */
+int mlt__span_move(mlt__span *s, mlt__trace *t, mlt__tls *tls);
+/* Export thread: free a finished span, moved or in its slot. */
+void mlt__score_release(mlt__score *c, mlt__tls *tls);
+/* The moved span of handle |h|, while its trace is in memory: 1 with a copy
+ * of its fields in *out (may be NULL) and its trace referenced in *tp (NULL:
+ * not kept), else 0. */
+int mlt__moved_find(mlt_span h, mlt__trace **tp, mlt__score *out);
+/* A handle that no slot holds any more: is it a moved (ended) span's? */
+static inline int mlt__h_moved(mlt_span h) { return h.id_ && !mlt__h_is_nonrec(h) && mlt__moved_find(h, NULL, NULL); }
+/* Fill |c| (on the caller's stack) as a context of moved span |h|: 1 with
+ * its trace referenced in *tp (the caller unrefs it after use), else 0. */
+int mlt__moved_context(mlt_span h, struct mlt_context *c, mlt__trace **tp);
 
 /* ---- log chunk pool (chunks.c) ---- */
 mlt__chunk *mlt__chunk_alloc(mlt__tls *tls, size_t need);
@@ -335,13 +352,16 @@ void mlt__tls_shutdown(void);
 /* ---- span log (span-record.c; inline writers in record-internal.h) ---- */
 /* Reserve |size| contiguous bytes at the end of the span's log (owner only);
  * returns NULL on allocation failure.  Publish with mlt__log_publish(). */
-char *mlt__log_reserve(mlt__span *s, size_t size);
-void mlt__log_publish(mlt__span *s, size_t size);
+char *mlt__log_reserve_c(mlt__score *s, size_t size);
+void mlt__log_publish_c(mlt__score *s, size_t size);
+#define mlt__log_reserve(s, size) mlt__log_reserve_c(MLT__SC(s), (size))
+#define mlt__log_publish(s, size) mlt__log_publish_c(MLT__SC(s), (size))
 /* Copy the published log of |src| into |dst| (a fresh slot). */
 int mlt__log_copy(mlt__span *dst, mlt__span *src);
 /* Append helpers (span-record.c) used by the span files and view.c. */
-int mlt__append_value(mlt__span *s, int kind, int sub, const char *key, size_t key_len, const char *val,
-                      size_t val_len, int aux);
+int mlt__append_value_c(mlt__score *s, int kind, int sub, const char *key, size_t key_len, const char *val,
+                        size_t val_len, int aux);
+#define mlt__append_value(s, ...) mlt__append_value_c(MLT__SC(s), __VA_ARGS__)
 int mlt__append_event(mlt__span *s, const char *name, int64_t ts, const mlt_attr *attrs, size_t n);
 /* A LINK record (trace hi, lo, span id, count) with |n| FIELD children. */
 int mlt__append_link(mlt__span *s, uint64_t hi, uint64_t lo, uint64_t span_id, const mlt_attr *attrs, size_t n);
@@ -390,6 +410,13 @@ static inline mlt__trace *mlt__trace_acquire_open(mlt__span *s, mlt_span h) {
 }
 /* Try to add one to the open counter (joining a span or a hold). */
 int mlt__trace_join(mlt__trace *t);
+/* Join |t| with a new span: count it in n_spans, then the open counter
+ * (a forced finish waits until every span it counts is in the trace's
+ * lists).  The spans counted before it (>= 0), or -1 when the trace has
+ * finished (nothing counted).  A joined span that is not pushed after all
+ * takes itself out with mlt__trace_unjoin_span(). */
+int64_t mlt__trace_join_span(mlt__trace *t);
+void mlt__trace_unjoin_span(mlt__trace *t);
 /* Drop one from the open counter; finishes the trace at zero (|now|: the
  * finish time when the caller has read the clock, else 0). */
 void mlt__trace_leave(mlt__trace *t);
@@ -519,7 +546,12 @@ static inline uint64_t mlt__tls_rand(mlt__tls *tls) {
  * export layer. */
 typedef void (*mlt__trace_sink_fn)(mlt__trace *t);
 extern mlt__trace_sink_fn mlt__g_trace_sink MLT__HIDDEN;
-static inline void mlt__trace_handoff(mlt__trace *t) { mlt__g_trace_sink(t); }
+/* The moved spans (compact.c) join the end of the list of slots. */
+void mlt__trace_splice_moved(mlt__trace *t);
+static inline void mlt__trace_handoff(mlt__trace *t) {
+  if (t->moved && !t->export_spans) mlt__trace_splice_moved(t);
+  mlt__g_trace_sink(t);
+}
 
 /* ---- lookups by id (client.c) ---- */
 /* The trace (hi, lo) while it is in memory (in progress, or finished and

@@ -14,7 +14,7 @@
 
 /* ---- record log ------------------------------------------------------ */
 
-char *mlt__log_reserve(mlt__span *s, size_t size) {
+char *mlt__log_reserve_c(mlt__score *s, size_t size) {
   mlt__chunk *c = s->tail;
   uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
   if (MLT_LIKELY(c->cap - used >= size)) return mlt__chunk_data(c) + used;
@@ -64,7 +64,7 @@ char *mlt__log_reserve(mlt__span *s, size_t size) {
   return mlt__chunk_data(n);
 }
 
-void mlt__log_publish(mlt__span *s, size_t size) {
+void mlt__log_publish_c(mlt__score *s, size_t size) {
   mlt__chunk *c = s->tail;
   uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
   atomic_store_explicit(&c->used, used + (uint32_t)size, memory_order_release);
@@ -93,7 +93,7 @@ static void put_value(char *p, int trunc, const char *val, size_t kept, size_t o
   if (kept) memcpy(p, val, kept);
 }
 
-MLT_NOINLINE int mlt__append_slow(mlt__span *s, int kind, int sub, unsigned flags, const char *key,
+MLT_NOINLINE int mlt__append_slow_c(mlt__score *s, int kind, int sub, unsigned flags, const char *key,
                                   size_t key_len, const char *val, size_t val_len, int aux) {
   if (key_len > MLT__KEY_MAX) key_len = mlt__utf8_cut(key, MLT__KEY_MAX);
   int trunc;
@@ -109,7 +109,7 @@ MLT_NOINLINE int mlt__append_slow(mlt__span *s, int kind, int sub, unsigned flag
   return MLT_OK;
 }
 
-int mlt__append_value(mlt__span *s, int kind, int sub, const char *key, size_t key_len, const char *val,
+int mlt__append_value_c(mlt__score *s, int kind, int sub, const char *key, size_t key_len, const char *val,
                       size_t val_len, int aux) {
   return append_fast(s, (unsigned)kind, (unsigned)sub, key, key_len, val, val_len, (unsigned)aux);
 }

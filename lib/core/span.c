@@ -71,12 +71,13 @@ static MLT_ALWAYS_INLINE mlt_span start_impl(mlt__tls *tls, const mlt__start_opt
   mlt__trace *t = NULL;
   uint64_t hi = 0, lo = 0, parent_id = 0;
   int tflags = 0, new_trace = 0, mint = 0;
+  int64_t joined = -1; /* spans of the trace before this one, once it joined */
   if (parent_span) {
     mlt__trace *pt = atomic_load_explicit(&parent_span->trace, memory_order_relaxed);
     parent_id = parent_span->span_id;
     hi = pt->id_hi;
     lo = pt->id_lo;
-    if (mlt__trace_join(pt))
+    if ((joined = mlt__trace_join_span(pt)) >= 0)
       t = pt;
     else
       tflags = MLT__TF_CONTINUATION;
@@ -89,17 +90,16 @@ static MLT_ALWAYS_INLINE mlt_span start_impl(mlt__tls *tls, const mlt__start_opt
       hi = parent->trace_hi;
       lo = parent->trace_lo;
       if (parent->trace && parent->epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed) &&
-          mlt__trace_join(parent->trace))
+          (joined = mlt__trace_join_span(parent->trace)) >= 0)
         t = parent->trace;
       else
         tflags = (parent->flags & MLT__CF_REMOTE) ? MLT__TF_REMOTE : MLT__TF_CONTINUATION;
     }
   }
   if (t) {
-    if (MLT_UNLIKELY(atomic_fetch_add_explicit(&t->n_spans, 1, memory_order_relaxed) >=
-                     mlt__g_cfg.max_spans_per_trace)) {
+    if (MLT_UNLIKELY((uint64_t)joined >= mlt__g_cfg.max_spans_per_trace)) {
       tls->c.spans_over_limit++;
-      mlt__trace_leave(t);
+      mlt__trace_unjoin_span(t);
       return nonrec(tls, make_current, 1);
     }
   } else {
@@ -131,7 +131,10 @@ static MLT_ALWAYS_INLINE mlt_span start_impl(mlt__tls *tls, const mlt__start_opt
     tls->c.traces_started++;
   }
   if (MLT_UNLIKELY(tls->n_mag == 0) && mlt__slot_refill(tls) != 0) {
-    mlt__trace_leave(t);
+    if (new_trace)
+      mlt__trace_leave(t);
+    else
+      mlt__trace_unjoin_span(t);
     return (mlt_span){0};
   }
   mlt__span *s = mlt__slot_at(tls->mag[--tls->n_mag]);
@@ -172,7 +175,7 @@ static MLT_ALWAYS_INLINE mlt_span start_impl(mlt__tls *tls, const mlt__start_opt
     atomic_store_explicit(&s->is_root, 1, memory_order_relaxed);
     /* nobody else knows the trace yet */
     s->next = NULL;
-    atomic_store_explicit(&t->spans, s, memory_order_relaxed);
+    atomic_store_explicit(&t->spans, &s->core, memory_order_relaxed);
     span_publish_open(s, gs);
   } else {
     span_publish_open(s, gs);
@@ -237,7 +240,7 @@ static MLT_ALWAYS_INLINE mlt_span start_root_ex(mlt__tls *tls, const char *name,
   t->id_lo = mlt__trace_lo_from_span_id(span_id);
   t->root = h;
   t->root_id = span_id;
-  atomic_store_explicit(&t->spans, s, memory_order_relaxed);
+  atomic_store_explicit(&t->spans, &s->core, memory_order_relaxed);
   s->type = (uint8_t)type;
   s->span_id = span_id;
   atomic_store_explicit(&s->trace, t, memory_order_relaxed);
@@ -358,6 +361,14 @@ static mlt_span start_child(mlt__tls *tls, mlt_span parent, mlt__start_opts *opt
   uint64_t gs;
   mlt__span *p = mlt__span_get(parent, &gs);
   if (!p) {
+    struct mlt_context pc;
+    mlt__trace *mt;
+    if (mlt__moved_context(parent, &pc, &mt)) { /* an ended parent, moved out of its slot */
+      o.parent_ctx = &pc;
+      mlt_span h = mlt__span_start_opts(tls, &o);
+      mlt__trace_unref(mt);
+      return h;
+    }
     if (parent.id_) mlt__count_misuse("mlt_span_start_child: parent handle", MLT_ESTALE);
     return mlt__span_start_opts(tls, &o);
   }
@@ -408,7 +419,7 @@ int mlt_span_make_current(mlt_span h) {
   if (!mlt__running()) return MLT_ENOTINIT;
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
-  if (!s) return h.id_ && !mlt__h_is_nonrec(h) ? MLT_ESTALE : MLT_ENOTRECORDING;
+  if (!s) return mlt__h_moved(h) ? MLT_EENDED : h.id_ && !mlt__h_is_nonrec(h) ? MLT_ESTALE : MLT_ENOTRECORDING;
   if (MLT__GS_STATE(gs) != MLT__S_OPEN) return MLT_EENDED;
   mlt__tls *tls = mlt__tls_get();
   if (!tls) return MLT_ENOMEM;
@@ -513,6 +524,7 @@ static MLT_NOINLINE int end_slow(mlt_span h, mlt__span *s, uint64_t gs) {
       return MLT_ENOTRECORDING;
     }
     if (h.id_ == 0 || h.id_ == MLT__H_NONREC_DET) return MLT_ENOTRECORDING;
+    if (mlt__h_moved(h)) return mlt__span_report("mlt_span_end (already ended)", MLT_EENDED);
     return mlt__span_report("mlt_span_end", MLT_ESTALE);
   }
   if (MLT__GS_STATE(gs) != MLT__S_EXPIRED) return mlt__span_report("mlt_span_end (already ended)", MLT_EENDED);
@@ -522,6 +534,12 @@ static MLT_NOINLINE int end_slow(mlt_span h, mlt__span *s, uint64_t gs) {
   if (s->flags & MLT__SF_CURRENT && mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed)) {
     mlt__tls *tls = mlt__tls_ptr;
     if (tls && tls->cur.id_ == h.id_) tls->cur = s->saved_current;
+  }
+  /* The forced finish walks the trace's slots under its lock and reads this
+   * one's link after expiring it: free the slot once the walk is over. */
+  if (te) {
+    mlt__spin_lock(&te->lock);
+    mlt__spin_unlock(&te->lock);
   }
   mlt__slot_release(s, mlt__tls_get());
   if (te) mlt__trace_leave(te);
@@ -550,12 +568,18 @@ static MLT_ALWAYS_INLINE void end_leave(mlt__trace *t, int64_t now, mlt__tls *tl
   }
 }
 
-/* A forced finish (timeout, shutdown, end_trace) that did not see span |s|
- * (gs word |gs|, any state) as ended leaves it to us: claim and free it; then the
- * trace's counter as usual. */
+/* Span |s| (gs word |gs|) ended while a forced finish (timeout, shutdown,
+ * end_trace) of its trace was under way.  The forced finish walks the
+ * trace's slots under the trace's lock, after every span that joined the
+ * trace is in them, and claims each ENDED one for the export: before its
+ * walk, ours is left to it.  After the walk (it cannot have missed ours, but
+ * should it have) we claim and free it.  Then the trace's counter as usual. */
 static MLT_NOINLINE void end_after_forced(mlt__span *s, uint64_t gs, mlt__trace *t, int64_t now, mlt__tls *tls) {
   uint64_t e2 = MLT__GS_SET(gs, MLT__S_ENDED);
-  if (atomic_compare_exchange_strong(&s->gs, &e2, MLT__GS_SET(gs, MLT__S_EXPIRED))) mlt__slot_release(s, mlt__tls_get());
+  mlt__spin_lock(&t->lock);
+  int mine = t->walked && atomic_compare_exchange_strong(&s->gs, &e2, MLT__GS_SET(gs, MLT__S_EXPIRED));
+  mlt__spin_unlock(&t->lock);
+  if (mine) mlt__slot_release(s, mlt__tls_get());
   end_leave(t, now, tls);
 }
 
@@ -581,11 +605,18 @@ static MLT_ALWAYS_INLINE int end_open_ex(mlt_span h, mlt__span *s, int64_t end_n
     return MLT__GS_STATE(expect) == MLT__S_EXPIRED ? end_slow(h, s, expect) : MLT_EENDED;
   /* This thread's state, when it is of this library epoch (else NULL). */
   mlt__tls *tls = mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed) ? mlt__tls_ptr : NULL;
-  if ((s->flags & MLT__SF_CURRENT) && tls && tls->cur.id_ == h.id_) tls->cur = s->saved_current;
-  if (MLT_UNLIKELY(atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE))
+  int here = 1; /* not current, or current here and restored */
+  if (s->flags & MLT__SF_CURRENT) {
+    here = tls && tls->cur.id_ == h.id_;
+    if (here) tls->cur = s->saved_current;
+  }
+  if (MLT_UNLIKELY(atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE)) {
     end_after_forced(s, gs, t, now, tls);
-  else
+  } else {
+    /* A child ending while others are open leaves its slot (compact.c). */
+    if (!atomic_load_explicit(&s->is_root, memory_order_relaxed) && here && tls) mlt__span_move(s, t, tls);
     end_leave(t, now, tls);
+  }
   return MLT_OK;
 }
 
@@ -657,9 +688,15 @@ int mlt_span_get_trace_id(mlt_span h, char *buf, size_t size) {
   buf[0] = '\0';
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
-  if (!s) return h.id_ && !mlt__h_is_nonrec(h) ? MLT_ESTALE : MLT_ENOTRECORDING;
-  mlt__trace *t = mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
-  if (!t) return MLT_ESTALE;
+  mlt__trace *t = s ? mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs)) : NULL;
+  if (!t) {
+    if (h.id_ && !mlt__h_is_nonrec(h) && mlt__moved_find(h, &t, NULL)) {
+      mlt__format_trace_id(t->id_hi, t->id_lo, buf);
+      mlt__trace_unref(t);
+      return MLT_OK;
+    }
+    return h.id_ && !mlt__h_is_nonrec(h) ? MLT_ESTALE : MLT_ENOTRECORDING;
+  }
   int rc = mlt__span_ids(s, gs, t, buf, NULL);
   mlt__trace_unref(t);
   return rc;
@@ -671,7 +708,15 @@ int mlt_span_get_span_id(mlt_span h, char *buf, size_t size) {
   buf[0] = '\0';
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
-  if (!s) return h.id_ && !mlt__h_is_nonrec(h) ? MLT_ESTALE : MLT_ENOTRECORDING;
+  if (!s) {
+    mlt__score m;
+    if (h.id_ && !mlt__h_is_nonrec(h) && mlt__moved_find(h, NULL, &m)) {
+      mlt__hex64(m.span_id, buf);
+      buf[16] = '\0';
+      return MLT_OK;
+    }
+    return h.id_ && !mlt__h_is_nonrec(h) ? MLT_ESTALE : MLT_ENOTRECORDING;
+  }
   mlt__hex64(s->span_id, buf);
   buf[16] = '\0';
   if (MLT__GS_STATE(gs) != MLT__S_OPEN) return MLT_OK;
@@ -682,16 +727,22 @@ int mlt_span_get_span_id(mlt_span h, char *buf, size_t size) {
   return rc;
 }
 
+static MLT_NOINLINE int status_moved(mlt_span h) {
+  mlt__score m;
+  if (h.id_ && !mlt__h_is_nonrec(h) && mlt__moved_find(h, NULL, &m))
+    return m.status == MLT_STATUS_UNSET ? MLT_STATUS_OK : m.status;
+  return h.id_ && !mlt__h_is_nonrec(h) ? (mlt__running() ? MLT_ESTALE : MLT_ENOTINIT) : MLT_ENOTRECORDING;
+}
+
 int mlt_span_get_status(mlt_span h) {
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
-  if (!s) return h.id_ && !mlt__h_is_nonrec(h) ? (mlt__running() ? MLT_ESTALE : MLT_ENOTINIT) : MLT_ENOTRECORDING;
+  if (!s) return status_moved(h);
   /* An ended span's slot may be freed by the export thread meanwhile: read
    * the status, then check the slot still holds this span (else stale). */
   uint8_t st = __atomic_load_n(&s->status, __ATOMIC_RELAXED);
   atomic_thread_fence(memory_order_acquire);
-  if (MLT_UNLIKELY(atomic_load_explicit(&s->gs, memory_order_relaxed) != gs))
-    return mlt__running() ? MLT_ESTALE : MLT_ENOTINIT;
+  if (MLT_UNLIKELY(atomic_load_explicit(&s->gs, memory_order_relaxed) != gs)) return status_moved(h);
   /* UNSET becomes OK when the span ends (left to the readers). */
   if (st == MLT_STATUS_UNSET && MLT__GS_STATE(gs) != MLT__S_OPEN) return MLT_STATUS_OK;
   return st;
@@ -712,7 +763,7 @@ static MLT_ALWAYS_INLINE int client_finish(mlt_span h, const char *outputs_json,
   mlt__span *s = mlt__span_open_fast(h);
   if (MLT_UNLIKELY(!s)) {
     uint64_t gs;
-    return mlt__span_get(h, &gs) ? MLT_EENDED : MLT_ENOTFOUND;
+    return mlt__span_get(h, &gs) || mlt__h_moved(h) ? MLT_EENDED : MLT_ENOTFOUND;
   }
   int clamped = end_ns && end_ns < s->start_ns;
   if (!end_ns) end_ns = now;
@@ -742,7 +793,7 @@ static MLT_NOINLINE int client_finish_general(mlt_span h, const char *outputs_js
 
 static MLT_NOINLINE int client_not_open(mlt_span h) {
   uint64_t gs;
-  return mlt__span_get(h, &gs) ? MLT_EENDED : MLT_ENOTFOUND;
+  return mlt__span_get(h, &gs) || mlt__h_moved(h) ? MLT_EENDED : MLT_ENOTFOUND;
 }
 
 /* The common finish (no outputs, no message, status OK or UNSET) is the
@@ -825,6 +876,7 @@ static MLT_NOINLINE int client_start_slow(mlt__tls *tls, const char *name, mlt_s
   mlt__scope *sc = tls->scope;
   if (sc && mlt__scope_off(sc)) return MLT_ENOTRECORDING;
   mlt__start_opts o = {NULL, parent, name, MLT_NTS, NULL, 0, type, 0};
+  if (x && x->parent_ctx) o.parent_ctx = x->parent_ctx; /* a moved parent (client.c) */
   if (x) {
     o.start_ns = x->start_ns;
     o.flags |= x->flags & MLT__SO_SAMPLE;

@@ -24,7 +24,7 @@ static mlt__span *open_span(mlt_span h, const char *what, int *rc) {
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
   if (MLT_LIKELY(s && MLT__GS_STATE(gs) == MLT__S_OPEN)) return s;
-  if (s)
+  if (s || mlt__h_moved(h))
     *rc = MLT_EENDED;
   else if (h.id_ == 0 || mlt__h_is_nonrec(h))
     *rc = MLT_ENOTRECORDING;

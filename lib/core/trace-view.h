@@ -186,32 +186,61 @@ typedef struct mlt__trace mlt__trace;
  * frees it, usually the export thread): empty log (head.used 0, head.next
  * NULL, tail = &head, chunk_ref NULL), counters 0, no context, status UNSET,
  * flags TEXT_ONLY, end_ns 0.  Starting a span writes only what differs. */
+/* What the export side reads of a finished span, and the record log.  A span
+ * slot holds it (mlt__span.core below) while the span is open; a child span
+ * that ends while its trace goes on is moved out of its slot into a compact
+ * copy (an mlt__score followed by the records of its inline log, in the
+ * trace's arena: core/compact.c), and the slot is reused at once.  Either
+ * way the log's first chunk is |head|, its data right after it. */
+#define MLT__SCORE_FIELDS                                                                                              \
+  uint64_t span_id;                                                                                                    \
+  uint64_t parent_id;                                                                                                  \
+  int64_t start_ns;                                                                                                    \
+  int64_t end_ns;                                                                                                      \
+  struct mlt__score *next; /* the trace's list: open slots (t->spans) or moved spans (t->moved) */                      \
+  mlt__chunk *tail;        /* owner: chunk being appended to */                                                        \
+  uint32_t n_events;       /* events + chunks recorded */                                                              \
+  uint32_t n_events_dropped;                                                                                           \
+  uint32_t n_chunks;                                                                                                   \
+  uint16_t n_links;         /* LINK records (lib/core/spanopts.c) */                                                   \
+  uint16_t n_links_dropped; /* links over MLT__MAX_LINKS, counted only */                                              \
+  uint32_t index;           /* the slot's index; MLT__MOVED_INDEX in a moved copy */                                   \
+  uint8_t type;             /* start type (later changes are records) */                                               \
+  uint8_t status;                                                                                                      \
+  uint8_t flags;                                                                                                       \
+  _Atomic uint8_t is_root; /* the trace's root (set at start; read by the reaper) */                                   \
+  mlt__chunk head;         /* inline first chunk; the log's data follows */
+
+typedef struct mlt__score {
+  MLT__SCORE_FIELDS
+} mlt__score;
+#define MLT__MOVED_INDEX UINT32_MAX
+
 typedef struct mlt__span {
   _Atomic uint64_t gs;
-  uint32_t index;
-  uint8_t type; /* start type (later changes are records) */
-  uint8_t status;
-  uint8_t flags;
-  _Atomic uint8_t is_root; /* the trace's root (set at start; read by the reaper) */
-  uint64_t span_id;
-  uint64_t parent_id;
-  int64_t start_ns;
-  int64_t end_ns;
   mlt__trace *_Atomic trace;
-  struct mlt__span *next; /* trace span list (immutable once published) */
-  mlt_span saved_current; /* restore on end (owner thread) */
-  struct mlt_context *ctx; /* cached captured context (holds a ref) */
-  uint32_t n_events;       /* events + chunks recorded */
-  uint32_t n_events_dropped;
-  uint32_t n_chunks;
-  uint16_t n_links;         /* LINK records (lib/core/spanopts.c) */
-  uint16_t n_links_dropped; /* links over MLT__MAX_LINKS, counted only */
-  const mlt__rec *chunk_ref; /* owner: the reference of delta CHUNK records (above); NULL in a FREE slot */
-  mlt__chunk *tail; /* owner: chunk being appended to */
-  mlt__chunk head;  /* inline first chunk */
+  mlt_span saved_current;      /* restore on end (owner thread) */
+  struct mlt_context *ctx;     /* cached captured context (holds a ref) */
+  const mlt__rec *chunk_ref;   /* owner: the reference of delta CHUNK records (above); NULL in a FREE slot */
+  union {
+    mlt__score core; /* the same members, as the export side sees them */
+    struct {
+      MLT__SCORE_FIELDS
+    };
+  };
   char inline_log[MLT__INLINE_LOG];
 } mlt__span;
 _Static_assert(sizeof(mlt__span) == 256, "a span slot is 256 bytes, four cache lines (memory per open span)");
+_Static_assert(offsetof(mlt__score, head) + sizeof(mlt__chunk) == sizeof(mlt__score), "a log's data follows its head");
+_Static_assert(offsetof(mlt__span, inline_log) == offsetof(mlt__span, core) + sizeof(mlt__score),
+               "the inline log follows the slot's core");
+/* The slot of an mlt__score that is not a moved copy. */
+static inline mlt__span *mlt__score_slot(mlt__score *c) {
+  return (mlt__span *)(void *)((char *)c - offsetof(mlt__span, core));
+}
+static inline int mlt__score_moved(const mlt__score *c) { return c->index == MLT__MOVED_INDEX; }
+/* The core of a slot or an mlt__score itself: the log writers take either. */
+#define MLT__SC(p) _Generic((p), mlt__span *: &((mlt__span *)(void *)(p))->core, mlt__score *: (mlt__score *)(void *)(p))
 
 /* ---- traces ---------------------------------------------------------- */
 
@@ -257,13 +286,16 @@ struct mlt__trace {
   int64_t start_ns;
   mlt_span root;
   uint64_t root_id; /* span id of the (local) root */
-  mlt__span *_Atomic spans; /* push-stack of every span of the trace */
+  mlt__score *_Atomic spans; /* the spans in slots: open ones, ended roots, ended spans not moved (a root's
+                                 * alone until its trace is known; then changed under |lock|) */
+  mlt__score *moved;          /* ended child spans moved out of their slots (under |lock|; core/compact.c) */
   /* trace-level data, under |lock| */
   atomic_flag lock;
+  uint8_t walked; /* a forced finish has taken the trace's spans (under |lock|) */
   mlt__tinfo *info;
   uint32_t n_info; /* entries in |info| (capped at MLT__TINFO_MAX) */
   /* filled for export */
-  mlt__span **export_spans;
+  mlt__score **export_spans;
   uint32_t n_export;
   /* pool linkage */
   mlt__trace *next_free;      /* next in a chain of free headers */
@@ -282,7 +314,8 @@ typedef struct mlt__log_iter {
   mlt__chunk *c;
   uint32_t off, used;
 } mlt__log_iter;
-static inline void mlt__log_iter_init(mlt__log_iter *it, mlt__span *s) {
+#define mlt__log_iter_init(it, s) mlt__log_iter_init_c((it), MLT__SC(s))
+static inline void mlt__log_iter_init_c(mlt__log_iter *it, mlt__score *s) {
   it->c = &s->head;
   it->off = 0;
   it->used = atomic_load_explicit(&s->head.used, memory_order_acquire);

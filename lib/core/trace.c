@@ -26,6 +26,7 @@
 #include "core/record-internal.h"
 #include "core/scope-internal.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -60,6 +61,8 @@ static void trace_clean(mlt__trace *t) {
   atomic_store_explicit(&t->registered, 0, memory_order_relaxed);
   t->forced_reason = 0;
   atomic_store_explicit(&t->spans, NULL, memory_order_relaxed);
+  t->moved = NULL;
+  t->walked = 0;
   atomic_flag_clear(&t->lock);
   t->info = NULL;
   t->n_info = 0;
@@ -189,11 +192,27 @@ int mlt__trace_join(mlt__trace *t) {
   return 1;
 }
 
+int64_t mlt__trace_join_span(mlt__trace *t) {
+  /* Sequentially consistent, against the forced finish's bias of the open
+   * counter and its read of n_spans: a span that joined is counted. */
+  uint32_t n = atomic_fetch_add(&t->n_spans, 1);
+  if (mlt__trace_join(t)) return n;
+  atomic_fetch_sub(&t->n_spans, 1);
+  return -1;
+}
+
+void mlt__trace_unjoin_span(mlt__trace *t) {
+  atomic_fetch_sub(&t->n_spans, 1);
+  mlt__trace_leave(t);
+}
+
+/* Under the trace's lock: a span that ends may take its slot out of the
+ * list meanwhile (core/compact.c). */
 void mlt__trace_push_span(mlt__trace *t, mlt__span *s) {
-  mlt__span *head = atomic_load_explicit(&t->spans, memory_order_relaxed);
-  do {
-    s->next = head;
-  } while (!atomic_compare_exchange_weak(&t->spans, &head, s));
+  mlt__spin_lock(&t->lock);
+  s->next = atomic_load_explicit(&t->spans, memory_order_relaxed);
+  atomic_store_explicit(&t->spans, &s->core, memory_order_relaxed);
+  mlt__spin_unlock(&t->lock);
 }
 
 /* ---- last finished trace id ------------------------------------------ */
@@ -302,13 +321,29 @@ int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, i
   if (reason == 1) t->flags |= MLT__TF_TIMED_OUT;
 
   size_t n = 0, cap = 0;
-  mlt__span **arr = NULL;
+  mlt__score **arr = NULL;
   int64_t now = mlt__now_ns();
   uint64_t expired = 0;
-  for (mlt__span *s = atomic_load(&t->spans); s; s = s->next) {
+  /* Under the lock: a span ending meanwhile either moved out of its slot
+   * already (it is in t->moved) or, seeing the counter biased, keeps it.
+   * A span that joined the trace before the counter was biased may not be
+   * in the list yet (its start pushes it last): wait until every span
+   * counted is there, so that none is left out of the export. */
+  mlt__spin_lock(&t->lock);
+  for (;;) {
+    uint32_t have = 0;
+    for (mlt__score *x = atomic_load_explicit(&t->spans, memory_order_relaxed); x; x = x->next) have++;
+    for (mlt__score *x = t->moved; x; x = x->next) have++;
+    if (have >= atomic_load(&t->n_spans)) break;
+    mlt__spin_unlock(&t->lock);
+    sched_yield();
+    mlt__spin_lock(&t->lock);
+  }
+  for (mlt__score *sc = atomic_load_explicit(&t->spans, memory_order_relaxed); sc; sc = sc->next) {
+    mlt__span *s = mlt__score_slot(sc);
     if (n == cap) {
       cap = cap ? cap * 2 : 16;
-      mlt__span **na = realloc(arr, cap * sizeof *na);
+      mlt__score **na = realloc(arr, cap * sizeof *na);
       if (!na) break;
       arr = na;
     }
@@ -316,12 +351,12 @@ int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, i
       uint64_t gs = atomic_load(&s->gs);
       uint32_t st = MLT__GS_STATE(gs);
       if (st == MLT__S_ENDED) {
-        if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS_SET(gs, MLT__S_CLAIMED))) arr[n++] = s;
+        if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS_SET(gs, MLT__S_CLAIMED))) arr[n++] = &s->core;
         else continue; /* the owner moved it: look again */
       } else if (st == MLT__S_OPEN) {
         mlt__span *c = clone_expired(s, t, message, now, end_ns);
         if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS_SET(gs, MLT__S_EXPIRED))) {
-          if (c) arr[n++] = c;
+          if (c) arr[n++] = &c->core;
           expired++;
         } else {
           if (c) mlt__slot_release(c, mlt__tls_get());
@@ -331,6 +366,17 @@ int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, i
       break;
     }
   }
+  for (mlt__score *m = t->moved; m; m = m->next) {
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      mlt__score **na = realloc(arr, cap * sizeof *na);
+      if (!na) break;
+      arr = na;
+    }
+    arr[n++] = m;
+  }
+  t->walked = 1;
+  mlt__spin_unlock(&t->lock);
   t->export_spans = arr;
   t->n_export = (uint32_t)n;
   if (expired) {
@@ -394,6 +440,12 @@ void mlt__traces_shutdown(void) {
     for (int k = 0; k < TPOOL_BLOCK; k++) {
       tinfo_free(b[k].info);
       free(b[k].export_spans);
+      /* moved spans of a trace never exported (abandoned) */
+      for (mlt__score *m = b[k].moved, *next; m; m = next) {
+        next = m->next;
+        mlt__score_free_payload(m, NULL);
+        free(m);
+      }
     }
     free(b);
     atomic_store_explicit(&tblocks[i], NULL, memory_order_relaxed);

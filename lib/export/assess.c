@@ -372,7 +372,7 @@ static int by_span(mlt_span h, int expectation, const mlt_assessment *a) {
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
   mlt__trace *t = s ? mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs)) : NULL;
-  if (!t) return MLT_ESTALE;
+  if (!t && !(!s && mlt__moved_find(h, &t, NULL))) return MLT_ESTALE;
   int rc = log_assessment(t->id_hi, t->id_lo, t, expectation, a);
   mlt__trace_unref(t);
   return rc;

@@ -33,7 +33,7 @@ typedef struct mlt__trace_info {
  * export_batch(); asynchronous exporters serialize what they need. */
 typedef struct mlt__prepared {
   mlt__trace *t;
-  mlt__span **spans;
+  mlt__score **spans;
   uint32_t n;
   int root;        /* index of the root span in spans[], or -1 (continuation) */
   int32_t *parent; /* parent index of each span, or -1 */
@@ -181,7 +181,7 @@ typedef struct mlt__digest {
   size_t arena_len, arena_cap;
 } mlt__digest;
 
-void mlt__digest_span(mlt__digest *d, mlt__span *s);
+void mlt__digest_span(mlt__digest *d, mlt__score *s);
 /* The span's mlflow.spanLogLevel: set explicitly or raised by an "exception"
  * event, else MLflow's default for its type. */
 int mlt__digest_level(const mlt__digest *d);
@@ -244,7 +244,7 @@ mlt__buf *mlt__scratch_buf(int which);
 
 /* The span processor's view of one span (export thread). */
 struct mlt_span_view {
-  mlt__span *s;
+  mlt__score *s;
   mlt__buf tmp;
 };
 

@@ -445,7 +445,7 @@ static void kv_chunks_output(mlt__buf *b, const mlt__digest *d, mlt__buf *tmp) {
 }
 
 static void encode_span(mlt__buf *b, mlt__prepared *p, uint32_t idx, mlt__buf *tmp) {
-  mlt__span *s = p->spans[idx];
+  mlt__score *s = p->spans[idx];
   mlt__digest *d = mlt__scratch_digest();
   mlt__digest_span(d, s);
   size_t sp = pb_open2(b, 2); /* ScopeSpans.spans */

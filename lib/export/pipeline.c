@@ -122,19 +122,23 @@ static void note_peak(uint64_t v) {
 
 /* Free what a finished trace holds (its spans) and drop the pipeline's
  * reference.  |spans| NULL: walk the trace's own list. */
-static void release_trace(mlt__trace *t, mlt__span **spans, uint32_t n) {
+static void release_trace(mlt__trace *t, mlt__score **spans, uint32_t n) {
   mlt__tls *tls = mlt__tls_get();
   size_t qb = t->qbytes;
   t->qbytes = 0;
+  /* (mlt__moved_find() may be reading the moved spans under the lock) */
+  mlt__spin_lock(&t->lock);
+  t->moved = NULL;
+  mlt__spin_unlock(&t->lock);
   if (spans) {
-    for (uint32_t i = 0; i < n; i++) mlt__slot_release(spans[i], tls);
+    for (uint32_t i = 0; i < n; i++) mlt__score_release(spans[i], tls);
   } else if (t->export_spans) {
-    for (uint32_t i = 0; i < t->n_export; i++) mlt__slot_release(t->export_spans[i], tls);
+    for (uint32_t i = 0; i < t->n_export; i++) mlt__score_release(t->export_spans[i], tls);
   } else {
-    mlt__span *s = atomic_load(&t->spans);
+    mlt__score *s = atomic_load(&t->spans);
     while (s) {
-      mlt__span *next = s->next;
-      mlt__slot_release(s, tls);
+      mlt__score *next = s->next;
+      mlt__score_release(s, tls);
       s = next;
     }
   }
@@ -146,15 +150,15 @@ static void release_trace(mlt__trace *t, mlt__span **spans, uint32_t n) {
 static uint32_t count_spans(mlt__trace *t) {
   if (t->export_spans) return t->n_export;
   uint32_t n = 0;
-  for (mlt__span *s = atomic_load(&t->spans); s; s = s->next) n++;
+  for (mlt__score *s = atomic_load(&t->spans); s; s = s->next) n++;
   return n;
 }
 
 /* Memory a finished trace holds: its header, span slots and their log
  * chunks (what the queue bound counts).  Called once per trace, by the
  * thread that finished it; the spans are immutable by then. */
-static MLT_ALWAYS_INLINE size_t span_bytes(mlt__span *s) {
-  size_t b = sizeof *s;
+static MLT_ALWAYS_INLINE size_t span_bytes(mlt__score *s) {
+  size_t b = mlt__score_moved(s) ? sizeof *s + s->head.cap : sizeof(mlt__span);
   for (mlt__chunk *c = atomic_load_explicit(&s->head.next, memory_order_relaxed); c;
        c = atomic_load_explicit(&c->next, memory_order_relaxed))
     b += sizeof *c + c->cap;
@@ -164,17 +168,17 @@ static MLT_ALWAYS_INLINE size_t span_bytes(mlt__span *s) {
 static MLT_ALWAYS_INLINE size_t trace_bytes(mlt__trace *t, uint32_t *nspans) {
   size_t b = sizeof *t;
   uint32_t n = 0;
-  mlt__span *s1 = atomic_load_explicit(&t->spans, memory_order_relaxed);
+  mlt__score *s1 = atomic_load_explicit(&t->spans, memory_order_relaxed);
   if (MLT_LIKELY(!t->export_spans && s1 && !s1->next && !atomic_load_explicit(&s1->head.next, memory_order_relaxed))) {
     *nspans = 1; /* a 1-span trace whose log fits its slot */
-    return b + sizeof *s1;
+    return b + sizeof(mlt__span);
   }
   if (t->export_spans) {
     b += t->n_export * sizeof *t->export_spans;
     for (uint32_t i = 0; i < t->n_export; i++) b += span_bytes(t->export_spans[i]);
     n = t->n_export;
   } else {
-    for (mlt__span *s = atomic_load(&t->spans); s; s = s->next, n++) b += span_bytes(s);
+    for (mlt__score *s = atomic_load(&t->spans); s; s = s->next, n++) b += span_bytes(s);
   }
   *nspans = n;
   return b;
@@ -212,7 +216,7 @@ static void drop_trace(mlt__trace *t, uint32_t n, int over_count) {
     if (t->export_spans) {
       for (uint32_t i = 0; i < t->n_export; i++) mlt__registry_del(t->id_hi, t->id_lo, t->export_spans[i]->span_id);
     } else {
-      for (mlt__span *s = atomic_load(&t->spans); s; s = s->next) mlt__registry_del(t->id_hi, t->id_lo, s->span_id);
+      for (mlt__score *s = atomic_load(&t->spans); s; s = s->next) mlt__registry_del(t->id_hi, t->id_lo, s->span_id);
     }
   }
   t->qbytes = 0;
@@ -427,7 +431,7 @@ static void host_result(mlt_exporter *e, uint32_t id, int outcome, const char *w
 /* ---- preparing a batch ----------------------------------------------- */
 
 static int cmp_start(const void *a, const void *b) {
-  const mlt__span *x = *(mlt__span *const *)a, *y = *(mlt__span *const *)b;
+  const mlt__score *x = *(mlt__score *const *)a, *y = *(mlt__score *const *)b;
   if (x->start_ns != y->start_ns) return x->start_ns < y->start_ns ? -1 : 1;
   return x->span_id < y->span_id ? -1 : x->span_id > y->span_id;
 }
@@ -437,7 +441,7 @@ static int cmp_start(const void *a, const void *b) {
 static struct {
   size_t cap, hcap;
   int32_t *hmap, *first, *next, *stack, *newpos;
-  mlt__span **out;
+  mlt__score **out;
   char *seen;
 } g_ord;
 
@@ -458,7 +462,7 @@ static int ord_reserve(size_t n) {
   if (stack) g_ord.stack = stack;
   int32_t *newpos = realloc(g_ord.newpos, cap * sizeof *newpos);
   if (newpos) g_ord.newpos = newpos;
-  mlt__span **out = realloc(g_ord.out, cap * sizeof *out);
+  mlt__score **out = realloc(g_ord.out, cap * sizeof *out);
   if (out) g_ord.out = out;
   char *seen = realloc(g_ord.seen, cap);
   if (seen) g_ord.seen = seen;
@@ -490,7 +494,7 @@ static int order_spans(mlt__prepared *p) {
   if (n == 0) return 0;
   /* The span list is newest-first: reversed it is usually sorted already. */
   for (uint32_t i = 0, j = n - 1; i < j; i++, j--) {
-    mlt__span *t = p->spans[i];
+    mlt__score *t = p->spans[i];
     p->spans[i] = p->spans[j];
     p->spans[j] = t;
   }
@@ -513,7 +517,7 @@ static int order_spans(mlt__prepared *p) {
   int32_t *hmap = g_ord.hmap, *parent = p->parent, *first = g_ord.first, *next = g_ord.next;
   int32_t *stack = g_ord.stack, *newpos = g_ord.newpos;
   char *seen = g_ord.seen;
-  mlt__span **out = g_ord.out;
+  mlt__score **out = g_ord.out;
   memset(hmap, -1, hn * sizeof *hmap);
   memset(seen, 0, n);
   for (uint32_t i = 0; i < n; i++) {
@@ -602,7 +606,7 @@ static void run_processor(mlt__prepared *p) {
 
 /* Fill |p| for trace |t|; spans[] and parent[] point into batch arrays
  * with room for the trace's spans. */
-static int prepare(mlt__prepared *p, mlt__trace *t, mlt__span **spans, int32_t *parent, uint32_t n) {
+static int prepare(mlt__prepared *p, mlt__trace *t, mlt__score **spans, int32_t *parent, uint32_t n) {
   mlt__trace_info ti = p->ti; /* keep its buffers */
   memset(p, 0, sizeof *p);
   p->ti = ti;
@@ -616,7 +620,7 @@ static int prepare(mlt__prepared *p, mlt__trace *t, mlt__span **spans, int32_t *
     memcpy(p->spans, t->export_spans, n * sizeof *p->spans);
   } else {
     uint32_t i = 0;
-    for (mlt__span *s = atomic_load(&t->spans); s && i < n; s = s->next) p->spans[i++] = s;
+    for (mlt__score *s = atomic_load(&t->spans); s && i < n; s = s->next) p->spans[i++] = s;
     n = i;
   }
   p->n = n;
@@ -634,7 +638,7 @@ static struct {
   mlt__prepared **ptrs;
   uint32_t *counts;
   size_t cap;
-  mlt__span **spans;
+  mlt__score **spans;
   int32_t *parent;
   size_t scap;
 } g_batch;
@@ -691,7 +695,7 @@ static void process_batch_inner(mlt__trace **batch, size_t n) {
   }
   if (total > g_batch.scap) {
     size_t cap = MLT_MAX(total, g_batch.scap * 2);
-    mlt__span **sp = realloc(g_batch.spans, cap * sizeof *sp);
+    mlt__score **sp = realloc(g_batch.spans, cap * sizeof *sp);
     if (sp) g_batch.spans = sp;
     int32_t *pa = realloc(g_batch.parent, cap * sizeof *pa);
     if (pa) g_batch.parent = pa;

@@ -140,7 +140,7 @@ static inline void digest_type(mlt__digest *d, unsigned t) {
   d->type_custom = 0;
 }
 
-void mlt__digest_span(mlt__digest *d, mlt__span *s) {
+void mlt__digest_span(mlt__digest *d, mlt__score *s) {
   pthread_once(&g_types_once, types_init);
   d->name = "span";
   d->name_len = 4;
@@ -604,7 +604,7 @@ static void trace_info_head(mlt__trace_info *ti, const mlt__prepared *p) {
   ti->client_request_id = tinfo_find(ti->info, MLT__TI_CLIENT_REQ_ID);
   ti->session = tinfo_find(ti->info, MLT__TI_SESSION);
   ti->user = tinfo_find(ti->info, MLT__TI_USER);
-  mlt__span *root = p->root >= 0 ? p->spans[p->root] : NULL;
+  mlt__score *root = p->root >= 0 ? p->spans[p->root] : NULL;
   ti->trace_name = NULL;
   ti->trace_name_len = 0;
   ti->state_error = 0;
@@ -640,7 +640,7 @@ typedef struct root_seen {
 
 static void trace_info_compute(mlt__trace_info *ti, const mlt__prepared *p, const root_seen *rs) {
   ti->late_ready = 1;
-  mlt__span *root = p->root >= 0 ? p->spans[p->root] : NULL;
+  mlt__score *root = p->root >= 0 ? p->spans[p->root] : NULL;
   mlt__digest *d = mlt__scratch_digest();
   if (root && rs && rs->have && (rs->outputs || !rs->n_chunks || rs->chunks_out)) {
     /* (the chunks' default output needs the digest, unless it was kept) */
@@ -1329,7 +1329,7 @@ static void json_links(mlt__buf *out, mlt__buf *tmp, const mlt__digest *d) {
 }
 
 /* One span in Span.to_dict() form. */
-static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__span *s, span_ctx *sc) {
+static void json_span(mlt__buf *out, const mlt__prepared *p, mlt__score *s, span_ctx *sc) {
   mlt__digest *d = mlt__scratch_digest();
   mlt__buf *tmp = mlt__scratch_buf(2);
   mlt__digest_span(d, s);

@@ -1,6 +1,8 @@
 /* tests/unit/test_core.c: the core API at its three levels, end to end through
  * the in-memory store (the same serializer as the file store). */
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -378,6 +380,167 @@ TEST(parent_ended_before_children) {
   cJSON *t = tu_trace(0);
   CHECK_EQ_INT(tu_nspans(t), 3);
   CHECK_EQ_STR(tu_str(tu_span(t, "grandchild"), "parent_span_id"), tu_str(tu_span(t, "child"), "span_id"));
+  tu_done();
+}
+
+/* A child span that ends while its trace goes on leaves its slot for a
+ * compact copy (lib/core/compact.c).  Its handle still answers while the
+ * trace is in memory -- MLT_EENDED, its ids and status, children by handle,
+ * by context and by id -- and the exported trace is the same as ever. */
+TEST(ended_children_moved_out_of_their_slots) {
+  tu_init();
+  mlt_client_span root;
+  REQUIRE_EQ_INT(mlt_client_start_trace("root", MLT_SPAN_CHAIN, NULL, &root), MLT_OK);
+  mlt_span a = mlt_span_start_child(root.span, "a", MLT_SPAN_TOOL);
+  CHECK_EQ_INT(mlt_span_set_inputs_json(a, "{\"q\": 1}"), MLT_OK);
+  CHECK_EQ_INT(mlt_span_set_attr_str(a, "k", "a value long enough to need a heap chunk of the log, beyond the slot"),
+               MLT_OK);
+  CHECK_EQ_INT(mlt_span_set_status(a, MLT_STATUS_ERROR, "bad"), MLT_OK);
+  char sid[MLT_SPAN_ID_SIZE], tid[MLT_TRACE_ID_SIZE], buf[MLT_TRACE_ID_SIZE];
+  REQUIRE_EQ_INT(mlt_span_get_span_id(a, sid, sizeof sid), MLT_OK);
+  REQUIRE_EQ_INT(mlt_span_get_trace_id(a, tid, sizeof tid), MLT_OK);
+  CHECK_EQ_INT(mlt_span_end(a), MLT_OK);
+  /* the ended span, as before its move */
+  CHECK_EQ_INT(mlt_span_end(a), MLT_EENDED);
+  CHECK_EQ_INT(mlt_span_set_attr_str(a, "late", "x"), MLT_EENDED);
+  CHECK_EQ_INT(mlt_span_make_current(a), MLT_EENDED);
+  CHECK_EQ_INT(mlt_span_is_recording(a), 0);
+  CHECK_EQ_INT(mlt_span_get_status(a), MLT_STATUS_ERROR);
+  CHECK_EQ_INT(mlt_span_get_span_id(a, buf, sizeof buf), MLT_OK);
+  CHECK_EQ_STR(buf, sid);
+  CHECK_EQ_INT(mlt_span_get_trace_id(a, buf, sizeof buf), MLT_OK);
+  CHECK_EQ_STR(buf, tid);
+  CHECK_EQ_STR(buf, root.trace_id);
+  /* children of the ended span: by handle, by context, by id */
+  mlt_span b = mlt_span_start_child(a, "b", MLT_SPAN_TOOL);
+  CHECK_EQ_INT(mlt_span_is_recording(b), 1);
+  CHECK_EQ_INT(mlt_span_end(b), MLT_OK);
+  mlt_context *ca = mlt_context_capture(a);
+  REQUIRE(ca != NULL);
+  mlt_span c = mlt_span_start_in(ca, "c", MLT_SPAN_TOOL);
+  CHECK_EQ_INT(mlt_span_end(c), MLT_OK);
+  mlt_context_release(ca);
+  mlt_client_span d;
+  REQUIRE_EQ_INT(mlt_client_start_span(root.trace_id, sid, "d", MLT_SPAN_TOOL, "{\"x\": 2}", &d), MLT_OK);
+  CHECK_EQ_INT(mlt_client_end_span(root.trace_id, d.span_id, "{\"y\": 3}", MLT_STATUS_OK, NULL), MLT_OK);
+  CHECK_EQ_INT(mlt_client_end_span(root.trace_id, d.span_id, NULL, MLT_STATUS_OK, NULL), MLT_EENDED);
+  CHECK_EQ_INT(mlt_client_end_span(root.trace_id, sid, NULL, MLT_STATUS_OK, NULL), MLT_EENDED);
+  CHECK_EQ_INT(mlt_update_trace(a, MLT_TRACE_UPDATE(.tags = MLT_KV("via", "ended child"))), MLT_OK);
+  CHECK_EQ_INT(tu_flush_count(), 0);
+  CHECK_EQ_INT(mlt_client_end_trace(root.trace_id, NULL, MLT_STATUS_OK, NULL), MLT_OK);
+  REQUIRE_EQ_INT(tu_flush_count(), 1);
+  cJSON *t = tu_trace(0);
+  CHECK_EQ_INT(tu_nspans(t), 5);
+  cJSON *sa = tu_span(t, "a");
+  REQUIRE(sa != NULL);
+  REQUIRE(tu_root(t) != NULL);
+  CHECK_EQ_STR(tu_str(sa, "parent_span_id"), tu_str(tu_root(t), "span_id"));
+  CHECK_EQ_STR(tu_attr(sa, "mlflow.spanInputs"), "{\"q\": 1}");
+  CHECK_EQ_STR(tu_attr(sa, "k"), "\"a value long enough to need a heap chunk of the log, beyond the slot\"");
+  CHECK(tu_attr(sa, "late") == NULL);
+  CHECK_EQ_STR(tu_status_code(sa), "STATUS_CODE_ERROR");
+  CHECK_EQ_STR(tu_status_msg(sa), "bad");
+  for (const char *n = "bcd"; *n; n++) {
+    char name[2] = {*n, 0};
+    cJSON *x = tu_span(t, name);
+    REQUIRE(x != NULL);
+    CHECK_EQ_STR(tu_str(x, "parent_span_id"), tu_str(sa, "span_id"));
+  }
+  CHECK_EQ_STR(tu_attr(tu_span(t, "d"), "mlflow.spanOutputs"), "{\"y\": 3}");
+  CHECK_EQ_STR(tu_tag(t, "via"), "ended child");
+  /* exported: stale now */
+  CHECK_EQ_INT(mlt_span_end(a), MLT_ESTALE);
+  CHECK_EQ_INT(mlt_span_get_status(a), MLT_ESTALE);
+  CHECK_EQ_INT(mlt_client_end_span(root.trace_id, sid, NULL, MLT_STATUS_OK, NULL), MLT_ENOTFOUND);
+  mlt_stats st;
+  mlt_get_stats(&st, sizeof st);
+  CHECK_EQ_INT((int)st.spans_exported, 5);
+  tu_done();
+}
+
+/* Children ending on several threads while the trace is ended from another:
+ * whether each one moved out of its slot, was still open (a snapshot), or
+ * ended after the trace did, the trace goes out whole, once, and the counts
+ * add up. */
+typedef struct {
+  mlt_context *ctx;
+  int n;
+  _Atomic int *go;
+} move_race_arg;
+
+static void *move_race_worker(void *p) {
+  move_race_arg *a = p;
+  while (!atomic_load(a->go)) sched_yield();
+  for (int i = 0; i < a->n; i++) {
+    mlt_span s = mlt_span_start_in(a->ctx, "w", MLT_SPAN_TOOL);
+    mlt_span_set_attr_int(s, "i", i);
+    if (i % 3 == 0) mlt_span_set_inputs_json(s, "{\"a long enough input\": \"to spill past the inline log of the slot\", \"n\": 1}");
+    mlt_span_end(s);
+    mlt_span_end(s);
+  }
+  return NULL;
+}
+
+TEST(moves_race_a_forced_finish) {
+  tu_init();
+  enum { ROUNDS = 40, THREADS = 3, PER = 40 };
+  uint64_t started = 0;
+  for (int r = 0; r < ROUNDS; r++) {
+    mlt_client_span root;
+    REQUIRE_EQ_INT(mlt_client_start_trace("race", MLT_SPAN_CHAIN, NULL, &root), MLT_OK);
+    mlt_context *ctx = mlt_context_capture(root.span);
+    REQUIRE(ctx != NULL);
+    _Atomic int go = 0;
+    move_race_arg arg = {ctx, PER, &go};
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++) pthread_create(&th[i], NULL, move_race_worker, &arg);
+    atomic_store(&go, 1);
+    for (int spin = 0; spin < r * 50; spin++) sched_yield();
+    CHECK_EQ_INT(mlt_client_end_trace(root.trace_id, NULL, MLT_STATUS_OK, NULL), MLT_OK);
+    for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+    mlt_context_release(ctx);
+    started += 1;
+  }
+  /* spans started after their trace ended make continuation traces */
+  int ntraces = tu_flush_count();
+  REQUIRE(ntraces >= ROUNDS);
+  mlt_stats st;
+  mlt_get_stats(&st, sizeof st);
+  uint64_t spans = 0;
+  int roots = 0;
+  for (int i = 0; i < ntraces; i++) {
+    cJSON *t = tu_trace((size_t)i);
+    REQUIRE(t != NULL);
+    spans += (uint64_t)tu_nspans(t);
+    /* every other span is a child of the round's root */
+    cJSON *root = tu_span(t, "race");
+    const char *parent = NULL;
+    cJSON *s;
+    cJSON_ArrayForEach(s, tu_spans(t)) {
+      if (s == root) continue;
+      if (!parent) parent = tu_str(s, "parent_span_id");
+      CHECK_EQ_STR(tu_str(s, "parent_span_id"), parent);
+      CHECK_EQ_STR(tu_str(s, "name"), "w");
+    }
+    if (root) {
+      roots++;
+      if (parent) CHECK_EQ_STR(parent, tu_str(root, "span_id"));
+    }
+  }
+  CHECK_EQ_INT((int)started, ROUNDS);
+  if (roots != ROUNDS || (int)spans != ROUNDS * (1 + THREADS * PER)) {
+    fprintf(stderr, "# traces %d failed %llu dropped %llu partial %llu timed_out spans %llu\n", ntraces,
+            (unsigned long long)st.traces_failed, (unsigned long long)st.traces_dropped,
+            (unsigned long long)st.traces_partial, (unsigned long long)st.spans_timed_out);
+    for (int i = 0; i < ntraces; i++) {
+      cJSON *t = tu_trace((size_t)i);
+      fprintf(stderr, "#  trace %d: %d spans, root %s\n", i, tu_nspans(t), tu_span(t, "race") ? "yes" : "no");
+    }
+  }
+  CHECK_EQ_INT(roots, ROUNDS);
+  CHECK_EQ_INT((int)spans, ROUNDS * (1 + THREADS * PER));
+  CHECK_EQ_INT((int)st.traces_exported, ntraces);
+  CHECK_EQ_INT((int)st.spans_exported, (int)spans);
   tu_done();
 }
 
@@ -1647,6 +1810,8 @@ static const tap_test tests[] = {
     TAP_ENTRY(invalid_delta_chunk_counted_once),
     TAP_ENTRY(double_end_and_stale_handles),
     TAP_ENTRY(parent_ended_before_children),
+    TAP_ENTRY(ended_children_moved_out_of_their_slots),
+    TAP_ENTRY(moves_race_a_forced_finish),
     TAP_ENTRY(client_api),
     TAP_ENTRY(client_end_trace_ends_open_children),
     TAP_ENTRY(open_child_snapshot_keeps_dropped_events),

@@ -87,7 +87,14 @@ MLT_EXTERN unsigned mlt_version_hex(void);
  * trace has been exported, the handle goes stale and every call given it
  * returns MLT_ESTALE (or MLT_EENDED while the span is ended but its trace is
  * still in memory) and does nothing.  Using a handle after it went stale is
- * therefore safe: it can never reach another span.
+ * therefore safe: it can never reach another span.  A child span that ends
+ * while its trace goes on gives its 256-byte slot back at once (its data is
+ * kept, compactly, for the export); its handle still answers as an ended
+ * span's -- MLT_EENDED, its ids and status, children started under it --
+ * unless its slot has meanwhile been taken by a span of another trace, in
+ * which case it is stale (MLT_ESTALE) before its trace is exported.  Read
+ * what you need of a span before ending it, and parent later work with an
+ * mlt_context captured from it (contexts never go stale this way).
  *
  * The field is private: compare handles only with mlt_span_is_none().
  */

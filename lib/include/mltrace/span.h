@@ -200,9 +200,11 @@ MLT_EXTERN int mlt_span_get_trace_id(mlt_span span, char *buf, size_t size);
  *  bytes); the span becomes reachable by id through the client API. */
 MLT_EXTERN int mlt_span_get_span_id(mlt_span span, char *buf, size_t size);
 /** The span's status so far (MLT_STATUS_UNSET, _OK or _ERROR) while it is
- *  in memory (open, or ended and not yet exported); a negative status
- *  (MLT_ESTALE, MLT_ENOTRECORDING) otherwise.  Thread-safety: one thread at
- *  a time, with the span's other calls. */
+ *  in memory (open, or ended and not yet exported; an ended span's UNSET
+ *  reads as _OK); a negative status (MLT_ESTALE, MLT_ENOTRECORDING)
+ *  otherwise -- MLT_ESTALE also for an ended child span whose handle went
+ *  stale early (see mlt_span in <mltrace/common.h>).  Thread-safety: one
+ *  thread at a time, with the span's other calls. */
 MLT_EXTERN int mlt_span_get_status(mlt_span span);
 /** 1 if the span is recording (live, sampled, not ended). */
 MLT_EXTERN int mlt_span_is_recording(mlt_span span);
