@@ -69,7 +69,7 @@ int mlt__span_move(mlt__span *s, mlt__trace *t, mlt__tls *tls) {
   /* The heap chunks and cJSON values are the copy's now. */
   atomic_store_explicit(&s->head.next, NULL, memory_order_relaxed);
   s->flags &= (uint8_t)~MLT__SF_CJSON;
-  mlt__slot_release(s, tls);
+  mlt__slot_release_moved(s, tls);
   return 1;
 }
 
@@ -94,10 +94,10 @@ void mlt__score_release(mlt__score *c, mlt__tls *tls) {
   }
 }
 
-int mlt__moved_find(mlt_span h, mlt__trace **tp, mlt__score *out) {
-  uint32_t idx = (uint32_t)h.id_ & ~(uint32_t)MLT__GS_STATE_MASK;
-  if (idx == 0 || idx > atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire)) return 0;
-  mlt__span *s = mlt__slot_at(idx - 1);
+int mlt__moved_find(mlt_span h, mlt__trace **tp, uint8_t *status) {
+  uint32_t idx = (uint32_t)h.id_ - 1u; /* as mlt__span_get() */
+  if (idx >= atomic_load_explicit(&mlt__g_slots_n, memory_order_acquire)) return 0;
+  mlt__span *s = mlt__slot_at(idx);
   /* The slot's trace is the moved span's until the slot is used again;
    * headers are type-stable, and span ids are unique, so finding the id in
    * the referenced trace's moved list is the proof. */
@@ -112,7 +112,9 @@ int mlt__moved_find(mlt_span h, mlt__trace **tp, mlt__score *out) {
   mlt__spin_lock(&t->lock);
   for (mlt__score *m = t->moved; m; m = m->next)
     if (m->span_id == sid) {
-      if (out) *out = *m; /* (the export thread frees it once the trace is out) */
+      /* (the span id is immutable; the status is read atomically: the span
+       * processor may run on the copy before the trace is released) */
+      if (status) *status = __atomic_load_n(&m->status, __ATOMIC_RELAXED);
       found = 1;
       break;
     }
@@ -129,16 +131,15 @@ int mlt__moved_find(mlt_span h, mlt__trace **tp, mlt__score *out) {
 }
 
 int mlt__moved_context(mlt_span h, struct mlt_context *c, mlt__trace **tp) {
-  mlt__score m;
   mlt__trace *t;
-  if (!mlt__moved_find(h, &t, &m)) return 0;
+  if (!mlt__moved_find(h, &t, NULL)) return 0;
   memset(c, 0, sizeof *c);
   atomic_init(&c->refs, 1);
   c->flags = MLT__CF_SAMPLED;
   c->epoch = atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed);
   c->trace_hi = t->id_hi;
   c->trace_lo = t->id_lo;
-  c->span_id = m.span_id;
+  c->span_id = mlt__id_from_handle(h.id_);
   c->trace = t;
   *tp = t;
   return 1;

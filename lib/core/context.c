@@ -72,7 +72,9 @@ mlt_context *mlt_context_capture(mlt_span h) {
   if (open && s->ctx && s->ctx->scope == sc) return mlt_context_retain(s->ctx);
   mlt__trace *t = mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
   if (!t) return NULL;
-  mlt_context *c = with_scope(mlt__context_new(t, t->id_hi, t->id_lo, s->span_id, MLT__CF_SAMPLED), sc);
+  /* the span id from the handle: an ended span's slot may be taken by
+   * another span meanwhile (compact.c) */
+  mlt_context *c = with_scope(mlt__context_new(t, t->id_hi, t->id_lo, mlt__id_from_handle(h.id_), MLT__CF_SAMPLED), sc);
   /* Cache it on an open span (owner thread): later captures are free. */
   if (c && open && !s->ctx) s->ctx = mlt_context_retain(c);
   return c;

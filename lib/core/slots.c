@@ -207,7 +207,8 @@ void mlt__score_free_payload(mlt__score *s, mlt__tls *tls) {
   s->flags &= (uint8_t)~MLT__SF_CJSON;
 }
 
-void mlt__slot_release(mlt__span *s, mlt__tls *tls) {
+/* Clean, FREE, next generation. */
+static void slot_clean(mlt__span *s, mlt__tls *tls) {
   mlt__span_free_payload(s, tls);
   if (s->ctx) {
     mlt_context_release(s->ctx);
@@ -228,11 +229,39 @@ void mlt__slot_release(mlt__span *s, mlt__tls *tls) {
   s->chunk_ref = NULL;
   uint64_t gs = atomic_load_explicit(&s->gs, memory_order_relaxed);
   atomic_store_explicit(&s->gs, MLT__GS_MAKE(next_gen(MLT__GS_GEN(gs)), MLT__S_FREE, s->index), memory_order_release);
+}
+
+static void slot_put(uint32_t index, mlt__tls *tls) {
   if (tls) {
     if (tls->n_mag == MLT__MAG_SIZE) tls->n_mag -= (uint32_t)pool_put(tls->mag + BATCH, BATCH);
-    if (MLT_LIKELY(tls->n_mag < MLT__MAG_SIZE)) tls->mag[tls->n_mag++] = s->index;
+    if (MLT_LIKELY(tls->n_mag < MLT__MAG_SIZE)) tls->mag[tls->n_mag++] = index;
   } else {
-    pool_put(&s->index, 1);
+    pool_put(&index, 1);
+  }
+}
+
+void mlt__slot_release(mlt__span *s, mlt__tls *tls) {
+  slot_clean(s, tls);
+  slot_put(s->index, tls);
+}
+
+void mlt__slot_release_moved(mlt__span *s, mlt__tls *tls) {
+  slot_clean(s, tls);
+  uint32_t idx = s->index;
+  if (tls->moved_n == MLT__MOVED_RING) {
+    uint32_t old = tls->moved_ring[tls->moved_head];
+    tls->moved_ring[tls->moved_head] = idx;
+    tls->moved_head = (tls->moved_head + 1) % MLT__MOVED_RING;
+    slot_put(old, tls);
+  } else {
+    tls->moved_ring[(tls->moved_head + tls->moved_n++) % MLT__MOVED_RING] = idx;
+  }
+}
+
+void mlt__slots_put_ring(mlt__tls *tls) {
+  for (; tls->moved_n; tls->moved_n--) {
+    pool_put(&tls->moved_ring[tls->moved_head], 1);
+    tls->moved_head = (tls->moved_head + 1) % MLT__MOVED_RING;
   }
 }
 

@@ -98,6 +98,10 @@ struct mlt_context {
 #define MLT__TINFO_MAX 4096 /* trace-level entries (tags, metadata, ...) per trace */
 #define MLT__MAX_ATTACH 64
 #define MLT__MAG_SIZE 256
+/* Slots of moved spans (compact.c) wait in a per-thread FIFO this long
+ * before reuse, so that an ended span's handle keeps answering for a while
+ * (64 KiB of slots per thread). */
+#define MLT__MOVED_RING 256
 #define MLT__CHUNK_CLASSES 10 /* log chunk size classes: 128 B .. 64 KiB */
 #define MLT__CHUNK_CACHE 64   /* per class, per thread, at most (see mlt__chunk_cache_max()) */
 /* A thread's cache of class k holds up to 64 chunks and 32 KiB worth (at
@@ -165,6 +169,8 @@ typedef struct mlt__tls {
   struct mlt__scope *scope;     /* scoped context in effect, or NULL (borrowed from a frame) */
   uint64_t rng;                 /* wyrand state (seeded with the thread state) */
   uint32_t mag[MLT__MAG_SIZE]; /* free slot indices */
+  uint32_t moved_ring[MLT__MOVED_RING]; /* free slots of moved spans, oldest first from moved_head */
+  uint32_t moved_head, moved_n;
   mlt__tls_counters c;
   mlt__last_trace last;
   mlt__attach_frame frames[MLT__MAX_ATTACH];
@@ -295,6 +301,11 @@ int mlt__slot_refill(mlt__tls *tls);
  * the slot back (to the caller's magazine when |tls| is not NULL, else to a
  * batch that mlt__slot_free_flush() returns to the pool). */
 void mlt__slot_release(mlt__span *s, mlt__tls *tls);
+/* The same for the slot of a span just moved (compact.c): it is reused
+ * only after MLT__MOVED_RING later ones of this thread. */
+void mlt__slot_release_moved(mlt__span *s, mlt__tls *tls);
+/* Give a thread's delayed slots back to the pool (thread exit). */
+void mlt__slots_put_ring(mlt__tls *tls);
 void mlt__slots_put_indices(const uint32_t *idx, size_t n);
 /* Free what a span's log owns (heap chunks, cJSON values). */
 void mlt__score_free_payload(mlt__score *s, mlt__tls *tls);
@@ -306,10 +317,10 @@ void mlt__score_free_payload(mlt__score *s, mlt__tls *tls);
 int mlt__span_move(mlt__span *s, mlt__trace *t, mlt__tls *tls);
 /* Export thread: free a finished span, moved or in its slot. */
 void mlt__score_release(mlt__score *c, mlt__tls *tls);
-/* The moved span of handle |h|, while its trace is in memory: 1 with a copy
- * of its fields in *out (may be NULL) and its trace referenced in *tp (NULL:
- * not kept), else 0. */
-int mlt__moved_find(mlt_span h, mlt__trace **tp, mlt__score *out);
+/* The moved span of handle |h|, while its trace is in memory: 1 with its
+ * status in *status (may be NULL) and its trace referenced in *tp (NULL:
+ * not kept), else 0.  (Its span id is mlt__id_from_handle(h.id_).) */
+int mlt__moved_find(mlt_span h, mlt__trace **tp, uint8_t *status);
 /* A handle that no slot holds any more: is it a moved (ended) span's? */
 static inline int mlt__h_moved(mlt_span h) { return h.id_ && !mlt__h_is_nonrec(h) && mlt__moved_find(h, NULL, NULL); }
 /* Fill |c| (on the caller's stack) as a context of moved span |h|: 1 with

@@ -33,7 +33,8 @@ static MLT_ALWAYS_INLINE void span_init_fields(mlt__span *s, mlt__trace *t, uint
   s->span_id = span_id;
   s->parent_id = parent_id;
   s->start_ns = start_ns;
-  atomic_store_explicit(&s->trace, t, memory_order_relaxed);
+  /* release: mlt__moved_find() may read the trace of a slot being reused */
+  atomic_store_explicit(&s->trace, t, memory_order_release);
 }
 
 /* OPEN, with a release store: the fields and records above are visible to
@@ -243,7 +244,7 @@ static MLT_ALWAYS_INLINE mlt_span start_root_ex(mlt__tls *tls, const char *name,
   atomic_store_explicit(&t->spans, &s->core, memory_order_relaxed);
   s->type = (uint8_t)type;
   s->span_id = span_id;
-  atomic_store_explicit(&s->trace, t, memory_order_relaxed);
+  atomic_store_explicit(&s->trace, t, memory_order_release); /* (see span_init_fields()) */
   atomic_store_explicit(&s->is_root, 1, memory_order_relaxed);
   if (ids) {
     mlt__format_ids_inline(hi, t->id_lo, span_id, ids->trace_id, ids->span_id);
@@ -709,15 +710,16 @@ int mlt_span_get_span_id(mlt_span h, char *buf, size_t size) {
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
   if (!s) {
-    mlt__score m;
-    if (h.id_ && !mlt__h_is_nonrec(h) && mlt__moved_find(h, NULL, &m)) {
-      mlt__hex64(m.span_id, buf);
+    if (h.id_ && !mlt__h_is_nonrec(h) && mlt__moved_find(h, NULL, NULL)) {
+      mlt__hex64(mlt__id_from_handle(h.id_), buf);
       buf[16] = '\0';
       return MLT_OK;
     }
     return h.id_ && !mlt__h_is_nonrec(h) ? MLT_ESTALE : MLT_ENOTRECORDING;
   }
-  mlt__hex64(s->span_id, buf);
+  /* The id from the handle, not the slot: an ended span's slot may be
+   * taken by another span meanwhile (compact.c). */
+  mlt__hex64(mlt__id_from_handle(h.id_), buf);
   buf[16] = '\0';
   if (MLT__GS_STATE(gs) != MLT__S_OPEN) return MLT_OK;
   mlt__trace *t = mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
@@ -728,9 +730,9 @@ int mlt_span_get_span_id(mlt_span h, char *buf, size_t size) {
 }
 
 static MLT_NOINLINE int status_moved(mlt_span h) {
-  mlt__score m;
-  if (h.id_ && !mlt__h_is_nonrec(h) && mlt__moved_find(h, NULL, &m))
-    return m.status == MLT_STATUS_UNSET ? MLT_STATUS_OK : m.status;
+  uint8_t st;
+  if (h.id_ && !mlt__h_is_nonrec(h) && mlt__moved_find(h, NULL, &st))
+    return st == MLT_STATUS_UNSET ? MLT_STATUS_OK : st;
   return h.id_ && !mlt__h_is_nonrec(h) ? (mlt__running() ? MLT_ESTALE : MLT_ENOTINIT) : MLT_ENOTRECORDING;
 }
 

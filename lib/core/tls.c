@@ -90,6 +90,7 @@ static void tls_destructor(void *p) {
   if (it) {
     tls_retire(t);
     if (t->n_mag) mlt__slots_put_indices(t->mag, t->n_mag);
+    mlt__slots_put_ring(t);
     if (t->n_tfree) mlt__traces_put_cache(t->tfree, t->n_tfree);
     free(t);
   }

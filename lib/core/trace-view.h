@@ -189,8 +189,8 @@ typedef struct mlt__trace mlt__trace;
 /* What the export side reads of a finished span, and the record log.  A span
  * slot holds it (mlt__span.core below) while the span is open; a child span
  * that ends while its trace goes on is moved out of its slot into a compact
- * copy (an mlt__score followed by the records of its inline log, in the
- * trace's arena: core/compact.c), and the slot is reused at once.  Either
+ * copy (an mlt__score followed by the records of its inline log, one
+ * exact-size malloc'd block: core/compact.c), and the slot is reused.  Either
  * way the log's first chunk is |head|, its data right after it. */
 #define MLT__SCORE_FIELDS                                                                                              \
   uint64_t span_id;                                                                                                    \
@@ -232,6 +232,7 @@ typedef struct mlt__span {
 } mlt__span;
 _Static_assert(sizeof(mlt__span) == 256, "a span slot is 256 bytes, four cache lines (memory per open span)");
 _Static_assert(offsetof(mlt__score, head) + sizeof(mlt__chunk) == sizeof(mlt__score), "a log's data follows its head");
+_Static_assert(sizeof(mlt__score) % MLT__REC_ALIGN == 0, "a moved copy's records start aligned");
 _Static_assert(offsetof(mlt__span, inline_log) == offsetof(mlt__span, core) + sizeof(mlt__score),
                "the inline log follows the slot's core");
 /* The slot of an mlt__score that is not a moved copy. */
@@ -289,6 +290,7 @@ struct mlt__trace {
   mlt__score *_Atomic spans; /* the spans in slots: open ones, ended roots, ended spans not moved (a root's
                                  * alone until its trace is known; then changed under |lock|) */
   mlt__score *moved;          /* ended child spans moved out of their slots (under |lock|; core/compact.c) */
+  mlt__score *moved_rest;     /* a forced finish out of memory: the part of |moved| not in export_spans */
   /* trace-level data, under |lock| */
   atomic_flag lock;
   uint8_t walked; /* a forced finish has taken the trace's spans (under |lock|) */

@@ -62,6 +62,7 @@ static void trace_clean(mlt__trace *t) {
   t->forced_reason = 0;
   atomic_store_explicit(&t->spans, NULL, memory_order_relaxed);
   t->moved = NULL;
+  t->moved_rest = NULL;
   t->walked = 0;
   atomic_flag_clear(&t->lock);
   t->info = NULL;
@@ -331,10 +332,16 @@ int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, i
    * counted is there, so that none is left out of the export. */
   mlt__spin_lock(&t->lock);
   for (;;) {
-    uint32_t have = 0;
+    size_t have = 0;
     for (mlt__score *x = atomic_load_explicit(&t->spans, memory_order_relaxed); x; x = x->next) have++;
     for (mlt__score *x = t->moved; x; x = x->next) have++;
-    if (have >= atomic_load(&t->n_spans)) break;
+    if (have >= atomic_load(&t->n_spans)) {
+      /* the array once (a snapshot replaces an open span one for one) */
+      cap = have ? have : 1;
+      arr = malloc(cap * sizeof *arr);
+      if (!arr) cap = 0;
+      break;
+    }
     mlt__spin_unlock(&t->lock);
     sched_yield();
     mlt__spin_lock(&t->lock);
@@ -366,7 +373,8 @@ int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, i
       break;
     }
   }
-  for (mlt__score *m = t->moved; m; m = m->next) {
+  mlt__score *m = t->moved;
+  for (; m; m = m->next) {
     if (n == cap) {
       cap = cap ? cap * 2 : 16;
       mlt__score **na = realloc(arr, cap * sizeof *na);
@@ -375,6 +383,9 @@ int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, i
     }
     arr[n++] = m;
   }
+  /* What was left out (only when out of memory) is not exported; the
+   * export thread frees it with the trace (pipeline.c release_trace()). */
+  t->moved_rest = m;
   t->walked = 1;
   mlt__spin_unlock(&t->lock);
   t->export_spans = arr;

@@ -126,10 +126,18 @@ static void release_trace(mlt__trace *t, mlt__score **spans, uint32_t n) {
   mlt__tls *tls = mlt__tls_get();
   size_t qb = t->qbytes;
   t->qbytes = 0;
-  /* (mlt__moved_find() may be reading the moved spans under the lock) */
+  /* (mlt__moved_find() may be reading the moved spans under the lock.)
+   * Spliced onto t->spans normally; a forced finish lists them in
+   * t->export_spans but those it had no room for (t->moved_rest). */
   mlt__spin_lock(&t->lock);
-  t->moved = NULL;
+  mlt__score *rest = t->moved_rest;
+  t->moved = t->moved_rest = NULL;
   mlt__spin_unlock(&t->lock);
+  while (rest) {
+    mlt__score *next = rest->next;
+    mlt__score_release(rest, tls);
+    rest = next;
+  }
   if (spans) {
     for (uint32_t i = 0; i < n; i++) mlt__score_release(spans[i], tls);
   } else if (t->export_spans) {

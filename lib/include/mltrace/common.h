@@ -91,10 +91,11 @@ MLT_EXTERN unsigned mlt_version_hex(void);
  * while its trace goes on gives its 256-byte slot back at once (its data is
  * kept, compactly, for the export); its handle still answers as an ended
  * span's -- MLT_EENDED, its ids and status, children started under it --
- * unless its slot has meanwhile been taken by a span of another trace, in
- * which case it is stale (MLT_ESTALE) before its trace is exported.  Read
- * what you need of a span before ending it, and parent later work with an
- * mlt_context captured from it (contexts never go stale this way).
+ * until its slot is taken by a span of another trace: the slot waits until
+ * 256 more child spans have ended that way on the same thread, so a busy
+ * thread's handle can go stale (MLT_ESTALE) before its trace is exported.
+ * Read what you need of a span before ending it, and parent later work with
+ * an mlt_context captured from it (contexts never go stale this way).
  *
  * The field is private: compare handles only with mlt_span_is_none().
  */
