@@ -31,7 +31,7 @@ typedef struct freelist {
 
 static freelist g_free[MAX_CLASS];
 
-void mlt__spin_lock(atomic_flag *f) {
+void mlt__spin_lock_slow(atomic_flag *f) {
   int spins = 0;
   while (atomic_flag_test_and_set_explicit(f, memory_order_acquire)) {
     if (++spins > 64) {
@@ -45,7 +45,6 @@ void mlt__spin_lock(atomic_flag *f) {
   }
 }
 
-void mlt__spin_unlock(atomic_flag *f) { atomic_flag_clear_explicit(f, memory_order_release); }
 
 static size_t class_size(int k) { return (size_t)1 << (MIN_SHIFT + k); }
 

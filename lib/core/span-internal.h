@@ -102,6 +102,11 @@ struct mlt_context {
  * before reuse, so that an ended span's handle keeps answering for a while
  * (64 KiB of slots per thread). */
 #define MLT__MOVED_RING 256
+/* A child span ending in a trace younger than this keeps its slot: a short
+ * trace is exported soon after anyway, and a move costs a copy, a malloc
+ * and a free; a long one (a server request waiting for its LLM call) holds
+ * its ended spans for seconds. */
+#define MLT__MOVE_AFTER_NS 1000000 /* 1 ms */
 #define MLT__CHUNK_CLASSES 10 /* log chunk size classes: 128 B .. 64 KiB */
 #define MLT__CHUNK_CACHE 64   /* per class, per thread, at most (see mlt__chunk_cache_max()) */
 /* A thread's cache of class k holds up to 64 chunks and 32 KiB worth (at
@@ -333,8 +338,14 @@ void mlt__chunk_free(mlt__tls *tls, mlt__chunk *c);
 void mlt__chunks_return_cache(mlt__tls *tls);
 void mlt__chunks_shutdown(void);
 /* Short critical sections shared by threads: spin, then yield. */
-void mlt__spin_lock(atomic_flag *f);
-void mlt__spin_unlock(atomic_flag *f);
+void mlt__spin_lock_slow(atomic_flag *f);
+/* Uncontended: one exchange, inline (a trace's lock guards its span list on
+ * every child start). */
+static inline void mlt__spin_lock(atomic_flag *f) {
+  if (MLT_LIKELY(!atomic_flag_test_and_set_explicit(f, memory_order_acquire))) return;
+  mlt__spin_lock_slow(f);
+}
+static inline void mlt__spin_unlock(atomic_flag *f) { atomic_flag_clear_explicit(f, memory_order_release); }
 void mlt__slots_shutdown(void);
 
 /* ---- per-thread state (tls.c) ---- */
@@ -426,7 +437,14 @@ int mlt__trace_join(mlt__trace *t);
  * lists).  The spans counted before it (>= 0), or -1 when the trace has
  * finished (nothing counted).  A joined span that is not pushed after all
  * takes itself out with mlt__trace_unjoin_span(). */
-int64_t mlt__trace_join_span(mlt__trace *t);
+static inline int64_t mlt__trace_join_span(mlt__trace *t) {
+  /* Sequentially consistent, against the forced finish's bias of the open
+   * counter and its read of n_spans: a span that joined is counted. */
+  uint32_t n = atomic_fetch_add(&t->n_spans, 1);
+  if (MLT_LIKELY(mlt__trace_join(t))) return n;
+  atomic_fetch_sub(&t->n_spans, 1);
+  return -1;
+}
 void mlt__trace_unjoin_span(mlt__trace *t);
 /* Drop one from the open counter; finishes the trace at zero (|now|: the
  * finish time when the caller has read the clock, else 0). */

@@ -586,6 +586,17 @@ static MLT_NOINLINE void end_after_forced(mlt__span *s, uint64_t gs, mlt__trace 
 
 static MLT_NOINLINE int end_reduced(mlt_span h, mlt__span *s, int64_t end_ns, int64_t now);
 
+/* The end of a child span (not a root): one that ends while others of its
+ * trace are open leaves its slot (compact.c) when the trace has lasted long
+ * enough for the slot to matter -- not one still current on a thread that
+ * was not restored (that thread climbs through its saved_current).  Then
+ * the trace's counter. */
+static MLT_NOINLINE void end_child(mlt__span *s, mlt__trace *t, int64_t now, mlt__tls *tls, int restored) {
+  if (tls && now - t->start_ns >= MLT__MOVE_AFTER_NS && (restored || !(s->flags & MLT__SF_CURRENT)))
+    mlt__span_move(s, t, tls);
+  end_leave(t, now, tls);
+}
+
 /* The end of a span: one compare-and-swap (a forced finish may race), the
  * thread's current span restored, the trace's open counter dropped.  The
  * status stays UNSET when none was set: readers take UNSET as OK once the
@@ -606,18 +617,17 @@ static MLT_ALWAYS_INLINE int end_open_ex(mlt_span h, mlt__span *s, int64_t end_n
     return MLT__GS_STATE(expect) == MLT__S_EXPIRED ? end_slow(h, s, expect) : MLT_EENDED;
   /* This thread's state, when it is of this library epoch (else NULL). */
   mlt__tls *tls = mlt__tls_epoch == atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed) ? mlt__tls_ptr : NULL;
-  int here = 1; /* not current, or current here and restored */
-  if (s->flags & MLT__SF_CURRENT) {
-    here = tls && tls->cur.id_ == h.id_;
-    if (here) tls->cur = s->saved_current;
+  int restored = 0;
+  if ((s->flags & MLT__SF_CURRENT) && tls && tls->cur.id_ == h.id_) {
+    tls->cur = s->saved_current;
+    restored = 1;
   }
-  if (MLT_UNLIKELY(atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE)) {
+  if (MLT_UNLIKELY(atomic_load_explicit(&t->state, memory_order_acquire) != MLT__T_ACTIVE))
     end_after_forced(s, gs, t, now, tls);
-  } else {
-    /* A child ending while others are open leaves its slot (compact.c). */
-    if (!atomic_load_explicit(&s->is_root, memory_order_relaxed) && here && tls) mlt__span_move(s, t, tls);
+  else if (MLT_UNLIKELY(!atomic_load_explicit(&s->is_root, memory_order_relaxed)))
+    end_child(s, t, now, tls, restored);
+  else
     end_leave(t, now, tls);
-  }
   return MLT_OK;
 }
 

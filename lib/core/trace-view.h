@@ -217,18 +217,18 @@ typedef struct mlt__score {
 #define MLT__MOVED_INDEX UINT32_MAX
 
 typedef struct mlt__span {
-  _Atomic uint64_t gs;
-  mlt__trace *_Atomic trace;
-  mlt_span saved_current;      /* restore on end (owner thread) */
-  struct mlt_context *ctx;     /* cached captured context (holds a ref) */
-  const mlt__rec *chunk_ref;   /* owner: the reference of delta CHUNK records (above); NULL in a FREE slot */
   union {
-    mlt__score core; /* the same members, as the export side sees them */
+    mlt__score core; /* the same members, as the export side sees them (first: &s->core == s) */
     struct {
       MLT__SCORE_FIELDS
     };
   };
   char inline_log[MLT__INLINE_LOG];
+  _Atomic uint64_t gs;
+  mlt__trace *_Atomic trace;
+  mlt_span saved_current;      /* restore on end (owner thread) */
+  struct mlt_context *ctx;     /* cached captured context (holds a ref) */
+  const mlt__rec *chunk_ref;   /* owner: the reference of delta CHUNK records (above); NULL in a FREE slot */
 } mlt__span;
 _Static_assert(sizeof(mlt__span) == 256, "a span slot is 256 bytes, four cache lines (memory per open span)");
 _Static_assert(offsetof(mlt__score, head) + sizeof(mlt__chunk) == sizeof(mlt__score), "a log's data follows its head");

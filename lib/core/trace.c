@@ -193,15 +193,6 @@ int mlt__trace_join(mlt__trace *t) {
   return 1;
 }
 
-int64_t mlt__trace_join_span(mlt__trace *t) {
-  /* Sequentially consistent, against the forced finish's bias of the open
-   * counter and its read of n_spans: a span that joined is counted. */
-  uint32_t n = atomic_fetch_add(&t->n_spans, 1);
-  if (mlt__trace_join(t)) return n;
-  atomic_fetch_sub(&t->n_spans, 1);
-  return -1;
-}
-
 void mlt__trace_unjoin_span(mlt__trace *t) {
   atomic_fetch_sub(&t->n_spans, 1);
   mlt__trace_leave(t);
@@ -404,9 +395,10 @@ int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, i
 
 /* ---- reaper ---------------------------------------------------------- */
 
-/* Every trace in progress has its root span's slot allocated (slots are
- * freed only after their trace finished), so walking the slot table's roots
- * finds them all.  Only done when a trace timeout is set, and at shutdown. */
+/* Every trace in progress has its root span's slot allocated (a root's
+ * slot is freed only after its trace finished; ended child spans may have
+ * moved out of theirs, compact.c), so walking the slot table's roots finds
+ * them all.  Only done when a trace timeout is set, and at shutdown. */
 void mlt__traces_reap(int64_t now_ns, int all) {
   int64_t timeout = mlt__g_cfg.trace_timeout_ns;
   if (!all && timeout <= 0) return;
