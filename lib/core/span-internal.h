@@ -105,8 +105,12 @@ struct mlt_context {
 /* A child span ending in a trace younger than this keeps its slot: a short
  * trace is exported soon after anyway, and a move costs a copy, a malloc
  * and a free; a long one (a server request waiting for its LLM call) holds
- * its ended spans for seconds. */
+ * its ended spans for seconds.  Once the slot table has grown past
+ * MLT__MOVE_SLOTS (many spans held at once: a loaded server, whose young
+ * requests' first spans also end within a millisecond) every child that
+ * ends in a trace going on moves. */
 #define MLT__MOVE_AFTER_NS 1000000 /* 1 ms */
+#define MLT__MOVE_SLOTS 8192u      /* 2 MiB of slots */
 #define MLT__CHUNK_CLASSES 10 /* log chunk size classes: 128 B .. 64 KiB */
 #define MLT__CHUNK_CACHE 64   /* per class, per thread, at most (see mlt__chunk_cache_max()) */
 /* A thread's cache of class k holds up to 64 chunks and 32 KiB worth (at

@@ -592,7 +592,9 @@ static MLT_NOINLINE int end_reduced(mlt_span h, mlt__span *s, int64_t end_ns, in
  * was not restored (that thread climbs through its saved_current).  Then
  * the trace's counter. */
 static MLT_NOINLINE void end_child(mlt__span *s, mlt__trace *t, int64_t now, mlt__tls *tls, int restored) {
-  if (tls && now - t->start_ns >= MLT__MOVE_AFTER_NS && (restored || !(s->flags & MLT__SF_CURRENT)))
+  if (tls && (now - t->start_ns >= MLT__MOVE_AFTER_NS ||
+              atomic_load_explicit(&mlt__g_slots_n, memory_order_relaxed) >= MLT__MOVE_SLOTS) &&
+      (restored || !(s->flags & MLT__SF_CURRENT)))
     mlt__span_move(s, t, tls);
   end_leave(t, now, tls);
 }
