@@ -18,10 +18,8 @@ int mlt_update_trace(mlt_span span, const mlt_trace_update *u) {
   if (!u) return MLT_EINVAL;
   if (!mlt__running()) return MLT_ENOTINIT;
   if (span.id_ == 0 || mlt__h_is_nonrec(span)) return MLT_ENOTRECORDING;
-  uint64_t gs;
-  mlt__span *s = mlt__span_get(span, &gs);
-  mlt__trace *t = s ? mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs)) : NULL;
-  if (!t && !(!s && mlt__moved_find(span, &t, NULL))) return MLT_ESTALE;
+  mlt__trace *t = mlt__handle_trace(span);
+  if (!t) return MLT_ESTALE;
   int rc = mlt__trace_update(t, u);
   mlt__trace_unref(t);
   return rc;
@@ -45,10 +43,8 @@ int mlt_update_current_trace(const mlt_trace_update *u) {
  * On success the trace is referenced (*tp; the caller unrefs it). */
 static int find_span(uint64_t hi, uint64_t lo, uint64_t sid, mlt_span *out, mlt__trace **tp) {
   mlt_span h = {mlt__handle_from_id(sid)};
-  uint64_t gs;
-  mlt__span *s = mlt__span_get(h, &gs);
-  mlt__trace *t = s && s->span_id == sid ? mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs)) : NULL;
-  if (!t && !mlt__moved_find(h, &t, NULL)) return MLT_ENOTFOUND; /* (or ended and moved: compact.c) */
+  mlt__trace *t = mlt__handle_trace(h); /* (also an ended span moved out of its slot: compact.c) */
+  if (!t) return MLT_ENOTFOUND;
   if (t->id_hi != hi || t->id_lo != lo) {
     mlt__trace_unref(t);
     return MLT_ENOTFOUND;
@@ -177,15 +173,13 @@ static MLT_ALWAYS_INLINE int start_span(const char *trace_id, const char *parent
   }
   uint64_t gs;
   mlt__span *p = mlt__span_get(parent, &gs);
-  struct mlt_context pc;
-  mlt__trace *mt = NULL;
-  if (!p && mlt__moved_context(parent, &pc, &mt)) { /* an ended parent, moved out of its slot */
+  if (!p) { /* an ended parent, moved out of its slot: its trace is |t| */
+    struct mlt_context pc;
+    mlt__context_on_stack(&pc, t, sid);
     x.parent_ctx = &pc;
     rc = mlt__span_client_start_with(name ? name : "span", type, NULL, out, &x);
-    mlt__trace_unref(mt);
   } else {
-    rc = !p ? MLT_ENOTFOUND
-       : so ? mlt__span_client_start_with(name ? name : "span", type, p, out, &x)
+    rc = so ? mlt__span_client_start_with(name ? name : "span", type, p, out, &x)
             : mlt__span_client_start(name ? name : "span", type, p, out);
   }
   mlt__trace_unref(t);

@@ -7,15 +7,18 @@
  * spans of its trace are open, its exported part -- the mlt__score fields
  * and the records of its inline log (its heap chunks are handed over as they
  * are) -- is copied into an exact-size block on the trace's list of moved
- * spans, and its slot goes back to this thread's magazine at once.
+ * spans, and its slot goes back to this thread's magazine after a short
+ * wait (MLT__MOVED_RING later moves: slots/mlt__slot_release_moved()).
  *
  * The trace's list of slots (t->spans) changes under the trace's lock once
  * the trace is known to others: pushes of new children (trace.c), the
  * unlink here, and the walk of a forced finish (trace.c), which takes the
  * moved spans as they are.  A span stays in its slot when it is a root, a
  * snapshot, current on a thread that has not been restored, the last open
- * span of its trace (its trace goes out now), or when a forced finish has
- * begun (the open counter is biased), or when no memory is left.
+ * span of its trace (its trace goes out now), in a trace younger than
+ * MLT__MOVE_AFTER_NS while the slot table is small (span.c end_child()), or
+ * when a forced finish has begun (the open counter is biased), or when no
+ * memory is left.
  *
  * The handle of a moved span is stale for the slot; mlt__moved_find() finds
  * the span again from the handle while its trace is in memory, so that an
@@ -130,17 +133,29 @@ int mlt__moved_find(mlt_span h, mlt__trace **tp, uint8_t *status) {
   return 1;
 }
 
-int mlt__moved_context(mlt_span h, struct mlt_context *c, mlt__trace **tp) {
-  mlt__trace *t;
-  if (!mlt__moved_find(h, &t, NULL)) return 0;
+void mlt__context_on_stack(struct mlt_context *c, mlt__trace *t, uint64_t span_id) {
   memset(c, 0, sizeof *c);
   atomic_init(&c->refs, 1);
   c->flags = MLT__CF_SAMPLED;
   c->epoch = atomic_load_explicit(&mlt__g_epoch, memory_order_relaxed);
   c->trace_hi = t->id_hi;
   c->trace_lo = t->id_lo;
-  c->span_id = mlt__id_from_handle(h.id_);
+  c->span_id = span_id;
   c->trace = t;
+}
+
+int mlt__moved_context(mlt_span h, struct mlt_context *c, mlt__trace **tp) {
+  mlt__trace *t;
+  if (!mlt__moved_find(h, &t, NULL)) return 0;
+  mlt__context_on_stack(c, t, mlt__id_from_handle(h.id_));
   *tp = t;
   return 1;
+}
+
+mlt__trace *mlt__handle_trace(mlt_span h) {
+  uint64_t gs;
+  mlt__span *s = mlt__span_get(h, &gs);
+  if (s) return mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs));
+  mlt__trace *t;
+  return mlt__moved_find(h, &t, NULL) ? t : NULL;
 }

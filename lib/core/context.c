@@ -61,12 +61,11 @@ mlt_context *mlt_context_capture(mlt_span h) {
   if (mlt__h_is_nonrec(h)) return with_scope(mlt__context_new(NULL, 0, 0, 0, 0), sc);
   uint64_t gs;
   mlt__span *s = mlt__span_get(h, &gs);
-  if (!s) {
-    struct mlt_context pc;
+  if (!s) { /* ended and moved out of its slot (compact.c)? */
     mlt__trace *mt;
-    if (!mlt__moved_context(h, &pc, &mt)) return NULL;
+    if (!mlt__moved_find(h, &mt, NULL)) return NULL;
     /* (the new context takes over the trace reference) */
-    return with_scope(mlt__context_new(mt, pc.trace_hi, pc.trace_lo, pc.span_id, MLT__CF_SAMPLED), sc);
+    return with_scope(mlt__context_new(mt, mt->id_hi, mt->id_lo, mlt__id_from_handle(h.id_), MLT__CF_SAMPLED), sc);
   }
   int open = MLT__GS_STATE(gs) == MLT__S_OPEN;
   if (open && s->ctx && s->ctx->scope == sc) return mlt_context_retain(s->ctx);

@@ -336,6 +336,12 @@ static inline int mlt__h_moved(mlt_span h) { return h.id_ && !mlt__h_is_nonrec(h
 /* Fill |c| (on the caller's stack) as a context of moved span |h|: 1 with
  * its trace referenced in *tp (the caller unrefs it after use), else 0. */
 int mlt__moved_context(mlt_span h, struct mlt_context *c, mlt__trace **tp);
+/* Fill |c| (on the caller's stack) as a context of span |span_id| of trace
+ * |t| (referenced by the caller for as long as |c| is used). */
+void mlt__context_on_stack(struct mlt_context *c, mlt__trace *t, uint64_t span_id);
+/* The trace of span |h| -- in its slot, or ended and moved out of it --
+ * while it is in memory, referenced (the caller unrefs it); else NULL. */
+mlt__trace *mlt__handle_trace(mlt_span h);
 
 /* ---- log chunk pool (chunks.c) ---- */
 mlt__chunk *mlt__chunk_alloc(mlt__tls *tls, size_t need);

@@ -17,5 +17,6 @@ mlt__config mlt__g_cfg;
 _Atomic uint32_t mlt__g_epoch;
 _Atomic uint64_t mlt__g_stats[MLT__ST_COUNT];
 mlt__trace_sink_fn mlt__g_trace_sink;
+mlt__score *mlt__no_spans[1];
 
 size_t mlt__chunk_events(size_t n_chunks) { return MLT_MIN(n_chunks, (size_t)mlt__g_cfg.max_events_per_span); }

@@ -251,6 +251,7 @@ enum { MLT__T_ACTIVE = 0, MLT__T_FINISHED = 1 };
 #define MLT__TF_REMOTE 0x02       /* local root has a remote parent (traceparent) */
 #define MLT__TF_FORCED 0x04       /* ended by timeout / shutdown / end_trace */
 #define MLT__TF_TIMED_OUT 0x08
+#define MLT__TF_LOST 0x10 /* a forced finish ran out of memory: spans missing, the trace is counted failed */
 
 /* Trace-level update entry (tags, metadata, previews, ...). */
 enum {
@@ -297,7 +298,7 @@ struct mlt__trace {
   mlt__tinfo *info;
   uint32_t n_info; /* entries in |info| (capped at MLT__TINFO_MAX) */
   /* filled for export */
-  mlt__score **export_spans;
+  mlt__score **export_spans; /* mlt__no_spans when none could be listed (MLT__TF_LOST) */
   uint32_t n_export;
   /* pool linkage */
   mlt__trace *next_free;      /* next in a chain of free headers */
@@ -308,6 +309,9 @@ struct mlt__trace {
   mlt__trace *_Atomic qnext;
   size_t qbytes;
 };
+
+/* The export_spans of a forced finish that had no memory for its array. */
+extern mlt__score *mlt__no_spans[1] MLT__HIDDEN;
 
 /* ---- reading a finished span ----------------------------------------- */
 

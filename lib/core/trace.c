@@ -180,7 +180,7 @@ void mlt__tinfo_free(mlt__tinfo *i) { tinfo_free(i); }
 void mlt__trace_unref(mlt__trace *t) {
   if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1) return;
   tinfo_free(t->info);
-  free(t->export_spans);
+  if (t->export_spans != mlt__no_spans) free(t->export_spans);
   trace_clean(t);
   tpool_put(t);
 }
@@ -312,8 +312,9 @@ int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, i
   t->forced_reason = (uint8_t)reason;
   if (reason == 1) t->flags |= MLT__TF_TIMED_OUT;
 
-  size_t n = 0, cap = 0;
+  size_t n = 0;
   mlt__score **arr = NULL;
+  int lost = 0; /* out of memory: a span could not be listed */
   int64_t now = mlt__now_ns();
   uint64_t expired = 0;
   /* Under the lock: a span ending meanwhile either moved out of its slot
@@ -327,34 +328,35 @@ int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, i
     for (mlt__score *x = atomic_load_explicit(&t->spans, memory_order_relaxed); x; x = x->next) have++;
     for (mlt__score *x = t->moved; x; x = x->next) have++;
     if (have >= atomic_load(&t->n_spans)) {
-      /* the array once (a snapshot replaces an open span one for one) */
-      cap = have ? have : 1;
-      arr = malloc(cap * sizeof *arr);
-      if (!arr) cap = 0;
+      /* room for every span (a snapshot replaces an open span one for one) */
+      arr = malloc((have ? have : 1) * sizeof *arr);
       break;
     }
     mlt__spin_unlock(&t->lock);
     sched_yield();
     mlt__spin_lock(&t->lock);
   }
+  /* Without the array the walk still takes every span from its owner (an
+   * ENDED one stays claimed, an open one expires), lists none, and the
+   * trace is counted lost (MLT__TF_LOST): nothing is freed twice or under
+   * an owner. */
+  if (!arr) lost = 1;
   for (mlt__score *sc = atomic_load_explicit(&t->spans, memory_order_relaxed); sc; sc = sc->next) {
     mlt__span *s = mlt__score_slot(sc);
-    if (n == cap) {
-      cap = cap ? cap * 2 : 16;
-      mlt__score **na = realloc(arr, cap * sizeof *na);
-      if (!na) break;
-      arr = na;
-    }
     for (;;) {
       uint64_t gs = atomic_load(&s->gs);
       uint32_t st = MLT__GS_STATE(gs);
       if (st == MLT__S_ENDED) {
-        if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS_SET(gs, MLT__S_CLAIMED))) arr[n++] = &s->core;
-        else continue; /* the owner moved it: look again */
+        if (!atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS_SET(gs, MLT__S_CLAIMED)))
+          continue; /* the owner moved it: look again */
+        if (arr) arr[n++] = &s->core;
       } else if (st == MLT__S_OPEN) {
-        mlt__span *c = clone_expired(s, t, message, now, end_ns);
+        mlt__span *c = arr ? clone_expired(s, t, message, now, end_ns) : NULL;
         if (atomic_compare_exchange_strong(&s->gs, &gs, MLT__GS_SET(gs, MLT__S_EXPIRED))) {
-          if (c) arr[n++] = &c->core;
+          if (c)
+            arr[n++] = &c->core;
+          else
+            lost = 1;
           expired++;
         } else {
           if (c) mlt__slot_release(c, mlt__tls_get());
@@ -364,22 +366,14 @@ int mlt__trace_force_finish_at(mlt__trace *t, int reason, const char *message, i
       break;
     }
   }
-  mlt__score *m = t->moved;
-  for (; m; m = m->next) {
-    if (n == cap) {
-      cap = cap ? cap * 2 : 16;
-      mlt__score **na = realloc(arr, cap * sizeof *na);
-      if (!na) break;
-      arr = na;
-    }
-    arr[n++] = m;
-  }
-  /* What was left out (only when out of memory) is not exported; the
-   * export thread frees it with the trace (pipeline.c release_trace()). */
-  t->moved_rest = m;
+  if (arr)
+    for (mlt__score *m = t->moved; m; m = m->next) arr[n++] = m;
+  else
+    t->moved_rest = t->moved; /* freed with the trace (pipeline.c release_trace()) */
+  if (lost) t->flags |= MLT__TF_LOST;
   t->walked = 1;
   mlt__spin_unlock(&t->lock);
-  t->export_spans = arr;
+  t->export_spans = arr ? arr : mlt__no_spans;
   t->n_export = (uint32_t)n;
   if (expired) {
     mlt__stats_add(MLT__ST_SPANS_TIMED_OUT, expired);
@@ -442,7 +436,7 @@ void mlt__traces_shutdown(void) {
     mlt__trace *b = atomic_load_explicit(&tblocks[i], memory_order_relaxed);
     for (int k = 0; k < TPOOL_BLOCK; k++) {
       tinfo_free(b[k].info);
-      free(b[k].export_spans);
+      if (b[k].export_spans != mlt__no_spans) free(b[k].export_spans);
       /* moved spans of a trace never exported (abandoned) */
       for (mlt__score *m = b[k].moved, *next; m; m = next) {
         next = m->next;

@@ -369,10 +369,8 @@ static int by_span(mlt_span h, int expectation, const mlt_assessment *a) {
   if (!a) return MLT_EINVAL;
   if (!mlt__running()) return MLT_ENOTINIT;
   if (mlt_span_is_none(h) || mlt__h_is_nonrec(h)) return MLT_ENOTRECORDING;
-  uint64_t gs;
-  mlt__span *s = mlt__span_get(h, &gs);
-  mlt__trace *t = s ? mlt__trace_acquire_from_span(s, MLT__GS_GEN(gs)) : NULL;
-  if (!t && !(!s && mlt__moved_find(h, &t, NULL))) return MLT_ESTALE;
+  mlt__trace *t = mlt__handle_trace(h);
+  if (!t) return MLT_ESTALE;
   int rc = log_assessment(t->id_hi, t->id_lo, t, expectation, a);
   mlt__trace_unref(t);
   return rc;

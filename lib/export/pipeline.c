@@ -129,10 +129,13 @@ static void release_trace(mlt__trace *t, mlt__score **spans, uint32_t n) {
   /* (mlt__moved_find() may be reading the moved spans under the lock.)
    * Spliced onto t->spans normally; a forced finish lists them in
    * t->export_spans but those it had no room for (t->moved_rest). */
-  mlt__spin_lock(&t->lock);
-  mlt__score *rest = t->moved_rest;
-  t->moved = t->moved_rest = NULL;
-  mlt__spin_unlock(&t->lock);
+  mlt__score *rest = NULL;
+  if (t->moved) { /* (no writer but this thread now: the test needs no lock) */
+    mlt__spin_lock(&t->lock);
+    rest = t->moved_rest;
+    t->moved = t->moved_rest = NULL;
+    mlt__spin_unlock(&t->lock);
+  }
   while (rest) {
     mlt__score *next = rest->next;
     mlt__score_release(rest, tls);
@@ -155,8 +158,14 @@ static void release_trace(mlt__trace *t, mlt__score **spans, uint32_t n) {
   if (qb) note_peak(atomic_fetch_sub_explicit(&g_qbytes, qb, memory_order_relaxed));
 }
 
+/* The spans of a forced finish: those it listed, or, when it could not list
+ * them for lack of memory, all that joined the trace (counted lost). */
+static uint32_t forced_spans(mlt__trace *t) {
+  return MLT_UNLIKELY(t->flags & MLT__TF_LOST) ? atomic_load(&t->n_spans) : t->n_export;
+}
+
 static uint32_t count_spans(mlt__trace *t) {
-  if (t->export_spans) return t->n_export;
+  if (t->export_spans) return forced_spans(t);
   uint32_t n = 0;
   for (mlt__score *s = atomic_load(&t->spans); s; s = s->next) n++;
   return n;
@@ -184,7 +193,7 @@ static MLT_ALWAYS_INLINE size_t trace_bytes(mlt__trace *t, uint32_t *nspans) {
   if (t->export_spans) {
     b += t->n_export * sizeof *t->export_spans;
     for (uint32_t i = 0; i < t->n_export; i++) b += span_bytes(t->export_spans[i]);
-    n = t->n_export;
+    n = forced_spans(t);
   } else {
     for (mlt__score *s = atomic_load(&t->spans); s; s = s->next, n++) b += span_bytes(s);
   }
@@ -624,6 +633,7 @@ static int prepare(mlt__prepared *p, mlt__trace *t, mlt__score **spans, int32_t 
   p->parent = parent;
   mlt__format_trace_id(t->id_hi, t->id_lo, p->trace_id);
   p->experiment_id = experiment_id();
+  if (MLT_UNLIKELY(t->flags & MLT__TF_LOST)) return -1; /* spans missing: failed, counted */
   if (t->export_spans) {
     memcpy(p->spans, t->export_spans, n * sizeof *p->spans);
   } else {

@@ -399,7 +399,7 @@ TEST(ended_children_moved_out_of_their_slots) {
   char sid[MLT_SPAN_ID_SIZE], tid[MLT_TRACE_ID_SIZE], buf[MLT_TRACE_ID_SIZE];
   REQUIRE_EQ_INT(mlt_span_get_span_id(a, sid, sizeof sid), MLT_OK);
   REQUIRE_EQ_INT(mlt_span_get_trace_id(a, tid, sizeof tid), MLT_OK);
-  usleep(12000); /* a trace younger than 1 ms keeps its ended spans in their slots */
+  usleep(2000); /* a trace younger than 1 ms keeps its ended spans in their slots */
   CHECK_EQ_INT(mlt_span_end(a), MLT_OK);
   /* spans of other traces started and ended meanwhile (slots are reused
    * last-in first-out, but a moved span's slot waits its turn) */
@@ -500,7 +500,7 @@ TEST(moves_race_a_forced_finish) {
     REQUIRE_EQ_INT(mlt_client_start_trace("race", MLT_SPAN_CHAIN, NULL, &root), MLT_OK);
     mlt_context *ctx = mlt_context_capture(root.span);
     REQUIRE(ctx != NULL);
-    if (r % 2) usleep(12000); /* old enough for ended spans to move out of their slots */
+    if (r % 2) usleep(2000); /* old enough for ended spans to move out of their slots */
     _Atomic int go = 0;
     move_race_arg arg = {ctx, PER, &go};
     pthread_t th[THREADS];
