@@ -74,9 +74,14 @@ TEST(explicit_start_and_end_times) {
 TEST(end_before_start_is_clamped) {
   tu_init();
   mlt_span a = mlt_span_start_with("a", MLT_SPAN_CHAIN, MLT_SPAN_OPTIONS(.start_time_ns = T0));
+  /* Held open, so that the export thread cannot take the trace between the
+   * two ends (the second would then be MLT_ESTALE). */
+  mlt_context *ca = mlt_context_capture(a), *hold = mlt_context_hold(ca);
+  mlt_context_release(ca);
   CHECK_EQ_INT(mlt_span_end_at(a, T0 - SEC), MLT_ERANGE); /* ended, at its start */
   CHECK(!mlt_span_is_recording(a));
   CHECK_EQ_INT(mlt_span_end_at(a, T0), MLT_EENDED);
+  mlt_context_release(hold);
   /* A start in the future ended by the clock: clamped at export. */
   int64_t future = INT64_C(9000000000000000000); /* year 2255 */
   mlt_span b = mlt_span_start_with("b", MLT_SPAN_CHAIN, MLT_SPAN_OPTIONS(.start_time_ns = future));
