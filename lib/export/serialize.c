@@ -35,9 +35,10 @@ static int grow(const mlt__rec ***arr, size_t *cap, size_t need) {
  * aligned), or 0 without memory.  mlt__digest_span() turns the tags into
  * pointers once the arena stops moving. */
 static uintptr_t rebuild_chunk(mlt__digest *d, const mlt__rec *r, const mlt__rec *ref) {
-  /* the original's address, then the copy (MLT__RF_COPY: its JSON verdict
-   * goes back to the original, see verdict_back()) */
-  size_t len = mlt__delta_len(r, ref), size = sizeof r + mlt__rec_size(8, len);
+  /* the reference's address, the original's, then the copy (MLT__RF_COPY:
+   * its JSON verdict goes back to the original, see verdict_back(); the
+   * reference may give it, see delta_valid()) */
+  size_t len = mlt__delta_len(r, ref), size = 2 * sizeof r + mlt__rec_size(8, len);
   if (len > UINT32_MAX) return 0;
   if (d->arena_len + size > d->arena_cap) {
     size_t c = d->arena_cap ? d->arena_cap * 2 : 4096;
@@ -48,6 +49,8 @@ static uintptr_t rebuild_chunk(mlt__digest *d, const mlt__rec *r, const mlt__rec
     d->arena_cap = c;
   }
   char *w = d->arena + d->arena_len;
+  memcpy(w, &ref, sizeof ref);
+  w += sizeof ref;
   memcpy(w, &r, sizeof r);
   w += sizeof r;
   mlt__rec h = {.kind = MLT__R_CHUNK,
@@ -58,10 +61,12 @@ static uintptr_t rebuild_chunk(mlt__digest *d, const mlt__rec *r, const mlt__rec
   memcpy(w, &h, sizeof h);
   memcpy(w + sizeof h, mlt__rec_key(r), 8);
   mlt__delta_rebuild(w + sizeof h + 8, r, ref);
-  uintptr_t tag = d->arena_len + sizeof r + 1;
+  uintptr_t tag = d->arena_len + 2 * sizeof r + 1;
   d->arena_len += size;
   return tag;
 }
+
+static void delta_forget(void);
 
 static int key_eq(const mlt__rec *a, const char *key, size_t klen) {
   return a->key_len == klen && memcmp(mlt__rec_key(a), key, klen) == 0;
@@ -155,6 +160,7 @@ void mlt__digest_span(mlt__digest *d, mlt__score *s) {
   d->n_links = 0;
   d->level = -1;
   d->arena_len = 0;
+  delta_forget(); /* (a record's address may come again in another span) */
   const mlt__rec *chunk_ref = NULL; /* the reference of delta CHUNK records */
   int rebuilt = 0;
   mlt__log_iter it;
@@ -282,12 +288,19 @@ static void verdict_back(const mlt__rec *r) {
   orig->flags |= (uint8_t)(r->flags & (MLT__RF_CHECKED | MLT__RF_INVALID | MLT__RF_BADUTF8));
 }
 
+static int delta_valid(const mlt__rec *c);
+
 /* Validate a JSON-text record once (the export thread owns the span now) and
  * remember the verdict in its flags. */
 static int json_rec_ok(const mlt__rec *r, const char *v, size_t len) {
   mlt__rec *w = (mlt__rec *)r;
   if (!(w->flags & MLT__RF_CHECKED)) {
     int utf8_ok = 1;
+    if ((w->flags & MLT__RF_COPY) && delta_valid(w)) {
+      w->flags |= MLT__RF_CHECKED;
+      verdict_back(w);
+      return 1;
+    }
     w->flags |= MLT__RF_CHECKED;
     if (!mlt__json_check(v, len, &utf8_ok)) {
       w->flags |= MLT__RF_INVALID;
@@ -305,6 +318,176 @@ static inline void trim_ws(const char **v, size_t *len) {
   while (*len && (**v == ' ' || **v == '\n' || **v == '\t' || **v == '\r')) (*v)++, (*len)--;
   while (*len && ((*v)[*len - 1] == ' ' || (*v)[*len - 1] == '\n' || (*v)[*len - 1] == '\t' || (*v)[*len - 1] == '\r'))
     (*len)--;
+}
+
+/* ---- a delta's verdict from its difference -------------------------------
+ * A delta CHUNK record's text D is its reference's text R with one window
+ * replaced: D = R[0,p) + M + R[e,rl) (core/trace-view.h).  When R is valid
+ * JSON with valid UTF-8, D's verdict follows from a few bytes instead of a
+ * pass over all of D.  Let S_R run in R from the opening quote of the string
+ * that holds p to the closing quote of the string that holds e (R's tape
+ * finds both), and S_D be the same stretch of D: S_R with the window
+ * replaced.  If S_R and S_D are each one JSON string, or each a list of
+ * object members ('{' S '}' valid; no bracket in S_D, so that D nests no
+ * deeper than R), then D is R with one such piece put in place of another
+ * of its kind: valid JSON, and valid UTF-8 when S_D is.  (A streamed OpenAI
+ * chunk against the stream's first one: S_R is "role":"assistant",
+ * "content":"" and S_D is "content":"Hello".)  Other shapes, and an S_D
+ * that fails, take the whole pass, which alone gives invalid verdicts.
+ * Export thread only, as the digest. */
+static struct {
+  const mlt__rec *ref; /* R, whose tape this is (NULL: none since the last digest) */
+  int ok;              /* R is valid JSON, valid UTF-8, and the tape complete */
+  size_t lead;         /* R's leading whitespace (the tape is of the rest) */
+  mlt__jtape tape;
+  size_t k1, k2; /* the last S_R classified: its first and last tokens */
+  int cat;       /* ... 1 one string, 2 members, 0 neither; -1 none yet */
+  mlt__buf tmp;
+  /* delta_str(): R escaped, and where its escaped text of R[0,x) ends for
+   * the last two x asked (the window ends of a stream's deltas repeat) */
+  mlt__buf esc;
+  int have_esc;
+  size_t at[2], esc_at[2];
+  /* the last copy found valid: its window in R (trimmed) */
+  const mlt__rec *last;
+  size_t p1, e1;
+} g_dv;
+
+static void delta_forget(void) { g_dv.ref = g_dv.last = NULL; }
+
+/* The last token of |t| before byte |at|, or SIZE_MAX. */
+static size_t token_before(const mlt__jtape *t, size_t at) {
+  size_t lo = 0, hi = t->n;
+  while (lo < hi) {
+    size_t m = lo + (hi - lo) / 2;
+    if (t->pos[m] < at)
+      lo = m + 1;
+    else
+      hi = m;
+  }
+  return lo ? lo - 1 : SIZE_MAX;
+}
+
+/* The closing quote of string token |k|: the last quote before the next
+ * token (tokens of valid text). */
+static size_t string_close(const mlt__jtape *t, size_t k) {
+  size_t e = k + 1 < t->n ? t->pos[k + 1] : t->len;
+  while (e > t->pos[k] + 1 && t->src[e - 1] != '"') e--;
+  return e - 1;
+}
+
+static int has_bracket(const char *s, size_t n) { return memchr(s, '{', n) || memchr(s, '[', n); }
+
+/* Whether a + b + c is one valid JSON value with valid UTF-8; with |members|,
+ * the value is '{' a + b + c '}'. */
+static int pieces_ok(const char *a, size_t an, const char *b, size_t bn, const char *c, size_t cn, int members) {
+  mlt__buf *t = &g_dv.tmp;
+  mlt__buf_reset(t);
+  if (members) mlt__buf_putc(t, '{');
+  mlt__buf_put(t, a, an);
+  mlt__buf_put(t, b, bn);
+  mlt__buf_put(t, c, cn);
+  if (members) mlt__buf_putc(t, '}');
+  int utf8_ok = 1;
+  return !t->oom && t->p && mlt__json_check(t->p, t->len, &utf8_ok) && utf8_ok;
+}
+
+/* 1 when the digest's copy |c| of a delta record is known valid JSON with
+ * valid UTF-8 from its reference (above); 0: not known. */
+static int delta_valid(const mlt__rec *c) {
+  const mlt__rec *ref, *orig;
+  memcpy(&ref, (const char *)c - 2 * sizeof ref, sizeof ref);
+  memcpy(&orig, (const char *)c - sizeof orig, sizeof orig);
+  if (!ref || c->sub != MLT__V_JSON || ref->sub != MLT__V_JSON || (ref->flags & MLT__RF_TRUNC) ||
+      orig->val_len < MLT__DELTA_HDR)
+    return 0;
+  size_t rl;
+  const char *rv = mlt__rec_value(ref, &rl, NULL);
+  if (g_dv.ref != ref) {
+    g_dv.ref = ref;
+    g_dv.ok = 0;
+    g_dv.cat = -1;
+    g_dv.have_esc = 0;
+    g_dv.at[0] = g_dv.at[1] = SIZE_MAX;
+    if (json_rec_ok(ref, rv, rl) && !(ref->flags & MLT__RF_BADUTF8)) {
+      const char *t = rv;
+      size_t tl = rl;
+      trim_ws(&t, &tl);
+      int utf8_ok = 1;
+      g_dv.lead = (size_t)(t - rv);
+      g_dv.ok = tl && mlt__json_escape_text_tape(NULL, t, tl, &utf8_ok, &g_dv.tape) && utf8_ok;
+    }
+  }
+  if (!g_dv.ok) return 0;
+  const mlt__jtape *tp = &g_dv.tape;
+  uint32_t p, s;
+  mlt__delta_parts(orig, ref, &p, &s);
+  size_t e = rl - s;
+  if (p <= g_dv.lead || e <= g_dv.lead || e - g_dv.lead >= tp->len) return 0;
+  size_t p1 = p - g_dv.lead, e1 = e - g_dv.lead;
+  size_t k1 = token_before(tp, p1), k2 = token_before(tp, e1);
+  if (k1 == SIZE_MAX || k2 == SIZE_MAX || tp->src[tp->pos[k1]] != '"' || tp->src[tp->pos[k2]] != '"') return 0;
+  size_t o1 = tp->pos[k1], c2 = string_close(tp, k2);
+  if (p1 > string_close(tp, k1) || e1 > c2) return 0; /* p or e past its token's string */
+  if (g_dv.cat < 0 || g_dv.k1 != k1 || g_dv.k2 != k2) {
+    g_dv.k1 = k1;
+    g_dv.k2 = k2;
+    g_dv.cat = k1 == k2 ? 1 : pieces_ok(tp->src + o1, c2 + 1 - o1, "", 0, "", 0, 1) ? 2 : 0;
+  }
+  if (!g_dv.cat) return 0;
+  const char *a = tp->src + o1, *m = mlt__rec_val(orig) + MLT__DELTA_HDR, *b = tp->src + e1;
+  size_t an = p1 - o1, mn = orig->val_len - MLT__DELTA_HDR, bn = c2 + 1 - e1;
+  if (g_dv.cat == 2 && (has_bracket(a, an) || has_bracket(m, mn) || has_bracket(b, bn))) return 0;
+  if (!pieces_ok(a, an, m, mn, b, bn, g_dv.cat == 2)) return 0;
+  g_dv.last = c;
+  g_dv.p1 = p1;
+  g_dv.e1 = e1;
+  return 1;
+}
+
+/* Bytes of R's escaped text that escape R[0,x) (trimmed R; x between two
+ * characters). */
+static size_t escaped_at(size_t x) {
+  for (int i = 0; i < 2; i++)
+    if (g_dv.at[i] == x) return g_dv.esc_at[i];
+  mlt__buf_reset(&g_dv.tmp);
+  mlt__json_str_body(&g_dv.tmp, g_dv.tape.src, x);
+  g_dv.at[1] = g_dv.at[0];
+  g_dv.esc_at[1] = g_dv.esc_at[0];
+  g_dv.at[0] = x;
+  g_dv.esc_at[0] = g_dv.tmp.len;
+  return g_dv.tmp.len;
+}
+
+/* The JSON string of the (trimmed) text v[0,len) of copy |c|: when
+ * delta_valid() has just found it valid and the window's ends fall between
+ * characters of R, R's escaped text around the window's escaped bytes
+ * (escaping maps characters one by one); else escaped whole. */
+static void delta_str(mlt__buf *out, const mlt__rec *c, const char *v, size_t len) {
+  const mlt__jtape *tp = &g_dv.tape;
+  const mlt__rec *orig;
+  memcpy(&orig, (const char *)c - sizeof orig, sizeof orig);
+  size_t p1 = g_dv.p1, e1 = g_dv.e1, mn = orig->val_len - MLT__DELTA_HDR;
+  if (g_dv.last != c || ((unsigned char)tp->src[p1] & 0xC0) == 0x80 || ((unsigned char)tp->src[e1] & 0xC0) == 0x80 ||
+      p1 + mn + (tp->len - e1) != len) {
+    mlt__json_str(out, v, len);
+    return;
+  }
+  if (!g_dv.have_esc) {
+    mlt__buf_reset(&g_dv.esc);
+    mlt__json_str_body(&g_dv.esc, tp->src, tp->len);
+    g_dv.have_esc = !g_dv.esc.oom;
+    if (!g_dv.have_esc) {
+      mlt__json_str(out, v, len);
+      return;
+    }
+  }
+  size_t ep = escaped_at(p1), ee = escaped_at(e1);
+  mlt__buf_putc(out, '"');
+  mlt__buf_put(out, g_dv.esc.p, ep);
+  mlt__json_str_body(out, mlt__rec_val(orig) + MLT__DELTA_HDR, mn);
+  mlt__buf_put(out, g_dv.esc.p + ee, g_dv.esc.len - ee);
+  mlt__buf_putc(out, '"');
 }
 
 static void truncated_string(mlt__buf *out, const char *v, size_t len, uint64_t orig) {
@@ -569,6 +752,10 @@ void mlt__serialize_shutdown(void) {
   g_ucap = 0;
   for (int i = 0; i < 3; i++) mlt__jtape_free(&g_tape[i]);
   g_tape_rec[0] = g_tape_rec[1] = NULL;
+  mlt__jtape_free(&g_dv.tape);
+  mlt__buf_free(&g_dv.tmp);
+  mlt__buf_free(&g_dv.esc);
+  g_dv.ref = g_dv.last = NULL;
   mlt__buf_free(&g_prev_raw);
   mlt__buf_free(&g_prev_content);
   mlt__buf_free(&g_prev_cut);
@@ -1157,6 +1344,16 @@ static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, e
     size_t len;
     const char *v = mlt__rec_value(r, &len, NULL);
     trim_ws(&v, &len);
+    if (!(r->flags & MLT__RF_CHECKED) && (r->flags & MLT__RF_COPY) && tape < 0 && delta_valid(r)) {
+      /* a delta known valid from its reference: its reference's escaped
+       * text around the window's */
+      ((mlt__rec *)r)->flags |= MLT__RF_CHECKED;
+      verdict_back(r);
+      size_t mark = out->len;
+      delta_str(out, r, v, len);
+      if (rg) *rg = (enc_range){mark, out->len - mark, len};
+      return;
+    }
     if (!(r->flags & MLT__RF_CHECKED)) {
       mlt__rec *w = (mlt__rec *)r;
       size_t mark = out->len;

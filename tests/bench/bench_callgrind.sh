@@ -79,6 +79,9 @@ echo "instr_app_disabled $(per_span disabled 200000 1000000) instr/span (tracing
 ex_a=$(cg "--toggle-collect=export_main" --cg-export file 200)
 ex_b=$(cg "--toggle-collect=export_main" --cg-export file 1000)
 echo "instr_export_file $(( (ex_b - ex_a) / 4000 )) instr/span (export thread to the JSONL store, GenAI spans)"
+st_a=$(cg "--toggle-collect=export_main" --cg-export file-stream 200)
+st_b=$(cg "--toggle-collect=export_main" --cg-export file-stream 1000)
+echo "instr_export_stream $(( (st_b - st_a) / (800 * 16) )) instr/chunk (export thread to the JSONL store, streamed LLM traces: 16 OpenAI-style chunk events, 2 spans, per chunk)"
 set -- $("$B" --cg-export file 20000)
 echo "export_file_cpu_ns $2 ns/span (export thread CPU time, same workload)"
 echo "export_file_bytes_per_span $1 bytes"

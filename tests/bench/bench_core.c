@@ -358,6 +358,31 @@ static void genai_payloads(void) {
            "quarter over quarter.\"}}]}");
 }
 
+/* A streamed LLM call: a root span and a CHAT_MODEL child that records 16
+ * OpenAI-style chunks (one event each, as the curl integration records
+ * them), then its outputs. */
+static void stream_trace(long i) {
+  static const char *const toks[16] = {"The", " quarter", "ly", " report", " shows", " EMEA", " revenue",
+                                       " up", " 12", "%", " over", " Q2", ",", " driven", " by", " renewals."};
+  mlt_span root = mlt_span_start("chat.request", MLT_SPAN_CHAIN);
+  mlt_span_set_inputs_json(root, g_in);
+  mlt_span llm = mlt_span_start("chat.completions", MLT_SPAN_CHAT_MODEL);
+  mlt_span_set_inputs_json(llm, g_in);
+  char chunk[512];
+  for (int k = 0; k < 16; k++) {
+    int n = snprintf(chunk, sizeof chunk,
+                     "{\"id\":\"chatcmpl-%08ld\",\"object\":\"chat.completion.chunk\",\"created\":1733600000,"
+                     "\"model\":\"gpt-4o-mini\",\"system_fingerprint\":\"fp_44709d6fcb\",\"choices\":[{\"index\":0,"
+                     "\"delta\":{\"content\":\"%s\"},\"logprobs\":null,\"finish_reason\":null}]}",
+                     i, toks[k]);
+    mlt_span_add_chunk_json(llm, chunk, (size_t)n);
+  }
+  mlt_span_set_outputs_json(llm, g_out);
+  mlt_span_end(llm);
+  mlt_span_set_outputs_json(root, g_out);
+  mlt_span_end(root);
+}
+
 static void file_throughput(const char *path) {
   genai_payloads();
   /* Offer a fixed rate for a few seconds, pacing every 1000 traces; the
@@ -439,7 +464,8 @@ int main(int argc, char **argv) {
   }
   if ((argc == 4 || argc == 5) && strcmp(argv[1], "--cg-export") == 0) {
     /* N GenAI traces through the exporter of argv[2] (file: the JSONL store
-     * on tmpfs, else /tmp; env: whatever the environment configures), in
+     * on tmpfs, else /tmp; file-stream: the same store, streamed-LLM traces
+     * (stream_trace()); env: whatever the environment configures), in
      * rounds of 100 with a flush between them (the steady state of an export
      * thread that keeps up).  Under callgrind, --toggle-collect=export_main
      * counts the export thread.  Prints bytes written per span and the
@@ -448,7 +474,8 @@ int main(int argc, char **argv) {
     genai_payloads();
     long n = atol(argv[3]);
     char path[256] = "";
-    if (!strcmp(argv[2], "file")) {
+    int stream = !strcmp(argv[2], "file-stream");
+    if (stream || !strcmp(argv[2], "file")) {
       snprintf(path, sizeof path, "%s/mltrace-cg-%d.jsonl", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp",
                (int)getpid());
       if (argc == 5) snprintf(path, sizeof path, "%s", argv[4]);
@@ -459,7 +486,7 @@ int main(int argc, char **argv) {
     }
     double p0 = cpu_clock(CLOCK_PROCESS_CPUTIME_ID), m0 = cpu_clock(CLOCK_THREAD_CPUTIME_ID);
     for (long done = 0; done < n; done += 100) {
-      for (long i = done; i < n && i < done + 100; i++) genai_trace(i);
+      for (long i = done; i < n && i < done + 100; i++) stream ? stream_trace(i) : genai_trace(i);
       mlt_flush(60000);
     }
     mlt_stats st;

@@ -416,6 +416,91 @@ TEST(invalid_utf8_mixed_kinds_truncation_and_event_cap) {
   cap_stop();
 }
 
+/* A delta's JSON verdict may come from the few bytes around its window
+ * (export/serialize.c, delta_valid()): streams whose chunks change in every
+ * way -- inside a string, across members, into invalid JSON or invalid
+ * UTF-8 -- must export exactly what the chunks stored whole give.  The
+ * chunks are drawn from fixed seeds (4 x 49 OTLP requests, with the
+ * fixed cases 203: the capture keeps 256). */
+static unsigned g_seed;
+static unsigned rnd(unsigned n) {
+  g_seed = g_seed * 1103515245u + 12345u;
+  return (g_seed >> 16) % n;
+}
+
+TEST(random_deltas_exported_as_stored_whole) {
+  cap_start();
+  tu_start(case_options(0, 0));
+  g_requests = 0;
+  /* pieces of a chunk's delta object, valid and not */
+  static const char *const content[] = {
+      "Hello", " world", ",", "", "\\\"quoted\\\"", "back\\\\slash", "caf\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac",
+      "\\u00e9", "tab\\t", "\xff", "\xc3", "raw \" quote", "brace }", "{", "[1]", "line\nbreak", "\\ud83d\\ude00"};
+  static const char *const members[] = {"\"role\":\"assistant\",\"content\":\"\"",
+                                        "\"content\":\"x\",\"refusal\":null",
+                                        "\"tool_calls\":[{\"index\":0,\"id\":\"call_1\"}]",
+                                        "\"content\":null",
+                                        "\"content\":\"a\",",
+                                        "\"content\" \"b\"",
+                                        "\"c\xc3\xa9\":\"\xe2\x82\xac\"",
+                                        "\"content\":\"y\"}"};
+  static const char noise[] = "\"{}[]:,\\ a1\xc3\xa9\xff";
+  /* shapes the short check must not pass: strings that become members
+   * (["..a","x.."] to ["..c":"y.."]), and members that nest past the
+   * 1,000-level limit */
+  const chk shapes[] = {{1, "[\"kkkkkkkkkkkkkkkkkkkkkkkka\",\"xvvvvvvvvvvvvvvvvvvvvvvvvvb\"]", 0},
+                        {1, "[\"kkkkkkkkkkkkkkkkkkkkkkkkc\":\"yvvvvvvvvvvvvvvvvvvvvvvvvvb\"]", 0},
+                        {1, "[\"kkkkkkkkkkkkkkkkkkkkkkkkc\",\"yvvvvvvvvvvvvvvvvvvvvvvvvvb\"]", 0}};
+  run_case("shapes", shapes, 3, 0, 0, 0);
+  static char deep[2][2200];
+  for (int k = 0; k < 2; k++) {
+    char *w = deep[k];
+    memset(w, '[', 999);
+    w += 999;
+    w += sprintf(w, "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaa%d\":\"x\",%s\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\":\"y%d\"}", k,
+                 k ? "\"q\":[1]," : "", k);
+    memset(w, ']', 999);
+    w[999] = 0;
+  }
+  const chk nest[] = {{1, deep[0], 0}, {1, deep[1], 0}};
+  run_case("nest", nest, 2, 0, 0, 0);
+  static char texts[4][48][512];
+  for (unsigned seed = 1; seed <= 4; seed++) {
+    g_seed = seed;
+    chk c[48];
+    for (int i = 0; i < 48; i++) {
+      char *t = texts[seed - 1][i];
+      unsigned kind = i == 0 ? 1 : rnd(4);
+      if (kind == 0) {
+        /* content made of 1-3 pieces */
+        char body[128] = "";
+        for (unsigned k = 0, n = 1 + rnd(3); k < n; k++) strcat(body, content[rnd(sizeof content / sizeof *content)]);
+        snprintf(t, 512, OAI_HEAD "\"content\":\"%s\"" OAI_TAIL, body);
+      } else if (kind == 1) {
+        snprintf(t, 512, OAI_HEAD "%s" OAI_TAIL, members[rnd(sizeof members / sizeof *members)]);
+      } else if (kind == 2) {
+        /* one byte of a previous chunk changed */
+        const char *from = texts[seed - 1][rnd((unsigned)i)];
+        snprintf(t, 512, "%s", from);
+        t[rnd((unsigned)strlen(t))] = noise[rnd(sizeof noise - 1)];
+      } else {
+        /* another created time and id (numbers and strings change) */
+        snprintf(t, 512,
+                 "{\"id\":\"chatcmpl-%u\",\"object\":\"chat.completion.chunk\",\"created\":%u,\"model\":\"gpt-4o-mini-2024-07-18\","
+                 "\"system_fingerprint\":\"fp_44709d6fcb\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%s\"}"
+                 ",\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}",
+                 rnd(1000), 1677664795u + rnd(10), content[rnd(sizeof content / sizeof *content)]);
+      }
+      c[i] = (chk){1, t, 0};
+    }
+    char name[32];
+    snprintf(name, sizeof name, "random-%u", seed);
+    run_case(name, c, 48, 0, 0, 0);
+  }
+  tu_done();
+  cap_stop();
+}
+
 /* A JSON number attribute goes out over OTLP as a double whatever the
  * application's locale (strtod reads a comma there). */
 TEST(otlp_json_number_under_a_comma_locale) {
@@ -454,6 +539,7 @@ static const tap_test tests[] = {
     TAP_ENTRY(identical_disjoint_prefix_suffix_and_overlapping_chunks),
     TAP_ENTRY(invalid_utf8_mixed_kinds_truncation_and_event_cap),
     TAP_ENTRY(otlp_json_number_under_a_comma_locale),
+    TAP_ENTRY(random_deltas_exported_as_stored_whole),
     TAP_END};
 
 int main(int argc, char **argv) { return tap_main(argc, argv, tests); }
