@@ -85,6 +85,10 @@ static inline cJSON *tu_trace_named(const char *name) {
     cJSON *t = tu_trace(i);
     const char *tn = tu_tag(t, "mlflow.traceName");
     if (tn && strcmp(tn, name) == 0) return t;
+    /* not this one: freed now (kept, a store of many traces would fill the
+     * cache, and what does not fit in it would leak) */
+    if (tu_ncache && tu_cache[tu_ncache - 1] == t) tu_ncache--;
+    cJSON_Delete(t);
   }
   return NULL;
 }
