@@ -446,12 +446,16 @@ static int delta_valid(const mlt__rec *c) {
 }
 
 /* Bytes of R's escaped text that escape R[0,x) (trimmed R; x between two
- * characters). */
+ * characters), or SIZE_MAX without memory. */
 static size_t escaped_at(size_t x) {
   for (int i = 0; i < 2; i++)
     if (g_dv.at[i] == x) return g_dv.esc_at[i];
   mlt__buf_reset(&g_dv.tmp);
   mlt__json_str_body(&g_dv.tmp, g_dv.tape.src, x);
+  if (g_dv.tmp.oom) {
+    g_dv.tmp.oom = 0;
+    return SIZE_MAX;
+  }
   g_dv.at[1] = g_dv.at[0];
   g_dv.esc_at[1] = g_dv.esc_at[0];
   g_dv.at[0] = x;
@@ -482,7 +486,11 @@ static void delta_str(mlt__buf *out, const mlt__rec *c, const char *v, size_t le
       return;
     }
   }
-  size_t ep = escaped_at(p1), ee = escaped_at(e1);
+  size_t ep = escaped_at(p1), ee = ep == SIZE_MAX ? SIZE_MAX : escaped_at(e1);
+  if (ee == SIZE_MAX) {
+    mlt__json_str(out, v, len);
+    return;
+  }
   mlt__buf_putc(out, '"');
   mlt__buf_put(out, g_dv.esc.p, ep);
   mlt__json_str_body(out, mlt__rec_val(orig) + MLT__DELTA_HDR, mn);
