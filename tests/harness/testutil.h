@@ -45,6 +45,17 @@ static inline void tu_done(void) {
   tu_store = NULL;
 }
 
+/* Hold |s|'s trace open (mlt_context_hold()) until the returned context is
+ * released: a test that checks MLT_EENDED on a span it just ended, the last
+ * open one of its trace, must not race the export thread, which may take the
+ * finished trace at any moment (the handle is MLT_ESTALE then). */
+static inline mlt_context *tu_hold(mlt_span s) {
+  mlt_context *c = mlt_context_capture(s), *h = mlt_context_hold(c);
+  mlt_context_release(c);
+  REQUIRE(h != NULL);
+  return h;
+}
+
 /* Flush and return the number of exported traces. */
 static inline size_t tu_flush_count(void) {
   CHECK_EQ_INT(mlt_flush(10000), MLT_OK);

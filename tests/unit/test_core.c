@@ -343,9 +343,11 @@ TEST(invalid_delta_chunk_counted_once) {
 TEST(double_end_and_stale_handles) {
   tu_init();
   mlt_span s = mlt_span_start("once", MLT_SPAN_CHAIN);
+  mlt_context *hold = tu_hold(s);
   CHECK_EQ_INT(mlt_span_end(s), MLT_OK);
   CHECK_EQ_INT(mlt_span_end(s), MLT_EENDED);
   CHECK_EQ_INT(mlt_span_set_attr_str(s, "late", "x"), MLT_EENDED);
+  mlt_context_release(hold);
   REQUIRE_EQ_INT(tu_flush_count(), 1);
   /* trace exported: the handle is stale, and stays harmless */
   CHECK_EQ_INT(mlt_span_end(s), MLT_ESTALE);

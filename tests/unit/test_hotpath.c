@@ -152,11 +152,13 @@ TEST(null_key_and_value_rejected) {
   CHECK_EQ_INT(mlt__attr_bool_k(s, k8, 9, 1), MLT_EINVAL);
   CHECK_EQ_INT(mlt__attr_str_k(s, k8, 3, NULL, MLT_NTS), MLT_EINVAL);
   CHECK_EQ_INT(mlt__attr_str_k(s, k8, 3, "v", 1), MLT_OK);
+  mlt_context *hold = tu_hold(s);
   mlt_span_end(s);
   CHECK_EQ_INT(mlt__attr_i64_k(s, k8, 3, 1), MLT_EENDED);
   CHECK_EQ_INT(mlt__attr_bool_k(MLT_SPAN_NONE, k8, 3, 1), MLT_ENOTRECORDING);
   /* ended, NONE and non-recording handles */
   CHECK_EQ_INT(mlt_span_set_attr_str(s, "k", "v"), MLT_EENDED);
+  mlt_context_release(hold);
   CHECK_EQ_INT(mlt_span_set_attr_int(MLT_SPAN_NONE, "k", 1), MLT_ENOTRECORDING);
   CHECK_EQ_INT(mlt__attr_i64(MLT_SPAN_NONE, "k", 1, 1), MLT_ENOTRECORDING);
   tu_done();

@@ -76,8 +76,7 @@ TEST(end_before_start_is_clamped) {
   mlt_span a = mlt_span_start_with("a", MLT_SPAN_CHAIN, MLT_SPAN_OPTIONS(.start_time_ns = T0));
   /* Held open, so that the export thread cannot take the trace between the
    * two ends (the second would then be MLT_ESTALE). */
-  mlt_context *ca = mlt_context_capture(a), *hold = mlt_context_hold(ca);
-  mlt_context_release(ca);
+  mlt_context *hold = tu_hold(a);
   CHECK_EQ_INT(mlt_span_end_at(a, T0 - SEC), MLT_ERANGE); /* ended, at its start */
   CHECK(!mlt_span_is_recording(a));
   CHECK_EQ_INT(mlt_span_end_at(a, T0), MLT_EENDED);
@@ -150,8 +149,10 @@ TEST(links_by_ids_and_context) {
   mlt_attr bad[] = {{NULL, MLT_ATTR_INT, {.i = 1}, 0}};
   CHECK_EQ_INT(mlt_span_add_link(batch, &(mlt_link){.ctx = rctx, .attrs = bad, .n_attrs = 1}), MLT_EINVAL);
   CHECK_EQ_INT((int)tu_stats().misuse, (int)misuse); /* EINVAL of add_link is the caller's to see */
+  mlt_context *hold = tu_hold(batch);
   mlt_span_end(batch);
   CHECK_EQ_INT(mlt_span_add_link(batch, &(mlt_link){.ctx = rctx}), MLT_EENDED);
+  mlt_context_release(hold);
   mlt_context_release(rctx);
   REQUIRE_EQ_INT(tu_flush_count(), 2);
   cJSON *t = tu_trace_named("batch");
