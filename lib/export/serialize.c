@@ -328,9 +328,13 @@ static inline void trim_ws(const char **v, size_t *len) {
  * that holds p to the closing quote of the string that holds e (R's tape
  * finds both), and S_D be the same stretch of D: S_R with the window
  * replaced.  If S_R and S_D are each one JSON string, or each a list of
- * object members ('{' S '}' valid; no bracket in S_D, so that D nests no
- * deeper than R), then D is R with one such piece put in place of another
- * of its kind: valid JSON, and valid UTF-8 when S_D is.  (A streamed OpenAI
+ * object members ('{' S '}' valid; no bracket in the new bytes M, so that D
+ * nests no deeper than R), then D is R with one such piece put in place of
+ * another of its kind: valid JSON, and valid UTF-8 when S_D is.  (S_D's
+ * bytes before M are read as in R: string contents; those after M are the
+ * rest of a string of R, whose only unescaped quote is its last byte, so
+ * in a valid S_D that quote closes a string and they are string contents
+ * too: a bracket there nests nothing.)  (A streamed OpenAI
  * chunk against the stream's first one: S_R is "role":"assistant",
  * "content":"" and S_D is "content":"Hello".)  Other shapes, and an S_D
  * that fails, take the whole pass, which alone gives invalid verdicts.
@@ -340,8 +344,10 @@ static struct {
   int ok;              /* R is valid JSON, valid UTF-8, and the tape complete */
   size_t lead;         /* R's leading whitespace (the tape is of the rest) */
   mlt__jtape tape;
-  size_t k1, k2; /* the last S_R classified: its first and last tokens */
-  int cat;       /* ... 1 one string, 2 members, 0 neither; -1 none yet */
+  /* the last window's ends in R (trimmed), and for them: S_R's first byte
+   * and last (quotes), and its kind: 1 one string, 2 members, 0 neither */
+  size_t wp, we, o1, c2;
+  int cat;
   mlt__buf tmp;
   /* delta_str(): R escaped, and where its escaped text of R[0,x) ends for
    * the last two x asked (the window ends of a stream's deltas repeat) */
@@ -406,7 +412,7 @@ static int delta_valid(const mlt__rec *c) {
   if (g_dv.ref != ref) {
     g_dv.ref = ref;
     g_dv.ok = 0;
-    g_dv.cat = -1;
+    g_dv.wp = g_dv.we = SIZE_MAX;
     g_dv.have_esc = 0;
     g_dv.at[0] = g_dv.at[1] = SIZE_MAX;
     if (json_rec_ok(ref, rv, rl) && !(ref->flags & MLT__RF_BADUTF8)) {
@@ -425,19 +431,22 @@ static int delta_valid(const mlt__rec *c) {
   size_t e = rl - s;
   if (p <= g_dv.lead || e <= g_dv.lead || e - g_dv.lead >= tp->len) return 0;
   size_t p1 = p - g_dv.lead, e1 = e - g_dv.lead;
-  size_t k1 = token_before(tp, p1), k2 = token_before(tp, e1);
-  if (k1 == SIZE_MAX || k2 == SIZE_MAX || tp->src[tp->pos[k1]] != '"' || tp->src[tp->pos[k2]] != '"') return 0;
-  size_t o1 = tp->pos[k1], c2 = string_close(tp, k2);
-  if (p1 > string_close(tp, k1) || e1 > c2) return 0; /* p or e past its token's string */
-  if (g_dv.cat < 0 || g_dv.k1 != k1 || g_dv.k2 != k2) {
-    g_dv.k1 = k1;
-    g_dv.k2 = k2;
-    g_dv.cat = k1 == k2 ? 1 : pieces_ok(tp->src + o1, c2 + 1 - o1, "", 0, "", 0, 1) ? 2 : 0;
+  if (p1 != g_dv.wp || e1 != g_dv.we) {
+    /* (a stream's deltas mostly share their window's ends) */
+    g_dv.wp = p1;
+    g_dv.we = e1;
+    g_dv.cat = 0;
+    size_t k1 = token_before(tp, p1), k2 = token_before(tp, e1);
+    if (k1 == SIZE_MAX || k2 == SIZE_MAX || tp->src[tp->pos[k1]] != '"' || tp->src[tp->pos[k2]] != '"') return 0;
+    g_dv.o1 = tp->pos[k1];
+    g_dv.c2 = string_close(tp, k2);
+    if (p1 > string_close(tp, k1) || e1 > g_dv.c2) return 0; /* p or e past its token's string */
+    g_dv.cat = k1 == k2 ? 1 : pieces_ok(tp->src + g_dv.o1, g_dv.c2 + 1 - g_dv.o1, "", 0, "", 0, 1) ? 2 : 0;
   }
   if (!g_dv.cat) return 0;
-  const char *a = tp->src + o1, *m = mlt__rec_val(orig) + MLT__DELTA_HDR, *b = tp->src + e1;
-  size_t an = p1 - o1, mn = orig->val_len - MLT__DELTA_HDR, bn = c2 + 1 - e1;
-  if (g_dv.cat == 2 && (has_bracket(a, an) || has_bracket(m, mn) || has_bracket(b, bn))) return 0;
+  const char *a = tp->src + g_dv.o1, *m = mlt__rec_val(orig) + MLT__DELTA_HDR, *b = tp->src + e1;
+  size_t an = p1 - g_dv.o1, mn = orig->val_len - MLT__DELTA_HDR, bn = g_dv.c2 + 1 - e1;
+  if (g_dv.cat == 2 && has_bracket(m, mn)) return 0;
   if (!pieces_ok(a, an, m, mn, b, bn, g_dv.cat == 2)) return 0;
   g_dv.last = c;
   g_dv.p1 = p1;
