@@ -288,7 +288,7 @@ static void verdict_back(const mlt__rec *r) {
   orig->flags |= (uint8_t)(r->flags & (MLT__RF_CHECKED | MLT__RF_INVALID | MLT__RF_BADUTF8));
 }
 
-static int delta_valid(const mlt__rec *c);
+static int delta_known_valid(const mlt__rec *c);
 
 /* Validate a JSON-text record once (the export thread owns the span now) and
  * remember the verdict in its flags. */
@@ -296,11 +296,7 @@ static int json_rec_ok(const mlt__rec *r, const char *v, size_t len) {
   mlt__rec *w = (mlt__rec *)r;
   if (!(w->flags & MLT__RF_CHECKED)) {
     int utf8_ok = 1;
-    if ((w->flags & MLT__RF_COPY) && delta_valid(w)) {
-      w->flags |= MLT__RF_CHECKED;
-      verdict_back(w);
-      return 1;
-    }
+    if (delta_known_valid(w)) return 1;
     w->flags |= MLT__RF_CHECKED;
     if (!mlt__json_check(v, len, &utf8_ok)) {
       w->flags |= MLT__RF_INVALID;
@@ -451,6 +447,16 @@ static int delta_valid(const mlt__rec *c) {
   g_dv.last = c;
   g_dv.p1 = p1;
   g_dv.e1 = e1;
+  return 1;
+}
+
+/* For a record not yet checked: when it is a digest's copy of a delta that
+ * delta_valid() finds valid, record the verdict (and on the original) and
+ * return 1; else 0, and the caller checks the text itself. */
+static int delta_known_valid(const mlt__rec *c) {
+  if (!(c->flags & MLT__RF_COPY) || !delta_valid(c)) return 0;
+  ((mlt__rec *)c)->flags |= MLT__RF_CHECKED;
+  verdict_back(c);
   return 1;
 }
 
@@ -1361,11 +1367,9 @@ static void put_value_encoded(mlt__buf *out, mlt__buf *tmp, const mlt__rec *r, e
     size_t len;
     const char *v = mlt__rec_value(r, &len, NULL);
     trim_ws(&v, &len);
-    if (!(r->flags & MLT__RF_CHECKED) && (r->flags & MLT__RF_COPY) && tape < 0 && delta_valid(r)) {
+    if (!(r->flags & MLT__RF_CHECKED) && tape < 0 && delta_known_valid(r)) {
       /* a delta known valid from its reference: its reference's escaped
        * text around the window's */
-      ((mlt__rec *)r)->flags |= MLT__RF_CHECKED;
-      verdict_back(r);
       size_t mark = out->len;
       delta_str(out, r, v, len);
       if (rg) *rg = (enc_range){mark, out->len - mark, len};
